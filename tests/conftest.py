@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny generated videos (PyAV H.264) with known content."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vadpipe.video import write_video
+
+MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+
+
+def synthetic_frames(n: int, width: int = 64, height: int = 48, seed: int = 0):
+    """Frames whose mean brightness encodes their index (to check order) over a fixed texture."""
+    rng = np.random.default_rng(seed)
+    texture = rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8)
+    for i in range(n):
+        level = np.uint8(40 + (i * 7) % 180)
+        frame = texture + level
+        frame[: height // 4, : width // 4] = (255, 0, 0)  # a red corner to check channel order
+        yield frame
+
+
+def make_video(path: Path, n: int, width: int = 64, height: int = 48, fps: float = 25.0, seed: int = 0) -> Path:
+    write_video(path, synthetic_frames(n, width, height, seed), fps=fps, crf=12)
+    return path
+
+
+@pytest.fixture
+def video_factory(tmp_path):
+    """make(name, frames, width=64, height=48, fps=25) -> path of a fresh H.264 MP4."""
+
+    def make(name: str = "clip.mp4", frames: int = 40, width: int = 64, height: int = 48, fps: float = 25.0,
+             seed: int = 0) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return make_video(path, frames, width, height, fps, seed)
+
+    return make
+
+
+@pytest.fixture
+def media_dir() -> Path:
+    if not MEDIA.is_dir():
+        pytest.skip(f"sample media not found at {MEDIA}")
+    return MEDIA

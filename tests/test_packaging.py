@@ -1,0 +1,36 @@
+"""The three folders install as one distribution with one import namespace, from any directory."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORTS = "import vadpipe, vadpipe.extractors, vadpipe.models, vadpipe.cli; print(vadpipe.extractors.__file__)"
+
+
+def test_installed_package_imports_outside_repo(tmp_path):
+    out = subprocess.run([sys.executable, "-c", IMPORTS], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("extractors/__init__.py")
+
+
+def test_regular_wheel_install_imports_outside_repo(tmp_path):
+    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.fail(build.stderr[-2000:])
+    wheel = next(wheel_dir.glob("vadpipe-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    # Only the wheel's copy may be importable: run with an isolated path from a neutral folder.
+    code = f"import sys; sys.path.insert(0, {str(target)!r}); {IMPORTS}"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith(str(target))
+
+
+def test_python_dash_m_runs_the_cli(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "vadpipe", "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0 and "info" in out.stdout

@@ -1,0 +1,3 @@
+"""vadpipe: weakly supervised video anomaly detection from raw video to per-frame scores."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,4 @@
+from vadpipe.cli import main
+
+if __name__ == "__main__":
+    main()

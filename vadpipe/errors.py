@@ -1,0 +1,33 @@
+"""One exception type per failure family; the CLI prints them as one line."""
+
+
+class VadpipeError(Exception):
+    """Base class: an expected failure with a message fit for the user."""
+
+
+class VideoDecodeError(VadpipeError):
+    """A video could not be opened or decoded (missing, not a video, corrupt, empty)."""
+
+
+class RecipeMismatchError(VadpipeError):
+    """Features or a checkpoint were made with a different recipe than the one asked for."""
+
+
+class WeightsError(VadpipeError):
+    """Backbone weights are missing, unreadable or do not fit the network."""
+
+
+class ConfigError(VadpipeError):
+    """A configuration value or command-line combination is invalid."""
+
+
+class FeatureStoreError(VadpipeError):
+    """A feature folder is missing, incomplete or inconsistent."""
+
+
+class CheckpointError(VadpipeError):
+    """A checkpoint is missing, unsafe or does not fit the model."""
+
+
+class GroundTruthError(VadpipeError):
+    """Ground truth could not be read or does not align with the predictions."""

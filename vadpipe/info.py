@@ -1,0 +1,81 @@
+"""`vadpipe info`: describe videos as a table or JSON lines, one bad file never hiding the others."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, List, Tuple
+
+import click
+from tqdm import tqdm
+
+from .errors import VadpipeError
+from .video import VIDEO_EXTENSIONS, find_videos, probe
+
+SNIPPET_LEN = 16
+_COLUMNS = ("file", "frames", "fps", "size", "duration", "codec", "decoder", "status")
+
+
+def collect_paths(paths: Iterable[str]) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    """Expand folders to their videos; missing paths and empty folders become errors."""
+    files: List[Path] = []
+    errors: List[Tuple[str, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = find_videos(path)
+            if not found:
+                errors.append((raw, f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) in this folder"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append((raw, "no such file or folder"))
+    return files, errors
+
+
+def describe(path: Path, quick: bool) -> dict:
+    """One row: the VideoInfo fields plus status "ok"/"warning"/"error" and a message."""
+    try:
+        info = probe(path, count="packets" if quick else "decode")
+    except VadpipeError as exc:
+        return {"path": str(path), "status": "error", "message": str(exc)}
+    row = info.to_dict()
+    row["status"], row["message"] = "ok", ""
+    if info.frames < SNIPPET_LEN:
+        row["status"] = "warning"
+        row["message"] = f"{path}: only {info.frames} frames, shorter than one {SNIPPET_LEN}-frame snippet (will be padded)"
+    elif info.metadata_disagrees:
+        row["message"] = f"{path}: container claims {info.metadata_frames} frames, {info.frames} decode"
+    return row
+
+
+def _table_row(row: dict) -> Tuple[str, ...]:
+    if row["status"] == "error":
+        return (row["path"], "-", "-", "-", "-", "-", "-", "error")
+    return (row["path"], str(row["frames"]), f"{row['fps']:.3g}", f"{row['width']}x{row['height']}",
+            f"{row['duration']:.2f}s", row["codec"], row["decoder"], row["status"])
+
+
+def format_table(rows: List[dict]) -> str:
+    cells = [_COLUMNS] + [_table_row(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(_COLUMNS))]
+    return "\n".join("  ".join(c[i].ljust(widths[i]) for i in range(len(c))).rstrip() for c in cells)
+
+
+def run_info(paths: Iterable[str], as_json: bool = False, quick: bool = False) -> int:
+    """Print the report; return the exit code (1 when any file failed)."""
+    files, path_errors = collect_paths(paths)
+    rows = [{"path": p, "status": "error", "message": f"{p}: {why}"} for p, why in path_errors]
+    for path in tqdm(files, desc="probing", unit="video", disable=len(files) < 5, file=sys.stderr):
+        rows.append(describe(path, quick))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+    else:
+        click.echo(format_table(rows))
+    for row in rows:
+        if row["message"]:
+            level = "error" if row["status"] == "error" else "warning" if row["status"] == "warning" else "note"
+            click.echo(f"{level}: {row['message']}", err=True)
+    return 1 if any(r["status"] == "error" for r in rows) else 0

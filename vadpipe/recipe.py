@@ -1,0 +1,112 @@
+"""The feature recipe: everything that decides what a feature vector means.
+
+It is written next to the features (``recipe.json``), copied into every
+checkpoint and used by ``score`` to extract new video exactly as the training
+features were made. Two recipes that differ in any field that changes the
+features are incompatible, and the mismatch is refused with an explanation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from . import __version__, atomic
+from .errors import RecipeMismatchError
+
+RECIPE_FILE = "recipe.json"
+
+# Fields that do not change the feature values, so they never cause a mismatch.
+_INFORMATIONAL = ("vadpipe_version", "storage_dtype")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    backbone: str                      # registry name, e.g. "i3d-r50", "i3d-inception"
+    weights_sha256: Optional[str]      # sha256 of the weight file; None = random init (tests only)
+    feature_dim: int                   # D
+    fps: str = "native"                # "native" or a resampling rate such as "25"
+    resize_short_side: int = 256       # frames resized so the short side is this many pixels
+    crop: str = "center"               # "center" (1 crop) or "ten" (torchvision TenCrop order)
+    crop_size: int = 224
+    value_range: Tuple[float, float] = (0.0, 1.0)   # pixel range before mean/std
+    mean: Tuple[float, float, float] = (0.45, 0.45, 0.45)
+    std: Tuple[float, float, float] = (0.225, 0.225, 0.225)
+    channel_order: str = "RGB"
+    snippet_len: int = 16
+    stride: int = 16
+    tail: str = "repeat-last"          # last partial snippet padded by repeating its last frame
+    compute_dtype: str = "float32"     # precision of the backbone forward pass
+    storage_dtype: str = "float32"     # dtype of the stored .npy files
+    vadpipe_version: str = __version__
+    extra: Tuple[Tuple[str, Any], ...] = field(default_factory=tuple)  # backbone-specific knobs
+
+    @property
+    def num_crops(self) -> int:
+        return 10 if self.crop == "ten" else 1
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["value_range"] = list(self.value_range)
+        out["mean"] = list(self.mean)
+        out["std"] = list(self.std)
+        out["extra"] = {k: v for k, v in self.extra}
+        out["recipe_id"] = self.recipe_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("value_range", "mean", "std"):
+            if key in kwargs:
+                kwargs[key] = tuple(float(x) for x in kwargs[key])
+        if "extra" in kwargs:
+            kwargs["extra"] = tuple(sorted(dict(kwargs["extra"]).items()))
+        return cls(**kwargs)
+
+    def _feature_fields(self) -> dict:
+        d = self.to_dict()
+        for key in _INFORMATIONAL + ("recipe_id",):
+            d.pop(key, None)
+        return d
+
+    @property
+    def recipe_id(self) -> str:
+        """Short stable hash of the fields that change the features."""
+        payload = json.dumps(self._feature_fields(), sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:12]
+
+    def differences(self, other: "Recipe") -> list[str]:
+        """Human-readable list of the feature-changing fields where ``other`` differs."""
+        mine, theirs = self._feature_fields(), other._feature_fields()
+        return [f"{k}: {mine.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(mine) if mine.get(k) != theirs.get(k)]
+
+    def require_match(self, other: "Recipe", what: str, other_what: str) -> None:
+        """Raise RecipeMismatchError naming every differing field."""
+        diffs = self.differences(other)
+        if diffs:
+            raise RecipeMismatchError(
+                f"{what} and {other_what} were made with different feature recipes "
+                f"({self.recipe_id} vs {other.recipe_id}): " + "; ".join(diffs)
+            )
+
+    def replace(self, **changes: Any) -> "Recipe":
+        return dataclasses.replace(self, **changes)
+
+
+def save_recipe(folder: str | Path, recipe: Recipe) -> Path:
+    path = Path(folder) / RECIPE_FILE
+    atomic.write_json(path, recipe.to_dict())
+    return path
+
+
+def load_recipe(folder_or_file: str | Path) -> Recipe:
+    path = Path(folder_or_file)
+    if path.is_dir():
+        path = path / RECIPE_FILE
+    with open(path, encoding="utf-8") as fh:
+        return Recipe.from_dict(json.load(fh))

@@ -48,12 +48,16 @@ class Recipe:
     def num_crops(self) -> int:
         return 10 if self.crop == "ten" else 1
 
-    def to_dict(self) -> dict:
+    def _plain_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["value_range"] = list(self.value_range)
         out["mean"] = list(self.mean)
         out["std"] = list(self.std)
         out["extra"] = {k: v for k, v in self.extra}
+        return out
+
+    def to_dict(self) -> dict:
+        out = self._plain_dict()
         out["recipe_id"] = self.recipe_id
         return out
 
@@ -69,8 +73,8 @@ class Recipe:
         return cls(**kwargs)
 
     def _feature_fields(self) -> dict:
-        d = self.to_dict()
-        for key in _INFORMATIONAL + ("recipe_id",):
+        d = self._plain_dict()  # not to_dict(): that needs recipe_id, which needs these fields
+        for key in _INFORMATIONAL:
             d.pop(key, None)
         return d
 

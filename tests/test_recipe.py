@@ -1,0 +1,35 @@
+import pytest
+
+from vadpipe.errors import RecipeMismatchError
+from vadpipe.recipe import Recipe, load_recipe, save_recipe
+
+
+def _recipe(**changes):
+    base = Recipe(backbone="i3d-inception", weights_sha256="ab" * 32, feature_dim=1024,
+                  value_range=(-1.0, 1.0), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return base.replace(**changes)
+
+
+def test_roundtrip_and_stable_id(tmp_path):
+    recipe = _recipe(crop="ten", extra=(("pool", "mean"),))
+    save_recipe(tmp_path, recipe)
+    loaded = load_recipe(tmp_path)
+    assert loaded == recipe and loaded.recipe_id == recipe.recipe_id
+    assert recipe.num_crops == 10 and _recipe().num_crops == 1
+
+
+def test_informational_fields_do_not_change_identity():
+    assert _recipe().recipe_id == _recipe(vadpipe_version="9.9", storage_dtype="float16").recipe_id
+    _recipe().require_match(_recipe(storage_dtype="float16"), "features", "checkpoint")
+
+
+@pytest.mark.parametrize("field,value", [("weights_sha256", "cd" * 32), ("resize_short_side", 128),
+                                         ("crop", "ten"), ("fps", "25"), ("snippet_len", 8),
+                                         ("compute_dtype", "bfloat16"), ("mean", (0.5, 0.5, 0.5))])
+def test_mismatch_is_refused_and_named(field, value):
+    other = _recipe(**{field: value})
+    assert other.recipe_id != _recipe().recipe_id
+    with pytest.raises(RecipeMismatchError) as err:
+        _recipe().require_match(other, "features in a/", "checkpoint b.pt")
+    message = str(err.value)
+    assert field in message and "features in a/" in message and "\n" not in message

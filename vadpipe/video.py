@@ -328,10 +328,11 @@ def _count_packets(path: str) -> int:
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 25.0, crf: int = 23,
-                codec: str = "libx264") -> int:
+                codec: str = "libx264", options: Optional[dict] = None) -> int:
     """Write RGB uint8 frames as H.264 MP4 (yuv420p) atomically; returns the frame count.
 
     Width and height must be even (yuv420p); odd sizes are cropped by one pixel.
+    ``options`` adds encoder options (e.g. ``{"preset": "veryfast", "threads": "1"}``).
     """
     import av
 
@@ -347,7 +348,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                     stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
                     stream.width, stream.height = w - w % 2, h - h % 2
                     stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf)}
+                    stream.options = {"crf": str(crf), **(options or {})}
                 frame = np.ascontiguousarray(frame[: stream.height, : stream.width])
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                     container.mux(packet)

@@ -1,0 +1,100 @@
+"""Snippet preprocessing on tensors, batched: uint8 RGB frames in, backbone input out.
+
+The steps and their exact rules (they are part of the feature recipe):
+
+1. **Short-side resize** (skipped when the short side already equals
+   ``recipe.resize_short_side``): bilinear with antialiasing on the uint8
+   frames (torchvision ``resize``); the long side becomes
+   ``round(long * short_side / short)`` (``vadpipe.video.short_side_size``).
+2. **Crop** of ``recipe.crop_size`` pixels square:
+   * ``center``: top = ``round((H - size) / 2)``, left likewise (torchvision ``center_crop``);
+   * ``ten``: torchvision's ``TenCrop`` order -- 0 top-left, 1 top-right,
+     2 bottom-left, 3 bottom-right, 4 center, then 5-9 the same five crops taken
+     from the horizontally flipped frames (so crop 5 is the mirror image of
+     the region of crop 1, crop 6 of crop 0, and so on; 9 mirrors 4).
+3. **Value range and normalisation**: ``v = lo + (hi - lo) * pixel / 255``
+   with ``(lo, hi) = recipe.value_range``, then ``(v - mean[c]) / std[c]``
+   per RGB channel, in float32.
+
+Frames that a decoder already resized (``VideoReader(short_side=...)``) skip
+step 1 and carry that decoder's interpolation instead, which gives slightly
+different pixels: decode at native size to keep this module's rule.
+
+``preprocess`` returns (N * C, 3, T, size, size), snippet-major: all C crops of
+snippet 0, then those of snippet 1, and so on.
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from vadpipe.errors import ConfigError
+from vadpipe.recipe import Recipe
+from vadpipe.video import short_side_size  # the decoder's rule, so both resize paths agree on sizes
+
+
+def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> same with the short side resized (bilinear, antialiased)."""
+    height, width = frames.shape[-2:]
+    if min(height, width) == short_side:
+        return frames
+    new_width, new_height = short_side_size(width, height, short_side)
+    size = (new_height, new_width)
+    lead = frames.shape[:-3]
+    flat = frames.reshape(-1, *frames.shape[-3:])
+    if flat.dtype == torch.uint8:
+        # torchvision has a fast uint8 path (no float copy of full-size frames)
+        from torchvision.transforms.v2.functional import resize
+        out = resize(flat, list(size), antialias=True)
+    else:
+        out = F.interpolate(flat, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(*lead, *out.shape[-3:])
+
+
+def crop_boxes(height: int, width: int, size: int, mode: str) -> List[Tuple[int, int, bool]]:
+    """(top, left, flipped) of each crop, in output order; for flipped crops, ``left`` is in the
+    coordinates of the flipped frame."""
+    if size > height or size > width:
+        raise ConfigError(f"crop {size} is larger than the resized frame {height}x{width}")
+    center = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
+    if mode == "center":
+        return [(*center, False)]
+    if mode != "ten":
+        raise ConfigError(f"unknown crop mode {mode!r} (center, ten)")
+    five = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), center]
+    return [(t, l, False) for t, l in five] + [(t, l, True) for t, l in five]
+
+
+def crop(frames: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """(..., 3, H, W) -> (C, ..., 3, size, size) in the documented order."""
+    height, width = frames.shape[-2:]
+    boxes = crop_boxes(height, width, size, mode)
+    flipped = frames.flip(-1) if any(f for _, _, f in boxes) else None
+    return torch.stack([(flipped if f else frames)[..., t:t + size, l:l + size] for t, l, f in boxes])
+
+
+def normalize(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """uint8 (..., 3, T, H, W) -> float32 scaled to recipe.value_range, then (v - mean) / std per channel."""
+    lo, hi = recipe.value_range
+    mean = torch.tensor(recipe.mean, dtype=torch.float32, device=frames.device)  # frames may be on a GPU
+    std = torch.tensor(recipe.std, dtype=torch.float32, device=frames.device)
+    # one fused multiply-add per element: v = pixel * scale + offset
+    scale = ((hi - lo) / 255.0) / std
+    offset = (lo - mean) / std
+    shape = (3, 1, 1, 1)
+    return frames.to(torch.float32) * scale.view(shape) + offset.view(shape)
+
+
+def preprocess(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
+    """uint8 (N, T, H, W, 3) RGB snippets -> float32 (N * C, 3, T, crop, crop), snippet-major."""
+    if frames.dim() != 5 or frames.shape[-1] != 3:
+        raise ConfigError(f"expected uint8 frames (N, T, H, W, 3), got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8:
+        raise ConfigError(f"expected uint8 frames, got {frames.dtype}")
+    n, t = frames.shape[:2]
+    x = resize_short_side(frames.permute(0, 1, 4, 2, 3), recipe.resize_short_side)   # (N, T, 3, H, W)
+    x = crop(x, recipe.crop_size, recipe.crop)                                        # (C, N, T, 3, s, s)
+    x = x.permute(1, 0, 3, 2, 4, 5).reshape(n * recipe.num_crops, 3, t, recipe.crop_size, recipe.crop_size)
+    return normalize(x, recipe)

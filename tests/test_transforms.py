@@ -1,0 +1,140 @@
+"""Preprocessing: resize rule, crop geometry and order, value ranges, presets."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.functional as TF
+
+from vadpipe.errors import ConfigError
+from vadpipe.extractors import make_recipe, preprocess
+from vadpipe.extractors.transforms import crop, crop_boxes, resize_short_side
+
+
+def coordinate_frames(n: int, t: int, h: int, w: int) -> torch.Tensor:
+    """uint8 (N, T, H, W, 3): R = row, G = column, B = 10 * snippet + frame, so every crop is traceable."""
+    rows = torch.arange(h).view(1, 1, h, 1).expand(n, t, h, w)
+    cols = torch.arange(w).view(1, 1, 1, w).expand(n, t, h, w)
+    ids = (10 * torch.arange(n).view(n, 1, 1, 1) + torch.arange(t).view(1, t, 1, 1)).expand(n, t, h, w)
+    return torch.stack([rows, cols, ids], dim=-1).to(torch.uint8)
+
+
+def raw(recipe, **changes):
+    """The recipe with value range [0, 255] and no normalisation, so outputs are the pixels."""
+    return recipe.replace(value_range=(0.0, 255.0), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), **changes)
+
+
+def test_short_side_resize():
+    frames = torch.zeros(1, 3, 272, 640, dtype=torch.uint8)
+    assert resize_short_side(frames, 256).shape == (1, 3, 256, 602)   # 640 * 256 / 272 = 602.35
+    portrait = torch.zeros(2, 1, 3, 640, 360, dtype=torch.uint8)
+    assert resize_short_side(portrait, 128).shape == (2, 1, 3, 228, 128)  # 227.56 rounds up
+    frames = torch.zeros(2, 3, 40, 60, dtype=torch.uint8)
+    assert resize_short_side(frames, 20).shape == (2, 3, 20, 30)
+    assert resize_short_side(frames, 40) is frames          # already at size: untouched
+
+
+def test_ten_crop_order_matches_torchvision():
+    image = torch.arange(3 * 9 * 12, dtype=torch.float32).view(3, 9, 12)
+    ours = crop(image, 5, "ten")
+    theirs = TF.ten_crop(image, [5, 5])
+    assert ours.shape == (10, 3, 5, 5)
+    for i in range(10):
+        assert torch.equal(ours[i], theirs[i]), f"crop {i}"
+    # documented geometry: 0 top-left ... 4 center, 5-9 the same on the mirrored frame
+    assert crop_boxes(9, 12, 5, "ten")[:5] == [(0, 0, False), (0, 7, False), (4, 0, False), (4, 7, False),
+                                               (2, 4, False)]
+    assert torch.equal(ours[5], ours[1].flip(-1)) and torch.equal(ours[6], ours[0].flip(-1))
+    assert torch.equal(ours[9], TF.center_crop(image.flip(-1), [5, 5]))
+    assert torch.equal(crop(image, 5, "center")[0], TF.center_crop(image, [5, 5]))
+
+
+def test_preprocess_center_geometry_and_snippet_major_order():
+    frames = coordinate_frames(2, 4, 20, 30)          # short side 20 = recipe's: no resize
+    recipe = raw(make_recipe("i3d-r50", "center"), resize_short_side=20, crop_size=10)
+    out = preprocess(frames, recipe)
+    assert out.shape == (2, 3, 4, 10, 10) and out.dtype == torch.float32
+    assert out[0, 0, 0, 0, 0].item() == 5 and out[0, 1, 0, 0, 0].item() == 10   # top = 5, left = 10
+    assert out[1, 2, 3, 0, 0].item() == 13            # snippet 1, frame 3 in the blue channel
+
+
+def test_preprocess_ten_crop_layout():
+    frames = coordinate_frames(2, 3, 20, 30)
+    recipe = raw(make_recipe("i3d-r50", "rtfm"), resize_short_side=20, crop_size=10)
+    out = preprocess(frames, recipe)
+    assert out.shape == (2 * 10, 3, 3, 10, 10)
+    for snippet in range(2):
+        block = out[10 * snippet:10 * (snippet + 1)]
+        assert (block[:, 2, 1] == 10 * snippet + 1).all()                 # all 10 crops of this snippet
+        corners = [(block[c, 0, 0, 0, 0].item(), block[c, 1, 0, 0, 0].item()) for c in range(10)]
+        assert corners[:5] == [(0, 0), (0, 20), (10, 0), (10, 20), (5, 10)]
+        assert corners[5:] == [(0, 29), (0, 9), (10, 29), (10, 9), (5, 19)]  # mirrored: columns run backwards
+        assert (block[5, 1, 0, 0] == torch.arange(29, 19, -1)).all()
+
+
+def test_preprocess_resizes_to_the_recipe_short_side():
+    frames = torch.full((1, 2, 48, 80, 3), 200, dtype=torch.uint8)
+    recipe = raw(make_recipe("i3d-inception", "tiny"), resize_short_side=32, crop_size=24)
+    out = preprocess(frames, recipe)
+    assert out.shape == (1, 3, 2, 24, 24)
+    assert torch.allclose(out, torch.full_like(out, 200.0))  # a flat frame stays flat through the resize
+
+
+@pytest.mark.parametrize("backbone,lo,hi", [
+    ("i3d-r50", (0.0 - 0.45) / 0.225, (1.0 - 0.45) / 0.225),
+    ("i3d-inception", -1.0, 1.0),
+])
+def test_value_ranges(backbone, lo, hi):
+    recipe = make_recipe(backbone, "tiny")
+    frames = torch.zeros(1, 1, 112, 112, 3, dtype=torch.uint8)
+    frames[..., 56:, :] = 255
+    out = preprocess(frames, recipe.replace(resize_short_side=112))
+    assert out.min().item() == pytest.approx(lo, abs=1e-5) and out.max().item() == pytest.approx(hi, abs=1e-5)
+    mid = preprocess(torch.full((1, 1, 112, 112, 3), 128, dtype=torch.uint8), recipe.replace(resize_short_side=112))
+    expected = recipe.value_range[0] + (recipe.value_range[1] - recipe.value_range[0]) * 128 / 255
+    assert mid[0, 0, 0, 0, 0].item() == pytest.approx((expected - recipe.mean[0]) / recipe.std[0], abs=1e-5)
+
+
+def test_channel_order_is_kept():
+    frames = torch.zeros(1, 1, 8, 8, 3, dtype=torch.uint8)
+    frames[..., 0] = 255                                     # pure red
+    recipe = raw(make_recipe("i3d-r50", "tiny"), resize_short_side=8, crop_size=8)
+    out = preprocess(frames, recipe)
+    assert out[0, 0].min() == 255 and out[0, 1:].max() == 0
+
+
+def test_preprocess_rejects_bad_input():
+    recipe = make_recipe("i3d-r50", "tiny")
+    with pytest.raises(ConfigError, match="uint8"):
+        preprocess(torch.zeros(1, 2, 128, 128, 3), recipe)
+    with pytest.raises(ConfigError, match="N, T, H, W, 3"):
+        preprocess(torch.zeros(2, 128, 128, 3, dtype=torch.uint8), recipe)
+    with pytest.raises(ConfigError, match="larger"):
+        preprocess(torch.zeros(1, 2, 100, 100, 3, dtype=torch.uint8), recipe.replace(resize_short_side=100,
+                                                                                       crop_size=112))
+
+
+def test_presets_fix_the_recipe():
+    rtfm = make_recipe("i3d-r50", "rtfm", weights_sha256="ab" * 32)
+    assert (rtfm.resize_short_side, rtfm.crop, rtfm.crop_size, rtfm.num_crops) == (256, "ten", 224, 10)
+    assert (rtfm.snippet_len, rtfm.stride, rtfm.feature_dim) == (16, 16, 2048)
+    assert rtfm.mean == (0.45,) * 3 and rtfm.std == (0.225,) * 3 and rtfm.value_range == (0.0, 1.0)
+    assert rtfm.compute_dtype == "float32" and rtfm.weights_sha256 == "ab" * 32
+    center = make_recipe("i3d-inception", "center")
+    assert (center.crop, center.num_crops, center.crop_size, center.feature_dim) == ("center", 1, 224, 1024)
+    assert center.value_range == (-1.0, 1.0) and center.mean == (0.0,) * 3 and center.std == (1.0,) * 3
+    tiny = make_recipe("i3d-inception", "tiny", compute_dtype="bfloat16")
+    assert (tiny.resize_short_side, tiny.crop_size, tiny.compute_dtype) == (128, 112, "bfloat16")
+    assert tiny.recipe_id != tiny.replace(compute_dtype="float32").recipe_id  # precision is part of the recipe
+    assert make_recipe("i3d-r50", "rtfm").recipe_id != make_recipe("i3d-inception", "rtfm").recipe_id
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(preset="huge"), "unknown preset"),
+    (dict(compute_dtype="int8"), "compute dtype"),
+    (dict(snippet_len=4), "at least 8"),
+    (dict(crop="five"), "crop mode"),
+    (dict(colour="yes"), "unknown recipe field"),
+])
+def test_bad_recipes(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        make_recipe("i3d-r50", **kwargs)

@@ -1,0 +1,415 @@
+"""`vadpipe extract`: shapes, manifest, labels, ids, resume, refusals, bad files, sharding, RTFM lists.
+
+Runs the Inception I3D with random weights on the ``tiny`` preset (112 px crops),
+on 64x48 generated clips, so the whole file stays fast on two CPU cores.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import make_video
+from vadpipe import extract as ex
+from vadpipe.cli import main
+from vadpipe.errors import ConfigError, RecipeMismatchError, VideoDecodeError
+from vadpipe.extract import (ExtractOptions, Shard, build_recipe, discover, extract_video, resolve_shard,
+                             run_extract)
+from vadpipe.features import FeatureStore
+
+BACKBONE_ARGS = ["--backbone", "i3d-inception", "--weights", "random", "--preset", "tiny"]
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    from vadpipe.extractors import create_backbone
+
+    return create_backbone("i3d-inception", weights="random")
+
+
+@pytest.fixture(scope="module")
+def recipe(backbone):
+    return build_recipe(backbone, "tiny")
+
+
+@pytest.fixture
+def videos(tmp_path):
+    """A UCF-like tree: two classes, normals in two styles, a root clip, equal stems in two folders."""
+    root = tmp_path / "videos"
+    spec = {"Abuse/Abuse001_x264.mp4": 40, "Fighting/clip.mp4": 17, "Training_Normal_Videos_Anomaly/clip.mp4": 16,
+            "normal/n2.mp4": 33, "loose.mp4": 5}
+    for i, (rel, frames) in enumerate(spec.items()):
+        make_video(root / rel, frames, seed=i)
+    return root, spec
+
+
+def run(root, out, recipe, backbone, **options):
+    options.setdefault("progress", False)
+    options.setdefault("workers", 0)
+    options.setdefault("batch_size", 4)
+    options.setdefault("clips_per_forward", options["batch_size"])  # no CPU tuning passes: short tests
+    labels = options.pop("labels", None)
+    return run_extract(root, out, recipe, backbone, "cpu", ExtractOptions(**options), labels_csv=labels)
+
+
+def manifest(out) -> dict:
+    lines = (Path(out) / "manifest.jsonl").read_text().splitlines()
+    return {rec["id"]: rec for rec in map(json.loads, lines)}
+
+
+def leftovers(out) -> list:
+    return sorted(p.name for p in Path(out).iterdir() if p.name.startswith(".") and p.name != ".manifest.lock")
+
+
+# --- one run -------------------------------------------------------------------------------------
+
+def test_shapes_manifest_and_recipe(tmp_path, videos, backbone, recipe):
+    root, spec = videos
+    out = tmp_path / "features"
+    summary = run(root, out, recipe, backbone, workers=1)
+    assert (summary.ok, summary.failed, summary.skipped) == (5, 0, 0) and summary.exit_code == 0
+    assert summary.frames == sum(spec.values())
+    assert summary.snippets == sum(math.ceil(f / 16) for f in spec.values())
+    recs = manifest(out)
+    assert list(recs) == sorted(recs)
+    for rel, frames in spec.items():
+        rec = recs[rel[:-4]]
+        array = np.load(out / rec["file"])
+        assert array.shape == (math.ceil(frames / 16), 1, 1024) and array.dtype == np.float32
+        assert np.isfinite(array).all()
+        assert (rec["frames"], rec["T"], rec["crops"], rec["fps"]) == (frames, array.shape[0], 1, 25.0)
+        assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] >= 0
+        assert rec["recipe_id"] == recipe.recipe_id and rec["path"] == str(root / rel)
+    assert (recs["Abuse/Abuse001_x264"]["label"], recs["Abuse/Abuse001_x264"]["class"]) == (1, "Abuse")
+    assert (recs["Fighting/clip"]["label"], recs["Fighting/clip"]["class"]) == (1, "Fighting")
+    assert recs["Training_Normal_Videos_Anomaly/clip"]["label"] == 0 and recs["normal/n2"]["class"] == "Normal"
+    assert (recs["loose"]["label"], recs["loose"]["class"]) == (None, None)
+    # equal stems in different folders never share a file
+    assert recs["Fighting/clip"]["file"] == "Fighting__clip.npy"
+    assert recs["Training_Normal_Videos_Anomaly/clip"]["file"] == "Training_Normal_Videos_Anomaly__clip.npy"
+    assert json.loads((out / "recipe.json").read_text()) == json.loads(json.dumps(recipe.to_dict()))
+    assert leftovers(out) == [] and FeatureStore(out).journals() == []
+
+
+def test_in_memory_extract_matches_the_store(tmp_path, videos, backbone, recipe):
+    root, _ = videos
+    out = tmp_path / "features"
+    run(root, out, recipe, backbone, batch_size=3, clips_per_forward=2)
+    seen = []
+    features, info = extract_video(root / "normal/n2.mp4", recipe, backbone, "cpu", batch_size=2,
+                                   progress=seen.append, clips_per_forward=4)
+    assert features.shape == (3, 1, 1024) and info.frames == 33 and seen == [2, 1]
+    np.testing.assert_allclose(features, np.load(out / "normal__n2.npy"), atol=1e-5)
+    # the tail snippet is the last real frame repeated, not zeros: it differs from a black-padded one
+    assert not np.allclose(features[-1], features[-2])
+    other = build_recipe(backbone, "tiny", fps="10")
+    with pytest.raises(RecipeMismatchError):
+        extract_video(root / "loose.mp4", other.replace(weights_sha256="0" * 64), backbone)
+    with pytest.raises(VideoDecodeError):
+        extract_video(tmp_path / "missing.mp4", recipe, backbone)
+
+
+def test_fps_resampling_and_float16_storage(tmp_path, backbone):
+    make_video(tmp_path / "v" / "a.mp4", 50)  # 2 s at 25 fps -> 20 frames at 10 fps
+    recipe = build_recipe(backbone, "tiny", fps="10", storage_dtype="float16")
+    summary = run(tmp_path / "v", tmp_path / "f", recipe, backbone, batch_size=1, clips_per_forward=None)
+    rec = manifest(tmp_path / "f")["a"]
+    assert summary.ok == 1 and (rec["frames"], rec["fps"], rec["T"]) == (20, 10.0, 2)
+    assert summary.clips_per_forward == 1  # CPU tuning ran (batches of one clip: only candidate 1)
+    assert np.load(tmp_path / "f" / "a.npy").dtype == np.float16
+
+
+def test_labels_csv_overrides_folders(tmp_path, videos, backbone, recipe):
+    root, _ = videos
+    csv = tmp_path / "labels.csv"
+    csv.write_text("video,label,class\nloose.mp4,1,Explosion\nAbuse/Abuse001_x264,0\nnot_there,1\n")
+    out = tmp_path / "features"
+    run(root, out, recipe, backbone, labels=csv)
+    recs = manifest(out)
+    assert (recs["loose"]["label"], recs["loose"]["class"]) == (1, "Explosion")
+    assert (recs["Abuse/Abuse001_x264"]["label"], recs["Abuse/Abuse001_x264"]["class"]) == (0, "Normal")
+    assert recs["Fighting/clip"]["label"] == 1  # untouched rows keep their folder label
+    # a later run with other labels refreshes them without recomputing anything
+    csv.write_text("loose,0\n")
+    summary = run(root, out, recipe, backbone, labels=csv)
+    assert summary.ok == 0 and summary.skipped == 5
+    assert manifest(out)["loose"]["label"] == 0
+
+
+def test_same_stem_different_extension_gets_distinct_ids(tmp_path, backbone, recipe):
+    root = tmp_path / "v"
+    make_video(root / "x.mp4", 16)
+    make_video(root / "x.mkv", 20)
+    make_video(root / "a__b.mp4", 16)
+    make_video(root / "a" / "b.mp4", 16)
+    ids = {job.id: job.file for job in discover(root)}
+    assert set(ids) == {"x.mp4", "x.mkv", "a__b", "a/b"}
+    assert len(set(ids.values())) == 4 and ids["a/b"] == "a__b.npy" and ids["a__b"] != "a__b.npy"
+    summary = run(root, tmp_path / "f", recipe, backbone)
+    assert summary.ok == 4 and len(list((tmp_path / "f").glob("*.npy"))) == 4
+
+
+# --- resume --------------------------------------------------------------------------------------
+
+def test_second_run_does_no_work(tmp_path, videos, backbone, recipe, monkeypatch):
+    root, _ = videos
+    out = tmp_path / "features"
+    run(root, out, recipe, backbone)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("a resumed run must not run the backbone")
+
+    monkeypatch.setattr(ex.SnippetEncoder, "__call__", no_compute)
+    summary = run(root, out, recipe, backbone)
+    assert (summary.ok, summary.skipped, summary.snippets) == (0, 5, 0)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")} == stamps
+    # a deleted or truncated file is redone
+    monkeypatch.undo()
+    (out / "loose.npy").unlink()
+    np.save(out / "normal__n2.npy", np.zeros((1, 1, 1024), np.float32))
+    summary = run(root, out, recipe, backbone)
+    assert (summary.ok, summary.skipped) == (2, 3)
+    assert np.load(out / "normal__n2.npy").shape == (3, 1, 1024)
+
+
+def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, videos, backbone, recipe, monkeypatch):
+    root, spec = videos
+    out = tmp_path / "features"
+    real_call = ex.SnippetEncoder.__call__
+    calls = {"n": 0}
+
+    def dies_on_third_batch(self, groups):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if the run were killed mid-way
+        return real_call(self, groups)
+
+    monkeypatch.setattr(ex.SnippetEncoder, "__call__", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run(root, out, recipe, backbone, batch_size=2)
+    done = manifest(out)
+    assert 0 < len(done) < 5 and all(r["status"] == "ok" for r in done.values())
+    assert sorted(p.name for p in out.glob("*.npy")) == sorted(r["file"] for r in done.values())
+    assert leftovers(out) == []
+    monkeypatch.undo()
+    summary = run(root, out, recipe, backbone, batch_size=2)
+    assert summary.skipped == len(done) and summary.ok == 5 - len(done)
+    assert len(manifest(out)) == 5 and leftovers(out) == []
+
+
+def test_killed_run_leftovers_are_cleaned(tmp_path, videos, backbone, recipe):
+    """What SIGKILL leaves: a spool, an atomic-write temp file, a journal with a torn last line."""
+    root, _ = videos
+    out = tmp_path / "features"
+    out.mkdir()
+    (out / ".loose.npy.part").write_bytes(b"\0" * 100)
+    (out / ".loose.npy.abc123.tmp.npy").write_bytes(b"\0" * 100)
+    store = FeatureStore(out)
+    store.write_recipe(recipe)
+    (out / "manifest.shard-0-of-1.jsonl").write_text('{"id": "loose", "status": "o')
+    summary = run(root, out, recipe, backbone)
+    assert summary.ok == 5 and leftovers(out) == [] and store.journals() == []
+
+
+# --- refusals and failures -----------------------------------------------------------------------
+
+def test_other_recipe_is_refused_unless_overwrite(tmp_path, videos, backbone, recipe):
+    root, _ = videos
+    out = tmp_path / "features"
+    run(root, out, recipe, backbone)
+    other = build_recipe(backbone, "tiny", fps="10")
+    with pytest.raises(RecipeMismatchError, match=r"fps: 'native' vs '10'.*--overwrite"):
+        run(root, out, other, backbone)
+    with pytest.raises(ConfigError, match="float16"):
+        run(root, out, recipe.replace(storage_dtype="float16"), backbone)
+    summary = run(root, out, other, backbone, overwrite=True)
+    assert summary.ok == 5 and summary.skipped == 0
+    assert {r["recipe_id"] for r in manifest(out).values()} == {other.recipe_id}
+    assert json.loads((out / "recipe.json").read_text())["fps"] == "10"
+
+
+def test_bad_files_are_recorded_and_never_stop_the_run(tmp_path, backbone, recipe):
+    root = tmp_path / "v"
+    good = make_video(root / "good.mp4", 20)
+    (root / "garbage.mp4").write_bytes(b"definitely not a video" * 10)
+    (root / "empty.mp4").write_bytes(b"")
+    data = good.read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    make_video(root / "z_good.mp4", 16)
+    summary = run(root, tmp_path / "f", recipe, backbone, workers=1)
+    recs = manifest(tmp_path / "f")
+    assert recs["good"]["status"] == recs["z_good"]["status"] == "ok"
+    assert recs["garbage"]["status"] == recs["empty"]["status"] == "failed"
+    assert "empty file" in recs["empty"]["error"] and "\n" not in recs["garbage"]["error"]
+    failed = {vid for vid, r in recs.items() if r["status"] == "failed"}
+    assert summary.failed == len(failed) >= 2 and summary.exit_code == 1
+    assert {vid for vid, _ in summary.failures} == failed
+    assert not any((tmp_path / "f" / f"{vid}.npy").exists() for vid in failed)
+    assert "failed: garbage:" in summary.format()
+
+
+def test_a_decoder_that_kills_its_worker_is_retried_then_failed(tmp_path, backbone, recipe, monkeypatch):
+    root = tmp_path / "v"
+    for name in ("a", "crash", "b"):
+        make_video(root / f"{name}.mp4", 16)
+    real_reader = ex.reader_for
+
+    def segfaulting_reader(path, rec):
+        if "crash" in path:
+            os.kill(os.getpid(), signal.SIGKILL)  # runs in the forked decode worker
+        return real_reader(path, rec)
+
+    monkeypatch.setattr(ex, "reader_for", segfaulting_reader)
+    summary = run(root, tmp_path / "f", recipe, backbone, workers=1)
+    recs = manifest(tmp_path / "f")
+    assert recs["a"]["status"] == recs["b"]["status"] == "ok"
+    assert recs["crash"]["status"] == "failed" and "crashed" in recs["crash"]["error"]
+    assert summary.exit_code == 1
+
+
+def test_cli_exit_codes_and_one_line_errors(tmp_path, videos):
+    root, _ = videos
+    out = tmp_path / "features"
+    runner = CliRunner()
+    args = ["extract", str(root), "-o", str(out), *BACKBONE_ARGS, "--workers", "0", "--threads", "1",
+            "--batch-size", "4", "--clips-per-forward", "4", "--no-progress"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "5 ok, 0 failed, 0 skipped" in result.output
+    result = runner.invoke(main, args + ["--fps", "10"])
+    assert result.exit_code == 1 and "error:" in result.output and "--overwrite" in result.output
+    (root / "bad.avi").write_bytes(b"junk")
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "1 failed, 5 skipped" in result.output
+    result = runner.invoke(main, ["extract", str(root), "--shard", "2/2", *BACKBONE_ARGS])
+    assert result.exit_code == 1 and "0 <= i < n" in result.output
+
+
+# --- sharding ------------------------------------------------------------------------------------
+
+def test_shard_parsing_and_environment():
+    assert Shard.parse("1/4") == Shard(1, 4) and Shard(1, 4).take(list(range(10))) == [1, 5, 9]
+    assert resolve_shard(None, {}) == Shard(0, 1)
+    assert resolve_shard(None, {"RANK": "1", "WORLD_SIZE": "2"}) == Shard(1, 2)
+    assert resolve_shard("1/2", {"RANK": "1", "WORLD_SIZE": "2"}) == Shard(1, 2)
+    with pytest.raises(ConfigError):
+        resolve_shard("0/2", {"RANK": "1", "WORLD_SIZE": "2"})
+    for bad in ("2", "a/b", "3/2", "-1/2"):
+        with pytest.raises(ConfigError):
+            Shard.parse(bad)
+
+
+def test_forward_sizer_warms_up_tries_candidates_then_keeps_the_fastest():
+    sizer = ex.ForwardSizer(torch.device("cpu"))
+    timings = {1: 3.0, 2: 1.0, 4: 2.0, 8: 5.0}   # seconds per clip
+    seen = []
+    for _ in range(7):
+        size = sizer.size(16)
+        seen.append(size)
+        sizer.record(size, timings[size] * 16, 16)
+    assert seen == [1, 1, 2, 4, 8, 2, 2] and sizer.chosen == 2
+    assert sizer.size(1) == 2  # a small last batch still uses the chosen size
+    assert ex.ForwardSizer(torch.device("cuda")).size(64) is None  # whole batches on CUDA
+    assert ex.ForwardSizer(torch.device("cpu"), fixed=3).size(64) == 3
+    with pytest.raises(ConfigError):
+        ex.ForwardSizer(torch.device("cpu"), fixed=0)
+
+
+@pytest.mark.parametrize("clips_per_forward", [2, 3, 8])
+def test_features_do_not_depend_on_the_forward_size(tmp_path, backbone, recipe, clips_per_forward):
+    clip = make_video(tmp_path / "a.mp4", 70)   # 5 snippets: passes of 2 and 3 need padding
+    reference, _ = extract_video(clip, recipe, backbone, batch_size=5, clips_per_forward=4)
+    features, _ = extract_video(clip, recipe, backbone, batch_size=5, clips_per_forward=clips_per_forward)
+    np.testing.assert_allclose(features, reference, atol=1e-5)
+
+
+def test_default_workers_and_threads_share_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert ex.default_workers({}) == 8 and ex.default_workers({"LOCAL_WORLD_SIZE": "4"}) == 3
+    assert ex.default_threads("cpu", 8, {}) == 16 and ex.default_threads("cpu", 3, {"LOCAL_WORLD_SIZE": "2"}) == 8
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert ex.default_workers({}) == 1 and ex.default_threads("cpu", 1, {}) == 2
+
+
+def _cli_process(root, out, extra_args=(), launcher=()):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, *launcher, "-m", "vadpipe", "extract", str(root), "-o", str(out), *BACKBONE_ARGS,
+           "--workers", "0", "--threads", "1", "--batch-size", "4", "--clips-per-forward", "4", "--no-progress",
+           *extra_args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _reference(tmp_path, root, recipe, backbone):
+    single = tmp_path / "single"
+    run(root, single, recipe, backbone)
+    return {vid: single / rec["file"] for vid, rec in manifest(single).items() if rec["status"] == "ok"}
+
+
+def _check_sharded(out, reference):
+    recs = manifest(out)
+    assert list(recs) == sorted(recs)
+    assert {vid for vid, rec in recs.items() if rec["status"] == "ok"} == set(reference)
+    assert FeatureStore(out).journals() == []
+    for vid, path in reference.items():
+        np.testing.assert_allclose(np.load(out / recs[vid]["file"]), np.load(path), atol=1e-5)
+
+
+def test_two_shards_share_one_folder(tmp_path, videos, backbone, recipe):
+    root, _ = videos
+    reference = _reference(tmp_path, root, recipe, backbone)
+    out = tmp_path / "sharded"
+    procs = [_cli_process(root, out, extra_args=("--shard", f"{i}/2")) for i in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for proc, (stdout, stderr) in zip(procs, outputs):
+        assert proc.returncode == 0, stderr
+    shares = sorted(int(stdout.split(" ok")[0].split()[-1]) for stdout, _ in outputs)
+    assert shares == [2, 3]  # 5 videos dealt round-robin: disjoint, nothing done twice
+    _check_sharded(out, reference)
+
+
+def test_torchrun_two_ranks_with_a_failed_video(tmp_path, videos, backbone, recipe):
+    """Real torchrun (gloo): both ranks finish although one has a failed video; exit code 1 for all."""
+    root, _ = videos
+    (root / "bad.mp4").write_bytes(b"junk")
+    reference = _reference(tmp_path, root, recipe, backbone)
+    out = tmp_path / "sharded"
+    proc = _cli_process(root, out, launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 1, stderr
+    assert "all ranks: videos: 5 ok, 1 failed, 0 skipped" in stdout
+    assert "(shard 0/2)" in stdout and "(shard 1/2)" in stdout
+    _check_sharded(out, reference)
+    assert manifest(out)["bad"]["status"] == "failed"
+
+
+# --- RTFM lists from an extracted folder ---------------------------------------------------------
+
+def test_export_list_and_reimport(tmp_path, videos, backbone, recipe):
+    root, _ = videos
+    out = tmp_path / "features"
+    run(root, out, recipe, backbone)
+    listing = tmp_path / "train.list"
+    result = CliRunner().invoke(main, ["features", "export-list", str(out), "-o", str(listing)])
+    assert result.exit_code == 0 and "split index = 2" in result.output
+    lines = listing.read_text().splitlines()
+    assert [Path(p).name for p in lines] == ["Abuse__Abuse001_x264.npy", "Fighting__clip.npy",
+                                             "Training_Normal_Videos_Anomaly__clip.npy", "normal__n2.npy"]
+    indexed = tmp_path / "indexed"
+    result = CliRunner().invoke(main, ["features", "import", str(out), "-o", str(indexed), "--list", str(listing),
+                                       "--split-index", "2", "--backbone", "i3d-inception", "--preset", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "2 anomalous, 2 normal, 1 unlabeled" in result.output
+    store = FeatureStore(indexed)
+    for rec in store.records(ok_only=True):
+        assert store.load(rec).shape == (rec.T, 1, 1024)
+    assert not list(indexed.glob("*.npy"))

@@ -1,0 +1,219 @@
+"""The feature store: ids and file names, labels, manifest journals and merging, RTFM lists."""
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+
+import numpy as np
+import pytest
+
+from vadpipe.errors import ConfigError, FeatureStoreError, RecipeMismatchError
+from vadpipe.features import (FeatureStore, KeyIndex, ManifestRecord, export_rtfm_list, expected_snippets,
+                              feature_filename, import_feature_folder, imported_recipe_factory, label_from_folders,
+                              label_from_name, read_labels_csv, read_list_file, video_ids)
+from vadpipe.recipe import Recipe
+
+RECIPE = Recipe(backbone="i3d-r50", weights_sha256=None, feature_dim=8, crop="ten")
+
+
+def P(text: str) -> PurePosixPath:
+    return PurePosixPath(text)
+
+
+# --- ids, names, labels --------------------------------------------------------------------------
+
+def test_video_ids_keep_folders_and_disambiguate_extensions():
+    rels = [P("a/clip.mp4"), P("b/clip.mp4"), P("x.mp4"), P("x.avi"), P("y.mkv")]
+    assert video_ids(rels) == ["a/clip", "b/clip", "x.mp4", "x.avi", "y"]
+
+
+def test_feature_filenames_are_flat_and_never_collide():
+    assert feature_filename("Abuse/Abuse001_x264") == "Abuse__Abuse001_x264.npy"
+    assert feature_filename("plain") == "plain.npy"
+    tricky = ["a/b", "a__b", "a_/b", "a/_b", "a___b", "a:b", "a_b", "x/y/z", "x__y/z", "x/y__z",
+              ".hidden", "_hidden", "名前/動画", "a b/c d", "a" * 300, "a" * 299 + "b"]
+    names = [feature_filename(t) for t in tricky]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert "/" not in name and not name.startswith(".") and len(name) < 255 and name.endswith(".npy")
+    assert feature_filename("a/b") == "a__b.npy" and feature_filename("a__b") != "a__b.npy"
+
+
+@pytest.mark.parametrize("rel, expected", [
+    ("Abuse/Abuse001_x264.mp4", (1, "Abuse")),
+    ("Anomaly-Videos-Part-1/Burglary/Burglary005_x264.mp4", (1, "Burglary")),
+    ("Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4", (0, "Normal")),
+    ("Training-Normal-Videos-Part-1/Normal_Videos001_x264.mp4", (0, "Normal")),
+    ("Testing_Normal_Videos_Anomaly/Normal_Videos_003_x264.mp4", (0, "Normal")),
+    ("normal/cam1.mp4", (0, "Normal")),
+    ("Normal_Videos_event/clip.mp4", (0, "Normal")),
+    ("test/normal/clip.mp4", (0, "Normal")),
+    ("clip.mp4", (None, None)),
+    ("abnormal/clip.mp4", (1, "abnormal")),
+])
+def test_labels_from_folder_names(rel, expected):
+    assert label_from_folders(P(rel)) == expected
+
+
+def test_labels_from_ucf_file_names():
+    assert label_from_name("Abuse001_x264") == (1, "Abuse")
+    assert label_from_name("RoadAccidents012_x264") == (1, "RoadAccidents")
+    assert label_from_name("Normal_Videos_003_x264") == (0, "Normal")
+    assert label_from_name("01_0014") == (None, None)
+
+
+def test_labels_csv_header_nulls_and_errors(tmp_path):
+    good = tmp_path / "labels.csv"
+    good.write_text("video,label,class\nAbuse/a.mp4,1,Fight\nb,0\nc,\n./d,1\n")
+    rows = read_labels_csv(good)
+    assert rows["Abuse/a.mp4"].label == 1 and rows["Abuse/a.mp4"].cls == "Fight"
+    assert (rows["b"].label, rows["b"].cls) == (0, "Normal")
+    assert rows["c"].label is None and rows["d"].label == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,1\nb,maybe\n")
+    with pytest.raises(ConfigError, match=r"bad.csv:2"):
+        read_labels_csv(bad)
+
+
+def test_key_index_resolves_ids_paths_and_unique_names():
+    index = KeyIndex(["A/x", "B/x", "C/y"], ["A/x.mp4", "B/x.mp4", "C/y.mp4"])
+    assert index.find("A/x") == "A/x" and index.find("B/x.mp4") == "B/x"
+    assert index.find("y.mp4") == "C/y" and index.find("y") == "C/y"
+    assert index.find("x") is None  # ambiguous bare name
+    assert index.find("nope") is None
+
+
+def test_expected_snippets_keeps_the_tail():
+    assert [expected_snippets(f) for f in (0, 1, 15, 16, 17, 32, 33)] == [0, 1, 1, 1, 2, 2, 3]
+
+
+# --- manifest ------------------------------------------------------------------------------------
+
+def _record(vid: str, finished: float, recipe_id: str = RECIPE.recipe_id, **kw) -> ManifestRecord:
+    return ManifestRecord(id=vid, path=f"{vid}.mp4", label=1, cls="C", recipe_id=recipe_id, finished=finished,
+                          T=2, crops=10, frames=20, file=feature_filename(vid), **kw)
+
+
+def test_record_json_round_trip_uses_class_key():
+    rec = _record("a/b", 1.0)
+    data = json.loads(json.dumps(rec.to_json()))
+    assert data["class"] == "C" and "cls" not in data and "layout" not in data
+    assert ManifestRecord.from_json(data) == rec
+
+
+def test_journals_merge_latest_wins_torn_lines_skipped(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.write_recipe(RECIPE)
+    store.append(_record("b", 1.0), 0, 2)
+    store.append(_record("a", 2.0, status="failed", error="boom"), 1, 2)
+    store.append(_record("a", 3.0), 1, 2)
+    store.append(_record("old", 4.0, recipe_id="another"), 0, 2)
+    with open(store.journal_path(1, 2), "a") as fh:
+        fh.write('{"id": "torn", "pa')  # a run killed mid-write
+    assert set(store.all_records()) == {"a", "b", "old"}
+    assert store.all_records()["a"].ok
+    assert [r.id for r in store.records()] == ["a", "b"]  # current recipe only
+    assert store.merge(1, 2) == 2
+    assert not store.journal_path(1, 2).exists() and store.journal_path(0, 2).exists()
+    store.merge(0, 2)
+    assert store.journals() == []
+    lines = store.manifest_path.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["a", "b"]
+
+
+def test_merge_result_does_not_depend_on_finishing_order(tmp_path):
+    texts = []
+    for order in ((0, 1), (1, 0)):
+        store = FeatureStore(tmp_path / str(order))
+        store.write_recipe(RECIPE)
+        store.append(_record("x", 1.0), 0, 2)
+        store.append(_record("y", 2.0), 1, 2)
+        for shard in order:
+            store.merge(shard, 2)
+        texts.append(store.manifest_path.read_text())
+    assert texts[0] == texts[1]
+
+
+def test_is_complete_checks_recipe_file_and_shape(tmp_path):
+    store = FeatureStore(tmp_path)
+    rec = _record("v", 1.0)
+    assert not store.is_complete(rec, RECIPE)  # no file yet
+    np.save(tmp_path / rec.file, np.zeros((2, 10, 8), np.float32))
+    assert store.is_complete(rec, RECIPE)
+    assert not store.is_complete(_record("v", 1.0, recipe_id="zzz"), RECIPE)
+    np.save(tmp_path / rec.file, np.zeros((1, 10, 8), np.float32))
+    assert not store.is_complete(rec, RECIPE)
+    assert not store.is_complete(None, RECIPE)
+
+
+# --- RTFM lists ----------------------------------------------------------------------------------
+
+def _store_with(tmp_path, entries):
+    store = FeatureStore(tmp_path / "features")
+    store.write_recipe(RECIPE)
+    for i, (vid, label) in enumerate(entries):
+        rec = _record(vid, float(i))
+        rec.label = label
+        np.save(store.folder / rec.file, np.full((2, 10, 8), i, np.float32))
+        store.append(rec)
+    store.merge(0, 1)
+    return store
+
+
+def test_export_list_puts_anomalous_first_and_reports_split(tmp_path):
+    store = _store_with(tmp_path, [("Normal/n1", 0), ("Abuse/a2", 1), ("Abuse/a1", 1), ("x", None),
+                                   ("Normal/n0", 0)])
+    out = tmp_path / "train.list"
+    result = export_rtfm_list(store.folder, out)
+    lines = out.read_text().splitlines()
+    assert result.split_index == 2 and result.normal == 2 and result.unlabeled == 1
+    assert [PurePosixPath(line).name for line in lines] == ["Abuse__a1.npy", "Abuse__a2.npy",
+                                                            "Normal__n0.npy", "Normal__n1.npy"]
+    assert all(PurePosixPath(line).is_absolute() for line in lines)
+    subset = export_rtfm_list(store.folder, out, subset=["Abuse/a1.mp4", "n1", "missing_video"])
+    assert (subset.anomalous, subset.normal, subset.missing) == (1, 1, ["missing_video"])
+
+
+def test_import_layouts_labels_and_no_copy(tmp_path):
+    src = tmp_path / "public"
+    src.mkdir()
+    tcd = np.random.default_rng(0).normal(size=(5, 10, 2048)).astype(np.float32)
+    np.save(src / "Abuse001_x264_i3d.npy", tcd)
+    np.save(src / "Normal_Videos_003_x264_i3d.npy", tcd.transpose(1, 0, 2))          # (10, T, D)
+    for k in range(10):
+        np.save(src / f"Arson002_x264__{k}.npy", tcd[:, k])                             # per-crop (T, D)
+    np.save(src / "01_0014_i3d.npy", tcd[:3])
+    np.save(src / "broken_i3d.npy", np.zeros((4, 3, 7), np.float32))
+    dest = tmp_path / "indexed"
+    result = import_feature_folder(src, dest, imported_recipe_factory(backbone="i3d-r50", preset="rtfm"),
+                                   list_order=["/x/01_0014_i3d.npy", "/x/Abuse001_x264_i3d.npy"], split_index=1)
+    assert result.recipe.num_crops == 10 and dict(result.recipe.extra)["origin"] == "imported"
+    store = FeatureStore(dest)
+    recs = {r.id: r for r in store.records()}
+    assert set(recs) == {"Abuse001_x264", "Normal_Videos_003_x264", "Arson002_x264", "01_0014", "broken"}
+    assert not recs["broken"].ok and "shape" in recs["broken"].error
+    for vid in ("Abuse001_x264", "Normal_Videos_003_x264", "Arson002_x264"):
+        np.testing.assert_array_equal(store.load(recs[vid]), tcd)
+    assert recs["Normal_Videos_003_x264"].layout == "CTD" and recs["Arson002_x264"].layout == "crop-files"
+    assert (recs["Abuse001_x264"].label, recs["Abuse001_x264"].cls) == (0, "Normal")  # the list overrides names
+    assert recs["01_0014"].label == 1 and recs["01_0014"].T == 3
+    assert (recs["Arson002_x264"].label, recs["Arson002_x264"].cls) == (1, "Arson")
+    assert list(dest.glob("*.npy")) == []  # nothing copied
+    # importing different features into the same folder is a recipe mismatch
+    with pytest.raises(RecipeMismatchError):
+        import_feature_folder(src, dest, lambda d, c: result.recipe.replace(resize_short_side=320))
+
+
+def test_import_needs_split_index_with_a_list(tmp_path):
+    (tmp_path / "src").mkdir()
+    np.save(tmp_path / "src" / "a.npy", np.zeros((2, 10, 8), np.float32))
+    with pytest.raises(ConfigError, match="split-index"):
+        import_feature_folder(tmp_path / "src", tmp_path / "d", lambda d, c: RECIPE, list_order=["a.npy"])
+    with pytest.raises(FeatureStoreError):
+        import_feature_folder(tmp_path / "nothing", tmp_path / "d", lambda d, c: RECIPE)
+
+
+def test_read_list_file_skips_blank_and_comment_lines(tmp_path):
+    path = tmp_path / "x.list"
+    path.write_text("# header\n/a.npy\n\n/b.npy\n")
+    assert read_list_file(path) == ["/a.npy", "/b.npy"]

@@ -1,0 +1,671 @@
+"""The feature store: per-video ``(T, C, D)`` arrays plus ``manifest.jsonl`` and ``recipe.json``.
+
+A feature folder holds::
+
+    recipe.json                         the Recipe every array in the folder was made with
+    manifest.jsonl                      one JSON object per video, sorted by id
+    <file>.npy                          (T, C, D): T snippets, C crops, D feature dims
+    manifest.shard-<i>-of-<n>.jsonl     journal of a run in progress (or killed)
+
+Video ids are the path relative to the extraction root, without extension,
+with '/' separators (``Abuse/Abuse001_x264``); when two files differ only by
+extension, both keep it in their id. The ``.npy`` name is the id with '/'
+replaced by '__' (``Abuse__Abuse001_x264.npy``); an id whose flattened name
+would be ambiguous or unsafe gets a short hash suffix instead (see
+``feature_filename``), so no two ids ever share a file.
+
+Concurrency (several ranks writing one folder): each writer appends one line
+per finished video to its own journal (flushed and fsynced, so a killed run
+loses at most a torn last line, which readers skip). Readers take the union of
+``manifest.jsonl`` and every journal, keeping per id the record with the
+latest ``finished`` time. At the end of a run each writer merges, under an
+exclusive ``flock`` on ``.manifest.lock``, everything it can see into
+``manifest.jsonl`` (atomic replace, records of other recipes dropped) and
+deletes only its own journal; whichever rank finishes last therefore leaves the
+complete, sorted manifest, and the result does not depend on finishing order.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import atomic
+from .errors import ConfigError, FeatureStoreError
+from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
+
+MANIFEST_FILE = "manifest.jsonl"
+LOCK_FILE = ".manifest.lock"
+_JOURNAL_GLOB = "manifest.shard-*.jsonl"
+
+# --- ids, file names, labels ---------------------------------------------------------------------
+
+# Characters that are unsafe in a file name on some common filesystem (Windows included).
+_UNSAFE = re.compile(r'[\\:*?"<>|\x00-\x1f]')
+_NORMAL_FOLDER = re.compile(r"^(normal|training_normal_videos|testing_normal_videos)", re.IGNORECASE)
+NORMAL_CLASS = "Normal"
+
+
+def video_ids(relative_paths: Sequence[PurePosixPath]) -> List[str]:
+    """Stable ids for paths relative to the extraction root: the path without extension.
+
+    Files that would share an id (``a.mp4`` and ``a.avi`` in one folder) keep their
+    extension instead, so ids are always unique.
+    """
+    bare = [str(p.with_suffix("")) for p in relative_paths]
+    counts = Counter(bare)
+    ids = [str(p) if counts[b] > 1 else b for p, b in zip(relative_paths, bare)]
+    if len(set(ids)) != len(ids):  # e.g. "x.mp4.avi" next to "x.mp4" and "x.mkv"; vanishingly rare
+        dup = next(i for i, n in Counter(ids).items() if n > 1)
+        raise FeatureStoreError(f"two videos map to the same id {dup!r}; rename one of them")
+    return ids
+
+
+def feature_filename(video_id: str) -> str:
+    """The ``.npy`` file name of a video id: '/' becomes '__'.
+
+    When that mapping cannot be undone (the id itself contains '__' next to a
+    separator, an unsafe character, a leading dot) or the name is very long, the
+    name gets a '-' and 10 hex digits of the id's sha1, so two ids never collide.
+    """
+    flat = video_id.replace("/", "__")
+    safe = _UNSAFE.sub("_", flat)
+    if safe != flat or flat.replace("__", "/") != video_id or safe.startswith(".") or len(safe) > 200:
+        digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:10]
+        safe = safe.lstrip(".")[:180] + "-" + digest
+    return safe + ".npy"
+
+
+def is_normal_name(name: str) -> bool:
+    return bool(_NORMAL_FOLDER.match(re.sub(r"[-\s]", "_", name)))
+
+
+def label_from_folders(relative_path: PurePosixPath) -> Tuple[Optional[int], Optional[str]]:
+    """(label, class) from the folders of a path relative to the root.
+
+    A folder named like ``normal``/``Normal*``/``Training_Normal_Videos*``/
+    ``Testing_Normal_Videos*`` (``-`` and ``_`` alike) anywhere in the path → (0, "Normal");
+    otherwise the innermost folder is the class of an anomalous video → (1, folder);
+    a file directly in the root → (None, None), unknown.
+    """
+    folders = relative_path.parts[:-1]
+    if not folders:
+        return None, None
+    if any(is_normal_name(f) for f in folders):
+        return 0, NORMAL_CLASS
+    return 1, folders[-1]
+
+
+_LABEL_WORDS = {"0": 0, "normal": 0, "1": 1, "anomalous": 1, "abnormal": 1, "anomaly": 1,
+                "": None, "null": None, "none": None, "unknown": None, "?": None, "-1": None}
+
+
+def parse_label(text: str) -> Optional[int]:
+    key = text.strip().lower()
+    if key not in _LABEL_WORDS:
+        raise ValueError(f"label {text!r} is not 0, 1 or empty")
+    return _LABEL_WORDS[key]
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    label: Optional[int]
+    cls: Optional[str]
+
+
+def read_labels_csv(path: str | os.PathLike) -> Dict[str, LabelRow]:
+    """``video,label[,class]`` rows (an optional header line is recognised) → {video key: LabelRow}.
+
+    The video key may be an id, a relative path with or without extension, or a
+    file name; ``match_key`` resolves it against the videos found.
+    """
+    out: Dict[str, LabelRow] = {}
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read labels ({exc.strerror or exc})") from None
+    for line_no, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise ConfigError(f"{path}:{line_no}: expected 'video,label[,class]', got {','.join(row)!r}")
+        try:
+            label = parse_label(row[1])
+        except ValueError as exc:
+            if line_no == 1:
+                continue  # header
+            raise ConfigError(f"{path}:{line_no}: {exc}") from None
+        cls = row[2].strip() if len(row) > 2 and row[2].strip() else None
+        out[_normal_key(row[0])] = LabelRow(label, cls if cls else (NORMAL_CLASS if label == 0 else None))
+    return out
+
+
+def _normal_key(text: str) -> str:
+    key = text.strip().replace("\\", "/")
+    while key.startswith("./"):
+        key = key[2:]
+    return key
+
+
+class KeyIndex:
+    """Resolve user-written video names (id, relative path, file name, stem) to ids."""
+
+    def __init__(self, ids: Sequence[str], relative_paths: Sequence[Optional[str]] = ()):
+        self._exact: Dict[str, str] = {}
+        loose: Dict[str, List[str]] = {}
+        rels = list(relative_paths) or [None] * len(ids)
+        for vid, rel in zip(ids, rels):
+            self._exact[vid] = vid
+            if rel:
+                self._exact[rel] = vid
+            for key in {PurePosixPath(vid).name, PurePosixPath(rel or vid).name, PurePosixPath(rel or vid).stem}:
+                loose.setdefault(key, []).append(vid)
+        # A bare name matches only when it is unambiguous.
+        self._loose = {k: v[0] for k, v in loose.items() if len(set(v)) == 1}
+
+    def find(self, key: str) -> Optional[str]:
+        key = _normal_key(key)
+        if key in self._exact:
+            return self._exact[key]
+        no_ext = str(PurePosixPath(key).with_suffix("")) if PurePosixPath(key).suffix else key
+        return self._exact.get(no_ext) or self._loose.get(key) or self._loose.get(PurePosixPath(key).name)
+
+
+# --- manifest records ----------------------------------------------------------------------------
+
+@dataclass
+class ManifestRecord:
+    """One manifest line. ``file`` is relative to the feature folder (or absolute, for imports)."""
+
+    id: str
+    path: Optional[str]                  # the source video as given on the command line
+    label: Optional[int]                 # 0 normal, 1 anomalous, None unknown
+    cls: Optional[str]                   # class name ("class" in JSON)
+    status: str = "ok"                   # "ok" | "failed"
+    frames: Optional[int] = None         # frames decoded (at the extraction fps)
+    fps: Optional[float] = None
+    T: Optional[int] = None              # snippets = ceil(frames / snippet_len)
+    crops: Optional[int] = None
+    file: Optional[str] = None
+    recipe_id: Optional[str] = None
+    error: Optional[str] = None
+    seconds: Optional[float] = None      # wall time spent on this video
+    finished: float = field(default_factory=time.time)   # unix time; the latest record per id wins
+    layout: str = "TCD"                  # "TCD", "CTD" (crops first) or "crop-files" (imports only)
+    files: Optional[List[str]] = None    # per-crop files, layout "crop-files"
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["class"] = out.pop("cls")
+        if self.layout == "TCD":
+            out.pop("layout")
+        if self.files is None:
+            out.pop("files")
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ManifestRecord":
+        data = dict(data)
+        data["cls"] = data.pop("class", None)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def read_jsonl(path: Path) -> Iterator[ManifestRecord]:
+    """Records of one manifest/journal file; unparsable lines (a torn last line) are skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield ManifestRecord.from_json(json.loads(line))
+        except (ValueError, TypeError):
+            continue
+
+
+def _latest(records: Iterable[ManifestRecord]) -> Dict[str, ManifestRecord]:
+    out: Dict[str, ManifestRecord] = {}
+    for rec in records:
+        old = out.get(rec.id)
+        if old is None or rec.finished >= old.finished:
+            out[rec.id] = rec
+    return out
+
+
+def expected_snippets(frames: int, snippet_len: int = 16) -> int:
+    """T for non-overlapping snippets: the padded tail is kept, so T = ceil(frames / snippet_len)."""
+    return math.ceil(frames / snippet_len) if frames > 0 else 0
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+class FeatureStore:
+    """A feature folder: recipe, merged manifest, per-video arrays.
+
+    Reading::
+
+        store = FeatureStore("features")
+        recipe = store.recipe()                 # Recipe or None
+        for rec in store.records(ok_only=True): # sorted by id, current recipe only
+            x = store.load(rec)                 # np.ndarray (T, C, D)
+    """
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    # recipe
+    @property
+    def recipe_path(self) -> Path:
+        return self.folder / RECIPE_FILE
+
+    def recipe(self) -> Optional[Recipe]:
+        if not self.recipe_path.exists():
+            return None
+        try:
+            return load_recipe(self.recipe_path)
+        except (ValueError, TypeError, OSError) as exc:
+            raise FeatureStoreError(f"{self.recipe_path}: unreadable recipe ({exc})") from None
+
+    def write_recipe(self, recipe: Recipe) -> None:
+        save_recipe(self.folder, recipe)
+
+    # manifest
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / MANIFEST_FILE
+
+    def journal_path(self, shard_index: int = 0, shard_count: int = 1) -> Path:
+        return self.folder / f"manifest.shard-{shard_index}-of-{shard_count}.jsonl"
+
+    def journals(self) -> List[Path]:
+        return sorted(self.folder.glob(_JOURNAL_GLOB))
+
+    def all_records(self) -> Dict[str, ManifestRecord]:
+        """Latest record per id over the manifest and all journals (any recipe, any status)."""
+        def stream():
+            yield from read_jsonl(self.manifest_path)
+            for journal in self.journals():
+                yield from read_jsonl(journal)
+        return _latest(stream())
+
+    def records(self, ok_only: bool = False, recipe_id: Optional[str] = "current") -> List[ManifestRecord]:
+        """Records sorted by id. ``recipe_id="current"`` keeps those of recipe.json's recipe
+        (all when there is no recipe.json); None keeps every recipe."""
+        if recipe_id == "current":
+            recipe = self.recipe()
+            recipe_id = recipe.recipe_id if recipe else None
+        recs = [r for r in self.all_records().values() if recipe_id is None or r.recipe_id == recipe_id]
+        if ok_only:
+            recs = [r for r in recs if r.ok]
+        return sorted(recs, key=lambda r: r.id)
+
+    def append(self, record: ManifestRecord, shard_index: int = 0, shard_count: int = 1) -> None:
+        """Append one record to this shard's journal, durably (one write, fsync)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record.to_json(), sort_keys=True) + "\n"
+        with open(self.journal_path(shard_index, shard_count), "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def merge(self, shard_index: Optional[int] = None, shard_count: int = 1) -> int:
+        """Fold every journal into manifest.jsonl (under the folder lock); delete this shard's journal.
+
+        Records of a recipe other than recipe.json's are dropped. Returns the number of records.
+        """
+        with self._lock():
+            recipe = self.recipe()
+            keep = [r for r in self.all_records().values() if recipe is None or r.recipe_id == recipe.recipe_id]
+            keep.sort(key=lambda r: r.id)
+            atomic.write_text(self.manifest_path,
+                              "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in keep))
+            if shard_index is not None:
+                self.journal_path(shard_index, shard_count).unlink(missing_ok=True)
+        return len(keep)
+
+    @contextmanager
+    def _lock(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / LOCK_FILE, "a+") as fh:
+            try:
+                import fcntl
+            except ImportError:  # Windows: single-writer use only
+                yield
+                return
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # arrays
+    def resolve(self, name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else self.folder / path
+
+    def load(self, record: ManifestRecord | str, mmap: bool = False) -> np.ndarray:
+        """The features of one video as (T, C, D), whatever the layout on disk."""
+        if isinstance(record, str):
+            found = self.all_records().get(record)
+            if found is None:
+                raise FeatureStoreError(f"{self.folder}: no video {record!r} in the manifest")
+            record = found
+        if not record.ok or not record.file:
+            raise FeatureStoreError(f"{self.folder}: video {record.id!r} has no features ({record.error})")
+        mode = "r" if mmap else None
+        try:
+            if record.layout == "crop-files":
+                crops = [np.load(self.resolve(f), mmap_mode=mode, allow_pickle=False) for f in record.files or []]
+                return np.stack([c.reshape(c.shape[0], -1) for c in crops], axis=1)
+            array = np.load(self.resolve(record.file), mmap_mode=mode, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise FeatureStoreError(f"{self.resolve(record.file)}: cannot read features ({exc})") from None
+        if array.ndim == 2:
+            return array[:, None, :]
+        if record.layout == "CTD":
+            return array.transpose(1, 0, 2)
+        return array
+
+    def is_complete(self, record: Optional[ManifestRecord], recipe: Recipe) -> bool:
+        """True when ``record`` is an ok result of ``recipe`` whose file exists with the right shape."""
+        if record is None or not record.ok or record.recipe_id != recipe.recipe_id or not record.file:
+            return False
+        if (record.frames is not None and recipe.stride == recipe.snippet_len
+                and record.T != expected_snippets(record.frames, recipe.snippet_len)):
+            return False
+        try:
+            shape = np.load(self.resolve(record.file), mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError):
+            return False
+        return shape == (record.T, recipe.num_crops, recipe.feature_dim)
+
+
+# --- RTFM-style list files -----------------------------------------------------------------------
+
+@dataclass
+class ListExport:
+    anomalous: int
+    normal: int
+    unlabeled: int            # left out: no label
+    missing: List[str]        # subset names not found in the store
+
+    @property
+    def split_index(self) -> int:
+        return self.anomalous
+
+
+def export_rtfm_list(folder: str | os.PathLike, out: str | os.PathLike,
+                     subset: Optional[Sequence[str]] = None, absolute: bool = True) -> ListExport:
+    """Write an RTFM-style list: one ``.npy`` path per line, anomalous videos first (sorted by id),
+    then normal ones. The split index (number of anomalous lines) is what RTFM-family code
+    hard-codes (810 for UCF-Crime train). ``subset``: names from a split file to keep."""
+    store = FeatureStore(folder)
+    records = store.records(ok_only=True)
+    if not records:
+        raise FeatureStoreError(f"{folder}: no extracted videos in {MANIFEST_FILE}")
+    missing: List[str] = []
+    if subset is not None:
+        index = KeyIndex([r.id for r in records], [r.path for r in records])
+        wanted = set()
+        for name in subset:
+            vid = index.find(name)
+            (missing.append(name) if vid is None else wanted.add(vid))
+        records = [r for r in records if r.id in wanted]
+    bad = [r.id for r in records if r.layout != "TCD"]
+    if bad:
+        raise FeatureStoreError(f"{folder}: video {bad[0]!r} is not stored as one (T, C, D) file;"
+                                " RTFM lists need one such file per video")
+    anomalous = [r for r in records if r.label == 1]
+    normal = [r for r in records if r.label == 0]
+
+    def show(rec: ManifestRecord) -> str:
+        path = store.resolve(rec.file)
+        return str(path.resolve()) if absolute else str(path)
+
+    atomic.write_text(out, "".join(show(r) + "\n" for r in anomalous + normal))
+    return ListExport(len(anomalous), len(normal), len(records) - len(anomalous) - len(normal), missing)
+
+
+def read_list_file(path: str | os.PathLike) -> List[str]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+# --- importing public feature folders ------------------------------------------------------------
+
+_CROP_FILE = re.compile(r"^(?P<name>.+)__(?P<crop>\d+)$")
+_FEATURE_SUFFIX = re.compile(r"_(i3d|rgb|features?)$", re.IGNORECASE)
+_UCF_NAME = re.compile(r"^(?P<cls>[A-Za-z]+?)_?(\d+)_x264$")
+
+
+def _clean_stem(stem: str) -> str:
+    return _FEATURE_SUFFIX.sub("", stem)
+
+
+def label_from_name(name: str) -> Tuple[Optional[int], Optional[str]]:
+    """UCF-Crime file names carry their class (``Abuse001_x264``, ``Normal_Videos_003_x264``)."""
+    base = PurePosixPath(name).name
+    if is_normal_name(base):
+        return 0, NORMAL_CLASS
+    match = _UCF_NAME.match(base)
+    return (1, match.group("cls")) if match else (None, None)
+
+
+@dataclass
+class ImportSummary:
+    records: List[ManifestRecord]
+    recipe: Recipe
+
+    @property
+    def ok(self) -> int:
+        return sum(r.ok for r in self.records)
+
+    @property
+    def failed(self) -> List[ManifestRecord]:
+        return [r for r in self.records if not r.ok]
+
+
+def scan_feature_files(src: str | os.PathLike) -> Dict[str, List[Path]]:
+    """Group the ``.npy`` files under ``src`` by video id (per-crop ``name__k.npy`` files together)."""
+    src = Path(src)
+    groups: Dict[str, List[Tuple[int, Path]]] = {}
+    for path in sorted(src.rglob("*.npy")):
+        if path.name.startswith("."):
+            continue
+        rel = PurePosixPath(path.relative_to(src).as_posix())
+        stem = rel.stem
+        crop = -1
+        match = _CROP_FILE.match(stem)
+        if match:
+            stem, crop = match.group("name"), int(match.group("crop"))
+        vid = str(rel.parent / _clean_stem(stem)) if str(rel.parent) != "." else _clean_stem(stem)
+        groups.setdefault(vid, []).append((crop, path))
+    return {vid: [p for _, p in sorted(items)] for vid, items in sorted(groups.items())}
+
+
+def _layout(shape: Tuple[int, ...], crops: Optional[int] = None) -> Tuple[str, int, int, int]:
+    """(layout, T, C, D) of one array: (T, D), (T, C, D) or (C, T, D); C is ``crops`` when known,
+    else 10 or 1 (the (T, C, D) reading wins when both fit)."""
+    if len(shape) == 2:
+        return "TCD", shape[0], 1, shape[1]
+    if len(shape) != 3:
+        raise ValueError(f"expected a 2-D or 3-D array, got shape {shape}")
+    a, b, d = shape
+    candidates = (crops,) if crops else (10, 1)
+    if b in candidates:
+        return "TCD", a, b, d
+    if a in candidates:
+        return "CTD", b, a, d
+    raise ValueError(f"cannot tell crops from snippets in shape {shape} (expected (T, 10, D) or (10, T, D))")
+
+
+def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recipe_for_dim,
+                          labels: Optional[Dict[str, LabelRow]] = None,
+                          list_order: Optional[Sequence[str]] = None, split_index: Optional[int] = None,
+                          crops: Optional[int] = None, overwrite: bool = False) -> ImportSummary:
+    """Index public RTFM/UR-DMU-style ``.npy`` features under ``src`` into a manifest in ``dest``.
+
+    Nothing is copied: manifest ``file`` entries point at the source files
+    (relative to ``dest`` when possible). Layouts: (T, 10, D) per video, (10, T, D)
+    per video, and per-crop (T, D) files ``<name>__0.npy`` … ``<name>__9.npy``.
+    ``recipe_for_dim(D, C) -> Recipe`` builds the recipe once the feature size is
+    known. Labels: folder names, UCF-Crime file names, then ``list_order`` +
+    ``split_index`` (the first ``split_index`` entries of an RTFM list are
+    anomalous), then ``labels`` (a CSV) — each later source overrides.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_dir():
+        raise FeatureStoreError(f"{src}: not a folder")
+    groups = scan_feature_files(src)
+    if not groups:
+        raise FeatureStoreError(f"{src}: no .npy files found")
+
+    list_labels: Dict[str, int] = {}
+    if list_order is not None:
+        if split_index is None:
+            raise ConfigError("a list file needs --split-index (the number of anomalous entries at its top)")
+        for position, line in enumerate(list_order):
+            stem = PurePosixPath(line.replace("\\", "/")).stem
+            match = _CROP_FILE.match(stem)
+            list_labels[_clean_stem(match.group("name") if match else stem)] = 1 if position < split_index else 0
+    csv_rows: Dict[str, LabelRow] = {}
+    if labels:
+        key_index = KeyIndex(list(groups))
+        for key, row in labels.items():
+            vid = key_index.find(key)
+            if vid is not None:
+                csv_rows[vid] = row
+
+    raw_shapes: Dict[str, List[Tuple[int, ...]]] = {}
+    errors: Dict[str, str] = {}
+    for vid, paths in groups.items():
+        try:
+            raw_shapes[vid] = [np.load(p, mmap_mode="r", allow_pickle=False).shape for p in paths]
+        except (OSError, ValueError) as exc:
+            errors[vid] = f"{paths[0]}: unreadable ({exc})"
+
+    def read_layouts(hint: Optional[int]) -> Dict[str, Tuple[str, int, int, int]]:
+        out = {}
+        for vid, arrays in raw_shapes.items():
+            try:
+                if len(arrays) > 1:
+                    if any(len(s) != 2 for s in arrays) or len(set(arrays)) != 1:
+                        raise ValueError(f"per-crop files must all be (T, D) of one shape, got {sorted(set(arrays))}")
+                    out[vid] = ("crop-files", arrays[0][0], len(arrays), arrays[0][1])
+                else:
+                    out[vid] = _layout(arrays[0], hint)
+            except ValueError as exc:
+                errors[vid] = f"{groups[vid][0]}: {exc}"
+        return out
+
+    # First pass guesses each file alone; the folder's majority crop count then settles
+    # ambiguous shapes such as (10, 1, D) in a ten-crop folder.
+    guesses = read_layouts(crops)
+    dims = Counter((c, d) for _, _, c, d in guesses.values())
+    if not dims:
+        raise FeatureStoreError(f"{src}: no readable feature files ({next(iter(errors.values()))})")
+    (num_crops, dim), _ = dims.most_common(1)[0]
+    errors.clear()
+    shapes = read_layouts(crops or num_crops)
+    recipe: Recipe = recipe_for_dim(dim, num_crops)
+
+    store = FeatureStore(dest)
+    old = store.recipe()
+    if old is not None and not overwrite:
+        old.require_match(recipe, f"existing features in {dest}", f"the import of {src}")
+    store.write_recipe(recipe)
+
+    def relative(path: Path) -> str:
+        try:
+            return os.path.relpath(path.resolve(), dest.resolve())
+        except ValueError:  # another drive (Windows)
+            return str(path.resolve())
+
+    records: List[ManifestRecord] = []
+    for vid, paths in groups.items():
+        label, cls = label_from_folders(PurePosixPath(vid + ".npy"))
+        if label is None:
+            label, cls = label_from_name(PurePosixPath(vid).name)
+        name = PurePosixPath(vid).name
+        if name in list_labels:
+            label = list_labels[name]
+            cls = cls if label == 1 and cls != NORMAL_CLASS else (NORMAL_CLASS if label == 0 else None)
+        if vid in csv_rows:
+            label, cls = csv_rows[vid].label, csv_rows[vid].cls
+        base = ManifestRecord(id=vid, path=str(paths[0]), label=label, cls=cls, recipe_id=recipe.recipe_id,
+                              seconds=0.0)
+        if vid in errors:
+            records.append(replace(base, status="failed", error=errors[vid]))
+            continue
+        layout, T, C, D = shapes[vid]
+        if (C, D) != (num_crops, dim):
+            records.append(replace(base, status="failed",
+                                   error=f"{paths[0]}: {C} crops x {D} dims, the folder has {num_crops} x {dim}"))
+            continue
+        rec = replace(base, T=T, crops=C, file=relative(paths[0]), layout=layout)
+        if layout == "crop-files":
+            rec.files = [relative(p) for p in paths]
+        records.append(rec)
+    for rec in records:
+        store.append(rec)
+    store.merge(0, 1)
+    return ImportSummary(records, recipe)
+
+
+def imported_recipe_factory(recipe_file: Optional[str | os.PathLike] = None, backbone: Optional[str] = None,
+                            preset: Optional[str] = None):
+    """``recipe_for_dim`` for ``import_feature_folder``.
+
+    With ``recipe_file`` the recipe is taken as is (its D and crops must fit the files).
+    Otherwise one is described from the backbone (default: by D, 2048 → i3d-r50, 1024 →
+    i3d-inception) and preset (default: by crops, 10 → rtfm, 1 → center), with unknown
+    weights and ``extra.origin = "imported"``: its id differs from any recipe vadpipe
+    extracts with, so such features are never mistaken for ones vadpipe can reproduce.
+    """
+    def make(dim: int, crops: int) -> Recipe:
+        if recipe_file is not None:
+            try:
+                recipe = load_recipe(recipe_file)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ConfigError(f"{recipe_file}: unreadable recipe ({exc})") from None
+            if (recipe.feature_dim, recipe.num_crops) != (dim, crops):
+                raise FeatureStoreError(f"{recipe_file} describes {recipe.num_crops} crops x {recipe.feature_dim} "
+                                        f"dims, the files hold {crops} x {dim}")
+            return recipe
+        from .extractors.presets import make_recipe
+
+        name = backbone or {2048: "i3d-r50", 1024: "i3d-inception"}.get(dim)
+        if name is None:
+            raise ConfigError(f"features are {dim}-d; name their backbone with --backbone or give --recipe")
+        chosen = preset or {10: "rtfm", 1: "center"}.get(crops)
+        if chosen is None:
+            raise ConfigError(f"features have {crops} crops; give --recipe describing them")
+        recipe = make_recipe(name, chosen, weights_sha256=None, extra=(("origin", "imported"),))
+        if (recipe.feature_dim, recipe.num_crops) != (dim, crops):
+            raise FeatureStoreError(f"the files hold {crops} crops x {dim} dims, but {name} with preset {chosen} "
+                                    f"gives {recipe.num_crops} x {recipe.feature_dim}")
+        return recipe
+
+    return make

@@ -1,0 +1,121 @@
+"""Loss terms of LTGS (and its baselines), each weighted from :class:`vadpipe.config.LossConfig`.
+
+A batch is laid out as ``n_anomalous`` anomalous rows followed by the normal
+rows (each crop of a video is its own row). Anomalous row i is paired with
+normal row i when both halves have the same size, otherwise every anomalous row
+is paired with every normal row.
+
+Terms (LTGS.md, "Losses"):
+
+- ``mag``: G(F) = mean L2 norm of the top-k segments by norm;
+  mean over pairs of (|ε − G(F_a)| + G(F_n))².
+- ``cls``: BCE at the top-k segments. ``cls_target = "dynamic"``: each top-k
+  score against its dynamic label ỹ (normal rows: 0); ``"video-mean"`` (RTFM):
+  the mean top-k score against the video label.
+- ``rank``: mean over pairs of max(0, 1 − (max ŷ_a − max ŷ_n)).
+- ``sparse``: mean ŷ over anomalous rows.
+- ``smooth``: mean |ŷ_t − ŷ_{t+1}| over anomalous rows (or all rows).
+
+Top-k segments are chosen by representation norm (``topk_by = "magnitude"``,
+RTFM) or by score; a head without a representation always uses scores.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _fill(values: Tensor, mask: Optional[Tensor], value: float) -> Tensor:
+    return values if mask is None else values.masked_fill(~mask, value)
+
+
+def topk_indices(values: Tensor, k: int, mask: Optional[Tensor] = None) -> Tensor:
+    """Indices (N, k') of the k largest valid entries per row, k' = min(k, T)."""
+    k = min(k, values.shape[1])
+    return _fill(values.detach(), mask, float("-inf")).topk(k, dim=1).indices
+
+
+def _pairs(a: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
+    """Align per-row anomalous and normal values: elementwise when sizes match, else all pairs."""
+    if a.shape[0] == n.shape[0]:
+        return a, n
+    return a[:, None].expand(-1, n.shape[0]), n[None, :].expand(a.shape[0], -1)
+
+
+def magnitude_loss(mag_a: Tensor, mag_n: Tensor, margin: float, idx_a: Tensor, idx_n: Tensor) -> Tensor:
+    """(|margin − G(F_a)| + G(F_n))², G = mean of the norms at the given top-k indices."""
+    g_a = mag_a.gather(1, idx_a).mean(1)
+    g_n = mag_n.gather(1, idx_n).mean(1)
+    a, n = _pairs((margin - g_a).abs(), g_n)
+    return ((a + n) ** 2).mean()
+
+
+def ranking_loss(s_a: Tensor, s_n: Tensor, mask_a: Optional[Tensor] = None, mask_n: Optional[Tensor] = None) -> Tensor:
+    a, n = _pairs(_fill(s_a, mask_a, 0.0).amax(1), _fill(s_n, mask_n, 0.0).amax(1))
+    return F.relu(1.0 - (a - n)).mean()
+
+
+def sparsity_loss(scores: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    if mask is None:
+        return scores.mean()
+    return scores.masked_fill(~mask, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def smoothness_loss(scores: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    diff = (scores[:, 1:] - scores[:, :-1]).abs()
+    if mask is None:
+        return diff.mean() if diff.numel() else scores.sum() * 0.0
+    pair = mask[:, 1:] & mask[:, :-1]
+    return diff.masked_fill(~pair, 0.0).sum() / pair.sum().clamp(min=1)
+
+
+def _bce(p: Tensor, target: Tensor) -> Tensor:
+    # Computed in float32 outside autocast (BCE is unsafe in half precision).
+    return F.binary_cross_entropy(p.float().clamp(1e-7, 1 - 1e-7), target.float())
+
+
+def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int, targets: Tensor, cfg,
+                   mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
+    """All weighted terms plus ``total``.
+
+    scores (N, T) in [0, 1]; features (N, T, D) or None; the first
+    ``n_anomalous`` rows are anomalous; targets (N, T) the dynamic labels
+    (video labels broadcast when dynamic labels are off); cfg a LossConfig.
+    Returned values are the unweighted terms; ``total`` is the weighted sum.
+    """
+    scores = scores.float()
+    na = n_anomalous
+    m_a = None if mask is None else mask[:na]
+    m_n = None if mask is None else mask[na:]
+    mags = features.float().norm(dim=-1) if features is not None else None
+    rank_by = mags if (cfg.topk_by == "magnitude" and mags is not None) else scores
+    idx = topk_indices(rank_by, cfg.k, mask)
+
+    terms: Dict[str, Tensor] = {}
+    weights = {"mag": cfg.w_mag, "cls": cfg.w_cls, "rank": cfg.w_rank, "sparse": cfg.w_sparse,
+               "smooth": cfg.w_smooth}
+    if cfg.w_mag > 0:
+        if mags is None:
+            raise ValueError("the magnitude loss needs a head with a segment representation")
+        terms["mag"] = magnitude_loss(mags[:na], mags[na:], cfg.margin, idx[:na], idx[na:])
+    if cfg.w_cls > 0:
+        top = scores.gather(1, idx)
+        if cfg.cls_target == "dynamic":
+            terms["cls"] = _bce(top, targets.gather(1, idx))
+        else:
+            video_label = torch.zeros(scores.shape[0], device=scores.device)
+            video_label[:na] = 1.0
+            terms["cls"] = _bce(top.mean(1), video_label)
+    if cfg.w_rank > 0:
+        terms["rank"] = ranking_loss(scores[:na], scores[na:], m_a, m_n)
+    if cfg.w_sparse > 0:
+        terms["sparse"] = sparsity_loss(scores[:na], m_a)
+    if cfg.w_smooth > 0:
+        terms["smooth"] = (smoothness_loss(scores[:na], m_a) if cfg.smooth_on == "anomalous"
+                           else smoothness_loss(scores, mask))
+    total = sum((weights[name] * value for name, value in terms.items()), scores.new_zeros(()))
+    terms["total"] = total
+    return terms

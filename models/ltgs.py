@@ -1,0 +1,205 @@
+"""LTGS-Net head: Local Temporal (LT) + Global Spatial (GS) modules, fusion, classifier.
+
+Follows ../shared/docs/LTGS.md. Input: segment features ``x`` (N, T, D) and an
+optional validity mask (N, T) (True = a real segment, False = padding), so
+videos of different lengths can share a batch without leaking into each other:
+the temporal matrix H uses each video's own length, attention ignores padded
+keys, GS pools over real segments only, and padded outputs are zero.
+
+Output: :class:`HeadOutput` with ``scores`` (N, T) in [0, 1] and ``features``
+(N, T, D), the segment representation L whose L2 norm is the "feature
+magnitude" of the RTFM-style loss.
+
+Readings fixed by LTGS.md, each a :class:`vadpipe.config.ModelConfig` field:
+``h_reading`` = "reweight" (default, softmax(QKᵀ/√dk + log H)) or "literal"
+(softmax((QKᵀ ⊙ H)/√dk)); ``decay`` False gives H = 1 (No-Decay); ``use_lt``
+False replaces the encoder layer by the identity (w/o LT); ``gs`` = "full",
+"avg" (g = mean over T of F, no parameters: GS→avg pooling) or "none" (w/o
+GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class HeadOutput(NamedTuple):
+    scores: Tensor                 # (N, T) anomaly scores in [0, 1]; 0 at padding
+    features: Optional[Tensor]     # (N, T, D') segment representation (None for heads without one)
+
+
+def full_mask(x: Tensor, mask: Optional[Tensor]) -> Tensor:
+    """The validity mask (N, T) bool; all True when none is given."""
+    if mask is None:
+        return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match features {tuple(x.shape[:2])}")
+    return mask.to(device=x.device, dtype=torch.bool)
+
+
+def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True) -> Tensor:
+    """H (N, t_max, t_max): H[i, j] = cos(π|i−j| / 2T) = sin(π(T+|i−j|) / 2T), T = each video's length.
+
+    Entries that involve padding are 1 (harmless, and finite under log).
+    """
+    lengths = lengths.to(torch.float32).clamp(min=1.0)
+    idx = torch.arange(t_max, device=lengths.device, dtype=torch.float32)
+    dist = (idx[:, None] - idx[None, :]).abs()
+    if not decay:
+        return torch.ones(lengths.shape[0], t_max, t_max, device=lengths.device)
+    h = torch.cos(math.pi * dist[None] / (2.0 * lengths[:, None, None]))
+    valid = idx[None, :] < lengths[:, None]                       # (N, T)
+    pair = valid[:, :, None] & valid[:, None, :]
+    return torch.where(pair, h, torch.ones_like(h))
+
+
+class TemporalAttention(nn.Module):
+    """Multi-head self-attention carrying the temporal relationship matrix H."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, reading: str = "reweight"):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"heads = {heads} does not divide feature dim {dim}")
+        if reading not in ("reweight", "literal"):
+            raise ValueError(f"unknown H reading {reading!r}")
+        self.heads, self.reading, self.dropout = heads, reading, dropout
+        self.in_proj = nn.Linear(dim, 3 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, h: Tensor, mask: Tensor) -> Tensor:
+        n, t, d = x.shape
+        q, k, v = self.in_proj(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        pad = None if bool(mask.all()) else ~mask[:, None, None, :]   # (N, 1, 1, T) padded keys
+        p = self.dropout if self.training else 0.0
+        if self.reading == "reweight":
+            # softmax(S + log H) = rows of P·H renormalised; lets the fused SDPA kernel do the work
+            # (no per-head T x T matrix is materialised, which matters for long test videos).
+            bias = torch.log(h).to(q.dtype)[:, None]
+            if pad is not None:
+                bias = bias.masked_fill(pad, float("-inf"))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
+        else:
+            # Query rows in blocks so a long video never holds all heads' T x T scores at once.
+            step = t if t <= 1024 else max(1, (1 << 24) // (self.heads * t))
+            blocks = []
+            for r in range(0, t, step):
+                s = (q[:, :, r:r + step] @ k.transpose(-2, -1)) * h[:, None, r:r + step].to(q.dtype)
+                s = s / math.sqrt(q.shape[-1])
+                if pad is not None:
+                    s = s.masked_fill(pad, float("-inf"))
+                blocks.append(F.dropout(torch.softmax(s, dim=-1), p, self.training) @ v)
+            out = torch.cat(blocks, dim=2)
+        return self.out_proj(out.transpose(1, 2).reshape(n, t, d))
+
+
+class LocalTemporal(nn.Module):
+    """Transformer encoder layer (post-norm, ReLU FFN) whose attention carries H."""
+
+    def __init__(self, dim: int, heads: int = 16, ffn_dim: int = 2048, dropout: float = 0.1,
+                 reading: str = "reweight", decay: bool = True):
+        super().__init__()
+        self.decay = decay
+        self.attn = TemporalAttention(dim, heads, dropout, reading)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        h = temporal_relation_matrix(mask.sum(1), x.shape[1], self.decay)
+        x = self.norm1(x + self.drop1(self.attn(x, h, mask)))
+        return self.norm2(x + self.drop2(self.ffn(x)))
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean over T of real segments: (N, T, D) -> (N, D)."""
+    if bool(mask.all()):
+        return x.mean(1)
+    m = mask[..., None].to(x.dtype)
+    return (x.masked_fill(~mask[..., None], 0.0)).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def masked_max(x: Tensor, mask: Tensor) -> Tensor:
+    if bool(mask.all()):
+        return x.amax(1)
+    return x.masked_fill(~mask[..., None], float("-inf")).amax(1)
+
+
+class GlobalSpatial(nn.Module):
+    """g = ReLU(Linear(Conv1d_{2→1}([W1·avg_T F; W2·max_T F]))): one vector per video."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.w_avg = nn.Linear(dim, dim, bias=False)               # W1
+        self.w_max = nn.Linear(dim, dim, bias=False)               # W2
+        self.fuse = nn.Conv1d(2, 1, kernel_size=1)                  # adaptive weighting of the two rows
+        self.mlp = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        pooled = torch.stack([self.w_avg(masked_mean(x, mask)), self.w_max(masked_max(x, mask))], dim=1)
+        return F.relu(self.mlp(self.fuse(pooled).squeeze(1)))
+
+
+class ScoreMLP(nn.Module):
+    """Classifier D → hidden… → 1: Linear, ReLU, Dropout per hidden layer, then a sigmoid."""
+
+    def __init__(self, dim: int, hidden: Sequence[int] = (512, 128), dropout: float = 0.7):
+        super().__init__()
+        layers, width = [], dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.net(x).squeeze(-1))
+
+
+class LTGS(nn.Module):
+    """The LTGS head. See the module docstring for the switches."""
+
+    def __init__(self, feature_dim: int = 2048, heads: int = 16, ffn_dim: int = 2048, lt_dropout: float = 0.1,
+                 h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
+                 hidden: Sequence[int] = (512, 128), dropout: float = 0.7):
+        super().__init__()
+        if gs not in ("full", "avg", "none"):
+            raise ValueError(f"unknown gs mode {gs!r}")
+        d = feature_dim
+        self.gs_mode = gs
+        self.lt = LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay) if use_lt else None
+        self.gs = GlobalSpatial(d) if gs == "full" else None
+        # One Linear over [LT(F); g] (2D → D), applied as two halves so g is projected
+        # once per video instead of once per segment (same parameters, same result).
+        self.fusion = nn.Linear(2 * d if gs != "none" else d, d)
+        self.classifier = ScoreMLP(d, hidden, dropout)
+
+    def global_vector(self, x: Tensor, mask: Tensor) -> Optional[Tensor]:
+        if self.gs_mode == "full":
+            return self.gs(x, mask)
+        if self.gs_mode == "avg":
+            return masked_mean(x, mask)
+        return None
+
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> HeadOutput:
+        mask = full_mask(x, mask)
+        padded = not bool(mask.all())          # skip the masking copies for full-length batches (training)
+        if padded:
+            x = x.masked_fill(~mask[..., None], 0.0)
+        t = self.lt(x, mask) if self.lt is not None else x
+        g = self.global_vector(x, mask)
+        if g is None:
+            rep = self.fusion(t)
+        else:
+            d = t.shape[-1]
+            w, b = self.fusion.weight, self.fusion.bias
+            rep = F.linear(t, w[:, :d], b) + F.linear(g, w[:, d:])[:, None, :]
+        rep = F.relu(rep)
+        scores = self.classifier(rep)
+        if padded:
+            rep = rep.masked_fill(~mask[..., None], 0.0)
+            scores = scores.masked_fill(~mask, 0.0)
+        return HeadOutput(scores, rep)

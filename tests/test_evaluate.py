@@ -1,0 +1,179 @@
+"""Ground-truth formats, snippet→frame alignment (incl. off-by-one cases), metrics = sklearn, score files."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from vadpipe.evaluate import (ScoreSet, VideoGT, align_video, evaluate_score_path, evaluate_scores, load_ground_truth,
+                              match_ids, parse_ucf_line, read_scores, read_ucf_annotation, split_concat_gt,
+                              write_scores, write_vadpipe_json)
+from vadpipe.errors import GroundTruthError
+
+UCF = """Abuse028_x264.mp4  Abuse  165  240  -1  -1
+Arson011_x264.mp4  Arson  150  420  680  1267
+Normal_Videos_003_x264.mp4  Normal  -1  -1  -1  -1
+"""
+
+
+def test_ucf_text_is_one_based_inclusive_by_default(tmp_path):
+    path = tmp_path / "Temporal_Anomaly_Annotation.txt"
+    path.write_text(UCF)
+    gts = read_ucf_annotation(path)
+    assert gts["Abuse028_x264"].intervals == [(164, 240)] and gts["Abuse028_x264"].cls == "Abuse"
+    assert gts["Arson011_x264"].intervals == [(149, 420), (679, 1267)]
+    assert gts["Normal_Videos_003_x264"].intervals == [] and not gts["Normal_Videos_003_x264"].anomalous
+    labels, _ = gts["Abuse028_x264"].labels(300)
+    # frame numbers 165..240 (1-based, inclusive) are indices 164..239
+    assert labels[163] == 0 and labels[164] == 1 and labels[239] == 1 and labels[240] == 0
+    assert labels.sum() == 240 - 165 + 1
+    zero = read_ucf_annotation(path, "0-based-exclusive")
+    assert zero["Abuse028_x264"].intervals == [(165, 240)]
+    assert zero["Abuse028_x264"].labels(300)[0].sum() == 240 - 165
+
+
+def test_ucf_single_frame_and_bad_lines():
+    assert parse_ucf_line("a.mp4 X 1 1 -1 -1").labels(3)[0].tolist() == [1, 0, 0]
+    assert parse_ucf_line("   ") is None
+    for bad in ("a.mp4 X 0 5", "a.mp4 X 9 5", "a.mp4 X 5"):
+        with pytest.raises(ValueError):
+            parse_ucf_line(bad)
+    with pytest.raises(ValueError):
+        parse_ucf_line("a.mp4 X 5 5", "0-based-exclusive")
+
+
+def test_vadpipe_json_roundtrip_and_validation(tmp_path):
+    gts = [VideoGT("cam/a", 100, [(10, 20), (50, 51)], "Fighting"), VideoGT("cam/b", 80, [], "Normal")]
+    write_vadpipe_json(tmp_path / "gt.json", gts)
+    back = load_ground_truth(tmp_path / "gt.json")
+    assert back["cam/a"].intervals == [(10, 20), (50, 51)] and back["cam/a"].frames == 100
+    labels, _ = back["cam/a"].labels(100)
+    assert labels[9] == 0 and labels[10] == 1 and labels[19] == 1 and labels[20] == 0 and labels[50] == 1
+    assert labels.sum() == 11
+    (tmp_path / "bad.json").write_text(json.dumps({"videos": {"x": {"frames": 10, "intervals": [[5, 5]]}}}))
+    with pytest.raises(GroundTruthError, match="end exclusive"):
+        load_ground_truth(tmp_path / "bad.json")
+
+
+def test_frame_mask_folder(tmp_path):
+    (tmp_path / "masks").mkdir()
+    np.save(tmp_path / "masks" / "01_0014.npy", np.array([0, 0, 1, 1, 0]))
+    gts = load_ground_truth(tmp_path / "masks")
+    assert gts["01_0014"].frames == 5 and gts["01_0014"].labels(5)[0].tolist() == [0, 0, 1, 1, 0]
+    np.save(tmp_path / "masks" / "bad.npy", np.array([0, 2]))
+    with pytest.raises(GroundTruthError):
+        load_ground_truth(tmp_path / "masks")
+
+
+def test_concatenated_gt_split_by_snippets_or_frames_never_truncated(tmp_path):
+    gt = np.concatenate([np.zeros(32), np.r_[np.zeros(8), np.ones(8)]])
+    parts = split_concat_gt(gt, ["a", "b"], snippets=[2, 1])
+    assert parts["a"].frames == 32 and parts["b"].mask.tolist() == [0] * 8 + [1] * 8
+    by_frames = split_concat_gt(np.zeros(45), ["a", "b"], snippets=[2, 1], frames=[30, 15])
+    assert by_frames["a"].frames == 30 and "frame counts" in by_frames["a"].note
+    with pytest.raises(GroundTruthError, match="refusing"):
+        split_concat_gt(np.zeros(47), ["a", "b"], snippets=[2, 1], frames=[30, 15])
+    np.save(tmp_path / "gt.npy", np.zeros(3))
+    with pytest.raises(GroundTruthError, match="list order"):
+        load_ground_truth(tmp_path / "gt.npy")
+
+
+@pytest.mark.parametrize("frames,action", [(48, "exact"), (40, "tail"), (33, "tail"), (50, "extended"),
+                                           (63, "extended")])
+def test_alignment_known_conventions(frames, action):
+    scores = np.array([0.1, 0.5, 0.9])                      # T = 3 -> covers 33..48 frames
+    gt = VideoGT("v", frames, [(0, 1)])
+    f, y, rep = align_video(scores, gt, snippet_len=16)
+    assert rep.action == action and f.size == y.size == frames
+    assert f[15] == 0.1 and f[16] == 0.5 and f[32] == 0.9 and f[-1] == 0.9
+
+
+@pytest.mark.parametrize("frames", [32, 64, 100])
+def test_alignment_mismatch_is_reported_not_truncated(frames):
+    f, y, rep = align_video(np.zeros(3), VideoGT("v", frames, []), snippet_len=16)
+    assert f is None and rep.action == "mismatch" and str(frames) in rep.detail
+    with pytest.raises(GroundTruthError, match="on-mismatch"):
+        evaluate_scores({"v": np.zeros(3), "w": np.zeros(2)},
+                        {"v": VideoGT("v", frames, []), "w": VideoGT("w", 32, [(0, 5)])})
+    res = evaluate_scores({"v": np.zeros(3), "w": np.r_[1.0, 0.0]},
+                          {"v": VideoGT("v", frames, []), "w": VideoGT("w", 32, [(0, 5)])}, on_mismatch="skip")
+    assert res.metrics["n_videos"] == 1 and any(a.action == "mismatch" for a in res.alignments)
+
+
+def test_alignment_frame_count_sources_and_clipping():
+    scores = np.array([0.2, 0.4])
+    _, _, rep = align_video(scores, VideoGT("v", None, [(20, 40)]), video_frames=30)
+    assert rep.frames == 30 and "manifest" in rep.detail
+    _, y, rep = align_video(scores, VideoGT("v", None, [(20, 40)]))
+    assert rep.frames == 32 and "no frame count" in rep.detail and y.sum() == 12
+    _, y, rep = align_video(scores, VideoGT("v", 30, [(20, 40)]))
+    assert "clipped" in rep.detail and y.sum() == 10
+
+
+def test_metrics_equal_sklearn_on_concatenated_arrays():
+    rng = np.random.default_rng(0)
+    scores, gts, cat_y, cat_s = {}, {}, [], []
+    for i, t in enumerate([5, 9, 3, 7, 12, 4]):
+        frames = t * 16 - int(rng.integers(0, 16))
+        s = rng.random(t)
+        intervals = [(int(rng.integers(0, frames // 2)), frames - 3)] if i % 2 == 0 else []
+        gt = VideoGT(f"v{i}", frames, intervals, "Theft" if i in (0, 2) else ("Fire" if i == 4 else "Normal"))
+        scores[gt.id], gts[gt.id] = s, gt
+        y, _ = gt.labels(frames)
+        cat_y.append(y)
+        cat_s.append(s[np.arange(frames) // 16])
+    y, s = np.concatenate(cat_y), np.concatenate(cat_s)
+    res = evaluate_scores(scores, gts, threshold=0.5)
+    m = res.metrics
+    assert m["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert m["ap"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    anom = [0, 2, 4]
+    ya = np.concatenate([cat_y[i] for i in anom])
+    sa = np.concatenate([cat_s[i] for i in anom])
+    assert m["auc_anomalous_videos"] == pytest.approx(roc_auc_score(ya, sa))
+    theft = [0, 2, 1, 3, 5]
+    assert m["auc_per_class"]["Theft"] == pytest.approx(
+        roc_auc_score(np.concatenate([cat_y[i] for i in theft]), np.concatenate([cat_s[i] for i in theft])))
+    assert set(m["auc_per_class"]) == {"Theft", "Fire"}
+    normal_s = np.concatenate([cat_s[i] for i in (1, 3, 5)])
+    assert m["false_alarm_rate"] == pytest.approx((normal_s >= 0.5).mean())
+    assert m["n_frames"] == y.size and m["n_anomalous_videos"] == 3
+
+
+def test_match_ids_across_naming_styles():
+    mapping = match_ids(["Abuse__Abuse028_x264", "Normal_Videos_003_x264_i3d", "other"],
+                        ["Abuse028_x264", "Normal_Videos_003_x264"])
+    assert mapping == {"Abuse__Abuse028_x264": "Abuse028_x264",
+                       "Normal_Videos_003_x264_i3d": "Normal_Videos_003_x264"}
+    assert match_ids(["a/x", "b/x"], ["x"]) == {}          # ambiguous loose matches are refused
+
+
+def test_score_files_roundtrip_and_eval_paths(tmp_path):
+    ss = ScoreSet({"cam/a": np.array([0.1, 0.9, 0.2], np.float32), "cam/b": np.array([0.3, 0.1], np.float32)},
+                  {"cam/a": 40, "cam/b": None}, 16, {"classes": {"cam/a": "Fighting"}})
+    write_scores(tmp_path / "scores", ss)
+    back = read_scores(tmp_path / "scores")
+    assert list(back.scores) == ["cam/a", "cam/b"] and back.frames == {"cam/a": 40, "cam/b": None}
+    np.testing.assert_array_equal(back.scores["cam/a"], ss.scores["cam/a"])
+    write_vadpipe_json(tmp_path / "gt.json", [VideoGT("cam/a", 40, [(16, 32)]), VideoGT("cam/b", 32, [])])
+    res = evaluate_score_path(tmp_path / "scores", tmp_path / "gt.json")
+    assert res.metrics["auc"] == pytest.approx(1.0) and res.metrics["auc_per_class"] == {"Fighting": 1.0}
+    # inline single-file variant
+    index = json.loads((tmp_path / "scores" / "index.json").read_text())
+    for vid, rec in index["videos"].items():
+        rec["scores"] = back.scores[vid].tolist()
+        del rec["file"]
+    (tmp_path / "one.json").write_text(json.dumps(index))
+    assert evaluate_score_path(tmp_path / "one.json", tmp_path / "gt.json").metrics["auc"] == pytest.approx(1.0)
+    # concatenated gt in the scores' order: a is 3 snippets (48 frames), b 2 (32)
+    np.save(tmp_path / "gt.npy", np.r_[np.zeros(16), np.ones(16), np.zeros(16), np.zeros(32)])
+    res = evaluate_score_path(tmp_path / "scores", tmp_path / "gt.npy")
+    assert res.metrics["auc"] == pytest.approx(1.0) and res.metrics["n_frames"] == 80
+    # RTFM-style concatenated frame scores
+    np.save(tmp_path / "pred.npy", np.r_[np.zeros(16), np.ones(16), np.zeros(48)])
+    assert evaluate_score_path(tmp_path / "pred.npy", tmp_path / "gt.npy").metrics["auc"] == pytest.approx(1.0)
+    np.save(tmp_path / "short.npy", np.zeros(79))
+    with pytest.raises(GroundTruthError, match="refusing"):
+        evaluate_score_path(tmp_path / "short.npy", tmp_path / "gt.npy")

@@ -1,0 +1,138 @@
+"""Loss terms on hand-made inputs; the dynamic label table and its schedule."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vadpipe.config import LossConfig
+from vadpipe.models.dynamic_labels import DynamicLabels, update_rows
+from vadpipe.models.losses import (compute_losses, magnitude_loss, ranking_loss, smoothness_loss, sparsity_loss,
+                                   topk_indices)
+
+
+def test_magnitude_loss_by_hand():
+    mag_a = torch.tensor([[10.0, 1.0, 5.0, 3.0]])
+    mag_n = torch.tensor([[2.0, 1.0, 0.0, 4.0]])
+    ia, inn = topk_indices(mag_a, 2), topk_indices(mag_n, 2)
+    assert sorted(ia[0].tolist()) == [0, 2] and sorted(inn[0].tolist()) == [0, 3]
+    # G_a = 7.5, G_n = 3: (|100 - 7.5| + 3)^2
+    assert magnitude_loss(mag_a, mag_n, 100.0, ia, inn).item() == pytest.approx((92.5 + 3.0) ** 2)
+    # above the margin the |.| keeps pulling back toward it (RTFM's form)
+    big = torch.tensor([[150.0, 150.0]])
+    zero = torch.tensor([[0.0, 0.0]])
+    assert magnitude_loss(big, zero, 100.0, topk_indices(big, 1), topk_indices(zero, 1)).item() == pytest.approx(2500)
+
+
+def test_ranking_sparsity_smoothness_by_hand():
+    s_a = torch.tensor([[0.1, 0.9, 0.2], [0.3, 0.4, 0.2]])
+    s_n = torch.tensor([[0.3, 0.1, 0.0], [0.0, 0.8, 0.1]])
+    # pairs: (0.9 - 0.3) -> 0.4 ; (0.4 - 0.8) -> 1.4
+    assert ranking_loss(s_a, s_n).item() == pytest.approx((0.4 + 1.4) / 2)
+    assert sparsity_loss(s_a).item() == pytest.approx(s_a.mean().item())
+    # |0.8| + |0.7| + |0.1| + |0.2| over 4 differences
+    assert smoothness_loss(s_a).item() == pytest.approx((0.8 + 0.7 + 0.1 + 0.2) / 4)
+
+
+def test_unequal_batch_halves_use_all_pairs():
+    s_a = torch.tensor([[0.9, 0.0], [0.5, 0.0]])
+    s_n = torch.tensor([[0.2, 0.0]])
+    assert ranking_loss(s_a, s_n).item() == pytest.approx(((1 - 0.7) + (1 - 0.3)) / 2)
+
+
+def test_masks_exclude_padding():
+    s = torch.tensor([[0.2, 0.4, 0.9, 0.9]])
+    mask = torch.tensor([[True, True, False, False]])
+    assert sparsity_loss(s, mask).item() == pytest.approx(0.3)
+    assert smoothness_loss(s, mask).item() == pytest.approx(0.2)
+    assert topk_indices(s, 1, mask).item() == 1
+
+
+def _cfg(**kw):
+    cfg = LossConfig(k=2, w_mag=0.0, w_cls=0.0, w_rank=0.0, w_sparse=0.0, w_smooth=0.0)
+    for key, value in kw.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def test_classifier_bce_at_topk_by_magnitude_vs_dynamic_labels():
+    scores = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.3, 0.7, 0.2, 0.4]])
+    feats = torch.zeros(2, 4, 3)
+    feats[0, [1, 3], 0] = 5.0        # anomalous row: top-2 by norm = segments 1, 3
+    feats[1, [0, 2], 0] = 5.0        # normal row: segments 0, 2
+    targets = torch.tensor([[1.0, 0.8, 1.0, 0.5], [0.0, 0.0, 0.0, 0.0]])
+    terms = compute_losses(scores, feats, 1, targets, _cfg(w_cls=1.0))
+    p = torch.tensor([0.2, 0.1, 0.3, 0.2])
+    y = torch.tensor([0.8, 0.5, 0.0, 0.0])
+    expected = torch.nn.functional.binary_cross_entropy(p, y)
+    assert terms["cls"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(terms) == {"cls", "total"}
+    # by score instead: anomalous top-2 = 0, 2 ; normal top-2 = 1, 3
+    terms = compute_losses(scores, feats, 1, targets, _cfg(w_cls=1.0, topk_by="score"))
+    p = torch.tensor([0.9, 0.6, 0.7, 0.4])
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert terms["cls"].item() == pytest.approx(torch.nn.functional.binary_cross_entropy(p, y).item(), rel=1e-5)
+
+
+def test_classifier_video_mean_target_rtfm():
+    scores = torch.tensor([[0.9, 0.2, 0.6, 0.1], [0.3, 0.7, 0.2, 0.4]])
+    terms = compute_losses(scores, None, 1, torch.zeros(2, 4), _cfg(w_cls=1.0, topk_by="score",
+                                                                    cls_target="video-mean"))
+    p, y = torch.tensor([0.75, 0.55]), torch.tensor([1.0, 0.0])
+    assert terms["cls"].item() == pytest.approx(torch.nn.functional.binary_cross_entropy(p, y).item(), rel=1e-5)
+
+
+def test_total_is_the_weighted_sum():
+    torch.manual_seed(0)
+    scores, feats = torch.rand(4, 6), torch.rand(4, 6, 5) * 10
+    cfg = LossConfig(k=3, w_mag=1e-4, w_cls=1.0, w_rank=1.0, w_sparse=8e-4, w_smooth=2e-5)
+    terms = compute_losses(scores, feats, 2, torch.cat([torch.ones(2, 6), torch.zeros(2, 6)]), cfg)
+    expected = (1e-4 * terms["mag"] + terms["cls"] + terms["rank"] + 8e-4 * terms["sparse"] + 2e-5 * terms["smooth"])
+    assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
+    only_anom = smoothness_loss(scores[:2])
+    assert terms["smooth"].item() == pytest.approx(only_anom.item())
+    cfg.smooth_on = "all"
+    assert compute_losses(scores, feats, 2, torch.zeros(4, 6), cfg)["smooth"].item() == pytest.approx(
+        smoothness_loss(scores).item())
+
+
+def test_magnitude_loss_needs_features():
+    with pytest.raises(ValueError):
+        compute_losses(torch.rand(2, 4), None, 1, torch.zeros(2, 4), _cfg(w_mag=1.0))
+
+
+# --- dynamic labels --------------------------------------------------------------------------
+def test_soft_update_pins_top1_and_smooths_the_rest():
+    rows = torch.ones(1, 6)
+    scores = torch.tensor([[0.1, 0.9, 0.3, 0.0, 0.6, 0.2]])
+    new = update_rows(rows, scores, rank_by=scores, k=3, mode="soft", alpha=0.9)
+    # top-3 by score: 1 (pinned), 4, 2 smoothed toward their scores; others untouched
+    assert new.tolist()[0] == pytest.approx([1.0, 1.0, 0.9 + 0.1 * 0.3, 1.0, 0.9 + 0.1 * 0.6, 1.0])
+    again = update_rows(new, scores, rank_by=scores, k=3, mode="soft", alpha=0.9)
+    assert again[0, 2].item() == pytest.approx(0.9 * (0.9 + 0.03) + 0.1 * 0.3)
+    assert rows.eq(1).all()          # the input is not modified
+
+
+def test_hard_update_and_ranking_by_another_criterion():
+    rows = torch.ones(1, 5)
+    scores = torch.tensor([[0.2, 0.7, 0.4, 0.9, 0.1]])
+    magnitude = torch.tensor([[5.0, 1.0, 4.0, 0.0, 3.0]])     # top-3 by norm: 0 (pinned), 2, 4
+    new = update_rows(rows, scores, magnitude, k=3, mode="hard")
+    assert new.tolist()[0] == [1.0, 1.0, 0.0, 1.0, 0.0]
+    assert torch.equal(update_rows(rows, scores, magnitude, k=3, mode="off"), rows)
+
+
+def test_table_schedule_and_normal_rows():
+    dyn = DynamicLabels([1, 0, 1], segments=4, mode="soft", alpha=0.5, beta=5, k=2)
+    assert dyn.table.tolist() == [[1] * 4, [0] * 4, [1] * 4]
+    assert [i for i in range(21) if dyn.due(i)] == [5, 10, 15, 20]
+    assert not DynamicLabels([1], 4, mode="off", beta=5).due(5)
+    dyn.update([2], torch.tensor([[0.0, 0.2, 0.9, 0.4]]), torch.tensor([[0.0, 0.2, 0.9, 0.4]]))
+    assert dyn.table[2].tolist() == pytest.approx([1.0, 1.0, 1.0, 0.7])
+    assert dyn.table[0].tolist() == [1.0] * 4 and dyn.table[1].tolist() == [0.0] * 4
+    with pytest.raises(ValueError):
+        dyn.update([1], torch.zeros(1, 4), torch.zeros(1, 4))
+    state = dyn.state_dict()
+    other = DynamicLabels([1, 0, 1], 4)
+    other.load_state_dict(state)
+    assert torch.equal(other.table, dyn.table)
+    assert dyn.rows([2, 0]).shape == (2, 4)

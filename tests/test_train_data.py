@@ -1,0 +1,126 @@
+"""Feature sets (store and RTFM lists), 32-segment bags, hold-out split, balanced sampling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feature_world import make_store
+from vadpipe.data import (BalancedSampler, build_bags, list_labels, open_features, resample_segments,
+                          stratified_split)
+from vadpipe.errors import ConfigError, FeatureStoreError
+
+
+def test_resample_longer_video_averages_contiguous_chunks():
+    x = np.arange(64, dtype=np.float32)[:, None]
+    out = resample_segments(x, 32)
+    np.testing.assert_allclose(out[:, 0], np.arange(32) * 2 + 0.5)
+    x = np.arange(70, dtype=np.float32)[:, None]      # chunks of 2 or 3 snippets, contiguous, covering all
+    out = resample_segments(x, 32)[:, 0]
+    bounds = (np.arange(33) * 70) // 32
+    np.testing.assert_allclose(out, [x[bounds[i]:bounds[i + 1], 0].mean() for i in range(32)])
+    assert np.all(np.diff(out) > 0)
+
+
+def test_resample_identity_and_shorter_video_repeats_snippets():
+    x = np.random.default_rng(0).random((32, 3, 5)).astype(np.float32)
+    np.testing.assert_allclose(resample_segments(x, 32), x, rtol=1e-6)
+    x = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)
+    out = resample_segments(x, 32)
+    assert out.shape == (32, 2, 3)
+    picked = out[:, 0, 0]
+    assert set(picked.tolist()) == set(range(10))          # every snippet used, nothing averaged
+    assert np.all(np.diff(picked) >= 0)                       # in temporal order
+    np.testing.assert_array_equal(picked, (np.arange(32) * 10) // 32)
+    assert np.all(resample_segments(np.ones((1, 4), np.float32) * 7, 32) == 7)
+
+
+def test_store_reading_and_bags(tmp_path):
+    gts = make_store(tmp_path / "f", n_anomalous=3, n_normal=2, dim=8, crops=10, t_range=(5, 40))
+    fs = open_features(tmp_path / "f")
+    assert fs.kind == "store" and fs.recipe.feature_dim == 8 and fs.snippet_len == 16
+    assert len(fs) == 5 and sorted(fs.labels().tolist()) == [0, 0, 1, 1, 1]
+    assert fs.shape() == (10, 8)
+    v = fs.videos[0]
+    assert v.frames == gts[v.id].frames and v.load().shape == (v.T, 10, 8)
+    bags = build_bags(fs.videos, 32)
+    assert bags.shape == (5, 10, 32, 8) and bags.dtype == np.float32
+    np.testing.assert_allclose(bags[0, 3], resample_segments(v.load()[:, 3], 32), rtol=1e-6)
+
+
+def test_missing_feature_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FeatureStoreError, match="no such feature folder"):
+        open_features(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FeatureStoreError, match="vadpipe extract"):
+        open_features(tmp_path / "empty")
+
+
+def _write_list(tmp_path, names, shape=(7, 10, 4)):
+    folder = tmp_path / "feats"
+    folder.mkdir()
+    for i, n in enumerate(names):
+        np.save(folder / n, np.full(shape, i, dtype=np.float32))
+    return folder
+
+
+def test_rtfm_list_by_name_and_path_fallbacks(tmp_path):
+    names = ["Abuse001_x264_i3d.npy", "Arson002_x264_i3d.npy", "Normal_Videos003_x264_i3d.npy"]
+    folder = _write_list(tmp_path, names)
+    lines = [f"G:\\UCF_Train_ten_crop_i3d\\{names[0]}",      # a foreign absolute path: found by name
+             str(folder / names[1]),                          # absolute
+             names[2]]                                        # relative to the list
+    lst = folder / "ucf-i3d.list"
+    lst.write_text("\n".join(lines) + "\n")
+    fs = open_features(lst)
+    assert fs.kind == "list" and fs.recipe is None and fs.snippet_len == 16
+    assert [v.id for v in fs.videos] == ["Abuse001_x264", "Arson002_x264", "Normal_Videos003_x264"]
+    assert fs.labels().tolist() == [1, 1, 0]
+    assert [v.cls for v in fs.videos] == ["Abuse", "Arson", "Normal"]
+    assert fs.videos[1].load().shape == (7, 10, 4) and fs.videos[1].load()[0, 0, 0] == 1
+
+
+def test_rtfm_list_split_by_index_and_plain_2d_arrays(tmp_path):
+    names = ["01_0014_i3d.npy", "01_0016_i3d.npy", "01_002_i3d.npy", "01_003_i3d.npy", "01_005_i3d.npy"]
+    folder = _write_list(tmp_path, names, shape=(6, 4))
+    lst = folder / "shanghai.list"
+    lst.write_text("\n".join(str(folder / n) for n in names))
+    assert open_features(lst, "first:2").labels().tolist() == [1, 1, 0, 0, 0]   # RTFM: anomalous first
+    assert open_features(lst, "last:2").labels().tolist() == [0, 0, 0, 1, 1]
+    unknown = open_features(lst)              # auto: no "normal" in any name -> unknown labels
+    assert unknown.labels().tolist() == [-1] * 5
+    assert unknown.videos[0].load().shape == (6, 1, 4)
+    with pytest.raises(ConfigError):
+        open_features(lst, "first:9")
+    with pytest.raises(ConfigError):
+        list_labels(["a"], "middle:1", "x")
+    (folder / "bad.list").write_text(str(folder / "missing_i3d.npy"))
+    with pytest.raises(FeatureStoreError, match="not found"):
+        open_features(folder / "bad.list")
+
+
+def test_stratified_split():
+    labels = np.array([1] * 10 + [0] * 20)
+    tr, va = stratified_split(labels, 0.1, seed=0)
+    assert len(va) == 3 and labels[va].tolist().count(1) == 1 and labels[va].tolist().count(0) == 2
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(30))
+    np.testing.assert_array_equal(va, stratified_split(labels, 0.1, seed=0)[1])
+    tiny = np.array([1, 1, 0])                # a class of one stays entirely in training
+    tr, va = stratified_split(tiny, 0.5, seed=0)
+    assert 2 in tr and labels[va].size == 1
+    assert stratified_split(labels, 0.0, 0)[1].size == 0
+
+
+def test_balanced_sampler_is_deterministic_clamped_and_covers_pools():
+    s = BalancedSampler(anomalous=[0, 1, 2, 3, 4], normal=[10, 11, 12], batch_anomalous=2, batch_normal=32, seed=3)
+    assert s.sizes == (2, 3)
+    a0, n0 = s.batch(0)
+    assert len(a0) == 2 and sorted(n0.tolist()) == [10, 11, 12]
+    again = BalancedSampler([0, 1, 2, 3, 4], [10, 11, 12], 2, 32, seed=3)
+    for i in range(7):
+        assert all(np.array_equal(x, y) for x, y in zip(s.batch(i), again.batch(i)))
+    first_pass = np.concatenate([s.batch(0)[0], s.batch(1)[0], s.batch(2)[0][:1]])
+    assert sorted(first_pass.tolist()) == [0, 1, 2, 3, 4]    # one pass = every video once
+    other_seed = BalancedSampler([0, 1, 2, 3, 4], [10, 11, 12], 2, 3, seed=4)
+    assert any(not np.array_equal(s.batch(i)[0], other_seed.batch(i)[0]) for i in range(5))
+    with pytest.raises(ConfigError):
+        BalancedSampler([], [1], 1, 1)

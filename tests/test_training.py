@@ -1,0 +1,177 @@
+"""Training end to end on generated features: learning, resume equivalence, small sets, baselines, CLI."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from feature_world import make_store
+from vadpipe.checkpoint import latest_run, load_checkpoint, read_checkpoint
+from vadpipe.cli import main
+from vadpipe.config import Config, load_config, preset, save_config, use_model
+from vadpipe.errors import ConfigError
+from vadpipe.evaluate import evaluate_run
+from vadpipe.train import resume, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    make_store(root / "train", 12, 12, dim=32, seed=0, signal=0.8)
+    make_store(root / "test", 8, 8, dim=32, seed=1, signal=0.8)
+    return root
+
+
+def small_cfg(features, iterations=150, **train) -> Config:
+    cfg = preset("demo")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    t = cfg.train
+    t.features, t.iterations, t.device = str(features), iterations, "cpu"
+    t.eval_every, t.beta, t.log_every = 50, 50, 10
+    for key, value in train.items():
+        setattr(t, key, value)
+    return cfg
+
+
+def test_planted_signal_is_learned_within_a_cpu_minute(world, tmp_path):
+    start = time.process_time()
+    result = train(small_cfg(world / "train"), out=tmp_path / "run", progress=False)
+    res, where = evaluate_run(result.run_dir, world / "test", world / "test" / "gt.json", device="cpu",
+                              progress=False)
+    elapsed = time.process_time() - start      # CPU seconds: robust to a busy machine
+    assert res.metrics["auc"] > 0.85, res.summary()
+    assert res.metrics["n_videos"] == 16 and {a.action for a in res.alignments} <= {"exact", "tail"}
+    assert elapsed < 60
+    # run folder contents
+    run = result.run_dir
+    for name in ("best.pt", "last.pt", "config.yaml", "metrics.jsonl"):
+        assert (run / name).is_file()
+    assert latest_run(tmp_path) == run.resolve()
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"iteration", "loss", "loss_mag", "loss_cls", "loss_rank", "loss_sparse", "loss_smooth", "lr",
+            "seconds"} <= set(records[0])
+    assert any("val_auc" in r for r in records)
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    assert ckpt["format"] == "vadpipe-checkpoint/1" and ckpt["recipe"]["feature_dim"] == 32
+    assert ckpt["last"] is None and ckpt["metrics"]["selection"].startswith("best on the held-out")
+    q = ckpt["calibration"]["normal_frame_score_quantiles"]
+    assert set(q) == {"0.95", "0.99", "0.999"} and q["0.95"] <= q["0.99"] <= q["0.999"]
+    assert ckpt["calibration"]["source"] == "held-out normal training videos"
+    assert load_config(run / "config.yaml").model.feature_dim == 32
+    # per-video score files were written and re-score to the same numbers
+    assert (where / "scores" / "index.json").is_file() and (where / "eval.json").is_file()
+    from vadpipe.evaluate import evaluate_score_path
+    again = evaluate_score_path(where / "scores", world / "test" / "gt.json")
+    assert again.metrics["auc"] == pytest.approx(res.metrics["auc"])
+
+
+def _state(run, which):
+    return read_checkpoint(run, which)
+
+
+def test_resume_equals_uninterrupted(world, tmp_path):
+    kw = dict(eval_every=4, beta=4, log_every=2)    # dynamic label updates at 4 and 8, saves at 4, 8, 12
+    full = train(small_cfg(world / "train", 12, **kw), out=tmp_path / "full", progress=False)
+    part = train(small_cfg(world / "train", 8, **kw), out=tmp_path / "part", progress=False)
+    resumed = resume(part.run_dir, iterations=12, progress=False)
+    assert resumed.run_dir == part.run_dir.resolve()
+    for which in ("last", "best"):
+        a, b = _state(full.run_dir, which), _state(part.run_dir, which)
+        assert a["iteration"] == b["iteration"]
+        for k in a["model"]:
+            assert torch.equal(a["model"][k], b["model"][k]), (which, k)
+    a, b = _state(full.run_dir, "last")["last"], _state(part.run_dir, "last")["last"]
+    assert torch.equal(a["dynamic_labels"]["table"], b["dynamic_labels"]["table"])
+    assert not torch.isin(a["dynamic_labels"]["table"], torch.tensor([0.0, 1.0])).all()   # labels did change
+
+    def records(run):
+        out = []
+        for line in (run / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            rec.pop("seconds")
+            out.append(rec)
+        return out
+
+    assert records(full.run_dir) == records(part.run_dir)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(small_cfg(world / "train", 4), out=part.run_dir, progress=False)
+
+
+def test_twelve_videos_with_default_batch_sizes(tmp_path):
+    make_store(tmp_path / "f", 6, 6, dim=16, seed=5, t_range=(3, 40))
+    cfg = preset("ucf-crime")                     # 32 + 32 asked for, 10 videos in the training split
+    cfg.model.heads, cfg.model.ffn_dim = 4, 32
+    cfg.train.features, cfg.train.iterations, cfg.train.eval_every = str(tmp_path / "f"), 3, 3
+    cfg.train.device = "cpu"
+    result = train(cfg, out=tmp_path / "r", progress=False)
+    model, ckpt = load_checkpoint(tmp_path / "r")
+    assert ckpt["iteration"] == 3 and ckpt["calibration"]["n_videos"] >= 1
+    assert model.lt.attn.heads == 4 and not model.training
+    assert result.best_metrics["val_metric"] == "video_auc_of_max"
+
+
+@pytest.mark.parametrize("name", ["rtfm", "mil"])
+def test_baselines_train_in_the_same_harness(world, tmp_path, name):
+    cfg = use_model(small_cfg(world / "train", 60), name)
+    train(cfg, out=tmp_path / name, progress=False)
+    res, _ = evaluate_run(tmp_path / name, world / "test", world / "test" / "gt.json", device="cpu", progress=False)
+    assert res.metrics["auc"] > 0.6
+    assert read_checkpoint(tmp_path / name)["model_config"]["name"] == name
+
+
+def test_frame_level_validation_with_gt_and_test_selection_flag(world, tmp_path):
+    cfg = small_cfg(world / "train", 20, eval_every=10, val_features=str(world / "test"),
+                    val_gt=str(world / "test" / "gt.json"), val_is_test=True)
+    result = train(cfg, out=tmp_path / "r", progress=False)
+    assert result.best_metrics["val_metric"] == "frame_auc"
+    assert "TEST" in result.best_metrics["selection"]
+    assert result.calibration["source"] == "normal videos of the validation set"
+
+
+def test_config_yaml_roundtrip_and_errors(tmp_path):
+    cfg = use_model(preset("shanghaitech"), "rtfm")
+    save_config(cfg, tmp_path / "c.yaml")
+    back = load_config(tmp_path / "c.yaml")
+    assert back == cfg and back.train.beta == 1000 and back.model.hidden == (512, 128)
+    (tmp_path / "p.yaml").write_text("preset: demo\ntrain: {iterations: 7, loss: {k: 4}}\nmodel: {gs: avg}\n")
+    p = load_config(tmp_path / "p.yaml")
+    assert p.train.iterations == 7 and p.train.loss.k == 4 and p.train.batch_anomalous == 8 and p.model.gs == "avg"
+    assert p.train.loss.w_sparse == 8e-4
+    for text, match in (("train: {iters: 3}", "unknown key"), ("model: {gs: maybe}", "model.gs"),
+                        ("model: {heads: 3}", "does not divide"), ("train: [1, 2", "YAML")):
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            load_config(tmp_path / "bad.yaml")
+
+
+def test_cli_train_eval_and_default_features(world, tmp_path, monkeypatch):
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--features", str(world / "train"), "--preset", "demo", "--iters", "4",
+                               "--out", str(tmp_path / "runs" / "cli"), "--ablation", "w/o Dyn",
+                               "--ablation", "LT-1Head", "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    ckpt = read_checkpoint(tmp_path / "runs" / "cli")
+    assert ckpt["train_config"]["ablations"] == ["w/o Dyn", "LT-1Head"] and ckpt["model_config"]["heads"] == 1
+    res = runner.invoke(main, ["train", "--resume", "--out", str(tmp_path / "runs" / "cli"), "--iters", "6",
+                               "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert read_checkpoint(tmp_path / "runs" / "cli", "last")["iteration"] == 6
+    res = runner.invoke(main, ["eval", "--run", str(tmp_path / "runs" / "cli"), "--features", str(world / "test"),
+                               "--gt", str(world / "test" / "gt.json"), "--out", str(tmp_path / "ev")])
+    assert res.exit_code == 0, res.output
+    assert "frame AUC" in res.output and (tmp_path / "ev" / "scores" / "index.json").is_file()
+    res = runner.invoke(main, ["eval", "--scores", str(tmp_path / "ev" / "scores"), "--gt",
+                               str(world / "test" / "gt.json"), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["metrics"]["n_videos"] == 16
+    # no arguments: ./features, default preset; a missing folder is a one-line error
+    monkeypatch.chdir(tmp_path)
+    res = runner.invoke(main, ["train", "--no-progress"])
+    assert res.exit_code == 1 and res.output.startswith("error: ") and "features: no such feature folder" in res.output
+    res = runner.invoke(main, ["eval", "--gt", str(world / "test" / "gt.json")])
+    assert res.exit_code == 2

@@ -1,0 +1,308 @@
+"""Typed configuration for the anomaly head and its training, with YAML load/save and presets.
+
+A run's configuration is a :class:`Config` holding a :class:`ModelConfig` (the
+network) and a :class:`TrainConfig` (data, optimisation, losses, dynamic
+labels, validation). YAML files mirror it::
+
+    preset: ucf-crime          # optional: start from a preset, then override
+    model: {name: ltgs, heads: 16}
+    train: {iterations: 5000, loss: {k: 3}}
+
+Every reading that ../shared/docs/LTGS.md fixes is a field here, and every
+ablation the article reports is a named switch (:data:`ABLATIONS`) that edits
+these fields. Presets: ``ucf-crime`` (the article's UCF-Crime setting, the
+default), ``shanghaitech`` (β = 1000; RTFM list: first 63 lines anomalous),
+``demo`` (200 iterations of 8 + 8 videos, one random crop each, β = 50: about
+2–3 s an iteration on 2 busy CPU cores at D = 2048, so minutes, not hours).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+import yaml
+
+from . import atomic
+from .errors import ConfigError
+
+MODEL_NAMES = ("ltgs", "rtfm", "mil")
+DEFAULT_PRESET = "ucf-crime"
+
+
+@dataclass
+class ModelConfig:
+    """The head. LTGS fields are ignored by the baselines unless stated."""
+
+    name: str = "ltgs"                 # ltgs | rtfm (RTFM-style baseline) | mil (Sultani MLP)
+    feature_dim: int = 2048            # D; training sets it from the features
+    # Local Temporal module
+    use_lt: bool = True                # False = ablation "w/o LT" (identity instead of the encoder layer)
+    heads: int = 16                    # 1 = ablation "LT-1Head"; must divide feature_dim
+    ffn_dim: int = 2048
+    lt_dropout: float = 0.1
+    h_reading: str = "reweight"        # reweight: softmax(QK^T/sqrt(dk) + log H); literal: softmax((QK^T*H)/sqrt(dk))
+    decay: bool = True                 # False = ablation "No-Decay" (H = 1)
+    # Global Spatial module
+    gs: str = "full"                   # full | avg (ablation "GS->avg": g = mean_T F) | none (ablation "w/o GS")
+    # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
+    hidden: Tuple[int, ...] = (512, 128)
+    dropout: float = 0.7
+
+
+@dataclass
+class LossConfig:
+    """Loss terms, each with its own weight (0 disables a term)."""
+
+    k: int = 3                         # top-k (LTGS.md: §4.2 k = 3; §3.4 says 8)
+    topk_by: str = "magnitude"         # segments chosen by representation L2 norm (RTFM) or by score
+    margin: float = 100.0              # feature-magnitude margin epsilon
+    w_mag: float = 1e-4                # feature-magnitude loss (|eps - G(F_a)| + G(F_n))^2
+    w_cls: float = 1.0                 # classifier BCE
+    cls_target: str = "dynamic"        # dynamic: BCE(yhat[top-k], ytilde[top-k]); video-mean: BCE(mean yhat[top-k], Y) (RTFM)
+    w_rank: float = 1.0                # ranking hinge max(0, 1 - (max yhat_a - max yhat_n))
+    w_sparse: float = 8e-4             # lambda1, mean yhat on anomalous videos
+    w_smooth: float = 2e-5             # lambda2, mean |yhat_t - yhat_t+1|
+    smooth_on: str = "anomalous"       # anomalous | all (which videos the smoothness term covers)
+
+
+@dataclass
+class TrainConfig:
+    features: str = "features"         # feature folder (manifest.jsonl + recipe.json) or an RTFM list file
+    list_anomalous: str = "auto"       # RTFM lists: auto | name | first:N | last:N (see vadpipe.data)
+    segments: int = 32                 # training bag length ("embedding length 32")
+    batch_anomalous: int = 32          # videos a batch; clamped to what the training split holds
+    batch_normal: int = 32
+    crops: str = "all"                 # all: every crop its own sample (RTFM); random: one random crop per video
+    iterations: int = 30000
+    lr: float = 1e-3                   # LTGS.md: §4.2 1e-3, §5.1 1e-4
+    weight_decay: float = 5e-3
+    # dynamic labels (Algorithm 1)
+    dynamic: str = "soft"              # soft | hard (ablation "Hard-Update") | off (ablation "w/o Dyn")
+    alpha: float = 0.9
+    beta: int = 500                    # warm-up length and update period, in iterations
+    loss: LossConfig = field(default_factory=LossConfig)
+    # validation, model selection, calibration
+    eval_every: int = 500
+    log_every: int = 10
+    val_fraction: float = 0.1          # stratified share of the training videos held out
+    val_features: Optional[str] = None  # an external validation set (needs val_gt)
+    val_gt: Optional[str] = None       # frame-level gt for the held-out share or for val_features
+    val_is_test: bool = False          # val_features/val_gt is the test set (recorded in the checkpoint)
+    calibration_quantiles: Tuple[float, ...] = (0.95, 0.99, 0.999)
+    # execution
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True                   # bf16 autocast on CUDA only
+    tensorboard: bool = False          # also log to <run>/tb when tensorboard is installed
+    ablations: Tuple[str, ...] = ()    # names applied (a record; the fields above carry the effect)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --- ablations ----------------------------------------------------------------
+# name -> (section, field, value). Names are matched case-insensitively with
+# punctuation ignored, so "w/o LT", "wo-lt" and "WOLT" are the same switch.
+ABLATIONS: Dict[str, Tuple[Tuple[str, str, Any], ...]] = {
+    "w/o LT": (("model", "use_lt", False),),
+    "w/o GS": (("model", "gs", "none"),),
+    "GS->avg": (("model", "gs", "avg"),),
+    "w/o Dyn": (("train", "dynamic", "off"),),
+    "No-Decay": (("model", "decay", False),),
+    "LT-1Head": (("model", "heads", 1),),
+    "w/o Sparse": (("loss", "w_sparse", 0.0),),
+    "w/o Smooth": (("loss", "w_smooth", 0.0),),
+    "Hard-Update": (("train", "dynamic", "hard"),),
+    "H-literal": (("model", "h_reading", "literal"),),   # the other reading of H, not an article ablation
+}
+
+
+def _ablation_key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower().replace("->", "to").replace("→", "to"))
+
+
+_ABLATION_KEYS = {_ablation_key(n): n for n in ABLATIONS}
+_ABLATION_KEYS.update({"gsavg": "GS->avg", "gsavgpool": "GS->avg", "gstoavgpooling": "GS->avg", "hardupdate": "Hard-Update"})
+
+
+def apply_ablations(cfg: Config, names: Iterable[str]) -> Config:
+    """Return a copy of ``cfg`` with the named ablations applied and recorded."""
+    out = copy_config(cfg)
+    applied = list(out.train.ablations)
+    for name in names:
+        canonical = _ABLATION_KEYS.get(_ablation_key(name))
+        if canonical is None:
+            raise ConfigError(f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}")
+        for section, key, value in ABLATIONS[canonical]:
+            target = {"model": out.model, "train": out.train, "loss": out.train.loss}[section]
+            setattr(target, key, value)
+        if canonical not in applied:
+            applied.append(canonical)
+    out.train.ablations = tuple(applied)
+    return out
+
+
+# --- baselines ----------------------------------------------------------------
+def use_model(cfg: Config, name: str) -> Config:
+    """Switch the head, applying that head's own defaults (losses, classifier) from its paper."""
+    if name not in MODEL_NAMES:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    out = copy_config(cfg)
+    out.model.name = name
+    loss = out.train.loss
+    if name == "rtfm":
+        # RTFM: BCE on the mean top-k score vs the video label, magnitude loss, its own
+        # sparsity/smoothness weights, no ranking hinge, no dynamic labels.
+        loss.cls_target, loss.w_rank, loss.w_sparse, loss.w_smooth = "video-mean", 0.0, 8e-3, 8e-4
+        out.model.hidden, out.model.dropout = (512, 128), 0.7
+        out.train.dynamic = "off"
+    elif name == "mil":
+        # Sultani et al.: MLP 512-32-1 (dropout 0.6), ranking hinge + sparsity + smoothness (8e-5 each).
+        loss.w_mag, loss.w_cls, loss.w_rank, loss.w_sparse, loss.w_smooth = 0.0, 0.0, 1.0, 8e-5, 8e-5
+        loss.topk_by = "score"
+        out.model.hidden, out.model.dropout = (512, 32), 0.6
+        out.train.dynamic = "off"
+    return out
+
+
+# --- presets --------------------------------------------------------------------
+def preset(name: str) -> Config:
+    """A named starting configuration: ucf-crime, shanghaitech or demo."""
+    cfg = Config()
+    if name == "ucf-crime":
+        return cfg
+    if name == "shanghaitech":
+        cfg.train.beta = 1000
+        cfg.train.list_anomalous = "first:63"   # RTFM's shanghai train list: 63 anomalous, then normal
+        return cfg
+    if name == "demo":
+        t = cfg.train
+        t.iterations, t.eval_every, t.log_every, t.beta = 200, 50, 10, 50
+        t.batch_anomalous = t.batch_normal = 8
+        t.crops = "random"
+        t.val_fraction = 0.2
+        return cfg
+    raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+PRESETS = ("ucf-crime", "shanghaitech", "demo")
+
+
+# --- dict / YAML ------------------------------------------------------------------
+def copy_config(cfg: Config) -> Config:
+    return config_from_dict(config_to_dict(cfg))
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain dict (lists for tuples) of a dataclass config."""
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(cfg)
+
+
+def _from_dict(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _from_dict(hint, value, f"{where}.{key}")
+        elif typing.get_origin(hint) in (tuple, Tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{where}.{key}: expected a list, got {value!r}")
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, where: str = "config") -> Config:
+    """Build a Config from a dict; a ``preset`` key starts from that preset."""
+    data = dict(data or {})
+    base = preset(data.pop("preset")) if "preset" in data else Config()
+    merged = config_to_dict(base)
+    for section in ("model", "train"):
+        over = data.pop(section, None) or {}
+        if not isinstance(over, dict):
+            raise ConfigError(f"{where}.{section}: expected a mapping")
+        if section == "train" and "loss" in over:
+            merged["train"]["loss"].update(over.pop("loss") or {})
+        merged[section].update(over)
+    if data:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(data))} (expected preset, model, train)")
+    cfg = Config(model=_from_dict(ModelConfig, merged["model"], f"{where}.model"),
+                 train=_from_dict(TrainConfig, merged["train"], f"{where}.train"))
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(data, where=str(path))
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    atomic.write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def validate(cfg: Config) -> None:
+    """Reject values that cannot work, naming the field."""
+    m, t, loss = cfg.model, cfg.train, cfg.train.loss
+    choices = [
+        ("model.name", m.name, MODEL_NAMES),
+        ("model.h_reading", m.h_reading, ("reweight", "literal")),
+        ("model.gs", m.gs, ("full", "avg", "none")),
+        ("train.crops", t.crops, ("all", "random")),
+        ("train.dynamic", t.dynamic, ("soft", "hard", "off")),
+        ("train.loss.topk_by", loss.topk_by, ("magnitude", "score")),
+        ("train.loss.cls_target", loss.cls_target, ("dynamic", "video-mean")),
+        ("train.loss.smooth_on", loss.smooth_on, ("anomalous", "all")),
+    ]
+    for name, value, allowed in choices:
+        if value not in allowed:
+            raise ConfigError(f"{name} = {value!r}; choose one of {', '.join(allowed)}")
+    positive = [("model.feature_dim", m.feature_dim), ("model.heads", m.heads), ("model.ffn_dim", m.ffn_dim),
+                ("train.segments", t.segments), ("train.batch_anomalous", t.batch_anomalous),
+                ("train.batch_normal", t.batch_normal), ("train.eval_every", t.eval_every),
+                ("train.log_every", t.log_every), ("train.beta", t.beta), ("train.loss.k", loss.k)]
+    for name, value in positive:
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
+        raise ConfigError(f"model.heads = {m.heads} does not divide model.feature_dim = {m.feature_dim}")
+    if not 0.0 <= t.val_fraction < 1.0:
+        raise ConfigError(f"train.val_fraction must be in [0, 1), got {t.val_fraction}")
+    if not 0.0 <= t.alpha <= 1.0:
+        raise ConfigError(f"train.alpha must be in [0, 1], got {t.alpha}")
+    if m.name == "mil" and (loss.w_mag > 0 or loss.topk_by == "magnitude" and loss.w_cls > 0):
+        raise ConfigError("model mil has no segment representation: set train.loss.w_mag = 0 and "
+                          "train.loss.topk_by = score")
+    if t.val_features and not t.val_gt:
+        raise ConfigError("train.val_features needs train.val_gt (frame-level ground truth)")
+    if t.iterations < 0:
+        raise ConfigError(f"train.iterations must be >= 0, got {t.iterations}")
+    if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):
+        raise ConfigError(f"train.calibration_quantiles must lie in (0, 1): {t.calibration_quantiles}")

@@ -1,0 +1,265 @@
+"""Training data: feature sets, 32-segment bags, stratified hold-out, balanced batches.
+
+Two sources, read without conversion (:func:`open_features`):
+
+- a vadpipe feature folder (``recipe.json`` + ``manifest.jsonl`` + ``.npy``
+  arrays (T, C, D); see vadpipe.features). Only ``status == "ok"`` videos of the
+  folder's recipe are used; labels/classes/frames come from the manifest.
+- an RTFM-style list file: one ``.npy`` path per line, each (T, 10, D) or
+  (T, D). A path that does not exist as written is looked up relative to the
+  list's folder, then by file name in that folder (so a moved set still
+  reads). Video id = file stem without a ``_i3d``/``_rgb`` suffix. Labels
+  (``list_anomalous``): ``first:N`` — the first N lines are anomalous, the rest
+  normal (what RTFM's code does for both of its training lists: UCF-Crime
+  ``ucf-i3d.list`` first:810, ShanghaiTech ``shanghai-i3d-train-10crop.list``
+  first:63); ``last:N`` — the reverse order; ``name`` — a file name containing
+  "normal" (any case) is normal, any other anomalous (UCF-Crime names:
+  ``Normal_Videos308_3_x264_i3d.npy``); ``auto`` — ``name`` when any line
+  contains "normal", otherwise unknown; ``none`` — unknown (test lists).
+  Lists carry no recipe; snippets are taken to be 16 frames (RTFM).
+
+Training bags (:func:`resample_segments`): a video's T snippets are split into
+32 contiguous near-equal chunks [⌊iT/32⌋, ⌊(i+1)T/32⌋) and each chunk is
+averaged; when T < 32 a chunk is the single snippet ⌊iT/32⌋, so snippets
+repeat. Every crop is resampled separately: bags are (C, 32, D).
+
+Batches (:class:`BalancedSampler`) are deterministic functions of (seed,
+iteration), so a resumed run draws exactly what an uninterrupted one would.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .errors import ConfigError, FeatureStoreError
+from .features import MANIFEST_FILE, FeatureStore, label_from_name, read_list_file
+from .recipe import Recipe
+
+RTFM_SNIPPET_LEN = 16
+_SUFFIX = re.compile(r"_(i3d|rgb|features?)$", re.IGNORECASE)
+
+
+@dataclass
+class Video:
+    id: str
+    label: Optional[int]          # 0 normal, 1 anomalous, None unknown
+    cls: Optional[str]
+    frames: Optional[int]         # decoded frames, when known
+    T: Optional[int]              # snippets, when known without loading
+    source: str                   # the .npy (or the source video for a store)
+    loader: Callable[[], np.ndarray]
+
+    def raw(self) -> np.ndarray:
+        """(T, C, D) as stored (possibly a read-only memory map, possibly float16)."""
+        try:
+            x = self.loader()
+        except (OSError, ValueError) as exc:
+            raise FeatureStoreError(f"{self.source}: cannot read features ({exc})") from None
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[0] == 0:
+            raise FeatureStoreError(f"{self.source}: expected features (T, C, D) or (T, D), got shape {x.shape}")
+        return x
+
+    def load(self) -> np.ndarray:
+        """(T, C, D) float32, an in-memory writable copy."""
+        return np.array(self.raw(), dtype=np.float32)
+
+
+@dataclass
+class FeatureSet:
+    videos: List[Video]
+    recipe: Optional[Recipe]
+    origin: str
+    kind: str                     # "store" | "list"
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def snippet_len(self) -> int:
+        return self.recipe.snippet_len if self.recipe else RTFM_SNIPPET_LEN
+
+    def shape(self) -> Tuple[int, int]:
+        """(crops, feature dim) of the set, read from its first video."""
+        if not self.videos:
+            raise FeatureStoreError(f"{self.origin}: no videos")
+        x = self.videos[0].raw()
+        return x.shape[1], x.shape[2]
+
+    def labels(self) -> np.ndarray:
+        return np.array([-1 if v.label is None else v.label for v in self.videos])
+
+    def subset(self, index: Sequence[int]) -> "FeatureSet":
+        return FeatureSet([self.videos[i] for i in index], self.recipe, self.origin, self.kind)
+
+
+def _store_set(folder: Path) -> FeatureSet:
+    store = FeatureStore(folder)
+    records = store.records(ok_only=True)
+    if not records:
+        raise FeatureStoreError(f"{folder}: no extracted videos with status ok in {MANIFEST_FILE}")
+    videos = [Video(r.id, r.label, r.cls, r.frames, r.T, r.path or r.file,
+                    (lambda rec=r: store.load(rec, mmap=True))) for r in records]
+    return FeatureSet(videos, store.recipe(), str(folder), "store")
+
+
+def _resolve_listed(line: str, base: Path) -> Optional[Path]:
+    path = Path(line)
+    name = PureWindowsPath(line).name if "\\" in line else path.name
+    for candidate in (path, base / line, base / name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def list_labels(names: Sequence[str], rule: str, origin: str) -> List[Optional[int]]:
+    """Video labels of list entries under ``rule`` (see the module docstring)."""
+    n = len(names)
+    rule = rule.strip().lower()
+    if rule == "auto":
+        rule = "name" if any("normal" in s.lower() for s in names) else "none"
+    if rule == "none":
+        return [None] * n
+    if rule == "name":
+        return [0 if "normal" in s.lower() else 1 for s in names]
+    match = re.fullmatch(r"(first|last):(\d+)", rule)
+    if not match:
+        raise ConfigError(f"list_anomalous = {rule!r}; use auto, name, none, first:N or last:N")
+    count = int(match.group(2))
+    if count > n:
+        raise ConfigError(f"{origin}: list_anomalous {rule} but the list has only {n} lines")
+    if match.group(1) == "first":
+        return [1] * count + [0] * (n - count)
+    return [0] * (n - count) + [1] * count
+
+
+def _list_set(path: Path, rule: str) -> FeatureSet:
+    lines = read_list_file(path)
+    if not lines:
+        raise FeatureStoreError(f"{path}: the list is empty")
+    base = path.parent
+    resolved = [(line, _resolve_listed(line, base)) for line in lines]
+    missing = [line for line, p in resolved if p is None]
+    if missing:
+        raise FeatureStoreError(f"{path}: {len(missing)} listed file(s) not found, first: {missing[0]}")
+    stems = [_SUFFIX.sub("", p.stem) for _, p in resolved]
+    if len(set(stems)) != len(stems):
+        dup = next(s for s in stems if stems.count(s) > 1)
+        raise FeatureStoreError(f"{path}: video {dup!r} is listed twice")
+    labels = list_labels([p.name for _, p in resolved], rule, str(path))
+    videos = []
+    for stem, (_, p), label in zip(stems, resolved, labels):
+        cls = label_from_name(stem)[1] if label is not None else None
+        if label == 1 and cls == "Normal":
+            cls = None
+        videos.append(Video(stem, label, cls if label is not None else None, None, None, str(p),
+                            (lambda p=p: np.load(p, mmap_mode="r", allow_pickle=False))))
+    return FeatureSet(videos, None, str(path), "list")
+
+
+def open_features(path: str | Path, list_anomalous: str = "auto") -> FeatureSet:
+    """A feature folder or an RTFM-style list file (see the module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / MANIFEST_FILE).exists() and not any(path.glob("manifest.shard-*.jsonl")):
+            raise FeatureStoreError(f"{path}: not a feature folder (no {MANIFEST_FILE}); run `vadpipe extract` first")
+        return _store_set(path)
+    if path.is_file():
+        return _list_set(path, list_anomalous)
+    raise FeatureStoreError(f"{path}: no such feature folder or list file")
+
+
+# --- bags -------------------------------------------------------------------------------------
+def resample_segments(feats: np.ndarray, n: int = 32) -> np.ndarray:
+    """(T, ...) → (n, ...): mean over n contiguous near-equal chunks; repeats snippets when T < n."""
+    t = feats.shape[0]
+    if t == 0:
+        raise ValueError("cannot resample an empty feature array")
+    bounds = (np.arange(n + 1) * t) // n
+    out = np.empty((n,) + feats.shape[1:], dtype=np.float32)
+    for i in range(n):
+        start = bounds[i]
+        stop = max(bounds[i + 1], start + 1)
+        out[i] = np.asarray(feats[start:stop], dtype=np.float64).mean(axis=0)
+    return out
+
+
+def build_bags(videos: Sequence[Video], segments: int = 32, progress: bool = False) -> np.ndarray:
+    """Training bags (N, C, segments, D) float32 for the given videos (all must share C and D)."""
+    bags = None
+    iterator = videos
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(videos, desc="bags", unit="video", leave=False)
+    for i, video in enumerate(iterator):
+        x = video.raw()                                            # (T, C, D)
+        if bags is None:
+            bags = np.empty((len(videos), x.shape[1], segments, x.shape[2]), dtype=np.float32)
+        elif x.shape[1:] != (bags.shape[1], bags.shape[3]):
+            raise FeatureStoreError(f"{video.source}: {x.shape[1]} crops x {x.shape[2]} dims, "
+                                    f"expected {bags.shape[1]} x {bags.shape[3]} like the other videos")
+        bags[i] = resample_segments(x, segments).transpose(1, 0, 2)
+    if bags is None:
+        raise FeatureStoreError("no videos to build training bags from")
+    return bags
+
+
+# --- splitting and sampling -----------------------------------------------------------------
+def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: ``fraction`` of each class held out, at least one per class when
+    ``fraction`` > 0 and the class has two or more videos, never the whole class."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 7])
+    train, held = [], []
+    for value in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == value)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = int(round(fraction * len(idx)))
+        if fraction > 0 and len(idx) >= 2:
+            n_val = max(1, n_val)
+        n_val = min(n_val, len(idx) - 1)
+        held.extend(idx[:n_val].tolist())
+        train.extend(idx[n_val:].tolist())
+    return np.array(sorted(train), dtype=np.int64), np.array(sorted(held), dtype=np.int64)
+
+
+class BalancedSampler:
+    """Balanced batches: each iteration draws from the anomalous and the normal pool.
+
+    Within a pool, batches walk through consecutive random permutations (every
+    video once per pass, reshuffled each pass), so small pools are sampled with
+    replacement across iterations. Batch sizes clamp to the pool sizes. The
+    draw of iteration i depends only on (seed, i).
+    """
+
+    def __init__(self, anomalous: Sequence[int], normal: Sequence[int], batch_anomalous: int, batch_normal: int,
+                 seed: int = 0):
+        self.pools = (np.asarray(anomalous, dtype=np.int64), np.asarray(normal, dtype=np.int64))
+        if any(len(p) == 0 for p in self.pools):
+            raise ConfigError("training needs at least one anomalous and one normal video")
+        self.sizes = (min(batch_anomalous, len(self.pools[0])), min(batch_normal, len(self.pools[1])))
+        self.seed = seed
+
+    def _draw(self, which: int, iteration: int) -> np.ndarray:
+        pool, n = self.pools[which], self.sizes[which]
+        start = iteration * n
+        out = []
+        while len(out) < n:
+            p, offset = divmod(start + len(out), len(pool))
+            perm = np.random.default_rng([self.seed, which, p]).permutation(len(pool))
+            out.extend(perm[offset:offset + n - len(out)].tolist())
+        return pool[np.array(out)]
+
+    def batch(self, iteration: int) -> Tuple[np.ndarray, np.ndarray]:
+        """(anomalous video indices, normal video indices) of iteration ``iteration``."""
+        return self._draw(0, iteration), self._draw(1, iteration)
+
+
+def choose_crops(seed: int, iteration: int, count: int, crops: int) -> np.ndarray:
+    """One random crop per video for iteration ``iteration`` (``crops = "random"``)."""
+    return np.random.default_rng([seed, 3, iteration]).integers(0, crops, size=count)

@@ -1,0 +1,424 @@
+"""Training loop: balanced 32-segment bags, dynamic labels, validation, checkpoints, resume, calibration.
+
+``train(cfg)`` starts a run in ``runs/<timestamp>/`` (or ``out``) and points
+``runs/latest`` at it; ``resume(run)`` continues from its ``last.pt`` and ends
+with exactly the weights an uninterrupted run with the same seed would have
+(sampling is a pure function of (seed, iteration); model, optimiser, dynamic
+labels and the torch RNG are restored).
+
+Iteration ``i`` (0-based count of completed steps): dynamic labels are updated
+first when due (i ≥ β, i mod β = 0), then one optimiser step on a balanced
+batch. After step i+1 the loss terms are logged every ``log_every`` steps;
+every ``eval_every`` steps and at the end the held-out share is scored
+(validation), ``best.pt`` is written when the validation metric improves and
+``last.pt`` (with the resume state) is written.
+
+Validation metric: with ``val_gt``, frame AUC (on ``val_features`` or on the
+held-out share); otherwise video-level AUC of each held-out video's max
+snippet score. Without a usable metric (a held-out share lacking a class) the
+last checkpoint is also the best, and the checkpoint says so.
+
+Calibration, after the last step: the best head scores the held-out normal
+videos (else the validation set's normal videos, else the training normal
+videos, as recorded in ``source``) and the 95/99/99.9th percentiles of their
+frame scores go into both checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import atomic
+from .checkpoint import (build_model, read_checkpoint, resolve_run, save_checkpoint, score_features,
+                         update_latest)
+from .config import Config, config_from_dict, config_to_dict, copy_config, save_config, validate
+from .data import BalancedSampler, FeatureSet, build_bags, choose_crops, open_features, stratified_split
+from .device import autocast, resolve_device
+from .errors import ConfigError, FeatureStoreError
+from .models.dynamic_labels import DynamicLabels
+from .models.losses import compute_losses
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    iterations: int
+    best_metrics: dict
+    calibration: Optional[dict]
+
+
+def new_run_dir(root: str | Path = "runs") -> Path:
+    root = Path(root)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = root / stamp, 1
+    while path.exists():
+        n += 1
+        path = root / f"{stamp}-{n}"
+    return path
+
+
+def train(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
+          log: Optional[Callable[[str], None]] = None) -> TrainResult:
+    """Train a new run; ``out`` defaults to ``runs/<timestamp>``."""
+    validate(cfg)
+    run_dir = Path(out) if out is not None else new_run_dir()
+    if (run_dir / "last.pt").exists():
+        raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
+    return _Trainer(cfg, run_dir, None, log, progress).run(progress)
+
+
+def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, progress: bool = True,
+           log: Optional[Callable[[str], None]] = None) -> TrainResult:
+    """Continue a run from its last.pt (its own config; ``iterations`` may extend it)."""
+    run_dir = resolve_run(run)
+    ckpt = read_checkpoint(run_dir, "last")
+    if not ckpt.get("last"):
+        raise ConfigError(f"{run_dir}/last.pt holds no resume state")
+    cfg = config_from_dict({"model": ckpt["model_config"], "train": ckpt["train_config"]})
+    if iterations is not None:
+        cfg.train.iterations = iterations
+    return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress)
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
+               n_anomalous: int, loss_cfg, use_amp: bool = False) -> Dict[str, float]:
+    """One optimiser step on a batch (first ``n_anomalous`` rows anomalous); returns the loss terms."""
+    model.train()
+    with autocast(x.device, "bfloat16" if use_amp else "float32"):
+        out = model(x)
+    terms = compute_losses(out.scores, out.features, n_anomalous, targets, loss_cfg)
+    opt.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    opt.step()
+    return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def _frame_scores(snippets: np.ndarray, frames: Optional[int], snippet_len: int) -> np.ndarray:
+    n = frames if frames else snippets.size * snippet_len
+    return snippets[np.minimum(np.arange(n) // snippet_len, snippets.size - 1)]
+
+
+class _Trainer:
+    def __init__(self, cfg: Config, run_dir: Path, resume_ckpt: Optional[dict],
+                 log: Optional[Callable[[str], None]], progress: bool = False):
+        self.cfg, self.run_dir = copy_config(cfg), run_dir
+        cfg = self.cfg
+        if resume_ckpt is None:   # record absolute paths so the run resumes from any directory
+            for key in ("features", "val_features", "val_gt"):
+                if getattr(cfg.train, key):
+                    setattr(cfg.train, key, str(Path(getattr(cfg.train, key)).resolve()))
+        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+        t = cfg.train
+        self.device = resolve_device(t.device)
+        self.use_amp = t.amp and self.device.type == "cuda"
+        self.data = open_features(t.features, t.list_anomalous)
+        self._split(resume_ckpt)
+        crops, dim = self.data.shape()
+        if cfg.model.feature_dim != dim:
+            if resume_ckpt is not None:
+                raise FeatureStoreError(f"{t.features}: D = {dim}, the run was trained with {cfg.model.feature_dim}")
+            if cfg.model.feature_dim != 2048:
+                self.log(f"model.feature_dim {cfg.model.feature_dim} replaced by the features' D = {dim}")
+            cfg.model.feature_dim = dim
+        validate(cfg)
+        self.crops = crops
+        train_videos = [self.data.videos[i] for i in self.train_idx]
+        self.labels = np.array([v.label for v in train_videos], dtype=np.int64)
+        self.log(f"building {len(train_videos)} training bags ({crops} crop(s), D {dim}, {t.segments} segments)")
+        self.bags = build_bags(train_videos, t.segments, progress=progress)
+        anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
+        self.anomalous = anomalous
+        self.sampler = BalancedSampler(anomalous, normal, t.batch_anomalous, t.batch_normal, t.seed)
+
+        torch.manual_seed(t.seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed_all(t.seed)
+        self.model = build_model(cfg.model).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.dyn = DynamicLabels(self.labels, t.segments, t.dynamic, t.alpha, t.beta, t.loss.k)
+        self.start, self.elapsed = 0, 0.0
+        self.best = {"metric": None, "iteration": None, "metrics": {}}
+        self.records: List[dict] = []
+        if resume_ckpt is not None:
+            self._restore(resume_ckpt)
+
+    # --- data split -------------------------------------------------------------------------
+    def _split(self, resume_ckpt: Optional[dict]) -> None:
+        t = self.cfg.train
+        labels = self.data.labels()
+        labeled = np.flatnonzero(labels >= 0)
+        if labeled.size < len(labels):
+            self.log(f"{len(labels) - labeled.size} video(s) without a label left out of training")
+        if labeled.size == 0:
+            raise FeatureStoreError(f"{t.features}: no video has a label (0/1); for an RTFM list pass "
+                                    "--list-anomalous first:N (RTFM UCF-Crime: first:810, ShanghaiTech: first:63)")
+        self.val_set: Optional[FeatureSet] = None
+        self.val_gt = None
+        if resume_ckpt is not None:
+            split = resume_ckpt["last"]["split"]
+            index = {v.id: i for i, v in enumerate(self.data.videos)}
+            missing = [vid for vid in split["train"] + split["val"] if vid not in index]
+            if missing:
+                raise FeatureStoreError(f"{t.features}: video {missing[0]!r} of the run is gone; cannot resume")
+            self.train_idx = np.array([index[v] for v in split["train"]], dtype=np.int64)
+            held = np.array([index[v] for v in split["val"]], dtype=np.int64)
+        elif t.val_features:
+            self.train_idx, held = labeled, np.array([], dtype=np.int64)
+        else:
+            tr, va = stratified_split(labels[labeled], t.val_fraction, t.seed)
+            self.train_idx, held = labeled[tr], labeled[va]
+        self.held_idx = held
+        if t.val_features:
+            self.val_set = open_features(t.val_features, "none")
+        elif held.size:
+            self.val_set = self.data.subset(held)
+        if t.val_gt and self.val_set is not None:
+            from .evaluate import load_ground_truth
+
+            order = [v.id for v in self.val_set.videos]
+            snippets = [v.T if v.T is not None else v.raw().shape[0] for v in self.val_set.videos]
+            self.val_gt = load_ground_truth(t.val_gt, order=order, snippets=snippets,
+                                            frames=[v.frames for v in self.val_set.videos],
+                                            snippet_len=self.val_set.snippet_len)
+            from .evaluate import match_ids
+
+            matched = match_ids(order, list(self.val_gt))
+            if not matched:
+                raise ConfigError(f"none of the {len(order)} validation videos has ground truth in {t.val_gt}")
+            if len(matched) < len(order):
+                self.log(f"{len(order) - len(matched)} validation video(s) have no ground truth in {t.val_gt}")
+
+    # --- state --------------------------------------------------------------------------------
+    def _restore(self, ckpt: dict) -> None:
+        last = ckpt["last"]
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(last["optimizer"])
+        self.dyn.load_state_dict(last["dynamic_labels"])
+        torch.set_rng_state(last["torch_rng"])
+        if self.device.type == "cuda" and last.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(last["cuda_rng"], self.device)
+        self.start = int(ckpt["iteration"])
+        self.elapsed = float(last["elapsed"])
+        self.best = last["best"]
+        path = self.run_dir / METRICS_FILE
+        if path.exists():
+            lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            self.records = [r for r in lines if r.get("iteration", 0) <= self.start]
+        self.log(f"resuming {self.run_dir} at iteration {self.start}")
+
+    def _payload(self, iteration: int, with_state: bool, metrics: dict, calibration: Optional[dict]) -> dict:
+        state = None
+        if with_state:
+            state = {
+                "optimizer": self.opt.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "dynamic_labels": self.dyn.state_dict(),
+                "best": self.best,
+                "split": {"train": [self.data.videos[i].id for i in self.train_idx],
+                          "val": [self.data.videos[i].id for i in self.held_idx]},
+                "elapsed": self.elapsed,
+            }
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_config": config_to_dict(self.cfg.model),
+            "train_config": config_to_dict(self.cfg.train),
+            "recipe": self.data.recipe.to_dict() if self.data.recipe else None,
+            "snippet_len": self.data.snippet_len,
+            "metrics": metrics,
+            "calibration": calibration,
+            "iteration": iteration,
+            "last": state,
+        }
+
+    def _write_records(self) -> None:
+        atomic.write_text(self.run_dir / METRICS_FILE,
+                          "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
+
+    # --- one step ----------------------------------------------------------------------------
+    def _batch(self, iteration: int):
+        t = self.cfg.train
+        a, n = self.sampler.batch(iteration)
+        xa, xn = self.bags[a], self.bags[n]                          # (n, C, S, D)
+        ta = self.dyn.rows(a)                                        # (na, S)
+        if t.crops == "random":
+            pick = choose_crops(t.seed, iteration, len(a) + len(n), self.crops)
+            xa, xn = xa[np.arange(len(a)), pick[:len(a)]], xn[np.arange(len(n)), pick[len(a):]]
+        else:
+            xa, xn = xa.reshape(-1, *xa.shape[2:]), xn.reshape(-1, *xn.shape[2:])
+            ta = ta.repeat_interleave(self.crops, dim=0)
+        x = torch.from_numpy(np.concatenate([xa, xn])).to(self.device)
+        targets = torch.cat([ta, torch.zeros(xn.shape[0], ta.shape[1])]).to(self.device)
+        return x, targets, xa.shape[0]
+
+    def _step(self, iteration: int) -> Dict[str, float]:
+        if self.dyn.due(iteration):
+            self._update_labels()
+        x, targets, n_anom = self._batch(iteration)
+        return train_step(self.model, self.opt, x, targets, n_anom, self.cfg.train.loss, self.use_amp)
+
+    @torch.no_grad()
+    def _update_labels(self) -> None:
+        """Algorithm 1: score every anomalous training bag in eval mode, update its label row."""
+        self.model.eval()
+        by_norm = self.cfg.train.loss.topk_by == "magnitude"
+        chunk = max(1, 256 // self.crops)
+        for s in range(0, len(self.anomalous), chunk):
+            vids = self.anomalous[s:s + chunk]
+            x = torch.from_numpy(self.bags[vids].reshape(-1, *self.bags.shape[2:])).to(self.device)
+            with autocast(self.device, "bfloat16" if self.use_amp else "float32"):
+                out = self.model(x)
+            scores = out.scores.float().view(len(vids), self.crops, -1).mean(1)
+            if by_norm and out.features is not None:
+                rank = out.features.float().norm(dim=-1).view(len(vids), self.crops, -1).mean(1)
+            else:
+                rank = scores
+            self.dyn.update(vids, scores, rank)
+        self.model.train()
+
+    # --- validation and calibration ---------------------------------------------------------
+    def _score_set(self, videos) -> Dict[str, np.ndarray]:
+        self.model.eval()
+        return {v.id: score_features(self.model, v.raw(), self.device) for v in videos}
+
+    def _validate(self) -> dict:
+        if self.val_set is None:
+            return {}
+        scores = self._score_set(self.val_set.videos)
+        if self.val_gt is not None:
+            from .evaluate import evaluate_scores
+
+            res = evaluate_scores(scores, self.val_gt, snippet_len=self.val_set.snippet_len,
+                                  frames={v.id: v.frames for v in self.val_set.videos}, on_mismatch="skip")
+            skipped = sum(a.action == "mismatch" for a in res.alignments)
+            return {"val_auc": res.metrics["auc"], "val_metric": "frame_auc", "val_ap": res.metrics["ap"],
+                    "val_videos": res.metrics["n_videos"], "val_skipped": skipped}
+        from sklearn.metrics import roc_auc_score
+
+        y = np.array([v.label for v in self.val_set.videos])
+        s = np.array([scores[v.id].max() for v in self.val_set.videos])
+        auc = float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
+        return {"val_auc": auc, "val_metric": "video_auc_of_max", "val_videos": int(y.size)}
+
+    def _calibrate(self) -> Optional[dict]:
+        quantiles = self.cfg.train.calibration_quantiles
+        if self.held_idx.size and (self.data.labels()[self.held_idx] == 0).any():
+            videos = [self.data.videos[i] for i in self.held_idx if self.data.videos[i].label == 0]
+            source = "held-out normal training videos"
+        elif self.val_set is not None and self.val_gt is not None:
+            from .evaluate import match_ids
+
+            mapping = match_ids([v.id for v in self.val_set.videos], list(self.val_gt))
+            videos = [v for v in self.val_set.videos if v.id in mapping and not self.val_gt[mapping[v.id]].anomalous]
+            source = "normal videos of the validation set"
+        else:
+            videos = []
+        if not videos:
+            videos = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]
+            source = "training normal videos (none held out: optimistic)"
+        scores = self._score_set(videos)
+        frames = np.concatenate([_frame_scores(scores[v.id], v.frames, self.data.snippet_len) for v in videos])
+        return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
+                "source": source, "n_videos": len(videos)}
+
+    def _selection(self) -> str:
+        t = self.cfg.train
+        if self.best["metric"] is None:
+            return "last (no validation metric)"
+        if t.val_is_test:
+            return "best on the TEST set (val_is_test; as the public repos do)"
+        if t.val_features:
+            return "best on an external validation set"
+        return "best on the held-out share of the training videos"
+
+    # --- the loop ------------------------------------------------------------------------------
+    def run(self, progress: bool = True) -> TrainResult:
+        from tqdm import tqdm
+
+        t = self.cfg.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.cfg, self.run_dir / "config.yaml")
+        update_latest(self.run_dir)
+        writer = self._tensorboard()
+        total = t.iterations
+        bar = tqdm(total=total, initial=min(self.start, total), disable=not progress, desc="train", unit="it",
+                   dynamic_ncols=True)
+        clock = time.perf_counter()
+        last_metrics = self.best.get("metrics", {})
+        for it in range(self.start, total):
+            terms = self._step(it)
+            done = it + 1
+            now = time.perf_counter()
+            self.elapsed += now - clock
+            clock = now
+            bar.update(1)
+            if done % t.log_every == 0 or done == total:
+                rec = {"iteration": done, "lr": self.opt.param_groups[0]["lr"], "seconds": round(self.elapsed, 3),
+                       **{f"loss_{k}" if k != "total" else "loss": v for k, v in terms.items()}}
+                self.records.append(rec)
+                bar.set_postfix(loss=f"{terms['total']:.4f}")
+                if writer:
+                    for k, v in terms.items():
+                        writer.add_scalar(f"loss/{k}", v, done)
+            if done % t.eval_every == 0 or done == total:
+                last_metrics = self._validate()
+                metric = last_metrics.get("val_auc")
+                improved = metric is not None and (self.best["metric"] is None or metric > self.best["metric"])
+                no_metric = self.best["metric"] is None and metric is None
+                if improved or no_metric:
+                    self.best = {"metric": metric, "iteration": done, "metrics": last_metrics}
+                self.records.append({"iteration": done, "seconds": round(self.elapsed, 3), **last_metrics})
+                if writer and metric is not None:
+                    writer.add_scalar("val/auc", metric, done)
+                if improved or no_metric:
+                    save_checkpoint(self.run_dir / "best.pt",
+                                    self._payload(done, False, {**last_metrics, "selection": self._selection()}, None))
+                save_checkpoint(self.run_dir / "last.pt", self._payload(done, True, last_metrics, None))
+                if metric is not None:
+                    bar.set_postfix(loss=f"{terms['total']:.4f}", val=f"{metric:.4f}")
+                clock = time.perf_counter()   # validation and saving are not training time
+            if done % t.log_every == 0 or done % t.eval_every == 0 or done == total:
+                self._write_records()
+        bar.close()
+        if writer:
+            writer.close()
+        return self._finish(total, last_metrics)
+
+    def _finish(self, total: int, last_metrics: dict) -> TrainResult:
+        best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
+        if not last_path.exists():   # zero iterations asked for
+            save_checkpoint(last_path, self._payload(total, True, last_metrics, None))
+            save_checkpoint(best_path, self._payload(total, False, {"selection": self._selection()}, None))
+        best = read_checkpoint(best_path)
+        last = read_checkpoint(last_path)
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(best["model"])
+        calibration = self._calibrate()
+        self.model.load_state_dict(current)
+        best["calibration"] = last["calibration"] = calibration
+        best["metrics"] = {**best["metrics"], "selection": self._selection(),
+                           "best_iteration": self.best["iteration"]}
+        save_checkpoint(best_path, best)
+        save_checkpoint(last_path, last)
+        self.log(f"run {self.run_dir}: best {self.best['metric']} at iteration {self.best['iteration']} "
+                 f"({self._selection()}); calibration from {calibration['n_videos']} {calibration['source']}")
+        return TrainResult(self.run_dir, total, best["metrics"], calibration)
+
+    def _tensorboard(self):
+        if not self.cfg.train.tensorboard:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.log("tensorboard not installed: logging to metrics.jsonl only")
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"))

@@ -1,0 +1,66 @@
+import numpy as np
+from PIL import Image
+
+from vadpipe.intervals import find_intervals, frame_times, snippets_to_frames
+from vadpipe.overlay import Painter, render_panel, write_overlay
+from vadpipe.plot import MAX_THUMBNAILS, choose_thumbnails, figure_size_px, plot_clip
+from vadpipe.video import VideoReader
+
+FPS = 25.0
+
+
+def _curve(n=500):
+    snippets = np.full((n + 15) // 16, 0.1)
+    snippets[len(snippets) // 3:len(snippets) // 3 + 2] = 0.9
+    return snippets_to_frames(snippets, n)
+
+
+def test_thumbnails_take_peaks_then_even_context():
+    scores = _curve()
+    intervals = find_intervals(scores, 0.5, FPS)
+    thumbs = choose_thumbnails(scores, FPS, intervals)
+    assert len(thumbs) == MAX_THUMBNAILS
+    assert [t.frame for t in thumbs] == sorted(t.frame for t in thumbs)
+    peaks = [t for t in thumbs if t.is_peak]
+    assert len(peaks) == 1 and peaks[0].frame == intervals[0].peak_frame and peaks[0].score == 0.9
+    assert all(t.time_s == t.frame / FPS for t in thumbs)
+    # no interval: evenly spaced; very short clip: never more thumbnails than frames
+    even = choose_thumbnails(np.zeros(600), FPS, [])
+    assert [t.frame for t in even] == [50, 150, 250, 350, 450, 550] and not any(t.is_peak for t in even)
+    assert len(choose_thumbnails(np.zeros(3), FPS, [])) == 3
+
+
+def test_png_has_the_documented_size(tmp_path):
+    scores = _curve()
+    intervals = find_intervals(scores, 0.5, FPS)
+    thumbs = choose_thumbnails(scores, FPS, intervals)
+    for t in thumbs:
+        t.image = np.full((36, 64, 3), 120, np.uint8)
+    with_strip = plot_clip(tmp_path / "a.png", frame_times(scores.size, FPS), scores, FPS, "clip.mp4", 0.5,
+                           intervals, thumbs, gt_intervals_s=[(6.0, 9.0)], threshold_label="threshold 0.5")
+    bare = plot_clip(tmp_path / "b.png", frame_times(scores.size, FPS), scores, FPS, "clip.npy", None, [])
+    assert Image.open(with_strip).size == figure_size_px(True)
+    assert Image.open(bare).size == figure_size_px(False)
+    assert not list(tmp_path.glob(".*tmp*"))   # atomic writes leave no temporary files
+
+
+def test_overlay_panel_and_painter_shapes():
+    scores = _curve(100)
+    intervals = find_intervals(scores, 0.5, FPS, min_duration_s=0)
+    rgb, alpha = render_panel(scores, 64, 12, 0.5, intervals, [(0, 10)])
+    assert rgb.shape == (12, 64, 3) and alpha.shape == (12, 64, 1)
+    painter = Painter(scores, 64, 48, 0.5, intervals)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    calm, hot = painter(0, frame), painter(intervals[0].peak_frame, frame)
+    assert calm.shape == frame.shape and calm.dtype == np.uint8
+    assert not np.array_equal(calm, hot)                  # the cursor and the bar moved
+    assert hot[..., 0].sum() > calm[..., 0].sum()          # the red bar of an anomalous frame
+
+
+def test_overlay_keeps_every_frame(video_factory, tmp_path):
+    clip = video_factory(frames=37, width=160, height=128)
+    scores = _curve(37)
+    n = write_overlay(clip, tmp_path / "clip.overlay.mp4", scores, 0.5, find_intervals(scores, 0.5, FPS))
+    reader = VideoReader(tmp_path / "clip.overlay.mp4")
+    assert n == 37 and sum(1 for _ in reader.frames()) == 37
+    assert (reader.info.width, reader.info.height) == (160, 128)

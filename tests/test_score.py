@@ -1,0 +1,242 @@
+"""`vadpipe score`: clip -> per-frame CSV, JSON, plot, overlay; thresholds; recipes; bad inputs.
+
+The model is a seeded random LTGS head (small) saved in the real checkpoint
+format, on Inception I3D features with random weights and the ``tiny`` preset
+(112 px crops), scoring generated clips of a few dozen frames.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import make_video
+from vadpipe.checkpoint import build_model, save_checkpoint
+from vadpipe.cli import main
+from vadpipe.config import ModelConfig, config_to_dict
+from vadpipe.errors import CheckpointError, ConfigError, WeightsError
+from vadpipe.extractors.presets import make_recipe
+from vadpipe.intervals import find_intervals
+from vadpipe.plot import figure_size_px
+from vadpipe.recipe import save_recipe
+from vadpipe.score import (ScoreOptions, backbone_for_recipe, resolve_threshold, run_score, scoring_recipe)
+from vadpipe.score_io import output_names, read_scores_csv
+from vadpipe.video import VideoReader
+
+CALIBRATION = {"normal_frame_score_quantiles": {"0.95": 0.2, "0.99": 0.3, "0.999": 0.4}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)       # two cores are shared with other test runs
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return make_recipe("i3d-inception", "tiny", weights_sha256=None)
+
+
+def save_head(path: Path, recipe, calibration=CALIBRATION, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    config = ModelConfig(feature_dim=1024, heads=4, ffn_dim=64, hidden=(32, 16))
+    model = build_model(config)
+    save_checkpoint(path, {"model": model.state_dict(), "model_config": config_to_dict(config),
+                           "recipe": recipe.to_dict() if recipe else None, "snippet_len": 16, "metrics": {},
+                           "calibration": calibration, "iteration": 0, "last": None})
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, recipe):
+    return save_head(tmp_path_factory.mktemp("run") / "best.pt", recipe)
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory, ckpt):
+    """One clip (45 frames at 20 fps: a partial last snippet) scored with --plot --overlay --gt."""
+    root = tmp_path_factory.mktemp("scored")
+    clip = make_video(root / "clip.mp4", 45, width=96, height=72, fps=20.0)
+    gt = root / "gt.json"
+    gt.write_text(json.dumps({"videos": {"clip": {"frames": 45, "intervals": [[10, 30]]}}}))
+    out = root / "out"
+    code = run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=out, plot=True, overlay=True, gt=gt, progress=False))
+    return code, clip, out
+
+
+def test_csv_has_every_frame_and_times_follow_fps(scored):
+    code, clip, out = scored
+    assert code == 0
+    frames, times, scores = read_scores_csv(out / "clip.scores.csv")
+    assert frames.tolist() == list(range(45))
+    assert np.allclose(times, frames / 20.0)
+    # frame f carries snippet f // 16's score; the partial last snippet covers frames 32..44
+    report = json.loads((out / "clip.json").read_text())
+    assert report["frames"] == 45 and report["snippets"] == 3 and report["fps"] == 20.0
+    for block in (scores[:16], scores[16:32], scores[32:]):
+        assert np.all(block == block[0])
+    assert report["max_score"] == pytest.approx(scores.max(), abs=1e-6)
+
+
+def test_json_records_ids_threshold_intervals_and_speed(scored, ckpt, recipe):
+    _, _, out = scored
+    report = json.loads((out / "clip.json").read_text())
+    assert report["recipe"]["id"] == recipe.recipe_id == report["trained_recipe_id"]
+    assert len(report["checkpoint"]["id"]) == 12
+    assert report["threshold"] == {"value": 0.3, "source": "calibration", "quantile": "0.99"}
+    _, _, scores = read_scores_csv(out / "clip.scores.csv")
+    expected = find_intervals(scores, 0.3, 20.0, 1.0, 0.5)
+    assert [(iv["start_frame"], iv["end_frame"]) for iv in report["intervals"]] == \
+        [(iv.start_frame, iv.end_frame) for iv in expected]
+    assert report["real_time_factor"] > 0 and report["timings_s"]["extract_s"] > 0
+    assert report["ground_truth"]["intervals"] == [[10, 30]]
+    assert report["video"]["width"] == 96 and report["video"]["frames_exact"]
+
+
+def test_png_and_overlay(scored):
+    _, _, out = scored
+    assert Image.open(out / "clip.png").size == figure_size_px(with_thumbnails=True)
+    reader = VideoReader(out / "clip.overlay.mp4")
+    assert sum(1 for _ in reader.frames()) == 45
+    assert reader.info.fps == pytest.approx(20.0)
+    assert not list(out.glob(".*"))          # atomic writes left no temporary files
+
+
+def test_threshold_auto_and_given():
+    assert resolve_threshold("auto", CALIBRATION).value == 0.3
+    auto = resolve_threshold("auto:0.999", CALIBRATION)
+    assert (auto.value, auto.source, auto.quantile) == (0.4, "calibration", "0.999")
+    given = resolve_threshold("0.75", CALIBRATION)
+    assert (given.value, given.source, given.quantile) == (0.75, "given", None)
+    assert resolve_threshold("0.5", None).value == 0.5
+    with pytest.raises(CheckpointError, match="--threshold 0.5"):
+        resolve_threshold("auto", None)
+    with pytest.raises(ConfigError, match="0.95, 0.99, 0.999"):
+        resolve_threshold("auto:0.9", CALIBRATION)
+    with pytest.raises(ConfigError):
+        resolve_threshold("high", CALIBRATION)
+
+
+def test_given_threshold_sets_the_intervals(tmp_path, ckpt):
+    clip = make_video(tmp_path / "c.mp4", 40, fps=25.0)
+    for threshold, expected in (("0", [[0, 40]]), ("1", [])):
+        out = tmp_path / f"out{threshold}"
+        assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                         options=ScoreOptions(out_dir=out, threshold=threshold, progress=False,
+                                              min_duration_s=0.0)) == 0
+        report = json.loads((out / "c.json").read_text())
+        assert report["threshold"]["source"] == "given"
+        assert [[iv["start_frame"], iv["end_frame"]] for iv in report["intervals"]] == expected
+
+
+def test_feature_file_scores_equal_video_scores(tmp_path, ckpt, recipe, scored):
+    """`vadpipe extract` output scored without the video gives the very same CSV."""
+    from vadpipe.extract import ExtractOptions, run_extract
+    from vadpipe.extractors import create_backbone
+
+    _, clip, video_out = scored
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(clip.read_bytes())
+    backbone = create_backbone("i3d-inception", weights="random")
+    run_extract(videos, tmp_path / "features", recipe, backbone, "cpu",
+                ExtractOptions(workers=0, batch_size=4, progress=False))
+    out = tmp_path / "out"
+    lines = []
+    code = run_score([str(tmp_path / "features" / "clip.npy")], checkpoint=str(ckpt), echo=lines.append,
+                     options=ScoreOptions(out_dir=out, plot=True, progress=False))
+    assert code == 0
+    _, t_feat, s_feat = read_scores_csv(out / "clip.scores.csv")
+    _, t_vid, s_vid = read_scores_csv(video_out / "clip.scores.csv")
+    assert np.array_equal(t_feat, t_vid)
+    assert np.allclose(s_feat, s_vid, atol=1e-5)
+    assert json.loads((out / "clip.json").read_text())["input"]["kind"] == "features"
+    assert Image.open(out / "clip.png").size == figure_size_px(with_thumbnails=False)
+    # the whole feature folder as the input: every .npy in it is a clip
+    assert run_score([str(tmp_path / "features")], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "all", progress=False)) == 0
+    assert [p.name for p in (tmp_path / "all").glob("*.json")] == ["clip.json"]
+
+
+def test_recipe_mismatch_is_refused(tmp_path, ckpt):
+    folder = tmp_path / "features"
+    folder.mkdir()
+    save_recipe(folder, make_recipe("i3d-inception", "center", weights_sha256=None))
+    np.save(folder / "x.npy", np.zeros((3, 1, 1024), np.float32))
+    runner = CliRunner()
+    result = runner.invoke(main, ["score", str(folder / "x.npy"), "--checkpoint", str(ckpt), "-o",
+                                  str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1
+    assert "different feature recipes" in result.output and "crop_size" in result.output
+    assert not (tmp_path / "out" / "x.json").exists()
+
+
+def test_wrong_backbone_weights_are_refused(recipe):
+    expected = recipe.replace(weights_sha256="ab" * 32)
+    with pytest.raises(WeightsError, match="expects weights abababababab"):
+        backbone_for_recipe(expected, weights=None, device="cpu")
+
+
+def test_crops_option():
+    ten = make_recipe("i3d-inception", "rtfm", weights_sha256=None)
+    assert scoring_recipe(ten, None) is ten and scoring_recipe(ten, 10) is ten
+    one = scoring_recipe(ten, 1)
+    assert one.num_crops == 1 and not one.differences(make_recipe("i3d-inception", "center", weights_sha256=None))
+    with pytest.raises(ConfigError):
+        scoring_recipe(one, 10)
+
+
+def test_bad_clip_and_equal_stems(tmp_path, ckpt):
+    """Two clips named clip.mp4 in different folders and a broken file: two results, one error line, exit 1."""
+    root = tmp_path / "videos"
+    make_video(root / "a" / "clip.mp4", 20)
+    make_video(root / "b" / "clip.mp4", 20, seed=1)
+    (root / "broken.mp4").write_bytes(b"not a video at all")
+    runner = CliRunner()
+    result = runner.invoke(main, ["score", str(root), "--checkpoint", str(ckpt), "-o", str(tmp_path / "out"),
+                                  "--threshold", "0.5", "--no-progress"])
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "broken.mp4" in errors[0]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.json")) == ["a__clip.json", "b__clip.json"]
+    assert any(line.startswith("a__clip  00:01") for line in result.output.splitlines())   # the table
+
+
+def test_output_names_never_collide():
+    names = output_names([Path("/v/a/clip.mp4"), Path("/v/b/clip.mp4"), Path("/v/b/clip.avi"),
+                          Path("/v/other.mp4")])
+    assert len(set(names)) == 4 and names[0] == "a__clip" and names[3] == "other"
+
+
+def test_missing_run_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_video(tmp_path / "c.mp4", 16)
+    result = CliRunner().invoke(main, ["score", "c.mp4", "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("error: no trained run at runs/latest")
+
+
+def test_resampling_recipe_scores_every_native_frame(tmp_path):
+    """A recipe that resamples to 10 fps still yields one score per frame of the 25 fps video."""
+    from vadpipe.score import native_frame_scores
+
+    recipe10 = make_recipe("i3d-inception", "tiny", weights_sha256=None, fps="10")
+    ckpt10 = save_head(tmp_path / "best.pt", recipe10)
+    clip = make_video(tmp_path / "c.mp4", 50, fps=25.0)
+    assert run_score([str(clip)], checkpoint=str(ckpt10), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out", threshold="0.5", progress=False)) == 0
+    frames, times, _ = read_scores_csv(tmp_path / "out" / "c.scores.csv")
+    assert frames.size == 50 and np.allclose(times, frames / 25.0)
+    report = json.loads((tmp_path / "out" / "c.json").read_text())
+    assert report["video"]["resampled_frames"] == 20 and report["snippets"] == 2
+    # native frame j takes the resampled frame nearest in time (j * 10 / 25)
+    mapped = native_frame_scores(np.array([0.0, 1.0]), 20, recipe10, 50, 25.0, 10.0)
+    assert mapped[:39].max() == 0.0 and mapped[39:].min() == 1.0   # 39 * 0.4 = 15.6 -> frame 16

@@ -1,0 +1,156 @@
+"""Benchmark `vadpipe score`: real-time factor and peak memory per backbone and crop count.
+
+    python tools/bench_score.py                                  # i3d-inception, 1 crop, 60 s clip, 2 threads
+    python tools/bench_score.py --backbones i3d-inception i3d-r50 --crops 1 10
+    python tools/bench_score.py --seconds 20 --crops 10          # ten crops cost ~10x: shorter clip
+    python tools/bench_score.py --device cuda --threads 8 --backbones i3d-inception i3d-r50 --crops 1 10
+
+Each configuration scores a generated 640x360 25 fps clip (moving texture,
+H.264) end to end in a fresh process: decode, resize, crop, backbone, head,
+CSV and JSON (no plot, no overlay), exactly as `vadpipe score` does, and
+reports
+
+  RTF   video seconds per wall second of decode + backbone + head (>= 1: real time)
+  cpu s / RTF cpu  CPU seconds of that work, and the RTF it implies with all
+        --threads cores to itself (the honest figure on a shared, busy machine)
+  peak  the process's peak resident memory (ru_maxrss), model weights included
+
+Weights: the backbone's own when available locally (i3d-inception: the
+packaged Kinetics checkpoint), random otherwise (speed does not depend on the
+values; the table says which). The head is a seeded random LTGS head of the
+full size, saved in the real checkpoint format.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def make_checkpoint(path: Path, backbone: str, preset: str, weights: str) -> str:
+    """A random LTGS head for ``backbone``'s features; returns "real" or "random" (the weights used)."""
+    import torch
+
+    from vadpipe.checkpoint import build_model, save_checkpoint
+    from vadpipe.config import ModelConfig, config_to_dict
+    from vadpipe.errors import WeightsError
+    from vadpipe.extractors import create_backbone, get_entry
+    from vadpipe.extractors.presets import make_recipe
+
+    sha, kind = None, "random"
+    if weights != "random":
+        try:
+            if weights == "auto" and get_entry(backbone).default_weights() is None:
+                raise WeightsError("no local default weights")
+            model = create_backbone(backbone, weights=None if weights == "auto" else weights)
+            sha, kind = model.weights_sha256, "real"
+        except WeightsError:
+            if weights != "auto":
+                raise
+    recipe = make_recipe(backbone, preset, weights_sha256=sha)
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=recipe.feature_dim)
+    head = build_model(config)
+    save_checkpoint(path, {"model": head.state_dict(), "model_config": config_to_dict(config),
+                           "recipe": recipe.to_dict(), "snippet_len": recipe.snippet_len, "metrics": {},
+                           "calibration": {"normal_frame_score_quantiles": {"0.99": 0.5}}})
+    return kind
+
+
+def worker(args) -> None:
+    """One configuration in this process: score the clip, print one JSON line."""
+    import resource
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from vadpipe.score import ScoreOptions, Scorer
+    from vadpipe.score_io import ClipInput
+
+    options = ScoreOptions(out_dir=Path(args.out), device=args.device, batch_size=args.batch_size,
+                           weights=None if args.weights in ("auto", "random") else args.weights,
+                           progress=False)
+    t0 = time.perf_counter()
+    scorer = Scorer(Path(args.checkpoint), options)
+    scorer.backbone                      # load the weights outside the timed part
+    setup = time.perf_counter() - t0
+    cpu0 = time.process_time()
+    result = scorer.score_clip(ClipInput(Path(args.clip), "video", name="bench"))
+    cpu = time.process_time() - cpu0
+    report = json.loads((Path(args.out) / "bench.json").read_text())
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rtf": result.row.rtf, "timings": report["timings_s"], "snippets": report["snippets"],
+                      "duration": report["duration_s"], "peak_mb": peak_mb, "setup_s": setup, "cpu_s": cpu}))
+
+
+def run_config(args, clip: Path, backbone: str, crops: int, folder: Path) -> dict:
+    preset = "rtfm" if crops == 10 else "center"
+    ckpt = folder / f"{backbone}-{preset}.pt"
+    kind = make_checkpoint(ckpt, backbone, preset, args.weights)
+    cmd = [sys.executable, __file__, "--worker", "--clip", str(clip), "--checkpoint", str(ckpt),
+           "--out", str(folder / "out"), "--threads", str(args.threads), "--device", args.device,
+           "--weights", args.weights] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise SystemExit(f"{backbone} x{crops} failed:\n{done.stderr[-2000:]}")
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row.update(backbone=backbone, crops=crops, weights=kind)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", nargs="+", default=["i3d-inception"])
+    parser.add_argument("--crops", nargs="+", type=int, default=[1], choices=[1, 10])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--size", default="640x360")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=None, help="snippets per pass (default: vadpipe's)")
+    parser.add_argument("--weights", default="auto", help="auto (local default, else random), random, or a file")
+    parser.add_argument("--workdir", default=None, help="keep the clip and checkpoints here (default: a temp dir)")
+    # worker-only
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--clip", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    from bench_extract import make_clip   # the same moving-texture generator as the extract benchmark
+
+    width, height = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(args.workdir or tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = folder / f"bench_{args.size}_{args.seconds:g}s.mp4"
+        if not clip.exists():
+            make_clip(clip, args.seconds, width, height)
+        print(f"clip: {clip.name} ({args.seconds:g} s, {args.size}, 25 fps); device {args.device}, "
+              f"{args.threads} threads, batch {args.batch_size or 'default (8 clips per pass)'}", flush=True)
+        header = f"{'backbone':<14} {'weights':<7} {'crops':>5} {'snippets':>8} {'extract s':>9} {'head s':>7} " \
+                 f"{'RTF':>6} {'cpu s':>6} {'RTF cpu':>7} {'peak MB':>8}"
+        print(header)
+        print("-" * len(header))
+        for backbone in args.backbones:
+            for crops in args.crops:
+                r = run_config(args, clip, backbone, crops, folder)
+                t = r["timings"]
+                rtf_cpu = r["duration"] / (r["cpu_s"] / args.threads) if args.device == "cpu" else float("nan")
+                print(f"{backbone:<14} {r['weights']:<7} {crops:>5} {r['snippets']:>8} {t['extract_s']:>9.1f} "
+                      f"{t['head_s']:>7.2f} {r['rtf']:>5.2f}x {r['cpu_s']:>6.1f} {rtf_cpu:>6.2f}x "
+                      f"{r['peak_mb']:>8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

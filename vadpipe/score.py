@@ -1,0 +1,562 @@
+"""``vadpipe score``: clip → per-frame scores → intervals → CSV, JSON, PNG, overlay video.
+
+The checkpoint carries the feature recipe it was trained on; a video is
+extracted with exactly that recipe (same backbone, weights, resize, crops,
+fps policy) through ``extract.extract_video``, so scores mean what they meant
+at training time. Pre-extracted features are scored without the video when
+their recipe matches.
+
+Per clip (``<name>`` is the file stem, lengthened with its folders only when
+two clips would share it):
+
+- ``<name>.scores.csv``  ``frame,time_s,score`` for every frame of the video
+  (frame f takes snippet f // 16's score; the padded tail covers the last
+  frames; time = frame / fps);
+- ``<name>.json``        video info, recipe and checkpoint ids, threshold and
+  where it came from, intervals, max score, real-time factor, timings;
+- ``<name>.png``         with ``--plot``; ``<name>.overlay.mp4`` with ``--overlay``.
+
+Every file is written atomically. A clip that fails prints one line and the
+others go on; the exit code is 1 when any failed.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import __version__, atomic
+from .errors import CheckpointError, ConfigError, RecipeMismatchError, VadpipeError, WeightsError
+from .intervals import Interval, find_intervals, frame_times, runs_above, snippets_to_frames
+from .recipe import Recipe, load_recipe
+from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
+
+DEFAULT_QUANTILE = "0.99"
+CENTER_OF_TEN = 4            # torchvision TenCrop order: the un-flipped centre crop
+THUMB_SHORT_SIDE = 144       # thumbnails are decoded this small (the figure shows them ~190 px wide)
+CLIPS_PER_PASS = 8           # backbone inputs (snippets x crops) per forward pass by default
+LONG_CLIP_SNIPPETS = 64      # a per-snippet progress bar from this length on (~40 s at 25 fps)
+
+
+@dataclass
+class ScoreOptions:
+    out_dir: Path = Path("scores")
+    threshold: str = "auto"           # "auto", "auto:<quantile>" or a number
+    merge_gap_s: float = 1.0
+    min_duration_s: float = 0.5
+    plot: bool = False
+    overlay: bool = False
+    crops: Optional[int] = None       # None: the recipe's; 1 with a ten-crop recipe: its centre crop only
+    device: str = "auto"
+    batch_size: Optional[int] = None  # snippets per backbone pass; None: 8 // crops (~8 clips per pass)
+    weights: Optional[str] = None     # backbone weight file, when not the default location
+    recipe_file: Optional[Path] = None   # recipe of .npy features that have no recipe.json beside them
+    fps: Optional[float] = None       # frame rate of features whose manifest does not say
+    gt: Optional[Path] = None
+    progress: bool = True
+
+
+# --- threshold ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    source: str                       # "given" | "calibration"
+    quantile: Optional[str] = None    # the calibration quantile used
+
+    def label(self) -> str:
+        if self.source == "calibration":
+            return f"threshold {self.value:.3f} (auto: normal q{self.quantile})"
+        return f"threshold {self.value:.3f}"
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "source": self.source, "quantile": self.quantile}
+
+
+def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the checkpoint") -> Threshold:
+    """``spec``: a number, ``auto`` (the calibration's 0.99 quantile) or ``auto:<q>``.
+
+    The calibration is the score quantiles of held-out normal videos stored at
+    training time (``{"normal_frame_score_quantiles": {"0.99": x, ...}}``).
+    """
+    spec = str(spec).strip()
+    if not spec.startswith("auto"):
+        try:
+            return Threshold(float(spec), "given")
+        except ValueError:
+            raise ConfigError(f"--threshold {spec!r}: expected a number, 'auto' or 'auto:0.999'") from None
+    quantile = spec.partition(":")[2] or DEFAULT_QUANTILE
+    table = (calibration or {}).get("normal_frame_score_quantiles") or {}
+    if not table:
+        raise CheckpointError(f"{where} has no score calibration (trained without held-out normal videos); "
+                              f"pass a number, e.g. --threshold 0.5")
+    match = next((k for k in table if _same_quantile(k, quantile)), None)
+    if match is None:
+        raise ConfigError(f"--threshold {spec}: {where} has quantiles {', '.join(sorted(table))}, not {quantile}")
+    return Threshold(float(table[match]), "calibration", match)
+
+
+def _same_quantile(a: str, b: str) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except ValueError:
+        return a == b
+
+
+# --- checkpoint, recipe, backbone -------------------------------------------------------------------
+
+def file_id(path: Path, length: int = 12) -> str:
+    """Short sha256 of a file: the checkpoint's identity in the outputs."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
+    """The recipe clips are extracted with: the checkpoint's, or its centre crop alone with ``crops=1``.
+
+    The centre crop of a ten-crop recipe is the very same pixels as a
+    ``center`` recipe (same short side, same crop box), so a ten-crop model
+    can score one crop ten times faster. The other way round (ten crops for a
+    one-crop model) would feed it views it was never trained on: refused.
+    """
+    if crops is None or crops == trained.num_crops:
+        return trained
+    if crops == 1 and trained.crop == "ten":
+        return trained.replace(crop="center")
+    if crops not in (1, 10):
+        raise ConfigError(f"--crops {crops}: expected 1 or 10")
+    raise ConfigError(f"--crops {crops}: the checkpoint was trained on {trained.num_crops}-crop features "
+                      f"({trained.crop}); only its own crops or the centre crop of ten can be scored")
+
+
+def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):
+    """The recipe's backbone with the recipe's weights, or a WeightsError saying which file is expected."""
+    from .extractors import create_backbone
+
+    expected = recipe.weights_sha256
+    if expected is None:                       # random-init recipe (tests only): seeded, deterministic
+        return create_backbone(recipe.backbone, weights="random", device=device)
+    hint = f"the checkpoint expects weights {expected[:12]}\u2026 for {recipe.backbone}"
+    try:
+        backbone = create_backbone(recipe.backbone, weights=weights, device=device)
+    except WeightsError as exc:
+        raise WeightsError(f"{hint}; {exc}") from None
+    if backbone.weights_sha256 != expected:
+        found = backbone.weights_path or "the default weights"
+        raise WeightsError(f"{hint}, but {found} has sha256 {str(backbone.weights_sha256)[:12]}\u2026; "
+                           f"pass --weights FILE with the weights the features were made with")
+    return backbone
+
+
+# --- per-clip results ----------------------------------------------------------------------------
+
+@dataclass
+class ClipScores:
+    """Per-frame scores of one clip and what they were computed from."""
+
+    frame_scores: np.ndarray          # (frames,) at the video's native frame rate
+    snippet_scores: np.ndarray        # (T,)
+    fps: float
+    video: dict                       # VideoInfo.to_dict(), or what is known for features
+    recipe: Optional[Recipe]
+    crops_scored: int
+    timings: Dict[str, float] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return int(self.frame_scores.size)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass
+class ClipResult:
+    clip: ClipInput
+    row: Optional[TableRow] = None
+    outputs: Dict[str, str] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+
+def native_frame_scores(snippet_scores: np.ndarray, out_frames: int, recipe: Recipe, native_frames: int,
+                        native_fps: float, out_fps: float) -> np.ndarray:
+    """Per-frame scores on the video's own frames when the recipe resampled it to ``out_fps``:
+    native frame j takes the score of the resampled frame nearest in time."""
+    resampled = snippets_to_frames(snippet_scores, out_frames, recipe.snippet_len, recipe.stride)
+    if native_frames == out_frames and abs(native_fps - out_fps) < 1e-6:
+        return resampled
+    nearest = np.rint(np.arange(native_frames) * (out_fps / native_fps)).astype(int)
+    return resampled[np.minimum(nearest, out_frames - 1)]
+
+
+class Scorer:
+    """Holds what every clip of a run shares: the head, its checkpoint, the recipe, the backbone."""
+
+    def __init__(self, checkpoint: Path, options: ScoreOptions):
+        from .checkpoint import checkpoint_path, load_checkpoint
+        from .device import resolve_device
+
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.checkpoint_file = checkpoint_path(checkpoint)
+        self.model, self.ckpt = load_checkpoint(self.checkpoint_file, device=self.device)
+        self.checkpoint_id = file_id(self.checkpoint_file)
+        trained = self.ckpt.get("recipe")
+        self.trained_recipe = Recipe.from_dict(trained) if trained else None
+        self.recipe = scoring_recipe(self.trained_recipe, options.crops) if self.trained_recipe else None
+        self.snippet_len = int(self.ckpt.get("snippet_len") or (self.recipe.snippet_len if self.recipe else 16))
+        self.threshold = resolve_threshold(options.threshold, self.ckpt.get("calibration"),
+                                           f"checkpoint {self.checkpoint_file}")
+        self._backbone = None
+        self.gt = load_gt(options.gt) if options.gt else None
+
+    @property
+    def backbone(self):
+        if self._backbone is None:       # built on the first video only: features need none
+            if self.recipe is None:
+                raise RecipeMismatchError(f"checkpoint {self.checkpoint_file} was trained on features without a "
+                                          f"recipe (list files): it cannot extract video; score its features instead")
+            self._backbone = backbone_for_recipe(self.recipe, self.options.weights, self.device)
+        return self._backbone
+
+    # -- scores ---------------------------------------------------------------------------------
+    def scores_from_video(self, path: Path, progress: Optional[Callable[[int], None]] = None) -> ClipScores:
+        from .checkpoint import score_features
+        from .extract import extract_video
+        from .video import probe
+
+        backbone = self.backbone
+        t0 = time.perf_counter()
+        # Ten crops multiply the clips per pass by ten: keep the pass (and memory) the same size.
+        batch = self.options.batch_size or max(1, CLIPS_PER_PASS // self.recipe.num_crops)
+        feats, info = extract_video(path, self.recipe, backbone, self.device, batch, progress=progress)
+        t1 = time.perf_counter()
+        snippets = score_features(self.model, feats, self.device)
+        t2 = time.perf_counter()
+        video = info.to_dict()
+        if str(self.recipe.fps) == "native":
+            frame_scores = snippets_to_frames(snippets, info.frames, self.recipe.snippet_len, self.recipe.stride)
+            fps = info.fps
+        else:   # the recipe resampled the clip: put the scores back on the video's own frames
+            native = probe(path, count="packets")
+            frame_scores = native_frame_scores(snippets, info.frames, self.recipe, native.frames, native.fps,
+                                               info.fps)
+            fps = native.fps
+            video = {**native.to_dict(), "resampled_frames": info.frames, "resampled_fps": info.fps}
+        return ClipScores(frame_scores, snippets, fps, video, self.recipe, self.recipe.num_crops,
+                          {"extract_s": t1 - t0, "head_s": t2 - t1})
+
+    def scores_from_features(self, clip: ClipInput) -> ClipScores:
+        from .checkpoint import score_features
+
+        t0 = time.perf_counter()
+        feats, recipe, frames, fps, notes = self._load_features(clip)
+        t1 = time.perf_counter()
+        snippets = score_features(self.model, feats, self.device)
+        t2 = time.perf_counter()
+        stride = recipe.stride if recipe else self.snippet_len
+        frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride)
+        video = {"path": None, "features": str(clip.path), "frames": frames, "fps": fps,
+                 "duration": round(frames / fps, 3)}
+        return ClipScores(frame_scores, snippets, fps, video, recipe, feats.shape[1],
+                          {"load_s": t1 - t0, "head_s": t2 - t1}, notes)
+
+    def _load_features(self, clip: ClipInput) -> Tuple[np.ndarray, Optional[Recipe], int, float, List[str]]:
+        """(features (T, C, D), their recipe, frames, fps, notes), checked against the checkpoint."""
+        from .features import FeatureStore
+
+        notes: List[str] = []
+        record = None
+        if self.options.recipe_file is not None:
+            recipe = load_recipe(self.options.recipe_file)
+        elif clip.feature_folder is not None:
+            store = FeatureStore(clip.feature_folder)
+            recipe = store.recipe()
+            record = next((r for r in store.all_records().values() if r.ok and r.file == clip.path.name), None)
+        else:
+            recipe = None
+        if recipe is None and self.trained_recipe is not None:
+            raise RecipeMismatchError(f"{clip.path}: no recipe.json beside these features; pass --recipe FILE "
+                                      f"(the checkpoint needs recipe {self.trained_recipe.recipe_id})")
+        try:
+            feats = np.load(clip.path, allow_pickle=False) if record is None else \
+                FeatureStore(clip.feature_folder).load(record)
+        except (OSError, ValueError) as exc:
+            raise VadpipeError(f"{clip.path}: cannot read features ({exc})") from None
+        if feats.ndim == 2:
+            feats = feats[:, None, :]
+        if feats.ndim != 3 or feats.shape[0] == 0:
+            raise RecipeMismatchError(f"{clip.path}: expected features (T, C, D), got shape {feats.shape}")
+        if recipe is not None and self.recipe is not None:
+            if recipe.crop == "ten" and self.recipe.crop == "center" and feats.shape[1] == 10:
+                feats, recipe = feats[:, CENTER_OF_TEN:CENTER_OF_TEN + 1], recipe.replace(crop="center")
+            self.recipe.require_match(recipe, "the checkpoint", f"features {clip.path}")
+        elif recipe is None:
+            notes.append("recipe not checked: the checkpoint was trained without one")
+        dim = int(self.ckpt["model_config"]["feature_dim"])
+        if feats.shape[2] != dim:
+            raise RecipeMismatchError(f"{clip.path}: features have D = {feats.shape[2]}, the checkpoint expects {dim}")
+        t = feats.shape[0]
+        frames = int(record.frames) if record is not None and record.frames else t * self.snippet_len
+        if record is None or not record.frames:
+            notes.append(f"frame count unknown: assumed {t} snippets x {self.snippet_len}")
+        fps = (record.fps if record is not None and record.fps else None) or self.options.fps
+        if fps is None and recipe is not None and str(recipe.fps) != "native":
+            fps = float(recipe.fps)
+        if fps is None:
+            fps = 25.0
+            notes.append("frame rate unknown: assumed 25 fps (pass --fps)")
+        return feats, recipe, frames, float(fps), notes
+
+    # -- one clip, end to end --------------------------------------------------------------------
+    def score_clip(self, clip: ClipInput, progress_factory=None) -> ClipResult:
+        t_start = time.perf_counter()
+        if clip.kind == "video":
+            progress = progress_factory(clip) if progress_factory else None
+            try:
+                scores = self.scores_from_video(clip.path, progress=progress)
+            finally:
+                if progress is not None:
+                    progress.close()
+        else:
+            scores = self.scores_from_features(clip)
+        opts = self.options
+        intervals = find_intervals(scores.frame_scores, self.threshold.value, scores.fps, opts.merge_gap_s,
+                                   opts.min_duration_s)
+        times = frame_times(scores.frames, scores.fps)
+        paths = output_paths(opts.out_dir, clip.name)
+        outputs = {"csv": paths["csv"]}
+        write_scores_csv(paths["csv"], times, scores.frame_scores)
+        gt_id, gt_frames = self.gt_for(clip, scores)
+        if opts.plot:
+            t0 = time.perf_counter()
+            self.write_plot(paths["png"], clip, scores, intervals, gt_frames)
+            scores.timings["plot_s"] = time.perf_counter() - t0
+            outputs["png"] = paths["png"]
+        if opts.overlay:
+            if clip.kind != "video":
+                scores.notes.append("no overlay: scored from features, there is no video to draw on")
+            else:
+                from .overlay import write_overlay
+
+                t0 = time.perf_counter()
+                write_overlay(clip.path, paths["overlay"], scores.frame_scores, self.threshold.value, intervals,
+                              gt_frames)
+                scores.timings["overlay_s"] = time.perf_counter() - t0
+                outputs["overlay"] = paths["overlay"]
+        scores.timings["total_s"] = time.perf_counter() - t_start
+        outputs["json"] = paths["json"]
+        report = self.report(clip, scores, intervals, gt_id, gt_frames, outputs)
+        atomic.write_json(paths["json"], report)
+        row = TableRow(clip.name, scores.duration_s, float(scores.frame_scores.max()), self.threshold.value,
+                       intervals, report["real_time_factor"])
+        return ClipResult(clip, row, {k: str(v) for k, v in outputs.items()}, scores.notes)
+
+    def gt_for(self, clip: ClipInput, scores: ClipScores) -> Tuple[Optional[str], List[Tuple[int, int]]]:
+        """(gt id, gt intervals in frames) of this clip, when --gt was given and names it."""
+        if not self.gt:
+            return None, []
+        from .evaluate import match_ids
+
+        for key in (clip.name, clip.path.stem, str(clip.path.with_suffix(""))):
+            found = match_ids([key], list(self.gt)).get(key)
+            if found:
+                break
+        else:
+            scores.notes.append(f"no ground truth for {clip.name} in {self.options.gt}")
+            return None, []
+        gt = self.gt[found]
+        if gt.mask is not None:
+            intervals = runs_above(gt.mask, 0.5)
+        else:
+            intervals = list(gt.intervals)
+        n_gt = len(gt.mask) if gt.mask is not None else gt.frames
+        if n_gt is not None and n_gt != scores.frames:
+            scores.notes.append(f"ground truth {found!r} has {n_gt} frames, the clip {scores.frames}")
+        return found, intervals
+
+    def write_plot(self, path: Path, clip: ClipInput, scores: ClipScores, intervals: Sequence[Interval],
+                   gt_frames: Sequence[Tuple[int, int]]) -> None:
+        from .plot import choose_thumbnails, plot_clip
+
+        thumbs = []
+        if clip.kind == "video":
+            thumbs = choose_thumbnails(scores.frame_scores, scores.fps, intervals)
+            images = grab_frames(clip.path, [t.frame for t in thumbs], THUMB_SHORT_SIDE)
+            for thumb in thumbs:
+                thumb.image = images.get(thumb.frame)
+        plot_clip(path, frame_times(scores.frames, scores.fps), scores.frame_scores, scores.fps,
+                  title=clip.path.name, threshold=self.threshold.value, intervals=intervals, thumbnails=thumbs,
+                  gt_intervals_s=[(s / scores.fps, e / scores.fps) for s, e in gt_frames],
+                  threshold_label=self.threshold.label(), duration_s=scores.duration_s)
+
+    def report(self, clip: ClipInput, scores: ClipScores, intervals: Sequence[Interval], gt_id: Optional[str],
+               gt_frames: Sequence[Tuple[int, int]], outputs: Dict[str, Path]) -> dict:
+        fs = scores.frame_scores
+        peak = int(np.argmax(fs))
+        # Real-time factor: video seconds per wall second of scoring (decode + backbone + head),
+        # or of loading + head for pre-extracted features; plot and overlay are timed apart.
+        work = sum(scores.timings.get(k, 0.0) for k in ("extract_s", "load_s", "head_s"))
+        rtf = scores.duration_s / work if work > 0 else None
+        recipe = scores.recipe
+        return {
+            "format": "vadpipe-score/1",
+            "vadpipe_version": __version__,
+            "clip": clip.name,
+            "input": {"kind": clip.kind, "path": str(clip.path)},
+            "video": scores.video,
+            "frames": scores.frames,
+            "fps": scores.fps,
+            "duration_s": scores.duration_s,
+            "snippets": int(scores.snippet_scores.size),
+            "recipe": None if recipe is None else {"id": recipe.recipe_id, "backbone": recipe.backbone,
+                                                   "crop": recipe.crop, "fps": recipe.fps,
+                                                   "compute_dtype": recipe.compute_dtype},
+            "trained_recipe_id": None if self.trained_recipe is None else self.trained_recipe.recipe_id,
+            "crops_scored": scores.crops_scored,
+            "checkpoint": {"id": self.checkpoint_id, "path": str(self.checkpoint_file),
+                           "model": self.ckpt.get("model_config", {}).get("name")},
+            "threshold": self.threshold.to_dict(),
+            "merge_gap_s": self.options.merge_gap_s,
+            "min_duration_s": self.options.min_duration_s,
+            "interval_convention": "[start_frame, end_frame) 0-based, end exclusive; time = frame / fps",
+            "intervals": [iv.to_dict() for iv in intervals],
+            "max_score": float(fs[peak]),
+            "max_score_frame": peak,
+            "max_score_time_s": peak / scores.fps,
+            "mean_score": float(fs.mean()),
+            "ground_truth": None if gt_id is None else {"id": gt_id, "file": str(self.options.gt),
+                                                        "intervals": [list(iv) for iv in gt_frames]},
+            "real_time_factor": rtf,
+            "timings_s": {k: round(v, 4) for k, v in scores.timings.items()},
+            "device": str(self.device),
+            "outputs": {k: Path(v).name for k, v in outputs.items()},
+            "notes": scores.notes,
+        }
+
+
+def load_gt(path: Path) -> dict:
+    from .evaluate import load_ground_truth
+
+    return load_ground_truth(path)
+
+
+def grab_frames(path: Path, frames: Sequence[int], short_side: int) -> Dict[int, np.ndarray]:
+    """The requested frames, small, in one streaming pass that stops after the last one.
+
+    Decoding again costs far less than the backbone did, and memory holds only
+    the few frames asked for, whatever the clip's length.
+    """
+    from .video import VideoReader
+
+    wanted = set(frames)
+    out: Dict[int, np.ndarray] = {}
+    if not wanted:
+        return out
+    last = max(wanted)
+    for index, frame in enumerate(VideoReader(path, short_side=short_side).frames()):
+        if index in wanted:
+            out[index] = frame.copy()
+        if index >= last:
+            break
+    return out
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+def find_checkpoint(checkpoint: Optional[str], run: Optional[str]) -> Path:
+    """--checkpoint FILE, else --run DIR, else runs/latest; a missing one is a one-line error."""
+    if checkpoint:
+        return Path(checkpoint)
+    target = Path(run or "runs/latest")
+    if not (target.exists() or target.is_symlink()):
+        hint = "train one with `vadpipe train`, or pass --checkpoint FILE / --run DIR"
+        raise CheckpointError(f"no trained run at {target}; {hint}")
+    return target
+
+
+def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optional[str] = None,
+              options: ScoreOptions = ScoreOptions(), echo: Callable[[str], None] = print) -> int:
+    """Score every clip; print the table; return the exit code (1 when any input failed)."""
+    from tqdm.auto import tqdm
+
+    clips, path_errors = collect_inputs(paths)
+    errors = [f"{p}: {why}" for p, why in path_errors]
+    for line in errors:
+        echo_err(line)
+    scorer = Scorer(find_checkpoint(checkpoint, run), options) if clips else None
+    results: List[ClipResult] = []
+    bar = tqdm(clips, unit="clip", desc="score", disable=not options.progress or len(clips) < 2,
+               file=sys.stderr, dynamic_ncols=True)
+
+    def snippet_bar(clip: ClipInput) -> "_ProgressCallback":
+        total = _expected_snippets(clip.path, scorer.snippet_len)
+        return _ProgressCallback(tqdm(total=total, unit="snippet", desc=clip.name[:30], leave=False,
+                                      file=sys.stderr, dynamic_ncols=True, position=1 if len(clips) > 1 else 0,
+                                      disable=not options.progress or total < LONG_CLIP_SNIPPETS))
+
+    for clip in bar:
+        try:
+            results.append(scorer.score_clip(clip, snippet_bar))
+            for note in results[-1].notes:
+                tqdm.write(f"note: {clip.name}: {note}", file=sys.stderr)
+        except VadpipeError as exc:
+            errors.append(_with_path(str(exc), clip.path))
+            echo_err(errors[-1])
+        except (OSError, RuntimeError, ValueError) as exc:   # one broken clip never stops the others
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            errors.append(_with_path(f"{type(exc).__name__}: {first}", clip.path))
+            echo_err(errors[-1])
+    bar.close()
+    if results:
+        echo(format_table([r.row for r in results]))
+        made = {k for r in results for k in r.outputs}
+        suffixes = [output_paths(Path(), "<clip>")[k].name for k in ("csv", "json", "png", "overlay") if k in made]
+        echo(f"outputs in {options.out_dir}/: {', '.join(suffixes)}")
+    if errors:
+        echo(f"{len(errors)} of {len(clips) + len(path_errors)} input(s) failed")
+    return 1 if errors else 0
+
+
+def echo_err(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"error: {message}", file=sys.stderr)   # tqdm.write keeps an active bar intact
+
+
+class _ProgressCallback:
+    """Adapts a tqdm bar to the ``progress(n_snippets)`` callback of ``extract_video``."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _expected_snippets(path: Path, snippet_len: int) -> int:
+    """Snippets a clip will give, from its container metadata (only sizes the progress bar)."""
+    try:
+        from .video import VideoReader
+
+        frames = VideoReader(path).info.frames
+    except VadpipeError:
+        return 0
+    return -(-frames // snippet_len) if frames else 0
+
+
+def _with_path(message: str, path: Path) -> str:
+    return message if str(path) in message else f"{path}: {message}"

@@ -27,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/vadpipe info ../shared/media
+	$(VENV)/bin/vadpipe demo --out demo --size small
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -45,3 +45,15 @@ def media_dir() -> Path:
     if not MEDIA.is_dir():
         pytest.skip(f"sample media not found at {MEDIA}")
     return MEDIA
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Backbone tests run single-threaded: on a shared 2-core machine oversubscribed
+    OpenMP threads spin (3.6x slower measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

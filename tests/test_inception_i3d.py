@@ -25,12 +25,8 @@ needs_weights = pytest.mark.skipif(ii.packaged_checkpoint() is None,
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _threads():
-    # one thread: on a shared 2-core machine oversubscribed OpenMP threads spin (3.6x slower measured)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _threads(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -70,8 +70,22 @@ def random_look(rng: np.random.Generator, bag_prob: float = 0.3, large_bag: bool
 
 
 # --- person tracks -----------------------------------------------------------
+class _Timeline:
+    """Per-frame arrays that start at frame ``t0``: shared frame bookkeeping of tracks and cars."""
+    t0: int
+    x: np.ndarray
+
+    @property
+    def t1(self) -> int:
+        return self.t0 + len(self.x)
+
+    def index(self, frame: int) -> Optional[int]:
+        i = frame - self.t0
+        return i if 0 <= i < len(self.x) else None
+
+
 @dataclass
-class Track:
+class Track(_Timeline):
     """Per-frame state of one person from frame ``t0`` on (t0 may be negative: pre-roll)."""
     t0: int
     x: np.ndarray          # foot position, px
@@ -84,13 +98,6 @@ class Track:
     fy: np.ndarray
     carry: np.ndarray      # bool: holds its bag
 
-    @property
-    def t1(self) -> int:
-        return self.t0 + len(self.x)
-
-    def index(self, frame: int) -> Optional[int]:
-        i = frame - self.t0
-        return i if 0 <= i < len(self.x) else None
 
 
 class TrackBuilder:
@@ -416,7 +423,7 @@ def random_car(rng: np.random.Generator) -> CarLook:
 
 
 @dataclass
-class Car:
+class Car(_Timeline):
     look: CarLook
     lane: int
     direction: int               # +1 right, -1 left (wrong-way cars go against their lane)
@@ -427,13 +434,6 @@ class Car:
     event: Optional[int] = None
     hazard: Optional[np.ndarray] = None   # bool: hazard lights blinking (stopped for a wrong-way car)
 
-    @property
-    def t1(self) -> int:
-        return self.t0 + len(self.x)
-
-    def index(self, frame: int) -> Optional[int]:
-        i = frame - self.t0
-        return i if 0 <= i < len(self.x) else None
 
     def visible(self, L: Layout) -> np.ndarray:
         """Frames where any part of it (its shadow included) is in the picture."""

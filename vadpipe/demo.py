@@ -160,9 +160,13 @@ def run_demo(out: str | Path = "demo", size: str = "small", seed: int = 0, devic
 
 
 def _pick_clip(test_dir: Path) -> Path:
-    """A test clip with an event (the first one, sorted), else any clip."""
+    """The first test clip with a fight (the event type Kinetics features see best, see the README),
+    else the first with any event, else any clip."""
     from .video import find_videos
 
     clips = find_videos(test_dir)
-    anomalous = [c for c in clips if c.parent.name.lower() != "normal"]
-    return (anomalous or clips)[0]
+    for wanted in (lambda c: c.parent.name == "Fighting", lambda c: c.parent.name.lower() != "normal"):
+        chosen = [c for c in clips if wanted(c)]
+        if chosen:
+            return chosen[0]
+    return clips[0]

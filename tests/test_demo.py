@@ -35,3 +35,22 @@ def test_comparison_table_lists_every_model_and_class():
     assert lines[0].split() == ["model", "AUC", "AP", "Fire"]
     assert lines[1].split() == ["ltgs", "90.0", "50.0", "80.0"]
     assert lines[2].split() == ["mil", "70.0", "n/a", "n/a"]
+
+
+def test_norm_baseline_averages_crops():
+    import numpy as np
+
+    from vadpipe.demo import norm_scores
+
+    class Video:
+        def __init__(self, vid, feats):
+            self.id, self._feats = vid, feats
+
+        def raw(self):
+            return self._feats
+
+    class Set:
+        videos = [Video("a", np.array([[[3.0, 4.0], [0.0, 1.0]]])), Video("b", np.array([[6.0, 8.0], [0.0, 0.0]]))]
+
+    scores = norm_scores(Set())
+    assert np.allclose(scores["a"], [3.0]) and np.allclose(scores["b"], [10.0, 0.0])

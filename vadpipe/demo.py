@@ -40,8 +40,11 @@ class DemoResult:
 
 def norm_scores(feature_set) -> Dict[str, np.ndarray]:
     """The no-training baseline: per-snippet L2 norm of the backbone feature (crops averaged)."""
-    return {v.id: np.linalg.norm(np.asarray(v.raw(), dtype=np.float32), axis=-1).reshape(v.raw().shape[0], -1)
-            .mean(axis=1) for v in feature_set.videos}
+    scores = {}
+    for video in feature_set.videos:
+        feats = np.asarray(video.raw(), dtype=np.float32)            # (T, C, D) or (T, D)
+        scores[video.id] = np.linalg.norm(feats, axis=-1).reshape(feats.shape[0], -1).mean(axis=1)
+    return scores
 
 
 def _stage(name: str, echo: Callable[[str], None], result: DemoResult):

@@ -299,6 +299,20 @@ def stage_intrusion(st: Stage, s: int, e: int, ev: int) -> Staged:
 
 
 # --- Abandoned object --------------------------------------------------------
+def _walk_in_and_crouch(st: Stage, point: Tuple[float, float], at: int, crouch: int, speed: float,
+                        carry: bool) -> TrackBuilder:
+    """A person walking in to ``point`` so that the middle of a ``crouch``-frame crouch falls on
+    frame ``at``; they put down (carry=True) or pick up (carry=False) a bag there."""
+    L, fps = st.L, st.fps
+    route = _approach(st, point, _band_of(L, point[1]))
+    dist = sum(float(L.metres(b[0] - a[0], b[1] - a[1])) for a, b in zip(route, route[1:]))
+    builder = TrackBuilder(L, fps, at - crouch // 2 - 1 - int(round(dist / speed * fps)), *route[0], carry=carry)
+    builder.walk(route[1:], speed)
+    builder = _retime(builder, at - crouch // 2)
+    _crouch(builder, crouch, switch_at=crouch // 2, carry_after=not carry)
+    return builder
+
+
 def stage_abandoned(st: Stage, s: int, e: int, ev: int, pickup: bool) -> Staged:
     rng, L, fps = st.rng, st.L, st.fps
     p = st.spot([*L.sidewalks, *L.plazas], [L.zone.inflate(L.mx(2.0), L.my(2.0))])
@@ -309,12 +323,7 @@ def stage_abandoned(st: Stage, s: int, e: int, ev: int, pickup: bool) -> Staged:
     hand_dx = 0.11 * h * look.build                                # the bag hangs at the right hand
     crouch = st.frames(rng.uniform(1.0, 1.6))
     speed = walking_speed(rng)
-    route = _approach(st, p, _band_of(L, p[1]))
-    dist = sum(float(L.metres(b2[0] - a[0], b2[1] - a[1])) for a, b2 in zip(route, route[1:]))
-    b = TrackBuilder(L, fps, s - crouch // 2 - 1 - int(round(dist / speed * fps)), *route[0], carry=True)
-    b.walk(route[1:], speed)
-    b = _retime(b, s - crouch // 2)
-    _crouch(b, crouch, switch_at=crouch // 2, carry_after=False)
+    b = _walk_in_and_crouch(st, p, s, crouch, speed, carry=True)      # puts the bag down
     leave = _edge_x(st, rng.uniform(0, L.width))
     b.walk_to(p[0] + (L.mx(1.0) if leave > p[0] else -L.mx(1.0)), p[1] + L.my(rng.uniform(-0.8, 0.8)), speed * 1.2)
     b.walk_to(leave, b.pos[1], speed * 1.25)
@@ -324,12 +333,7 @@ def stage_abandoned(st: Stage, s: int, e: int, ev: int, pickup: bool) -> Staged:
         look2 = dataclasses.replace(random_look(rng, bag_prob=0.0), bag=look.bag)
         sp = walking_speed(rng)
         q = (p[0] + hand_dx - 0.11 * look2.height_m * L.ppm * look2.build, p[1])
-        route = _approach(st, q, _band_of(L, p[1]))
-        dist = sum(float(L.metres(b2[0] - a[0], b2[1] - a[1])) for a, b2 in zip(route, route[1:]))
-        b2 = TrackBuilder(L, fps, e - crouch // 2 - 1 - int(round(dist / sp * fps)), *route[0], carry=False)
-        b2.walk(route[1:], sp)
-        b2 = _retime(b2, e - crouch // 2)
-        _crouch(b2, crouch, switch_at=crouch // 2, carry_after=True)
+        b2 = _walk_in_and_crouch(st, q, e, crouch, sp, carry=False)   # picks it up
         b2.walk_to(_edge_x(st, rng.uniform(0, L.width)), q[1], sp)
         people.append(Person(look2, b2.build(), ev))
     bw, bh = look.bag.w_m * L.ppm, look.bag.h_m * L.ppm

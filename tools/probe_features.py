@@ -24,12 +24,12 @@ from vadpipe.data import open_features
 from vadpipe.evaluate import load_ground_truth
 
 
-def snippet_labels(n_snippets: int, intervals, snippet_len: int) -> np.ndarray:
-    """1 for every snippet that overlaps an anomalous interval [start, end)."""
-    labels = np.zeros(n_snippets)
-    for start, end in intervals:
-        labels[start // snippet_len: -(-end // snippet_len)] = 1
-    return labels
+def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
+    """1 for every snippet holding an anomalous frame (frame labels from the gt's own reader)."""
+    frames, _ = gt.labels(gt.frames if gt.frames else n_snippets * snippet_len)
+    padded = np.zeros(n_snippets * snippet_len, dtype=np.int8)
+    padded[: min(len(frames), len(padded))] = frames[: len(padded)]
+    return padded.reshape(n_snippets, snippet_len).max(axis=1).astype(float)
 
 
 def load_split(features: Path, gt_file: Path):
@@ -39,7 +39,7 @@ def load_split(features: Path, gt_file: Path):
     for video in feature_set.videos:
         feats = np.asarray(video.raw(), dtype=np.float32)
         feats = feats.reshape(feats.shape[0], -1, feats.shape[-1]).mean(axis=1)     # crops averaged
-        labels = snippet_labels(len(feats), gts[video.id].intervals, feature_set.snippet_len)
+        labels = snippet_labels(gts[video.id], len(feats), feature_set.snippet_len)
         videos.append((video.id, video.cls if video.label else None, feats, labels))   # None = normal
     return videos
 

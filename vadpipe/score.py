@@ -21,7 +21,6 @@ others go on; the exit code is 1 when any failed.
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -112,11 +111,9 @@ def _same_quantile(a: str, b: str) -> bool:
 
 def file_id(path: Path, length: int = 12) -> str:
     """Short sha256 of a file: the checkpoint's identity in the outputs."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
+    from .extractors.weights import sha256_file
+
+    return sha256_file(path)[:length]
 
 
 def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:

@@ -7,6 +7,9 @@ The steps and their exact rules (they are part of the feature recipe):
    frames (torchvision ``resize``); the long side becomes
    ``round(long * short_side / short)`` (``vadpipe.video.short_side_size``).
 2. **Crop** of ``recipe.crop_size`` pixels square:
+   * ``none``: no crop, the whole resized frame (its aspect ratio kept; the
+     backbones pool over any spatial size). Surveillance events happen anywhere
+     in the view, and a centre crop of a 16:9 frame drops almost half of it;
    * ``center``: top = ``round((H - size) / 2)``, left likewise (torchvision ``center_crop``);
    * ``ten``: torchvision's ``TenCrop`` order -- 0 top-left, 1 top-right,
      2 bottom-left, 3 bottom-right, 4 center, then 5-9 the same five crops taken
@@ -21,7 +24,8 @@ step 1 and carry that decoder's interpolation instead, which gives slightly
 different pixels: decode at native size to keep this module's rule.
 
 ``preprocess`` returns (N * C, 3, T, size, size), snippet-major: all C crops of
-snippet 0, then those of snippet 1, and so on.
+snippet 0, then those of snippet 1, and so on; with ``none``, (N, 3, T, H, W)
+of the resized frame.
 """
 from __future__ import annotations
 
@@ -53,22 +57,27 @@ def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[-3:])
 
 
+CROP_MODES = ("none", "center", "ten")
+
+
 def crop_boxes(height: int, width: int, size: int, mode: str) -> List[Tuple[int, int, bool]]:
     """(top, left, flipped) of each crop, in output order; for flipped crops, ``left`` is in the
-    coordinates of the flipped frame."""
+    coordinates of the flipped frame. Square crops only: ``none`` has no box."""
+    if mode not in CROP_MODES[1:]:
+        raise ConfigError(f"unknown crop mode {mode!r} (center, ten)")
     if size > height or size > width:
         raise ConfigError(f"crop {size} is larger than the resized frame {height}x{width}")
     center = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
     if mode == "center":
         return [(*center, False)]
-    if mode != "ten":
-        raise ConfigError(f"unknown crop mode {mode!r} (center, ten)")
     five = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size), center]
     return [(t, l, False) for t, l in five] + [(t, l, True) for t, l in five]
 
 
 def crop(frames: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """(..., 3, H, W) -> (C, ..., 3, size, size) in the documented order."""
+    """(..., 3, H, W) -> (C, ..., 3, size, size) in the documented order; ``none``: (1, ..., 3, H, W)."""
+    if mode == "none":
+        return frames.unsqueeze(0)
     height, width = frames.shape[-2:]
     boxes = crop_boxes(height, width, size, mode)
     flipped = frames.flip(-1) if any(f for _, _, f in boxes) else None
@@ -88,13 +97,14 @@ def normalize(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
 
 
 def preprocess(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    """uint8 (N, T, H, W, 3) RGB snippets -> float32 (N * C, 3, T, crop, crop), snippet-major."""
+    """uint8 (N, T, H, W, 3) RGB snippets -> float32 (N * C, 3, T, h, w), snippet-major
+    (h = w = crop size, or the resized frame with crop ``none``)."""
     if frames.dim() != 5 or frames.shape[-1] != 3:
         raise ConfigError(f"expected uint8 frames (N, T, H, W, 3), got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         raise ConfigError(f"expected uint8 frames, got {frames.dtype}")
     n, t = frames.shape[:2]
     x = resize_short_side(frames.permute(0, 1, 4, 2, 3), recipe.resize_short_side)   # (N, T, 3, H, W)
-    x = crop(x, recipe.crop_size, recipe.crop)                                        # (C, N, T, 3, s, s)
-    x = x.permute(1, 0, 3, 2, 4, 5).reshape(n * recipe.num_crops, 3, t, recipe.crop_size, recipe.crop_size)
+    x = crop(x, recipe.crop_size, recipe.crop)                                        # (C, N, T, 3, h, w)
+    x = x.permute(1, 0, 3, 2, 4, 5).reshape(n * recipe.num_crops, 3, t, *x.shape[-2:])
     return normalize(x, recipe)

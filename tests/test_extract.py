@@ -293,6 +293,15 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, videos):
     assert result.exit_code == 1 and "1 failed, 5 skipped" in result.output
     result = runner.invoke(main, ["extract", str(root), "--shard", "2/2", *BACKBONE_ARGS])
     assert result.exit_code == 1 and "0 <= i < n" in result.output
+    # the whole frame at another size: recorded in the recipe; a crop larger than the frame is refused
+    whole = args[:4] + ["--backbone", "i3d-inception", "--weights", "random", "--preset", "frame", "--short-side",
+                        "32"] + args[10:]
+    result = runner.invoke(main, [a if a != str(out) else str(tmp_path / "whole") for a in whole])
+    assert result.exit_code == 1 and "1 failed, 0 skipped" in result.output      # bad.avi still fails
+    recipe = json.loads((tmp_path / "whole" / "recipe.json").read_text())
+    assert (recipe["crop"], recipe["crop_size"], recipe["resize_short_side"]) == ("none", 0, 32)
+    result = runner.invoke(main, args[:10] + ["--short-side", "64"] + args[10:])
+    assert result.exit_code == 1 and "crop 112 is larger than the short side 64" in result.output
 
 
 # --- sharding ------------------------------------------------------------------------------------
@@ -331,6 +340,22 @@ def test_features_do_not_depend_on_the_forward_size(tmp_path, backbone, recipe, 
     reference, _ = extract_video(clip, recipe, backbone, batch_size=5, clips_per_forward=4)
     features, _ = extract_video(clip, recipe, backbone, batch_size=5, clips_per_forward=clips_per_forward)
     np.testing.assert_allclose(features, reference, atol=1e-5)
+
+
+def test_whole_frame_recipe_never_mixes_frame_sizes_in_a_pass(tmp_path, backbone):
+    """crop "none": clips of two frame sizes in one batch give each video its own features."""
+    recipe = build_recipe(backbone, "frame", short_side=40)
+    root = tmp_path / "videos"
+    make_video(root / "normal" / "wide.mp4", 40, width=96, height=48, seed=1)    # 80x40 after resize
+    make_video(root / "normal" / "tall.mp4", 24, width=48, height=64, seed=2)    # 40x53
+    out = tmp_path / "features"
+    run(root, out, recipe, backbone, batch_size=6, clips_per_forward=4)
+    for name in ("wide", "tall"):
+        alone, _ = extract_video(root / "normal" / f"{name}.mp4", recipe, backbone, batch_size=5,
+                                 clips_per_forward=1)
+        stored = np.load(out / f"normal__{name}.npy")
+        assert stored.shape == alone.shape == (math.ceil({"wide": 40, "tall": 24}[name] / 16), 1, 1024)
+        np.testing.assert_allclose(stored, alone, atol=1e-5)
 
 
 def test_default_workers_and_threads_share_the_cores(monkeypatch):

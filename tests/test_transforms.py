@@ -57,6 +57,18 @@ def test_preprocess_center_geometry_and_snippet_major_order():
     assert out[1, 2, 3, 0, 0].item() == 13            # snippet 1, frame 3 in the blue channel
 
 
+def test_preprocess_whole_frame_keeps_every_pixel_and_the_aspect():
+    frames = coordinate_frames(2, 4, 20, 36)
+    recipe = raw(make_recipe("i3d-inception", "frame"), resize_short_side=20)
+    assert (recipe.crop, recipe.crop_size, recipe.num_crops) == ("none", 0, 1)
+    out = preprocess(frames, recipe)
+    assert out.shape == (2, 3, 4, 20, 36)            # no crop: the whole frame, snippet-major
+    assert out[0, 0, 0, -1, 0].item() == 19 and out[0, 1, 0, 0, -1].item() == 35
+    assert out[1, 2, 3, 0, 0].item() == 13
+    smaller = preprocess(frames, raw(make_recipe("i3d-inception", "frame"), resize_short_side=10))
+    assert smaller.shape == (2, 3, 4, 10, 18)         # short side 10, long side round(36 * 10 / 20)
+
+
 def test_preprocess_ten_crop_layout():
     frames = coordinate_frames(2, 3, 20, 30)
     recipe = raw(make_recipe("i3d-r50", "rtfm"), resize_short_side=20, crop_size=10)
@@ -126,6 +138,10 @@ def test_presets_fix_the_recipe():
     assert (tiny.resize_short_side, tiny.crop_size, tiny.compute_dtype) == (128, 112, "bfloat16")
     assert tiny.recipe_id != tiny.replace(compute_dtype="float32").recipe_id  # precision is part of the recipe
     assert make_recipe("i3d-r50", "rtfm").recipe_id != make_recipe("i3d-inception", "rtfm").recipe_id
+    frame = make_recipe("i3d-inception", "frame")
+    assert (frame.resize_short_side, frame.crop, frame.crop_size, frame.num_crops) == (224, "none", 0, 1)
+    # asking for no crop on a cropping preset drops its crop size: one recipe for one computation
+    assert make_recipe("i3d-inception", "center", crop="none").recipe_id == frame.replace(resize_short_side=256).recipe_id
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -79,7 +79,10 @@ def backbones(as_json):
               help="Feature folder: <video_id>.npy (T, C, D), manifest.jsonl, recipe.json.")
 @click.option("--backbone", default="i3d-r50", show_default=True, help="i3d-r50 (2048-d) or i3d-inception (1024-d).")
 @click.option("--preset", default="rtfm", show_default=True,
-              help="rtfm (ten-crop 224), center (one 224 crop), tiny (112 crop, tests/demos).")
+              help="rtfm (ten-crop 224), center (one 224 crop), frame (whole frame, short side 224, no crop), "
+              "tiny (112 crop, tests).")
+@click.option("--short-side", default=None, type=click.IntRange(min=16),
+              help="Resize frames to this short side instead of the preset's (recorded in the recipe).")
 @click.option("--weights", default=None, help="Backbone weight file (default: the backbone's own; 'random' for tests).")
 @click.option("--fps", default="native", show_default=True, help="'native' or a frame rate to resample to.")
 @click.option("--batch-size", default=16, show_default=True, type=int,
@@ -102,8 +105,8 @@ def backbones(as_json):
 @click.option("--overwrite", is_flag=True, help="Redo every video, replacing features of another recipe.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
-def extract(root, out, backbone, preset, weights, fps, batch_size, clips_per_forward, workers, threads, device, dtype,
-            compute_dtype, labels, shard, overwrite, no_progress):
+def extract(root, out, backbone, preset, short_side, weights, fps, batch_size, clips_per_forward, workers, threads,
+            device, dtype, compute_dtype, labels, shard, overwrite, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     import torch
 
@@ -115,7 +118,7 @@ def extract(root, out, backbone, preset, weights, fps, batch_size, clips_per_for
         root, out, backbone=backbone, preset=preset, weights=weights, fps=fps, batch_size=batch_size,
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=clips_per_forward,
-        log=lambda msg: click.echo(msg, err=True))
+        short_side=short_side, log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:
         click.echo("all ranks: " + all_ranks.format())

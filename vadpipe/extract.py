@@ -257,28 +257,48 @@ class SnippetEncoder:
         with torch.inference_mode():
             if size is None:
                 inputs = [preprocess(g.to(self.device, non_blocking=True), self.recipe) for g in groups]
-                outputs.append(forward(inputs[0] if len(inputs) == 1 else torch.cat(inputs)))
+                for same in _runs_of_equal_shape(inputs):   # whole-frame recipes: one pass per frame size
+                    outputs.append(forward(same[0] if len(same) == 1 else torch.cat(same)))
             else:
                 # Every pass gets exactly ``size`` clips (across video boundaries; the last one padded
                 # with copies of its last clip, whose outputs are dropped): one input shape, so the CPU
                 # kernels are built once, and no odd-sized pass hits a slow convolution path.
                 step = max(1, size // crops)  # snippets preprocessed at a time: memory stays small
                 pending: List[torch.Tensor] = []
-                for group in groups:
-                    for first in range(0, group.shape[0], step):
-                        pending.append(preprocess(group[first:first + step].to(self.device), self.recipe))
-                        while sum(len(p) for p in pending) >= size:
-                            clips = torch.cat(pending) if len(pending) > 1 else pending[0]
-                            outputs.append(forward(clips[:size]))
-                            pending = [clips[size:]] if len(clips) > size else []
-                if pending:
+
+                def flush_padded() -> None:
                     clips = torch.cat(pending) if len(pending) > 1 else pending[0]
                     real = len(clips)
                     padded = torch.cat([clips, clips[-1:].expand(size - real, *clips.shape[1:])])
                     outputs.append(forward(padded)[:real])
+                    pending.clear()
+
+                for group in groups:
+                    for first in range(0, group.shape[0], step):
+                        clips = preprocess(group[first:first + step].to(self.device), self.recipe)
+                        if pending and pending[0].shape[1:] != clips.shape[1:]:
+                            flush_padded()          # another frame size (crop "none"): never mixed in a pass
+                        pending.append(clips)
+                        while sum(len(p) for p in pending) >= size:
+                            clips = torch.cat(pending) if len(pending) > 1 else pending[0]
+                            outputs.append(forward(clips[:size]))
+                            pending[:] = [clips[size:]] if len(clips) > size else []
+                if pending:
+                    flush_padded()
             out = torch.cat(outputs).reshape(snippets, crops, -1).cpu().numpy()
         self.sizer.record(size, time.perf_counter() - started, snippets * crops)
         return out.astype(self.storage, copy=False)
+
+
+def _runs_of_equal_shape(inputs: Sequence[torch.Tensor]) -> List[List[torch.Tensor]]:
+    """Consecutive inputs grouped while their clip shape stays the same (order kept)."""
+    runs: List[List[torch.Tensor]] = []
+    for x in inputs:
+        if runs and runs[-1][0].shape[1:] == x.shape[1:]:
+            runs[-1].append(x)
+        else:
+            runs.append([x])
+    return runs
 
 
 def extract_video(path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
@@ -766,8 +786,10 @@ def default_threads(device: str, workers: int, environ=os.environ) -> int:
 
 
 def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
-                 compute_dtype: str = "auto", device: torch.device | str = "cpu") -> Recipe:
-    """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides.
+                 compute_dtype: str = "auto", device: torch.device | str = "cpu",
+                 short_side: Optional[int] = None) -> Recipe:
+    """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
+    (``short_side`` replaces the preset's resize; it must stay >= its crop).
 
     ``compute_dtype="auto"`` is bfloat16 autocast on CUDA and float32 elsewhere; the choice is
     recorded in the recipe (it changes the features slightly), so features made on a GPU with
@@ -786,8 +808,9 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
         except ValueError:
             raise ConfigError(f"--fps {fps!r}: expected 'native' or a positive number") from None
         fps = f"{float(fps):g}"
+    sizes = {} if short_side is None else {"resize_short_side": int(short_side)}
     return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
-                       storage_dtype=storage_dtype, compute_dtype=compute_dtype)
+                       storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
 
 
 @contextmanager
@@ -829,7 +852,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    batch_size: int = 16, workers: Optional[int] = None, device: str = "auto",
                    dtype: str = "float32", compute_dtype: str = "auto", labels: Optional[str] = None,
                    shard: Optional[str] = None, overwrite: bool = False, progress: bool = True,
-                   clips_per_forward: Optional[int] = None,
+                   clips_per_forward: Optional[int] = None, short_side: Optional[int] = None,
                    log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
     """``vadpipe extract`` as a function: resolve shard and device, build backbone and recipe, run.
 
@@ -841,7 +864,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
     the_device = resolve_extract_device(device)
     model = create_backbone(backbone, weights=weights, device=the_device)
     recipe = build_recipe(model, preset, fps=fps, storage_dtype=dtype, compute_dtype=compute_dtype,
-                          device=the_device)
+                          device=the_device, short_side=short_side)
     options = ExtractOptions(batch_size=batch_size, workers=default_workers() if workers is None else workers,
                              overwrite=overwrite, progress=progress, shard=the_shard,
                              clips_per_forward=clips_per_forward)

@@ -30,8 +30,8 @@ class Recipe:
     feature_dim: int                   # D
     fps: str = "native"                # "native" or a resampling rate such as "25"
     resize_short_side: int = 256       # frames resized so the short side is this many pixels
-    crop: str = "center"               # "center" (1 crop) or "ten" (torchvision TenCrop order)
-    crop_size: int = 224
+    crop: str = "center"               # "none" (whole frame), "center" (1 crop) or "ten" (TenCrop order)
+    crop_size: int = 224               # 0 with crop "none"
     value_range: Tuple[float, float] = (0.0, 1.0)   # pixel range before mean/std
     mean: Tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: Tuple[float, float, float] = (0.225, 0.225, 0.225)

@@ -108,6 +108,8 @@ def test_stratified_split():
     tr, va = stratified_split(tiny, 0.5, seed=0)
     assert 2 in tr and labels[va].size == 1
     assert stratified_split(labels, 0.0, 0)[1].size == 0
+    tr, va = stratified_split(labels, 0.1, seed=0, only=(0,))   # normals only: every anomalous video trains
+    assert labels[va].tolist() == [0, 0] and labels[tr].tolist().count(1) == 10
 
 
 def test_balanced_sampler_is_deterministic_clamped_and_covers_pools():

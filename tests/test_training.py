@@ -34,6 +34,7 @@ def small_cfg(features, iterations=150, **train) -> Config:
     t = cfg.train
     t.features, t.iterations, t.device = str(features), iterations, "cpu"
     t.eval_every, t.beta, t.log_every = 50, 50, 10
+    t.lr, t.val_fraction = 1e-3, 0.2             # the harness under test: a held-out share, fast learning
     for key, value in train.items():
         setattr(t, key, value)
     return cfg
@@ -134,6 +135,28 @@ def test_frame_level_validation_with_gt_and_test_selection_flag(world, tmp_path)
     assert result.best_metrics["val_metric"] == "frame_auc"
     assert "TEST" in result.best_metrics["selection"]
     assert result.calibration["source"] == "normal videos of the validation set"
+
+
+def test_select_last_keeps_the_last_checkpoint_and_still_calibrates_on_held_out_normals(world, tmp_path):
+    result = train(small_cfg(world / "train", 20, eval_every=10, select="last"), out=tmp_path / "r", progress=False)
+    assert result.best_metrics["best_iteration"] == 20 and result.best_metrics["selection"].startswith("last")
+    assert result.best_metrics["val_metric"] == "video_auc_of_max"          # still measured and reported
+    assert result.calibration["source"] == "held-out normal training videos"
+    best, last = read_checkpoint(tmp_path / "r", "best"), read_checkpoint(tmp_path / "r", "last")
+    assert best["iteration"] == last["iteration"] == 20
+    for key, value in best["model"].items():
+        assert torch.equal(value, last["model"][key]), key
+
+
+def test_normal_only_holdout_trains_on_every_anomalous_video_and_calibrates(world, tmp_path):
+    result = train(small_cfg(world / "train", 20, eval_every=10, holdout="normal", val_fraction=0.25),
+                   out=tmp_path / "r", progress=False)
+    split = read_checkpoint(tmp_path / "r", "last")["last"]["split"]
+    labels = {v["id"]: v["label"] for v in map(json.loads, (world / "train" / "manifest.jsonl").open())}
+    assert len(split["val"]) == 3 and {labels[v] for v in split["val"]} == {0}
+    assert sum(labels[v] for v in split["train"]) == 12                    # all anomalous videos train
+    assert result.best_metrics["selection"] == "last (no validation metric)"   # one label: no AUC to select by
+    assert result.calibration["source"] == "held-out normal training videos" and result.calibration["n_videos"] == 3
 
 
 def test_config_yaml_roundtrip_and_errors(tmp_path):

@@ -206,10 +206,12 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
 @click.option("--val-features", type=click.Path(exists=True), help="External validation features (needs --val-gt).")
 @click.option("--val-gt", type=click.Path(exists=True), help="Frame-level gt for validation (frame AUC).")
 @click.option("--val-is-test", is_flag=True, help="The validation set is the test set (recorded in the run).")
+@click.option("--select", type=click.Choice(["best", "last"]),
+              help="Checkpoint to keep as best.pt: best on validation, or the last (tiny validation sets).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
 def train_cmd(config_path, features, preset, model_name, ablation, iters, out, resume, device, seed,
-              list_anomalous, val_features, val_gt, val_is_test, no_progress):
+              list_anomalous, val_features, val_gt, val_is_test, select, no_progress):
     """Train an anomaly head on extracted features; writes runs/<name>/ and runs/latest.
 
     With no options: ./features, preset ucf-crime, model ltgs.
@@ -219,7 +221,7 @@ def train_cmd(config_path, features, preset, model_name, ablation, iters, out, r
 
     if resume:
         if any([config_path, features, preset, model_name, ablation, device, seed, list_anomalous, val_features,
-                val_gt, val_is_test]):
+                val_gt, val_is_test, select]):
             raise click.UsageError("--resume continues a run with its own config; only --out and --iters apply")
         result = resume_run(out or "runs/latest", iterations=iters, progress=not no_progress)
     else:
@@ -232,7 +234,8 @@ def train_cmd(config_path, features, preset, model_name, ablation, iters, out, r
             cfg = apply_ablations(cfg, ablation)
         t = cfg.train
         for key, value in (("features", features), ("iterations", iters), ("device", device), ("seed", seed),
-                           ("list_anomalous", list_anomalous), ("val_features", val_features), ("val_gt", val_gt)):
+                           ("list_anomalous", list_anomalous), ("val_features", val_features), ("val_gt", val_gt),
+                           ("select", select)):
             if value is not None:
                 setattr(t, key, value)
         t.val_is_test = t.val_is_test or val_is_test

@@ -89,9 +89,13 @@ class TrainConfig:
     eval_every: int = 500
     log_every: int = 10
     val_fraction: float = 0.1          # stratified share of the training videos held out
+    holdout: str = "both"              # both: normal and anomalous videos held out (validation + calibration);
+                                       # normal: normal ones only (calibration; every anomalous video trains)
     val_features: Optional[str] = None  # an external validation set (needs val_gt)
     val_gt: Optional[str] = None       # frame-level gt for the held-out share or for val_features
     val_is_test: bool = False          # val_features/val_gt is the test set (recorded in the checkpoint)
+    select: str = "best"               # best: checkpoint with the best validation metric; last: the last one
+                                       # (a validation share of a few videos is noise; it still calibrates)
     calibration_quantiles: Tuple[float, ...] = (0.95, 0.99, 0.999)
     # execution
     seed: int = 0
@@ -293,6 +297,10 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
         raise ConfigError(f"model.heads = {m.heads} does not divide model.feature_dim = {m.feature_dim}")
+    if t.holdout not in ("both", "normal"):
+        raise ConfigError(f"train.holdout must be 'both' or 'normal', got {t.holdout!r}")
+    if t.select not in ("best", "last"):
+        raise ConfigError(f"train.select must be 'best' or 'last', got {t.select!r}")
     if not 0.0 <= t.val_fraction < 1.0:
         raise ConfigError(f"train.val_fraction must be in [0, 1), got {t.val_fraction}")
     if not 0.0 <= t.alpha <= 1.0:

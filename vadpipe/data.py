@@ -210,15 +210,20 @@ def build_bags(videos: Sequence[Video], segments: int = 32, progress: bool = Fal
 
 
 # --- splitting and sampling -----------------------------------------------------------------
-def stratified_split(labels: Sequence[int], fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: Sequence[int], fraction: float, seed: int,
+                     only: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
     """(train, held-out) indices: ``fraction`` of each class held out, at least one per class when
-    ``fraction`` > 0 and the class has two or more videos, never the whole class."""
+    ``fraction`` > 0 and the class has two or more videos, never the whole class. With ``only``,
+    just those classes give videos to the held-out share (the others all train)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, 7])
     train, held = [], []
     for value in sorted(set(labels.tolist())):
         idx = np.flatnonzero(labels == value)
         idx = idx[rng.permutation(len(idx))]
+        if only is not None and value not in only:
+            train.extend(idx.tolist())
+            continue
         n_val = int(round(fraction * len(idx)))
         if fraction > 0 and len(idx) >= 2:
             n_val = max(1, n_val)

@@ -174,7 +174,8 @@ class _Trainer:
         elif t.val_features:
             self.train_idx, held = labeled, np.array([], dtype=np.int64)
         else:
-            tr, va = stratified_split(labels[labeled], t.val_fraction, t.seed)
+            tr, va = stratified_split(labels[labeled], t.val_fraction, t.seed,
+                                      only=(0,) if t.holdout == "normal" else None)
             self.train_idx, held = labeled[tr], labeled[va]
         self.held_idx = held
         if t.val_features:
@@ -332,6 +333,8 @@ class _Trainer:
 
     def _selection(self) -> str:
         t = self.cfg.train
+        if t.select == "last":
+            return "last (select: last; validation only reported)"
         if self.best["metric"] is None:
             return "last (no validation metric)"
         if t.val_is_test:
@@ -374,6 +377,8 @@ class _Trainer:
                 metric = last_metrics.get("val_auc")
                 improved = metric is not None and (self.best["metric"] is None or metric > self.best["metric"])
                 no_metric = self.best["metric"] is None and metric is None
+                if t.select == "last":
+                    improved, no_metric = True, False
                 if improved or no_metric:
                     self.best = {"metric": metric, "iteration": done, "metrics": last_metrics}
                 self.records.append({"iteration": done, "seconds": round(self.elapsed, 3), **last_metrics})

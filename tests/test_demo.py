@@ -20,6 +20,8 @@ def test_demo_tiny_runs_end_to_end(tmp_path):
     plot = out / "scores" / (out / "world").joinpath(report["outputs"]["scored clip"]).stem
     assert plot.with_suffix(".png").stat().st_size > 10_000
     assert (out / "runs" / "ltgs" / "best.pt").exists()
+    recipe = json.loads((out / "features" / "train" / "recipe.json").read_text())
+    assert (recipe["crop"], recipe["resize_short_side"]) == ("none", 90)    # whole frames at native size
     assert "AUC" in result.output and "Outputs:" in result.output
     # A second run reuses the world and the features (resume) and still succeeds.
     again = CliRunner().invoke(main, ["demo", "--out", str(out), "--size", "tiny", "--iters", "12",

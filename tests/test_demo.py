@@ -31,12 +31,13 @@ def test_demo_tiny_runs_end_to_end(tmp_path):
 
 
 def test_comparison_table_lists_every_model_and_class():
-    table = format_comparison({"ltgs": {"auc": 0.9, "ap": 0.5, "auc_per_class": {"Fire": 0.8}},
+    table = format_comparison({"ltgs": {"auc": 0.9, "ap": 0.5, "auc_per_class": {"Fire": 0.8},
+                                        "auc_anomalous_videos": 0.55},
                                "mil": {"auc": 0.7, "ap": None, "auc_per_class": {}}})
     lines = table.splitlines()
-    assert lines[0].split() == ["model", "AUC", "AP", "Fire"]
-    assert lines[1].split() == ["ltgs", "90.0", "50.0", "80.0"]
-    assert lines[2].split() == ["mil", "70.0", "n/a", "n/a"]
+    assert lines[0].split() == ["model", "AUC", "AP", "Fire", "in-anomalous"]
+    assert lines[1].split() == ["ltgs", "90.0", "50.0", "80.0", "55.0"]
+    assert lines[2].split() == ["mil", "70.0", "n/a", "n/a", "n/a"]
 
 
 def test_norm_baseline_averages_crops():

@@ -64,13 +64,14 @@ def _stage(name: str, echo: Callable[[str], None], result: DemoResult):
 
 
 def format_comparison(metrics: Dict[str, dict]) -> str:
-    """Table: one row per model, frame AUC / AP and per-type AUC, in percent."""
+    """Table: one row per model, frame AUC / AP, per-type AUC and the AUC inside anomalous clips
+    (does the model find *when*, not only *which* clip?), in percent."""
     classes = sorted({c for m in metrics.values() for c in m.get("auc_per_class", {})})
-    head = ["model", "AUC", "AP"] + classes
+    head = ["model", "AUC", "AP"] + classes + ["in-anomalous"]
     rows = [head]
     for name, m in metrics.items():
         per = m.get("auc_per_class", {})
-        cells = [m.get("auc"), m.get("ap")] + [per.get(c) for c in classes]
+        cells = [m.get("auc"), m.get("ap")] + [per.get(c) for c in classes] + [m.get("auc_anomalous_videos")]
         rows.append([name] + ["n/a" if v is None else f"{100 * v:.1f}" for v in cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))

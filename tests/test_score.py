@@ -91,7 +91,7 @@ def test_json_records_ids_threshold_intervals_and_speed(scored, ckpt, recipe):
     report = json.loads((out / "clip.json").read_text())
     assert report["recipe"]["id"] == recipe.recipe_id == report["trained_recipe_id"]
     assert len(report["checkpoint"]["id"]) == 12
-    assert report["threshold"] == {"value": 0.3, "source": "calibration", "quantile": "0.99"}
+    assert report["threshold"] == {"value": 0.3, "source": "calibration", "quantile": "0.99", "calibrated_on": None}
     _, _, scores = read_scores_csv(out / "clip.scores.csv")
     expected = find_intervals(scores, 0.3, 20.0, 1.0, 0.5)
     assert [(iv["start_frame"], iv["end_frame"]) for iv in report["intervals"]] == \
@@ -123,6 +123,23 @@ def test_threshold_auto_and_given():
         resolve_threshold("auto:0.9", CALIBRATION)
     with pytest.raises(ConfigError):
         resolve_threshold("high", CALIBRATION)
+
+
+def test_threshold_calibrated_on_training_videos_is_flagged(tmp_path, recipe, capsys):
+    from vadpipe.checkpoint import OPTIMISTIC_CALIBRATION
+
+    optimistic = {**CALIBRATION, "source": OPTIMISTIC_CALIBRATION, "n_videos": 3}
+    threshold = resolve_threshold("auto", optimistic)
+    assert threshold.optimistic and "optimistic" in threshold.label()
+    assert not resolve_threshold("auto", {**CALIBRATION, "source": "held-out normal training videos"}).optimistic
+    assert not resolve_threshold("0.5", optimistic).optimistic          # a given number is the user's choice
+    ckpt = save_head(tmp_path / "head.pt", recipe, calibration=optimistic)
+    clip = make_video(tmp_path / "c.mp4", 20, fps=25.0)
+    assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out", progress=False)) == 0
+    assert "calibrated on the training videos themselves" in capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "c.json").read_text())
+    assert report["threshold"]["calibrated_on"] == OPTIMISTIC_CALIBRATION
 
 
 def test_given_threshold_sets_the_intervals(tmp_path, ckpt):

@@ -39,6 +39,9 @@ from . import atomic
 from .errors import CheckpointError, ConfigError
 
 FORMAT = "vadpipe-checkpoint/1"
+# calibration["source"] when no normal video was held out: the head has fitted the videos it was
+# calibrated on, so its quantiles are too low (``vadpipe score`` warns about it)
+OPTIMISTIC_CALIBRATION = "training normal videos (none held out: optimistic)"
 LATEST = "latest"
 
 

@@ -67,14 +67,24 @@ class Threshold:
     value: float
     source: str                       # "given" | "calibration"
     quantile: Optional[str] = None    # the calibration quantile used
+    calibrated_on: Optional[str] = None   # which normal videos the calibration scored (from training)
+
+    @property
+    def optimistic(self) -> bool:
+        """Calibrated on videos the head trained on: it has fitted them, so the threshold is too low."""
+        from .checkpoint import OPTIMISTIC_CALIBRATION
+
+        return self.calibrated_on == OPTIMISTIC_CALIBRATION
 
     def label(self) -> str:
         if self.source == "calibration":
-            return f"threshold {self.value:.3f} (auto: normal q{self.quantile})"
+            optimistic = ", optimistic" if self.optimistic else ""
+            return f"threshold {self.value:.3f} (auto: normal q{self.quantile}{optimistic})"
         return f"threshold {self.value:.3f}"
 
     def to_dict(self) -> dict:
-        return {"value": self.value, "source": self.source, "quantile": self.quantile}
+        return {"value": self.value, "source": self.source, "quantile": self.quantile,
+                "calibrated_on": self.calibrated_on}
 
 
 def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the checkpoint") -> Threshold:
@@ -97,7 +107,7 @@ def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the 
     match = next((k for k in table if _same_quantile(k, quantile)), None)
     if match is None:
         raise ConfigError(f"--threshold {spec}: {where} has quantiles {', '.join(sorted(table))}, not {quantile}")
-    return Threshold(float(table[match]), "calibration", match)
+    return Threshold(float(table[match]), "calibration", match, calibration.get("source"))
 
 
 def _same_quantile(a: str, b: str) -> bool:
@@ -492,6 +502,9 @@ def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optio
     for line in errors:
         echo_err(line)
     scorer = Scorer(find_checkpoint(checkpoint, run), options) if clips else None
+    if scorer is not None and scorer.threshold.optimistic:
+        print(f"warning: the auto threshold ({scorer.threshold.value:.3g}) was calibrated on the training "
+              "videos themselves (none held out), so expect false alarms; pass --threshold X", file=sys.stderr)
     results: List[ClipResult] = []
     bar = tqdm(clips, unit="clip", desc="score", disable=not options.progress or len(clips) < 2,
                file=sys.stderr, dynamic_ncols=True)

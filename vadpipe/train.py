@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .checkpoint import (build_model, read_checkpoint, resolve_run, save_checkpoint, score_features,
-                         update_latest)
+from .checkpoint import (OPTIMISTIC_CALIBRATION, build_model, read_checkpoint, resolve_run, save_checkpoint,
+                         score_features, update_latest)
 from .config import Config, config_from_dict, config_to_dict, copy_config, save_config, validate
 from .data import BalancedSampler, FeatureSet, build_bags, choose_crops, open_features, stratified_split
 from .device import autocast, resolve_device
@@ -325,7 +325,7 @@ class _Trainer:
             videos = []
         if not videos:
             videos = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]
-            source = "training normal videos (none held out: optimistic)"
+            source = OPTIMISTIC_CALIBRATION
         scores = self._score_set(videos)
         frames = np.concatenate([_frame_scores(scores[v.id], v.frames, self.data.snippet_len) for v in videos])
         return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vadpipe.errors import ConfigError, FeatureStoreError, RecipeMismatchError
-from vadpipe.features import (FeatureStore, KeyIndex, ManifestRecord, export_rtfm_list, expected_snippets,
+from vadpipe.features import (FeatureStore, KeyIndex, as_snippet_crops, ManifestRecord, export_rtfm_list, expected_snippets,
                               feature_filename, import_feature_folder, imported_recipe_factory, label_from_folders,
                               label_from_name, read_labels_csv, read_list_file, video_ids)
 from vadpipe.recipe import Recipe
@@ -217,3 +217,11 @@ def test_read_list_file_skips_blank_and_comment_lines(tmp_path):
     path = tmp_path / "x.list"
     path.write_text("# header\n/a.npy\n\n/b.npy\n")
     assert read_list_file(path) == ["/a.npy", "/b.npy"]
+
+
+def test_as_snippet_crops_adds_the_crop_axis_and_names_bad_shapes():
+    assert as_snippet_crops(np.zeros((5, 8))).shape == (5, 1, 8)
+    assert as_snippet_crops(np.zeros((5, 10, 8))).shape == (5, 10, 8)
+    for bad in (np.zeros(8), np.zeros((0, 8)), np.zeros((2, 3, 4, 5))):
+        with pytest.raises(ValueError, match=r"expected features \(T, C, D\) or \(T, D\), got shape"):
+            as_snippet_crops(bad)

@@ -37,6 +37,7 @@ from torch import nn
 
 from . import atomic
 from .errors import CheckpointError, ConfigError
+from .features import as_snippet_crops
 
 FORMAT = "vadpipe-checkpoint/1"
 # calibration["source"] when no normal video was held out: the head has fitted the videos it was
@@ -120,11 +121,7 @@ def score_features(model: nn.Module, feats: np.ndarray, device: str | torch.devi
     snippets (no resampling). Crops go through in groups small enough that the
     attention matrices stay under ``max_attention_elements`` entries.
     """
-    x = np.asarray(feats, dtype=np.float32)
-    if x.ndim == 2:
-        x = x[:, None, :]
-    if x.ndim != 3 or x.shape[0] == 0:
-        raise ValueError(f"expected features (T, C, D) or (T, D), got shape {x.shape}")
+    x = as_snippet_crops(np.asarray(feats, dtype=np.float32))
     was_training = model.training
     model.eval()
     t, c, _ = x.shape

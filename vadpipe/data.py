@@ -36,7 +36,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import ConfigError, FeatureStoreError
-from .features import MANIFEST_FILE, FeatureStore, label_from_name, read_list_file
+from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops, label_from_name, read_list_file
 from .recipe import Recipe
 
 RTFM_SNIPPET_LEN = 16
@@ -59,11 +59,10 @@ class Video:
             x = self.loader()
         except (OSError, ValueError) as exc:
             raise FeatureStoreError(f"{self.source}: cannot read features ({exc})") from None
-        if x.ndim == 2:
-            x = x[:, None, :]
-        if x.ndim != 3 or x.shape[0] == 0:
-            raise FeatureStoreError(f"{self.source}: expected features (T, C, D) or (T, D), got shape {x.shape}")
-        return x
+        try:
+            return as_snippet_crops(x)
+        except ValueError as exc:
+            raise FeatureStoreError(f"{self.source}: {exc}") from None
 
     def load(self) -> np.ndarray:
         """(T, C, D) float32, an in-memory writable copy."""

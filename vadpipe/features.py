@@ -251,6 +251,16 @@ def _latest(records: Iterable[ManifestRecord]) -> Dict[str, ManifestRecord]:
     return out
 
 
+def as_snippet_crops(x: np.ndarray) -> np.ndarray:
+    """A video's features as (T, C, D): (T, D) gains a crop axis, (T, C, D) is kept as is; any other
+    shape, or no snippet at all, is a ValueError naming the shape (callers add the file)."""
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or x.shape[0] == 0:
+        raise ValueError(f"expected features (T, C, D) or (T, D), got shape {x.shape}")
+    return x
+
+
 def expected_snippets(frames: int, snippet_len: int = 16) -> int:
     """T for non-overlapping snippets: the padded tail is kept, so T = ceil(frames / snippet_len)."""
     return math.ceil(frames / snippet_len) if frames > 0 else 0

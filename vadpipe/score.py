@@ -280,7 +280,7 @@ class Scorer:
 
     def _load_features(self, clip: ClipInput) -> Tuple[np.ndarray, Optional[Recipe], int, float, List[str]]:
         """(features (T, C, D), their recipe, frames, fps, notes), checked against the checkpoint."""
-        from .features import FeatureStore
+        from .features import FeatureStore, as_snippet_crops
 
         notes: List[str] = []
         record = None
@@ -300,10 +300,10 @@ class Scorer:
                 FeatureStore(clip.feature_folder).load(record)
         except (OSError, ValueError) as exc:
             raise VadpipeError(f"{clip.path}: cannot read features ({exc})") from None
-        if feats.ndim == 2:
-            feats = feats[:, None, :]
-        if feats.ndim != 3 or feats.shape[0] == 0:
-            raise RecipeMismatchError(f"{clip.path}: expected features (T, C, D), got shape {feats.shape}")
+        try:
+            feats = as_snippet_crops(feats)
+        except ValueError as exc:
+            raise RecipeMismatchError(f"{clip.path}: {exc}") from None
         if recipe is not None and self.recipe is not None:
             if recipe.crop == "ten" and self.recipe.crop == "center" and feats.shape[1] == 10:
                 feats, recipe = feats[:, CENTER_OF_TEN:CENTER_OF_TEN + 1], recipe.replace(crop="center")

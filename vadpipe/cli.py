@@ -390,10 +390,11 @@ def synth(out, size, seed, clips, width, height, min_seconds, max_seconds, camer
 def demo(out, size, seed, iterations, device, workers, no_progress):
     """Run the whole pipeline offline on a generated surveillance world.
 
-    synth -> extract (i3d-inception, real Kinetics-400 weights) -> train LTGS,
-    RTFM-style and MIL heads -> frame AUC/AP per model and per event type on
-    held-out clips (beside the untrained feature-norm baseline) -> score one
-    test clip with a plot. Exit code 1 if any stage reported a failure.
+    synth -> extract (i3d-inception, real Kinetics-400 weights, whole frames) ->
+    train LTGS, RTFM-style and MIL heads -> frame AUC/AP per model, per event
+    type and inside anomalous clips on held-out clips (beside the untrained
+    feature-norm baseline) -> score one test clip with a plot. Exit code 1 if
+    any stage reported a failure.
     """
     from .demo import run_demo
 

@@ -9,9 +9,8 @@ from click.testing import CliRunner
 
 from vadpipe.cli import main
 from vadpipe.errors import ConfigError
-from vadpipe.synth import generate_world, gt_document, plan_world, synth_config, ucf_annotation_text
-from vadpipe.synth_clip import ClipSpec, plan_clip, render_frames
-from vadpipe.synth_events import EVENT_TYPES
+from vadpipe.synth import (EVENT_TYPES, ClipSpec, generate_world, gt_document, plan_clip, plan_world, render_frames,
+                           synth_config, ucf_annotation_text)
 
 
 def _spec(cls, seed=1, frames=60, width=128, height=72, n_events=None) -> ClipSpec:

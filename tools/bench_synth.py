@@ -16,9 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from vadpipe.synth import write_clip  # noqa: E402
-from vadpipe.synth_clip import ClipSpec, plan_clip, render_frames  # noqa: E402
-from vadpipe.synth_events import EVENT_TYPES  # noqa: E402
+from vadpipe.synth import EVENT_TYPES, ClipSpec, plan_clip, render_frames, write_clip  # noqa: E402
 
 
 def main() -> None:

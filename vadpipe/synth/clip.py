@@ -16,11 +16,11 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import ConfigError
-from .synth_agents import (Car, Person, StaticObject, draw_car, draw_person, plan_pedestrians, simulate_traffic,
+from ..errors import ConfigError
+from .agents import (Car, Person, StaticObject, draw_car, draw_person, plan_pedestrians, simulate_traffic,
                            zebra_busy)
-from .synth_events import EVENT_TYPES, Event, Fire, Stage, stage_event
-from .synth_scene import Layout, Palette, make_layout, make_palette, render_background
+from .events import EVENT_TYPES, Event, Fire, Stage, stage_event
+from .scene import Layout, Palette, make_layout, make_palette, render_background
 
 PRE_ROLL_S = 35.0          # simulated before frame 0 so the street is already busy when the clip starts
 NORMAL_FOLDER = "normal"

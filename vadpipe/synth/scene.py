@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import synth_draw as draw
+from . import draw
 
 
 @dataclass(frozen=True)

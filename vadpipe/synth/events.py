@@ -24,10 +24,10 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import synth_draw as draw
-from .synth_agents import (Car, Person, StaticObject, TrackBuilder, WrongWayRequest, random_look,
+from . import draw
+from .agents import (Car, Person, StaticObject, TrackBuilder, WrongWayRequest, random_look,
                            walking_speed)
-from .synth_scene import Layout, Rect, free_point
+from .scene import Layout, Rect, free_point
 
 EVENT_TYPES = ("Fighting", "Intrusion", "Abandoned", "WrongWay", "Fire")
 

@@ -4,7 +4,7 @@ Modelled on the "Mini-Anomaly" set: a fixed camera over a street (plazas,
 sidewalks, a two-lane road, a footpath with a zebra crossing, a restricted
 zone), pedestrians with a walking gait, cars following their lanes, sensor
 noise and slow lighting drift; anomalous clips hold one or two events of one
-type: Fighting, Intrusion, Abandoned, WrongWay, Fire (see ``synth_events``).
+type: Fighting, Intrusion, Abandoned, WrongWay, Fire (see ``events``).
 
 A world has a few fixed *cameras* (scenes: layout, colours, textures), as a
 surveillance set does; each clip is filmed by one of them with its own
@@ -37,7 +37,7 @@ Ground truth conventions:
   default, **1-based with the end included** (the public file's MATLAB
   convention): the 0-based ``[s, e)`` is written ``s+1 e``.
 
-The labels are read back from what was drawn (see ``synth_events``), so they
+The labels are read back from what was drawn (see ``events``), so they
 agree with the pixels by construction.
 """
 from __future__ import annotations
@@ -53,10 +53,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 
-from . import __version__, atomic
-from .errors import ConfigError
-from .synth_clip import NORMAL_FOLDER, ClipPlan, ClipSpec, plan_clip, render_frames
-from .synth_events import EVENT_TYPES
+from .. import __version__, atomic
+from ..errors import ConfigError
+from .clip import NORMAL_FOLDER, ClipPlan, ClipSpec, plan_clip, render_frames
+from .events import EVENT_TYPES
 
 WORLD_FORMAT = "vadpipe-synth/1"
 GT_FORMAT = "vadpipe-gt/1"
@@ -203,7 +203,7 @@ X264_OPTIONS = {"threads": "1", "x264-params": "mbtree=0"}
 
 def write_clip(path: Path, plan: ClipPlan, crf: int = 23, x264_preset: str = "veryfast") -> int:
     """Render and encode one clip: one encoder thread (modest CPU) and byte-stable output."""
-    from .video import write_video
+    from ..video import write_video
 
     return write_video(path, render_frames(plan), fps=plan.spec.fps, crf=crf,
                        options={"preset": x264_preset, **X264_OPTIONS})

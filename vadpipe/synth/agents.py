@@ -14,8 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import synth_draw as draw
-from .synth_scene import Layout, Rect, free_point
+from . import draw
+from .scene import Layout, Rect, free_point
 
 WALK_STRIDE_M = 1.4      # ground distance per gait cycle, walking
 RUN_STRIDE_M = 2.4

@@ -29,11 +29,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/vadpipe demo --out demo --size small
 
+# -ra lists every skip with its reason (and failures); -q keeps pytest's closing
+# "N passed, M skipped, K deselected" line. `make test` is the quick suite (what CI runs);
+# `make test-all` adds the tests marked slow (the whole demo, the wheel build).
+PYTEST := $(PY) -m pytest -q -ra
+
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -42,8 +42,9 @@ def video_factory(tmp_path):
 
 @pytest.fixture
 def media_dir() -> Path:
+    """The repository's sibling ../shared/media (bikes.mp4, vtest.avi); tests using it skip, saying so, without it."""
     if not MEDIA.is_dir():
-        pytest.skip(f"sample media not found at {MEDIA}")
+        pytest.skip(f"needs the sample media in ../shared/media (not found at {MEDIA})")
     return MEDIA
 
 

@@ -1,12 +1,14 @@
 """`vadpipe demo --size tiny`: the whole pipeline end to end on a generated world (real Inception weights)."""
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from vadpipe.cli import main
 from vadpipe.demo import format_comparison
 
 
+@pytest.mark.slow  # the whole demo twice with real Inception weights (minutes on 2 cores)
 def test_demo_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(main, ["demo", "--out", str(out), "--size", "tiny", "--iters", "12",

@@ -34,3 +34,25 @@ def test_info_sample_media(media_dir):
     assert result.exit_code == 0
     rows = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line) for line in result.stdout.splitlines()}
     assert rows["bikes.mp4"]["frames"] == 250 and rows["vtest.avi"]["frames"] == 795
+
+
+def test_info_shows_damage_rotation_and_vfr(tmp_path):
+    from test_video import truncated_mp4, write_timed
+
+    cut = truncated_mp4(tmp_path / "cut.mp4")
+    (tmp_path / "cut_whole.mp4").unlink()
+    write_timed(tmp_path / "phone.mp4", [40 * i for i in range(20)], rotation=-90)
+    write_timed(tmp_path / "vfr.mp4", [0, 40, 80, 900, 940, 980, 1020, 1060, 1100, 1140, 1180, 1220, 1260, 1300,
+                                       1340, 1380, 1420])
+    result = CliRunner().invoke(main, ["info", str(tmp_path)])
+    assert result.exit_code == 1                          # a damaged clip would not extract cleanly
+    table = {line.split()[0].rsplit("/", 1)[-1]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert table["cut.mp4"][-1] == "damaged"
+    assert table["phone.mp4"][-2:] == ["rot90", "ok"] and table["phone.mp4"][3] == "48x64"
+    assert table["vfr.mp4"][-2:] == ["vfr", "ok"]
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("damaged:")] == [
+        next(line for line in lines if str(cut) in line)]
+    assert any("vfr.mp4: variable frame rate" in line for line in lines)
+    rows = [json.loads(line) for line in CliRunner().invoke(main, ["info", "--json", str(cut)]).stdout.splitlines()]
+    assert rows[0]["damaged"] and rows[0]["status"] == "damaged" and "80 frames" in rows[0]["damage"]

@@ -1,10 +1,13 @@
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from vadpipe.errors import VideoDecodeError
-from vadpipe.video import VideoReader, find_videos, probe, short_side_size
+from vadpipe.video import VideoReader, find_videos, frame_times, probe, short_side_size, write_video
+from vadpipe.video_checks import clockwise_rotation, damage_reason, frame_index_to_time, upright, variable_rate
 
-from conftest import make_video
+from conftest import make_video, synthetic_frames
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
@@ -117,3 +120,124 @@ def test_sample_media(media_dir):
     assert (vtest.frames, vtest.width, vtest.height, vtest.fps) == (795, 768, 576, 10.0)
     reader = VideoReader(media_dir / "bikes.mp4", short_side=128)
     assert sum(1 for _ in reader.snippets()) == 16   # ceil(250 / 16)
+
+
+# --- damage, timing, rotation ----------------------------------------------------------------------
+
+def truncated_mp4(path, frames=80, keep=0.3, width=160, height=120):
+    """An MP4 with its index at the front (faststart) and only the first ``keep`` of its bytes:
+    it opens and claims every frame, but the data of most frames is gone."""
+    whole = path.with_name(path.stem + "_whole.mp4")
+    write_video(whole, synthetic_frames(frames, width, height), fps=25, crf=12,
+                container_options={"movflags": "faststart"})
+    data = whole.read_bytes()
+    assert data[4:8] == b"ftyp" and b"moov" in data[:4096]          # the index really is first
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def write_timed(path, pts_ms, rotation=None, width=64, height=48):
+    """A clip whose frame i has timestamp ``pts_ms[i]`` (ms); ``rotation``: display matrix, degrees ccw."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for image, pts in zip(synthetic_frames(len(pts_ms), width, height), pts_ms):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_truncated_faststart_mp4_is_damaged_and_ffmpeg_stays_quiet(tmp_path, backend, capfd):
+    cut = truncated_mp4(tmp_path / "cut.mp4")
+    reader = VideoReader(cut, backend=backend)
+    snippets = list(reader.snippets())
+    assert 0 < reader.info.frames < 40 and len(snippets) >= 1
+    assert reader.info.damaged and f"of the 80 frames the container claims" in reader.info.damage
+    assert "FFmpeg: [" in reader.info.damage and "\n" not in reader.info.damage   # FFmpeg's words, one line
+    quick = probe(cut, count="packets")
+    assert quick.damaged and "claims 80 frames" in quick.damage
+    assert probe(cut).damaged
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""           # nothing printed by FFmpeg or decord
+
+
+def test_intact_clip_is_not_damaged(video_factory, media_dir):
+    reader = VideoReader(video_factory(frames=40))
+    list(reader.frames())
+    assert not reader.info.damaged and reader.info.damage == "" and not reader.info.vfr
+    for name in ("bikes.mp4", "vtest.avi"):
+        info = probe(media_dir / name)
+        assert not info.damaged and not info.vfr, info.damage
+
+
+def test_variable_frame_rate_times_come_from_timestamps(tmp_path):
+    pts_ms = [0, 40, 80, 120, 600, 640, 680, 1400, 1440, 1480, 1520, 1560, 1600, 1640, 1680, 1720, 4800]
+    path = write_timed(tmp_path / "vfr.mp4", pts_ms)
+    expected = np.array(pts_ms) / 1000
+    for backend in ("pyav", "decord"):
+        reader = VideoReader(path, backend=backend)
+        snippets = list(reader.snippets())
+        assert np.allclose(reader.frame_times, expected, atol=1e-6)
+        assert reader.info.vfr and any(n.startswith("variable frame rate") for n in reader.info.notes)
+        assert np.allclose(snippets[0].times, expected[:16]) and np.allclose(snippets[1].times, expected[16:])
+        # frame 16 is at 4.8 s, not 16 / average fps; padded frames continue at 1 / fps after the last
+        assert reader.time_of(16) == pytest.approx(4.8)
+        assert np.allclose(reader.time_of(np.array([0, 17])), [0.0, 4.8 + 1 / reader.info.fps])
+    assert np.allclose(frame_times(path), expected)
+    assert probe(path, count="packets").vfr and probe(path).vfr
+
+
+def test_constant_rate_times_are_frame_over_fps(video_factory):
+    path = video_factory(frames=30, fps=20)
+    reader = VideoReader(path, fps=10)            # resampled: each output frame keeps its source's time
+    list(reader.frames())
+    assert np.allclose(reader.frame_times, np.arange(15) / 10) and not reader.info.vfr
+    assert np.allclose(frame_times(path), np.arange(30) / 20)
+    assert frame_index_to_time([], np.array([0, 5]), 20.0).tolist() == [0.0, 0.25]
+
+
+def test_display_matrix_rotation_is_applied_before_features(tmp_path):
+    path = write_timed(tmp_path / "phone.mp4", [40 * i for i in range(20)], rotation=90)   # 90 ccw
+    info = probe(path)
+    assert (info.rotation, info.width, info.height) == (270, 48, 64) and info.frames == 20
+    reader = VideoReader(path, short_side=24, backend="auto")     # decord ignores the matrix: PyAV decodes
+    frame = next(reader.frames())
+    assert frame.shape == (32, 24, 3) and reader.info.decoder == "pyav"
+    full = next(VideoReader(path).frames())
+    assert full.shape == (64, 48, 3)
+    # turned 90 degrees counter-clockwise: the coded top-left red corner is now bottom-left
+    assert full[-8:, :8, 0].mean() > 200 and full[-8:, :8, 1].mean() < 60
+    assert full[:8, :8, 0].mean() < 200
+
+
+def test_rotation_rules():
+    assert clockwise_rotation(-90, None) == 90           # a phone's portrait clip: matrix reads -90
+    assert clockwise_rotation(90, None) == 270
+    assert clockwise_rotation(0, "90") == 90             # legacy tag, clockwise
+    assert clockwise_rotation(0, "junk") == 0 and clockwise_rotation(180.0, "90") == 180
+    frame = np.arange(6).reshape(2, 3, 1).repeat(3, axis=2)
+    turned = upright(frame, 90)
+    assert turned.shape == (3, 2, 3) and turned.flags.c_contiguous
+    assert turned[0, :, 0].tolist() == [3, 0]            # clockwise: the bottom-left comes to the top-left
+    assert upright(frame, 0) is frame
+
+
+def test_damage_and_rate_rules():
+    assert damage_reason(80, 80) == "" and damage_reason(79, 80) == ""
+    assert "decoded 11 of the 80" in damage_reason(11, 80)
+    assert "holds 27 packets" in damage_reason(None, 80, packets=27)
+    assert "stopped after 50" in damage_reason(50, 52, stop_error="Invalid data")
+    reason = damage_reason(80, 80, mid_errors=["[h264] a", "[h264] a", "[h264] b"])
+    assert reason.startswith("3 decoder error(s) mid-stream") and "[h264] a | [h264] b" in reason
+    assert variable_rate([0, 0.04, 0.08, 0.121, 0.16]) == ""     # jitter is not VFR
+    assert variable_rate([0, 0.04, 0.08, 0.2]).startswith("variable frame rate")

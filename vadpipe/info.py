@@ -13,7 +13,7 @@ from .errors import VadpipeError
 from .video import VIDEO_EXTENSIONS, find_videos, probe
 
 SNIPPET_LEN = 16
-_COLUMNS = ("file", "frames", "fps", "size", "duration", "codec", "decoder", "status")
+_COLUMNS = ("file", "frames", "fps", "size", "duration", "codec", "decoder", "flags", "status")
 
 
 def collect_paths(paths: Iterable[str]) -> Tuple[List[Path], List[Tuple[str, str]]]:
@@ -35,26 +35,41 @@ def collect_paths(paths: Iterable[str]) -> Tuple[List[Path], List[Tuple[str, str
 
 
 def describe(path: Path, quick: bool) -> dict:
-    """One row: the VideoInfo fields plus status "ok"/"warning"/"error" and a message."""
+    """One row: the VideoInfo fields plus status "ok"/"warning"/"damaged"/"error" and a message.
+
+    "damaged": it opens, but decoding stops early, logs decoder errors or falls far
+    short of the frames the container claims (``--quick`` sees only the last).
+    """
     try:
         info = probe(path, count="packets" if quick else "decode")
     except VadpipeError as exc:
         return {"path": str(path), "status": "error", "message": str(exc)}
     row = info.to_dict()
     row["status"], row["message"] = "ok", ""
-    if info.frames < SNIPPET_LEN:
+    if info.damaged:
+        row["status"], row["message"] = "damaged", f"{path}: {info.damage}"
+    elif info.frames < SNIPPET_LEN:
         row["status"] = "warning"
         row["message"] = f"{path}: only {info.frames} frames, shorter than one {SNIPPET_LEN}-frame snippet (will be padded)"
     elif info.metadata_disagrees:
         row["message"] = f"{path}: container claims {info.metadata_frames} frames, {info.frames} decode"
+    elif info.vfr:
+        row["message"] = f"{path}: " + next(n for n in info.notes if n.startswith("variable frame rate"))
     return row
+
+
+def _flags(row: dict) -> str:
+    """Short markers for what changes how a clip is read: its rotation and a variable frame rate."""
+    flags = [f"rot{row['rotation']}"] if row.get("rotation") else []
+    flags += ["vfr"] if row.get("vfr") else []
+    return ",".join(flags) or "-"
 
 
 def _table_row(row: dict) -> Tuple[str, ...]:
     if row["status"] == "error":
-        return (row["path"], "-", "-", "-", "-", "-", "-", "error")
+        return (row["path"], "-", "-", "-", "-", "-", "-", "-", "error")
     return (row["path"], str(row["frames"]), f"{row['fps']:.3g}", f"{row['width']}x{row['height']}",
-            f"{row['duration']:.2f}s", row["codec"], row["decoder"], row["status"])
+            f"{row['duration']:.2f}s", row["codec"], row["decoder"], _flags(row), row["status"])
 
 
 def format_table(rows: List[dict]) -> str:
@@ -64,7 +79,8 @@ def format_table(rows: List[dict]) -> str:
 
 
 def run_info(paths: Iterable[str], as_json: bool = False, quick: bool = False) -> int:
-    """Print the report; return the exit code (1 when any file failed)."""
+    """Print the report; return the exit code: 1 when any file failed or is damaged (it would not
+    extract cleanly), else 0. Each problem is one line on stderr naming the file."""
     files, path_errors = collect_paths(paths)
     rows = [{"path": p, "status": "error", "message": f"{p}: {why}"} for p, why in path_errors]
     for path in tqdm(files, desc="probing", unit="video", disable=len(files) < 5, file=sys.stderr):
@@ -76,6 +92,6 @@ def run_info(paths: Iterable[str], as_json: bool = False, quick: bool = False) -
         click.echo(format_table(rows))
     for row in rows:
         if row["message"]:
-            level = "error" if row["status"] == "error" else "warning" if row["status"] == "warning" else "note"
+            level = row["status"] if row["status"] in ("error", "warning", "damaged") else "note"
             click.echo(f"{level}: {row['message']}", err=True)
-    return 1 if any(r["status"] == "error" for r in rows) else 0
+    return 1 if any(r["status"] in ("error", "damaged") for r in rows) else 0

@@ -74,7 +74,7 @@ def backbones(as_json):
 
 # --- extract ----------------------------------------------------------------
 @main.command()
-@click.argument("root", type=click.Path(exists=True))
+@click.argument("root", type=click.Path())
 @click.option("-o", "--out", default="features", show_default=True, type=click.Path(),
               help="Feature folder: <video_id>.npy (T, C, D), manifest.jsonl, recipe.json.")
 @click.option("--backbone", default="i3d-r50", show_default=True, help="i3d-r50 (2048-d) or i3d-inception (1024-d).")
@@ -108,6 +108,9 @@ def backbones(as_json):
 def extract(root, out, backbone, preset, short_side, weights, fps, batch_size, clips_per_forward, workers, threads,
             device, dtype, compute_dtype, labels, shard, overwrite, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
+    from .video import check_readable
+
+    check_readable(root)      # a missing ROOT is one line before the backbone loads
     import torch
 
     from .extract import default_threads, default_workers, extract_folder

@@ -43,7 +43,7 @@ def main() -> None:
 
 # --- info -------------------------------------------------------------------
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))   # checked per file
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file instead of a table.")
 @click.option("--quick", is_flag=True,
               help="Count frames from the container's packets instead of decoding every frame.")
@@ -74,7 +74,7 @@ def backbones(as_json):
 
 # --- extract ----------------------------------------------------------------
 @main.command()
-@click.argument("root", type=click.Path())
+@click.argument("root", type=click.Path(readable=False))   # checked below, as one line
 @click.option("-o", "--out", default="features", show_default=True, type=click.Path(),
               help="Feature folder: <video_id>.npy (T, C, D), manifest.jsonl, recipe.json.")
 @click.option("--backbone", default="i3d-r50", show_default=True, help="i3d-r50 (2048-d) or i3d-inception (1024-d).")
@@ -294,7 +294,7 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
 
 # --- score --------------------------------------------------------------------
 @main.command("score")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))   # checked per file
 @click.option("--run", type=click.Path(), help="Run folder (or runs/latest) whose best.pt scores.  [default: runs/latest]")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .pt (instead of --run).")
 @click.option("-o", "--out", default="scores", show_default=True, type=click.Path(file_okay=False),

@@ -15,7 +15,7 @@ from typing import Dict
 import numpy as np
 
 from vadpipe import atomic
-from vadpipe.evaluate import VideoGT, write_vadpipe_json
+from vadpipe.groundtruth import VideoGT, write_vadpipe_json
 from vadpipe.features import FeatureStore, ManifestRecord
 from vadpipe.recipe import Recipe
 

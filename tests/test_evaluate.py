@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vadpipe.evaluate import (ScoreSet, VideoGT, align_video, evaluate_score_path, evaluate_scores, load_ground_truth,
-                              match_ids, parse_ucf_line, read_scores, read_ucf_annotation, split_concat_gt,
-                              write_scores, write_vadpipe_json)
+from vadpipe.evaluate import ScoreSet, align_video, evaluate_score_path, evaluate_scores, read_scores, write_scores
+from vadpipe.groundtruth import (VideoGT, load_ground_truth, match_ids, parse_ucf_line, read_ucf_annotation,
+                                 split_concat_gt, write_vadpipe_json)
 from vadpipe.errors import GroundTruthError
 
 UCF = """Abuse028_x264.mp4  Abuse  165  240  -1  -1

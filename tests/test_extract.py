@@ -19,11 +19,12 @@ import torch
 from click.testing import CliRunner
 
 from conftest import make_video
-from vadpipe import extract as ex
+from vadpipe import decode_workers, encode, ranks
 from vadpipe.cli import main
 from vadpipe.errors import ConfigError, RecipeMismatchError, VideoDecodeError
-from vadpipe.extract import (ExtractOptions, Shard, build_recipe, discover, extract_video, resolve_shard,
-                             run_extract)
+from vadpipe.encode import build_recipe, extract_video
+from vadpipe.extract import ExtractOptions, discover, run_extract
+from vadpipe.ranks import Shard, resolve_shard
 from vadpipe.features import FeatureStore
 
 BACKBONE_ARGS = ["--backbone", "i3d-inception", "--weights", "random", "--preset", "tiny"]
@@ -169,7 +170,7 @@ def test_second_run_does_no_work(tmp_path, videos, backbone, recipe, monkeypatch
     def no_compute(*args, **kwargs):
         raise AssertionError("a resumed run must not run the backbone")
 
-    monkeypatch.setattr(ex.SnippetEncoder, "__call__", no_compute)
+    monkeypatch.setattr(encode.SnippetEncoder, "__call__", no_compute)
     summary = run(root, out, recipe, backbone)
     assert (summary.ok, summary.skipped, summary.snippets) == (0, 5, 0)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")} == stamps
@@ -185,7 +186,7 @@ def test_second_run_does_no_work(tmp_path, videos, backbone, recipe, monkeypatch
 def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, videos, backbone, recipe, monkeypatch):
     root, spec = videos
     out = tmp_path / "features"
-    real_call = ex.SnippetEncoder.__call__
+    real_call = encode.SnippetEncoder.__call__
     calls = {"n": 0}
 
     def dies_on_third_batch(self, groups):
@@ -194,7 +195,7 @@ def test_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, videos, ba
             raise KeyboardInterrupt  # as if the run were killed mid-way
         return real_call(self, groups)
 
-    monkeypatch.setattr(ex.SnippetEncoder, "__call__", dies_on_third_batch)
+    monkeypatch.setattr(encode.SnippetEncoder, "__call__", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
         run(root, out, recipe, backbone, batch_size=2)
     done = manifest(out)
@@ -262,14 +263,14 @@ def test_a_decoder_that_kills_its_worker_is_retried_then_failed(tmp_path, backbo
     root = tmp_path / "v"
     for name in ("a", "crash", "b"):
         make_video(root / f"{name}.mp4", 16)
-    real_reader = ex.reader_for
+    real_reader = decode_workers.reader_for
 
     def segfaulting_reader(path, rec):
         if "crash" in path:
             os.kill(os.getpid(), signal.SIGKILL)  # runs in the forked decode worker
         return real_reader(path, rec)
 
-    monkeypatch.setattr(ex, "reader_for", segfaulting_reader)
+    monkeypatch.setattr(decode_workers, "reader_for", segfaulting_reader)
     summary = run(root, tmp_path / "f", recipe, backbone, workers=1)
     recs = manifest(tmp_path / "f")
     assert recs["a"]["status"] == recs["b"]["status"] == "ok"
@@ -319,7 +320,7 @@ def test_shard_parsing_and_environment():
 
 
 def test_forward_sizer_warms_up_tries_candidates_then_keeps_the_fastest():
-    sizer = ex.ForwardSizer(torch.device("cpu"))
+    sizer = encode.ForwardSizer(torch.device("cpu"))
     timings = {1: 3.0, 2: 1.0, 4: 2.0, 8: 5.0}   # seconds per clip
     seen = []
     for _ in range(7):
@@ -328,10 +329,10 @@ def test_forward_sizer_warms_up_tries_candidates_then_keeps_the_fastest():
         sizer.record(size, timings[size] * 16, 16)
     assert seen == [1, 1, 2, 4, 8, 2, 2] and sizer.chosen == 2
     assert sizer.size(1) == 2  # a small last batch still uses the chosen size
-    assert ex.ForwardSizer(torch.device("cuda")).size(64) is None  # whole batches on CUDA
-    assert ex.ForwardSizer(torch.device("cpu"), fixed=3).size(64) == 3
+    assert encode.ForwardSizer(torch.device("cuda")).size(64) is None  # whole batches on CUDA
+    assert encode.ForwardSizer(torch.device("cpu"), fixed=3).size(64) == 3
     with pytest.raises(ConfigError):
-        ex.ForwardSizer(torch.device("cpu"), fixed=0)
+        encode.ForwardSizer(torch.device("cpu"), fixed=0)
 
 
 @pytest.mark.parametrize("clips_per_forward", [2, 3, 8])
@@ -360,10 +361,10 @@ def test_whole_frame_recipe_never_mixes_frame_sizes_in_a_pass(tmp_path, backbone
 
 def test_default_workers_and_threads_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert ex.default_workers({}) == 8 and ex.default_workers({"LOCAL_WORLD_SIZE": "4"}) == 3
-    assert ex.default_threads("cpu", 8, {}) == 16 and ex.default_threads("cpu", 3, {"LOCAL_WORLD_SIZE": "2"}) == 8
+    assert ranks.default_workers({}) == 8 and ranks.default_workers({"LOCAL_WORLD_SIZE": "4"}) == 3
+    assert ranks.default_threads("cpu", 8, {}) == 16 and ranks.default_threads("cpu", 3, {"LOCAL_WORLD_SIZE": "2"}) == 8
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert ex.default_workers({}) == 1 and ex.default_threads("cpu", 1, {}) == 2
+    assert ranks.default_workers({}) == 1 and ranks.default_threads("cpu", 1, {}) == 2
 
 
 def _cli_process(root, out, extra_args=(), launcher=()):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from vadpipe.errors import ConfigError, FeatureStoreError, RecipeMismatchError
-from vadpipe.features import (FeatureStore, KeyIndex, as_snippet_crops, ManifestRecord, export_rtfm_list, expected_snippets,
-                              feature_filename, import_feature_folder, imported_recipe_factory, label_from_folders,
-                              label_from_name, read_labels_csv, read_list_file, video_ids)
+from vadpipe.features import (FeatureStore, KeyIndex, as_snippet_crops, ManifestRecord, expected_snippets,
+                              feature_filename, label_from_folders, read_labels_csv, video_ids)
+from vadpipe.rtfm_lists import (export_rtfm_list, import_feature_folder, imported_recipe_factory, label_from_name,
+                                read_list_file)
 from vadpipe.recipe import Recipe
 
 RECIPE = Recipe(backbone="i3d-r50", weights_sha256=None, feature_dim=8, crop="ten")

@@ -63,7 +63,8 @@ def main() -> None:
     from vadpipe.config import preset, use_model
     from vadpipe.data import open_features
     from vadpipe.demo import format_comparison, norm_scores
-    from vadpipe.evaluate import evaluate_run, evaluate_scores, load_ground_truth
+    from vadpipe.evaluate import evaluate_run, evaluate_scores
+    from vadpipe.groundtruth import load_ground_truth
     from vadpipe.train import train
 
     if args.threads:

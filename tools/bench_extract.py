@@ -64,7 +64,7 @@ def clips_for(args, folder: Path):
 # --- (a) (b) (c) (d) -----------------------------------------------------------------------------
 
 def bench_decode(paths, recipe) -> float:
-    from vadpipe.extract import reader_for, to_model_size
+    from vadpipe.encode import reader_for, to_model_size
 
     to_model_size([np.zeros((recipe.snippet_len, 8, 8, 3), np.uint8)], recipe)  # warm-up (imports)
     frames, t0 = 0, time.perf_counter()
@@ -88,7 +88,7 @@ def bench_backbone(backbone, recipe, device, batch_size: int, min_seconds: float
     import torch
 
     from vadpipe.device import autocast
-    from vadpipe.extract import ForwardSizer
+    from vadpipe.encode import ForwardSizer
 
     clips = batch_size * recipe.num_crops
     sizes = [clips] if device.type == "cuda" else [c for c in ForwardSizer.CANDIDATES if c <= clips] or [clips]
@@ -147,7 +147,8 @@ _MEMORY_CHILD = textwrap.dedent("""
     import json, sys, torch
     from torch import nn
     torch.set_num_threads({threads})
-    from vadpipe.extract import ExtractOptions, build_recipe, run_extract
+    from vadpipe.encode import build_recipe
+    from vadpipe.extract import ExtractOptions, run_extract
     from vadpipe.extractors import Backbone, BackboneConfig, create_backbone
 
     class StandIn(nn.Module):
@@ -231,7 +232,8 @@ def main() -> None:
 
     import torch
 
-    from vadpipe.extract import build_recipe, default_threads, resolve_extract_device
+    from vadpipe.encode import build_recipe
+    from vadpipe.ranks import default_threads, resolve_extract_device
     from vadpipe.extractors import create_backbone
 
     args.threads = args.threads or default_threads(args.device, args.workers)

@@ -12,7 +12,7 @@ import tempfile, pathlib, numpy as np, torch
 assert torch.cuda.is_available(), "no CUDA device"
 print("device:", torch.cuda.get_device_name(0))
 from vadpipe.video import write_video
-from vadpipe.extract import build_recipe, extract_video
+from vadpipe.encode import build_recipe, extract_video
 from vadpipe.extractors import create_backbone
 clip = pathlib.Path(tempfile.mkdtemp()) / "clip.mp4"
 rng = np.random.default_rng(0)

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from vadpipe.data import open_features
-from vadpipe.evaluate import load_ground_truth
+from vadpipe.groundtruth import load_ground_truth
 
 
 def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:

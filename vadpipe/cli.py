@@ -113,7 +113,8 @@ def extract(root, out, backbone, preset, short_side, weights, fps, batch_size, c
     check_readable(root)      # a missing ROOT is one line before the backbone loads
     import torch
 
-    from .extract import default_threads, default_workers, extract_folder
+    from .extract import extract_folder
+    from .ranks import default_threads, default_workers
 
     n_workers = default_workers() if workers is None else workers
     torch.set_num_threads(threads or default_threads(device, n_workers))
@@ -143,7 +144,7 @@ def features():
 @one_line_errors
 def features_export_list(folder, out, subset, relative):
     """Write an RTFM-style list of .npy paths: anomalous videos first, then normal; print the split index."""
-    from .features import export_rtfm_list, read_list_file
+    from .rtfm_lists import export_rtfm_list, read_list_file
 
     names = read_list_file(subset) if subset else None
     result = export_rtfm_list(folder, out, subset=names, absolute=not relative)
@@ -173,7 +174,8 @@ def features_export_list(folder, out, subset, relative):
 @one_line_errors
 def features_import(src, out, list_file, split_index, labels, recipe_file, backbone, preset, crops, overwrite):
     """Index a folder of public RTFM/UR-DMU-style .npy features ((T,10,D), (10,T,D), name__k.npy crops)."""
-    from .features import imported_recipe_factory, import_feature_folder, read_labels_csv, read_list_file
+    from .features import read_labels_csv
+    from .rtfm_lists import import_feature_folder, imported_recipe_factory, read_list_file
 
     result = import_feature_folder(
         src, out or src, imported_recipe_factory(recipe_file, backbone, preset),

@@ -36,7 +36,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import ConfigError, FeatureStoreError
-from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops, label_from_name, read_list_file
+from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops
+from .rtfm_lists import label_from_name, read_list_file
 from .recipe import Recipe
 
 RTFM_SNIPPET_LEN = 16
@@ -82,6 +83,11 @@ class FeatureSet:
     @property
     def snippet_len(self) -> int:
         return self.recipe.snippet_len if self.recipe else RTFM_SNIPPET_LEN
+
+    @property
+    def stride(self) -> int:
+        """Frames between snippet starts (lists: RTFM's non-overlapping snippets)."""
+        return self.recipe.stride if self.recipe else RTFM_SNIPPET_LEN
 
     def shape(self) -> Tuple[int, int]:
         """(crops, feature dim) of the set, read from its first video."""

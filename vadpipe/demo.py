@@ -84,7 +84,8 @@ def run_demo(out: str | Path = "demo", size: str = "small", seed: int = 0, devic
     from .checkpoint import checkpoint_path
     from .config import preset, use_model
     from .data import open_features
-    from .evaluate import evaluate_run, evaluate_scores, load_ground_truth
+    from .evaluate import evaluate_run, evaluate_scores
+    from .groundtruth import load_ground_truth
     from .extract import extract_folder
     from .score import ScoreOptions, run_score
     from .synth import generate_world, synth_config

@@ -1,44 +1,22 @@
-"""Frame-level evaluation: ground truth, snippet→frame alignment, metrics, per-video score files.
+"""Frame-level evaluation: snippet→frame alignment, metrics, per-video score files, running a head.
+
+Ground truth (formats, readers, id matching) lives in ``vadpipe.groundtruth``.
 
 Conventions (everything inside vadpipe): frames are 0-based and an interval is
 ``[start, end)`` with ``end`` exclusive.
 
-Ground-truth formats (:func:`load_ground_truth`, ``fmt="auto"`` picks by path):
-
-- **vadpipe JSON** (``.json``), the format the synthetic world writes::
-
-      {"format": "vadpipe-gt/1",                       # optional
-       "videos": {"<video id>": {"frames": 750,        # frames in the video
-                                 "intervals": [[100, 160], [400, 420]],   # 0-based, end exclusive
-                                 "class": "Fighting"}}}                     # optional; "Normal" / null
-
-  A normal video has ``"intervals": []``.
-- **UCF-Crime temporal annotation text** (``.txt``): lines
-  ``Abuse028_x264.mp4  Abuse  165  240  -1  -1`` — video, class, then up to two
-  start/end pairs, ``-1`` for none. Default ``ucf_convention="1-based-inclusive"``:
-  the numbers are 1-based frame numbers with the end included, as the MATLAB
-  evaluator released with the dataset reads them (``GT(s:e) = 1``); frame
-  ``n`` of the file is index ``n − 1`` here, so ``165 240`` → ``[164, 240)``.
-  ``"0-based-exclusive"`` reads them as Python slices (``gt[s:e] = 1``), as
-  several RTFM-family scripts do: ``165 240`` → ``[165, 240)``. The file holds
-  no frame counts; those come from the features' manifest (or T·16).
-- **ShanghaiTech frame masks** (a folder): ``<video>.npy`` per video, a 1-D
-  0/1 array with one entry per frame (``test_frame_mask/01_0014.npy``).
-- **Concatenated gt** (``.npy``, RTFM style): one 1-D 0/1 array for all test
-  videos in list order. It is split per video by T·16 (RTFM's construction:
-  each video contributes 16 frames per snippet), or by the manifest frame
-  counts when those sum to its length; any other length is an error, never a
-  silent truncation.
-
-Alignment (:func:`align_video`): snippet i covers frames [16i, 16i+16); frame
-f's score is snippet ⌊f/16⌋'s. With N frames to score (gt mask length, gt frame
-count, manifest frame count, else T·16) and T snippets, the known cases are
-handled and reported per video: ``exact`` (T·16 = N), ``tail`` (the last
-snippet is partial: (T−1)·16 < N < T·16 — its scores cover the remaining
-frames), ``extended`` (the extractor dropped a last partial snippet:
-T·16 < N < (T+1)·16 — those frames take the last score). Anything else is a
-``mismatch``: an error by default, or the video is skipped and reported
-(``on_mismatch="skip"``). Intervals running past N are clipped and reported.
+Alignment (:func:`align_video`): snippet i covers frames [i·s, i·s + L) (L the
+snippet length, s the stride, both from the recipe: 16 and 16 unless it says
+otherwise), and frames take their scores through ``intervals.snippets_to_frames``
+(with s = L, frame f takes snippet ⌊f/L⌋'s score). The T snippets reach
+R = (T−1)·s + L frames. With N frames to score (gt mask length, gt frame count,
+manifest frame count, else R) the known cases are handled and reported per
+video: ``exact`` (R = N), ``tail`` (the last snippet is partial:
+(T−1)·s < N < R — its scores cover the remaining frames), ``extended`` (the
+extractor dropped a last partial snippet: R < N < R + s — those frames take the
+last score). Anything else is a ``mismatch``: an error by default, or the video
+is skipped and reported (``on_mismatch="skip"``). Intervals running past N are
+clipped and reported.
 
 Metrics (:func:`compute_metrics`, sklearn): frame ROC AUC and AP over all
 frames concatenated; AUC over anomalous videos only (videos with any
@@ -57,220 +35,18 @@ concatenated gt of exactly the same length).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import atomic
 from .errors import ConfigError, GroundTruthError
+from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
+from .intervals import snippet_reach, snippets_to_frames
 
 SCORES_FORMAT = "vadpipe-scores/1"
-GT_FORMAT = "vadpipe-gt/1"
-UCF_CONVENTIONS = ("1-based-inclusive", "0-based-exclusive")
-NORMAL_CLASSES = {None, "", "normal", "none"}
-
-
-@dataclass
-class VideoGT:
-    id: str
-    frames: Optional[int]                       # None when the source does not say (UCF text)
-    intervals: List[Tuple[int, int]] = field(default_factory=list)   # 0-based, end exclusive
-    cls: Optional[str] = None
-    mask: Optional[np.ndarray] = None           # explicit per-frame 0/1 labels (masks, concatenated gt)
-    note: str = ""
-
-    @property
-    def anomalous(self) -> bool:
-        return bool(self.mask.any()) if self.mask is not None else bool(self.intervals)
-
-    def labels(self, n: int) -> Tuple[np.ndarray, List[str]]:
-        """(n,) 0/1 frame labels and notes about clipped intervals."""
-        notes: List[str] = []
-        if self.mask is not None:
-            if len(self.mask) != n:
-                raise GroundTruthError(f"gt of {self.id}: mask has {len(self.mask)} frames, expected {n}")
-            return self.mask.astype(np.int8), notes
-        out = np.zeros(n, dtype=np.int8)
-        for start, end in self.intervals:
-            if end > n:
-                notes.append(f"interval [{start}, {end}) clipped to {n} frames")
-            if start >= n:
-                continue
-            out[max(0, start):min(end, n)] = 1
-        return out, notes
-
-
-# --- readers ----------------------------------------------------------------------------------
-def read_vadpipe_json(path: str | Path) -> Dict[str, VideoGT]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise GroundTruthError(f"{path}: cannot read ground truth JSON ({exc})") from None
-    videos = data.get("videos") if isinstance(data, dict) else None
-    if not isinstance(videos, dict):
-        raise GroundTruthError(f"{path}: expected {{\"videos\": {{id: {{frames, intervals}}}}}}")
-    out = {}
-    for vid, rec in videos.items():
-        try:
-            frames = None if rec.get("frames") is None else int(rec["frames"])
-            intervals = [(int(s), int(e)) for s, e in rec.get("intervals", [])]
-        except (TypeError, ValueError, AttributeError):
-            raise GroundTruthError(f"{path}: video {vid!r}: bad frames/intervals") from None
-        bad = [iv for iv in intervals if iv[0] < 0 or iv[1] <= iv[0]]
-        if bad:
-            raise GroundTruthError(f"{path}: video {vid!r}: interval {list(bad[0])} is empty or negative "
-                                   "(intervals are [start, end) with end exclusive)")
-        out[vid] = VideoGT(vid, frames, intervals, rec.get("class"))
-    return out
-
-
-def write_vadpipe_json(path: str | Path, gts: Iterable[VideoGT]) -> None:
-    videos = {g.id: {"frames": g.frames, "intervals": [list(iv) for iv in g.intervals], "class": g.cls}
-              for g in gts}
-    atomic.write_json(path, {"format": GT_FORMAT, "videos": videos})
-
-
-def parse_ucf_line(line: str, convention: str = "1-based-inclusive") -> Optional[VideoGT]:
-    parts = line.split()
-    if not parts:
-        return None
-    if len(parts) < 4 or (len(parts) - 2) % 2:
-        raise ValueError(f"expected 'video class start end [start end ...]', got {line.strip()!r}")
-    numbers = [int(p) for p in parts[2:]]
-    intervals = []
-    for s, e in zip(numbers[0::2], numbers[1::2]):
-        if s < 0 or e < 0:
-            continue
-        if convention == "1-based-inclusive":
-            if s < 1 or e < s:
-                raise ValueError(f"interval {s} {e} is not 1-based inclusive")
-            intervals.append((s - 1, e))
-        else:
-            if e <= s:
-                raise ValueError(f"interval {s} {e} is empty as a 0-based end-exclusive range")
-            intervals.append((s, e))
-    name = re.sub(r"\.(mp4|avi|mkv|mov|webm)$", "", parts[0], flags=re.IGNORECASE)
-    return VideoGT(name, None, intervals, parts[1])
-
-
-def read_ucf_annotation(path: str | Path, convention: str = "1-based-inclusive") -> Dict[str, VideoGT]:
-    if convention not in UCF_CONVENTIONS:
-        raise ConfigError(f"UCF convention {convention!r}; choose one of {', '.join(UCF_CONVENTIONS)}")
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise GroundTruthError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    out = {}
-    for no, line in enumerate(lines, 1):
-        try:
-            gt = parse_ucf_line(line, convention)
-        except ValueError as exc:
-            raise GroundTruthError(f"{path}:{no}: {exc}") from None
-        if gt is not None:
-            out[gt.id] = gt
-    return out
-
-
-def read_frame_masks(folder: str | Path) -> Dict[str, VideoGT]:
-    out = {}
-    for p in sorted(Path(folder).glob("*.npy")):
-        mask = np.load(p, allow_pickle=False).reshape(-1)
-        if mask.size and not np.isin(np.unique(mask), (0, 1)).all():
-            raise GroundTruthError(f"{p}: a frame mask must hold only 0 and 1")
-        out[p.stem] = VideoGT(p.stem, int(mask.size), [], None, mask.astype(np.int8), "frame mask")
-    if not out:
-        raise GroundTruthError(f"{folder}: no per-video .npy frame masks")
-    return out
-
-
-def split_concat_gt(gt: np.ndarray, ids: Sequence[str], snippets: Sequence[int],
-                    frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16,
-                    origin: str = "gt") -> Dict[str, VideoGT]:
-    """Per-video masks from a concatenated gt in list order, split by T·16 (or by frame counts)."""
-    gt = np.asarray(gt).reshape(-1)
-    by_snippets = [t * snippet_len for t in snippets]
-    if sum(by_snippets) == gt.size:
-        lengths, how = by_snippets, f"split by T*{snippet_len} (RTFM)"
-    elif frames is not None and all(f is not None for f in frames) and sum(frames) == gt.size:
-        lengths, how = list(frames), "split by manifest frame counts"
-    else:
-        known = f", frame counts sum to {sum(frames)}" if frames is not None and all(
-            f is not None for f in frames) else ""
-        raise GroundTruthError(f"{origin}: {gt.size} gt frames, but the {len(ids)} videos' T*{snippet_len} "
-                               f"sum to {sum(by_snippets)}{known}; refusing to truncate or pad")
-    out, pos = {}, 0
-    for vid, n in zip(ids, lengths):
-        mask = gt[pos:pos + n].astype(np.int8)
-        out[vid] = VideoGT(vid, int(n), [], None, mask, how)
-        pos += n
-    return out
-
-
-def detect_format(path: str | Path) -> str:
-    path = Path(path)
-    if path.is_dir():
-        return "masks"
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return "json"
-    if suffix == ".npy":
-        return "concat"
-    if suffix in (".txt", ".csv", ""):
-        return "ucf"
-    raise GroundTruthError(f"{path}: cannot tell the ground-truth format; pass --gt-format")
-
-
-def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str = "1-based-inclusive",
-                      order: Optional[Sequence[str]] = None, snippets: Optional[Sequence[int]] = None,
-                      frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16) -> Dict[str, VideoGT]:
-    """{video id: VideoGT}. A concatenated gt needs ``order`` (ids in list order) and ``snippets`` (T each)."""
-    path = Path(path)
-    if not path.exists():
-        raise GroundTruthError(f"{path}: no such ground-truth file or folder")
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt == "json":
-        return read_vadpipe_json(path)
-    if fmt == "ucf":
-        return read_ucf_annotation(path, ucf_convention)
-    if fmt == "masks":
-        return read_frame_masks(path)
-    if fmt == "concat":
-        if order is None or snippets is None:
-            raise GroundTruthError(f"{path}: a concatenated gt needs the videos in list order "
-                                   "(evaluate features or a score folder that records its order)")
-        return split_concat_gt(np.load(path, allow_pickle=False), order, snippets, frames, snippet_len, str(path))
-    raise ConfigError(f"unknown gt format {fmt!r} (auto, json, ucf, masks, concat)")
-
-
-# --- matching ids ---------------------------------------------------------------------------
-def video_key(name: str) -> str:
-    """A loose key for matching names across formats: last path part, no extension, no _i3d suffix."""
-    base = name.replace("\\", "/").split("/")[-1].split("__")[-1]
-    base = re.sub(r"\.(mp4|avi|mkv|mov|webm|npy|npz)$", "", base, flags=re.IGNORECASE)
-    return re.sub(r"_(i3d|rgb|features?)$", "", base, flags=re.IGNORECASE)
-
-
-def match_ids(score_ids: Sequence[str], gt_ids: Sequence[str]) -> Dict[str, str]:
-    """score id → gt id: exact ids first, then unambiguous loose keys (video_key)."""
-    gt_set = set(gt_ids)
-    loose: Dict[str, List[str]] = {}
-    for g in gt_ids:
-        loose.setdefault(video_key(g), []).append(g)
-    out = {}
-    for s in score_ids:
-        if s in gt_set:
-            out[s] = s
-        else:
-            cands = loose.get(video_key(s), [])
-            if len(cands) == 1:
-                out[s] = cands[0]
-    taken: Dict[str, int] = {}
-    for g in out.values():
-        taken[g] = taken.get(g, 0) + 1
-    return {s: g for s, g in out.items() if taken[g] == 1 or s == g}
 
 
 # --- alignment ------------------------------------------------------------------------------
@@ -283,11 +59,13 @@ class Alignment:
     detail: str
 
 
-def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = None,
-                snippet_len: int = 16) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
+def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = None, snippet_len: int = 16,
+                stride: Optional[int] = None) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
     """(frame scores, frame labels, report); scores/labels are None for a mismatch."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     t, L = scores.size, snippet_len
+    s = stride or L
+    reach = snippet_reach(t, L, s)
     notes = []
     if gt.mask is not None:
         n, source = len(gt.mask), f"gt mask ({gt.note})" if gt.note else "gt mask"
@@ -296,24 +74,25 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
     elif video_frames is not None:
         n, source = video_frames, "manifest frame count"
     else:
-        n, source = t * L, f"T*{L} (no frame count known)"
+        n, source = reach, (f"T*{L}" if s == L else f"(T-1)*{s}+{L}") + " (no frame count known)"
     if video_frames is not None and n != video_frames and gt.mask is None:
         notes.append(f"manifest says {video_frames} frames")
     if video_frames is not None and gt.mask is not None and n != video_frames:
         notes.append(f"manifest says {video_frames} frames, gt covers {n}")
     if t == 0 or n == 0:
         return None, None, Alignment(gt.id, t, n, "mismatch", f"{t} snippets, {n} frames ({source})")
-    if t * L == n:
-        action, detail = "exact", f"{t} snippets x {L} = {n} frames"
-    elif (t - 1) * L < n < t * L:
-        action, detail = "tail", f"last snippet covers {n - (t - 1) * L} of {L} frames"
-    elif t * L < n < (t + 1) * L:
-        action, detail = "extended", f"{n - t * L} frames past the last snippet take its score (dropped partial snippet)"
+    if reach == n:
+        action, detail = "exact", (f"{t} snippets x {L} = {n} frames" if s == L
+                                   else f"{t} snippets of {L} frames every {s} reach {n} frames")
+    elif (t - 1) * s < n < reach:
+        action, detail = "tail", f"last snippet covers {n - (t - 1) * s} of {L} frames"
+    elif reach < n < reach + s:
+        action, detail = "extended", f"{n - reach} frames past the last snippet take its score (dropped partial snippet)"
     else:
-        detail = f"{t} snippets cover {(t - 1) * L + 1}..{t * L} frames, but there are {n} ({source})"
+        detail = f"{t} snippets cover {(t - 1) * s + 1}..{reach} frames, but there are {n} ({source})"
         return None, None, Alignment(gt.id, t, n, "mismatch", "; ".join([detail] + notes))
     labels, clip_notes = gt.labels(n)
-    frame_scores = scores[np.minimum(np.arange(n) // L, t - 1)]
+    frame_scores = snippets_to_frames(scores, n, L, s)
     detail = "; ".join([f"{detail} [{source}]"] + notes + clip_notes)
     return frame_scores, labels, Alignment(gt.id, t, n, action, detail)
 
@@ -408,6 +187,7 @@ class EvalResult:
 
 
 def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, snippet_len: int = 16,
+                    stride: Optional[int] = None,
                     frames: Optional[Dict[str, Optional[int]]] = None, classes: Optional[Dict[str, Optional[str]]] = None,
                     threshold: float = 0.5, extra_thresholds: Optional[Dict[str, float]] = None,
                     on_mismatch: str = "error") -> EvalResult:
@@ -422,7 +202,7 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
         if gid is None:
             continue
         gt = gts[gid]
-        f_scores, f_labels, report = align_video(vals, gt, frames.get(sid), snippet_len)
+        f_scores, f_labels, report = align_video(vals, gt, frames.get(sid), snippet_len, stride)
         report.id = sid
         reports.append(report)
         if f_scores is None:
@@ -445,6 +225,7 @@ class ScoreSet:
     frames: Dict[str, Optional[int]]
     snippet_len: int = 16
     meta: dict = field(default_factory=dict)
+    stride: Optional[int] = None              # None: snippet_len (non-overlapping snippets)
 
 
 def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
@@ -458,6 +239,7 @@ def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
         atomic.save_npy(folder / name, np.asarray(vals, dtype=np.float32))
         videos[vid] = {"file": name, "T": int(np.asarray(vals).size), "frames": score_set.frames.get(vid)}
     index = {**score_set.meta, "format": SCORES_FORMAT, "snippet_len": score_set.snippet_len,
+             "stride": score_set.stride or score_set.snippet_len,
              "order": list(score_set.scores), "videos": videos}
     atomic.write_json(folder / "index.json", index)
     return folder / "index.json"
@@ -482,8 +264,9 @@ def read_scores(path: str | Path) -> ScoreSet:
         else:
             scores[vid] = np.load(index_path.parent / rec["file"], allow_pickle=False).astype(np.float32)
         frames[vid] = rec.get("frames")
-    meta = {k: v for k, v in index.items() if k not in ("videos", "order", "format", "snippet_len")}
-    return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta)
+    meta = {k: v for k, v in index.items() if k not in ("videos", "order", "format", "snippet_len", "stride")}
+    stride = index.get("stride")
+    return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta, None if stride is None else int(stride))
 
 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
@@ -516,7 +299,8 @@ def evaluate_score_path(scores: str | Path, gt: str | Path, gt_format: str = "au
                             snippet_len=ss.snippet_len)
     thresholds = {f"q{k}": float(v) for k, v in (ss.meta.get("calibration") or {}).get(
         "normal_frame_score_quantiles", {}).items()}
-    return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, frames=ss.frames, threshold=threshold,
+    return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
+                           threshold=threshold,
                            extra_thresholds=thresholds, on_mismatch=on_mismatch,
                            classes=ss.meta.get("classes"))
 
@@ -538,7 +322,7 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False) 
     frames = {v.id: v.frames for v in feature_set.videos}
     meta = {"features": feature_set.origin,
             "classes": {v.id: v.cls for v in feature_set.videos if v.cls is not None}}
-    return ScoreSet(scores, frames, feature_set.snippet_len, meta)
+    return ScoreSet(scores, frames, feature_set.snippet_len, meta, feature_set.stride)
 
 
 def check_recipe(ckpt: dict, feature_set) -> List[str]:
@@ -587,7 +371,8 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     gts = load_ground_truth(gt, gt_format, ucf_convention, order=order, snippets=[ss.scores[i].size for i in order],
                             frames=[ss.frames.get(i) for i in order], snippet_len=ss.snippet_len)
     quantiles = (ckpt.get("calibration") or {}).get("normal_frame_score_quantiles", {})
-    result = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, frames=ss.frames, classes=ss.meta["classes"],
+    result = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
+                             classes=ss.meta["classes"],
                              threshold=threshold, extra_thresholds={f"q{k}": float(v) for k, v in quantiles.items()},
                              on_mismatch=on_mismatch)
     result.notes.extend(notes)

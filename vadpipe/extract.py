@@ -1,117 +1,44 @@
 """The extraction driver: a folder of videos → a feature folder (format in ``vadpipe.features``).
 
-Pipeline. Decode workers (a torch DataLoader over an IterableDataset; workers
-pull the next video from a shared counter, so long and short videos balance)
-stream each video as 16-frame snippets, resize them to the recipe's short side
-with the recipe's own resize (``extractors.transforms.resize_short_side``) and
-ship uint8 chunks of a few snippets. The main process cuts them into batches of
-``batch_size`` snippets — possibly from several videos — crops and normalises
-them on the device, runs the backbone under ``torch.inference_mode`` (and
-autocast when the recipe's compute dtype asks for it) and appends each video's
-features to a spool file as they come; a finished video becomes its ``.npy``
-through an atomic rename. Decode (workers) and compute (main) overlap, and
-memory stays flat in video length.
+Pipeline. Decode workers (``vadpipe.decode_workers``) stream each video as
+snippets resized to the recipe's short side. The main process cuts them into
+batches of ``batch_size`` snippets — possibly from several videos — and runs
+them through the encoder (``vadpipe.encode.SnippetEncoder``: crop, normalise,
+backbone under ``torch.inference_mode`` and the recipe's autocast), then
+appends each video's features to a spool file as they come; a finished video
+becomes its ``.npy`` through an atomic rename. Decode (workers) and compute
+(main) overlap, and memory stays flat in video length.
 
-Distribution. ``--shard i/n`` (0-based) or torchrun's RANK/WORLD_SIZE: the
-videos, sorted by id, are dealt round-robin, so shares are deterministic and
-disjoint; every rank writes into the same folder (see ``features`` for how the
-per-rank journals merge into one manifest).
-
-``extract_video`` is the in-memory path for a single clip (used by ``score``):
-the same decode, resize, crop, normalisation and backbone call, without the
-store.
+Distribution (``vadpipe.ranks``): ``--shard i/n`` or torchrun's RANK/WORLD_SIZE
+deal the sorted videos round-robin; every rank writes into the same folder (see
+``features`` for how the per-rank journals merge into one manifest).
 """
 from __future__ import annotations
 
 import glob
-import multiprocessing
 import os
 import sys
 import time
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from pathlib import Path, PurePosixPath
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from . import atomic
-from .errors import ConfigError, RecipeMismatchError, VadpipeError
+from .decode_workers import (Batcher, DecodeStream, VideoJob, identity, is_worker_crash, one_line,
+                             release_freed_memory, worker_init)
+from .encode import SnippetEncoder, build_recipe
+from .errors import ConfigError, RecipeMismatchError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders,
                        read_labels_csv, video_ids)
+from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe
-from .video import VideoInfo, VideoReader, find_videos
+from .video import find_videos
 
 Log = Callable[[str], None]
-
-
-# --- sharding ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Shard:
-    """Share ``index`` of ``count`` (0-based): items ``index``, ``index + count``, ... of a sorted list."""
-
-    index: int = 0
-    count: int = 1
-
-    def __post_init__(self):
-        if self.count < 1 or not 0 <= self.index < self.count:
-            raise ConfigError(f"shard {self.index}/{self.count}: need 0 <= i < n (0-based)")
-
-    @classmethod
-    def parse(cls, text: str) -> "Shard":
-        try:
-            index, count = (int(x) for x in text.split("/"))
-        except ValueError:
-            raise ConfigError(f"--shard {text!r}: expected i/n, e.g. 0/4 (0-based)") from None
-        return cls(index, count)
-
-    @classmethod
-    def from_env(cls, environ=os.environ) -> Optional["Shard"]:
-        """RANK/WORLD_SIZE as set by torchrun (or any launcher that follows it)."""
-        if "RANK" in environ and "WORLD_SIZE" in environ:
-            return cls(int(environ["RANK"]), int(environ["WORLD_SIZE"]))
-        return None
-
-    def take(self, items: Sequence) -> list:
-        return list(items[self.index::self.count])
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-def resolve_shard(option: Optional[str], environ=os.environ) -> Shard:
-    """``--shard`` when given, else torchrun's environment, else everything."""
-    explicit = Shard.parse(option) if option else None
-    env = Shard.from_env(environ)
-    if explicit is not None and env is not None and env.count > 1 and explicit != env:
-        raise ConfigError(f"--shard {explicit} contradicts RANK/WORLD_SIZE {env} from the launcher; give one")
-    return explicit or env or Shard()
-
-
-def resolve_extract_device(name: str, environ=os.environ) -> torch.device:
-    """``resolve_device`` plus torchrun's LOCAL_RANK: each local rank gets its own GPU."""
-    from .device import resolve_device
-
-    device = resolve_device(name)
-    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in environ:
-        device = torch.device("cuda", int(environ["LOCAL_RANK"]) % max(1, torch.cuda.device_count()))
-    return device
-
-
-# --- the videos to do ----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class VideoJob:
-    index: int              # position in the full sorted list (stable across ranks)
-    id: str
-    path: str               # as given: root joined with the relative path
-    file: str               # .npy name inside the feature folder
-    label: Optional[int]
-    cls: Optional[str]
 
 
 def discover(root: str | os.PathLike, labels_csv: Optional[str | os.PathLike] = None,
@@ -141,278 +68,6 @@ def discover(root: str | os.PathLike, labels_csv: Optional[str | os.PathLike] = 
             for vid, path, (label, cls) in zip(ids, paths, labels)]
     jobs.sort(key=lambda j: j.id)
     return [replace(j, index=i) for i, j in enumerate(jobs)]
-
-
-# --- snippets → features -------------------------------------------------------------------------
-
-def check_backbone(backbone, recipe: Recipe) -> None:
-    """The backbone must be the one the recipe names, with the same weights and feature size."""
-    name = backbone.config.name
-    if name != recipe.backbone or backbone.weights_sha256 != recipe.weights_sha256 \
-            or backbone.config.feature_dim != recipe.feature_dim:
-        raise RecipeMismatchError(
-            f"the recipe asks for {recipe.backbone} (weights {recipe.weights_sha256 or 'random'}, "
-            f"{recipe.feature_dim}-d) but the backbone is {name} (weights {backbone.weights_sha256 or 'random'}, "
-            f"{backbone.config.feature_dim}-d)")
-
-
-# Extraction streams every frame once, in order: PyAV's sequential decode fits that best. Measured
-# here on 10-minute 320x240 clips, it decoded ~2x faster than decord and its process stayed ~600 MB
-# smaller; the RGB frames of both were identical (no decoder-side resize is used).
-DECODER = "pyav"
-
-
-def reader_for(path: str, recipe: Recipe) -> VideoReader:
-    """A native-resolution reader at the recipe's frame rate (the resize happens in ``to_model_size``,
-    so it is the recipe's documented resize whatever the decoder)."""
-    fps = None if str(recipe.fps) == "native" else float(recipe.fps)
-    return VideoReader(path, fps=fps, backend=DECODER)
-
-
-def to_model_size(snippets: Sequence[np.ndarray], recipe: Recipe) -> torch.Tensor:
-    """uint8 (L, H, W, 3) snippets → one uint8 (N, L, h, w, 3) tensor, short side resized per the recipe."""
-    from .extractors.transforms import resize_short_side
-
-    frames = torch.from_numpy(np.stack(snippets))                     # (N, L, H, W, 3)
-    resized = resize_short_side(frames.permute(0, 1, 4, 2, 3), recipe.resize_short_side)
-    return resized.permute(0, 1, 3, 4, 2).contiguous()
-
-
-class ForwardSizer:
-    """How many clips go through the backbone per forward pass.
-
-    On CUDA: the whole batch. On CPU, big passes are slower per clip and the best size depends on
-    backbone and dtype (measured here, 2 threads, frames/s at 1/2/4/8 clips per pass: I3D-R50 fp32
-    32/24/22/21, bf16 58/43/39/36; Inception fp32 56/96/81/76, bf16 170/136/113/99). So on CPU
-    the first batches try each candidate (their features are kept: nothing is wasted), after one
-    warm-up pass, and the fastest per clip is used from then on. ``fixed`` skips the trial.
-    """
-
-    CANDIDATES = (1, 2, 4, 8)
-
-    def __init__(self, device: torch.device, fixed: Optional[int] = None):
-        if fixed is not None and fixed < 1:
-            raise ConfigError(f"clips per forward pass must be >= 1, got {fixed}")
-        self.fixed = fixed
-        self.tuning = fixed is None and device.type != "cuda"
-        self.warm = False
-        self.seconds_per_clip: Dict[int, float] = {}
-
-    def size(self, clips: int) -> Optional[int]:
-        """Clips per pass for a batch of ``clips`` (None: all at once)."""
-        if self.fixed is not None:
-            return self.fixed
-        if not self.tuning:
-            return None
-        untried = [c for c in self.CANDIDATES if c not in self.seconds_per_clip and c <= clips]
-        return untried[0] if untried else self.chosen  # the very first pass is a warm-up (see record)
-
-    def record(self, size: Optional[int], seconds: float, clips: int) -> None:
-        if not self.tuning or size is None or size in self.seconds_per_clip:
-            return
-        if not self.warm:  # the first pass also builds the CPU kernels: not a fair time
-            self.warm = True
-            return
-        self.seconds_per_clip[size] = seconds / clips
-
-    @property
-    def chosen(self) -> Optional[int]:
-        if self.fixed is not None or not self.seconds_per_clip:
-            return self.fixed
-        return min(self.seconds_per_clip, key=self.seconds_per_clip.get)
-
-
-class SnippetEncoder:
-    """uint8 snippets (N, L, h, w, 3) → features (N, C, D) in the recipe's storage dtype.
-
-    Crop and normalisation run on ``device``; the forward pass runs under
-    ``torch.inference_mode`` with autocast for the recipe's compute dtype, in
-    passes of ``ForwardSizer`` clips (all of them on CUDA; groups of different
-    frame sizes from several videos are concatenated into one pass).
-    """
-
-    def __init__(self, backbone, recipe: Recipe, device: torch.device | str,
-                 clips_per_forward: Optional[int] = None):
-        check_backbone(backbone, recipe)
-        self.module = backbone.module
-        self.recipe = recipe
-        self.device = torch.device(device)
-        self.storage = np.dtype(recipe.storage_dtype)
-        self.sizer = ForwardSizer(self.device, clips_per_forward)
-
-    def __call__(self, groups: Sequence[torch.Tensor]) -> np.ndarray:
-        from .device import autocast
-        from .extractors.transforms import preprocess
-
-        crops = self.recipe.num_crops
-        snippets = sum(g.shape[0] for g in groups)
-        size = self.sizer.size(snippets * crops)
-        outputs: List[torch.Tensor] = []
-        started = time.perf_counter()
-
-        def forward(clips: torch.Tensor) -> torch.Tensor:
-            with autocast(self.device, self.recipe.compute_dtype):
-                return self.module(clips).float()
-
-        with torch.inference_mode():
-            if size is None:
-                inputs = [preprocess(g.to(self.device, non_blocking=True), self.recipe) for g in groups]
-                for same in _runs_of_equal_shape(inputs):   # whole-frame recipes: one pass per frame size
-                    outputs.append(forward(same[0] if len(same) == 1 else torch.cat(same)))
-            else:
-                # Every pass gets exactly ``size`` clips (across video boundaries; the last one padded
-                # with copies of its last clip, whose outputs are dropped): one input shape, so the CPU
-                # kernels are built once, and no odd-sized pass hits a slow convolution path.
-                step = max(1, size // crops)  # snippets preprocessed at a time: memory stays small
-                pending: List[torch.Tensor] = []
-
-                def flush_padded() -> None:
-                    clips = torch.cat(pending) if len(pending) > 1 else pending[0]
-                    real = len(clips)
-                    padded = torch.cat([clips, clips[-1:].expand(size - real, *clips.shape[1:])])
-                    outputs.append(forward(padded)[:real])
-                    pending.clear()
-
-                for group in groups:
-                    for first in range(0, group.shape[0], step):
-                        clips = preprocess(group[first:first + step].to(self.device), self.recipe)
-                        if pending and pending[0].shape[1:] != clips.shape[1:]:
-                            flush_padded()          # another frame size (crop "none"): never mixed in a pass
-                        pending.append(clips)
-                        while sum(len(p) for p in pending) >= size:
-                            clips = torch.cat(pending) if len(pending) > 1 else pending[0]
-                            outputs.append(forward(clips[:size]))
-                            pending[:] = [clips[size:]] if len(clips) > size else []
-                if pending:
-                    flush_padded()
-            out = torch.cat(outputs).reshape(snippets, crops, -1).cpu().numpy()
-        self.sizer.record(size, time.perf_counter() - started, snippets * crops)
-        return out.astype(self.storage, copy=False)
-
-
-def _runs_of_equal_shape(inputs: Sequence[torch.Tensor]) -> List[List[torch.Tensor]]:
-    """Consecutive inputs grouped while their clip shape stays the same (order kept)."""
-    runs: List[List[torch.Tensor]] = []
-    for x in inputs:
-        if runs and runs[-1][0].shape[1:] == x.shape[1:]:
-            runs[-1].append(x)
-        else:
-            runs.append([x])
-    return runs
-
-
-def extract_video(path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
-                  batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
-                  clips_per_forward: Optional[int] = None) -> Tuple[np.ndarray, VideoInfo]:
-    """Features of ONE video, in memory, exactly as ``vadpipe extract`` makes them with ``recipe``.
-
-    Returns ``(features, info)``: features (T, C, D) in ``recipe.storage_dtype``
-    with T = ceil(frames / snippet_len) (the tail padded by repeating the last
-    frame), and the decoder's VideoInfo (``info.frames`` is the decoded count
-    at the recipe's fps). ``progress(n)`` is called with the number of snippets
-    of each finished batch; ``clips_per_forward`` as in ``SnippetEncoder``. Raises
-    VideoDecodeError for unreadable videos and RecipeMismatchError when ``backbone``
-    is not the recipe's.
-    """
-    encoder = SnippetEncoder(backbone, recipe, device, clips_per_forward)
-    reader = reader_for(str(path), recipe)
-    parts: List[np.ndarray] = []
-    pending: List[np.ndarray] = []
-
-    def flush() -> None:
-        parts.append(encoder([to_model_size(pending, recipe)]))
-        if progress is not None:
-            progress(len(pending))
-        pending.clear()
-
-    for snippet in reader.snippets(recipe.snippet_len, recipe.stride):
-        pending.append(snippet.frames)
-        if len(pending) == batch_size:
-            flush()
-    if pending:
-        flush()
-    return np.concatenate(parts), reader.info
-
-
-# --- decode workers ------------------------------------------------------------------------------
-
-# Items a decode worker yields (plain tuples: cheap to pass between processes).
-#   ("start", job_index, unix_time)
-#   ("chunk", job_index, first_snippet, uint8 tensor (k, L, h, w, 3))
-#   ("end",   job_index, snippets, frames, fps, error or None)
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
-    return message if isinstance(exc, VadpipeError) else f"{type(exc).__name__}: {message}"
-
-
-def decode_job(job: VideoJob, recipe: Recipe, chunk: int) -> Iterator[tuple]:
-    yield ("start", job.index, time.time())
-    sent = 0
-    try:
-        reader = reader_for(job.path, recipe)
-        buffer: List[np.ndarray] = []
-        for snippet in reader.snippets(recipe.snippet_len, recipe.stride):
-            buffer.append(snippet.frames)
-            if len(buffer) == chunk:
-                yield ("chunk", job.index, sent, to_model_size(buffer, recipe))
-                sent += len(buffer)
-                buffer = []
-        if buffer:
-            yield ("chunk", job.index, sent, to_model_size(buffer, recipe))
-            sent += len(buffer)
-        yield ("end", job.index, sent, reader.info.frames, reader.info.fps, None)
-    except Exception as exc:  # any failure of one video is recorded, never fatal to the run
-        yield ("end", job.index, sent, 0, 0.0, one_line(exc))
-
-
-class DecodeStream(torch.utils.data.IterableDataset):
-    """Workers take the next video from a shared counter (dynamic balance) and stream its chunks."""
-
-    def __init__(self, jobs: Sequence[VideoJob], recipe: Recipe, chunk: int):
-        self.jobs = list(jobs)
-        self.recipe = recipe
-        self.chunk = chunk
-        self.next_job = multiprocessing.Value("l", 0)
-
-    def _claim(self) -> Optional[VideoJob]:
-        with self.next_job.get_lock():
-            position = self.next_job.value
-            self.next_job.value += 1
-        return self.jobs[position] if position < len(self.jobs) else None
-
-    def __iter__(self) -> Iterator[tuple]:
-        while (job := self._claim()) is not None:
-            yield from decode_job(job, self.recipe, self.chunk)
-
-
-def _identity(item):
-    return item
-
-
-def _worker_init(_worker_id: int) -> None:
-    torch.set_num_threads(1)  # a decode worker is one core; the model gets the others
-
-
-def _load_malloc_trim() -> Callable[[], None]:
-    """glibc's malloc_trim, or a no-op. Batches allocate and free many ~20 MB blocks; glibc keeps
-    freed heap memory, so without trimming the main process grew by ~0.5 GB over a 10-minute clip
-    (measured); trimming after each batch keeps it flat."""
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: trim(0) and None
-
-
-_release_freed_memory = _load_malloc_trim()
-
-
-def _is_worker_crash(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc)
 
 
 # --- per-video output ----------------------------------------------------------------------------
@@ -462,34 +117,6 @@ class _VideoState:
     frames: int = 0
     fps: float = 0.0
     closed: bool = False
-
-
-class _Batcher:
-    """A queue of (job index, first snippet, uint8 chunk) cut into batches of exactly n snippets."""
-
-    def __init__(self):
-        self.queue: Deque[Tuple[int, int, torch.Tensor]] = deque()
-        self.size = 0
-
-    def add(self, job: int, first: int, chunk: torch.Tensor) -> None:
-        self.queue.append((job, first, chunk))
-        self.size += chunk.shape[0]
-
-    def drop(self, job: int) -> None:
-        self.queue = deque(item for item in self.queue if item[0] != job)
-        self.size = sum(item[2].shape[0] for item in self.queue)
-
-    def take(self, n: int) -> List[Tuple[int, int, torch.Tensor]]:
-        out = []
-        while n > 0 and self.queue:
-            job, first, chunk = self.queue.popleft()
-            if chunk.shape[0] > n:
-                self.queue.appendleft((job, first + n, chunk[n:]))
-                chunk = chunk[:n]
-            out.append((job, first, chunk))
-            n -= chunk.shape[0]
-            self.size -= chunk.shape[0]
-        return out
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -624,7 +251,7 @@ class Extractor:
         if not state.closed and state.total is not None and state.done == state.total:
             self._finish(state)
 
-    def _run_batch(self, batcher: _Batcher, n: int, states: Dict[int, _VideoState]) -> None:
+    def _run_batch(self, batcher: Batcher, n: int, states: Dict[int, _VideoState]) -> None:
         parts = batcher.take(n)
         features = self.encoder([chunk for _, _, chunk in parts])
         offset = 0
@@ -633,17 +260,17 @@ class Extractor:
             self._add_features(states[job], first, features[offset:offset + k])
             offset += k
         self._window.append((time.time(), (self._window[-1][1] if self._window else 0) + offset))
-        _release_freed_memory()
+        release_freed_memory()
 
     def _consume(self, jobs: List[VideoJob], states: Dict[int, _VideoState]) -> None:
         by_index = {job.index: job for job in jobs}
         stream = DecodeStream(jobs, self.recipe, max(1, min(self.options.chunk, self.options.batch_size)))
         workers = self.options.workers
         loader = torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=workers, collate_fn=_identity,
-            pin_memory=self.encoder.device.type == "cuda", worker_init_fn=_worker_init if workers else None,
+            stream, batch_size=None, num_workers=workers, collate_fn=identity,
+            pin_memory=self.encoder.device.type == "cuda", worker_init_fn=worker_init if workers else None,
             prefetch_factor=2 if workers else None, in_order=False)
-        batcher = _Batcher()
+        batcher = Batcher()
         bs = self.options.batch_size
         self._window.append((time.time(), self._window[-1][1] if self._window else 0))
         for item in loader:
@@ -678,7 +305,7 @@ class Extractor:
                 self._consume(remaining, states)
                 return
             except BaseException as exc:
-                if not _is_worker_crash(exc):
+                if not is_worker_crash(exc):
                     for state in states.values():  # interrupted: no spool outlives the run
                         if not state.closed and state.spool is not None:
                             state.spool.discard()
@@ -764,73 +391,6 @@ def run_extract(root: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     extractor.summary.seconds = time.time() - t0
     extractor.summary.clips_per_forward = encoder.sizer.chosen
     return extractor.summary
-
-
-def _cores_per_rank(environ=os.environ) -> int:
-    """This process's share of the cores: all of them, or 1/LOCAL_WORLD_SIZE under torchrun."""
-    return max(1, (os.cpu_count() or 1) // max(1, int(environ.get("LOCAL_WORLD_SIZE", "1"))))
-
-
-def default_workers(environ=os.environ) -> int:
-    """One decode process per spare core, at most 8 (the main process runs the model)."""
-    return max(1, min(8, _cores_per_rank(environ) - 1))
-
-
-def default_threads(device: str, workers: int, environ=os.environ) -> int:
-    """Model threads for the main process. On CPU the 3D CNN is the bottleneck by far (a decode
-    worker needs a few percent of a core to keep up), so the model gets every core; on a GPU the
-    main process only feeds the device and leaves the cores to the decoders."""
-    cores = _cores_per_rank(environ)
-    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    return cores if on_cpu else max(1, cores - workers)
-
-
-def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
-                 compute_dtype: str = "auto", device: torch.device | str = "cpu",
-                 short_side: Optional[int] = None) -> Recipe:
-    """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
-    (``short_side`` replaces the preset's resize; it must stay >= its crop).
-
-    ``compute_dtype="auto"`` is bfloat16 autocast on CUDA and float32 elsewhere; the choice is
-    recorded in the recipe (it changes the features slightly), so features made on a GPU with
-    bf16 are refused by a CPU float32 run and vice versa: pass the same dtype on both.
-    """
-    from .extractors.presets import make_recipe
-
-    if storage_dtype not in ("float32", "float16"):
-        raise ConfigError(f"--dtype {storage_dtype!r}: expected float32 or float16")
-    if compute_dtype == "auto":
-        compute_dtype = "bfloat16" if torch.device(device).type == "cuda" else "float32"
-    if str(fps) != "native":
-        try:
-            if float(fps) <= 0:
-                raise ValueError
-        except ValueError:
-            raise ConfigError(f"--fps {fps!r}: expected 'native' or a positive number") from None
-        fps = f"{float(fps):g}"
-    sizes = {} if short_side is None else {"resize_short_side": int(short_side)}
-    return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
-                       storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
-
-
-@contextmanager
-def torchrun_group(shard: Shard, environ=os.environ):
-    """Under torchrun, a gloo process group (CPU collectives, on GPU ranks too) so that every rank
-    waits for the others at the end and all exit with the same code: torchrun tears down the
-    remaining ranks as soon as one exits non-zero, which would cut off ranks still extracting
-    when another merely had a failed video. Yields None outside torchrun."""
-    import torch.distributed as dist
-
-    wanted = shard.count > 1 and "MASTER_ADDR" in environ and Shard.from_env(environ) == shard
-    if not wanted or not dist.is_available() or dist.is_initialized():
-        yield None
-        return
-    # the long timeout lets a fast rank wait for the slowest one at the final rendezvous
-    dist.init_process_group("gloo", rank=shard.index, world_size=shard.count, timeout=timedelta(days=7))
-    try:
-        yield dist
-    finally:
-        dist.destroy_process_group()
 
 
 def combine(summaries: Sequence[ExtractSummary]) -> ExtractSummary:

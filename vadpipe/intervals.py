@@ -68,6 +68,13 @@ def snippets_to_frames(snippet_scores: Sequence[float], num_frames: int, snippet
     return total / count
 
 
+def snippet_reach(snippets: int, snippet_len: int = 16, stride: Optional[int] = None) -> int:
+    """Frames that ``snippets`` snippets of ``snippet_len`` frames every ``stride`` frames span (the frame
+    count assumed when none is known): ``(T - 1) * stride + snippet_len``, i.e. ``T * snippet_len``
+    for the usual non-overlapping snippets."""
+    return (snippets - 1) * (stride or snippet_len) + snippet_len if snippets > 0 else 0
+
+
 def frame_times(num_frames: int, fps: float) -> np.ndarray:
     """Start time in seconds of each frame."""
     if fps <= 0:

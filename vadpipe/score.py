@@ -2,7 +2,7 @@
 
 The checkpoint carries the feature recipe it was trained on; a video is
 extracted with exactly that recipe (same backbone, weights, resize, crops,
-fps policy) through ``extract.extract_video``, so scores mean what they meant
+fps policy) through ``encode.extract_video``, so scores mean what they meant
 at training time. Pre-extracted features are scored without the video when
 their recipe matches.
 
@@ -239,7 +239,7 @@ class Scorer:
     # -- scores ---------------------------------------------------------------------------------
     def scores_from_video(self, path: Path, progress: Optional[Callable[[int], None]] = None) -> ClipScores:
         from .checkpoint import score_features
-        from .extract import extract_video
+        from .encode import extract_video
         from .video import probe
 
         backbone = self.backbone
@@ -373,7 +373,7 @@ class Scorer:
         """(gt id, gt intervals in frames) of this clip, when --gt was given and names it."""
         if not self.gt:
             return None, []
-        from .evaluate import match_ids
+        from .groundtruth import match_ids
 
         for key in (clip.name, clip.path.stem, str(clip.path.with_suffix(""))):
             found = match_ids([key], list(self.gt)).get(key)
@@ -453,7 +453,7 @@ class Scorer:
 
 
 def load_gt(path: Path) -> dict:
-    from .evaluate import load_ground_truth
+    from .groundtruth import load_ground_truth
 
     return load_ground_truth(path)
 

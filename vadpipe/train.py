@@ -183,14 +183,14 @@ class _Trainer:
         elif held.size:
             self.val_set = self.data.subset(held)
         if t.val_gt and self.val_set is not None:
-            from .evaluate import load_ground_truth
+            from .groundtruth import load_ground_truth
 
             order = [v.id for v in self.val_set.videos]
             snippets = [v.T if v.T is not None else v.raw().shape[0] for v in self.val_set.videos]
             self.val_gt = load_ground_truth(t.val_gt, order=order, snippets=snippets,
                                             frames=[v.frames for v in self.val_set.videos],
                                             snippet_len=self.val_set.snippet_len)
-            from .evaluate import match_ids
+            from .groundtruth import match_ids
 
             matched = match_ids(order, list(self.val_gt))
             if not matched:
@@ -316,7 +316,7 @@ class _Trainer:
             videos = [self.data.videos[i] for i in self.held_idx if self.data.videos[i].label == 0]
             source = "held-out normal training videos"
         elif self.val_set is not None and self.val_gt is not None:
-            from .evaluate import match_ids
+            from .groundtruth import match_ids
 
             mapping = match_ids([v.id for v in self.val_set.videos], list(self.val_gt))
             videos = [v for v in self.val_set.videos if v.id in mapping and not self.val_gt[mapping[v.id]].anomalous]

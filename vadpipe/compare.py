@@ -73,7 +73,7 @@ def aligned_frames(score_set: ScoreSet, gts: Dict[str, VideoGT], result: EvalRes
         if a.action == "mismatch":
             continue
         s, y, _ = align_video(score_set.scores[a.id], gts[mapping[a.id]], score_set.frames.get(a.id),
-                              score_set.snippet_len)
+                              score_set.snippet_len, score_set.stride)
         out[mapping[a.id]] = (s, y)
     return out
 
@@ -89,7 +89,7 @@ def compare_score_sets(sets: Sequence[Tuple[str, ScoreSet]], gts: Dict[str, Vide
         raise ConfigError(f"compare: score set names repeat ({', '.join(names)})")
     rows, results, aligned = [], {}, {}
     for name, ss in sets:
-        res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, frames=ss.frames,
+        res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                               classes=ss.meta.get("classes"), threshold=threshold,
                               extra_thresholds=calibration_thresholds(ss.meta), on_mismatch=on_mismatch)
         results[name], aligned[name] = res, aligned_frames(ss, gts, res)

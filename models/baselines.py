@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ltgs import HeadOutput, ScoreMLP, full_mask
+from .registry import register_head
 
 
 class SelfAttention1d(nn.Module):
@@ -61,6 +62,7 @@ class TemporalPyramid(nn.Module):
         return (y * keep).transpose(1, 2) + x
 
 
+@register_head("rtfm")
 class RTFMHead(nn.Module):
     def __init__(self, feature_dim: int = 2048, hidden: Sequence[int] = (512, 128), dropout: float = 0.7):
         super().__init__()
@@ -74,6 +76,7 @@ class RTFMHead(nn.Module):
         return HeadOutput(self.classifier(rep).masked_fill(~mask, 0.0), rep)
 
 
+@register_head("mil")
 class MILHead(nn.Module):
     def __init__(self, feature_dim: int = 2048, hidden: Sequence[int] = (512, 32), dropout: float = 0.6):
         super().__init__()

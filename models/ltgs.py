@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import register_head
+
 
 class HeadOutput(NamedTuple):
     scores: Tensor                 # (N, T) anomaly scores in [0, 1]; 0 at padding
@@ -159,6 +161,7 @@ class ScoreMLP(nn.Module):
         return torch.sigmoid(self.net(x).squeeze(-1))
 
 
+@register_head("ltgs")
 class LTGS(nn.Module):
     """The LTGS head. See the module docstring for the switches."""
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from vadpipe.checkpoint import build_model, load_checkpoint, save_checkpoint, score_batch, score_features
-from vadpipe.config import ABLATIONS, Config, apply_ablations, config_to_dict, use_model
+from vadpipe.checkpoint import Checkpoint, build_model, load_checkpoint, score_batch, score_features
+from vadpipe.config import ABLATIONS, Config, ModelConfig, apply_ablations, use_model
 from vadpipe.errors import CheckpointError, ConfigError
 from vadpipe.models.ltgs import LTGS, TemporalAttention, temporal_relation_matrix
 
@@ -196,10 +196,8 @@ def test_baseline_defaults():
 def test_checkpoint_roundtrip_is_weights_only(tmp_path):
     model = small()
     path = tmp_path / "best.pt"
-    save_checkpoint(path, {"model": model.state_dict(),
-                           "model_config": {"name": "ltgs", "feature_dim": D, "heads": 4, "ffn_dim": 48},
-                           "train_config": config_to_dict(Config().train), "recipe": None, "metrics": {},
-                           "calibration": None, "iteration": 0, "last": None})
+    Checkpoint.of(model, ModelConfig(name="ltgs", feature_dim=D, heads=4, ffn_dim=48),
+                  train_config=Config().train).save(path)
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "vadpipe-checkpoint/1"
     loaded, ckpt = load_checkpoint(path)

@@ -16,15 +16,17 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import make_video
-from vadpipe.checkpoint import build_model, save_checkpoint
+from vadpipe.checkpoint import Checkpoint, build_model
 from vadpipe.cli import main
-from vadpipe.config import ModelConfig, config_to_dict
+from vadpipe.config import ModelConfig
 from vadpipe.errors import CheckpointError, ConfigError, WeightsError
 from vadpipe.extractors.presets import make_recipe
 from vadpipe.intervals import find_intervals
 from vadpipe.plot import figure_size_px
 from vadpipe.recipe import save_recipe
-from vadpipe.score import (ScoreOptions, backbone_for_recipe, resolve_threshold, run_score, scoring_recipe)
+from vadpipe.encode import backbone_for_recipe, scoring_recipe
+from vadpipe.score import ScoreOptions, run_score
+from vadpipe.threshold import resolve_threshold
 from vadpipe.score_io import output_names, read_scores_csv
 from vadpipe.video import VideoReader
 
@@ -48,9 +50,7 @@ def save_head(path: Path, recipe, calibration=CALIBRATION, seed: int = 0) -> Pat
     torch.manual_seed(seed)
     config = ModelConfig(feature_dim=1024, heads=4, ffn_dim=64, hidden=(32, 16))
     model = build_model(config)
-    save_checkpoint(path, {"model": model.state_dict(), "model_config": config_to_dict(config),
-                           "recipe": recipe.to_dict() if recipe else None, "snippet_len": 16, "metrics": {},
-                           "calibration": calibration, "iteration": 0, "last": None})
+    Checkpoint.of(model, config, recipe=recipe, calibration=calibration).save(path)
     return path
 
 

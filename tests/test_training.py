@@ -114,7 +114,7 @@ def test_twelve_videos_with_default_batch_sizes(tmp_path):
     cfg.train.device = "cpu"
     result = train(cfg, out=tmp_path / "r", progress=False)
     model, ckpt = load_checkpoint(tmp_path / "r")
-    assert ckpt["iteration"] == 3 and ckpt["calibration"]["n_videos"] >= 1
+    assert ckpt.iteration == 3 and ckpt.calibration["n_videos"] >= 1
     assert model.lt.attn.heads == 4 and not model.training
     assert result.best_metrics["val_metric"] == "video_auc_of_max"
 

@@ -23,36 +23,10 @@ from typing import Any, Dict, List
 import numpy as np
 
 
-def override(cfg, assignment: str):
-    """``section.field=value`` (``train.loss.w_sparse=0.05``), typed like the field it replaces."""
-    from vadpipe.config import config_from_dict, config_to_dict
-
-    key, sep, text = assignment.partition("=")
-    data = config_to_dict(cfg)
-    *path, name = key.strip().split(".")
-    node = data
-    for part in path:
-        if not isinstance(node.get(part), dict):
-            raise SystemExit(f"--set {assignment}: no config section {part!r}")
-        node = node[part]
-    if not sep or name not in node:
-        raise SystemExit(f"--set {assignment}: expected SECTION.FIELD=VALUE with a known field")
-    old = node[name]
-    if isinstance(old, bool):
-        node[name] = text.strip().lower() in ("1", "true", "yes", "on")
-    elif isinstance(old, list):
-        node[name] = [type(old[0])(v) if old else v for v in text.split(",") if v]
-    elif old is None:
-        node[name] = text
-    else:
-        node[name] = type(old)(text)
-    return config_from_dict(data)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("demo", type=Path, help="a `vadpipe demo` output folder (features/ and world/)")
-    parser.add_argument("--models", default="ltgs,rtfm,mil")
+    parser.add_argument("--models", default=None, help="comma-separated heads [default: every registered head]")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads [default: torch's]")
@@ -60,7 +34,7 @@ def main() -> None:
 
     import torch
 
-    from vadpipe.config import preset, use_model
+    from vadpipe.config import apply_overrides, head_names, preset, use_model
     from vadpipe.data import open_features
     from vadpipe.demo import format_comparison, norm_scores
     from vadpipe.evaluate import evaluate_run, evaluate_scores
@@ -79,10 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vadpipe-bench-") as tmp:
         for seed in args.seeds:
             metrics: Dict[str, Any] = {}
-            for name in args.models.split(","):
-                cfg = use_model(preset("demo"), name)
-                for assignment in args.sets:
-                    cfg = override(cfg, assignment)
+            for name in args.models.split(",") if args.models else head_names():
+                cfg = apply_overrides(use_model(preset("demo"), name), args.sets)
                 cfg.train.features, cfg.train.seed, cfg.train.device = str(features / "train"), seed, "cpu"
                 cfg.train.eval_every = max(10, cfg.train.iterations // 4)   # as vadpipe demo does
                 run = train(cfg, out=Path(tmp) / f"{name}-{seed}", progress=False, log=lambda m: None).run_dir

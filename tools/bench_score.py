@@ -39,8 +39,8 @@ def make_checkpoint(path: Path, backbone: str, preset: str, weights: str) -> str
     """A random LTGS head for ``backbone``'s features; returns "real" or "random" (the weights used)."""
     import torch
 
-    from vadpipe.checkpoint import build_model, save_checkpoint
-    from vadpipe.config import ModelConfig, config_to_dict
+    from vadpipe.checkpoint import Checkpoint, build_model
+    from vadpipe.config import ModelConfig
     from vadpipe.errors import WeightsError
     from vadpipe.extractors import create_backbone, get_entry
     from vadpipe.extractors.presets import make_recipe
@@ -59,9 +59,7 @@ def make_checkpoint(path: Path, backbone: str, preset: str, weights: str) -> str
     torch.manual_seed(0)
     config = ModelConfig(feature_dim=recipe.feature_dim)
     head = build_model(config)
-    save_checkpoint(path, {"model": head.state_dict(), "model_config": config_to_dict(config),
-                           "recipe": recipe.to_dict(), "snippet_len": recipe.snippet_len, "metrics": {},
-                           "calibration": {"normal_frame_score_quantiles": {"0.99": 0.5}}})
+    Checkpoint.of(head, config, recipe=recipe, calibration={"normal_frame_score_quantiles": {"0.99": 0.5}}).save(path)
     return kind
 
 

@@ -70,7 +70,7 @@ def worker(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="ltgs,rtfm,mil")
+    ap.add_argument("--models", default=None, help="comma-separated heads [default: every registered head]")
     ap.add_argument("--iters", type=int, default=3, help="timed iterations per model")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -91,7 +91,9 @@ def main() -> None:
                    f"--device={args.device}", f"--dim={args.dim}", f"--crops={args.crops}",
                    f"--videos={args.videos}", f"--segments={args.segments}"] + (["--fp32"] if args.fp32 else [])
     results = []
-    for model in args.models.split(","):
+    from vadpipe.config import head_names
+
+    for model in args.models.split(",") if args.models else head_names():
         extra = [f"--ablation={a}" for a in (args.ablation or [])] if model == "ltgs" else []
         proc = subprocess.run([sys.executable, __file__, "--worker", f"--model={model}", *passthrough, *extra],
                               capture_output=True, text=True)

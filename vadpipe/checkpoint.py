@@ -1,12 +1,13 @@
-"""Trained heads on disk: build, save, load, run; run folders and the ``runs/latest`` pointer.
+"""Trained heads on disk: the typed checkpoint, build, save, load, run; run folders and ``runs/latest``.
 
-Checkpoint (``best.pt``/``last.pt``, written atomically, loadable with
-``torch.load(weights_only=True)``: only plain types and tensors)::
+A checkpoint (``best.pt``/``last.pt``) is a :class:`Checkpoint`: built and read
+only through that class, written atomically as a dict of plain types and
+tensors so that it loads with ``torch.load(weights_only=True)``::
 
     {"format": "vadpipe-checkpoint/1",
      "model": state_dict,
      "model_config": dict (vadpipe.config.ModelConfig),
-     "train_config": dict (vadpipe.config.TrainConfig),
+     "train_config": dict (vadpipe.config.TrainConfig) or None (a head made outside training),
      "recipe": dict (the features' recipe.json) or None (RTFM list files),
      "snippet_len": int (frames a snippet covers: recipe's, or 16 for lists),
      "metrics": dict (validation metrics of this checkpoint, "selection": how it was chosen),
@@ -15,6 +16,10 @@ Checkpoint (``best.pt``/``last.pt``, written atomically, loadable with
      "iteration": int,
      "last": None in best.pt; in last.pt the resume state {"optimizer", "torch_rng",
              "cuda_rng", "dynamic_labels", "best", "split", "elapsed"}}
+
+The number after the slash is the format version: this vadpipe reads versions
+up to :data:`FORMAT_VERSION`; a newer one, or a dict without a format (made
+before versions existed), is refused with a one-line message.
 
 A run folder ``runs/<name>/`` holds best.pt, last.pt, config.yaml,
 metrics.jsonl (and eval/ results). ``runs/latest`` is a symlink to the newest
@@ -28,18 +33,24 @@ Public API used by ``vadpipe score`` / ``vadpipe demo``::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from . import atomic
-from .errors import CheckpointError, ConfigError
+from .config import ModelConfig, TrainConfig, config_to_dict, model_config_from_dict, train_config_from_dict
+from .errors import CheckpointError, ConfigError, RecipeMismatchError
 from .features import as_snippet_crops
+from .recipe import Recipe
 
-FORMAT = "vadpipe-checkpoint/1"
+FORMAT_NAME = "vadpipe-checkpoint"
+FORMAT_VERSION = 1
+FORMAT = f"{FORMAT_NAME}/{FORMAT_VERSION}"
+RTFM_SNIPPET_LEN = 16          # list files carry no recipe: RTFM's 16-frame snippets
 # calibration["source"] when no normal video was held out: the head has fitted the videos it was
 # calibrated on, so its quantiles are too low (``vadpipe score`` warns about it)
 OPTIMISTIC_CALIBRATION = "training normal videos (none held out: optimistic)"
@@ -47,32 +58,108 @@ LATEST = "latest"
 
 
 def build_model(model_config: Any) -> nn.Module:
-    """The head described by a ModelConfig or its dict (``name``: ltgs | rtfm | mil)."""
-    from .config import ModelConfig, config_to_dict
-    from .models.baselines import MILHead, RTFMHead
-    from .models.ltgs import LTGS
+    """The head a ModelConfig (or its dict) describes, from the head registry (``vadpipe.models``)."""
+    from .models import create_head
 
-    cfg = config_to_dict(model_config) if isinstance(model_config, ModelConfig) else dict(model_config)
-    known = set(config_to_dict(ModelConfig()))
-    unknown = set(cfg) - known
-    if unknown:
-        raise ConfigError(f"model config has unknown key(s) {', '.join(sorted(unknown))}")
-    m = ModelConfig(**{**config_to_dict(ModelConfig()), **cfg})
-    hidden = tuple(m.hidden)
-    if m.name == "ltgs":
-        if m.use_lt and m.feature_dim % m.heads:
-            raise ConfigError(f"model.heads = {m.heads} does not divide feature_dim = {m.feature_dim}")
-        return LTGS(m.feature_dim, m.heads, m.ffn_dim, m.lt_dropout, m.h_reading, m.decay, m.use_lt, m.gs,
-                    hidden, m.dropout)
-    if m.name == "rtfm":
-        return RTFMHead(m.feature_dim, hidden, m.dropout)
-    if m.name == "mil":
-        return MILHead(m.feature_dim, hidden, m.dropout)
-    raise ConfigError(f"unknown model {m.name!r}")
+    m = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
+    if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
+        raise ConfigError(f"model.heads = {m.heads} does not divide feature_dim = {m.feature_dim}")
+    try:
+        return create_head(m.name, **config_to_dict(m))
+    except KeyError as exc:
+        raise ConfigError(f"model.name: {exc.args[0]}") from None
 
 
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    atomic.torch_save(path, {"format": FORMAT, **payload})
+@dataclass
+class Checkpoint:
+    """A trained head with everything needed to use it again (see the module docstring)."""
+
+    model: Dict[str, torch.Tensor]                 # the head's state dict
+    model_config: ModelConfig
+    train_config: Optional[TrainConfig] = None     # None: a head made outside training (tests, benchmarks)
+    recipe: Optional[Recipe] = None                # None: trained on list files without a recipe
+    snippet_len: int = RTFM_SNIPPET_LEN
+    metrics: dict = field(default_factory=dict)
+    calibration: Optional[dict] = None
+    iteration: int = 0
+    last: Optional[dict] = None                    # resume state (last.pt only)
+    version: int = FORMAT_VERSION
+
+    def require_feature_dim(self, dim: int, what: str) -> None:
+        """Features of ``dim`` dimensions must be the size the head was built for."""
+        if dim != self.model_config.feature_dim:
+            raise RecipeMismatchError(f"{what} have D = {dim}, the checkpoint expects {self.model_config.feature_dim}")
+
+    @property
+    def stride(self) -> int:
+        """Frames between snippet starts (the recipe's; list files: non-overlapping)."""
+        return self.recipe.stride if self.recipe is not None else self.snippet_len
+
+    @classmethod
+    def of(cls, model: nn.Module, model_config: ModelConfig, **fields: Any) -> "Checkpoint":
+        """A checkpoint of ``model`` (its weights copied to the CPU); ``snippet_len`` follows the recipe."""
+        recipe = fields.get("recipe")
+        fields.setdefault("snippet_len", recipe.snippet_len if recipe is not None else RTFM_SNIPPET_LEN)
+        return cls({k: v.detach().cpu() for k, v in model.state_dict().items()}, model_config, **fields)
+
+    def to_dict(self) -> dict:
+        return {"format": f"{FORMAT_NAME}/{self.version}", "model": self.model,
+                "model_config": config_to_dict(self.model_config),
+                "train_config": None if self.train_config is None else config_to_dict(self.train_config),
+                "recipe": None if self.recipe is None else self.recipe.to_dict(),
+                "snippet_len": self.snippet_len, "metrics": self.metrics, "calibration": self.calibration,
+                "iteration": self.iteration, "last": self.last}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "checkpoint") -> "Checkpoint":
+        """The checkpoint a stored dict describes; CheckpointError (one line, naming ``where``) otherwise."""
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{where}: not a vadpipe checkpoint (a {type(data).__name__}, not a dict)")
+        version = _format_version(data.get("format"), data, where)
+        try:
+            recipe = data.get("recipe")
+            return cls(model=data["model"], model_config=model_config_from_dict(data["model_config"]),
+                       train_config=None if data.get("train_config") is None
+                       else train_config_from_dict(data["train_config"]),
+                       recipe=None if recipe is None else Recipe.from_dict(recipe),
+                       snippet_len=int(data.get("snippet_len") or (recipe or {}).get("snippet_len")
+                                       or RTFM_SNIPPET_LEN),
+                       metrics=dict(data.get("metrics") or {}), calibration=data.get("calibration"),
+                       iteration=int(data.get("iteration") or 0), last=data.get("last"), version=version)
+        except KeyError as exc:
+            raise CheckpointError(f"{where}: checkpoint without {exc.args[0]!r}") from None
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{where}: unusable checkpoint ({exc})") from None
+
+    def save(self, path: str | Path) -> None:
+        atomic.torch_save(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path, which: str = "best") -> "Checkpoint":
+        """Read a .pt, a run folder or runs/latest safely (weights_only=True)."""
+        path = checkpoint_path(path, which)
+        return cls.from_dict(_torch_load(path), str(path))
+
+
+def _format_version(fmt: Any, data: dict, where: str) -> int:
+    name, _, number = str(fmt).partition("/")
+    if fmt is None and "model_config" in data:
+        raise CheckpointError(f"{where}: a checkpoint without a format version (made before "
+                              f"{FORMAT_NAME}/1); retrain it with this vadpipe")
+    if name != FORMAT_NAME or not number.isdigit():
+        raise CheckpointError(f"{where}: not a vadpipe checkpoint (format {fmt!r})")
+    if int(number) > FORMAT_VERSION:
+        raise CheckpointError(f"{where}: checkpoint format {fmt} is newer than this vadpipe reads "
+                              f"({FORMAT}); update vadpipe")
+    return int(number)
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe vadpipe checkpoint"
+        raise CheckpointError(f"{path}: not a readable vadpipe checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
 def checkpoint_path(path: str | Path, which: str = "best") -> Path:
@@ -88,25 +175,17 @@ def checkpoint_path(path: str | Path, which: str = "best") -> Path:
 
 
 def read_checkpoint(path: str | Path, which: str = "best") -> dict:
-    """The checkpoint dict, read safely (weights_only=True) and checked for its format."""
-    path = checkpoint_path(path, which)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a safe vadpipe checkpoint"
-        raise CheckpointError(f"{path}: not a readable vadpipe checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a vadpipe checkpoint (format {ckpt.get('format') if isinstance(ckpt, dict) else None!r})")
-    return ckpt
+    """The checkpoint as stored (a dict), checked through :class:`Checkpoint`: for inspection."""
+    return Checkpoint.load(path, which).to_dict()
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    which: str = "best") -> Tuple[nn.Module, dict]:
-    """(model in eval mode on ``device``, checkpoint dict). ``path``: a .pt, a run folder or runs/latest."""
-    ckpt = read_checkpoint(path, which)
-    model = build_model(ckpt["model_config"])
+                    which: str = "best") -> Tuple[nn.Module, Checkpoint]:
+    """(model in eval mode on ``device``, its Checkpoint). ``path``: a .pt, a run folder or runs/latest."""
+    ckpt = Checkpoint.load(path, which)
+    model = build_model(ckpt.model_config)
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.model)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the model config ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval(), ckpt

@@ -191,17 +191,40 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
 
 
 # --- train --------------------------------------------------------------------
+class HeadName(click.ParamType):
+    """A head name from the registry (``vadpipe.models``), looked up only when used: ``vadpipe --help``
+    stays instant (the heads import torch)."""
+
+    name = "head"
+
+    def get_metavar(self, param, *args, **kwargs) -> str:
+        from .config import head_names
+
+        return "[" + "|".join(head_names()) + "]"
+
+    def convert(self, value, param, ctx):
+        from .config import head_names
+
+        if value not in head_names():
+            self.fail(f"{value!r} is not one of {', '.join(head_names())}", param, ctx)
+        return value
+
+
 @main.command("train")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML config (sections model/train, optional 'preset' key).")
 @click.option("--features", help="Feature folder or RTFM list file.  [default: features]")
 @click.option("--preset", type=click.Choice(["ucf-crime", "shanghaitech", "demo"]),
               help="Start from a preset (default ucf-crime; demo: a few hundred small CPU iterations).")
-@click.option("--model", "model_name", type=click.Choice(["ltgs", "rtfm", "mil"]),
-              help="Head: LTGS, RTFM-style baseline, or Sultani MIL baseline.")
+@click.option("--model", "model_name", type=HeadName(),
+              help="Head: ltgs (LTGS), rtfm (RTFM-style baseline) or mil (Sultani MIL baseline); the registered "
+                   "heads of vadpipe.models.")
 @click.option("--ablation", multiple=True, metavar="NAME",
               help="Repeatable: 'w/o LT', 'w/o GS', 'GS->avg', 'w/o Dyn', No-Decay, LT-1Head, "
                    "'w/o Sparse', 'w/o Smooth', Hard-Update, H-literal.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Repeatable: set any config field, typed like it (train.lr=1e-4, train.loss.k=8, "
+                   "model.use_lt=false, model.hidden=512,32); applied after --config/--preset/--model/--ablation.")
 @click.option("--iters", type=int, help="Training iterations.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder.  [default: runs/<timestamp>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default runs/latest) from last.pt.")
@@ -215,18 +238,18 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
               help="Checkpoint to keep as best.pt: best on validation, or the last (tiny validation sets).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
-def train_cmd(config_path, features, preset, model_name, ablation, iters, out, resume, device, seed,
+def train_cmd(config_path, features, preset, model_name, ablation, overrides, iters, out, resume, device, seed,
               list_anomalous, val_features, val_gt, val_is_test, select, no_progress):
     """Train an anomaly head on extracted features; writes runs/<name>/ and runs/latest.
 
     With no options: ./features, preset ucf-crime, model ltgs.
     """
-    from .config import DEFAULT_PRESET, apply_ablations, load_config, preset as get_preset, use_model
+    from .config import DEFAULT_PRESET, apply_ablations, apply_overrides, load_config, preset as get_preset, use_model
     from .train import resume as resume_run, train as train_run
 
     if resume:
-        if any([config_path, features, preset, model_name, ablation, device, seed, list_anomalous, val_features,
-                val_gt, val_is_test, select]):
+        if any([config_path, features, preset, model_name, ablation, overrides, device, seed, list_anomalous,
+                val_features, val_gt, val_is_test, select]):
             raise click.UsageError("--resume continues a run with its own config; only --out and --iters apply")
         result = resume_run(out or "runs/latest", iterations=iters, progress=not no_progress)
     else:
@@ -237,6 +260,8 @@ def train_cmd(config_path, features, preset, model_name, ablation, iters, out, r
             cfg = use_model(cfg, model_name)
         if ablation:
             cfg = apply_ablations(cfg, ablation)
+        if overrides:
+            cfg = apply_overrides(cfg, overrides)
         t = cfg.train
         for key, value in (("features", features), ("iterations", iters), ("device", device), ("seed", seed),
                            ("list_anomalous", list_anomalous), ("val_features", val_features), ("val_gt", val_gt),

@@ -30,8 +30,14 @@ import yaml
 from . import atomic
 from .errors import ConfigError
 
-MODEL_NAMES = ("ltgs", "rtfm", "mil")
 DEFAULT_PRESET = "ucf-crime"
+
+
+def head_names() -> Tuple[str, ...]:
+    """The registered heads (``vadpipe.models``): the one list of names."""
+    from .models import list_heads
+
+    return list_heads()
 
 
 @dataclass
@@ -157,8 +163,8 @@ def apply_ablations(cfg: Config, names: Iterable[str]) -> Config:
 # --- baselines ----------------------------------------------------------------
 def use_model(cfg: Config, name: str) -> Config:
     """Switch the head, applying that head's own defaults (losses, classifier) from its paper."""
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if name not in head_names():
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(head_names())}")
     out = copy_config(cfg)
     out.model.name = name
     loss = out.train.loss
@@ -206,6 +212,68 @@ def preset(name: str) -> Config:
 PRESETS = ("ucf-crime", "shanghaitech", "demo")
 
 
+# --- --set SECTION.FIELD=VALUE ------------------------------------------------------
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _parse_value(hint: Any, text: str) -> Any:
+    """``text`` as a value of the field type ``hint`` (ValueError naming what was expected)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:             # Optional[X]
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        return _parse_value(next(a for a in args if a is not type(None)), text)
+    if origin in (tuple, Tuple):                                   # Tuple[X, ...]
+        return tuple(_parse_value(args[0], part) for part in text.split(",") if part.strip())
+    word = text.strip()
+    if hint is bool:
+        if word.lower() not in _TRUE + _FALSE:
+            raise ValueError(f"expected true or false, got {word!r}")
+        return word.lower() in _TRUE
+    if hint is int:
+        try:
+            return int(word)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {word!r}") from None
+    if hint is float:
+        try:
+            return float(word)
+        except ValueError:
+            raise ValueError(f"expected a number, got {word!r}") from None
+    return word
+
+
+def apply_overrides(cfg: Config, assignments: Iterable[str]) -> Config:
+    """A copy of ``cfg`` with ``SECTION.FIELD=VALUE`` assignments applied (``train.lr=1e-4``,
+    ``train.loss.k=8``, ``model.hidden=512,32``, ``train.val_gt=none``), each value parsed by the
+    field's type; an unknown section or field, or a value of the wrong type, is a one-line ConfigError."""
+    out = copy_config(cfg)
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        *path, name = key.strip().split(".")
+        if not sep or not path or not name:
+            raise ConfigError(f"--set {assignment!r}: expected SECTION.FIELD=VALUE, e.g. train.lr=1e-4")
+        node: Any = out
+        for depth, part in enumerate(path):
+            sections = [f.name for f in dataclasses.fields(node) if dataclasses.is_dataclass(getattr(node, f.name))]
+            if part not in sections:
+                where = ".".join(path[:depth]) or "the config"
+                raise ConfigError(f"--set {assignment}: {where} has no section {part!r} "
+                                  f"(sections: {', '.join(sections)})")
+            node = getattr(node, part)
+        hints = typing.get_type_hints(type(node))
+        fields = [f.name for f in dataclasses.fields(node) if not dataclasses.is_dataclass(hints[f.name])]
+        if name not in fields:
+            raise ConfigError(f"--set {assignment}: {'.'.join(path)} has no field {name!r} "
+                              f"(fields: {', '.join(fields)})")
+        try:
+            setattr(node, name, _parse_value(hints[name], text))
+        except ValueError as exc:
+            raise ConfigError(f"--set {assignment}: {exc}") from None
+    validate(out)
+    return out
+
+
 # --- dict / YAML ------------------------------------------------------------------
 def copy_config(cfg: Config) -> Config:
     return config_from_dict(config_to_dict(cfg))
@@ -242,6 +310,22 @@ def _from_dict(cls, data: Any, where: str):
         else:
             kwargs[key] = value
     return cls(**kwargs)
+
+
+def model_config_from_dict(data: dict, where: str = "model config") -> ModelConfig:
+    """A ModelConfig from a (possibly partial) dict: missing fields take their defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    return _from_dict(ModelConfig, {**config_to_dict(ModelConfig()), **data}, where)
+
+
+def train_config_from_dict(data: dict, where: str = "train config") -> TrainConfig:
+    """A TrainConfig from a (possibly partial) dict: missing fields take their defaults."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    merged = {**config_to_dict(TrainConfig()), **data}
+    merged["loss"] = {**config_to_dict(LossConfig()), **(data.get("loss") or {})}
+    return _from_dict(TrainConfig, merged, where)
 
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
@@ -283,7 +367,7 @@ def validate(cfg: Config) -> None:
     """Reject values that cannot work, naming the field."""
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     choices = [
-        ("model.name", m.name, MODEL_NAMES),
+        ("model.name", m.name, head_names()),
         ("model.h_reading", m.h_reading, ("reweight", "literal")),
         ("model.gs", m.gs, ("full", "avg", "none")),
         ("train.crops", t.crops, ("all", "random")),

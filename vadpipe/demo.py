@@ -28,9 +28,6 @@ SIZES: Dict[str, dict] = {
     "small": {"world": "small", "features": "frame", "short_side": 180, "iterations": 200, "batch": 8},
     "full": {"world": "full", "features": "frame", "short_side": None, "iterations": 3000, "batch": 16},
 }
-MODELS = ("ltgs", "rtfm", "mil")
-
-
 @dataclass
 class DemoResult:
     out: Path
@@ -82,7 +79,7 @@ def run_demo(out: str | Path = "demo", size: str = "small", seed: int = 0, devic
              iterations: Optional[int] = None, workers: Optional[int] = None, progress: bool = True,
              echo: Callable[[str], None] = print) -> DemoResult:
     from .checkpoint import checkpoint_path
-    from .config import preset, use_model
+    from .config import head_names, preset, use_model
     from .data import open_features
     from .evaluate import evaluate_run, evaluate_scores
     from .groundtruth import load_ground_truth
@@ -117,7 +114,7 @@ def run_demo(out: str | Path = "demo", size: str = "small", seed: int = 0, devic
 
     test_gt = world.paths["test_gt"]
     runs: Dict[str, Path] = {}
-    for name in MODELS:
+    for name in head_names():   # every registered head: ltgs, rtfm, mil
         with _stage(f"3/5 train {name}", echo, result):
             cfg = use_model(preset("demo"), name)
             cfg.train.features = str(feat_dir / "train")

@@ -3,8 +3,10 @@
 ``extract_video`` is the in-memory path for ONE clip (used by ``score``): the
 same decode, resize, crop, normalisation and backbone call as the folder
 driver (``vadpipe.extract``), without the store. ``SnippetEncoder`` is the
-batched backbone call both share; ``build_recipe`` makes a run's recipe from a
-preset and the command-line overrides.
+batched backbone call both share; ``check_backbone`` the one backbone-vs-recipe
+check. ``build_recipe`` makes a run's recipe from a preset and the
+command-line overrides; ``scoring_recipe`` and ``backbone_for_recipe`` give
+what a checkpoint's recipe needs to encode new clips.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import ConfigError, RecipeMismatchError
+from .errors import ConfigError, RecipeMismatchError, WeightsError
 from .recipe import Recipe
 from .video import VideoInfo, VideoReader
 
@@ -236,3 +238,43 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
     sizes = {} if short_side is None else {"resize_short_side": int(short_side)}
     return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
                        storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
+
+
+def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
+    """The recipe clips are extracted with: the checkpoint's, or its centre crop alone with ``crops=1``.
+
+    The centre crop of a ten-crop recipe is the very same pixels as a
+    ``center`` recipe (same short side, same crop box), so a ten-crop model
+    can score one crop ten times faster. The other way round (ten crops for a
+    one-crop model) would feed it views it was never trained on: refused.
+    """
+    if crops is None or crops == trained.num_crops:
+        return trained
+    if crops == 1 and trained.crop == "ten":
+        return trained.replace(crop="center")
+    if crops not in (1, 10):
+        raise ConfigError(f"--crops {crops}: expected 1 or 10")
+    raise ConfigError(f"--crops {crops}: the checkpoint was trained on {trained.num_crops}-crop features "
+                      f"({trained.crop}); only its own crops or the centre crop of ten can be scored")
+
+
+def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):
+    """The recipe's backbone with the recipe's weights, or a WeightsError saying which file is expected."""
+    from .extractors import create_backbone
+
+    expected = recipe.weights_sha256
+    if expected is None:                       # random-init recipe (tests only): seeded, deterministic
+        return create_backbone(recipe.backbone, weights="random", device=device)
+    hint = f"the checkpoint expects weights {expected[:12]}\u2026 for {recipe.backbone}"
+    try:
+        backbone = create_backbone(recipe.backbone, weights=weights, device=device)
+    except WeightsError as exc:
+        raise WeightsError(f"{hint}; {exc}") from None
+    try:
+        check_backbone(backbone, recipe)
+    except RecipeMismatchError:
+        found = backbone.weights_path or "the default weights"
+        raise WeightsError(f"{hint}, but {found} has sha256 {str(backbone.weights_sha256)[:12]}\u2026; "
+                           f"pass --weights FILE with the weights the features were made with") from None
+    return backbone
+

@@ -45,6 +45,7 @@ from . import atomic
 from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
 from .intervals import snippet_reach, snippets_to_frames
+from .recipe import check_compatible
 
 SCORES_FORMAT = "vadpipe-scores/1"
 
@@ -325,22 +326,12 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False) 
     return ScoreSet(scores, frames, feature_set.snippet_len, meta, feature_set.stride)
 
 
-def check_recipe(ckpt: dict, feature_set) -> List[str]:
-    """Refuse features made with another recipe than the checkpoint's; notes when one side has none."""
-    from .errors import RecipeMismatchError
-    from .recipe import Recipe
-
-    notes = []
-    trained = ckpt.get("recipe")
-    if trained and feature_set.recipe is not None:
-        Recipe.from_dict(trained).require_match(feature_set.recipe, "the checkpoint", f"features {feature_set.origin}")
-    elif trained or feature_set.recipe is not None:
-        notes.append("recipe not checked: " + ("the features are a list file without a recipe" if trained
-                                               else "the checkpoint was trained on a list file without a recipe"))
-    dim = int(ckpt["model_config"]["feature_dim"])
-    _, d = feature_set.shape()
-    if d != dim:
-        raise RecipeMismatchError(f"features {feature_set.origin} have D = {d}, the checkpoint expects {dim}")
+def check_recipe(ckpt, feature_set) -> List[str]:
+    """Refuse features made with another recipe than the checkpoint's (a Checkpoint); notes when one
+    side has none."""
+    what = f"features {feature_set.origin}"
+    notes = check_compatible(ckpt.recipe, feature_set.recipe, "the checkpoint", what)
+    ckpt.require_feature_dim(feature_set.shape()[1], what)
     return notes
 
 
@@ -362,7 +353,7 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     notes = check_recipe(ckpt, fs)
     ss = score_feature_set(model, fs, dev, progress)
     ss.meta["checkpoint"] = str(ckpt_file)
-    ss.meta["calibration"] = ckpt.get("calibration")
+    ss.meta["calibration"] = ckpt.calibration
     if out is None:
         out = ckpt_file.parent / "eval" / (Path(features).stem or "features")
     out = Path(out)
@@ -370,7 +361,7 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     order = list(ss.scores)
     gts = load_ground_truth(gt, gt_format, ucf_convention, order=order, snippets=[ss.scores[i].size for i in order],
                             frames=[ss.frames.get(i) for i in order], snippet_len=ss.snippet_len)
-    quantiles = (ckpt.get("calibration") or {}).get("normal_frame_score_quantiles", {})
+    quantiles = (ckpt.calibration or {}).get("normal_frame_score_quantiles", {})
     result = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                              classes=ss.meta["classes"],
                              threshold=threshold, extra_thresholds={f"q{k}": float(v) for k, v in quantiles.items()},

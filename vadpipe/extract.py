@@ -31,11 +31,11 @@ from . import atomic
 from .decode_workers import (Batcher, DecodeStream, VideoJob, identity, is_worker_crash, one_line,
                              release_freed_memory, worker_init)
 from .encode import SnippetEncoder, build_recipe
-from .errors import ConfigError, RecipeMismatchError
+from .errors import ConfigError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders,
                        read_labels_csv, video_ids)
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
-from .recipe import Recipe
+from .recipe import Recipe, check_compatible
 from .video import find_videos
 
 Log = Callable[[str], None]
@@ -170,11 +170,8 @@ def prepare_store(store: FeatureStore, recipe: Recipe, overwrite: bool) -> None:
     """Refuse a folder made with another recipe (unless ``overwrite``); write recipe.json when needed."""
     old = store.recipe()
     if old is not None and not overwrite:
-        if old.differences(recipe):
-            raise RecipeMismatchError(
-                f"{store.folder} holds features made with recipe {old.recipe_id}, this run would use "
-                f"{recipe.recipe_id} ({'; '.join(old.differences(recipe))}); pass --overwrite to replace them "
-                "or choose another output folder")
+        check_compatible(old, recipe, f"the features in {store.folder}", "this run",
+                         "pass --overwrite to replace them or choose another output folder")
         if old.storage_dtype != recipe.storage_dtype:
             raise ConfigError(f"{store.folder} stores {old.storage_dtype} features, this run asks for "
                               f"{recipe.storage_dtype}; pass --overwrite to replace them or choose another folder")

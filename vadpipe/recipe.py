@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from . import __version__, atomic
 from .errors import RecipeMismatchError
@@ -89,17 +89,33 @@ class Recipe:
         mine, theirs = self._feature_fields(), other._feature_fields()
         return [f"{k}: {mine.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(mine) if mine.get(k) != theirs.get(k)]
 
-    def require_match(self, other: "Recipe", what: str, other_what: str) -> None:
-        """Raise RecipeMismatchError naming every differing field."""
-        diffs = self.differences(other)
-        if diffs:
-            raise RecipeMismatchError(
-                f"{what} and {other_what} were made with different feature recipes "
-                f"({self.recipe_id} vs {other.recipe_id}): " + "; ".join(diffs)
-            )
+    def require_match(self, other: "Recipe", what: str, other_what: str, hint: str = "") -> None:
+        """Raise RecipeMismatchError naming every differing field (see ``check_compatible``)."""
+        check_compatible(self, other, what, other_what, hint)
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
+
+
+def check_compatible(expected: Optional[Recipe], found: Optional[Recipe], expected_what: str, found_what: str,
+                     hint: str = "") -> List[str]:
+    """The one recipe-compatibility rule (extract, features, train, eval and score all call it).
+
+    Features are comparable only when every field that changes them is equal: a difference raises
+    RecipeMismatchError naming each field (``hint`` says what to do about it). When one side has
+    no recipe (RTFM list files) nothing can be checked: the returned note says so.
+    """
+    if expected is not None and found is not None:
+        diffs = expected.differences(found)
+        if diffs:
+            raise RecipeMismatchError(
+                f"{expected_what} and {found_what} were made with different feature recipes "
+                f"({expected.recipe_id} vs {found.recipe_id}): " + "; ".join(diffs) + (f"; {hint}" if hint else ""))
+        return []
+    if expected is None and found is None:
+        return []
+    return [f"recipe not checked: {expected_what if expected is None else found_what} carries no recipe "
+            "(RTFM list files)"]
 
 
 def save_recipe(folder: str | Path, recipe: Recipe) -> Path:

@@ -21,7 +21,7 @@ from . import atomic
 from .errors import ConfigError, FeatureStoreError
 from .features import (MANIFEST_FILE, NORMAL_CLASS, FeatureStore, KeyIndex, LabelRow, ManifestRecord, is_normal_name,
                        label_from_folders)
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe, check_compatible, load_recipe
 
 
 # --- RTFM-style list files -----------------------------------------------------------------------
@@ -219,7 +219,8 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
     store = FeatureStore(dest)
     old = store.recipe()
     if old is not None and not overwrite:
-        old.require_match(recipe, f"existing features in {dest}", f"the import of {src}")
+        check_compatible(old, recipe, f"existing features in {dest}", f"the import of {src}",
+                         "pass --overwrite to replace their recipe")
     store.write_recipe(recipe)
 
     def relative(path: Path) -> str:

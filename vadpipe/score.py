@@ -10,8 +10,9 @@ Per clip (``<name>`` is the file stem, lengthened with its folders only when
 two clips would share it):
 
 - ``<name>.scores.csv``  ``frame,time_s,score`` for every frame of the video
-  (frame f takes snippet f // 16's score; the padded tail covers the last
-  frames; time = frame / fps);
+  (frame f takes the score of the snippet covering it, ``intervals.snippets_to_frames``
+  with the recipe's snippet length and stride; the padded tail covers the
+  last frames; time = frame / fps);
 - ``<name>.json``        video info, recipe and checkpoint ids, threshold and
   where it came from, intervals, max score, real-time factor, timings;
 - ``<name>.png``         with ``--plot``; ``<name>.overlay.mp4`` with ``--overlay``.
@@ -30,12 +31,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import __version__, atomic
-from .errors import CheckpointError, ConfigError, RecipeMismatchError, VadpipeError, WeightsError
-from .intervals import Interval, find_intervals, frame_times, runs_above, snippets_to_frames
-from .recipe import Recipe, load_recipe
+from .errors import CheckpointError, RecipeMismatchError, VadpipeError
+from .intervals import Interval, find_intervals, frame_times, runs_above, snippet_reach, snippets_to_frames
+from .recipe import Recipe, check_compatible, load_recipe
+from .encode import backbone_for_recipe, scoring_recipe
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
+from .threshold import resolve_threshold
 
-DEFAULT_QUANTILE = "0.99"
 CENTER_OF_TEN = 4            # torchvision TenCrop order: the un-flipped centre crop
 THUMB_SHORT_SIDE = 144       # thumbnails are decoded this small (the figure shows them ~190 px wide)
 CLIPS_PER_PASS = 8           # backbone inputs (snippets x crops) per forward pass by default
@@ -60,63 +62,6 @@ class ScoreOptions:
     progress: bool = True
 
 
-# --- threshold ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Threshold:
-    value: float
-    source: str                       # "given" | "calibration"
-    quantile: Optional[str] = None    # the calibration quantile used
-    calibrated_on: Optional[str] = None   # which normal videos the calibration scored (from training)
-
-    @property
-    def optimistic(self) -> bool:
-        """Calibrated on videos the head trained on: it has fitted them, so the threshold is too low."""
-        from .checkpoint import OPTIMISTIC_CALIBRATION
-
-        return self.calibrated_on == OPTIMISTIC_CALIBRATION
-
-    def label(self) -> str:
-        if self.source == "calibration":
-            optimistic = ", optimistic" if self.optimistic else ""
-            return f"threshold {self.value:.3f} (auto: normal q{self.quantile}{optimistic})"
-        return f"threshold {self.value:.3f}"
-
-    def to_dict(self) -> dict:
-        return {"value": self.value, "source": self.source, "quantile": self.quantile,
-                "calibrated_on": self.calibrated_on}
-
-
-def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the checkpoint") -> Threshold:
-    """``spec``: a number, ``auto`` (the calibration's 0.99 quantile) or ``auto:<q>``.
-
-    The calibration is the score quantiles of held-out normal videos stored at
-    training time (``{"normal_frame_score_quantiles": {"0.99": x, ...}}``).
-    """
-    spec = str(spec).strip()
-    if not spec.startswith("auto"):
-        try:
-            return Threshold(float(spec), "given")
-        except ValueError:
-            raise ConfigError(f"--threshold {spec!r}: expected a number, 'auto' or 'auto:0.999'") from None
-    quantile = spec.partition(":")[2] or DEFAULT_QUANTILE
-    table = (calibration or {}).get("normal_frame_score_quantiles") or {}
-    if not table:
-        raise CheckpointError(f"{where} has no score calibration (trained without held-out normal videos); "
-                              f"pass a number, e.g. --threshold 0.5")
-    match = next((k for k in table if _same_quantile(k, quantile)), None)
-    if match is None:
-        raise ConfigError(f"--threshold {spec}: {where} has quantiles {', '.join(sorted(table))}, not {quantile}")
-    return Threshold(float(table[match]), "calibration", match, calibration.get("source"))
-
-
-def _same_quantile(a: str, b: str) -> bool:
-    try:
-        return abs(float(a) - float(b)) < 1e-9
-    except ValueError:
-        return a == b
-
-
 # --- checkpoint, recipe, backbone -------------------------------------------------------------------
 
 def file_id(path: Path, length: int = 12) -> str:
@@ -124,43 +69,6 @@ def file_id(path: Path, length: int = 12) -> str:
     from .extractors.weights import sha256_file
 
     return sha256_file(path)[:length]
-
-
-def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
-    """The recipe clips are extracted with: the checkpoint's, or its centre crop alone with ``crops=1``.
-
-    The centre crop of a ten-crop recipe is the very same pixels as a
-    ``center`` recipe (same short side, same crop box), so a ten-crop model
-    can score one crop ten times faster. The other way round (ten crops for a
-    one-crop model) would feed it views it was never trained on: refused.
-    """
-    if crops is None or crops == trained.num_crops:
-        return trained
-    if crops == 1 and trained.crop == "ten":
-        return trained.replace(crop="center")
-    if crops not in (1, 10):
-        raise ConfigError(f"--crops {crops}: expected 1 or 10")
-    raise ConfigError(f"--crops {crops}: the checkpoint was trained on {trained.num_crops}-crop features "
-                      f"({trained.crop}); only its own crops or the centre crop of ten can be scored")
-
-
-def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):
-    """The recipe's backbone with the recipe's weights, or a WeightsError saying which file is expected."""
-    from .extractors import create_backbone
-
-    expected = recipe.weights_sha256
-    if expected is None:                       # random-init recipe (tests only): seeded, deterministic
-        return create_backbone(recipe.backbone, weights="random", device=device)
-    hint = f"the checkpoint expects weights {expected[:12]}\u2026 for {recipe.backbone}"
-    try:
-        backbone = create_backbone(recipe.backbone, weights=weights, device=device)
-    except WeightsError as exc:
-        raise WeightsError(f"{hint}; {exc}") from None
-    if backbone.weights_sha256 != expected:
-        found = backbone.weights_path or "the default weights"
-        raise WeightsError(f"{hint}, but {found} has sha256 {str(backbone.weights_sha256)[:12]}\u2026; "
-                           f"pass --weights FILE with the weights the features were made with")
-    return backbone
 
 
 # --- per-clip results ----------------------------------------------------------------------------
@@ -212,20 +120,20 @@ class Scorer:
     def __init__(self, checkpoint: Path, options: ScoreOptions):
         from .checkpoint import checkpoint_path, load_checkpoint
         from .device import resolve_device
+        from .groundtruth import load_ground_truth
 
         self.options = options
         self.device = resolve_device(options.device)
         self.checkpoint_file = checkpoint_path(checkpoint)
         self.model, self.ckpt = load_checkpoint(self.checkpoint_file, device=self.device)
         self.checkpoint_id = file_id(self.checkpoint_file)
-        trained = self.ckpt.get("recipe")
-        self.trained_recipe = Recipe.from_dict(trained) if trained else None
+        self.trained_recipe = self.ckpt.recipe
         self.recipe = scoring_recipe(self.trained_recipe, options.crops) if self.trained_recipe else None
-        self.snippet_len = int(self.ckpt.get("snippet_len") or (self.recipe.snippet_len if self.recipe else 16))
-        self.threshold = resolve_threshold(options.threshold, self.ckpt.get("calibration"),
+        self.snippet_len = self.ckpt.snippet_len
+        self.threshold = resolve_threshold(options.threshold, self.ckpt.calibration,
                                            f"checkpoint {self.checkpoint_file}")
         self._backbone = None
-        self.gt = load_gt(options.gt) if options.gt else None
+        self.gt = load_ground_truth(options.gt) if options.gt else None
 
     @property
     def backbone(self):
@@ -271,7 +179,7 @@ class Scorer:
         t1 = time.perf_counter()
         snippets = score_features(self.model, feats, self.device)
         t2 = time.perf_counter()
-        stride = recipe.stride if recipe else self.snippet_len
+        stride = recipe.stride if recipe else self.ckpt.stride
         frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride)
         video = {"path": None, "features": str(clip.path), "frames": frames, "fps": fps,
                  "duration": round(frames / fps, 3)}
@@ -307,16 +215,14 @@ class Scorer:
         if recipe is not None and self.recipe is not None:
             if recipe.crop == "ten" and self.recipe.crop == "center" and feats.shape[1] == 10:
                 feats, recipe = feats[:, CENTER_OF_TEN:CENTER_OF_TEN + 1], recipe.replace(crop="center")
-            self.recipe.require_match(recipe, "the checkpoint", f"features {clip.path}")
-        elif recipe is None:
-            notes.append("recipe not checked: the checkpoint was trained without one")
-        dim = int(self.ckpt["model_config"]["feature_dim"])
-        if feats.shape[2] != dim:
-            raise RecipeMismatchError(f"{clip.path}: features have D = {feats.shape[2]}, the checkpoint expects {dim}")
+        notes += check_compatible(self.recipe, recipe, "the checkpoint", f"features {clip.path}")
+        self.ckpt.require_feature_dim(feats.shape[2], f"features {clip.path}")
         t = feats.shape[0]
-        frames = int(record.frames) if record is not None and record.frames else t * self.snippet_len
+        stride = recipe.stride if recipe else self.ckpt.stride
+        frames = int(record.frames) if record is not None and record.frames else \
+            snippet_reach(t, self.snippet_len, stride)
         if record is None or not record.frames:
-            notes.append(f"frame count unknown: assumed {t} snippets x {self.snippet_len}")
+            notes.append(f"frame count unknown: assumed {t} snippets reach {frames} frames")
         fps = (record.fps if record is not None and record.fps else None) or self.options.fps
         if fps is None and recipe is not None and str(recipe.fps) != "native":
             fps = float(recipe.fps)
@@ -432,7 +338,7 @@ class Scorer:
             "trained_recipe_id": None if self.trained_recipe is None else self.trained_recipe.recipe_id,
             "crops_scored": scores.crops_scored,
             "checkpoint": {"id": self.checkpoint_id, "path": str(self.checkpoint_file),
-                           "model": self.ckpt.get("model_config", {}).get("name")},
+                           "model": self.ckpt.model_config.name},
             "threshold": self.threshold.to_dict(),
             "merge_gap_s": self.options.merge_gap_s,
             "min_duration_s": self.options.min_duration_s,
@@ -450,12 +356,6 @@ class Scorer:
             "outputs": {k: Path(v).name for k, v in outputs.items()},
             "notes": scores.notes,
         }
-
-
-def load_gt(path: Path) -> dict:
-    from .groundtruth import load_ground_truth
-
-    return load_ground_truth(path)
 
 
 def grab_frames(path: Path, frames: Sequence[int], short_side: int) -> Dict[int, np.ndarray]:

@@ -36,14 +36,15 @@ import numpy as np
 import torch
 
 from . import atomic
-from .checkpoint import (OPTIMISTIC_CALIBRATION, build_model, read_checkpoint, resolve_run, save_checkpoint,
-                         score_features, update_latest)
-from .config import Config, config_from_dict, config_to_dict, copy_config, save_config, validate
+from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, score_features, update_latest
+from .config import Config, copy_config, save_config, validate
 from .data import BalancedSampler, FeatureSet, build_bags, choose_crops, open_features, stratified_split
 from .device import autocast, resolve_device
 from .errors import ConfigError, FeatureStoreError
+from .intervals import snippet_reach, snippets_to_frames
 from .models.dynamic_labels import DynamicLabels
 from .models.losses import compute_losses
+from .recipe import check_compatible
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -80,10 +81,10 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
            log: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Continue a run from its last.pt (its own config; ``iterations`` may extend it)."""
     run_dir = resolve_run(run)
-    ckpt = read_checkpoint(run_dir, "last")
-    if not ckpt.get("last"):
+    ckpt = Checkpoint.load(run_dir, "last")
+    if not ckpt.last or ckpt.train_config is None:
         raise ConfigError(f"{run_dir}/last.pt holds no resume state")
-    cfg = config_from_dict({"model": ckpt["model_config"], "train": ckpt["train_config"]})
+    cfg = copy_config(Config(ckpt.model_config, ckpt.train_config))
     if iterations is not None:
         cfg.train.iterations = iterations
     return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress)
@@ -102,13 +103,8 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     return {k: float(v.detach()) for k, v in terms.items()}
 
 
-def _frame_scores(snippets: np.ndarray, frames: Optional[int], snippet_len: int) -> np.ndarray:
-    n = frames if frames else snippets.size * snippet_len
-    return snippets[np.minimum(np.arange(n) // snippet_len, snippets.size - 1)]
-
-
 class _Trainer:
-    def __init__(self, cfg: Config, run_dir: Path, resume_ckpt: Optional[dict],
+    def __init__(self, cfg: Config, run_dir: Path, resume_ckpt: Optional[Checkpoint],
                  log: Optional[Callable[[str], None]], progress: bool = False):
         self.cfg, self.run_dir = copy_config(cfg), run_dir
         cfg = self.cfg
@@ -121,6 +117,8 @@ class _Trainer:
         self.device = resolve_device(t.device)
         self.use_amp = t.amp and self.device.type == "cuda"
         self.data = open_features(t.features, t.list_anomalous)
+        if resume_ckpt is not None:
+            check_compatible(resume_ckpt.recipe, self.data.recipe, f"the run {run_dir}", f"features {t.features}")
         self._split(resume_ckpt)
         crops, dim = self.data.shape()
         if cfg.model.feature_dim != dim:
@@ -152,7 +150,7 @@ class _Trainer:
             self._restore(resume_ckpt)
 
     # --- data split -------------------------------------------------------------------------
-    def _split(self, resume_ckpt: Optional[dict]) -> None:
+    def _split(self, resume_ckpt: Optional[Checkpoint]) -> None:
         t = self.cfg.train
         labels = self.data.labels()
         labeled = np.flatnonzero(labels >= 0)
@@ -164,7 +162,7 @@ class _Trainer:
         self.val_set: Optional[FeatureSet] = None
         self.val_gt = None
         if resume_ckpt is not None:
-            split = resume_ckpt["last"]["split"]
+            split = resume_ckpt.last["split"]
             index = {v.id: i for i, v in enumerate(self.data.videos)}
             missing = [vid for vid in split["train"] + split["val"] if vid not in index]
             if missing:
@@ -180,6 +178,9 @@ class _Trainer:
         self.held_idx = held
         if t.val_features:
             self.val_set = open_features(t.val_features, "none")
+            for note in check_compatible(self.data.recipe, self.val_set.recipe, f"training features {t.features}",
+                                         f"validation features {t.val_features}"):
+                self.log(note)
         elif held.size:
             self.val_set = self.data.subset(held)
         if t.val_gt and self.val_set is not None:
@@ -199,15 +200,15 @@ class _Trainer:
                 self.log(f"{len(order) - len(matched)} validation video(s) have no ground truth in {t.val_gt}")
 
     # --- state --------------------------------------------------------------------------------
-    def _restore(self, ckpt: dict) -> None:
-        last = ckpt["last"]
-        self.model.load_state_dict(ckpt["model"])
+    def _restore(self, ckpt: Checkpoint) -> None:
+        last = ckpt.last
+        self.model.load_state_dict(ckpt.model)
         self.opt.load_state_dict(last["optimizer"])
         self.dyn.load_state_dict(last["dynamic_labels"])
         torch.set_rng_state(last["torch_rng"])
         if self.device.type == "cuda" and last.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(last["cuda_rng"], self.device)
-        self.start = int(ckpt["iteration"])
+        self.start = ckpt.iteration
         self.elapsed = float(last["elapsed"])
         self.best = last["best"]
         path = self.run_dir / METRICS_FILE
@@ -216,7 +217,7 @@ class _Trainer:
             self.records = [r for r in lines if r.get("iteration", 0) <= self.start]
         self.log(f"resuming {self.run_dir} at iteration {self.start}")
 
-    def _payload(self, iteration: int, with_state: bool, metrics: dict, calibration: Optional[dict]) -> dict:
+    def _checkpoint(self, iteration: int, with_state: bool, metrics: dict) -> Checkpoint:
         state = None
         if with_state:
             state = {
@@ -229,17 +230,8 @@ class _Trainer:
                           "val": [self.data.videos[i].id for i in self.held_idx]},
                 "elapsed": self.elapsed,
             }
-        return {
-            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "model_config": config_to_dict(self.cfg.model),
-            "train_config": config_to_dict(self.cfg.train),
-            "recipe": self.data.recipe.to_dict() if self.data.recipe else None,
-            "snippet_len": self.data.snippet_len,
-            "metrics": metrics,
-            "calibration": calibration,
-            "iteration": iteration,
-            "last": state,
-        }
+        return Checkpoint.of(self.model, self.cfg.model, train_config=self.cfg.train, recipe=self.data.recipe,
+                             snippet_len=self.data.snippet_len, metrics=metrics, iteration=iteration, last=state)
 
     def _write_records(self) -> None:
         atomic.write_text(self.run_dir / METRICS_FILE,
@@ -299,7 +291,7 @@ class _Trainer:
             from .evaluate import evaluate_scores
 
             res = evaluate_scores(scores, self.val_gt, snippet_len=self.val_set.snippet_len,
-                                  frames={v.id: v.frames for v in self.val_set.videos}, on_mismatch="skip")
+                                  stride=self.val_set.stride, frames={v.id: v.frames for v in self.val_set.videos}, on_mismatch="skip")
             skipped = sum(a.action == "mismatch" for a in res.alignments)
             return {"val_auc": res.metrics["auc"], "val_metric": "frame_auc", "val_ap": res.metrics["ap"],
                     "val_videos": res.metrics["n_videos"], "val_skipped": skipped}
@@ -327,7 +319,12 @@ class _Trainer:
             videos = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]
             source = OPTIMISTIC_CALIBRATION
         scores = self._score_set(videos)
-        frames = np.concatenate([_frame_scores(scores[v.id], v.frames, self.data.snippet_len) for v in videos])
+        length, stride = self.data.snippet_len, self.data.stride
+
+        def frame_scores(snippets: np.ndarray, frames: Optional[int]) -> np.ndarray:
+            return snippets_to_frames(snippets, frames or snippet_reach(snippets.size, length, stride), length, stride)
+
+        frames = np.concatenate([frame_scores(scores[v.id], v.frames) for v in videos])
         return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
                 "source": source, "n_videos": len(videos)}
 
@@ -385,9 +382,9 @@ class _Trainer:
                 if writer and metric is not None:
                     writer.add_scalar("val/auc", metric, done)
                 if improved or no_metric:
-                    save_checkpoint(self.run_dir / "best.pt",
-                                    self._payload(done, False, {**last_metrics, "selection": self._selection()}, None))
-                save_checkpoint(self.run_dir / "last.pt", self._payload(done, True, last_metrics, None))
+                    self._checkpoint(done, False, {**last_metrics, "selection": self._selection()}).save(
+                        self.run_dir / "best.pt")
+                self._checkpoint(done, True, last_metrics).save(self.run_dir / "last.pt")
                 if metric is not None:
                     bar.set_postfix(loss=f"{terms['total']:.4f}", val=f"{metric:.4f}")
                 clock = time.perf_counter()   # validation and saving are not training time
@@ -401,22 +398,21 @@ class _Trainer:
     def _finish(self, total: int, last_metrics: dict) -> TrainResult:
         best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
         if not last_path.exists():   # zero iterations asked for
-            save_checkpoint(last_path, self._payload(total, True, last_metrics, None))
-            save_checkpoint(best_path, self._payload(total, False, {"selection": self._selection()}, None))
-        best = read_checkpoint(best_path)
-        last = read_checkpoint(last_path)
+            self._checkpoint(total, True, last_metrics).save(last_path)
+            self._checkpoint(total, False, {"selection": self._selection()}).save(best_path)
+        best = Checkpoint.load(best_path)
+        last = Checkpoint.load(last_path)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(best["model"])
+        self.model.load_state_dict(best.model)
         calibration = self._calibrate()
         self.model.load_state_dict(current)
-        best["calibration"] = last["calibration"] = calibration
-        best["metrics"] = {**best["metrics"], "selection": self._selection(),
-                           "best_iteration": self.best["iteration"]}
-        save_checkpoint(best_path, best)
-        save_checkpoint(last_path, last)
+        best.calibration = last.calibration = calibration
+        best.metrics = {**best.metrics, "selection": self._selection(), "best_iteration": self.best["iteration"]}
+        best.save(best_path)
+        last.save(last_path)
         self.log(f"run {self.run_dir}: best {self.best['metric']} at iteration {self.best['iteration']} "
                  f"({self._selection()}); calibration from {calibration['n_videos']} {calibration['source']}")
-        return TrainResult(self.run_dir, total, best["metrics"], calibration)
+        return TrainResult(self.run_dir, total, best.metrics, calibration)
 
     def _tensorboard(self):
         if not self.cfg.train.tensorboard:

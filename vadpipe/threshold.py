@@ -1,0 +1,70 @@
+"""Score thresholds: a given number, or a quantile of normal videos' scores calibrated at training.
+
+The calibration is stored in the checkpoint (``Checkpoint.calibration``); when
+no normal video was held out it comes from the training videos themselves and
+is marked optimistic (the head has fitted them, so the threshold is too low).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .errors import CheckpointError, ConfigError
+
+DEFAULT_QUANTILE = "0.99"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float
+    source: str                       # "given" | "calibration"
+    quantile: Optional[str] = None    # the calibration quantile used
+    calibrated_on: Optional[str] = None   # which normal videos the calibration scored (from training)
+
+    @property
+    def optimistic(self) -> bool:
+        """Calibrated on videos the head trained on: it has fitted them, so the threshold is too low."""
+        from .checkpoint import OPTIMISTIC_CALIBRATION
+
+        return self.calibrated_on == OPTIMISTIC_CALIBRATION
+
+    def label(self) -> str:
+        if self.source == "calibration":
+            optimistic = ", optimistic" if self.optimistic else ""
+            return f"threshold {self.value:.3f} (auto: normal q{self.quantile}{optimistic})"
+        return f"threshold {self.value:.3f}"
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "source": self.source, "quantile": self.quantile,
+                "calibrated_on": self.calibrated_on}
+
+
+def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the checkpoint") -> Threshold:
+    """``spec``: a number, ``auto`` (the calibration's 0.99 quantile) or ``auto:<q>``.
+
+    The calibration is the score quantiles of held-out normal videos stored at
+    training time (``{"normal_frame_score_quantiles": {"0.99": x, ...}}``).
+    """
+    spec = str(spec).strip()
+    if not spec.startswith("auto"):
+        try:
+            return Threshold(float(spec), "given")
+        except ValueError:
+            raise ConfigError(f"--threshold {spec!r}: expected a number, 'auto' or 'auto:0.999'") from None
+    quantile = spec.partition(":")[2] or DEFAULT_QUANTILE
+    table = (calibration or {}).get("normal_frame_score_quantiles") or {}
+    if not table:
+        raise CheckpointError(f"{where} has no score calibration (trained without held-out normal videos); "
+                              f"pass a number, e.g. --threshold 0.5")
+    match = next((k for k in table if _same_quantile(k, quantile)), None)
+    if match is None:
+        raise ConfigError(f"--threshold {spec}: {where} has quantiles {', '.join(sorted(table))}, not {quantile}")
+    return Threshold(float(table[match]), "calibration", match, calibration.get("source"))
+
+
+def _same_quantile(a: str, b: str) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except ValueError:
+        return a == b
+

@@ -369,6 +369,56 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
     sys.exit(run_score(paths, checkpoint=checkpoint, run=run, options=options, echo=click.echo))
 
 
+# --- watch --------------------------------------------------------------------
+@main.command("watch")
+@click.argument("source")
+@click.option("--run", type=click.Path(), help="Run folder (or runs/latest) whose best.pt scores.  [default: runs/latest]")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .pt (instead of --run).")
+@click.option("--window", default=32, show_default=True, type=int,
+              help="Snippets the head sees at once (rule in vadpipe/window.py; the first scores come once "
+                   "this many snippets have arrived).")
+@click.option("--threshold", default="auto", show_default=True,
+              help="A number, or auto (the checkpoint's calibration: 0.99 quantile of normal scores), auto:0.999.")
+@click.option("--merge-gap", default=1.0, show_default=True, type=float,
+              help="An event ends once the score stayed below the threshold this many seconds.")
+@click.option("--min-duration", default=0.5, show_default=True, type=float,
+              help="An event starts once the score stayed above the threshold this many seconds.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
+              help="Append a line per snippet here (instead of stdout).")
+@click.option("--events", type=click.Path(dir_okay=False), help="Append start/end events here as JSON lines.")
+@click.option("--on-event", help="Shell command run for each event (VADPIPE_EVENT holds its JSON).")
+@click.option("--snapshots", type=click.Path(file_okay=False), help="Folder for a JPEG of each event's peak.")
+@click.option("--max-reconnects", default=5, show_default=True, type=int,
+              help="Reconnect attempts (back-off 1, 2, 4... s) before a lost network source fails.")
+@click.option("--follow-timeout", default=5.0, show_default=True, type=float,
+              help="A file source ends once it has not grown for this many seconds.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
+@click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
+@one_line_errors
+def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duration, csv_path, events, on_event,
+              snapshots, max_reconnects, follow_timeout, device, weights, threads):
+    """Score a live SOURCE as it arrives: a file (followed while it grows), rtsp:// http:// udp:// tcp://, /dev/videoN.
+
+    Exit code 0 when the stream ended or Ctrl-C stopped it (with a summary), 1 when the source failed.
+    """
+    from pathlib import Path
+
+    from .stream import StreamOptions
+    from .watch import WatchOptions, run_watch
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    options = WatchOptions(window=window, threshold=threshold, merge_gap_s=merge_gap, min_duration_s=min_duration,
+                           csv=Path(csv_path) if csv_path else None, events=Path(events) if events else None,
+                           on_event=on_event, snapshots=Path(snapshots) if snapshots else None, device=device,
+                           weights=weights, stream=StreamOptions(max_reconnects=max_reconnects,
+                                                                 follow_timeout_s=follow_timeout))
+    sys.exit(run_watch(source, checkpoint=checkpoint, run=run, options=options, echo=click.echo).exit_code)
+
+
 # --- synth ------------------------------------------------------------------
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False))

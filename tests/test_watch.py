@@ -1,0 +1,307 @@
+"""`vadpipe watch`: windowed head scoring, online intervals, live sources over loopback, failures.
+
+Streams are served by ``vadpipe.loopback`` on 127.0.0.1 (paced: the file takes
+about its own duration to arrive, like a camera); the model is a small seeded
+head on the ``tiny`` recipe with random Inception weights. Every loop here is
+bounded in count and time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from vadpipe.checkpoint import Checkpoint, build_model, score_features
+from vadpipe.cli import main
+from vadpipe.config import ModelConfig
+from vadpipe.errors import ConfigError
+from vadpipe.extractors.presets import make_recipe
+from vadpipe.intervals import find_intervals
+from vadpipe.live_events import OnlineIntervals
+from vadpipe.loopback import Route, closed_port, serve
+from vadpipe.score import ScoreOptions, run_score
+from vadpipe.stream import SnippetQueue, SnippetStream, StreamError, StreamOptions, classify
+from vadpipe.video import write_video
+from vadpipe.watch import WatchOptions, run_watch
+from vadpipe.window import WindowScorer, score_windowed, window_start
+
+FAST = dict(open_timeout_s=5.0, read_timeout_s=5.0, backoff_s=0.05, follow_timeout_s=0.3)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread(one_torch_thread):
+    yield
+
+
+# --- windowed scoring ----------------------------------------------------------------------------
+
+def small_head(name: str, dim: int = 24) -> torch.nn.Module:
+    torch.manual_seed(1)
+    return build_model(ModelConfig(name=name, feature_dim=dim, heads=4, ffn_dim=16, hidden=(8, 4))).eval()
+
+
+@pytest.mark.parametrize("name", ["ltgs", "rtfm", "mil"])
+def test_a_clip_shorter_than_the_window_scores_as_a_whole(name):
+    model = small_head(name)
+    rng = np.random.default_rng(0)
+    for t, crops in ((1, 1), (5, 2), (8, 1)):
+        feats = rng.normal(size=(t, crops, 24)).astype(np.float32)
+        whole = score_features(model, feats)
+        for window, lookahead in ((8, 0), (8, 3), (40, 0)):
+            assert np.array_equal(score_windowed(model, feats, window, lookahead), whole)
+
+
+@pytest.mark.parametrize("name", ["ltgs", "rtfm", "mil"])
+def test_a_longer_clip_follows_the_window_rule(name):
+    model = small_head(name)
+    feats = np.random.default_rng(1).normal(size=(13, 1, 24)).astype(np.float32)
+    for window, lookahead in ((4, 0), (4, 2), (1, 0)):
+        got = score_windowed(model, iter(feats), window, lookahead)      # a generator: streamed
+        assert got.shape == (13,)
+        for i in range(13):
+            a = window_start(i, 13, window, lookahead)
+            assert got[i] == score_features(model, feats[a:a + window])[i - a]
+    if name != "mil":     # the window changes what a context-using head sees
+        assert not np.allclose(score_windowed(model, feats, 4), score_features(model, feats))
+    else:                 # a per-snippet head does not care
+        assert np.allclose(score_windowed(model, feats, 4), score_features(model, feats), atol=1e-6)
+
+
+def test_window_scorer_is_online_and_holds_one_window():
+    model = small_head("ltgs")
+    scorer = WindowScorer(model, window=3)
+    feats = np.random.default_rng(2).normal(size=(6, 24)).astype(np.float32)
+    ready = [[s.index for s in scorer.push(f, tag=i)] for i, f in enumerate(feats)]
+    assert ready == [[], [], [0, 1, 2], [3], [4], [5]]      # the first window waits to be full
+    assert len(scorer._feats) == 3 and scorer.finish() == []
+    with pytest.raises(ConfigError):
+        WindowScorer(model, window=2, lookahead=2)
+
+
+# --- online intervals ----------------------------------------------------------------------------
+
+def test_online_intervals_equal_find_intervals():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        t, length = int(rng.integers(1, 25)), 16
+        scores = rng.random(t) ** rng.choice([0.3, 1.0, 3.0])
+        frames = t * length - int(rng.integers(0, length))
+        fps = float(rng.choice([10, 25, 30]))
+        gap, min_s = float(rng.choice([0, 0.3, 1.0, 2.5])), float(rng.choice([0, 0.5, 1.0, 3.0]))
+        expected = find_intervals(np.repeat(scores, length)[:frames], 0.5, fps, gap, min_s)
+        online = OnlineIntervals(0.5, fps, gap, min_s)
+        events = []
+        for i, s in enumerate(scores):
+            events += online.add(i * length, min((i + 1) * length, frames), float(s))
+        events += online.finish()
+        assert [e.kind for e in events] == ["start", "end"] * len(expected)
+        assert [e.event.interval for e in events if e.kind == "end"] == expected
+
+
+# --- loopback sources ----------------------------------------------------------------------------
+
+PATTERN = "..##.#."     # per snippet: "." a still grey frame, "#" noise (the head below scores them apart)
+
+
+def pattern_frames(n: int = 100):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        if PATTERN[i // 16] == "#":
+            yield rng.integers(0, 255, (72, 96, 3), dtype=np.uint8)
+        else:
+            yield np.full((72, 96, 3), 40 + i, dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """An MPEG-TS clip of 100 frames at 50 fps (7 snippets, the last partial): 2 s of stream."""
+    path = tmp_path_factory.mktemp("clip") / "clip.ts"
+    write_video(path, pattern_frames(), fps=50.0, crf=12)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(clip):
+    data = clip.read_bytes()
+    routes = {"/clip.ts": Route(data, 2.0), "/cut.ts": Route(data, 1.0, cut=0.5),
+              "/text": Route(b"not a video\n" * 2000, content_type="text/plain")}
+    with serve(routes) as httpd:
+        yield httpd.url
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return make_recipe("i3d-inception", "tiny", weights_sha256=None)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, recipe):
+    """A seeded MIL head whose first layer is scaled up: random Inception features differ by ~1e-5
+    between a still and a noisy snippet, and this head turns that into a visible score change."""
+    torch.manual_seed(3)
+    config = ModelConfig(name="mil", feature_dim=1024, hidden=(32, 16))
+    model = build_model(config)
+    with torch.no_grad():
+        model.classifier.net[0].weight.mul_(1e7)
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    Checkpoint.of(model, config, recipe=recipe).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory, clip, ckpt):
+    """`vadpipe score` of the clip file: (snippet scores, frame scores, a threshold that finds something)."""
+    out = tmp_path_factory.mktemp("score")
+    assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=out, threshold="0.5", device="cpu", progress=False)) == 0
+    report = json.loads((out / "clip.json").read_text())
+    frame_scores = np.loadtxt(out / "clip.scores.csv", delimiter=",", skiprows=1)[:, 2]
+    snippet_scores = frame_scores[::16]
+    assert snippet_scores.size == 7 and report["frames"] == 100
+    # a threshold in the widest gap between the clip's own scores (the CSV keeps 6 decimals)
+    ordered = np.sort(snippet_scores)
+    k = int(np.argmax(np.diff(ordered)))
+    assert ordered[k + 1] - ordered[k] > 1e-3
+    return snippet_scores, frame_scores, float(ordered[k] + ordered[k + 1]) / 2
+
+
+def read_csv(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def read_events(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_watching_a_loopback_stream_matches_score(server, ckpt, offline, tmp_path):
+    snippet_scores, frame_scores, threshold = offline
+    opts = WatchOptions(threshold=str(threshold), merge_gap_s=0.2, min_duration_s=0.1, device="cpu",
+                        csv=tmp_path / "live.csv", events=tmp_path / "events.jsonl", snapshots=tmp_path / "snaps",
+                        on_event=f"echo \"$VADPIPE_EVENT_KIND $VADPIPE_EVENT_ID\" >> {tmp_path / 'hook.txt'}",
+                        stream=StreamOptions(queue_snippets=16, max_reconnects=0, **FAST))
+    started = time.monotonic()
+    summary = run_watch(f"{server}/clip.ts", checkpoint=str(ckpt), options=opts, warn=lambda s: None)
+    assert time.monotonic() - started < 60                    # it stopped by itself at the end of the stream
+    assert summary.exit_code == 0 and summary.error is None and summary.dropped == 0
+    rows = read_csv(tmp_path / "live.csv")
+    assert rows[:, 0].tolist() == list(range(7)) and rows[-1, 2] == 100     # every frame, the tail included
+    np.testing.assert_allclose(rows[:, 5], snippet_scores, atol=1e-5)       # a clip shorter than the window
+    expected = find_intervals(frame_scores, threshold, 50.0, 0.2, 0.1)
+    ends = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "end"]
+    starts = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "start"]
+    assert expected and len(ends) == len(starts) == len(expected) == summary.events
+    for got, want in zip(ends, expected):
+        assert abs(got["start_frame"] - want.start_frame) <= 16 and abs(got["end_frame"] - want.end_frame) <= 16
+        assert Path(got["snapshot"]).is_file()
+    hooks = (tmp_path / "hook.txt").read_text().split("\n")
+    assert sorted(h for h in hooks if h) == sorted(f"{e['event']} {e['id']}" for e in starts + ends)
+
+
+def test_a_growing_file_is_followed_until_it_stops_growing(clip, ckpt, offline, tmp_path):
+    snippet_scores = offline[0]
+    data, grown = clip.read_bytes(), tmp_path / "grow.ts"
+    grown.write_bytes(data[:4096])
+
+    def writer():
+        with open(grown, "ab") as fh:
+            for start in range(4096, len(data), 8192):
+                time.sleep(0.05)
+                fh.write(data[start:start + 8192])
+                fh.flush()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    opts = WatchOptions(threshold="0.5", device="cpu", csv=tmp_path / "g.csv",
+                        stream=StreamOptions(**{**FAST, "follow_timeout_s": 1.0}))
+    summary = run_watch(str(grown), checkpoint=str(ckpt), options=opts, warn=lambda s: None)
+    thread.join(10)
+    assert summary.exit_code == 0
+    np.testing.assert_allclose(read_csv(tmp_path / "g.csv")[:, 5], snippet_scores, atol=1e-5)
+
+
+def test_a_source_that_dies_mid_stream(server, ckpt, tmp_path):
+    lines = []
+    opts = WatchOptions(threshold="0.5", device="cpu", csv=tmp_path / "cut.csv", events=tmp_path / "ev.jsonl",
+                        stream=StreamOptions(max_reconnects=1, **FAST))
+    started = time.monotonic()
+    summary = run_watch(f"{server}/cut.ts", checkpoint=str(ckpt), options=opts, warn=lines.append)
+    assert time.monotonic() - started < 60
+    assert summary.exit_code == 1 and summary.reconnects == 1
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and "stream lost" in errors[0] and "gave up after 1 reconnect" in errors[0]
+    rows = read_csv(tmp_path / "cut.csv")
+    assert 1 <= len(rows) == summary.scored          # what arrived before the loss was scored and kept
+
+
+def test_unreachable_url_and_non_video_are_one_line(server, ckpt, tmp_path):
+    closed = closed_port()
+    runner = CliRunner()
+    for source, reason in ((f"http://127.0.0.1:{closed}/x.ts", "cannot open"),
+                           (f"{server}/text", "not a readable video stream")):
+        started = time.monotonic()
+        result = runner.invoke(main, ["watch", source, "--checkpoint", str(ckpt), "--threshold", "0.5",
+                                      "--device", "cpu", "--max-reconnects", "1", "--csv", str(tmp_path / "x.csv")])
+        assert result.exit_code == 1, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and reason in errors[0] and source in errors[0]
+        assert time.monotonic() - started < 30
+    result = runner.invoke(main, ["watch", "ftp://example.org/x", "--checkpoint", str(ckpt)])
+    assert result.exit_code == 1 and "unsupported scheme" in result.output
+
+
+def test_sigint_stops_cleanly_with_a_summary(server, ckpt):
+    lines, printed = [], []
+
+    def echo(line: str) -> None:      # Ctrl-C as soon as the first score is printed
+        printed.append(line)
+        if len(printed) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    summary = run_watch(f"{server}/clip.ts", checkpoint=str(ckpt), echo=echo, warn=lines.append,
+                        options=WatchOptions(threshold="0.5", device="cpu", window=2,
+                                             stream=StreamOptions(**FAST)))
+    assert summary.stopped and summary.exit_code == 0 and summary.error is None
+    assert lines[-1].startswith("watch stopped:")
+    assert 2 <= summary.scored == len(printed)       # what had arrived was scored, nothing raised
+
+
+def test_a_slow_consumer_drops_whole_snippets_and_stays_close(server, recipe):
+    stream = SnippetStream(classify(f"{server}/clip.ts"), recipe, StreamOptions(queue_snippets=1, **FAST))
+    got = []
+    for snippet in stream:                 # 7 snippets arrive over 2 s; each takes 0.6 s to "process"
+        got.append(snippet.index)
+        time.sleep(0.6)
+    assert stream.error is None and stream.dropped > 0
+    assert len(got) + stream.dropped == stream.decoded == 7
+    assert got == sorted(got) and got[-1] == 6     # the newest is kept: never further and further behind
+
+
+def test_snippet_queue_drops_oldest_or_waits():
+    stop = threading.Event()
+    q = SnippetQueue(2, drop=True, stop=stop)
+    for i in range(5):
+        q.put(i)
+    assert q.dropped == 3 and [q.get(0), q.get(0)] == [3, 4]
+    q.close()
+    assert q.get(0) is None and q.done
+    blocking = SnippetQueue(1, drop=False, stop=stop)
+    blocking.put(0)
+    threading.Timer(0.2, blocking.get, (0,)).start()
+    started = time.monotonic()
+    blocking.put(1)                        # waits for room instead of dropping
+    assert time.monotonic() - started >= 0.15 and blocking.dropped == 0
+
+
+def test_classify_sources(tmp_path):
+    assert classify("rtsp://cam/stream").kind == "url" and classify("udp://127.0.0.1:5000").live
+    assert classify("/dev/video0").av_format == "v4l2"
+    with pytest.raises(StreamError, match="no such file"):
+        classify(str(tmp_path / "missing.ts"))

@@ -1,0 +1,430 @@
+"""Live sources: a file (followed while it grows), a URL or a capture device -> timed 16-frame snippets.
+
+``classify`` says what a SOURCE string is; ``FrameSource`` decodes it with
+PyAV, reconnecting a dropped network stream with exponential back-off, and
+yields RGB frames with their stream time; ``SnippetStream`` cuts those frames
+into the checkpoint recipe's snippets (the same fps policy, snippet assembly,
+tail padding and resize as ``vadpipe extract``) in a decoding thread that
+feeds a bounded queue. When the consumer cannot keep up on a live source,
+whole snippets are dropped, oldest first, and counted: the queue never holds
+more than ``queue_snippets``, so the lag stays bounded.
+
+Stream time: seconds since the first decoded frame (pts based); after a
+reconnect it continues where the lost connection stopped. A snippet's ``due``
+is the monotonic wall time at which its last frame was live (first frame of
+the connection decoded + stream time elapsed since), so ``now - due`` is its
+lag.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+
+from .errors import VideoDecodeError
+from .recipe import Recipe
+from .video import Snippet, VideoReader, resample_indices
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
+
+
+class StreamError(VideoDecodeError):
+    """The source could not be opened, is not a video, or was lost and did not come back."""
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    open_timeout_s: float = 10.0     # connecting / probing a network source
+    read_timeout_s: float = 10.0     # no data for this long: the connection is considered lost
+    follow_timeout_s: float = 5.0    # a file that has not grown for this long has ended
+    max_reconnects: int = 5          # attempts after a lost (or refused) network connection
+    backoff_s: float = 1.0           # first wait before reconnecting; doubles each attempt
+    backoff_max_s: float = 30.0
+    stable_s: float = 30.0           # a connection that delivered this much stream earns a fresh attempt budget
+    queue_snippets: int = 4          # decoded snippets waiting for the model
+    drop: Optional[bool] = None      # drop snippets when behind; None: on live sources (URL, device)
+    poll_s: float = 0.1              # how often a followed file is checked for growth
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    source: str
+    kind: str                        # "file" | "url" | "device"
+    av_format: Optional[str] = None  # e.g. "v4l2"
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+
+def classify(source: str) -> SourceSpec:
+    scheme = source.partition("://")[0].lower() if "://" in source else ""
+    if scheme in NETWORK_SCHEMES:
+        return SourceSpec(source, "url")
+    if scheme == "file":
+        return SourceSpec(source[len("file://"):], "file")
+    if scheme:
+        raise StreamError(f"{source}: unsupported scheme {scheme!r} (expected a file, /dev/videoN or one of "
+                          f"{', '.join(NETWORK_SCHEMES)})")
+    if source.startswith("/dev/video"):
+        return SourceSpec(source, "device", "v4l2")
+    if not os.path.exists(source):
+        raise StreamError(f"{source}: no such file")
+    if os.path.isdir(source):
+        raise StreamError(f"{source}: is a folder, not a video file or stream")
+    return SourceSpec(source, "file")
+
+
+def av_open_args(spec: SourceSpec, options: StreamOptions) -> dict:
+    """Keyword arguments of ``av.open`` for a source: timeouts for network protocols, the device format."""
+    kwargs: dict = {"timeout": (options.open_timeout_s, options.read_timeout_s)}   # PyAV's interrupt callback
+    if spec.kind == "url":
+        micro = str(int(options.read_timeout_s * 1e6))
+        av_options = {"rw_timeout": micro}                        # every protocol's I/O timeout (µs)
+        scheme = spec.source.partition("://")[0].lower()
+        if scheme in ("rtsp", "rtsps"):
+            av_options.update(timeout=micro, rtsp_transport="tcp")   # TCP: no lost packets, no smearing
+        elif scheme in ("udp", "rtp"):
+            av_options.update(timeout=micro, overrun_nonfatal="1", fifo_size="278876")
+        elif scheme in ("tcp", "http", "https"):
+            av_options.update(timeout=micro)
+        kwargs["options"] = av_options
+    if spec.av_format:
+        kwargs["format"] = spec.av_format
+    return kwargs
+
+
+class FollowFile:
+    """A read-only binary file that waits at its end while the file keeps growing.
+
+    ``read`` returns b"" (end of file) only once the file has not grown for
+    ``idle_s`` seconds, counted from its last growth or from its modification
+    time: a finished file ends at once, one still being written is followed.
+    """
+
+    def __init__(self, path: str, idle_s: float, poll_s: float = 0.1, stop: Optional[threading.Event] = None):
+        self.path, self.idle_s, self.poll_s = path, idle_s, poll_s
+        self.stop = stop or threading.Event()
+        self._fh = open(path, "rb")
+        self._size = os.fstat(self._fh.fileno()).st_size
+        self._grew = os.path.getmtime(path)    # wall clock of the last growth seen
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n)
+        while not data and not self.stop.is_set():
+            size = os.fstat(self._fh.fileno()).st_size
+            if size > self._size:
+                self._size, self._grew = size, time.time()
+            elif time.time() - max(self._grew, os.path.getmtime(self.path)) >= self.idle_s:
+                return b""
+            time.sleep(self.poll_s)
+            data = self._fh.read(n)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _permanent(exc: BaseException) -> bool:
+    """Errors a reconnect cannot cure: the bytes are not a video container we can read."""
+    import av
+
+    return isinstance(exc, (av.error.InvalidDataError, av.error.DecoderNotFoundError,
+                            av.error.PatchWelcomeError, av.error.ProtocolNotFoundError))
+
+
+@dataclass
+class FrameStats:
+    frames: int = 0                  # output frames (after the recipe's fps policy)
+    connections: int = 0             # successful opens
+    reconnects: int = 0              # reconnect attempts made
+    native_fps: float = 0.0
+    width: int = 0
+    height: int = 0
+
+
+class FrameSource:
+    """RGB frames (H, W, 3) uint8 of a source at the recipe's frame rate, with stream times.
+
+    ``frames()`` yields ``(frame, time_s, due)``. A network source that fails
+    or stalls is reopened after ``backoff_s``, ``2 * backoff_s``, ... up to
+    ``max_reconnects`` attempts (reset once frames flow again); then, or on a
+    source that is not a video at all, StreamError. The clean end of a file or
+    stream ends the iteration.
+    """
+
+    def __init__(self, spec: SourceSpec, recipe: Recipe, options: StreamOptions = StreamOptions(),
+                 stop: Optional[threading.Event] = None, log: Callable[[str], None] = lambda msg: None):
+        self.spec, self.recipe, self.options = spec, recipe, options
+        self.stop = stop or threading.Event()
+        self.log = log
+        self.target_fps = None if str(recipe.fps) == "native" else float(recipe.fps)
+        self.stats = FrameStats()
+
+    def _open(self):
+        import av
+
+        if self.spec.kind == "file":
+            raw = FollowFile(self.spec.source, self.options.follow_timeout_s, self.options.poll_s, self.stop)
+            try:
+                return av.open(raw), raw
+            except BaseException:
+                raw.close()
+                raise
+        return av.open(self.spec.source, **av_open_args(self.spec, self.options)), None
+
+    def frames(self) -> Iterator[Tuple[np.ndarray, float, float]]:
+        import av
+
+        offset = 0.0          # stream time where this connection starts
+        attempts = 0
+        while not self.stop.is_set():
+            produced_here = 0
+            try:
+                container, raw = self._open()
+            except Exception as exc:
+                if _permanent(exc) or self.spec.kind == "file":
+                    raise StreamError(f"{self.spec.source}: not a readable video stream ({_short(exc)})") from None
+                attempts = self._backoff(attempts, f"cannot open ({_short(exc)})")
+                continue
+            try:
+                with container:
+                    if not container.streams.video:
+                        raise StreamError(f"{self.spec.source}: no video stream in it")
+                    stream = container.streams.video[0]
+                    stream.thread_type = "AUTO"
+                    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+                    native_fps = float(rate) if rate else (self.target_fps or 25.0)
+                    self.stats.connections += 1
+                    self.stats.native_fps, self.stats.width, self.stats.height = native_fps, stream.width, stream.height
+                    resampler = resample_indices(native_fps, self.target_fps)
+                    first_pts: Optional[float] = None
+                    wall0 = 0.0
+                    for src_index, frame in enumerate(container.decode(stream)):
+                        if self.stop.is_set():
+                            return
+                        pts = frame.time if frame.time is not None else src_index / native_fps
+                        if first_pts is None:
+                            first_pts, wall0 = pts, time.monotonic()
+                        repeats = resampler.keep(src_index)
+                        if not repeats:
+                            continue
+                        rgb = frame.to_ndarray(format="rgb24")
+                        for _ in range(repeats):
+                            t = offset + max(0.0, pts - first_pts)
+                            produced_here += 1
+                            if t - offset >= self.options.stable_s:
+                                attempts = 0      # a lasting connection: the next loss gets the full budget
+                            self.stats.frames += 1
+                            yield rgb, t, wall0 + (t - offset)
+                    return                        # a clean end of file / stream
+            except StreamError:
+                raise
+            except Exception as exc:
+                if _permanent(exc) and produced_here == 0:
+                    raise StreamError(f"{self.spec.source}: not a readable video stream ({_short(exc)})") from None
+                if self.spec.kind == "file":
+                    if produced_here == 0:
+                        raise StreamError(f"{self.spec.source}: decoding failed ({_short(exc)})") from None
+                    self.log(f"warning: {self.spec.source}: decoding stopped ({_short(exc)}); keeping what decoded")
+                    return                        # a truncated tail, as ``vadpipe score`` treats it
+                if produced_here:
+                    offset += produced_here / (self.target_fps or self.stats.native_fps or 25.0)
+                attempts = self._backoff(attempts, f"stream lost after {self.stats.frames} frames ({_short(exc)})")
+            finally:
+                if raw is not None:
+                    raw.close()
+
+    def _backoff(self, attempts: int, why: str) -> int:
+        if attempts >= self.options.max_reconnects:
+            tried = f"; gave up after {attempts} reconnect attempt{'s' if attempts != 1 else ''}" \
+                if self.options.max_reconnects else ""
+            raise StreamError(f"{self.spec.source}: {why}{tried}")
+        wait = min(self.options.backoff_max_s, self.options.backoff_s * (2 ** attempts))
+        self.log(f"warning: {self.spec.source}: {why}; reconnecting in {wait:g} s "
+                 f"(attempt {attempts + 1} of {self.options.max_reconnects})")
+        self.stats.reconnects += 1
+        self.stop.wait(wait)         # a stop request cuts the wait short
+        return attempts + 1
+
+
+@dataclass
+class StreamSnippet:
+    index: int                 # snippet number in the stream (dropped ones included)
+    start_frame: int           # first output frame it covers
+    valid: int                 # real frames (the rest repeat the last one: the stream's end)
+    start_s: float             # stream time of its first frame
+    end_s: float               # stream time just after its last real frame
+    due: float                 # monotonic time its last frame was live (lag = now - due)
+    pixels: object             # uint8 tensor (1, L, h, w, 3) at the recipe's model size
+    middle: np.ndarray         # its middle real frame at native size (event snapshots)
+
+    @property
+    def end_frame(self) -> int:
+        return self.start_frame + self.valid
+
+
+class _TimedFrames:
+    """Frames with their times kept aside, so ``VideoReader.snippets`` (the one snippet assembly rule,
+    tail padding included) cuts a live stream exactly as it cuts a file."""
+
+    snippets = VideoReader.snippets
+
+    def __init__(self, source: FrameSource):
+        self.source = source
+        self.times: Dict[int, Tuple[float, float]] = {}     # output frame -> (time_s, due)
+        self.count = 0
+        self._low = 0                                       # times below this frame are forgotten
+
+    def frames(self) -> Iterator[np.ndarray]:
+        for frame, t, due in self.source.frames():
+            self.times[self.count] = (t, due)
+            self.count += 1
+            yield frame
+
+    def take(self, snippet: Snippet, stride: int, fps: float) -> Tuple[float, float, float]:
+        """(start_s, end_s, due) of a snippet; forgets the times no later snippet needs."""
+        first = self.times[snippet.start_frame][0]
+        last_t, due = self.times[snippet.start_frame + snippet.valid - 1]
+        for k in range(self._low, snippet.start_frame + stride):
+            self.times.pop(k, None)
+        self._low = max(self._low, snippet.start_frame + stride)
+        return first, last_t + 1.0 / fps, due
+
+
+class SnippetQueue:
+    """A bounded hand-over between the decoding thread and the model. ``put`` on a full queue
+    drops the oldest snippet (``drop``) or waits for room; the end (and its error) travels last."""
+
+    _END = object()
+
+    def __init__(self, size: int, drop: bool, stop: threading.Event):
+        self.size, self.drop, self.stop = max(1, size), drop, stop
+        self.items: Deque[StreamSnippet] = deque()
+        self.dropped = 0
+        self.error: Optional[BaseException] = None
+        self.ended = False
+        self._cond = threading.Condition()
+
+    def put(self, item: StreamSnippet) -> None:
+        with self._cond:
+            while len(self.items) >= self.size and not self.drop and not self.stop.is_set():
+                self._cond.wait(0.1)
+            if len(self.items) >= self.size:
+                self.items.popleft()
+                self.dropped += 1
+            self.items.append(item)
+            self._cond.notify_all()
+
+    def close(self, error: Optional[BaseException] = None) -> None:
+        with self._cond:
+            self.ended, self.error = True, error
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Optional[StreamSnippet]:
+        """The next snippet; None when none came within ``timeout`` or the stream ended (see ``done``)."""
+        with self._cond:
+            if not self.items and not self.ended:
+                self._cond.wait(timeout)
+            if self.items:
+                item = self.items.popleft()
+                self._cond.notify_all()
+                return item
+            return None
+
+    @property
+    def done(self) -> bool:
+        with self._cond:
+            return self.ended and not self.items
+
+
+@dataclass
+class SnippetStream:
+    """Decodes ``spec`` in a thread into a :class:`SnippetQueue` of recipe snippets. Use as an iterator
+    of StreamSnippet; ``stop()`` ends it early; after the end, ``error`` holds a StreamError if any."""
+
+    spec: SourceSpec
+    recipe: Recipe
+    options: StreamOptions = StreamOptions()
+    log: Callable[[str], None] = lambda msg: None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        drop = self.spec.live if self.options.drop is None else self.options.drop
+        self.queue = SnippetQueue(self.options.queue_snippets, drop, self.stop_event)
+        self.source = FrameSource(self.spec, self.recipe, self.options, self.stop_event, self.log)
+        self.decoded = 0
+        self._thread = threading.Thread(target=self._decode, name="vadpipe-decode", daemon=True)
+        self._started = False
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        return self.queue.error
+
+    def start(self) -> "SnippetStream":
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        return self
+
+    def stop(self, join_s: float = 2.0) -> None:
+        """Ask the decoder to stop; waits a little (a blocked network read ends at its own timeout)."""
+        self.stop_event.set()
+        if self._started:
+            self._thread.join(join_s)
+
+    def _decode(self) -> None:
+        from .encode import to_model_size
+
+        recipe = self.recipe
+        timed = _TimedFrames(self.source)
+        error: Optional[BaseException] = None
+        try:
+            for snippet in timed.snippets(recipe.snippet_len, recipe.stride):
+                fps = self.source.target_fps or self.source.stats.native_fps
+                start_s, end_s, due = timed.take(snippet, recipe.stride, fps)
+                item = StreamSnippet(snippet.index, snippet.start_frame, snippet.valid, start_s, end_s, due,
+                                     to_model_size([snippet.frames], recipe),
+                                     snippet.frames[(snippet.valid - 1) // 2].copy())
+                self.decoded += 1
+                self.queue.put(item)
+                if self.stop_event.is_set():
+                    break
+            if timed.count == 0 and not self.stop_event.is_set():
+                raise StreamError(f"{self.spec.source}: no decodable frames")
+        except VideoDecodeError as exc:
+            if not self.stop_event.is_set():
+                error = exc if isinstance(exc, StreamError) else StreamError(str(exc))
+        except Exception as exc:  # noqa: BLE001 - reported by the consumer as one line
+            error = StreamError(f"{self.spec.source}: {type(exc).__name__}: {_short(exc)}")
+        finally:
+            self.queue.close(error)
+
+    def __iter__(self) -> Iterator[StreamSnippet]:
+        self.start()
+        while not self.stop_event.is_set():
+            item = self.queue.get(0.2)
+            if item is not None:
+                yield item
+            elif self.queue.done:
+                return

@@ -1,0 +1,356 @@
+"""``vadpipe watch SOURCE``: live scoring of a camera stream, a growing file or a finished one.
+
+Pipeline: ``stream.SnippetStream`` decodes SOURCE in a thread into the
+checkpoint recipe's snippets (bounded queue; on a live source whole snippets
+are dropped when the model cannot keep up) -> ``encode.SnippetEncoder`` (the
+backbone, exactly as ``vadpipe score`` extracts) -> ``window.WindowScorer``
+(the head on the last W snippets, rule ``window.RULE``) -> per-snippet lines,
+and ``live_events.OnlineIntervals`` -> start/end events under the same
+threshold / merge-gap / min-duration rule as ``vadpipe score``.
+
+Outputs, each appended and flushed line by line (a live log must survive a
+crash; nothing already written is rewritten):
+
+- a line per scored snippet on stdout, or ``--csv FILE``
+  (``snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s``);
+- ``--events FILE``: JSON lines ``{"event": "start"|"end", "id", ...}``; an
+  end carries the interval as ``vadpipe score`` describes it (frames are the
+  recipe-rate frames of the stream, 0-based, end exclusive, time = frame / fps);
+- ``--on-event CMD``: run through the shell for each event, not waited for,
+  with ``VADPIPE_EVENT`` (the JSON line), ``VADPIPE_EVENT_KIND``,
+  ``VADPIPE_EVENT_ID``, ``VADPIPE_SCORE``, ``VADPIPE_TIME_S``,
+  ``VADPIPE_SOURCE`` and ``VADPIPE_SNAPSHOT`` in its environment;
+- ``--snapshots DIR``: ``event-NNNN.jpg``, the middle frame of the event's
+  highest-scoring snippet, written at its start and replaced at its end.
+
+Lag: monotonic time when a snippet's features are ready minus the time its
+last frame was live (``stream`` module). It does not include the window's
+warm-up (the first W - 1 snippets are scored together once the W-th arrives).
+SIGINT / SIGTERM stop cleanly: the pending snippets are scored, an open event
+is closed, a summary is printed. Exit code 0 when the stream ended or was
+stopped, 1 when the source failed (unreachable, lost for good, not a video).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional
+
+import numpy as np
+
+from . import atomic
+from .errors import RecipeMismatchError
+from .live_events import OnlineIntervals, Transition
+from .stream import SnippetStream, StreamOptions, StreamSnippet, classify
+from .window import DEFAULT_WINDOW, RULE, Scored, WindowScorer
+
+CSV_HEADER = "snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s\n"
+
+
+@dataclass
+class WatchOptions:
+    window: int = DEFAULT_WINDOW
+    lookahead: int = 0
+    threshold: str = "auto"
+    merge_gap_s: float = 1.0
+    min_duration_s: float = 0.5
+    csv: Optional[Path] = None
+    events: Optional[Path] = None
+    on_event: Optional[str] = None
+    snapshots: Optional[Path] = None
+    device: str = "auto"
+    weights: Optional[str] = None
+    crops: Optional[int] = None
+    stream: StreamOptions = StreamOptions()
+    hook_wait_s: float = 10.0            # at exit, how long running --on-event commands are waited for
+
+
+@dataclass
+class Tag:
+    """What a snippet carries through the window until it is scored."""
+    index: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    lag_s: float
+    middle: Optional[np.ndarray]
+
+
+@dataclass
+class WatchSummary:
+    source: str
+    scored: int = 0
+    decoded: int = 0
+    dropped: int = 0
+    events: int = 0
+    max_lag_s: float = 0.0
+    lag_total_s: float = 0.0
+    stream_s: float = 0.0
+    wall_s: float = 0.0
+    reconnects: int = 0
+    stopped: bool = False                 # by SIGINT / SIGTERM
+    error: Optional[str] = None
+    window: int = DEFAULT_WINDOW
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.error else 0
+
+    @property
+    def real_time_factor(self) -> Optional[float]:
+        return self.stream_s / self.wall_s if self.wall_s > 0 else None
+
+    def format(self) -> str:
+        rtf = self.real_time_factor
+        how = "stopped" if self.stopped else ("failed" if self.error else "ended")
+        mean = self.lag_total_s / self.scored if self.scored else 0.0
+        return (f"watch {how}: {self.scored} snippets scored ({self.stream_s:.1f} s of stream in {self.wall_s:.1f} s"
+                + (f", {rtf:.2f}x real time" if rtf else "") + f"), {self.dropped} dropped, "
+                f"lag max {self.max_lag_s:.2f} s mean {mean:.2f} s, {self.events} event"
+                f"{'s' if self.events != 1 else ''}, window {self.window} snippets ({RULE})"
+                + (f", {self.reconnects} reconnect attempt{'s' if self.reconnects != 1 else ''}"
+                   if self.reconnects else ""))
+
+
+class LineLog:
+    """Appends a line per scored snippet to a CSV file, or prints it."""
+
+    def __init__(self, csv: Optional[Path], echo: Callable[[str], None]):
+        self.echo = echo
+        self.fh = None
+        if csv is not None:
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(csv, "a", encoding="utf-8")
+            if self.fh.tell() == 0:
+                self.fh.write(CSV_HEADER)
+                self.fh.flush()
+
+    def write(self, tag: Tag, score: float, above: bool) -> None:
+        if self.fh is not None:
+            self.fh.write(f"{tag.index},{tag.start_frame},{tag.end_frame},{tag.start_s:.3f},{tag.end_s:.3f},"
+                          f"{score:.6f},{int(above)},{tag.lag_s:.3f}\n")
+            self.fh.flush()
+        else:
+            self.echo(f"{tag.start_s:9.2f}-{tag.end_s:<9.2f}s  frames {tag.start_frame}-{tag.end_frame - 1}  "
+                      f"score {score:.3f}{' *' if above else '  '}  lag {tag.lag_s:.2f} s")
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+class EventSink:
+    """Event JSON lines, the --on-event command and the peak snapshots."""
+
+    def __init__(self, options: WatchOptions, source: str, threshold: float, warn: Callable[[str], None]):
+        self.options, self.source, self.threshold, self.warn = options, source, threshold, warn
+        self.fh = None
+        if options.events is not None:
+            options.events.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(options.events, "a", encoding="utf-8")
+        if options.snapshots is not None:
+            options.snapshots.mkdir(parents=True, exist_ok=True)
+        self.hooks: List[subprocess.Popen] = []
+
+    def emit(self, transition: Transition, closed_by: str) -> dict:
+        event = transition.event
+        snapshot = self._snapshot(event.id, event.peak_tag)
+        record = {"event": transition.kind, "id": event.id, "source": self.source, "threshold": self.threshold,
+                  "wall_time": round(time.time(), 3)}
+        if transition.kind == "start":
+            first = event.first_tag
+            record.update(start_frame=event.start_frame, start_s=first.start_s, score=event.peak_score,
+                          lag_s=round(first.lag_s, 3))
+        else:
+            record.update(event.interval.to_dict(), closed_by=closed_by)
+        record["snapshot"] = snapshot
+        line = json.dumps(record)
+        if self.fh is not None:
+            self.fh.write(line + "\n")
+            self.fh.flush()
+        self._run_hook(record, line)
+        return record
+
+    def _snapshot(self, event_id: int, tag: Optional[Tag]) -> Optional[str]:
+        if self.options.snapshots is None or tag is None or tag.middle is None:
+            return None
+        from PIL import Image
+
+        path = self.options.snapshots / f"event-{event_id:04d}.jpg"
+        with atomic.atomic_path(path, suffix=".jpg") as tmp:
+            Image.fromarray(tag.middle).save(tmp, format="JPEG", quality=90)
+        return str(path)
+
+    def _run_hook(self, record: dict, line: str) -> None:
+        if not self.options.on_event:
+            return
+        score = record.get("score", record.get("peak_score"))
+        env = {**os.environ, "VADPIPE_EVENT": line, "VADPIPE_EVENT_KIND": record["event"],
+               "VADPIPE_EVENT_ID": str(record["id"]), "VADPIPE_SCORE": f"{score:.6f}",
+               "VADPIPE_TIME_S": f"{record['start_s'] if record['event'] == 'start' else record['end_s']:.3f}",
+               "VADPIPE_SOURCE": self.source, "VADPIPE_SNAPSHOT": record["snapshot"] or ""}
+        try:
+            self.hooks.append(subprocess.Popen(self.options.on_event, shell=True, env=env,
+                                               stdin=subprocess.DEVNULL))
+        except OSError as exc:
+            self.warn(f"warning: --on-event {shlex.quote(self.options.on_event)}: {exc}")
+        self.reap()
+
+    def reap(self) -> None:
+        for proc in [p for p in self.hooks if p.poll() is not None]:
+            self.hooks.remove(proc)
+            if proc.returncode:
+                self.warn(f"warning: --on-event command exited with status {proc.returncode}")
+
+    def close(self) -> None:
+        deadline = time.monotonic() + self.options.hook_wait_s
+        for proc in list(self.hooks):
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.warn(f"warning: an --on-event command is still running after "
+                          f"{self.options.hook_wait_s:g} s; left running (pid {proc.pid})")
+        self.reap()
+        if self.fh is not None:
+            self.fh.close()
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, stopped: List[bool]) -> Iterator[None]:
+    """SIGINT / SIGTERM set ``stop`` (a clean stop) instead of raising; restored afterwards.
+    Outside the main thread (signals cannot be caught there) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        stopped.append(True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def warm_up(encoder, recipe) -> None:
+    """One pass on a blank snippet before the stream opens: the first real snippet is not late."""
+    import torch
+
+    side = recipe.resize_short_side
+    encoder([torch.zeros((1, recipe.snippet_len, side, side, 3), dtype=torch.uint8)])
+
+
+class Watcher:
+    """One watch session: model, outputs and the loop. Use ``run_watch``."""
+
+    def __init__(self, source: str, scorer, options: WatchOptions, echo: Callable[[str], None],
+                 warn: Callable[[str], None]):
+        from .encode import SnippetEncoder
+
+        if scorer.recipe is None:
+            raise RecipeMismatchError(f"checkpoint {scorer.checkpoint_file} was trained on features without a "
+                                      "recipe (list files): it cannot extract video")
+        self.spec = classify(source)
+        self.scorer, self.options, self.warn = scorer, options, warn
+        self.recipe = scorer.recipe
+        self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device)
+        self.window = WindowScorer(scorer.model, options.window, options.lookahead, scorer.device)
+        self.threshold = scorer.threshold.value
+        self.summary = WatchSummary(source, window=options.window)
+        self.intervals: Optional[OnlineIntervals] = None
+        self.lines = LineLog(options.csv, echo)
+        self.sink = EventSink(options, source, self.threshold, warn)
+
+    def run(self) -> WatchSummary:
+        stream = SnippetStream(self.spec, self.recipe, self.options.stream, log=self.warn)
+        stopped: List[bool] = []
+        started = time.monotonic()
+        try:
+            with stop_on_signals(stream.stop_event, stopped):   # from here on Ctrl-C is a clean stop
+                o = self.options
+                self.warn(f"watching {self.spec.source}: {self.scorer.threshold.label()}, window {o.window} "
+                          f"snippets ({RULE}, lookahead {o.lookahead}); the first scores come once {o.window} "
+                          "snippets have arrived")
+                warm_up(self.encoder, self.recipe)
+                started = time.monotonic()
+                for snippet in stream:
+                    self._take(snippet, stream)
+        finally:
+            stream.stop()
+            self.summary.stopped = bool(stopped)
+            error = stream.error
+            self.summary.error = str(error) if error is not None else None
+            closed_by = "stop" if stopped else ("source lost" if error is not None else "end of stream")
+            self._scored(self.window.finish(), stream)
+            if self.intervals is not None:
+                self._emit(self.intervals.finish(), closed_by)
+            self.summary.decoded, self.summary.dropped = stream.decoded, stream.dropped
+            self.summary.reconnects = stream.source.stats.reconnects
+            self.summary.wall_s = time.monotonic() - started
+            self.lines.close()
+            self.sink.close()
+        return self.summary
+
+    def _take(self, snippet: StreamSnippet, stream: SnippetStream) -> None:
+        feats = self.encoder([snippet.pixels])[0]
+        lag = max(0.0, time.monotonic() - snippet.due)
+        keep_frame = self.options.snapshots is not None
+        tag = Tag(snippet.index, snippet.start_frame, snippet.end_frame, snippet.start_s, snippet.end_s, lag,
+                  snippet.middle if keep_frame else None)
+        self._scored(self.window.push(feats, tag), stream)
+
+    def _scored(self, scored: List[Scored], stream: SnippetStream) -> None:
+        for item in scored:
+            tag: Tag = item.tag
+            s = self.summary
+            s.scored += 1
+            s.max_lag_s = max(s.max_lag_s, tag.lag_s)
+            s.lag_total_s += tag.lag_s
+            s.stream_s = max(s.stream_s, tag.end_s)
+            self.lines.write(tag, item.score, item.score > self.threshold)
+            if self.intervals is None:
+                fps = stream.source.target_fps or stream.source.stats.native_fps
+                self.intervals = OnlineIntervals(self.threshold, fps, self.options.merge_gap_s,
+                                                 self.options.min_duration_s)
+            self._emit(self.intervals.add(tag.start_frame, tag.end_frame, item.score, tag), "score")
+        self.sink.reap()
+
+    def _emit(self, transitions: List[Transition], closed_by: str) -> None:
+        for transition in transitions:
+            if transition.kind == "start":
+                self.summary.events += 1
+            self.sink.emit(transition, closed_by)
+
+
+def run_watch(source: str, checkpoint: Optional[str] = None, run: Optional[str] = None,
+              options: WatchOptions = WatchOptions(), echo: Callable[[str], None] = print,
+              warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)) -> WatchSummary:
+    """Watch ``source`` until it ends, fails or a signal stops it; print the summary (and the source's
+    error as one line) through ``warn``. Raises VadpipeError for problems found before the stream opens."""
+    from .score import ScoreOptions, Scorer, find_checkpoint
+
+    classify(source)                      # a bad SOURCE fails before the model loads
+    scorer = Scorer(find_checkpoint(checkpoint, run),
+                    ScoreOptions(threshold=options.threshold, device=options.device, weights=options.weights,
+                                 crops=options.crops, progress=False))
+    if scorer.threshold.optimistic:
+        warn(f"warning: the auto threshold ({scorer.threshold.value:.3g}) was calibrated on the training videos "
+             "themselves (none held out), so expect false alarms; pass --threshold X")
+    summary = Watcher(source, scorer, options, echo, warn).run()
+    if summary.error:
+        warn(f"error: {summary.error}")
+    warn(summary.format())
+    return summary

@@ -46,7 +46,7 @@ class StreamOptions:
     backoff_s: float = 1.0           # first wait before reconnecting; doubles each attempt
     backoff_max_s: float = 30.0
     stable_s: float = 30.0           # a connection that delivered this much stream earns a fresh attempt budget
-    queue_snippets: int = 4          # decoded snippets waiting for the model
+    queue_snippets: int = 2          # decoded snippets waiting for the model (live: at most this many old)
     drop: Optional[bool] = None      # drop snippets when behind; None: on live sources (URL, device)
     poll_s: float = 0.1              # how often a followed file is checked for growth
 
@@ -189,7 +189,10 @@ class FrameSource:
                 raise
         return av.open(self.spec.source, **av_open_args(self.spec, self.options)), None
 
-    def frames(self) -> Iterator[Tuple[np.ndarray, float, float]]:
+    def frames(self, convert: Callable[[int], bool] = lambda index: True
+               ) -> Iterator[Tuple[np.ndarray, float, float]]:
+        """``convert(i)`` False: output frame i is not needed (its snippet will be dropped); a blank frame
+        of the stream's size stands in for it, and the RGB conversion is saved."""
         import av
 
         offset = 0.0          # stream time where this connection starts
@@ -225,7 +228,10 @@ class FrameSource:
                         repeats = resampler.keep(src_index)
                         if not repeats:
                             continue
-                        rgb = frame.to_ndarray(format="rgb24")
+                        if convert(self.stats.frames):
+                            rgb = frame.to_ndarray(format="rgb24")
+                        else:
+                            rgb = self._blank(frame.height, frame.width)
                         for _ in range(repeats):
                             t = offset + max(0.0, pts - first_pts)
                             produced_here += 1
@@ -250,6 +256,11 @@ class FrameSource:
             finally:
                 if raw is not None:
                     raw.close()
+
+    def _blank(self, height: int, width: int) -> np.ndarray:
+        if getattr(self, "_blank_frame", None) is None or self._blank_frame.shape[:2] != (height, width):
+            self._blank_frame = np.zeros((height, width, 3), dtype=np.uint8)
+        return self._blank_frame
 
     def _backoff(self, attempts: int, why: str) -> int:
         if attempts >= self.options.max_reconnects:
@@ -286,14 +297,14 @@ class _TimedFrames:
 
     snippets = VideoReader.snippets
 
-    def __init__(self, source: FrameSource):
-        self.source = source
+    def __init__(self, source: FrameSource, convert: Callable[[int], bool] = lambda index: True):
+        self.source, self.convert = source, convert
         self.times: Dict[int, Tuple[float, float]] = {}     # output frame -> (time_s, due)
         self.count = 0
         self._low = 0                                       # times below this frame are forgotten
 
     def frames(self) -> Iterator[np.ndarray]:
-        for frame, t, due in self.source.frames():
+        for frame, t, due in self.source.frames(self.convert):
             self.times[self.count] = (t, due)
             self.count += 1
             yield frame
@@ -322,6 +333,10 @@ class SnippetQueue:
         self.ended = False
         self._cond = threading.Condition()
 
+    def count_dropped(self) -> None:
+        with self._cond:
+            self.dropped += 1
+
     def put(self, item: StreamSnippet) -> None:
         with self._cond:
             while len(self.items) >= self.size and not self.drop and not self.stop.is_set():
@@ -331,6 +346,11 @@ class SnippetQueue:
                 self.dropped += 1
             self.items.append(item)
             self._cond.notify_all()
+
+    @property
+    def full(self) -> bool:
+        with self._cond:
+            return len(self.items) >= self.size
 
     def close(self, error: Optional[BaseException] = None) -> None:
         with self._cond:
@@ -397,12 +417,27 @@ class SnippetStream:
         from .encode import to_model_size
 
         recipe = self.recipe
-        timed = _TimedFrames(self.source)
+        skipped: set = set()          # start frames of snippets given up before they were decoded
+
+        def convert(index: int) -> bool:
+            # When the queue is already full as a snippet starts, that snippet is dropped up front,
+            # so a machine that is behind spends nothing on its RGB conversion and resize.
+            if index % recipe.stride == 0 and recipe.stride >= recipe.snippet_len \
+                    and self.queue.drop and self.queue.full:
+                skipped.add(index)
+            return not skipped or index - index % recipe.stride not in skipped
+
+        timed = _TimedFrames(self.source, convert)
         error: Optional[BaseException] = None
         try:
             for snippet in timed.snippets(recipe.snippet_len, recipe.stride):
                 fps = self.source.target_fps or self.source.stats.native_fps
                 start_s, end_s, due = timed.take(snippet, recipe.stride, fps)
+                if snippet.start_frame in skipped:
+                    skipped.discard(snippet.start_frame)
+                    self.decoded += 1
+                    self.queue.count_dropped()
+                    continue
                 item = StreamSnippet(snippet.index, snippet.start_frame, snippet.valid, start_s, end_s, due,
                                      to_model_size([snippet.frames], recipe),
                                      snippet.frames[(snippet.valid - 1) // 2].copy())

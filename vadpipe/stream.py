@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import VideoDecodeError
 from .recipe import Recipe
-from .video import Snippet, VideoReader, resample_indices
+from .video import Snippet, VideoReader, _short, resample_indices
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
 
@@ -134,11 +134,6 @@ class FollowFile:
 
     def close(self) -> None:
         self._fh.close()
-
-
-def _short(exc: BaseException) -> str:
-    text = (getattr(exc, "strerror", None) or str(exc)).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def _permanent(exc: BaseException) -> bool:

@@ -56,6 +56,7 @@ def test_names():
     assert set_names(["runs/a/scores", "runs/b/scores", "x/weak"]) == ["a/scores", "b/scores", "weak"]
     assert parse_source("ltgs=runs/a/scores") == ("ltgs", "runs/a/scores")
     assert parse_source("runs/a/scores") == (None, "runs/a/scores")
+    assert set_names(["x/weak", "x/weak", "y/weak"]) == ["x/weak", "x/weak#2", "y/weak"]   # one folder twice
 
 
 def test_plots_are_pngs_and_worst_videos_are_the_misranked(sets):
@@ -69,3 +70,70 @@ def test_plots_are_pngs_and_worst_videos_are_the_misranked(sets):
     for p in paths:
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 10_000
     assert not list((sets / "plots").glob(".*tmp*"))          # atomic writes leave no temporaries
+
+
+# --- through the CLI ------------------------------------------------------------------------------
+def _eval(*args):
+    from click.testing import CliRunner
+
+    from vadpipe.cli import main
+
+    return CliRunner().invoke(main, ["eval", *map(str, args)])
+
+
+def test_cli_plain_folder_equals_index_folder(sets):
+    index = _eval("--scores", sets / "ours" / "scores", "--gt", sets / "gt.json", "--json")
+    plain = _eval("--scores", sets / "public", "--gt", sets / "gt.json", "--json")
+    assert index.exit_code == 0 and plain.exit_code == 0, index.output + plain.output
+    a, b = json.loads(index.output), json.loads(plain.output)
+    assert a["metrics"]["auc"] == b["metrics"]["auc"] and a["metrics"]["ap"] == b["metrics"]["ap"]
+    assert b["metrics"]["n_videos"] == 24 and b["rows"][0]["auc"] == b["metrics"]["auc"]
+    assert b["sources"]["public"]["kind"] == "files"
+    text = _eval("--scores", sets / "public", "--gt", sets / "gt.json").output
+    assert text.startswith("videos 24 (12 anomalous, 12 normal)")                   # the single-set summary first
+    row = next(line for line in text.splitlines() if line.startswith("public "))      # then the table row
+    assert row.split()[1:3] == ["24", f"{100 * a['metrics']['auc']:.2f}"]
+
+
+def test_cli_two_sets_bootstrap_plots_and_eval_json(sets):
+    args = ["--scores", f"ours={sets / 'ours' / 'scores'}", "--scores", f"again={sets / 'public'}",
+            "--scores", sets / "weak", "--gt", sets / "gt.json", "--bootstrap", 50, "--seed", 4]
+    res = _eval(*args, "--plot", sets / "figs", "--worst", 2, "--out", sets / "ev")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].split() == ["score", "set", "videos", "AUC", "%", "95%", "CI", "AP", "%", "95%", "CI",
+                                "AUC", "anom.", "%", "false", "alarms", "%"]
+    assert any(line.startswith("again - ours") and "[+0.00, +0.00]" in line for line in lines)
+    assert any(line.startswith("weak - ours") for line in lines)
+    assert "bootstrap: 50 resamples of the videos (seed 4)" in res.output
+    for name in ("roc.png", "pr.png", "worst_ours.png", "worst_again.png", "worst_weak.png"):
+        assert (sets / "figs" / name).read_bytes()[:8] == PNG and f"written: {sets / 'figs' / name}" in res.output
+    saved = json.loads((sets / "ev" / "eval.json").read_text())
+    assert [r["name"] for r in saved["rows"]] == ["ours", "again", "weak"] and len(saved["differences"]) == 2
+    same, weak = saved["differences"]
+    assert (same["auc"], same["ap"]) == (0.0, 0.0)                                      # a set against itself: exactly 0
+    assert same["bootstrap"]["auc"]["low"] == same["bootstrap"]["auc"]["high"] == 0.0
+    assert weak["auc"] < 0 and weak["bootstrap"]["auc"]["high"] < 0
+    for row in saved["rows"]:
+        ci = row["bootstrap"]["auc"]
+        assert ci["low"] <= row["auc"] <= ci["high"] and row["bootstrap"]["n"] == 50
+    again = json.loads(_eval(*args, "--json").output)                                   # seeded: the same intervals
+    assert again["rows"] == saved["rows"] and again["differences"] == saved["differences"]
+
+
+def test_cli_errors_are_one_line(sets):
+    np.save(sets / "cat.npy", np.zeros(10))
+    (sets / "public" / "Fighting000_x264_pred.npy").write_bytes(b"not an array")
+    (sets / "gt.xml").write_text("<gt/>")
+    (sets / "other").mkdir()
+    np.save(sets / "other" / "Robbery001_x264.npy", np.ones(5))
+    cases = [(["--scores", sets / "missing"], "missing: no such score file or folder"),
+             (["--scores", f"m={sets / 'missing'}"], "missing: no such score file or folder"),
+             (["--scores", sets / "public"], "Fighting000_x264_pred.npy: cannot read scores (not a .npy file)"),
+             (["--scores", sets / "other"], "none of the 1 score files matches a ground-truth video"),
+             (["--scores", sets / "cat.npy", "--bootstrap", 10], "have no videos to resample"),
+             (["--scores", sets / "weak", "--gt", sets / "gt.xml"], "cannot tell the ground-truth format")]
+    for args, message in cases:
+        res = _eval(*args, *([] if "--gt" in args else ["--gt", sets / "gt.json"]))
+        assert res.exit_code == 1 and res.output.startswith("error: ") and message in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1

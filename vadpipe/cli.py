@@ -278,8 +278,10 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
 
 # --- eval ---------------------------------------------------------------------
 @main.command("eval")
-@click.option("--scores", type=click.Path(exists=True),
-              help="Saved scores: a score folder (index.json), a score .json, or a concatenated frame-score .npy.")
+@click.option("--scores", multiple=True, metavar="[NAME=]PATH",
+              help="Saved scores: a score folder (index.json), a score .json, a folder of per-video .npy/.txt/.csv "
+                   "score files (any method's), or a concatenated frame-score .npy (alone). Repeat to compare "
+                   "sets in one table; NAME= names a set's row.")
 @click.option("--run", type=click.Path(), help="A run folder, runs/latest or a .pt: score --features with it.")
 @click.option("--features", help="Feature folder or RTFM list file (with --run).  [default: features]")
 @click.option("--gt", required=True, type=click.Path(exists=True),
@@ -291,32 +293,53 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
 @click.option("--threshold", type=float, default=0.5, show_default=True, help="For the false-alarm rate.")
 @click.option("--on-mismatch", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="A video whose scores and frames cannot be aligned: stop, or leave it out (reported).")
+@click.option("--per-frame", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
+              help="Plain score folders: one score per frame or per snippet (auto: per frame when every "
+                   "video's score count is its frame count).")
+@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Resample the videos N times for 95% intervals of frame AUC and AP and of the paired "
+                   "differences (--scores only; 0: none).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
+              help="Write roc.png, pr.png and worst_<set>.png (the --worst videos of each set) here (--scores only).")
+@click.option("--worst", type=click.IntRange(min=0), default=6, show_default=True,
+              help="Videos per worst-video figure (highest ranking error).")
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Where to write scores/ and eval.json.  [default: <run>/eval/<features>/ with --run]")
+              help="Where to write eval.json (and scores/ with --run).  [default: <run>/eval/<features>/ with "
+                   "--run; none with --scores]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 @one_line_errors
-def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on_mismatch, out, device, as_json):
-    """Frame-level AUC / AP (and more) of saved scores or of a trained run on features."""
+def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on_mismatch, per_frame, n_bootstrap,
+             seed, plot_dir, worst, out, device, as_json):
+    """Frame-level AUC / AP (and more) of saved scores or of a trained run on features.
+
+    Several --scores give one table, one row per set (same alignment rules for all), and each set's
+    difference from the first, paired over the videos both evaluated.
+    """
     import json as _json
 
-    from .evaluate import evaluate_run, evaluate_score_path, save_result
-
     if bool(scores) == bool(run):
-        raise click.UsageError("give exactly one of --scores or --run")
+        raise click.UsageError("give --scores (one or more) or --run, not both")
     if run:
+        if n_bootstrap or plot_dir:
+            raise click.UsageError("--bootstrap and --plot take --scores (e.g. <run>/eval/<features>/scores)")
+        from .evaluate import evaluate_run
         result, where = evaluate_run(run, features or "features", gt, out, device, gt_format, ucf_convention,
                                      threshold, on_mismatch)
-    else:
-        result = evaluate_score_path(scores, gt, gt_format, ucf_convention, threshold, on_mismatch)
-        where = None
-        if out:
-            from pathlib import Path
-            where = Path(out)
-            save_result(where / "eval.json", result, {"scores": str(scores), "gt": str(gt)})
-    click.echo(_json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
-    if where is not None and not as_json:
-        click.echo(f"written: {where}")
+        click.echo(_json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
+        if not as_json:
+            click.echo(f"written: {where}")
+        return
+    from .compare import evaluate_sources
+    report = evaluate_sources(scores, gt, gt_format=gt_format, ucf_convention=ucf_convention,
+                              per_frame={"auto": None, "yes": True, "no": False}[per_frame], threshold=threshold,
+                              on_mismatch=on_mismatch, n_bootstrap=n_bootstrap, seed=seed, plot_dir=plot_dir,
+                              worst=worst, out=out)
+    click.echo(_json.dumps(report.to_dict(), indent=2) if as_json else report.text())
+    if not as_json:
+        for path in report.written():
+            click.echo(f"written: {path}")
 
 
 # --- score --------------------------------------------------------------------

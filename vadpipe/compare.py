@@ -7,13 +7,14 @@ id), with the same resampled videos for both when bootstrapping.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .bootstrap import BootstrapResult, Frames, bootstrap, frame_auc_ap, paired_bootstrap
-from .errors import ConfigError
-from .evaluate import EvalResult, ScoreSet, align_video, evaluate_scores
+from .errors import ConfigError, GroundTruthError
+from .evaluate import EvalResult, ScoreSet, align_video, evaluate_score_set, load_gt_for
 from .groundtruth import VideoGT, load_ground_truth, match_ids
 from .score_sets import LoadedScores, is_index, load_score_source
 
@@ -59,12 +60,6 @@ class Comparison:
         return format_table(self)
 
 
-def calibration_thresholds(meta: dict) -> Dict[str, float]:
-    """False-alarm thresholds a vadpipe score folder carries from its checkpoint's calibration."""
-    quantiles = (meta.get("calibration") or {}).get("normal_frame_score_quantiles", {})
-    return {f"q{k}": float(v) for k, v in quantiles.items()}
-
-
 def aligned_frames(score_set: ScoreSet, gts: Dict[str, VideoGT], result: EvalResult) -> Dict[str, Frames]:
     """gt id → (frame scores, frame labels) of every video ``result`` evaluated, aligned as it was."""
     mapping = match_ids(list(score_set.scores), list(gts))
@@ -89,9 +84,7 @@ def compare_score_sets(sets: Sequence[Tuple[str, ScoreSet]], gts: Dict[str, Vide
         raise ConfigError(f"compare: score set names repeat ({', '.join(names)})")
     rows, results, aligned = [], {}, {}
     for name, ss in sets:
-        res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
-                              classes=ss.meta.get("classes"), threshold=threshold,
-                              extra_thresholds=calibration_thresholds(ss.meta), on_mismatch=on_mismatch)
+        res = evaluate_score_set(ss, gts, threshold, on_mismatch)
         results[name], aligned[name] = res, aligned_frames(ss, gts, res)
         m = res.metrics
         boot = (bootstrap(list(aligned[name].values()), n_bootstrap, seed, confidence) if n_bootstrap else None)
@@ -172,15 +165,21 @@ def parse_source(arg: str) -> Tuple[Optional[str], str]:
 
 def set_names(paths: Sequence[str]) -> List[str]:
     """Short distinct names: the last path part, with parents added only where names collide."""
-    parts = [Path(p).resolve().parts for p in paths]
+    resolved = [Path(p).resolve().parts for p in paths]
+    parts = list(dict.fromkeys(resolved))        # one path given twice is one folder: '#2' tells them apart
     depth = [1] * len(parts)
     while True:
         names = ["/".join(p[-d:]) for p, d in zip(parts, depth)]
         clash = [i for i, n in enumerate(names) if names.count(n) > 1 and depth[i] < len(parts[i])]
         if not clash:
-            return names
+            break
         for i in clash:
             depth[i] += 1
+    short, seen, out = dict(zip(parts, names)), Counter(), []
+    for r in resolved:
+        seen[short[r]] += 1
+        out.append(short[r] if seen[short[r]] == 1 else f"{short[r]}#{seen[short[r]]}")
+    return out
 
 
 def compare_paths(sources: Sequence[str], gt: str | Path, *, gt_format: str = "auto",
@@ -193,15 +192,14 @@ def compare_paths(sources: Sequence[str], gt: str | Path, *, gt_format: str = "a
     """
     parsed = [parse_source(s) for s in sources]
     paths = [p for _, p in parsed]
+    for p in paths:
+        if not Path(p).exists():
+            raise GroundTruthError(f"{p}: no such score file or folder")
     auto = set_names(paths)
     names = [n or a for (n, _), a in zip(parsed, auto)]
     loaded: Dict[int, LoadedScores] = {i: load_score_source(p) for i, p in enumerate(paths) if is_index(p)}
     if loaded:
-        ss = next(iter(loaded.values())).score_set
-        order = list(ss.scores)
-        gts = load_ground_truth(gt, gt_format, ucf_convention, order=order,
-                                snippets=[ss.scores[i].size for i in order],
-                                frames=[ss.frames.get(i) for i in order], snippet_len=ss.snippet_len)
+        gts = load_gt_for(next(iter(loaded.values())).score_set, gt, gt_format, ucf_convention)
     else:
         gts = load_ground_truth(gt, gt_format, ucf_convention)
     for i, p in enumerate(paths):
@@ -215,3 +213,70 @@ def compare_paths(sources: Sequence[str], gt: str | Path, *, gt_format: str = "a
                   for line in ls.summary_lines()] + comp.notes
     comp.sources = {name: ls.to_dict() for name, ls in zip(names, sources_in_order)}
     return comp, sources_in_order
+
+
+# --- `vadpipe eval --scores` -----------------------------------------------------------------------
+@dataclass
+class EvalReport:
+    """What ``vadpipe eval --scores`` prints and writes: one set's full result and/or the comparison table."""
+    result: Optional[EvalResult]            # one score source: its result (all a concatenated .npy has)
+    comparison: Optional[Comparison]
+    plots: List[Path] = field(default_factory=list)
+    eval_json: Optional[Path] = None
+
+    def written(self) -> List[Path]:
+        return self.plots + ([self.eval_json] if self.eval_json is not None else [])
+
+    def text(self) -> str:
+        parts = [self.result.summary()] if self.result is not None else []
+        parts += [self.comparison.table()] if self.comparison is not None else []
+        return "\n\n".join(parts)
+
+    def to_dict(self) -> dict:
+        """The comparison; one set's result keys (``metrics``, ``alignments``, ...) stay at the top level,
+        as ``eval`` has always written them, instead of under ``results``."""
+        if self.comparison is None:
+            return self.result.to_dict()
+        out = self.comparison.to_dict()
+        if self.result is not None:
+            single = self.result.to_dict()
+            out = {**single, **{k: v for k, v in out.items() if k != "results"},
+                   "notes": single["notes"] + out["notes"]}
+        return {**out, "plots": [str(p) for p in self.plots]}
+
+
+def evaluate_sources(sources: Sequence[str], gt: str | Path, *, gt_format: str = "auto",
+                     ucf_convention: str = "1-based-inclusive", per_frame: Optional[bool] = None,
+                     threshold: float = 0.5, on_mismatch: str = "error", n_bootstrap: int = 0, seed: int = 0,
+                     plot_dir: Optional[str | Path] = None, worst: int = 6,
+                     out: Optional[str | Path] = None) -> EvalReport:
+    """``vadpipe eval --scores ...``: a lone concatenated frame-score ``.npy`` is evaluated as before
+    (``evaluate_score_path``); anything else goes through :func:`compare_paths`. Figures go to
+    ``plot_dir``, ``eval.json`` to ``out``."""
+    from . import atomic
+    from .evaluate import evaluate_score_path
+
+    if not sources:
+        raise ConfigError("eval: no --scores given")
+    if n_bootstrap < 0 or worst < 0:
+        raise ConfigError("eval: --bootstrap and --worst take a count >= 0")
+    lone = Path(parse_source(sources[0])[1]) if len(sources) == 1 else None
+    if lone is not None and lone.suffix.lower() == ".npy" and lone.is_file():
+        if n_bootstrap or plot_dir:
+            raise ConfigError(f"{lone}: concatenated frame scores have no videos to resample or plot; "
+                              "give a folder of per-video scores for --bootstrap or --plot")
+        report = EvalReport(evaluate_score_path(lone, gt, gt_format, ucf_convention, threshold, on_mismatch), None)
+    else:
+        comp, _ = compare_paths(sources, gt, gt_format=gt_format, ucf_convention=ucf_convention,
+                                per_frame=per_frame, threshold=threshold, on_mismatch=on_mismatch,
+                                n_bootstrap=n_bootstrap, seed=seed)
+        single = next(iter(comp.results.values())) if len(comp.results) == 1 else None
+        report = EvalReport(single, comp)
+        if plot_dir is not None:
+            from .eval_plots import write_eval_plots
+            report.plots = write_eval_plots(plot_dir, comp.aligned, worst)
+    if out is not None:
+        scores = sources[0] if len(sources) == 1 else list(sources)
+        report.eval_json = Path(out) / "eval.json"
+        atomic.write_json(report.eval_json, {"scores": scores, "gt": str(gt), **report.to_dict()})
+    return report

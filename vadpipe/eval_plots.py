@@ -113,7 +113,7 @@ def plot_worst_videos(path: str | Path, aligned: Dict[str, Dict[str, Frames]], c
     fig.suptitle(f"{chooser}: the {len(vids)} videos with the highest ranking error", x=0.01, ha="left",
                  fontweight="bold")
     axes = fig.subplots(max(1, len(vids)), 1, squeeze=False)[:, 0]
-    fig.subplots_adjust(left=0.06, right=0.985, top=1 - 0.55 / fig.get_figheight(), bottom=0.5 / fig.get_figheight(),
+    fig.subplots_adjust(left=0.06, right=0.985, top=1 - 0.75 / fig.get_figheight(), bottom=0.5 / fig.get_figheight(),
                         hspace=0.55)
     for ax, vid in zip(axes, vids):
         s, y = aligned[chooser][vid]

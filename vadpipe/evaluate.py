@@ -197,6 +197,9 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
         raise ConfigError(f"on_mismatch {on_mismatch!r}; choose error or skip")
     frames, classes = frames or {}, dict(classes or {})
     mapping = match_ids(list(scores), list(gts))
+    if not mapping:
+        raise GroundTruthError(f"none of the {len(scores)} scored videos (e.g. {next(iter(scores), '-')}) matches "
+                               f"a ground-truth video (e.g. {next(iter(gts), '-')})")
     fs, fl, reports = {}, {}, []
     for sid, vals in scores.items():
         gid = mapping.get(sid)
@@ -219,6 +222,12 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
     return EvalResult(metrics, reports, sorted(set(scores) - set(mapping)), sorted(set(gts) - matched_gt))
 
 
+def calibration_thresholds(calibration: Optional[dict]) -> Dict[str, float]:
+    """False-alarm thresholds from a checkpoint's calibration (normal-score quantiles), named ``q<k>``."""
+    quantiles = (calibration or {}).get("normal_frame_score_quantiles", {})
+    return {f"q{k}": float(v) for k, v in quantiles.items()}
+
+
 # --- score files ----------------------------------------------------------------------------
 @dataclass
 class ScoreSet:
@@ -227,6 +236,19 @@ class ScoreSet:
     snippet_len: int = 16
     meta: dict = field(default_factory=dict)
     stride: Optional[int] = None              # None: snippet_len (non-overlapping snippets)
+
+
+def load_score_array(path: str | Path) -> np.ndarray:
+    """A score .npy as float64; anything else (not .npy, truncated, pickled, not numbers) is one error line."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(6) != b"\x93NUMPY":
+                raise ValueError("not a .npy file")
+        return np.load(path, allow_pickle=False).astype(np.float64)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise GroundTruthError(f"{path}: cannot read scores ({reason})") from None
 
 
 def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
@@ -263,17 +285,39 @@ def read_scores(path: str | Path) -> ScoreSet:
         if "scores" in rec:
             scores[vid] = np.asarray(rec["scores"], dtype=np.float32)
         else:
-            scores[vid] = np.load(index_path.parent / rec["file"], allow_pickle=False).astype(np.float32)
+            scores[vid] = load_score_array(index_path.parent / rec["file"]).astype(np.float32)
         frames[vid] = rec.get("frames")
     meta = {k: v for k, v in index.items() if k not in ("videos", "order", "format", "snippet_len", "stride")}
     stride = index.get("stride")
     return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta, None if stride is None else int(stride))
 
 
+def load_gt_for(score_set: ScoreSet, gt: str | Path, gt_format: str = "auto",
+                ucf_convention: str = "1-based-inclusive") -> Dict[str, VideoGT]:
+    """The ground truth for a score set (a concatenated gt is split in the set's order and snippet counts)."""
+    order = list(score_set.scores)
+    return load_ground_truth(gt, gt_format, ucf_convention, order=order,
+                             snippets=[score_set.scores[i].size for i in order],
+                             frames=[score_set.frames.get(i) for i in order], snippet_len=score_set.snippet_len)
+
+
+def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: float = 0.5,
+                       on_mismatch: str = "error") -> EvalResult:
+    """``evaluate_scores`` with what the set carries: stride, frame counts, classes, calibrated thresholds."""
+    ss = score_set
+    return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
+                           classes=ss.meta.get("classes"), threshold=threshold,
+                           extra_thresholds=calibration_thresholds(ss.meta.get("calibration")),
+                           on_mismatch=on_mismatch)
+
+
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
     """RTFM-style: one concatenated frame-score array against one concatenated gt of the same length."""
-    s = np.load(scores_npy, allow_pickle=False).reshape(-1).astype(np.float64)
-    y = np.load(gt_npy, allow_pickle=False).reshape(-1).astype(np.int8)
+    s = load_score_array(scores_npy).reshape(-1)
+    try:
+        y = np.load(gt_npy, allow_pickle=False).reshape(-1).astype(np.int8)
+    except (OSError, ValueError, EOFError) as exc:
+        raise GroundTruthError(f"{gt_npy}: cannot read the ground truth ({exc})") from None
     if s.size != y.size:
         raise GroundTruthError(f"{scores_npy} has {s.size} frame scores but {gt_npy} has {y.size} labels; "
                                "refusing to truncate (score per video to align them)")
@@ -294,16 +338,7 @@ def evaluate_score_path(scores: str | Path, gt: str | Path, gt_format: str = "au
             raise GroundTruthError(f"{scores}: concatenated frame scores need a concatenated gt .npy")
         return evaluate_concatenated(scores, gt, threshold)
     ss = read_scores(scores)
-    order = list(ss.scores)
-    gts = load_ground_truth(gt, gt_format, ucf_convention, order=order,
-                            snippets=[ss.scores[i].size for i in order], frames=[ss.frames.get(i) for i in order],
-                            snippet_len=ss.snippet_len)
-    thresholds = {f"q{k}": float(v) for k, v in (ss.meta.get("calibration") or {}).get(
-        "normal_frame_score_quantiles", {}).items()}
-    return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
-                           threshold=threshold,
-                           extra_thresholds=thresholds, on_mismatch=on_mismatch,
-                           classes=ss.meta.get("classes"))
+    return evaluate_score_set(ss, load_gt_for(ss, gt, gt_format, ucf_convention), threshold, on_mismatch)
 
 
 def save_result(path: str | Path, result: EvalResult, extra: Optional[dict] = None) -> None:
@@ -358,14 +393,7 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
         out = ckpt_file.parent / "eval" / (Path(features).stem or "features")
     out = Path(out)
     write_scores(out / "scores", ss)
-    order = list(ss.scores)
-    gts = load_ground_truth(gt, gt_format, ucf_convention, order=order, snippets=[ss.scores[i].size for i in order],
-                            frames=[ss.frames.get(i) for i in order], snippet_len=ss.snippet_len)
-    quantiles = (ckpt.calibration or {}).get("normal_frame_score_quantiles", {})
-    result = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
-                             classes=ss.meta["classes"],
-                             threshold=threshold, extra_thresholds={f"q{k}": float(v) for k, v in quantiles.items()},
-                             on_mismatch=on_mismatch)
+    result = evaluate_score_set(ss, load_gt_for(ss, gt, gt_format, ucf_convention), threshold, on_mismatch)
     result.notes.extend(notes)
     save_result(out / "eval.json", result, {"checkpoint": str(ckpt_file), "features": str(features), "gt": str(gt)})
     return result, out

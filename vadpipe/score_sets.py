@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import GroundTruthError
-from .evaluate import ScoreSet, read_scores
+from .evaluate import ScoreSet, load_score_array, read_scores
 from .groundtruth import VideoGT, match_ids, video_key
 
 SCORE_EXTENSIONS = (".npy", ".txt", ".csv")
@@ -140,7 +140,7 @@ def read_text_scores(path: Path) -> Tuple[np.ndarray, str]:
 def load_array(path: Path) -> np.ndarray:
     """The raw array of a score file (2-D kept), float64."""
     if path.suffix.lower() == ".npy":
-        return np.load(path, allow_pickle=False).astype(np.float64)
+        return load_score_array(path)
     return read_text_scores(path)[0]
 
 

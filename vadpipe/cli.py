@@ -303,7 +303,7 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Write roc.png, pr.png and worst_<set>.png (the --worst videos of each set) here (--scores only).")
 @click.option("--worst", type=click.IntRange(min=0), default=6, show_default=True,
-              help="Videos per worst-video figure (highest ranking error).")
+              help="Videos per worst-video figure, those with the highest ranking error (0: no such figure).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Where to write eval.json (and scores/ with --run).  [default: <run>/eval/<features>/ with "
                    "--run; none with --scores]")

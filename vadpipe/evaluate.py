@@ -30,7 +30,9 @@ Score files (:func:`write_scores`): a folder with ``index.json``
 float32 ``(T,)`` snippet-score ``.npy`` per video. ``--scores`` also takes one
 ``.json`` file of the same schema with ``"scores": [...]`` inline instead of
 ``"file"``, or a concatenated frame-score ``.npy`` (compared with a
-concatenated gt of exactly the same length).
+concatenated gt of exactly the same length). Plain folders of other methods'
+per-video files are read by ``score_sets``; several sets are compared in
+``compare``, which evaluates each one here (:func:`evaluate_score_set`).
 """
 from __future__ import annotations
 

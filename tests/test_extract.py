@@ -68,7 +68,9 @@ def manifest(out) -> dict:
 
 
 def leftovers(out) -> list:
-    return sorted(p.name for p in Path(out).iterdir() if p.name.startswith(".") and p.name != ".manifest.lock")
+    """Hidden files a run left behind, less the lock files (they stay: removing a lock file another
+    process waits on would let a third one lock a new file beside it)."""
+    return sorted(p.name for p in Path(out).iterdir() if p.name.startswith(".") and not p.name.endswith(".lock"))
 
 
 # --- one run -------------------------------------------------------------------------------------

@@ -84,7 +84,9 @@ def backbones(as_json):
 @click.option("--short-side", default=None, type=click.IntRange(min=16),
               help="Resize frames to this short side instead of the preset's (recorded in the recipe).")
 @click.option("--weights", default=None, help="Backbone weight file (default: the backbone's own; 'random' for tests).")
-@click.option("--fps", default="native", show_default=True, help="'native' or a frame rate to resample to.")
+@click.option("--fps", default="native", show_default=True,
+              help="'native' or a frame rate to resample to (a constant grid: use it for variable-frame-rate "
+              "clips, so every snippet spans the same time).")
 @click.option("--batch-size", default=16, show_default=True, type=int,
               help="Snippets per batch, possibly from several videos (each gives C crops).")
 @click.option("--clips-per-forward", default=None, type=int,
@@ -103,10 +105,13 @@ def backbones(as_json):
 @click.option("--shard", default=None, help="Do share i of n (0-based, e.g. 0/4); torchrun's RANK/WORLD_SIZE "
               "are used when set.")
 @click.option("--overwrite", is_flag=True, help="Redo every video, replacing features of another recipe.")
+@click.option("--accept-damaged", is_flag=True,
+              help="Keep the features of damaged clips (decoded short of their claim or with decoder errors) as "
+              "status 'damaged'; without it they are 'failed' and get no features.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
 def extract(root, out, backbone, preset, short_side, weights, fps, batch_size, clips_per_forward, workers, threads,
-            device, dtype, compute_dtype, labels, shard, overwrite, no_progress):
+            device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     from .video import check_readable
 
@@ -122,7 +127,7 @@ def extract(root, out, backbone, preset, short_side, weights, fps, batch_size, c
         root, out, backbone=backbone, preset=preset, weights=weights, fps=fps, batch_size=batch_size,
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=clips_per_forward,
-        short_side=short_side, log=lambda msg: click.echo(msg, err=True))
+        short_side=short_side, accept_damaged=accept_damaged, log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:
         click.echo("all ranks: " + all_ranks.format())

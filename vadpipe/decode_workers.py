@@ -11,6 +11,7 @@ import multiprocessing
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Deque, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 
 from .encode import reader_for, to_model_size
 from .errors import VadpipeError
+from .features import Owner, release_claim, try_claim
 from .recipe import Recipe
 
 
@@ -31,11 +33,46 @@ class VideoJob:
     cls: Optional[str]
 
 
+@dataclass(frozen=True)
+class VideoEnd:
+    """What a worker knows once a video is decoded (or given up)."""
+
+    snippets: int = 0
+    frames: int = 0
+    fps: float = 0.0
+    error: Optional[str] = None      # the video failed: one line
+    damaged: bool = False            # decoded, but short of its claim or with decoder errors
+    damage: str = ""
+    rotation: int = 0
+    vfr: bool = False
+    taken_by: Optional[str] = None   # another process claimed or finished it: not ours to write
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Per-video claims in the feature folder (see ``features.try_claim``), made by the worker before
+    decoding and released by the main process once the video is written or given up."""
+
+    folder: str
+    owner: Owner
+    since: float                     # this run's start: a file newer than that was made by another writer
+
+    def take(self, job: VideoJob) -> Optional[str]:
+        """None when the video is ours now, else why not (one phrase)."""
+        holder = try_claim(Path(self.folder), job.file, self.owner)
+        if holder is not None:
+            return f"claimed by process {holder.pid} on {holder.host}"
+        final = Path(self.folder) / job.file
+        if final.exists() and final.stat().st_mtime >= self.since:
+            release_claim(Path(self.folder), job.file, self.owner)
+            return "written by another process during this run"
+        return None
+
 
 # Items a decode worker yields (plain tuples: cheap to pass between processes).
 #   ("start", job_index, unix_time)
 #   ("chunk", job_index, first_snippet, uint8 tensor (k, L, h, w, 3))
-#   ("end",   job_index, snippets, frames, fps, error or None)
+#   ("end",   job_index, VideoEnd)
 
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
@@ -43,10 +80,14 @@ def one_line(exc: BaseException) -> str:
     return message if isinstance(exc, VadpipeError) else f"{type(exc).__name__}: {message}"
 
 
-def decode_job(job: VideoJob, recipe: Recipe, chunk: int) -> Iterator[tuple]:
+def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claims] = None) -> Iterator[tuple]:
     yield ("start", job.index, time.time())
     sent = 0
     try:
+        taken = claims.take(job) if claims is not None else None
+        if taken is not None:
+            yield ("end", job.index, VideoEnd(taken_by=taken))
+            return
         reader = reader_for(job.path, recipe)
         buffer: List[np.ndarray] = []
         for snippet in reader.snippets(recipe.snippet_len, recipe.stride):
@@ -58,18 +99,21 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int) -> Iterator[tuple]:
         if buffer:
             yield ("chunk", job.index, sent, to_model_size(buffer, recipe))
             sent += len(buffer)
-        yield ("end", job.index, sent, reader.info.frames, reader.info.fps, None)
+        info = reader.info
+        yield ("end", job.index, VideoEnd(sent, info.frames, info.fps, damaged=info.damaged, damage=info.damage,
+                                          rotation=info.rotation, vfr=info.vfr))
     except Exception as exc:  # any failure of one video is recorded, never fatal to the run
-        yield ("end", job.index, sent, 0, 0.0, one_line(exc))
+        yield ("end", job.index, VideoEnd(sent, error=one_line(exc)))
 
 
 class DecodeStream(torch.utils.data.IterableDataset):
     """Workers take the next video from a shared counter (dynamic balance) and stream its chunks."""
 
-    def __init__(self, jobs: Sequence[VideoJob], recipe: Recipe, chunk: int):
+    def __init__(self, jobs: Sequence[VideoJob], recipe: Recipe, chunk: int, claims: Optional[Claims] = None):
         self.jobs = list(jobs)
         self.recipe = recipe
         self.chunk = chunk
+        self.claims = claims
         self.next_job = multiprocessing.Value("l", 0)
 
     def _claim(self) -> Optional[VideoJob]:
@@ -80,7 +124,7 @@ class DecodeStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[tuple]:
         while (job := self._claim()) is not None:
-            yield from decode_job(job, self.recipe, self.chunk)
+            yield from decode_job(job, self.recipe, self.chunk, self.claims)
 
 
 def identity(item):

@@ -28,15 +28,15 @@ import numpy as np
 import torch
 
 from . import atomic
-from .decode_workers import (Batcher, DecodeStream, VideoJob, identity, is_worker_crash, one_line,
-                             release_freed_memory, worker_init)
+from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, identity, is_worker_crash,
+                             one_line, release_freed_memory, worker_init)
 from .encode import SnippetEncoder, build_recipe
 from .errors import ConfigError
-from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders,
-                       read_labels_csv, video_ids)
+from .features import (FeatureStore, KeyIndex, ManifestRecord, Owner, feature_filename, label_from_folders,
+                       live_claim, read_labels_csv, release_claim, video_ids, walk_videos, writer_lock)
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
-from .video import find_videos
+from .video import VIDEO_EXTENSIONS, check_readable
 
 Log = Callable[[str], None]
 
@@ -45,7 +45,13 @@ def discover(root: str | os.PathLike, labels_csv: Optional[str | os.PathLike] = 
              log: Log = lambda msg: None) -> List[VideoJob]:
     """Every video under ``root`` (or ``root`` itself when it is a file), sorted by id, labelled."""
     root_path = Path(root)
-    paths = find_videos(root_path)
+    if root_path.is_file():
+        paths = [root_path]
+    else:
+        check_readable(root_path)
+        paths, skipped = walk_videos(root_path, VIDEO_EXTENSIONS)
+        for where, why in skipped:
+            log(f"skipped: {where}: {why}")
     base = root_path.parent if root_path.is_file() else root_path
     rels = [PurePosixPath(p.relative_to(base).as_posix()) for p in paths]
     ids = video_ids(rels)
@@ -77,7 +83,8 @@ class FeatureSpool:
 
     def __init__(self, final_path: Path, dtype: np.dtype, crops: int, dim: int):
         self.final_path = final_path
-        self.part_path = final_path.with_name(f".{final_path.name}.part")
+        # one spool per process: two writers of one folder never share it (claims keep them apart anyway)
+        self.part_path = final_path.with_name(f".{final_path.name}.part-{os.getpid()}")
         self.dtype, self.crops, self.dim = np.dtype(dtype), crops, dim
         self.rows = 0
         self._fh = open(self.part_path, "wb")
@@ -114,8 +121,7 @@ class _VideoState:
     done: int = 0                                  # snippets written, in order
     parked: Dict[int, np.ndarray] = field(default_factory=dict)   # out-of-order blocks by first index
     total: Optional[int] = None                    # known once the worker says "end"
-    frames: int = 0
-    fps: float = 0.0
+    end: VideoEnd = VideoEnd()
     closed: bool = False
 
 
@@ -131,6 +137,7 @@ class ExtractOptions:
     progress: bool = True
     shard: Shard = Shard()
     max_crash_retries: int = 1    # a video whose decoder kills its worker twice is recorded as failed
+    accept_damaged: bool = False  # keep the features of damaged clips (status "damaged"), else "failed"
 
 
 @dataclass
@@ -138,6 +145,8 @@ class ExtractSummary:
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    damaged: int = 0               # kept with --accept-damaged (also counted in ok)
+    taken: List[Tuple[str, str]] = field(default_factory=list)      # (id, why): another writer's
     snippets: int = 0
     frames: int = 0
     seconds: float = 0.0
@@ -162,6 +171,10 @@ class ExtractSummary:
                  f"{self.snippets / self.seconds if self.seconds > 0 else 0.0:.2f} snippets/s"
                  + (f"; {self.clips_per_forward} clips per forward pass" if self.clips_per_forward else "")
                  + ")"]
+        if self.damaged:
+            lines.append(f"{self.damaged} of the ok videos are damaged, kept with --accept-damaged "
+                         f"(status 'damaged' in the manifest)")
+        lines += [f"skipped: {vid}: {why}" for vid, why in self.taken]
         lines += [f"failed: {vid}: {reason}" for vid, reason in self.failures]
         return "\n".join(lines)
 
@@ -187,6 +200,8 @@ class Extractor:
                  log: Log):
         self.store, self.recipe, self.encoder, self.options, self.log = store, recipe, encoder, options, log
         self.summary = ExtractSummary(shard=options.shard)
+        self.owner = Owner.me()
+        self.started = time.time()
         self.bar = None
         self._window: Deque[Tuple[float, int]] = deque(maxlen=64)   # (time, snippets) for the rate
 
@@ -199,19 +214,37 @@ class Extractor:
     def _finish(self, state: _VideoState) -> None:
         state.closed = True
         state.spool.finish()
+        self._release(state)
+        end = state.end
         seconds = time.time() - state.started
-        self._record(state.job, status="ok", frames=state.frames, fps=state.fps, T=state.total,
-                     file=state.job.file, seconds=round(seconds, 3))
+        self._record(state.job, status="damaged" if end.damaged else "ok", frames=end.frames, fps=end.fps,
+                     T=state.total, file=state.job.file, seconds=round(seconds, 3), damage=end.damage or None,
+                     rotation=end.rotation, vfr=end.vfr)
         self.summary.ok += 1
+        self.summary.damaged += end.damaged
         self.summary.snippets += state.total
-        self.summary.frames += state.frames
+        self.summary.frames += end.frames
+        self._tick()
+
+    def _release(self, state: _VideoState) -> None:
+        release_claim(self.store.folder, state.job.file, self.owner)
+
+    def _taken(self, state: _VideoState, why: str) -> None:
+        """Another writer has this video: nothing of ours to write or record."""
+        state.closed = True
+        self.summary.skipped += 1
+        self.summary.taken.append((state.job.id, why))
         self._tick()
 
     def _fail(self, state: _VideoState, reason: str) -> None:
         state.closed = True
         if state.spool is not None:
             state.spool.discard()
-        self._record(state.job, status="failed", error=reason, seconds=round(time.time() - state.started, 3))
+        self._release(state)
+        end = state.end
+        self._record(state.job, status="failed", error=reason, seconds=round(time.time() - state.started, 3),
+                     damage=end.damage or None, rotation=end.rotation if end.frames else None,
+                     vfr=end.vfr if end.frames else None)
         self.summary.failed += 1
         self.summary.failures.append((state.job.id, reason))
         if self.bar is not None and not self.bar.disable:
@@ -261,7 +294,8 @@ class Extractor:
 
     def _consume(self, jobs: List[VideoJob], states: Dict[int, _VideoState]) -> None:
         by_index = {job.index: job for job in jobs}
-        stream = DecodeStream(jobs, self.recipe, max(1, min(self.options.chunk, self.options.batch_size)))
+        stream = DecodeStream(jobs, self.recipe, max(1, min(self.options.chunk, self.options.batch_size)),
+                              Claims(str(self.store.folder), self.owner, self.started))
         workers = self.options.workers
         loader = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=workers, collate_fn=identity,
@@ -279,19 +313,31 @@ class Extractor:
                 while batcher.size >= bs:
                     self._run_batch(batcher, bs, states)
             else:
-                state = states[index]
-                _, _, total, frames, fps, error = item
-                if error is not None:
-                    batcher.drop(index)
-                    self._fail(state, error)
-                else:
-                    state.total, state.frames, state.fps = total, frames, fps
-                    self._maybe_finish(state)
+                self._end(states[index], item[2], batcher)
         while batcher.size:
             self._run_batch(batcher, min(bs, batcher.size), states)
         for state in states.values():
             if not state.closed:  # cannot happen unless a worker lost items; never leave it silent
                 self._fail(state, "internal error: the decoder stream ended early")
+
+    def _end(self, state: _VideoState, end: VideoEnd, batcher: Batcher) -> None:
+        state.end = end
+        if end.taken_by is not None:
+            self._taken(state, end.taken_by)
+        elif end.error is not None or (end.damaged and not self.options.accept_damaged):
+            batcher.drop(state.job.index)
+            self._fail(state, end.error or f"damaged: {end.damage} (pass --accept-damaged to keep its features)")
+        else:
+            state.total = end.snippets
+            self._maybe_finish(state)
+
+    def abandon(self, states: Dict[int, _VideoState]) -> None:
+        """Interrupted: no spool or claim of an unfinished video outlives the run."""
+        for state in states.values():
+            if not state.closed:
+                if state.spool is not None:
+                    state.spool.discard()
+                self._release(state)
 
     def run(self, jobs: List[VideoJob]) -> None:
         crashes: Dict[int, int] = {}
@@ -303,9 +349,7 @@ class Extractor:
                 return
             except BaseException as exc:
                 if not is_worker_crash(exc):
-                    for state in states.values():  # interrupted: no spool outlives the run
-                        if not state.closed and state.spool is not None:
-                            state.spool.discard()
+                    self.abandon(states)
                     raise
                 # A decoder that crashes its process (segfault on a corrupt file) is retried once
                 # and then recorded as failed; videos that were in flight are redone from scratch.
@@ -316,6 +360,7 @@ class Extractor:
                     if state.spool is not None:
                         state.spool.discard()
                         state.spool = None
+                    self._release(state)
                     if state.total is None:
                         suspects.append(state)
                 for state in suspects:
@@ -352,8 +397,17 @@ def run_extract(root: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
         raise ConfigError(f"{root}: no video files found")
     store = FeatureStore(out)
     store.folder.mkdir(parents=True, exist_ok=True)
+    shard = options.shard
+    with writer_lock(store.folder, f"shard-{shard.index}-of-{shard.count}", log):
+        return _run_locked(store, jobs, recipe, backbone, device, options, log, t0)
+
+
+def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backbone, device, options: ExtractOptions,
+                log: Log, t0: float) -> ExtractSummary:
+    """``run_extract`` once this process is the folder's only writer of its shard."""
     prepare_store(store, recipe, options.overwrite)
     encoder = SnippetEncoder(backbone, recipe, device, options.clips_per_forward)
+    extractor = Extractor(store, recipe, encoder, options, log)
 
     mine = options.shard.take(jobs)
     known = store.all_records()
@@ -366,11 +420,12 @@ def run_extract(root: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
             if (record.label, record.cls, record.path) != (job.label, job.cls, job.path):
                 store.append(replace(record, label=job.label, cls=job.cls, path=job.path, finished=time.time()),
                              options.shard.index, options.shard.count)
-        else:
+        elif live_claim(store.folder, job.file, extractor.owner) is None:
             todo.append(job)
-            _clean_temporaries(store.folder, job.file)
+            _clean_temporaries(store.folder, job.file)   # a killed writer's spool, temp files, stale claim
+        else:   # another process (other shard settings) is writing it right now; the workers re-check
+            todo.append(job)
 
-    extractor = Extractor(store, recipe, encoder, options, log)
     extractor.summary.skipped = skipped
     extractor.summary.videos = len(jobs)
     if todo:
@@ -401,6 +456,8 @@ def combine(summaries: Sequence[ExtractSummary]) -> ExtractSummary:
         total.frames += s.frames
         total.seconds = max(total.seconds, s.seconds)
         total.failures += s.failures
+        total.damaged += s.damaged
+        total.taken += s.taken
     return total
 
 
@@ -410,7 +467,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    dtype: str = "float32", compute_dtype: str = "auto", labels: Optional[str] = None,
                    shard: Optional[str] = None, overwrite: bool = False, progress: bool = True,
                    clips_per_forward: Optional[int] = None, short_side: Optional[int] = None,
-                   log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
+                   accept_damaged: bool = False, log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
     """``vadpipe extract`` as a function: resolve shard and device, build backbone and recipe, run.
 
     Returns (this rank's summary, all ranks' summary under torchrun else None).
@@ -424,7 +481,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                           device=the_device, short_side=short_side)
     options = ExtractOptions(batch_size=batch_size, workers=default_workers() if workers is None else workers,
                              overwrite=overwrite, progress=progress, shard=the_shard,
-                             clips_per_forward=clips_per_forward)
+                             clips_per_forward=clips_per_forward, accept_damaged=accept_damaged)
     log(f"extract: {backbone} preset {preset} (recipe {recipe.recipe_id}, {recipe.compute_dtype} compute, "
         f"{recipe.storage_dtype} storage) on {the_device}, decode workers: {options.workers}"
         + (f", shard {the_shard}" if the_shard.count > 1 else ""))

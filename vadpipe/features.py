@@ -23,6 +23,13 @@ exclusive ``flock`` on ``.manifest.lock``, everything it can see into
 ``manifest.jsonl`` (atomic replace, records of other recipes dropped) and
 deletes only its own journal; whichever rank finishes last therefore leaves the
 complete, sorted manifest, and the result does not depend on finishing order.
+
+Writers (``vadpipe extract``): one process per shard of a folder holds
+``.extract.shard-<i>-of-<n>.lock`` (``writer_lock``); a second one on the same
+shard waits for it and then resumes. Every video being written is claimed by
+``.<file>.claim`` (pid, host, run token; created atomically), so processes with
+different shard settings never write the same video; a claim whose process is
+gone is stale and taken over.
 """
 from __future__ import annotations
 
@@ -32,7 +39,9 @@ import json
 import math
 import os
 import re
+import socket
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -48,6 +57,42 @@ from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
 MANIFEST_FILE = "manifest.jsonl"
 LOCK_FILE = ".manifest.lock"
 _JOURNAL_GLOB = "manifest.shard-*.jsonl"
+
+# --- finding videos ------------------------------------------------------------------------------
+
+def walk_videos(root: Path, extensions: Sequence[str]) -> Tuple[List[Path], List[Tuple[str, str]]]:
+    """Video files under ``root`` (sorted), following symlinked folders without looping, and
+    (path, reason) for what was skipped: a folder reached twice (a link loop or a second link to
+    it), a broken link, an unreadable folder."""
+    found: List[Path] = []
+    skipped: List[Tuple[str, str]] = []
+    seen: Dict[str, str] = {}
+
+    def walk(folder: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen:
+            why = "symlink loop" if (str(folder) + os.sep).startswith(seen[real] + os.sep) else "already walked"
+            skipped.append((str(folder), f"{why}: same folder as {seen[real]}"))
+            return
+        seen[real] = str(folder)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append((str(folder), f"cannot list ({exc.strerror or exc})"))
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=True):
+                walk(path)
+            elif entry.is_file(follow_symlinks=True):
+                if path.suffix.lower() in extensions:
+                    found.append(path)
+            elif entry.is_symlink():
+                skipped.append((str(path), "broken symlink"))
+
+    walk(Path(root))
+    return sorted(found), skipped
+
 
 # --- ids, file names, labels ---------------------------------------------------------------------
 
@@ -191,7 +236,7 @@ class ManifestRecord:
     path: Optional[str]                  # the source video as given on the command line
     label: Optional[int]                 # 0 normal, 1 anomalous, None unknown
     cls: Optional[str]                   # class name ("class" in JSON)
-    status: str = "ok"                   # "ok" | "failed"
+    status: str = "ok"                   # "ok" | "damaged" (kept with --accept-damaged) | "failed"
     frames: Optional[int] = None         # frames decoded (at the extraction fps)
     fps: Optional[float] = None
     T: Optional[int] = None              # snippets = ceil(frames / snippet_len)
@@ -203,14 +248,18 @@ class ManifestRecord:
     finished: float = field(default_factory=time.time)   # unix time; the latest record per id wins
     layout: str = "TCD"                  # "TCD", "CTD" (crops first) or "crop-files" (imports only)
     files: Optional[List[str]] = None    # per-crop files, layout "crop-files"
+    damage: Optional[str] = None         # why the decoder calls the clip damaged (FFmpeg's words included)
+    rotation: Optional[int] = None       # degrees clockwise the frames were turned upright before resizing
+    vfr: Optional[bool] = None           # variable frame rate: fps is an average
 
     def to_json(self) -> dict:
         out = asdict(self)
         out["class"] = out.pop("cls")
         if self.layout == "TCD":
             out.pop("layout")
-        if self.files is None:
-            out.pop("files")
+        for key in ("files", "damage", "rotation", "vfr"):   # absent rather than null: older readers
+            if out[key] is None:
+                out.pop(key)
         return out
 
     @classmethod
@@ -222,7 +271,9 @@ class ManifestRecord:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Usable features: status ok, or damaged and kept on purpose (``--accept-damaged`` wrote the file).
+        A damaged clip extracted without that flag is recorded ``failed`` and has no file."""
+        return self.status == "ok" or (self.status == "damaged" and bool(self.file))
 
 
 def read_jsonl(path: Path) -> Iterator[ManifestRecord]:
@@ -407,3 +458,111 @@ class FeatureStore:
         except (OSError, ValueError):
             return False
         return shape == (record.T, recipe.num_crops, recipe.feature_dim)
+
+
+# --- writers: the folder lock and per-video claims ------------------------------------------------
+
+@dataclass(frozen=True)
+class Owner:
+    """Who writes: a process on a host, in one run (a token, so a later run of the same process differs)."""
+
+    pid: int
+    host: str
+    token: str
+
+    @classmethod
+    def me(cls) -> "Owner":
+        return cls(os.getpid(), socket.gethostname(), uuid.uuid4().hex[:12])
+
+    def alive(self, me: "Owner") -> bool:
+        """Whether this owner may still be writing (another host: assumed so, it cannot be checked)."""
+        if self.host != me.host:
+            return True
+        if self.pid == me.pid:
+            return self.token == me.token
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def claim_path(folder: Path, file: str) -> Path:
+    return folder / f".{file}.claim"
+
+
+def read_claim(path: Path) -> Optional[Owner]:
+    try:
+        pid, host, token = path.read_text(encoding="utf-8").split()
+        return Owner(int(pid), host, token)
+    except (OSError, ValueError):
+        return None
+
+
+def try_claim(folder: Path, file: str, me: Owner) -> Optional[Owner]:
+    """Claim one video for ``me``: None when claimed, else the live owner holding it.
+
+    The claim appears with its content in one step (hard link of a written temp file), so a reader
+    never sees it half-written; a stale claim (its process gone) is removed and taken over."""
+    path = claim_path(folder, file)
+    tmp = folder / f".{file}.claim-{me.pid}-{me.token}"
+    tmp.write_text(f"{me.pid} {me.host} {me.token}\n", encoding="utf-8")
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, path)
+                return None
+            except FileExistsError:
+                holder = read_claim(path)
+                if holder == me:          # ours already (a worker that died after claiming it)
+                    return None
+                if holder is not None and holder.alive(me):
+                    return holder
+                path.unlink(missing_ok=True)
+        return read_claim(path) or me
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def release_claim(folder: Path, file: str, me: Owner) -> None:
+    path = claim_path(folder, file)
+    if read_claim(path) == me:
+        path.unlink(missing_ok=True)
+
+
+def live_claim(folder: Path, file: str, me: Owner) -> Optional[Owner]:
+    """The live owner of another process's claim on ``file``, or None (no claim, ours, or stale)."""
+    holder = read_claim(claim_path(folder, file))
+    return holder if holder is not None and holder != me and holder.alive(me) else None
+
+
+@contextmanager
+def writer_lock(folder: Path, key: str, on_wait=lambda message: None):
+    """One writer per ``key`` (a shard) of a folder: a second one waits here until the first is done.
+    The lock is the kernel's (flock), so a killed holder releases it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".extract.{key}.lock"
+    with open(path, "a+", encoding="utf-8") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: single-writer use only
+            yield
+            return
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            on_wait(f"waiting for {holder}, which is extracting into {folder} ({key}); "
+                    f"this run resumes after it")
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"vadpipe extract pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

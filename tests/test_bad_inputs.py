@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -131,3 +132,207 @@ def test_score_scores_the_good_clip_and_names_each_bad_one(tmp_path, unreadable)
             lines, key=lambda line: next(i for i, p in enumerate(paths) if p in line))):
         assert str(path) in line, (path, line)
     assert (tmp_path / "out" / "good.json").exists()
+
+
+# --- damage, rotation, timestamps ------------------------------------------------------------------
+
+def manifest(out: Path) -> dict:
+    return {json.loads(line)["id"]: json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()}
+
+
+def test_extract_damaged_clip_is_failed_unless_accepted_and_rotation_is_recorded(tmp_path):
+    from test_video import write_timed
+    from vadpipe.features import FeatureStore
+
+    root = tmp_path / "videos"
+    make_video(root / "good.mp4", 16)
+    truncated_mp4(root / "cut.mp4")
+    (root / "cut_whole.mp4").unlink()
+    write_timed(root / "phone.mp4", [40 * i for i in range(20)], rotation=90)
+    out = tmp_path / "features"
+    result = CliRunner().invoke(main, ["extract", str(root), "-o", str(out), *EXTRACT_ARGS])
+    assert_clean(result)
+    assert result.exit_code == 1 and "[" not in result.stderr          # no FFmpeg line of its own
+    records = manifest(out)
+    assert records["cut"]["status"] == "failed" and records["cut"]["error"].startswith("damaged: ")
+    assert "--accept-damaged" in records["cut"]["error"] and "FFmpeg" in records["cut"]["damage"]
+    assert not (out / "cut.npy").exists()
+    assert records["phone"]["status"] == "ok" and records["phone"]["rotation"] == 270
+    assert records["good"]["rotation"] == 0 and records["good"]["vfr"] is False
+    assert "cut" not in {r.id for r in FeatureStore(out).records(ok_only=True)}
+
+    result = CliRunner().invoke(main, ["extract", str(root), "-o", str(out), *EXTRACT_ARGS, "--accept-damaged"])
+    assert_clean(result)
+    assert result.exit_code == 0 and "damaged, kept with --accept-damaged" in result.stdout
+    cut = manifest(out)["cut"]
+    assert cut["status"] == "damaged" and cut["error"] is None and "of the 80 frames" in cut["damage"]
+    assert (out / "cut.npy").exists() and "cut" in {r.id for r in FeatureStore(out).records(ok_only=True)}
+
+
+@pytest.fixture(scope="module")
+def inception_ckpt(tmp_path_factory):
+    from test_score import save_head
+    from vadpipe.extractors.presets import make_recipe
+
+    return save_head(tmp_path_factory.mktemp("ckpt") / "best.pt",
+                     make_recipe("i3d-inception", "tiny", weights_sha256=None))
+
+
+def test_score_times_are_timestamps_and_damage_is_reported_quietly(tmp_path, inception_ckpt):
+    from test_video import write_timed
+
+    pts_ms = [0, 40, 80, 120, 600, 640, 680, 1400, 1440, 1480, 1520, 1560, 1600, 1640, 1680, 1720, 4800]
+    vfr = write_timed(tmp_path / "vfr.mp4", pts_ms)
+    cut = truncated_mp4(tmp_path / "cut.mp4")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["score", str(vfr), str(cut), "--checkpoint", str(inception_ckpt), "-o",
+                                       str(out), "--threshold", "0", "--min-duration", "0", "--no-progress"])
+    assert_clean(result)
+    assert result.exit_code == 0, result.output
+    assert all(line.startswith(("note:", "warning:")) for line in result.stderr.splitlines()), result.stderr
+    report = json.loads((out / "vfr.json").read_text())
+    assert report["vfr"] is True and report["damaged"] is False and report["rotation"] == 0
+    rows = np.loadtxt(out / "vfr.scores.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert np.allclose(rows[:, 1], np.array(pts_ms) / 1000, atol=1e-4)          # pts, not frame / fps
+    (interval,) = report["intervals"]                                           # threshold 0: the whole clip
+    assert interval["start_s"] == 0.0 and interval["end_s"] == pytest.approx(4.8 + 1 / report["fps"])
+    assert report["max_score_time_s"] in np.round(np.array(pts_ms) / 1000, 6)
+    damaged = json.loads((out / "cut.json").read_text())
+    assert damaged["damaged"] is True and "FFmpeg" in damaged["damage"] and "\n" not in damaged["damage"]
+    assert any(n.startswith("damaged:") for n in damaged["notes"])
+
+
+def test_score_plot_with_a_non_latin_name_prints_no_glyph_warning(tmp_path, inception_ckpt):
+    clip = make_video(tmp_path / "監視カメラ_клип.mp4", 16)
+    result = CliRunner().invoke(main, ["score", str(clip), "--checkpoint", str(inception_ckpt), "-o",
+                                       str(tmp_path / "out"), "--threshold", "0.5", "--plot", "--no-progress"])
+    assert_clean(result)
+    assert result.exit_code == 0 and "Glyph" not in result.stderr and "Warning" not in result.stderr
+    assert list((tmp_path / "out").glob("*.png"))
+
+
+def test_malicious_checkpoint_is_refused_without_unsafe_advice(tmp_path):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo never",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "vadpipe-checkpoint/1", "model": Evil()}, evil)
+    clip = make_video(tmp_path / "c.mp4", 16)
+    result = CliRunner().invoke(main, ["score", str(clip), "--checkpoint", str(evil), "--no-progress"])
+    assert_clean(result)
+    (line,) = error_lines(result)
+    assert result.exit_code == 1 and "refused" in line and "posix.system" in line
+    assert "weights_only" not in result.output + result.stderr and "never" not in result.stdout
+
+
+# --- every command, bad inputs: one line, never a traceback ----------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["info", "{tmp}/missing.mp4"],
+    ["extract", "{tmp}/missing", "-o", "{tmp}/f"],
+    ["score", "{tmp}/missing.mp4", "--no-progress"],
+    ["score", "{tmp}/garbage.npy", "--checkpoint", "{tmp}/garbage.pt", "--no-progress"],
+    ["train", "--features", "{tmp}/missing", "--preset", "demo", "--out", "{tmp}/run", "--no-progress"],
+    ["train", "--resume", "--out", "{tmp}/norun", "--no-progress"],
+    ["train", "--resume", "--out", "{tmp}/emptyrun", "--no-progress"],
+    ["eval", "--scores", "{tmp}/scores", "--gt", "{tmp}/gt.json"],
+    ["eval", "--scores", "{tmp}/scores", "--gt", "{tmp}/garbage.npy"],
+    ["features", "export-list", "{tmp}", "-o", "{tmp}/x.list"],
+    ["synth", "{tmp}/garbage.npy"],
+    ["watch", "{tmp}/missing.mp4", "--checkpoint", "{tmp}/garbage.pt"],
+])
+def test_every_command_with_bad_input_is_one_line(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.npy").write_bytes(b"not numpy at all")
+    (tmp_path / "garbage.pt").write_bytes(b"PK\x03\x04" + os.urandom(200))
+    (tmp_path / "scores").mkdir()
+    np.save(tmp_path / "scores" / "a.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "gt.json").write_text('{"videos": {"a": {"frames": 32, "intervals": [[1, 5]]}}}')
+    (tmp_path / "emptyrun").mkdir()
+    result = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
+    assert_clean(result)
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all(not line.startswith(" ") for line in lines), result.stderr   # no stack frames
+    if args[:2] == ["train", "--resume"]:
+        assert lines == [next(line for line in lines if "nothing to resume" in line)]
+        assert "vadpipe train" in lines[0]
+
+
+# --- concurrency, links, resume --------------------------------------------------------------------
+
+def _extract_cmd(root: Path, out: Path, *extra: str) -> list:
+    import sys
+
+    return [sys.executable, "-m", "vadpipe", "extract", str(root), "-o", str(out), *EXTRACT_ARGS, *extra]
+
+
+def test_concurrent_extracts_into_one_folder_write_every_video_once(tmp_path):
+    import re
+    import subprocess
+
+    root = tmp_path / "videos"
+    for i in range(6):
+        make_video(root / f"v{i}.mp4", 20, seed=i)
+    out = tmp_path / "features"
+    runs = [subprocess.Popen(_extract_cmd(root, out, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for extra in ([], [], ["--shard", "0/2"])]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (stdout, stderr) in zip(runs, outputs):
+        assert run.returncode == 0 and "Traceback" not in stderr, stderr
+    ok = sum(int(re.search(r"(\d+) ok", stdout).group(1)) for stdout, _ in outputs)
+    assert ok == 6                                                  # no video written twice
+    records = manifest(out)
+    assert sorted(records) == [f"v{i}" for i in range(6)] and {r["status"] for r in records.values()} == {"ok"}
+    hidden = [p.name for p in out.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    assert hidden == [] and len(list(out.glob("*.npy"))) == 6
+
+
+def test_symlinked_folders_are_followed_once_and_loops_named(tmp_path):
+    from vadpipe.extract import discover
+
+    root = tmp_path / "videos"
+    make_video(root / "a" / "clip.mp4", 16)
+    os.symlink(root, root / "a" / "loop")                     # a loop back to the root
+    os.symlink(root / "a", root / "b")                        # a second way into a/
+    shared = make_video(tmp_path / "elsewhere" / "x.mp4", 16)
+    os.symlink(shared.parent, root / "linked")                # a folder that lives elsewhere
+    (root / "dangling").symlink_to(tmp_path / "gone")
+    said = []
+    jobs = discover(root, log=said.append)
+    assert [j.id for j in jobs] == ["a/clip", "linked/x"]
+    assert any("symlink loop" in line and "loop" in line for line in said)
+    assert any(line.startswith(f"skipped: {root / 'b'}: already walked") for line in said)
+    assert any("dangling: broken symlink" in line for line in said)
+
+
+def test_a_clock_checkpoint_between_evaluations_resumes_bit_identical(tmp_path, monkeypatch):
+    import torch
+    from feature_world import make_store
+    from test_training import small_cfg
+    from vadpipe import train as train_module
+    from vadpipe.checkpoint import read_checkpoint
+
+    make_store(tmp_path / "world", 12, 12, dim=32, seed=0, signal=0.8)
+    kw = dict(eval_every=4, beta=4, log_every=2)
+    full = train_module.train(small_cfg(tmp_path / "world", 10, **kw), out=tmp_path / "full", progress=False)
+    real_step = train_module._Trainer._step
+
+    def killed_at_7(self, iteration):
+        if iteration == 7:
+            raise KeyboardInterrupt
+        return real_step(self, iteration)
+
+    monkeypatch.setattr(train_module._Trainer, "_step", killed_at_7)
+    with pytest.raises(KeyboardInterrupt):     # checkpoint_minutes 0: last.pt after every iteration
+        train_module.train(small_cfg(tmp_path / "world", 10, checkpoint_minutes=0, **kw), out=tmp_path / "part",
+                           progress=False)
+    assert read_checkpoint(tmp_path / "part", "last")["iteration"] == 7     # not 4, the last evaluation
+    monkeypatch.setattr(train_module._Trainer, "_step", real_step)
+    train_module.resume(tmp_path / "part", progress=False)
+    a, b = read_checkpoint(full.run_dir, "last"), read_checkpoint(tmp_path / "part", "last")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

@@ -95,6 +95,7 @@ class TrainConfig:
     # validation, model selection, calibration
     eval_every: int = 500
     log_every: int = 10
+    checkpoint_minutes: float = 5.0    # last.pt also this often (and every eval_every), so a kill loses little
     val_fraction: float = 0.1          # stratified share of the training videos held out
     holdout: str = "both"              # both: normal and anomalous videos held out (validation + calibration);
                                        # normal: normal ones only (calibration; every anomalous video trains)

@@ -181,12 +181,21 @@ def _runs_of_equal_shape(inputs: Sequence[torch.Tensor]) -> List[List[torch.Tens
 def extract_video(path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
                   batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
                   clips_per_forward: Optional[int] = None) -> Tuple[np.ndarray, VideoInfo]:
+    """``encode_clip`` returning the decoder's VideoInfo instead of the reader."""
+    features, reader = encode_clip(path, recipe, backbone, device, batch_size, progress, clips_per_forward)
+    return features, reader.info
+
+
+def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
+                batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
+                clips_per_forward: Optional[int] = None) -> Tuple[np.ndarray, VideoReader]:
     """Features of ONE video, in memory, exactly as ``vadpipe extract`` makes them with ``recipe``.
 
-    Returns ``(features, info)``: features (T, C, D) in ``recipe.storage_dtype``
+    Returns ``(features, reader)``: features (T, C, D) in ``recipe.storage_dtype``
     with T = ceil(frames / snippet_len) (the tail padded by repeating the last
-    frame), and the decoder's VideoInfo (``info.frames`` is the decoded count
-    at the recipe's fps). ``progress(n)`` is called with the number of snippets
+    frame), and the exhausted reader: ``reader.info`` (``frames`` is the decoded
+    count at the recipe's fps; damage, rotation, vfr) and ``reader.frame_times``
+    (each frame's presentation time). ``progress(n)`` is called with the number of snippets
     of each finished batch; ``clips_per_forward`` as in ``SnippetEncoder``. Raises
     VideoDecodeError for unreadable videos and RecipeMismatchError when ``backbone``
     is not the recipe's.
@@ -208,7 +217,7 @@ def extract_video(path: str | os.PathLike, recipe: Recipe, backbone, device: tor
             flush()
     if pending:
         flush()
-    return np.concatenate(parts), reader.info
+    return np.concatenate(parts), reader
 
 
 

@@ -128,6 +128,23 @@ def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else "\u2026" + text[-(limit - 1):]
 
 
+def drawable(text: str, weight: str = "bold") -> str:
+    """``text`` with the characters the title's font cannot draw replaced by '?'. Matplotlib would draw
+    empty boxes and warn once per glyph on stderr (a Chinese file name with only DejaVu installed);
+    the full name stays in the JSON. Fonts installed with those glyphs are used when they come first in
+    ``font.sans-serif``."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    if text.isascii():
+        return text
+    try:
+        charmap = FT2Font(font_manager.findfont(font_manager.FontProperties(weight=weight))).get_charmap()
+    except (OSError, RuntimeError, ValueError):
+        return text.encode("ascii", "replace").decode()
+    return "".join(c if ord(c) in charmap else "?" for c in text)
+
+
 def plot_clip(path: str | Path, times: np.ndarray, scores: np.ndarray, fps: float, title: str,
               threshold: Optional[float], intervals: Sequence[Interval], thumbnails: Sequence[Thumbnail] = (),
               gt_intervals_s: Sequence[Tuple[float, float]] = (), threshold_label: str = "threshold",
@@ -149,7 +166,7 @@ def plot_clip(path: str | Path, times: np.ndarray, scores: np.ndarray, fps: floa
     draw_scores(ax, times, scores, threshold, intervals, gt_intervals_s, threshold_label, duration_s,
                 headroom=1.13 if thumbs else 1.02)
     peak = float(np.max(scores)) if scores.size else float("nan")
-    ax.set_title(f"{_shorten(title, 60)}   max score {peak:.3f}", loc="left", fontsize=13, pad=26,
+    ax.set_title(f"{drawable(_shorten(title, 60))}   max score {peak:.3f}", loc="left", fontsize=13, pad=26,
                  fontweight="bold")
     if thumbs:
         _draw_strip(fig, grid, ax, thumbs)

@@ -12,9 +12,11 @@ two clips would share it):
 - ``<name>.scores.csv``  ``frame,time_s,score`` for every frame of the video
   (frame f takes the score of the snippet covering it, ``intervals.snippets_to_frames``
   with the recipe's snippet length and stride; the padded tail covers the
-  last frames; time = frame / fps);
-- ``<name>.json``        video info, recipe and checkpoint ids, threshold and
-  where it came from, intervals, max score, real-time factor, timings;
+  last frames; time = the frame's presentation timestamp, from the stream's start, so
+  variable-frame-rate clips get true times; features without a video: frame / fps);
+- ``<name>.json``        video info (damaged and why, rotation, variable frame rate),
+  recipe and checkpoint ids, threshold and where it came from, intervals (frames
+  and timestamp times), max score, real-time factor, timings;
 - ``<name>.png``         with ``--plot``; ``<name>.overlay.mp4`` with ``--overlay``.
 
 Every file is written atomically. A clip that fails prints one line and the
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -33,8 +35,10 @@ import numpy as np
 from . import __version__, atomic
 from .errors import CheckpointError, RecipeMismatchError, VadpipeError
 from .intervals import Interval, find_intervals, frame_times, runs_above, snippet_reach, snippets_to_frames
+from .video_checks import frame_index_to_time
 from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe
+from .features import ManifestRecord
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
 from .threshold import resolve_threshold
 
@@ -85,6 +89,15 @@ class ClipScores:
     crops_scored: int
     timings: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    times: Optional[np.ndarray] = None   # (frames,) each frame's time in s (pts); None: frame / fps
+
+    def __post_init__(self):
+        if self.times is None:
+            self.times = frame_times(self.frames, self.fps)
+
+    def time_at(self, frame):
+        """Time in s of frame index ``frame`` (int or array; the end of the clip continues at 1 / fps)."""
+        return frame_index_to_time(self.times, frame, self.fps)
 
     @property
     def frames(self) -> int:
@@ -147,35 +160,42 @@ class Scorer:
     # -- scores ---------------------------------------------------------------------------------
     def scores_from_video(self, path: Path, progress: Optional[Callable[[int], None]] = None) -> ClipScores:
         from .checkpoint import score_features
-        from .encode import extract_video
-        from .video import probe
+        from .encode import encode_clip
+        from .video import frame_times as video_frame_times, probe
 
         backbone = self.backbone
         t0 = time.perf_counter()
         # Ten crops multiply the clips per pass by ten: keep the pass (and memory) the same size.
         batch = self.options.batch_size or max(1, CLIPS_PER_PASS // self.recipe.num_crops)
-        feats, info = extract_video(path, self.recipe, backbone, self.device, batch, progress=progress)
+        feats, reader = encode_clip(path, self.recipe, backbone, self.device, batch, progress=progress)
+        info = reader.info
         t1 = time.perf_counter()
         snippets = score_features(self.model, feats, self.device)
         t2 = time.perf_counter()
         video = info.to_dict()
         if str(self.recipe.fps) == "native":
             frame_scores = snippets_to_frames(snippets, info.frames, self.recipe.snippet_len, self.recipe.stride)
-            fps = info.fps
+            fps, pts = info.fps, reader.frame_times
         else:   # the recipe resampled the clip: put the scores back on the video's own frames
             native = probe(path, count="packets")
             frame_scores = native_frame_scores(snippets, info.frames, self.recipe, native.frames, native.fps,
                                                info.fps)
-            fps = native.fps
-            video = {**native.to_dict(), "resampled_frames": info.frames, "resampled_fps": info.fps}
+            fps, pts = native.fps, video_frame_times(path)
+            video = {**native.to_dict(), "resampled_frames": info.frames, "resampled_fps": info.fps,
+                     **{k: video[k] for k in ("damaged", "damage", "rotation")}}
+        notes = [f"damaged: {info.damage}"] if info.damaged else []
+        if info.vfr:
+            notes.append("variable frame rate: times are the frames' timestamps; snippets of 16 frames span "
+                         "unequal times (extract and train with --fps N for a constant rate)")
+        times = frame_index_to_time(pts, np.arange(frame_scores.size), fps)
         return ClipScores(frame_scores, snippets, fps, video, self.recipe, self.recipe.num_crops,
-                          {"extract_s": t1 - t0, "head_s": t2 - t1})
+                          {"extract_s": t1 - t0, "head_s": t2 - t1}, notes, np.atleast_1d(times))
 
     def scores_from_features(self, clip: ClipInput) -> ClipScores:
         from .checkpoint import score_features
 
         t0 = time.perf_counter()
-        feats, recipe, frames, fps, notes = self._load_features(clip)
+        feats, recipe, frames, fps, notes, record = self._load_features(clip)
         t1 = time.perf_counter()
         snippets = score_features(self.model, feats, self.device)
         t2 = time.perf_counter()
@@ -183,11 +203,18 @@ class Scorer:
         frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride)
         video = {"path": None, "features": str(clip.path), "frames": frames, "fps": fps,
                  "duration": round(frames / fps, 3)}
+        if record is not None:   # what extraction saw of the clip
+            video.update(damaged=record.status == "damaged", damage=record.damage or "",
+                         rotation=record.rotation or 0, vfr=bool(record.vfr))
+            if record.status == "damaged":
+                notes.append(f"damaged clip (kept with --accept-damaged): {record.damage}")
         return ClipScores(frame_scores, snippets, fps, video, recipe, feats.shape[1],
                           {"load_s": t1 - t0, "head_s": t2 - t1}, notes)
 
-    def _load_features(self, clip: ClipInput) -> Tuple[np.ndarray, Optional[Recipe], int, float, List[str]]:
-        """(features (T, C, D), their recipe, frames, fps, notes), checked against the checkpoint."""
+    def _load_features(self, clip: ClipInput
+                       ) -> Tuple[np.ndarray, Optional[Recipe], int, float, List[str], Optional[ManifestRecord]]:
+        """(features (T, C, D), their recipe, frames, fps, notes, manifest record or None), checked against
+        the checkpoint."""
         from .features import FeatureStore, as_snippet_crops
 
         notes: List[str] = []
@@ -229,7 +256,7 @@ class Scorer:
         if fps is None:
             fps = 25.0
             notes.append("frame rate unknown: assumed 25 fps (pass --fps)")
-        return feats, recipe, frames, float(fps), notes
+        return feats, recipe, frames, float(fps), notes, record
 
     # -- one clip, end to end --------------------------------------------------------------------
     def score_clip(self, clip: ClipInput, progress_factory=None) -> ClipResult:
@@ -244,12 +271,13 @@ class Scorer:
         else:
             scores = self.scores_from_features(clip)
         opts = self.options
-        intervals = find_intervals(scores.frame_scores, self.threshold.value, scores.fps, opts.merge_gap_s,
-                                   opts.min_duration_s)
-        times = frame_times(scores.frames, scores.fps)
+        intervals = [replace(iv, start_s=float(scores.time_at(iv.start_frame)),
+                             end_s=float(scores.time_at(iv.end_frame)))     # timestamps, not frame / fps
+                     for iv in find_intervals(scores.frame_scores, self.threshold.value, scores.fps,
+                                              opts.merge_gap_s, opts.min_duration_s)]
         paths = output_paths(opts.out_dir, clip.name)
         outputs = {"csv": paths["csv"]}
-        write_scores_csv(paths["csv"], times, scores.frame_scores)
+        write_scores_csv(paths["csv"], scores.times, scores.frame_scores)
         gt_id, gt_frames = self.gt_for(clip, scores)
         if opts.plot:
             t0 = time.perf_counter()
@@ -308,9 +336,9 @@ class Scorer:
             images = grab_frames(clip.path, [t.frame for t in thumbs], THUMB_SHORT_SIDE)
             for thumb in thumbs:
                 thumb.image = images.get(thumb.frame)
-        plot_clip(path, frame_times(scores.frames, scores.fps), scores.frame_scores, scores.fps,
+        plot_clip(path, scores.times, scores.frame_scores, scores.fps,
                   title=clip.path.name, threshold=self.threshold.value, intervals=intervals, thumbnails=thumbs,
-                  gt_intervals_s=[(s / scores.fps, e / scores.fps) for s, e in gt_frames],
+                  gt_intervals_s=[(float(scores.time_at(s)), float(scores.time_at(e))) for s, e in gt_frames],
                   threshold_label=self.threshold.label(), duration_s=scores.duration_s)
 
     def report(self, clip: ClipInput, scores: ClipScores, intervals: Sequence[Interval], gt_id: Optional[str],
@@ -328,6 +356,10 @@ class Scorer:
             "clip": clip.name,
             "input": {"kind": clip.kind, "path": str(clip.path)},
             "video": scores.video,
+            "damaged": bool(scores.video.get("damaged", False)),
+            "damage": scores.video.get("damage", ""),
+            "rotation": int(scores.video.get("rotation", 0) or 0),
+            "vfr": bool(scores.video.get("vfr", False)),
             "frames": scores.frames,
             "fps": scores.fps,
             "duration_s": scores.duration_s,
@@ -342,11 +374,12 @@ class Scorer:
             "threshold": self.threshold.to_dict(),
             "merge_gap_s": self.options.merge_gap_s,
             "min_duration_s": self.options.min_duration_s,
-            "interval_convention": "[start_frame, end_frame) 0-based, end exclusive; time = frame / fps",
+            "interval_convention": "[start_frame, end_frame) 0-based, end exclusive; times are the frames' "
+                                   "timestamps from the stream's start (frame / fps for features without video)",
             "intervals": [iv.to_dict() for iv in intervals],
             "max_score": float(fs[peak]),
             "max_score_frame": peak,
-            "max_score_time_s": peak / scores.fps,
+            "max_score_time_s": float(scores.time_at(peak)),
             "mean_score": float(fs.mean()),
             "ground_truth": None if gt_id is None else {"id": gt_id, "file": str(self.options.gt),
                                                         "intervals": [list(iv) for iv in gt_frames]},

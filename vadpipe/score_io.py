@@ -111,7 +111,7 @@ def output_paths(out_dir: Path, name: str) -> Dict[str, Path]:
 
 
 def write_scores_csv(path: Path, times: np.ndarray, scores: np.ndarray) -> None:
-    """``frame,time_s,score``, one row per frame (frames 0-based, time = frame / fps)."""
+    """``frame,time_s,score``, one row per frame (frames 0-based; ``times`` the frames' timestamps in s)."""
     rows = "".join(f"{i},{t:.4f},{s:.6f}\n" for i, (t, s) in enumerate(zip(times.tolist(), scores.tolist())))
     atomic.write_text(path, "frame,time_s,score\n" + rows)
 

@@ -37,10 +37,10 @@ import torch
 
 from . import atomic
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, score_features, update_latest
-from .config import Config, copy_config, save_config, validate
+from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, FeatureSet, build_bags, choose_crops, open_features, stratified_split
 from .device import autocast, resolve_device
-from .errors import ConfigError, FeatureStoreError
+from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .intervals import snippet_reach, snippets_to_frames
 from .models.dynamic_labels import DynamicLabels
 from .models.losses import compute_losses
@@ -80,7 +80,15 @@ def train(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
 def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, progress: bool = True,
            log: Optional[Callable[[str], None]] = None) -> TrainResult:
     """Continue a run from its last.pt (its own config; ``iterations`` may extend it)."""
-    run_dir = resolve_run(run)
+    try:
+        run_dir = resolve_run(run)
+    except CheckpointError:
+        raise CheckpointError(f"nothing to resume: no run at {run}; start one with `vadpipe train` "
+                              f"(it writes last.pt every {TrainConfig.checkpoint_minutes:g} minutes)") from None
+    if not (run_dir / "last.pt").is_file():
+        raise CheckpointError(f"nothing to resume: {run_dir} has no last.pt yet (stopped before its first "
+                              f"checkpoint); start it again with "
+                              f"`vadpipe train --config {run_dir}/config.yaml --out {run_dir}`")
     ckpt = Checkpoint.load(run_dir, "last")
     if not ckpt.last or ckpt.train_config is None:
         raise ConfigError(f"{run_dir}/last.pt holds no resume state")
@@ -353,6 +361,7 @@ class _Trainer:
         bar = tqdm(total=total, initial=min(self.start, total), disable=not progress, desc="train", unit="it",
                    dynamic_ncols=True)
         clock = time.perf_counter()
+        saved_at = time.monotonic()   # last.pt on a clock too: a kill between evaluations loses minutes at most
         last_metrics = self.best.get("metrics", {})
         for it in range(self.start, total):
             terms = self._step(it)
@@ -385,9 +394,15 @@ class _Trainer:
                     self._checkpoint(done, False, {**last_metrics, "selection": self._selection()}).save(
                         self.run_dir / "best.pt")
                 self._checkpoint(done, True, last_metrics).save(self.run_dir / "last.pt")
+                saved_at = time.monotonic()
                 if metric is not None:
                     bar.set_postfix(loss=f"{terms['total']:.4f}", val=f"{metric:.4f}")
                 clock = time.perf_counter()   # validation and saving are not training time
+            elif time.monotonic() - saved_at >= t.checkpoint_minutes * 60:
+                self._write_records()          # the metrics up to here, as resume reads them back
+                self._checkpoint(done, True, last_metrics).save(self.run_dir / "last.pt")
+                saved_at = time.monotonic()
+                clock = time.perf_counter()
             if done % t.log_every == 0 or done % t.eval_every == 0 or done == total:
                 self._write_records()
         bar.close()

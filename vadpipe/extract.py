@@ -15,7 +15,6 @@ deal the sorted videos round-robin; every rank writes into the same folder (see
 """
 from __future__ import annotations
 
-import glob
 import os
 import sys
 import time
@@ -33,7 +32,8 @@ from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, 
 from .encode import SnippetEncoder, build_recipe
 from .errors import ConfigError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, Owner, feature_filename, label_from_folders,
-                       live_claim, read_labels_csv, release_claim, video_ids, walk_videos, writer_lock)
+                       live_claim, read_labels_csv, release_claim, remove_leftovers, video_ids, walk_videos,
+                       writer_lock)
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
 from .video import VIDEO_EXTENSIONS, check_readable
@@ -372,12 +372,6 @@ class Extractor:
                 remaining = [job for job in remaining if job.index not in closed]
 
 
-def _clean_temporaries(folder: Path, file: str) -> None:
-    """Remove a killed run's leftovers for one video (its spool and atomic-write temp files)."""
-    for leftover in folder.glob(glob.escape(f".{file}.") + "*"):
-        leftover.unlink(missing_ok=True)
-
-
 def run_extract(root: str | os.PathLike, out: str | os.PathLike, recipe: Recipe, backbone,
                 device: torch.device | str = "cpu", options: Optional[ExtractOptions] = None,
                 labels_csv: Optional[str | os.PathLike] = None, log: Log = lambda msg: None) -> ExtractSummary:
@@ -422,7 +416,7 @@ def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backb
                              options.shard.index, options.shard.count)
         elif live_claim(store.folder, job.file, extractor.owner) is None:
             todo.append(job)
-            _clean_temporaries(store.folder, job.file)   # a killed writer's spool, temp files, stale claim
+            remove_leftovers(store.folder, job.file)     # a killed writer's spool, temp files, stale claim
         else:   # another process (other shard settings) is writing it right now; the workers re-check
             todo.append(job)
 

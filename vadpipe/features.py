@@ -460,6 +460,15 @@ class FeatureStore:
         return shape == (record.T, recipe.num_crops, recipe.feature_dim)
 
 
+def remove_leftovers(folder: Path, file: str) -> None:
+    """Remove what a killed writer of ``file`` left beside it: ``.<file>.*`` (spools, claims and the
+    temp files of ``atomic``). Callers make sure no live writer owns them."""
+    import glob
+
+    for leftover in Path(folder).glob(glob.escape(f".{file}.") + "*"):
+        leftover.unlink(missing_ok=True)
+
+
 # --- writers: the folder lock and per-video claims ------------------------------------------------
 
 @dataclass(frozen=True)

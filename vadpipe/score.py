@@ -38,7 +38,7 @@ from .intervals import Interval, find_intervals, frame_times, runs_above, snippe
 from .video_checks import frame_index_to_time
 from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe
-from .features import ManifestRecord
+from .features import ManifestRecord, remove_leftovers
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
 from .threshold import resolve_threshold
 
@@ -276,6 +276,8 @@ class Scorer:
                      for iv in find_intervals(scores.frame_scores, self.threshold.value, scores.fps,
                                               opts.merge_gap_s, opts.min_duration_s)]
         paths = output_paths(opts.out_dir, clip.name)
+        for path in paths.values():      # temp files of a run killed while writing this clip
+            remove_leftovers(path.parent, path.name)
         outputs = {"csv": paths["csv"]}
         write_scores_csv(paths["csv"], scores.times, scores.frame_scores)
         gt_id, gt_frames = self.gt_for(clip, scores)

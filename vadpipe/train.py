@@ -41,6 +41,7 @@ from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, FeatureSet, build_bags, choose_crops, open_features, stratified_split
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
+from .features import remove_leftovers
 from .intervals import snippet_reach, snippets_to_frames
 from .models.dynamic_labels import DynamicLabels
 from .models.losses import compute_losses
@@ -89,6 +90,8 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
         raise CheckpointError(f"nothing to resume: {run_dir} has no last.pt yet (stopped before its first "
                               f"checkpoint); start it again with "
                               f"`vadpipe train --config {run_dir}/config.yaml --out {run_dir}`")
+    for name in ("best.pt", "last.pt", METRICS_FILE):   # temp files of a save the kill interrupted
+        remove_leftovers(run_dir, name)
     ckpt = Checkpoint.load(run_dir, "last")
     if not ckpt.last or ckpt.train_config is None:
         raise ConfigError(f"{run_dir}/last.pt holds no resume state")

@@ -15,6 +15,11 @@ Terms (LTGS.md, "Losses"):
 - ``rank``: mean over pairs of max(0, 1 − (max ŷ_a − max ŷ_n)).
 - ``sparse``: mean ŷ over anomalous rows.
 - ``smooth``: mean |ŷ_t − ŷ_{t+1}| over anomalous rows (or all rows).
+- ``normal`` (not in the article): BCE of every real segment of the normal rows against 0, so
+  a segment is pushed down wherever it looks like normal video, not only at a normal video's top-k.
+
+``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
+T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
 
 Top-k segments are chosen by representation norm (``topk_by = "magnitude"``,
 RTFM) or by score; a head without a representation always uses scores.
@@ -38,6 +43,21 @@ def topk_indices(values: Tensor, k: int, mask: Optional[Tensor] = None) -> Tenso
     return _fill(values.detach(), mask, float("-inf")).topk(k, dim=1).indices
 
 
+def k_per_row(mask: Optional[Tensor], n_rows: int, t: int, k: int, share: float, device) -> Tensor:
+    """(N,) top-k sizes: ``k`` for every row, or max(1, ceil(share · real length)) when share > 0."""
+    lengths = mask.sum(1) if mask is not None else torch.full((n_rows,), t, device=device)
+    if share > 0:
+        return torch.clamp(torch.ceil(lengths.float() * share).long(), min=1)
+    return torch.clamp(lengths, max=k).long()
+
+
+def topk_mean(values: Tensor, idx: Tensor, ks: Tensor) -> Tensor:
+    """Mean of ``values`` at each row's first ks[i] top-k indices (idx sorted by rank, N x kmax)."""
+    picked = values.gather(1, idx)
+    keep = torch.arange(idx.shape[1], device=idx.device)[None, :] < ks[:, None]
+    return (picked * keep).sum(1) / ks.clamp(min=1)
+
+
 def _pairs(a: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
     """Align per-row anomalous and normal values: elementwise when sizes match, else all pairs."""
     if a.shape[0] == n.shape[0]:
@@ -45,10 +65,12 @@ def _pairs(a: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
     return a[:, None].expand(-1, n.shape[0]), n[None, :].expand(a.shape[0], -1)
 
 
-def magnitude_loss(mag_a: Tensor, mag_n: Tensor, margin: float, idx_a: Tensor, idx_n: Tensor) -> Tensor:
-    """(|margin − G(F_a)| + G(F_n))², G = mean of the norms at the given top-k indices."""
-    g_a = mag_a.gather(1, idx_a).mean(1)
-    g_n = mag_n.gather(1, idx_n).mean(1)
+def magnitude_loss(mag_a: Tensor, mag_n: Tensor, margin: float, idx_a: Tensor, idx_n: Tensor,
+                   ks_a: Optional[Tensor] = None, ks_n: Optional[Tensor] = None) -> Tensor:
+    """(|margin − G(F_a)| + G(F_n))², G = mean of the norms at the given top-k indices (the first
+    ks[i] of row i when per-row sizes are given)."""
+    g_a = mag_a.gather(1, idx_a).mean(1) if ks_a is None else topk_mean(mag_a, idx_a, ks_a)
+    g_n = mag_n.gather(1, idx_n).mean(1) if ks_n is None else topk_mean(mag_n, idx_n, ks_n)
     a, n = _pairs((margin - g_a).abs(), g_n)
     return ((a + n) ** 2).mean()
 
@@ -72,9 +94,11 @@ def smoothness_loss(scores: Tensor, mask: Optional[Tensor] = None) -> Tensor:
     return diff.masked_fill(~pair, 0.0).sum() / pair.sum().clamp(min=1)
 
 
-def _bce(p: Tensor, target: Tensor) -> Tensor:
-    # Computed in float32 outside autocast (BCE is unsafe in half precision).
-    return F.binary_cross_entropy(p.float().clamp(1e-7, 1 - 1e-7), target.float())
+def _bce(p: Tensor, target: Tensor, smoothing: float = 0.0, weight: Optional[Tensor] = None) -> Tensor:
+    # Computed in float32 outside autocast (BCE is unsafe in half precision). Label smoothing moves
+    # the targets to eps/2 and 1 - eps/2, so the optimum logit is finite and scores do not tie at 0/1.
+    target = target.float() * (1.0 - smoothing) + 0.5 * smoothing
+    return F.binary_cross_entropy(p.float().clamp(1e-7, 1 - 1e-7), target, weight=weight)
 
 
 def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int, targets: Tensor, cfg,
@@ -92,23 +116,37 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
     m_n = None if mask is None else mask[na:]
     mags = features.float().norm(dim=-1) if features is not None else None
     rank_by = mags if (cfg.topk_by == "magnitude" and mags is not None) else scores
-    idx = topk_indices(rank_by, cfg.k, mask)
+    share = getattr(cfg, "k_share", 0.0)
+    smoothing = getattr(cfg, "label_smoothing", 0.0)
+    if share > 0:   # k follows each video's real length; rows are ranked, the first ks[i] count
+        ks = k_per_row(mask, scores.shape[0], scores.shape[1], cfg.k, share, scores.device)
+        idx = topk_indices(rank_by, int(ks.max()), mask)
+    else:
+        ks, idx = None, topk_indices(rank_by, cfg.k, mask)
 
     terms: Dict[str, Tensor] = {}
     weights = {"mag": cfg.w_mag, "cls": cfg.w_cls, "rank": cfg.w_rank, "sparse": cfg.w_sparse,
-               "smooth": cfg.w_smooth}
+               "smooth": cfg.w_smooth, "normal": getattr(cfg, "w_normal", 0.0)}
     if cfg.w_mag > 0:
         if mags is None:
             raise ValueError("the magnitude loss needs a head with a segment representation")
-        terms["mag"] = magnitude_loss(mags[:na], mags[na:], cfg.margin, idx[:na], idx[na:])
+        terms["mag"] = magnitude_loss(mags[:na], mags[na:], cfg.margin, idx[:na], idx[na:],
+                                      None if ks is None else ks[:na], None if ks is None else ks[na:])
     if cfg.w_cls > 0:
         top = scores.gather(1, idx)
+        keep = None if ks is None else (torch.arange(idx.shape[1], device=idx.device)[None] < ks[:, None]).float()
         if cfg.cls_target == "dynamic":
-            terms["cls"] = _bce(top, targets.gather(1, idx))
+            terms["cls"] = _bce(top, targets.gather(1, idx), smoothing, keep)
+            if keep is not None:   # mean over the kept entries only
+                terms["cls"] = terms["cls"] * keep.numel() / keep.sum()
         else:
             video_label = torch.zeros(scores.shape[0], device=scores.device)
             video_label[:na] = 1.0
-            terms["cls"] = _bce(top.mean(1), video_label)
+            mean_top = top.mean(1) if ks is None else topk_mean(scores, idx, ks)
+            terms["cls"] = _bce(mean_top, video_label, smoothing)
+    if weights["normal"] > 0 and scores.shape[0] > na:
+        normal = scores[na:] if m_n is None else scores[na:][m_n]
+        terms["normal"] = _bce(normal, torch.zeros_like(normal), smoothing)
     if cfg.w_rank > 0:
         terms["rank"] = ranking_loss(scores[:na], scores[na:], m_a, m_n)
     if cfg.w_sparse > 0:

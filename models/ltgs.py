@@ -16,6 +16,11 @@ Readings fixed by LTGS.md, each a :class:`vadpipe.config.ModelConfig` field:
 False replaces the encoder layer by the identity (w/o LT); ``gs`` = "full",
 "avg" (g = mean over T of F, no parameters: GS→avg pooling) or "none" (w/o
 GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
+
+Localisation switches (not in the article; off by default, measured by
+tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
+segments instead of the whole video; ``gs_gate`` scales the global vector by a
+learned gate tanh(γ), γ = 0 at the start.
 """
 from __future__ import annotations
 
@@ -43,17 +48,24 @@ def full_mask(x: Tensor, mask: Optional[Tensor]) -> Tensor:
     return mask.to(device=x.device, dtype=torch.bool)
 
 
-def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True) -> Tensor:
+def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True, horizon: int = 0) -> Tensor:
     """H (N, t_max, t_max): H[i, j] = cos(π|i−j| / 2T) = sin(π(T+|i−j|) / 2T), T = each video's length.
 
-    Entries that involve padding are 1 (harmless, and finite under log).
+    ``horizon`` N > 0 replaces T by a fixed N and makes H 0 for |i − j| ≥ N (a local window: a
+    segment's context no longer grows with the video). Entries that involve padding are 1 (harmless,
+    and finite under log; attention masks padded keys anyway).
     """
-    lengths = lengths.to(torch.float32).clamp(min=1.0)
     idx = torch.arange(t_max, device=lengths.device, dtype=torch.float32)
     dist = (idx[:, None] - idx[None, :]).abs()
     if not decay:
         return torch.ones(lengths.shape[0], t_max, t_max, device=lengths.device)
-    h = torch.cos(math.pi * dist[None] / (2.0 * lengths[:, None, None]))
+    if horizon > 0:
+        span = torch.full((lengths.shape[0], 1, 1), float(horizon), device=lengths.device)
+    else:
+        span = lengths.to(torch.float32).clamp(min=1.0)[:, None, None]
+    h = torch.cos(math.pi * dist[None] / (2.0 * span))
+    if horizon > 0:
+        h = torch.where(dist[None] < horizon, h, torch.zeros_like(h))
     valid = idx[None, :] < lengths[:, None]                       # (N, T)
     pair = valid[:, :, None] & valid[:, None, :]
     return torch.where(pair, h, torch.ones_like(h))
@@ -102,16 +114,16 @@ class LocalTemporal(nn.Module):
     """Transformer encoder layer (post-norm, ReLU FFN) whose attention carries H."""
 
     def __init__(self, dim: int, heads: int = 16, ffn_dim: int = 2048, dropout: float = 0.1,
-                 reading: str = "reweight", decay: bool = True):
+                 reading: str = "reweight", decay: bool = True, horizon: int = 0):
         super().__init__()
-        self.decay = decay
+        self.decay, self.horizon = decay, horizon
         self.attn = TemporalAttention(dim, heads, dropout, reading)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        h = temporal_relation_matrix(mask.sum(1), x.shape[1], self.decay)
+        h = temporal_relation_matrix(mask.sum(1), x.shape[1], self.decay, self.horizon)
         x = self.norm1(x + self.drop1(self.attn(x, h, mask)))
         return self.norm2(x + self.drop2(self.ffn(x)))
 
@@ -167,14 +179,18 @@ class LTGS(nn.Module):
 
     def __init__(self, feature_dim: int = 2048, heads: int = 16, ffn_dim: int = 2048, lt_dropout: float = 0.1,
                  h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
-                 hidden: Sequence[int] = (512, 128), dropout: float = 0.7):
+                 hidden: Sequence[int] = (512, 128), dropout: float = 0.7, gs_gate: bool = False,
+                 horizon: int = 0):
         super().__init__()
         if gs not in ("full", "avg", "none"):
             raise ValueError(f"unknown gs mode {gs!r}")
         d = feature_dim
         self.gs_mode = gs
-        self.lt = LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay) if use_lt else None
+        self.lt = LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay, horizon) if use_lt else None
         self.gs = GlobalSpatial(d) if gs == "full" else None
+        # gs_gate: g enters as tanh(γ)·g with γ = 0 at the start, so every segment starts from its own
+        # evidence and the one-per-video vector only weighs in as far as the losses ask for it.
+        self.gs_gate = nn.Parameter(torch.zeros(())) if gs_gate and gs != "none" else None
         # One Linear over [LT(F); g] (2D → D), applied as two halves so g is projected
         # once per video instead of once per segment (same parameters, same result).
         self.fusion = nn.Linear(2 * d if gs != "none" else d, d)
@@ -199,7 +215,10 @@ class LTGS(nn.Module):
         else:
             d = t.shape[-1]
             w, b = self.fusion.weight, self.fusion.bias
-            rep = F.linear(t, w[:, :d], b) + F.linear(g, w[:, d:])[:, None, :]
+            g_term = F.linear(g, w[:, d:])[:, None, :]
+            if self.gs_gate is not None:
+                g_term = torch.tanh(self.gs_gate) * g_term
+            rep = F.linear(t, w[:, :d], b) + g_term
         rep = F.relu(rep)
         scores = self.classifier(rep)
         if padded:

@@ -58,6 +58,28 @@ OPTIMISTIC_CALIBRATION = "training normal videos (none held out: optimistic)"
 LATEST = "latest"
 
 
+@dataclass(frozen=True)
+class ScoringRule:
+    """How a head's per-crop snippet scores become a video's snippet scores (ModelConfig fields):
+    crops combined by ``mean`` (the article, RTFM) or ``max`` (an event seen by any crop counts),
+    then a centred moving average of ``smooth_window`` snippets (1 = none; shorter at the ends)."""
+
+    crop_reduce: str = "mean"
+    smooth_window: int = 1
+
+    def apply(self, per_crop: np.ndarray) -> np.ndarray:
+        """(C, T) float64 → (T,) float32."""
+        s = per_crop.max(0) if self.crop_reduce == "max" else per_crop.mean(0)
+        if self.smooth_window > 1 and s.size > 1:
+            kernel = np.ones(self.smooth_window)
+            s = np.convolve(s, kernel, "same") / np.convolve(np.ones_like(s), kernel, "same")
+        return s.astype(np.float32)
+
+
+def scoring_rule(model: nn.Module) -> ScoringRule:
+    return getattr(model, "scoring_rule", ScoringRule())
+
+
 def build_model(model_config: Any) -> nn.Module:
     """The head a ModelConfig (or its dict) describes, from the head registry (``vadpipe.models``)."""
     from .models import create_head
@@ -66,9 +88,11 @@ def build_model(model_config: Any) -> nn.Module:
     if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
         raise ConfigError(f"model.heads = {m.heads} does not divide feature_dim = {m.feature_dim}")
     try:
-        return create_head(m.name, **config_to_dict(m))
+        model = create_head(m.name, **config_to_dict(m))
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from None
+    model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window)   # read by score_features
+    return model
 
 
 @dataclass
@@ -211,7 +235,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
 @torch.no_grad()
 def score_features(model: nn.Module, feats: np.ndarray, device: str | torch.device = "cpu",
                    max_attention_elements: int = 1 << 27) -> np.ndarray:
-    """Snippet scores (T,) of one video: every crop scored as its own sample, then averaged over crops.
+    """Snippet scores (T,) of one video: every crop scored as its own sample, then combined by the
+    model's :class:`ScoringRule` (crops averaged unless ``crop_reduce: max``; optional smoothing).
 
     ``feats``: (T, C, D) or (T, D). The model runs in eval mode on all T
     snippets (no resampling). Crops go through in groups small enough that the
@@ -224,12 +249,10 @@ def score_features(model: nn.Module, feats: np.ndarray, device: str | torch.devi
     heads = getattr(getattr(getattr(model, "lt", None), "attn", None), "heads", 1)
     group = max(1, min(c, max_attention_elements // max(1, heads * t * t)))
     x_t = torch.from_numpy(np.array(x.transpose(1, 0, 2), order="C"))    # (C, T, D), a writable copy
-    total = torch.zeros(t, dtype=torch.float64)
-    for start in range(0, c, group):
-        chunk = x_t[start:start + group].to(device)
-        total += model(chunk).scores.double().sum(0).cpu()
+    per_crop = [model(x_t[start:start + group].to(device)).scores.double().cpu()
+                for start in range(0, c, group)]
     model.train(was_training)
-    return (total / c).numpy().astype(np.float32)
+    return scoring_rule(model).apply(torch.cat(per_crop).numpy())
 
 
 @torch.no_grad()
@@ -252,7 +275,8 @@ def score_batch(model: nn.Module, videos: Sequence[np.ndarray], device: str | to
     model.train(was_training)
     scores = scores.double().cpu().numpy()
     owner = np.array(owner)
-    return [scores[owner == i].mean(0)[:v.shape[0]].astype(np.float32) for i, v in enumerate(xs)]
+    rule = scoring_rule(model)
+    return [rule.apply(scores[owner == i][:, :v.shape[0]]) for i, v in enumerate(xs)]
 
 
 # --- run folders ------------------------------------------------------------------------------

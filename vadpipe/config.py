@@ -55,6 +55,12 @@ class ModelConfig:
     decay: bool = True                 # False = ablation "No-Decay" (H = 1)
     # Global Spatial module
     gs: str = "full"                   # full | avg (ablation "GS->avg": g = mean_T F) | none (ablation "w/o GS")
+    # Localisation switches (issue 12; the article's values are the defaults here, see preset "localise")
+    gs_gate: bool = False              # scale g by a learned tanh gate that starts at 0 (video identity cannot
+                                       # drown the segment term unless training asks for it)
+    horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
+    crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max
+    smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
@@ -74,6 +80,9 @@ class LossConfig:
     w_sparse: float = 8e-4             # lambda1, mean yhat on anomalous videos
     w_smooth: float = 2e-5             # lambda2, mean |yhat_t - yhat_t+1|
     smooth_on: str = "anomalous"       # anomalous | all (which videos the smoothness term covers)
+    k_share: float = 0.0               # > 0: k = max(1, ceil(k_share * T)) from each video's real length T
+    w_normal: float = 0.0              # BCE pulling EVERY segment of normal videos to 0 (not only the top-k)
+    label_smoothing: float = 0.0       # BCE targets eps/2 and 1 - eps/2: bounded logits, no ties at 0 or 1
 
 
 @dataclass
@@ -81,10 +90,16 @@ class TrainConfig:
     features: str = "features"         # feature folder (manifest.jsonl + recipe.json) or an RTFM list file
     list_anomalous: str = "auto"       # RTFM lists: auto | name | first:N | last:N (see vadpipe.data)
     segments: int = 32                 # training bag length ("embedding length 32")
+    bags: str = "resample"             # resample: every video as `segments` averaged chunks (article);
+                                       # real: each video's own snippets, padded and masked per batch
+    max_segments: int = 256            # bags "real": a longer video trains on a random window this long
     batch_anomalous: int = 32          # videos a batch; clamped to what the training split holds
     batch_normal: int = 32
     crops: str = "all"                 # all: every crop its own sample (RTFM); random: one random crop per video
-    iterations: int = 30000
+    iterations: int = 30000            # with epochs > 0: the cap
+    epochs: float = 0.0                # > 0: iterations = epochs passes over the anomalous training videos
+                                       # (at least min_iterations, at most iterations): the data sets the length
+    min_iterations: int = 100
     lr: float = 1e-3                   # LTGS.md: §4.2 1e-3, §5.1 1e-4
     weight_decay: float = 5e-3
     # dynamic labels (Algorithm 1)
@@ -207,10 +222,30 @@ def preset(name: str) -> Config:
         t.lr = 1e-4
         t.val_fraction = 0.0
         return cfg
+    if name == "paper":
+        return cfg                                  # the article's LTGS and UCF-Crime schedule, unchanged
+    if name == "default":
+        return _localise(cfg)
     raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
-PRESETS = ("ucf-crime", "shanghaitech", "demo")
+def _localise(cfg: Config) -> Config:
+    """The default: LTGS with the switches that make it score *when*, not only *which video*
+    (measured by tools/bench_accuracy.py on UCSD Ped1, the demo world and generated features;
+    README "Localisation")."""
+    m, t, loss = cfg.model, cfg.train, cfg.train.loss
+    m.gs_gate = True
+    t.bags, t.dynamic, t.crops = "real", "off", "random"
+    t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
+    t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
+    t.eval_every, t.log_every = 100, 10
+    t.holdout, t.val_fraction, t.select = "normal", 0.15, "last"
+    loss.cls_target, loss.topk_by, loss.k_share = "video-mean", "score", 0.1
+    loss.w_normal, loss.label_smoothing = 1.0, 0.1
+    return cfg
+
+
+PRESETS = ("default", "paper", "ucf-crime", "shanghaitech", "demo")
 
 
 # --- --set SECTION.FIELD=VALUE ------------------------------------------------------
@@ -376,6 +411,8 @@ def validate(cfg: Config) -> None:
         ("train.loss.topk_by", loss.topk_by, ("magnitude", "score")),
         ("train.loss.cls_target", loss.cls_target, ("dynamic", "video-mean")),
         ("train.loss.smooth_on", loss.smooth_on, ("anomalous", "all")),
+        ("train.bags", t.bags, ("resample", "real")),
+        ("model.crop_reduce", m.crop_reduce, ("mean", "max")),
     ]
     for name, value, allowed in choices:
         if value not in allowed:
@@ -383,7 +420,8 @@ def validate(cfg: Config) -> None:
     positive = [("model.feature_dim", m.feature_dim), ("model.heads", m.heads), ("model.ffn_dim", m.ffn_dim),
                 ("train.segments", t.segments), ("train.batch_anomalous", t.batch_anomalous),
                 ("train.batch_normal", t.batch_normal), ("train.eval_every", t.eval_every),
-                ("train.log_every", t.log_every), ("train.beta", t.beta), ("train.loss.k", loss.k)]
+                ("train.log_every", t.log_every), ("train.beta", t.beta), ("train.loss.k", loss.k),
+                ("train.max_segments", t.max_segments), ("model.smooth_window", m.smooth_window)]
     for name, value in positive:
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -404,5 +442,14 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.val_features needs train.val_gt (frame-level ground truth)")
     if t.iterations < 0:
         raise ConfigError(f"train.iterations must be >= 0, got {t.iterations}")
+    if t.bags == "real" and t.dynamic != "off":
+        raise ConfigError("train.bags = real trains on variable-length videos, which the dynamic label table "
+                          "(one row of `segments` per video) does not cover: set train.dynamic = off")
+    if m.smooth_window % 2 == 0:
+        raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
+    if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:
+        raise ConfigError("model.horizon, train.epochs and train.min_iterations must be >= 0")
+    if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
+        raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
     if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):
         raise ConfigError(f"train.calibration_quantiles must lie in (0, 1): {t.calibration_quantiles}")

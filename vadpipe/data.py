@@ -23,6 +23,10 @@ Training bags (:func:`resample_segments`): a video's T snippets are split into
 averaged; when T < 32 a chunk is the single snippet ⌊iT/32⌋, so snippets
 repeat. Every crop is resampled separately: bags are (C, 32, D).
 
+With ``bags: real`` (:func:`load_real_bags`, :func:`pad_windows`) a video trains on its own
+snippets instead: a batch is padded to its longest video (at most ``max_segments``, a random
+window of a longer one) with a validity mask, so short videos are not runs of repeated segments.
+
 Batches (:class:`BalancedSampler`) are deterministic functions of (seed,
 iteration), so a resumed run draws exactly what an uninterrupted one would.
 """
@@ -212,6 +216,43 @@ def build_bags(videos: Sequence[Video], segments: int = 32, progress: bool = Fal
     if bags is None:
         raise FeatureStoreError("no videos to build training bags from")
     return bags
+
+
+def load_real_bags(videos: Sequence[Video], progress: bool = False) -> List[np.ndarray]:
+    """Each video's own snippets (C, T, D) float32 (``bags: real``); all must share C and D."""
+    iterator = videos
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(videos, desc="videos", unit="video", leave=False)
+    out: List[np.ndarray] = []
+    for video in iterator:
+        x = video.raw()
+        if out and x.shape[1:] != (out[0].shape[0], out[0].shape[2]):
+            raise FeatureStoreError(f"{video.source}: {x.shape[1]} crops x {x.shape[2]} dims, "
+                                    f"expected {out[0].shape[0]} x {out[0].shape[2]} like the other videos")
+        out.append(np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(1, 0, 2)))
+    if not out:
+        raise FeatureStoreError("no videos to build training bags from")
+    return out
+
+
+def pad_windows(rows: Sequence[np.ndarray], max_len: int, seed: int, iteration: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Rows (T_i, D) → (N, L, D) zero-padded and a validity mask (N, L), L = min(max T_i, max_len).
+
+    A row longer than ``max_len`` contributes a window of that length starting at a position drawn
+    from (seed, iteration), so a resumed run sees the same windows.
+    """
+    rng = np.random.default_rng([seed, 5, iteration])
+    length = min(max(r.shape[0] for r in rows), max_len)
+    x = np.zeros((len(rows), length, rows[0].shape[-1]), dtype=np.float32)
+    mask = np.zeros((len(rows), length), dtype=bool)
+    for i, r in enumerate(rows):
+        if r.shape[0] > max_len:
+            start = int(rng.integers(0, r.shape[0] - max_len + 1))
+            r = r[start:start + max_len]
+        x[i, :r.shape[0]] = r
+        mask[i, :r.shape[0]] = True
+    return x, mask
 
 
 # --- splitting and sampling -----------------------------------------------------------------

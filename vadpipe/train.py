@@ -26,6 +26,7 @@ frame scores go into both checkpoints.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ import torch
 from . import atomic
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, score_features, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
-from .data import BalancedSampler, FeatureSet, build_bags, choose_crops, open_features, stratified_split
+from .data import (BalancedSampler, FeatureSet, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
+                   stratified_split)
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
@@ -102,16 +104,34 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
-               n_anomalous: int, loss_cfg, use_amp: bool = False) -> Dict[str, float]:
-    """One optimiser step on a batch (first ``n_anomalous`` rows anomalous); returns the loss terms."""
+               n_anomalous: int, loss_cfg, use_amp: bool = False, mask: Optional[torch.Tensor] = None
+               ) -> Dict[str, float]:
+    """One optimiser step on a batch (first ``n_anomalous`` rows anomalous; ``mask`` (N, T) marks real
+    segments of padded rows); returns the loss terms."""
     model.train()
     with autocast(x.device, "bfloat16" if use_amp else "float32"):
-        out = model(x)
-    terms = compute_losses(out.scores, out.features, n_anomalous, targets, loss_cfg)
+        out = model(x) if mask is None else model(x, mask)
+    terms = compute_losses(out.scores, out.features, n_anomalous, targets, loss_cfg, mask)
     opt.zero_grad(set_to_none=True)
     terms["total"].backward()
     opt.step()
     return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def planned_iterations(t, n_anomalous: int) -> int:
+    """Iterations a run makes: ``iterations``, or with ``epochs`` > 0 that many passes over the
+    anomalous training videos in batches of ``batch_anomalous``, within [min_iterations, iterations]."""
+    if t.epochs <= 0:
+        return t.iterations
+    per_epoch = math.ceil(max(1, n_anomalous) / max(1, min(t.batch_anomalous, max(1, n_anomalous))))
+    return int(min(t.iterations, max(t.min_iterations, math.ceil(t.epochs * per_epoch))))
+
+
+def schedule_text(t, n_anomalous: int) -> str:
+    if t.epochs <= 0:
+        return "fixed schedule"
+    return (f"{t.epochs:g} epochs of {n_anomalous} anomalous videos, batch {t.batch_anomalous}+{t.batch_normal}, "
+            f"within [{t.min_iterations}, {t.iterations}]")
 
 
 class _Trainer:
@@ -142,10 +162,16 @@ class _Trainer:
         self.crops = crops
         train_videos = [self.data.videos[i] for i in self.train_idx]
         self.labels = np.array([v.label for v in train_videos], dtype=np.int64)
-        self.log(f"building {len(train_videos)} training bags ({crops} crop(s), D {dim}, {t.segments} segments)")
-        self.bags = build_bags(train_videos, t.segments, progress=progress)
+        if t.bags == "real":
+            self.log(f"loading {len(train_videos)} training videos ({crops} crop(s), D {dim}, real lengths, "
+                     f"windows of at most {t.max_segments} segments)")
+            self.bags = load_real_bags(train_videos, progress=progress)
+        else:
+            self.log(f"building {len(train_videos)} training bags ({crops} crop(s), D {dim}, {t.segments} segments)")
+            self.bags = build_bags(train_videos, t.segments, progress=progress)
         anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
         self.anomalous = anomalous
+        self.total = planned_iterations(t, len(anomalous))
         self.sampler = BalancedSampler(anomalous, normal, t.batch_anomalous, t.batch_normal, t.seed)
 
         torch.manual_seed(t.seed)
@@ -252,6 +278,8 @@ class _Trainer:
     def _batch(self, iteration: int):
         t = self.cfg.train
         a, n = self.sampler.batch(iteration)
+        if t.bags == "real":
+            return self._real_batch(iteration, a, n)
         xa, xn = self.bags[a], self.bags[n]                          # (n, C, S, D)
         ta = self.dyn.rows(a)                                        # (na, S)
         if t.crops == "random":
@@ -264,11 +292,29 @@ class _Trainer:
         targets = torch.cat([ta, torch.zeros(xn.shape[0], ta.shape[1])]).to(self.device)
         return x, targets, xa.shape[0]
 
+    def _real_batch(self, iteration: int, a: np.ndarray, n: np.ndarray):
+        """Padded (rows, L, D) batch of whole videos (``bags: real``): crops as in ``_batch``."""
+        t = self.cfg.train
+        videos = np.concatenate([a, n])
+        if t.crops == "random":
+            pick = choose_crops(t.seed, iteration, len(videos), self.crops)
+            rows = [self.bags[v][c] for v, c in zip(videos, pick)]
+            n_anom = len(a)
+        else:
+            rows = [crop for v in videos for crop in self.bags[v]]
+            n_anom = len(a) * self.crops
+        x, mask = pad_windows(rows, t.max_segments, t.seed, iteration)
+        targets = torch.zeros(x.shape[:2])
+        targets[:n_anom] = 1.0                                       # video labels (dynamic labels are off)
+        return (torch.from_numpy(x).to(self.device), targets.to(self.device), n_anom,
+                torch.from_numpy(mask).to(self.device))
+
     def _step(self, iteration: int) -> Dict[str, float]:
         if self.dyn.due(iteration):
             self._update_labels()
-        x, targets, n_anom = self._batch(iteration)
-        return train_step(self.model, self.opt, x, targets, n_anom, self.cfg.train.loss, self.use_amp)
+        x, targets, n_anom, *mask = self._batch(iteration)
+        return train_step(self.model, self.opt, x, targets, n_anom, self.cfg.train.loss, self.use_amp,
+                          mask[0] if mask else None)
 
     @torch.no_grad()
     def _update_labels(self) -> None:
@@ -360,10 +406,11 @@ class _Trainer:
         save_config(self.cfg, self.run_dir / "config.yaml")
         update_latest(self.run_dir)
         writer = self._tensorboard()
-        total = t.iterations
+        total = self.total
+        self.log(f"training {total} iterations ({schedule_text(t, len(self.anomalous))}) on {self.device}")
         bar = tqdm(total=total, initial=min(self.start, total), disable=not progress, desc="train", unit="it",
                    dynamic_ncols=True)
-        clock = time.perf_counter()
+        clock = started = time.perf_counter()
         saved_at = time.monotonic()   # last.pt on a clock too: a kill between evaluations loses minutes at most
         last_metrics = self.best.get("metrics", {})
         for it in range(self.start, total):
@@ -373,6 +420,9 @@ class _Trainer:
             self.elapsed += now - clock
             clock = now
             bar.update(1)
+            if done == self.start + 10 and done < total:
+                eta = (time.perf_counter() - started) / 10 * (total - done)
+                self.log(f"ETA {eta / 60:.1f} min for the remaining {total - done} iterations (validation not counted)")
             if done % t.log_every == 0 or done == total:
                 rec = {"iteration": done, "lr": self.opt.param_groups[0]["lr"], "seconds": round(self.elapsed, 3),
                        **{f"loss_{k}" if k != "total" else "loss": v for k, v in terms.items()}}

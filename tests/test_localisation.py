@@ -1,0 +1,160 @@
+"""The localisation switches (issue 12): local H, gated GS, real-length bags, per-video k, dense
+normal loss, label smoothing, crop reduction and smoothing at test time, data-led schedule, and
+the default preset finding a planted short event inside its video."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from feature_world import make_store
+from vadpipe.checkpoint import ScoringRule, build_model, read_checkpoint, score_features
+from vadpipe.config import LossConfig, preset
+from vadpipe.data import pad_windows
+from vadpipe.errors import ConfigError
+from vadpipe.evaluate import evaluate_run
+from vadpipe.models.losses import compute_losses, k_per_row
+from vadpipe.models.ltgs import LTGS, temporal_relation_matrix
+from vadpipe.train import planned_iterations, resume, train
+
+torch.set_num_threads(1)
+
+
+def test_local_horizon_matrix_is_zero_beyond_the_window_and_independent_of_length():
+    h = temporal_relation_matrix(torch.tensor([10, 6]), 10, horizon=3)
+    assert h.shape == (2, 10, 10)
+    assert h[0, 0, 0] == 1 and h[0, 0, 1] == pytest.approx(math.cos(math.pi / 6))
+    assert h[0, 0, 3] == 0 and h[0, 0, 9] == 0
+    assert torch.equal(h[1, :6, :6], h[0, :6, :6])          # the window, not the video, sets the decay
+    assert (h[1, 6:, :] == 1).all()                          # padding stays finite under log
+    article = temporal_relation_matrix(torch.tensor([10]), 10)
+    assert article[0, 0, 9] == pytest.approx(math.cos(math.pi * 9 / 20))
+
+
+def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():
+    torch.manual_seed(0)
+    head = LTGS(feature_dim=16, heads=2, ffn_dim=32, use_lt=False, gs="full", gs_gate=True).eval()
+    x = torch.rand(1, 8, 16)
+    y = x.clone()
+    y[0, 5:] += 3.0                                          # other segments change g, not segment 0
+    a, b = head(x).scores, head(y).scores
+    assert torch.allclose(a[0, :5], b[0, :5])
+    with torch.no_grad():
+        head.gs_gate.fill_(1.0)
+    assert not torch.allclose(head(x).scores[0, :5], head(y).scores[0, :5])
+    # the article's head (no gate) has no such parameter: its weights are unchanged
+    assert not any("gs_gate" in k for k in LTGS(16, heads=2, ffn_dim=32).state_dict())
+
+
+def test_k_follows_each_videos_real_length():
+    mask = torch.zeros(3, 40, dtype=torch.bool)
+    for i, n in enumerate((40, 10, 1)):
+        mask[i, :n] = True
+    assert k_per_row(mask, 3, 40, 3, 0.1, "cpu").tolist() == [4, 1, 1]
+    assert k_per_row(mask, 3, 40, 3, 0.0, "cpu").tolist() == [3, 3, 1]
+
+
+def _loss_cfg(**kw) -> LossConfig:
+    cfg = LossConfig(w_mag=0.0, w_rank=0.0, w_sparse=0.0, w_smooth=0.0, cls_target="video-mean", topk_by="score")
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def test_dense_normal_loss_and_label_smoothing():
+    scores = torch.full((2, 6), 0.5)
+    scores[1, 0] = 0.9                                       # the normal row: one high segment
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    targets = torch.zeros(2, 6)
+    plain = compute_losses(scores, None, 1, targets, _loss_cfg(k_share=0.2), mask)
+    assert "normal" not in plain
+    dense = compute_losses(scores, None, 1, targets, _loss_cfg(k_share=0.2, w_normal=1.0), mask)
+    expected = -np.mean(np.log([0.1, 0.5, 0.5, 0.5]))        # the 4 real segments of the normal row
+    assert float(dense["normal"]) == pytest.approx(expected, rel=1e-5)
+    assert float(dense["total"]) == pytest.approx(float(plain["total"]) + expected, rel=1e-5)
+    # smoothing: a perfect prediction still costs something, and the optimum is eps/2, not 0
+    eps = 0.2
+    sharp = torch.tensor([[0.999] * 4, [0.001] * 4])
+    smoothed = compute_losses(sharp, None, 1, torch.zeros(2, 4), _loss_cfg(label_smoothing=eps))
+    unsmoothed = compute_losses(sharp, None, 1, torch.zeros(2, 4), _loss_cfg())
+    assert float(smoothed["cls"]) > float(unsmoothed["cls"]) + 0.1
+
+
+def test_pad_windows_masks_and_crops_long_videos_deterministically():
+    rows = [np.ones((5, 3)), np.arange(30, dtype=float).reshape(10, 3)]
+    x, mask = pad_windows(rows, 8, seed=0, iteration=3)
+    assert x.shape == (2, 8, 3) and mask.sum(1).tolist() == [5, 8]
+    assert (x[0, 5:] == 0).all()
+    start = int(x[1, 0, 0]) // 3
+    assert np.array_equal(x[1], rows[1][start:start + 8])
+    again, _ = pad_windows(rows, 8, seed=0, iteration=3)
+    assert np.array_equal(x, again)
+
+
+def test_scoring_rule_reduces_crops_and_smooths():
+    per_crop = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.4]])
+    assert ScoringRule("max").apply(per_crop).tolist() == pytest.approx([0.0, 1.0, 0.0, 0.4])
+    assert ScoringRule("mean").apply(per_crop).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.2])
+    smoothed = ScoringRule("max", 3).apply(per_crop)
+    assert smoothed.tolist() == pytest.approx([0.5, 1 / 3, 1.4 / 3, 0.2])   # ends average what exists
+    cfg = preset("default").model
+    cfg.feature_dim, cfg.heads, cfg.ffn_dim, cfg.crop_reduce = 8, 2, 16, "max"
+    model = build_model(cfg)
+    assert model.scoring_rule == ScoringRule("max", 1)
+    assert score_features(model, np.random.rand(5, 3, 8)).shape == (5,)
+
+
+def test_schedule_follows_the_data_within_bounds():
+    t = preset("default").train
+    t.epochs, t.min_iterations, t.iterations, t.batch_anomalous = 60, 100, 30000, 16
+    assert planned_iterations(t, 18) == 120                 # 2 batches an epoch
+    assert planned_iterations(t, 4) == 100                  # at least min_iterations
+    assert planned_iterations(t, 8000) == 30000             # at most the cap
+    assert planned_iterations(preset("paper").train, 18) == 30000   # the article keeps its schedule
+
+
+def test_real_bags_refuse_the_dynamic_label_table():
+    cfg = preset("default")
+    cfg.train.dynamic = "soft"
+    from vadpipe.config import validate
+    with pytest.raises(ConfigError, match="dynamic"):
+        validate(cfg)
+
+
+def _default_small(features, **train):
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    t = cfg.train
+    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 20, 5
+    for k, v in train.items():
+        setattr(t, k, v)
+    return cfg
+
+
+def test_default_head_finds_a_planted_short_event_inside_its_video(tmp_path):
+    make_store(tmp_path / "train", 16, 16, dim=32, seed=0, signal=0.8, t_range=(20, 80))
+    make_store(tmp_path / "test", 8, 8, dim=32, seed=1, signal=0.8, t_range=(20, 80))
+    result = train(_default_small(tmp_path / "train", lr=1e-3, epochs=0, iterations=150), out=tmp_path / "run",
+                   progress=False)
+    res, _ = evaluate_run(result.run_dir, tmp_path / "test", tmp_path / "test" / "gt.json", device="cpu",
+                          progress=False)
+    assert res.metrics["auc_anomalous_videos"] > 0.8, res.summary()
+    assert res.metrics["auc"] > 0.85, res.summary()
+    ckpt = read_checkpoint(result.run_dir, "best")
+    assert ckpt["model_config"]["gs_gate"] is True and ckpt["train_config"]["bags"] == "real"
+    assert ckpt["calibration"]["source"] == "held-out normal training videos"
+
+
+def test_resume_with_real_bags_equals_uninterrupted(tmp_path):
+    make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 300))   # windows of long videos too
+    kw = dict(epochs=0, eval_every=4, log_every=2, max_segments=64, batch_anomalous=3, batch_normal=3)
+    full = train(_default_small(tmp_path / "f", iterations=12, **kw), out=tmp_path / "full", progress=False)
+    part = train(_default_small(tmp_path / "f", iterations=8, **kw), out=tmp_path / "part", progress=False)
+    resume(part.run_dir, iterations=12, progress=False)
+    a, b = read_checkpoint(full.run_dir, "last"), read_checkpoint(part.run_dir, "last")
+    assert a["iteration"] == b["iteration"] == 12
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

@@ -1,0 +1,245 @@
+#!/usr/bin/env python
+"""Accuracy benchmark: extract (cached by recipe) → train → score → evaluate, per config and seed.
+
+Benchmarks (``--bench``):
+- ``ped1``: UCSD Ped1, weak split (../shared/data/ucsd-ped1, real video, frame ground truth);
+  i3d-inception, whole frame at its native short side 158. Skipped with a message when absent.
+- ``demo``: the demo's generated world (``vadpipe synth --size small``, seed 0), features as
+  ``vadpipe demo`` makes them (whole frame, short side 180).
+- ``features``: vadpipe.synthetic_features: RTFM-layout features with known snippet labels, short
+  and long events, test-only classes, benign bursts; also reports AUC per group.
+
+Configs (``--config NAME=BASE[+SECTION.FIELD=VALUE...]``): BASE is a preset name or a YAML
+file; each ``+`` adds a ``--set`` override. The SAME config runs on every benchmark; its own
+``select`` rule picks the checkpoint (the final one, or the one the training-side validation
+picks): the test set never chooses anything.
+
+Printed per benchmark and config, mean ± sd over seeds: frame AUC, AP, AUC inside anomalous
+videos, share of frames whose float32 score is exactly 0 or 1 (ties), false alarms on normal
+test videos at the calibrated ``auto`` threshold (99th percentile of normal training-side
+scores), training seconds.
+
+    python tools/bench_accuracy.py --bench ped1 demo features --config paper=paper \\
+        --config default=default --seeds 0 1 2 3 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PED1 = HERE.parent.parent / "shared" / "data" / "ucsd-ped1"
+METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "seconds")
+HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "train s")
+
+
+@dataclass
+class Bench:
+    name: str
+    train: str                      # feature folder or RTFM list
+    test: str
+    gt: str
+    groups: Optional[dict] = None   # feature world: per-video group info (groups.json)
+
+
+@dataclass
+class Outcome:
+    values: Dict[str, float] = field(default_factory=dict)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --- benchmarks -----------------------------------------------------------------------------
+def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int]) -> None:
+    from vadpipe.extract import extract_folder
+
+    summary, _ = extract_folder(root, out, backbone="i3d-inception", preset=preset, short_side=short_side,
+                                progress=False, log=log)
+    if summary.failed:
+        raise SystemExit(f"{root}: {summary.failed} video(s) failed to extract")
+
+
+def ped1_bench(cache: Path) -> Optional[Bench]:
+    if not (PED1 / "videos").is_dir():
+        log(f"ped1: skipped (no UCSD Ped1 at {PED1}; see ../shared/data/ucsd-ped1/README.md)")
+        return None
+    feats = cache / "ped1-inception-frame158"
+    for split in ("train", "test"):
+        extract_split(PED1 / "videos" / split, feats / split, "frame", 158)
+    return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
+
+
+def demo_bench(cache: Path) -> Bench:
+    from vadpipe.demo import SIZES
+    from vadpipe.synth import generate_world, synth_config
+
+    spec = SIZES["small"]
+    root = cache / "demo-small-seed0"
+    world = generate_world(root / "world", synth_config(spec["world"], seed=0), progress=False)
+    for split in ("train", "test"):
+        extract_split(root / "world" / split, root / "features" / split, spec["features"], spec["short_side"])
+    return Bench("demo", str(root / "features" / "train"), str(root / "features" / "test"),
+                 str(world.paths["test_gt"]))
+
+
+def feature_bench(cache: Path) -> Bench:
+    from vadpipe.synthetic_features import FeatureWorldConfig, make_feature_world
+
+    root = cache / "feature-world-seed0"
+    if not (root / "groups.json").exists():
+        make_feature_world(root, FeatureWorldConfig(crops=2))
+    groups = json.loads((root / "groups.json").read_text())
+    return Bench("features", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"), groups)
+
+
+BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "demo": demo_bench,
+                                                        "features": feature_bench}
+
+
+# --- configs --------------------------------------------------------------------------------
+def parse_config(spec: str):
+    """``NAME=BASE[+SECTION.FIELD=VALUE...]`` → (name, Config)."""
+    from vadpipe.config import PRESETS, apply_overrides, load_config, preset
+
+    name, _, rest = spec.partition("=")
+    base, *overrides = (rest or name).split("+")
+    cfg = preset(base) if base in PRESETS else load_config(base)
+    return name, apply_overrides(cfg, overrides)
+
+
+# --- one run --------------------------------------------------------------------------------
+def frame_level(scores, frames, snippet_len, stride, gts):
+    from vadpipe.evaluate import align_video
+    from vadpipe.groundtruth import match_ids
+
+    mapping = match_ids(list(scores), list(gts))
+    out = {}
+    for vid, key in mapping.items():
+        f, y, _ = align_video(scores[vid], gts[key], frames.get(vid), snippet_len, stride)
+        if f is not None:
+            out[key] = (f.astype(np.float32), y)
+    return out
+
+
+def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
+
+
+def run_once(bench: Bench, cfg, seed: int, workdir: Path) -> Dict[str, float]:
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint
+    from vadpipe.config import copy_config
+    from vadpipe.data import open_features
+    from vadpipe.evaluate import evaluate_scores, score_feature_set
+    from vadpipe.groundtruth import load_ground_truth
+    from vadpipe.train import train
+
+    cfg = copy_config(cfg)
+    cfg.train.features, cfg.train.seed, cfg.train.device = bench.train, seed, "cpu"
+    t0 = time.perf_counter()
+    result = train(cfg, out=workdir / f"{bench.name}-{seed}", progress=False, log=lambda m: None)
+    seconds = time.perf_counter() - t0
+    model, ckpt = load_checkpoint(checkpoint_path(result.run_dir), "cpu")
+    test = open_features(bench.test, list_anomalous="none")
+    ss = score_feature_set(model, test, "cpu")
+    gts = load_ground_truth(bench.gt)
+    res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
+                          on_mismatch="skip")
+    frames = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts)
+    all_scores = np.concatenate([f for f, _ in frames.values()])
+    normal = [f for f, y in frames.values() if not y.any()]
+    thr = (ckpt.calibration or {}).get("normal_frame_score_quantiles", {}).get("0.99")
+    out = {k: res.metrics.get(k) for k in ("auc", "ap", "auc_anomalous_videos")}
+    out["tied"] = float(np.mean((all_scores == 0.0) | (all_scores == 1.0)))
+    out["false_alarm_auto"] = float(np.mean(np.concatenate(normal) >= thr)) if normal and thr is not None else None
+    out["seconds"] = seconds
+    if bench.groups is not None:
+        from vadpipe.synthetic_features import group_masks
+
+        labels = {k: y for k, (_, y) in frames.items()}
+        for group, masks in group_masks(bench.groups, labels).items():
+            ys = np.concatenate([labels[k][m] for k, m in masks.items()])
+            ss_ = np.concatenate([frames[k][0][m] for k, m in masks.items()])
+            out[f"group_{group}"] = auc(ys, ss_)
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------
+def mean_sd(values: List[Optional[float]], scale: float = 100.0, digits: int = 1) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "n/a"
+    m, s = np.mean(vals) * scale, (np.std(vals, ddof=1) * scale if len(vals) > 1 else 0.0)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
+    extra = sorted({k for runs in results.values() for r in runs for k in r if k.startswith("group_")})
+    heads = ["config"] + list(HEADERS) + [k[6:] for k in extra]
+    rows = []
+    for name, runs in results.items():
+        row = [name]
+        for k in METRICS + tuple(extra):
+            vals = [r.get(k) for r in runs]
+            row.append(mean_sd(vals, 1.0, 0) if k == "seconds" else mean_sd(vals))
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(heads, *rows)]
+    fmt = lambda r: " | ".join(str(x).ljust(w) for x, w in zip(r, widths))   # noqa: E731
+    n = {len(r) for r in results.values()}
+    return "\n".join([f"## {bench} (percent; mean ± sd over {'/'.join(map(str, n))} seeds)", fmt(heads),
+                      "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bench", nargs="+", default=list(BENCHES), choices=list(BENCHES))
+    ap.add_argument("--config", action="append", default=None,
+                    help="NAME=BASE[+SECTION.FIELD=VALUE...] (repeatable); default: paper and default")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
+                                                      str(Path.home() / ".cache" / "vadpipe" / "bench")))
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--json", help="also write every run's figures here")
+    args = ap.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    report: Dict[str, Dict[str, List[dict]]] = {}
+    with tempfile.TemporaryDirectory(prefix="vadpipe-bench-") as tmp:
+        for bname in args.bench:
+            bench = BENCHES[bname](cache)
+            if bench is None:
+                continue
+            report[bname] = {}
+            for cname, cfg in configs.items():
+                runs = []
+                for seed in args.seeds:
+                    runs.append(run_once(bench, cfg, seed, Path(tmp) / cname))
+                    log(f"{bname} {cname} seed {seed}: " + ", ".join(
+                        f"{k} {v:.4f}" for k, v in runs[-1].items() if v is not None))
+                report[bname][cname] = runs
+            print(table(bname, report[bname]), flush=True)
+            print(flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

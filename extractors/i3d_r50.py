@@ -51,6 +51,14 @@ class I3DR50(nn.Module):
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks[-1].proj(self.forward_features(x))
 
+    def forward_regions(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """(B, rows*cols, 2048): res5 averaged over time, pooled to a rows x cols grid."""
+        from .inception_i3d import region_pool
+
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return region_pool(x, rows, cols)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
 

@@ -186,11 +186,21 @@ class InceptionI3d(nn.Module):
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self._logits_from_map(self._map(x))
 
+    def forward_regions(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """(B, rows*cols, 1024): Mixed_5c averaged over time, pooled to a rows x cols grid."""
+        return region_pool(self._map(x), rows, cols)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)
 
 
 # --- weights -------------------------------------------------------------------------
+def region_pool(fmap: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """(B, D, T, H, W) map → (B, rows*cols, D): time mean, adaptive average over a spatial grid."""
+    pooled = F.adaptive_avg_pool2d(fmap.mean(2), (rows, cols))          # (B, D, rows, cols)
+    return pooled.flatten(2).transpose(1, 2)
+
+
 def convert_flax_state(flat: Dict[str, np.ndarray], model: InceptionI3d, source: object = "checkpoint"
                        ) -> Dict[str, torch.Tensor]:
     """Map every array of the Flax checkpoint onto the model's state dict, explicitly.

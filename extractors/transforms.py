@@ -106,5 +106,5 @@ def preprocess(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     n, t = frames.shape[:2]
     x = resize_short_side(frames.permute(0, 1, 4, 2, 3), recipe.resize_short_side)   # (N, T, 3, H, W)
     x = crop(x, recipe.crop_size, recipe.crop)                                        # (C, N, T, 3, h, w)
-    x = x.permute(1, 0, 3, 2, 4, 5).reshape(n * recipe.num_crops, 3, t, *x.shape[-2:])
+    x = x.permute(1, 0, 3, 2, 4, 5).reshape(n * recipe.input_crops, 3, t, *x.shape[-2:])
     return normalize(x, recipe)

@@ -158,3 +158,35 @@ def test_resume_with_real_bags_equals_uninterrupted(tmp_path):
     assert a["iteration"] == b["iteration"] == 12
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_region_recipe_keeps_old_ids_and_encodes_a_grid():
+    from vadpipe.encode import SnippetEncoder, build_recipe
+    from vadpipe.extractors import create_backbone
+    from vadpipe.recipe import Recipe
+
+    bb = create_backbone("i3d-inception", weights="random")
+    plain = build_recipe(bb, "frame", short_side=64)
+    grid = build_recipe(bb, "frame", short_side=64, regions="2x3")
+    assert "regions" not in plain._feature_fields() and plain.num_crops == 1
+    assert grid.num_crops == 6 and grid.input_crops == 1 and grid.recipe_id != plain.recipe_id
+    assert Recipe.from_dict(grid.to_dict()) == grid
+    clips = torch.randint(0, 255, (2, 16, 64, 96, 3), dtype=torch.uint8)
+    regions = SnippetEncoder(bb, grid, "cpu", 1)([clips])
+    whole = SnippetEncoder(bb, plain, "cpu", 1)([clips])
+    assert regions.shape == (2, 6, 1024)
+    # 2 x 3 cells tile the 2 x 3 map exactly: their mean is the global mean
+    assert np.allclose(regions.mean(1), whole[:, 0], atol=1e-5)
+    with pytest.raises(ConfigError, match="regions"):
+        build_recipe(bb, "frame", short_side=64, regions="2by3")
+
+
+def test_max_over_crops_keeps_each_segments_best_crop():
+    from vadpipe.train import max_over_crops
+
+    scores = torch.tensor([[0.1, 0.9], [0.5, 0.2], [0.0, 0.0], [0.3, 0.4]])   # 2 videos x 2 crops
+    feats = torch.arange(16, dtype=torch.float32).view(4, 2, 2)
+    s, f, m = max_over_crops(scores, feats, torch.ones(4, 2, dtype=torch.bool), 2)
+    assert torch.allclose(s, torch.tensor([[0.5, 0.9], [0.3, 0.4]]))
+    assert f[0, 0].tolist() == feats[1, 0].tolist() and f[0, 1].tolist() == feats[0, 1].tolist()
+    assert m.shape == (2, 2)

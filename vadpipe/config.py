@@ -59,7 +59,8 @@ class ModelConfig:
     gs_gate: bool = False              # scale g by a learned tanh gate that starts at 0 (video identity cannot
                                        # drown the segment term unless training asks for it)
     horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
-    crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max
+    crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
+                                       # (auto, resolved at training: max for region features, else mean)
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
@@ -95,7 +96,10 @@ class TrainConfig:
     max_segments: int = 256            # bags "real": a longer video trains on a random window this long
     batch_anomalous: int = 32          # videos a batch; clamped to what the training split holds
     batch_normal: int = 32
-    crops: str = "all"                 # all: every crop its own sample (RTFM); random: one random crop per video
+    crops: str = "all"                 # all: every crop its own sample (RTFM); random: one random crop per video;
+                                       # max: all crops of a video, its segment score = the max over crops
+                                       # (region features: the event is in some region; needs bags real);
+                                       # auto: max for region features, random otherwise
     iterations: int = 30000            # with epochs > 0: the cap
     epochs: float = 0.0                # > 0: iterations = epochs passes over the anomalous training videos
                                        # (at least min_iterations, at most iterations): the data sets the length
@@ -235,7 +239,8 @@ def _localise(cfg: Config) -> Config:
     README "Localisation")."""
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     m.gs_gate = True
-    t.bags, t.dynamic, t.crops = "real", "off", "random"
+    m.crop_reduce = "auto"
+    t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
     t.eval_every, t.log_every = 100, 10
@@ -406,13 +411,13 @@ def validate(cfg: Config) -> None:
         ("model.name", m.name, head_names()),
         ("model.h_reading", m.h_reading, ("reweight", "literal")),
         ("model.gs", m.gs, ("full", "avg", "none")),
-        ("train.crops", t.crops, ("all", "random")),
+        ("train.crops", t.crops, ("all", "random", "max", "auto")),
         ("train.dynamic", t.dynamic, ("soft", "hard", "off")),
         ("train.loss.topk_by", loss.topk_by, ("magnitude", "score")),
         ("train.loss.cls_target", loss.cls_target, ("dynamic", "video-mean")),
         ("train.loss.smooth_on", loss.smooth_on, ("anomalous", "all")),
         ("train.bags", t.bags, ("resample", "real")),
-        ("model.crop_reduce", m.crop_reduce, ("mean", "max")),
+        ("model.crop_reduce", m.crop_reduce, ("mean", "max", "auto")),
     ]
     for name, value, allowed in choices:
         if value not in allowed:
@@ -445,6 +450,8 @@ def validate(cfg: Config) -> None:
     if t.bags == "real" and t.dynamic != "off":
         raise ConfigError("train.bags = real trains on variable-length videos, which the dynamic label table "
                           "(one row of `segments` per video) does not cover: set train.dynamic = off")
+    if t.crops == "max" and t.bags != "real":
+        raise ConfigError("train.crops = max needs train.bags = real")
     if m.smooth_window % 2 == 0:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
     if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:

@@ -236,19 +236,23 @@ def load_real_bags(videos: Sequence[Video], progress: bool = False) -> List[np.n
     return out
 
 
-def pad_windows(rows: Sequence[np.ndarray], max_len: int, seed: int, iteration: int) -> Tuple[np.ndarray, np.ndarray]:
+def pad_windows(rows: Sequence[np.ndarray], max_len: int, seed: int, iteration: int,
+                group: int = 1) -> Tuple[np.ndarray, np.ndarray]:
     """Rows (T_i, D) → (N, L, D) zero-padded and a validity mask (N, L), L = min(max T_i, max_len).
 
     A row longer than ``max_len`` contributes a window of that length starting at a position drawn
-    from (seed, iteration), so a resumed run sees the same windows.
+    from (seed, iteration), so a resumed run sees the same windows; each run of ``group`` rows (the
+    crops of one video) shares one window.
     """
     rng = np.random.default_rng([seed, 5, iteration])
     length = min(max(r.shape[0] for r in rows), max_len)
     x = np.zeros((len(rows), length, rows[0].shape[-1]), dtype=np.float32)
     mask = np.zeros((len(rows), length), dtype=bool)
+    start = 0
     for i, r in enumerate(rows):
         if r.shape[0] > max_len:
-            start = int(rng.integers(0, r.shape[0] - max_len + 1))
+            if i % group == 0:
+                start = int(rng.integers(0, r.shape[0] - max_len + 1))
             r = r[start:start + max_len]
         x[i, :r.shape[0]] = r
         mask[i, :r.shape[0]] = True

@@ -121,7 +121,8 @@ class SnippetEncoder:
         from .device import autocast
         from .extractors.transforms import preprocess
 
-        crops = self.recipe.num_crops
+        crops = self.recipe.input_crops
+        grid = self.recipe.region_grid
         snippets = sum(g.shape[0] for g in groups)
         size = self.sizer.size(snippets * crops)
         outputs: List[torch.Tensor] = []
@@ -129,6 +130,8 @@ class SnippetEncoder:
 
         def forward(clips: torch.Tensor) -> torch.Tensor:
             with autocast(self.device, self.recipe.compute_dtype):
+                if grid:                                    # (B, R*C, D): one vector per region
+                    return self.module.forward_regions(clips, *grid).float()
                 return self.module(clips).float()
 
         with torch.inference_mode():
@@ -162,7 +165,7 @@ class SnippetEncoder:
                             pending[:] = [clips[size:]] if len(clips) > size else []
                 if pending:
                     flush_padded()
-            out = torch.cat(outputs).reshape(snippets, crops, -1).cpu().numpy()
+            out = torch.cat(outputs).reshape(snippets, self.recipe.num_crops, -1).cpu().numpy()
         self.sizer.record(size, time.perf_counter() - started, snippets * crops)
         return out.astype(self.storage, copy=False)
 
@@ -223,9 +226,10 @@ def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch
 
 def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
                  compute_dtype: str = "auto", device: torch.device | str = "cpu",
-                 short_side: Optional[int] = None) -> Recipe:
+                 short_side: Optional[int] = None, regions: str = "") -> Recipe:
     """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
-    (``short_side`` replaces the preset's resize; it must stay >= its crop).
+    (``short_side`` replaces the preset's resize; it must stay >= its crop; ``regions`` "RxC" stores a
+    grid of region vectors per snippet instead of one).
 
     ``compute_dtype="auto"`` is bfloat16 autocast on CUDA and float32 elsewhere; the choice is
     recorded in the recipe (it changes the features slightly), so features made on a GPU with
@@ -245,6 +249,14 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
             raise ConfigError(f"--fps {fps!r}: expected 'native' or a positive number") from None
         fps = f"{float(fps):g}"
     sizes = {} if short_side is None else {"resize_short_side": int(short_side)}
+    if regions:
+        from .recipe import parse_regions
+
+        try:
+            rows, cols = parse_regions(regions)
+        except ValueError as exc:
+            raise ConfigError(f"--regions: {exc}") from None
+        sizes["regions"] = f"{rows}x{cols}"
     return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
                        storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
 

@@ -461,7 +461,8 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    dtype: str = "float32", compute_dtype: str = "auto", labels: Optional[str] = None,
                    shard: Optional[str] = None, overwrite: bool = False, progress: bool = True,
                    clips_per_forward: Optional[int] = None, short_side: Optional[int] = None,
-                   accept_damaged: bool = False, log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
+                   accept_damaged: bool = False, regions: str = "",
+                   log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
     """``vadpipe extract`` as a function: resolve shard and device, build backbone and recipe, run.
 
     Returns (this rank's summary, all ranks' summary under torchrun else None).
@@ -472,7 +473,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
     the_device = resolve_extract_device(device)
     model = create_backbone(backbone, weights=weights, device=the_device)
     recipe = build_recipe(model, preset, fps=fps, storage_dtype=dtype, compute_dtype=compute_dtype,
-                          device=the_device, short_side=short_side)
+                          device=the_device, short_side=short_side, regions=regions)
     options = ExtractOptions(batch_size=batch_size, workers=default_workers() if workers is None else workers,
                              overwrite=overwrite, progress=progress, shard=the_shard,
                              clips_per_forward=clips_per_forward, accept_damaged=accept_damaged)

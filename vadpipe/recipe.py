@@ -43,10 +43,25 @@ class Recipe:
     storage_dtype: str = "float32"     # dtype of the stored .npy files
     vadpipe_version: str = __version__
     extra: Tuple[Tuple[str, Any], ...] = field(default_factory=tuple)  # backbone-specific knobs
+    # "" = one vector per crop (the backbone's global mean); "RxC" = the backbone's last feature map,
+    # averaged over time, pooled to an R x C grid of regions, each region stored as one "crop"
+    # (row-major): for fixed cameras, where an event fills a part of the view, not the whole of it.
+    regions: str = ""
+
+    @property
+    def input_crops(self) -> int:
+        """Clips a snippet makes before the backbone."""
+        return 10 if self.crop == "ten" else 1
+
+    @property
+    def region_grid(self) -> Optional[Tuple[int, int]]:
+        return parse_regions(self.regions)
 
     @property
     def num_crops(self) -> int:
-        return 10 if self.crop == "ten" else 1
+        """Feature vectors a snippet gets (the C of (T, C, D))."""
+        grid = self.region_grid
+        return grid[0] * grid[1] * self.input_crops if grid else self.input_crops
 
     def _plain_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -76,6 +91,8 @@ class Recipe:
         d = self._plain_dict()  # not to_dict(): that needs recipe_id, which needs these fields
         for key in _INFORMATIONAL:
             d.pop(key, None)
+        if not d.get("regions"):
+            d.pop("regions", None)     # recipes without regions keep the ids they had before the field
         return d
 
     @property
@@ -95,6 +112,16 @@ class Recipe:
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
+
+
+def parse_regions(text: str) -> Optional[Tuple[int, int]]:
+    """"RxC" → (R, C); "" → None; anything else a ValueError."""
+    if not text:
+        return None
+    rows, sep, cols = str(text).lower().partition("x")
+    if not sep or not rows.isdigit() or not cols.isdigit() or int(rows) < 1 or int(cols) < 1:
+        raise ValueError(f"regions must look like 2x4 (rows x columns), got {text!r}")
+    return int(rows), int(cols)
 
 
 def check_compatible(expected: Optional[Recipe], found: Optional[Recipe], expected_what: str, found_what: str,

@@ -104,18 +104,47 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
-               n_anomalous: int, loss_cfg, use_amp: bool = False, mask: Optional[torch.Tensor] = None
-               ) -> Dict[str, float]:
+               n_anomalous: int, loss_cfg, use_amp: bool = False, mask: Optional[torch.Tensor] = None,
+               crop_group: int = 1) -> Dict[str, float]:
     """One optimiser step on a batch (first ``n_anomalous`` rows anomalous; ``mask`` (N, T) marks real
-    segments of padded rows); returns the loss terms."""
+    segments of padded rows); returns the loss terms. ``crop_group`` G > 1: every G consecutive rows
+    are the crops of one video, scored as the max over them (``train.crops: max``)."""
     model.train()
     with autocast(x.device, "bfloat16" if use_amp else "float32"):
         out = model(x) if mask is None else model(x, mask)
-    terms = compute_losses(out.scores, out.features, n_anomalous, targets, loss_cfg, mask)
+    scores, features = out.scores, out.features
+    if crop_group > 1:
+        scores, features, mask = max_over_crops(scores, features, mask, crop_group)
+        targets, n_anomalous = targets[::crop_group], n_anomalous // crop_group
+    terms = compute_losses(scores, features, n_anomalous, targets, loss_cfg, mask)
     opt.zero_grad(set_to_none=True)
     terms["total"].backward()
     opt.step()
     return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def resolve_crop_rules(cfg: Config, recipe) -> None:
+    """``auto`` crop rules from the features: region grids train and score by the max over regions
+    (the event is in some region), other crops (ten-crop augmentation, one crop) by one random crop
+    and the mean. The resolved values are what the run records."""
+    regions = bool(recipe is not None and recipe.region_grid)
+    if cfg.train.crops == "auto":
+        cfg.train.crops = "max" if regions else "random"
+    if cfg.model.crop_reduce == "auto":
+        cfg.model.crop_reduce = "max" if regions else "mean"
+
+
+def max_over_crops(scores: torch.Tensor, features: Optional[torch.Tensor], mask: Optional[torch.Tensor],
+                   group: int):
+    """Rows (N*G, T) → (N, T): each segment's score is its best crop's, with that crop's representation."""
+    n, t = scores.shape[0] // group, scores.shape[1]
+    s = scores.view(n, group, t)
+    best = s.argmax(1)                                               # (N, T)
+    reduced = s.gather(1, best[:, None]).squeeze(1)
+    if features is not None:
+        f = features.view(n, group, t, -1)
+        features = f.gather(1, best[:, None, :, None].expand(-1, 1, -1, f.shape[-1])).squeeze(1)
+    return reduced, features, None if mask is None else mask[::group]
 
 
 def planned_iterations(t, n_anomalous: int) -> int:
@@ -158,6 +187,7 @@ class _Trainer:
             if cfg.model.feature_dim != 2048:
                 self.log(f"model.feature_dim {cfg.model.feature_dim} replaced by the features' D = {dim}")
             cfg.model.feature_dim = dim
+        resolve_crop_rules(cfg, self.data.recipe)
         validate(cfg)
         self.crops = crops
         train_videos = [self.data.videos[i] for i in self.train_idx]
@@ -303,18 +333,21 @@ class _Trainer:
         else:
             rows = [crop for v in videos for crop in self.bags[v]]
             n_anom = len(a) * self.crops
-        x, mask = pad_windows(rows, t.max_segments, t.seed, iteration)
+        x, mask = pad_windows(rows, t.max_segments, t.seed, iteration, 1 if t.crops == "random" else self.crops)
         targets = torch.zeros(x.shape[:2])
         targets[:n_anom] = 1.0                                       # video labels (dynamic labels are off)
         return (torch.from_numpy(x).to(self.device), targets.to(self.device), n_anom,
                 torch.from_numpy(mask).to(self.device))
+
+    def _crop_group(self) -> int:
+        return self.crops if self.cfg.train.crops == "max" else 1
 
     def _step(self, iteration: int) -> Dict[str, float]:
         if self.dyn.due(iteration):
             self._update_labels()
         x, targets, n_anom, *mask = self._batch(iteration)
         return train_step(self.model, self.opt, x, targets, n_anom, self.cfg.train.loss, self.use_amp,
-                          mask[0] if mask else None)
+                          mask[0] if mask else None, self._crop_group())
 
     @torch.no_grad()
     def _update_labels(self) -> None:

@@ -190,3 +190,23 @@ def test_max_over_crops_keeps_each_segments_best_crop():
     assert torch.allclose(s, torch.tensor([[0.5, 0.9], [0.3, 0.4]]))
     assert f[0, 0].tolist() == feats[1, 0].tolist() and f[0, 1].tolist() == feats[0, 1].tolist()
     assert m.shape == (2, 2)
+
+
+def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segments(tmp_path):
+    from vadpipe.checkpoint import load_checkpoint
+    from vadpipe.models.normal_stats import NormalStats
+
+    stats = NormalStats(4, weight=1.0)
+    p = torch.full((3,), 0.3)
+    assert torch.equal(stats.fuse(p, torch.zeros(3, 4)), p)            # identity until fitted
+    gen = torch.Generator().manual_seed(0)
+    normal = torch.randn(500, 4, generator=gen)
+    stats.fit(normal, torch.full((500,), 0.2) + 0.05 * torch.rand(500, generator=gen))
+    far, near = torch.full((1, 4), 6.0), torch.zeros(1, 4)
+    assert stats.fuse(torch.tensor([0.2]), far) > stats.fuse(torch.tensor([0.2]), near)
+    # in training: fitted at the end, saved in the checkpoint, loaded back with weights_only
+    make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 40))
+    result = train(_default_small(tmp_path / "f", epochs=0, iterations=6), out=tmp_path / "run", progress=False)
+    model, ckpt = load_checkpoint(result.run_dir, "cpu")
+    assert model.normal_stats.fitted and ckpt.model_config.normal_weight == 0.5
+    assert ckpt.calibration["source"] == "held-out normal training videos"

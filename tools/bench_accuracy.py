@@ -61,11 +61,14 @@ def log(msg: str) -> None:
 
 
 # --- benchmarks -----------------------------------------------------------------------------
+REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one global vector)
+
+
 def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int]) -> None:
     from vadpipe.extract import extract_folder
 
     summary, _ = extract_folder(root, out, backbone="i3d-inception", preset=preset, short_side=short_side,
-                                progress=False, log=log)
+                                regions=REGIONS, progress=False, log=log)
     if summary.failed:
         raise SystemExit(f"{root}: {summary.failed} video(s) failed to extract")
 
@@ -74,7 +77,7 @@ def ped1_bench(cache: Path) -> Optional[Bench]:
     if not (PED1 / "videos").is_dir():
         log(f"ped1: skipped (no UCSD Ped1 at {PED1}; see ../shared/data/ucsd-ped1/README.md)")
         return None
-    feats = cache / "ped1-inception-frame158"
+    feats = cache / ("ped1-inception-frame158" + (f"-r{REGIONS}" if REGIONS else ""))
     for split in ("train", "test"):
         extract_split(PED1 / "videos" / split, feats / split, "frame", 158)
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
@@ -87,10 +90,10 @@ def demo_bench(cache: Path) -> Bench:
     spec = SIZES["small"]
     root = cache / "demo-small-seed0"
     world = generate_world(root / "world", synth_config(spec["world"], seed=0), progress=False)
+    feats = root / ("features" + (f"-r{REGIONS}" if REGIONS else ""))
     for split in ("train", "test"):
-        extract_split(root / "world" / split, root / "features" / split, spec["features"], spec["short_side"])
-    return Bench("demo", str(root / "features" / "train"), str(root / "features" / "test"),
-                 str(world.paths["test_gt"]))
+        extract_split(root / "world" / split, feats / split, spec["features"], spec["short_side"])
+    return Bench("demo", str(feats / "train"), str(feats / "test"), str(world.paths["test_gt"]))
 
 
 def feature_bench(cache: Path) -> Bench:
@@ -204,26 +207,37 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bench", nargs="+", default=list(BENCHES), choices=list(BENCHES))
+    ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
+    ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
+                    help="also any extracted feature set: train features, test features, test ground truth")
     ap.add_argument("--config", action="append", default=None,
                     help="NAME=BASE[+SECTION.FIELD=VALUE...] (repeatable); default: paper and default")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                       str(Path.home() / ".cache" / "vadpipe" / "bench")))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--regions", default="", metavar="RxC",
+                    help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
     ap.add_argument("--json", help="also write every run's figures here")
     args = ap.parse_args(argv)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    global REGIONS
+    REGIONS = args.regions
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     report: Dict[str, Dict[str, List[dict]]] = {}
+    extras = {}
+    for spec in args.extra:
+        name, _, paths = spec.partition("=")
+        train_p, test_p, gt_p = paths.split(":")
+        extras[name] = Bench(name, train_p, test_p, gt_p)
     with tempfile.TemporaryDirectory(prefix="vadpipe-bench-") as tmp:
-        for bname in args.bench:
-            bench = BENCHES[bname](cache)
+        for bname in list(args.bench) + list(extras):
+            bench = extras[bname] if bname in extras else BENCHES[bname](cache)
             if bench is None:
                 continue
             report[bname] = {}

@@ -92,7 +92,18 @@ def build_model(model_config: Any) -> nn.Module:
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from None
     model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window)   # read by score_features
+    if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
+        from .models.normal_stats import NormalStats
+
+        model.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage)
     return model
+
+
+def head_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(N, T) scores of rows (N, T, D): the head's, fused with its normal statistics once fitted."""
+    scores = model(x).scores
+    stats = getattr(model, "normal_stats", None)
+    return scores if stats is None else stats.fuse(scores, x)
 
 
 @dataclass
@@ -249,7 +260,7 @@ def score_features(model: nn.Module, feats: np.ndarray, device: str | torch.devi
     heads = getattr(getattr(getattr(model, "lt", None), "attn", None), "heads", 1)
     group = max(1, min(c, max_attention_elements // max(1, heads * t * t)))
     x_t = torch.from_numpy(np.array(x.transpose(1, 0, 2), order="C"))    # (C, T, D), a writable copy
-    per_crop = [model(x_t[start:start + group].to(device)).scores.double().cpu()
+    per_crop = [head_scores(model, x_t[start:start + group].to(device)).double().cpu()
                 for start in range(0, c, group)]
     model.train(was_training)
     return scoring_rule(model).apply(torch.cat(per_crop).numpy())
@@ -271,7 +282,11 @@ def score_batch(model: nn.Module, videos: Sequence[np.ndarray], device: str | to
             owner.append(i)
     was_training = model.training
     model.eval()
-    scores = model(torch.from_numpy(np.stack(rows)).to(device), torch.from_numpy(np.stack(mask)).to(device)).scores
+    x = torch.from_numpy(np.stack(rows)).to(device)
+    scores = model(x, torch.from_numpy(np.stack(mask)).to(device)).scores
+    stats = getattr(model, "normal_stats", None)
+    if stats is not None:
+        scores = stats.fuse(scores, x)
     model.train(was_training)
     scores = scores.double().cpu().numpy()
     owner = np.array(owner)

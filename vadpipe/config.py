@@ -62,6 +62,9 @@ class ModelConfig:
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
                                        # (auto, resolved at training: max for region features, else mean)
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
+    normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
+                                       # features (models/normal_stats.py), fitted after training
+    normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
@@ -239,7 +242,7 @@ def _localise(cfg: Config) -> Config:
     README "Localisation")."""
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     m.gs_gate = True
-    m.crop_reduce = "auto"
+    m.crop_reduce, m.normal_weight = "auto", 0.5
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
@@ -450,6 +453,8 @@ def validate(cfg: Config) -> None:
     if t.bags == "real" and t.dynamic != "off":
         raise ConfigError("train.bags = real trains on variable-length videos, which the dynamic label table "
                           "(one row of `segments` per video) does not cover: set train.dynamic = off")
+    if m.normal_weight < 0 or not 0.0 < m.normal_shrinkage <= 1.0:
+        raise ConfigError("model.normal_weight must be >= 0 and model.normal_shrinkage in (0, 1]")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.smooth_window % 2 == 0:

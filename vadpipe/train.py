@@ -418,6 +418,34 @@ class _Trainer:
         return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
                 "source": source, "n_videos": len(videos)}
 
+    @torch.no_grad()
+    def _fit_normal_stats(self, cap: int = 20000) -> Dict[str, torch.Tensor]:
+        """Fit the head's normal statistics on the normal TRAINING videos (held-out ones calibrate the
+        threshold afterwards) and return the state dict that carries them."""
+        self.model.eval()
+        feats, scores = [], []
+        for i in self.train_idx:
+            video = self.data.videos[i]
+            if video.label != 0:
+                continue
+            x = torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(self.device)
+            feats.append(x.reshape(-1, x.shape[-1]))
+            scores.append(self.model(x).scores.reshape(-1))
+        if not feats:
+            self.log("no normal training video: the normal statistics stay off (head scores only)")
+            self.model.train()
+            return self._state_copy()
+        x, s = torch.cat(feats), torch.cat(scores)
+        if x.shape[0] > cap:        # a seeded subset keeps the covariance cheap on big sets
+            keep = torch.from_numpy(np.random.default_rng([self.cfg.train.seed, 7]).choice(x.shape[0], cap, replace=False))
+            x, s = x[keep.to(x.device)], s[keep.to(s.device)]
+        self.model.normal_stats.fit(x, s)
+        self.model.train()
+        return self._state_copy()
+
+    def _state_copy(self) -> Dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
     def _selection(self) -> str:
         t = self.cfg.train
         if t.select == "last":
@@ -504,8 +532,12 @@ class _Trainer:
         best = Checkpoint.load(best_path)
         last = Checkpoint.load(last_path)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        if getattr(self.model, "normal_stats", None) is not None:
+            last.model = self._fit_normal_stats()          # the current (last) weights
         self.model.load_state_dict(best.model)
-        calibration = self._calibrate()
+        if getattr(self.model, "normal_stats", None) is not None:
+            best.model = self._fit_normal_stats()
+        calibration = self._calibrate()                    # fused scores: the thresholds fit what score uses
         self.model.load_state_dict(current)
         best.calibration = last.calibration = calibration
         best.metrics = {**best.metrics, "selection": self._selection(), "best_iteration": self.best["iteration"]}

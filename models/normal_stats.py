@@ -1,0 +1,65 @@
+"""Normal statistics: how far a segment's feature lies from the normal training features.
+
+A Gaussian of the normal training snippets (mean, shrunk covariance) gives each
+segment a Mahalanobis distance d; standardised on those same snippets it is
+z = (d − μ_d) / σ_d. The head's own logit is standardised the same way
+(ℓ − μ_ℓ) / σ_ℓ, and the fused score is
+
+    sigmoid(standardised logit + weight · z)
+
+so "unlike anything normal" raises a segment's score even where the weakly
+supervised head, trained on a few anomalous videos, has not learnt the event
+(BN-WVAD, Zhou et al. 2023, uses the same cue). Everything is fitted once after
+training on the training normals (never on held-out or test videos) and kept as
+buffers in the head's state dict, so a checkpoint carries it.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
+    p = p.clamp(eps, 1 - eps)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class NormalStats(nn.Module):
+    def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5):
+        super().__init__()
+        self.weight, self.shrinkage = weight, shrinkage
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("precision", torch.eye(dim))
+        # μ_d, σ_d, μ_ℓ, σ_ℓ and a fitted flag (0 until fit): the fused score needs all of them
+        self.register_buffer("scale", torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]))
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.scale[4] > 0)
+
+    def distance(self, x: Tensor) -> Tensor:
+        """Mahalanobis distance (..., ) of features (..., D) to the normal Gaussian."""
+        d = x.float() - self.mean
+        return torch.einsum("...i,ij,...j->...", d, self.precision, d).clamp(min=0).sqrt()
+
+    @torch.no_grad()
+    def fit(self, features: Tensor, head_scores: Tensor) -> None:
+        """``features`` (N, D) normal training snippets and the head's scores (N,) on them."""
+        features, head_scores = features.to(self.mean.device), head_scores.to(self.mean.device)
+        x = features.double()
+        mean = x.mean(0)
+        cov = torch.cov((x - mean).T) if x.shape[0] > 1 else torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype)
+        target = torch.eye(x.shape[1], dtype=x.dtype) * (torch.trace(cov) / x.shape[1]).clamp(min=1e-12)
+        self.mean.copy_(mean.float())
+        self.precision.copy_(torch.linalg.inv((1 - self.shrinkage) * cov + self.shrinkage * target).float())
+        d, lg = self.distance(features), logit(head_scores.float())
+        self.scale.copy_(torch.stack([d.mean(), d.std().clamp(min=1e-6), lg.mean(), lg.std().clamp(min=1e-6),
+                                      torch.ones((), device=d.device)]))
+
+    def fuse(self, head_scores: Tensor, features: Tensor) -> Tensor:
+        """Fused scores (...,) from head scores (...,) and their features (..., D); unchanged until fitted."""
+        if not self.fitted:
+            return head_scores
+        mu_d, sd_d, mu_l, sd_l = self.scale[:4]
+        z = (self.distance(features) - mu_d) / sd_d
+        return torch.sigmoid((logit(head_scores.float()) - mu_l) / sd_l + self.weight * z)

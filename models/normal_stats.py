@@ -2,10 +2,11 @@
 
 A Gaussian of the normal training snippets (mean, shrunk covariance) gives each
 segment a Mahalanobis distance d; standardised on those same snippets it is
-z = (d − μ_d) / σ_d. The head's own logit is standardised the same way
-(ℓ − μ_ℓ) / σ_ℓ, and the fused score is
+z = (d − μ_d) / σ_d, added to the head's own logit ℓ (label smoothing keeps it
+within a few units), and the sum is squashed smoothly into (−8, 8) so that no
+score rounds to exactly 0 or 1 in float32 (monotone: the ranking is kept):
 
-    sigmoid(standardised logit + weight · z)
+    s = ℓ + weight · z,    score = sigmoid(s / (1 + |s| / 8))
 
 so "unlike anything normal" raises a segment's score even where the weakly
 supervised head, trained on a few anomalous videos, has not learnt the event
@@ -19,6 +20,9 @@ import torch
 from torch import Tensor, nn
 
 
+SQUASH = 8.0
+
+
 def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
     p = p.clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
@@ -30,7 +34,7 @@ class NormalStats(nn.Module):
         self.weight, self.shrinkage = weight, shrinkage
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("precision", torch.eye(dim))
-        # μ_d, σ_d, μ_ℓ, σ_ℓ and a fitted flag (0 until fit): the fused score needs all of them
+        # μ_d, σ_d, μ_ℓ, σ_ℓ (the head's logits on the normals, for the record) and a fitted flag
         self.register_buffer("scale", torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]))
 
     @property
@@ -60,6 +64,6 @@ class NormalStats(nn.Module):
         """Fused scores (...,) from head scores (...,) and their features (..., D); unchanged until fitted."""
         if not self.fitted:
             return head_scores
-        mu_d, sd_d, mu_l, sd_l = self.scale[:4]
-        z = (self.distance(features) - mu_d) / sd_d
-        return torch.sigmoid((logit(head_scores.float()) - mu_l) / sd_l + self.weight * z)
+        mu_d, sd_d = self.scale[:2]
+        s = logit(head_scores.float()) + self.weight * (self.distance(features) - mu_d) / sd_d
+        return torch.sigmoid(s / (1 + s.abs() / SQUASH))

@@ -15,7 +15,7 @@ def test_demo_tiny_runs_end_to_end(tmp_path):
                                        "--no-progress"])
     assert result.exit_code == 0, result.output[-3000:]
     report = json.loads((out / "demo.json").read_text())
-    assert set(report["metrics"]) == {"ltgs", "rtfm", "mil", "feature-norm (untrained)"}
+    assert set(report["metrics"]) == {"default", "ltgs", "rtfm", "mil", "feature-norm (untrained)"}
     for metrics in report["metrics"].values():
         assert 0.0 <= metrics["auc"] <= 1.0 and 0.0 <= metrics["ap"] <= 1.0
         assert metrics["auc_per_class"]

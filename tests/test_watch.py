@@ -305,3 +305,14 @@ def test_classify_sources(tmp_path):
     assert classify("/dev/video0").av_format == "v4l2"
     with pytest.raises(StreamError, match="no such file"):
         classify(str(tmp_path / "missing.ts"))
+
+
+def test_score_window_option_matches_whole_clip_when_the_clip_fits(clip, ckpt, offline, tmp_path):
+    """`vadpipe score --window N`: the windowed head gives the whole-clip scores for a clip of <= N snippets."""
+    for window in (7, 64):
+        out = tmp_path / f"w{window}"
+        assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                         options=ScoreOptions(out_dir=out, threshold="0.5", device="cpu", progress=False,
+                                              window=window)) == 0
+        frame_scores = np.loadtxt(out / "clip.scores.csv", delimiter=",", skiprows=1)[:, 2]
+        assert np.array_equal(frame_scores, offline[1])

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from vadpipe.data import open_features
-from vadpipe.groundtruth import load_ground_truth
+from vadpipe.groundtruth import load_ground_truth, match_ids
 
 
 def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
@@ -35,11 +35,12 @@ def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
 def load_split(features: Path, gt_file: Path):
     feature_set = open_features(features, list_anomalous="none")
     gts = load_ground_truth(gt_file)
+    key = match_ids([v.id for v in feature_set.videos], list(gts))   # ids as the gt spells them
     videos = []
     for video in feature_set.videos:
         feats = np.asarray(video.raw(), dtype=np.float32)
         feats = feats.reshape(feats.shape[0], -1, feats.shape[-1]).mean(axis=1)     # crops averaged
-        labels = snippet_labels(gts[video.id], len(feats), feature_set.snippet_len)
+        labels = snippet_labels(gts[key[video.id]], len(feats), feature_set.snippet_len)
         videos.append((video.id, video.cls if video.label else None, feats, labels))   # None = normal
     return videos
 

@@ -223,8 +223,10 @@ class HeadName(click.ParamType):
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="YAML config (sections model/train, optional 'preset' key).")
 @click.option("--features", help="Feature folder or RTFM list file.  [default: features]")
-@click.option("--preset", type=click.Choice(["ucf-crime", "shanghaitech", "demo"]),
-              help="Start from a preset (default ucf-crime; demo: a few hundred small CPU iterations).")
+@click.option("--preset", type=click.Choice(["default", "paper", "ucf-crime", "shanghaitech", "demo"]),
+              help="Start from a preset: default (LTGS with the localisation switches and normal statistics, "
+                   "a schedule of epochs that follows the data), paper (the article's LTGS and schedule, "
+                   "= ucf-crime), shanghaitech, demo.  [default: default]")
 @click.option("--model", "model_name", type=HeadName(),
               help="Head: ltgs (LTGS), rtfm (RTFM-style baseline) or mil (Sultani MIL baseline); the registered "
                    "heads of vadpipe.models.")
@@ -234,7 +236,7 @@ class HeadName(click.ParamType):
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Repeatable: set any config field, typed like it (train.lr=1e-4, train.loss.k=8, "
                    "model.use_lt=false, model.hidden=512,32); applied after --config/--preset/--model/--ablation.")
-@click.option("--iters", type=int, help="Training iterations.")
+@click.option("--iters", type=int, help="Training iterations (exactly; replaces an epoch schedule).")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder.  [default: runs/<timestamp>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default runs/latest) from last.pt.")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
@@ -251,7 +253,7 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
               list_anomalous, val_features, val_gt, val_is_test, select, no_progress):
     """Train an anomaly head on extracted features; writes runs/<name>/ and runs/latest.
 
-    With no options: ./features, preset ucf-crime, model ltgs.
+    With no options: ./features, preset default, model ltgs; the planned length and an ETA are printed.
     """
     from .config import DEFAULT_PRESET, apply_ablations, apply_overrides, load_config, preset as get_preset, use_model
     from .train import resume as resume_run, train as train_run
@@ -277,6 +279,8 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
                            ("select", select)):
             if value is not None:
                 setattr(t, key, value)
+        if iters is not None:
+            t.epochs = 0.0                      # --iters is exact, not a cap on the epoch schedule
         t.val_is_test = t.val_is_test or val_is_test
         result = train_run(cfg, out=out, progress=not no_progress)
     m = result.best_metrics
@@ -377,10 +381,13 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
 @click.option("--batch-size", default=None, type=int,
               help="Snippets per backbone forward pass [default: 8 // crops, i.e. 8 with one crop, 1 with ten].")
 @click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
+@click.option("--window", default=None, type=click.IntRange(min=1),
+              help="Run the head on sliding windows of N snippets (memory flat in clip length; a clip of at most "
+                   "N snippets scores exactly as whole) [default: the whole clip at once].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @one_line_errors
 def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, plot, overlay, crops, gt, weights,
-              recipe_file, fps, device, batch_size, threads, no_progress):
+              recipe_file, fps, device, batch_size, threads, window, no_progress):
     """Score videos (files or folders) or pre-extracted features: per-frame scores, intervals, plots.
 
     Exit code 1 when any input failed (each failure is one line; the others are still scored).
@@ -397,7 +404,7 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
                            min_duration_s=min_duration, plot=plot, overlay=overlay,
                            crops=int(crops) if crops else None, device=device, batch_size=batch_size,
                            weights=weights, recipe_file=Path(recipe_file) if recipe_file else None, fps=fps,
-                           gt=Path(gt) if gt else None, progress=not no_progress)
+                           gt=Path(gt) if gt else None, window=window, progress=not no_progress)
     sys.exit(run_score(paths, checkpoint=checkpoint, run=run, options=options, echo=click.echo))
 
 

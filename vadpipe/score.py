@@ -59,6 +59,7 @@ class ScoreOptions:
     crops: Optional[int] = None       # None: the recipe's; 1 with a ten-crop recipe: its centre crop only
     device: str = "auto"
     batch_size: Optional[int] = None  # snippets per backbone pass; None: 8 // crops (~8 clips per pass)
+    window: Optional[int] = None      # head on sliding windows of this many snippets (vadpipe/window.py); None: whole clip
     weights: Optional[str] = None     # backbone weight file, when not the default location
     recipe_file: Optional[Path] = None   # recipe of .npy features that have no recipe.json beside them
     fps: Optional[float] = None       # frame rate of features whose manifest does not say
@@ -158,8 +159,17 @@ class Scorer:
         return self._backbone
 
     # -- scores ---------------------------------------------------------------------------------
-    def scores_from_video(self, path: Path, progress: Optional[Callable[[int], None]] = None) -> ClipScores:
+    def _head_scores(self, feats: np.ndarray) -> np.ndarray:
+        """Snippet scores of a clip's features: the whole clip at once, or sliding windows (``--window``)."""
+        if self.options.window:
+            from .window import score_windowed
+
+            return score_windowed(self.model, feats, window=self.options.window, device=self.device)
         from .checkpoint import score_features
+
+        return score_features(self.model, feats, self.device)
+
+    def scores_from_video(self, path: Path, progress: Optional[Callable[[int], None]] = None) -> ClipScores:
         from .encode import encode_clip
         from .video import frame_times as video_frame_times, probe
 
@@ -170,7 +180,7 @@ class Scorer:
         feats, reader = encode_clip(path, self.recipe, backbone, self.device, batch, progress=progress)
         info = reader.info
         t1 = time.perf_counter()
-        snippets = score_features(self.model, feats, self.device)
+        snippets = self._head_scores(feats)
         t2 = time.perf_counter()
         video = info.to_dict()
         if str(self.recipe.fps) == "native":
@@ -192,12 +202,11 @@ class Scorer:
                           {"extract_s": t1 - t0, "head_s": t2 - t1}, notes, np.atleast_1d(times))
 
     def scores_from_features(self, clip: ClipInput) -> ClipScores:
-        from .checkpoint import score_features
 
         t0 = time.perf_counter()
         feats, recipe, frames, fps, notes, record = self._load_features(clip)
         t1 = time.perf_counter()
-        snippets = score_features(self.model, feats, self.device)
+        snippets = self._head_scores(feats)
         t2 = time.perf_counter()
         stride = recipe.stride if recipe else self.ckpt.stride
         frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride)

@@ -51,11 +51,14 @@ def k_per_row(mask: Optional[Tensor], n_rows: int, t: int, k: int, share: float,
     return torch.clamp(lengths, max=k).long()
 
 
+def kept(idx: Tensor, ks: Tensor) -> Tensor:
+    """(N, kmax) float mask of each row's first ks[i] entries of its top-k indices ``idx``."""
+    return (torch.arange(idx.shape[1], device=idx.device)[None, :] < ks[:, None]).float()
+
+
 def topk_mean(values: Tensor, idx: Tensor, ks: Tensor) -> Tensor:
     """Mean of ``values`` at each row's first ks[i] top-k indices (idx sorted by rank, N x kmax)."""
-    picked = values.gather(1, idx)
-    keep = torch.arange(idx.shape[1], device=idx.device)[None, :] < ks[:, None]
-    return (picked * keep).sum(1) / ks.clamp(min=1)
+    return (values.gather(1, idx) * kept(idx, ks)).sum(1) / ks.clamp(min=1)
 
 
 def _pairs(a: Tensor, n: Tensor) -> tuple[Tensor, Tensor]:
@@ -134,7 +137,7 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
                                       None if ks is None else ks[:na], None if ks is None else ks[na:])
     if cfg.w_cls > 0:
         top = scores.gather(1, idx)
-        keep = None if ks is None else (torch.arange(idx.shape[1], device=idx.device)[None] < ks[:, None]).float()
+        keep = None if ks is None else kept(idx, ks)
         if cfg.cls_target == "dynamic":
             terms["cls"] = _bce(top, targets.gather(1, idx), smoothing, keep)
             if keep is not None:   # mean over the kept entries only

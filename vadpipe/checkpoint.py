@@ -99,9 +99,10 @@ def build_model(model_config: Any) -> nn.Module:
     return model
 
 
-def head_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(N, T) scores of rows (N, T, D): the head's, fused with its normal statistics once fitted."""
-    scores = model(x).scores
+def head_scores(model: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(N, T) scores of rows (N, T, D) (``mask``: real segments of padded rows): the head's, fused with
+    its normal statistics once fitted."""
+    scores = model(x).scores if mask is None else model(x, mask).scores
     stats = getattr(model, "normal_stats", None)
     return scores if stats is None else stats.fuse(scores, x)
 
@@ -282,11 +283,7 @@ def score_batch(model: nn.Module, videos: Sequence[np.ndarray], device: str | to
             owner.append(i)
     was_training = model.training
     model.eval()
-    x = torch.from_numpy(np.stack(rows)).to(device)
-    scores = model(x, torch.from_numpy(np.stack(mask)).to(device)).scores
-    stats = getattr(model, "normal_stats", None)
-    if stats is not None:
-        scores = stats.fuse(scores, x)
+    scores = head_scores(model, torch.from_numpy(np.stack(rows)).to(device), torch.from_numpy(np.stack(mask)).to(device))
     model.train(was_training)
     scores = scores.double().cpu().numpy()
     owner = np.array(owner)

@@ -248,7 +248,8 @@ def test_unreachable_url_and_non_video_are_one_line(server, ckpt, tmp_path):
                            (f"{server}/text", "not a readable video stream")):
         started = time.monotonic()
         result = runner.invoke(main, ["watch", source, "--checkpoint", str(ckpt), "--threshold", "0.5",
-                                      "--device", "cpu", "--max-reconnects", "1", "--csv", str(tmp_path / "x.csv")])
+                                      "--device", "cpu", "--max-reconnects", "1", "--csv", str(tmp_path / "x.csv"),
+                                      "--compile", "off"])
         assert result.exit_code == 1, result.output
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and reason in errors[0] and source in errors[0]

@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--threshold", default="auto", help="as `vadpipe watch` (the bench head's auto is 0.5)")
     parser.add_argument("--weights", default="auto", help="auto (local default, else random), random, or a file")
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="as `vadpipe watch`")
     parser.add_argument("--workdir", default=None, help="keep the clip and outputs here (default: a temp dir)")
     args = parser.parse_args()
 
@@ -96,13 +97,14 @@ def main() -> None:
             stale.unlink(missing_ok=True)
         print(f"stream: {args.seconds:g} s {args.size} at {args.fps:g} fps over loopback HTTP ({expected} snippets); "
               f"i3d-inception center 1 crop ({weights} weights), LTGS head, window {args.window}, "
-              f"{args.threads} threads, load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{args.threads} threads, compile {args.compile}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
         with serve({"/cam.ts": Route(clip.read_bytes(), args.seconds)}) as server:
             url = f"{server.url}/cam.ts"
             cmd = [sys.executable, "-m", "vadpipe", "watch", url, "--checkpoint", str(ckpt), "--csv", str(csv),
                    "--events", str(events), "--threads", str(args.threads), "--device", "cpu",
-                   "--window", str(args.window), "--threshold", args.threshold, "--max-reconnects", "0"]
+                   "--window", str(args.window), "--threshold", args.threshold, "--max-reconnects", "0",
+                   "--compile", args.compile]
             if args.weights not in ("auto", "random"):
                 cmd += ["--weights", args.weights]
             launched = time.time()

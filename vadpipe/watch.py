@@ -70,6 +70,7 @@ class WatchOptions:
     device: str = "auto"
     weights: Optional[str] = None
     crops: Optional[int] = None
+    compile: str = "off"                 # backbone through TorchInductor: auto|on|off (extractors/inference.py)
     stream: StreamOptions = StreamOptions()
     hook_wait_s: float = 10.0            # at exit, how long running --on-event commands are waited for
 
@@ -245,6 +246,18 @@ def stop_on_signals(stop: threading.Event, stopped: List[bool]) -> Iterator[None
             signal.signal(sig, old)
 
 
+def compile_backbone(encoder, choice: str, warn: Callable[[str], None]) -> bool:
+    """Swap the encoder's backbone for its compiled forward when ``choice`` asks for it; True if so."""
+    from .extractors.inference import CompiledForward, compile_wanted
+
+    recipe = encoder.recipe
+    fixed_shape = recipe.crop != "none" and not recipe.region_grid   # whole frames take the stream's size
+    if not compile_wanted(choice, encoder.device, fixed_shape):
+        return False
+    encoder.module = CompiledForward(encoder.module, warn)
+    return True
+
+
 def warm_up(encoder, recipe) -> None:
     """One pass on a blank snippet before the stream opens: the first real snippet is not late."""
     import torch
@@ -267,6 +280,7 @@ class Watcher:
         self.scorer, self.options, self.warn = scorer, options, warn
         self.recipe = scorer.recipe
         self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device)
+        self.compiled = compile_backbone(self.encoder, options.compile, warn)
         self.window = WindowScorer(scorer.model, options.window, options.lookahead, scorer.device)
         self.threshold = scorer.threshold.value
         self.summary = WatchSummary(source, window=options.window)
@@ -284,6 +298,9 @@ class Watcher:
                 self.warn(f"watching {self.spec.source}: {self.scorer.threshold.label()}, window {o.window} "
                           f"snippets ({RULE}, lookahead {o.lookahead}); the first scores come once {o.window} "
                           "snippets have arrived")
+                if self.compiled:
+                    self.warn("compiling the backbone for this input shape (about a minute on a 2-core CPU; "
+                              "--compile off skips it)")
                 warm_up(self.encoder, self.recipe)
                 started = time.monotonic()
                 for snippet in stream:

@@ -62,6 +62,7 @@ def log(msg: str) -> None:
 
 # --- benchmarks -----------------------------------------------------------------------------
 REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one global vector)
+PED1_SHORT_SIDE = 158   # --ped1-short-side: Ped1's native height; larger values upsample the frames
 
 
 def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int]) -> None:
@@ -77,9 +78,9 @@ def ped1_bench(cache: Path) -> Optional[Bench]:
     if not (PED1 / "videos").is_dir():
         log(f"ped1: skipped (no UCSD Ped1 at {PED1}; see ../shared/data/ucsd-ped1/README.md)")
         return None
-    feats = cache / ("ped1-inception-frame158" + (f"-r{REGIONS}" if REGIONS else ""))
+    feats = cache / (f"ped1-inception-frame{PED1_SHORT_SIDE}" + (f"-r{REGIONS}" if REGIONS else ""))
     for split in ("train", "test"):
-        extract_split(PED1 / "videos" / split, feats / split, "frame", 158)
+        extract_split(PED1 / "videos" / split, feats / split, "frame", PED1_SHORT_SIDE)
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
 
 
@@ -218,14 +219,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--regions", default="", metavar="RxC",
                     help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
+    ap.add_argument("--ped1-short-side", type=int, default=158,
+                    help="ped1: resize frames to this short side (158 = native; 316 upsamples 2x)")
     ap.add_argument("--json", help="also write every run's figures here")
     args = ap.parse_args(argv)
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    global REGIONS
-    REGIONS = args.regions
+    global REGIONS, PED1_SHORT_SIDE
+    REGIONS, PED1_SHORT_SIDE = args.regions, args.ped1_short_side
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

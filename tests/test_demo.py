@@ -16,6 +16,7 @@ def test_demo_tiny_runs_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output[-3000:]
     report = json.loads((out / "demo.json").read_text())
     assert set(report["metrics"]) == {"default", "ltgs", "rtfm", "mil", "feature-norm (untrained)"}
+    assert report["train_threads"] == 2
     for metrics in report["metrics"].values():
         assert 0.0 <= metrics["auc"] <= 1.0 and 0.0 <= metrics["ap"] <= 1.0
         assert metrics["auc_per_class"]
@@ -59,3 +60,14 @@ def test_norm_baseline_averages_crops():
 
     scores = norm_scores(Set())
     assert np.allclose(scores["a"], [3.0]) and np.allclose(scores["b"], [10.0, 0.0])
+
+
+def test_training_threads_are_pinned_and_restored():
+    import torch
+
+    from vadpipe.demo import TRAIN_THREADS, torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(TRAIN_THREADS):
+        assert torch.get_num_threads() == TRAIN_THREADS
+    assert torch.get_num_threads() == before

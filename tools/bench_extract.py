@@ -49,6 +49,15 @@ def make_clip(path: Path, seconds: float, width: int, height: int, fps: float = 
     return write_video(path, frames(), fps=fps, crf=23)
 
 
+def cached_clip(folder: Path, prefix: str, suffix: str, seconds: float, size: str, fps: float = 25.0) -> Path:
+    """``folder/<prefix>_<size>_<seconds>s<suffix>``, made by :func:`make_clip` unless it is already there."""
+    width, height = (int(v) for v in size.split("x"))
+    path = folder / f"{prefix}_{size}_{seconds:g}s{suffix}"
+    if not path.exists():
+        make_clip(path, seconds, width, height, fps=fps)
+    return path
+
+
 def clips_for(args, folder: Path):
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     paths = []

@@ -125,15 +125,12 @@ def main() -> None:
         worker(args)
         return
 
-    from bench_extract import make_clip   # the same moving-texture generator as the extract benchmark
+    from bench_extract import cached_clip   # the same moving-texture generator as the extract benchmark
 
-    width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.workdir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        clip = folder / f"bench_{args.size}_{args.seconds:g}s.mp4"
-        if not clip.exists():
-            make_clip(clip, args.seconds, width, height)
+        clip = cached_clip(folder, "bench", ".mp4", args.seconds, args.size)
         print(f"clip: {clip.name} ({args.seconds:g} s, {args.size}, 25 fps); device {args.device}, "
               f"{args.threads} threads, batch {args.batch_size or 'default (8 clips per pass)'}", flush=True)
         header = f"{'backbone':<14} {'weights':<7} {'crops':>5} {'snippets':>8} {'extract s':>9} {'head s':>7} " \

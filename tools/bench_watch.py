@@ -76,18 +76,15 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="keep the clip and outputs here (default: a temp dir)")
     args = parser.parse_args()
 
-    from bench_extract import make_clip
+    from bench_extract import cached_clip
     from bench_score import make_checkpoint
 
     from vadpipe.loopback import Route, serve
 
-    width, height = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.workdir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        clip = folder / f"watch_{args.size}_{args.seconds:g}s.ts"
-        if not clip.exists():
-            make_clip(clip, args.seconds, width, height, fps=args.fps)
+        clip = cached_clip(folder, "watch", ".ts", args.seconds, args.size, fps=args.fps)
         ckpt = folder / "head.pt"
         weights = make_checkpoint(ckpt, "i3d-inception", "center", args.weights)
         frames = int(round(args.seconds * args.fps))

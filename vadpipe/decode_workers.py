@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Deque, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -133,22 +133,6 @@ def identity(item):
 
 def worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # a decode worker is one core; the model gets the others
-
-
-def _load_malloc_trim() -> Callable[[], None]:
-    """glibc's malloc_trim, or a no-op. Batches allocate and free many ~20 MB blocks; glibc keeps
-    freed heap memory, so without trimming the main process grew by ~0.5 GB over a 10-minute clip
-    (measured); trimming after each batch keeps it flat."""
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: trim(0) and None
-
-
-release_freed_memory = _load_malloc_trim()
 
 
 def is_worker_crash(exc: BaseException) -> bool:

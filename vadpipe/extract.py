@@ -28,8 +28,8 @@ import torch
 
 from . import atomic
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, identity, is_worker_crash,
-                             one_line, release_freed_memory, worker_init)
-from .encode import SnippetEncoder, build_recipe
+                             one_line, worker_init)
+from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, Owner, feature_filename, label_from_folders,
                        live_claim, read_labels_csv, release_claim, remove_leftovers, video_ids, walk_videos,

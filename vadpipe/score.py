@@ -2,7 +2,7 @@
 
 The checkpoint carries the feature recipe it was trained on; a video is
 extracted with exactly that recipe (same backbone, weights, resize, crops,
-fps policy) through ``encode.extract_video``, so scores mean what they meant
+fps policy) through ``encode.ClipFeatures``, so scores mean what they meant
 at training time. Pre-extracted features are scored without the video when
 their recipe matches.
 
@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -59,6 +59,7 @@ class ScoreOptions:
     crops: Optional[int] = None       # None: the recipe's; 1 with a ten-crop recipe: its centre crop only
     device: str = "auto"
     batch_size: Optional[int] = None  # snippets per backbone pass; None: 8 // crops (~8 clips per pass)
+    clips_per_forward: Optional[int] = None   # fixed backbone pass size; None: tuned on CPU (encode.ForwardSizer)
     window: Optional[int] = None      # head on sliding windows of this many snippets (vadpipe/window.py); None: whole clip
     weights: Optional[str] = None     # backbone weight file, when not the default location
     recipe_file: Optional[Path] = None   # recipe of .npy features that have no recipe.json beside them
@@ -159,8 +160,9 @@ class Scorer:
         return self._backbone
 
     # -- scores ---------------------------------------------------------------------------------
-    def _head_scores(self, feats: np.ndarray) -> np.ndarray:
-        """Snippet scores of a clip's features: the whole clip at once, or sliding windows (``--window``)."""
+    def _head_scores(self, feats: Union[np.ndarray, Iterable[np.ndarray]]) -> np.ndarray:
+        """Snippet scores of a clip's features (T, C, D): the whole clip at once, or sliding windows
+        (``--window``; then ``feats`` may be any iterable of per-snippet (C, D) arrays, consumed as it comes)."""
         if self.options.window:
             from .window import score_windowed
 
@@ -170,18 +172,23 @@ class Scorer:
         return score_features(self.model, feats, self.device)
 
     def scores_from_video(self, path: Path, progress: Optional[Callable[[int], None]] = None) -> ClipScores:
-        from .encode import encode_clip
+        from .encode import ClipFeatures
         from .video import frame_times as video_frame_times, probe
 
         backbone = self.backbone
         t0 = time.perf_counter()
         # Ten crops multiply the clips per pass by ten: keep the pass (and memory) the same size.
         batch = self.options.batch_size or max(1, CLIPS_PER_PASS // self.recipe.num_crops)
-        feats, reader = encode_clip(path, self.recipe, backbone, self.device, batch, progress=progress)
+        clip = ClipFeatures(path, self.recipe, backbone, self.device, batch, progress=progress,
+                            clips_per_forward=self.options.clips_per_forward)
+        opened = time.perf_counter() - t0
+        # With --window the head takes the features as the backbone makes them: only a window of
+        # them (and a few decoded batches) is ever held, whatever the clip's length.
+        snippets = self._head_scores(clip.snippet_features() if self.options.window else clip.all())
+        extract_s = opened + clip.seconds
+        head_s = time.perf_counter() - t0 - extract_s
+        reader = clip.reader
         info = reader.info
-        t1 = time.perf_counter()
-        snippets = self._head_scores(feats)
-        t2 = time.perf_counter()
         video = info.to_dict()
         if str(self.recipe.fps) == "native":
             frame_scores = snippets_to_frames(snippets, info.frames, self.recipe.snippet_len, self.recipe.stride)
@@ -199,7 +206,7 @@ class Scorer:
                          "unequal times (extract and train with --fps N for a constant rate)")
         times = frame_index_to_time(pts, np.arange(frame_scores.size), fps)
         return ClipScores(frame_scores, snippets, fps, video, self.recipe, self.recipe.num_crops,
-                          {"extract_s": t1 - t0, "head_s": t2 - t1}, notes, np.atleast_1d(times))
+                          {"extract_s": extract_s, "head_s": head_s}, notes, np.atleast_1d(times))
 
     def scores_from_features(self, clip: ClipInput) -> ClipScores:
 
@@ -489,7 +496,7 @@ def echo_err(message: str) -> None:
 
 
 class _ProgressCallback:
-    """Adapts a tqdm bar to the ``progress(n_snippets)`` callback of ``extract_video``."""
+    """Adapts a tqdm bar to the ``progress(n_snippets)`` callback of ``encode.ClipFeatures``."""
 
     def __init__(self, bar):
         self.bar = bar

@@ -1,0 +1,156 @@
+"""`vadpipe score` on the single-clip path: decoding in a thread ahead of the backbone, and `--window`
+streaming the backbone's features into the windowed head (flat memory in clip length).
+
+Same small world as test_score.py: a seeded LTGS head on the ``tiny`` recipe with random Inception
+weights, generated H.264 clips of a few hundred frames. Backbone passes have a fixed size
+(``clips_per_forward``): the CPU tuning picks it on timing, and another pass size changes float rounding.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+import vadpipe.encode as encode
+from conftest import make_video
+from test_score import save_head
+from vadpipe.encode import PREFETCH_BATCHES, backbone_for_recipe, encode_clip
+from vadpipe.extractors.presets import make_recipe
+from vadpipe.prefetch import prefetched
+from vadpipe.score import ScoreOptions, Scorer, run_score
+from vadpipe.window import WindowScorer, score_windowed
+
+BATCH, PASS = 2, 2        # snippets per encoder call, clips per backbone pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread(one_torch_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    return make_recipe("i3d-inception", "tiny", weights_sha256=None)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, recipe):
+    return save_head(tmp_path_factory.mktemp("run") / "best.pt", recipe)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """120 frames: 8 snippets, the last one partial."""
+    return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4", 120, width=80, height=60, fps=25.0)
+
+
+def scorer(ckpt, **options) -> Scorer:
+    return Scorer(ckpt, ScoreOptions(device="cpu", progress=False, batch_size=BATCH, clips_per_forward=PASS,
+                                     **options))
+
+
+def test_threaded_decoding_gives_the_sequential_features(clip, recipe):
+    backbone = backbone_for_recipe(recipe, None, "cpu")
+    sequential, reader0 = encode_clip(clip, recipe, backbone, batch_size=BATCH, clips_per_forward=PASS, prefetch=0)
+    threaded, reader2 = encode_clip(clip, recipe, backbone, batch_size=BATCH, clips_per_forward=PASS, prefetch=2)
+    assert sequential.shape[0] == 8 and np.array_equal(threaded, sequential)
+    assert reader2.info.frames == reader0.info.frames == 120
+    assert np.array_equal(reader2.frame_times, reader0.frame_times)
+
+
+def test_score_window_streams_the_same_numbers_as_encoding_the_whole_clip_first(clip, recipe, ckpt):
+    windowed = scorer(ckpt, window=4)
+    # what `score --window` did before streaming: every feature first, one after the other, then the head
+    feats, _ = encode_clip(clip, recipe, windowed.backbone, batch_size=BATCH, clips_per_forward=PASS, prefetch=0)
+    expected = score_windowed(windowed.model, feats, window=4)
+    got = windowed.scores_from_video(clip)
+    assert np.array_equal(got.snippet_scores, expected)
+    assert got.frame_scores.size == 120 and np.array_equal(got.frame_scores[::16], expected)
+    whole = scorer(ckpt).scores_from_video(clip)     # the window changes the numbers (little: random features)
+    assert not np.array_equal(whole.snippet_scores, expected)
+    assert set(got.timings) == {"extract_s", "head_s"} and min(got.timings.values()) >= 0
+
+
+def test_streaming_holds_a_window_of_features_and_a_few_decoded_batches(tmp_path, ckpt, monkeypatch):
+    """At every snippet the window scorer takes: the decoded batches and feature arrays still alive, and
+    how far the backbone is ahead of the head (features made but not yet scored must be held somewhere)."""
+    long_clip = make_video(tmp_path / "long.mp4", 16 * 16, width=64, height=48)
+    frames, features, seen = [], [], []
+    to_model_size, encoder_call, push = encode.to_model_size, encode.SnippetEncoder.__call__, WindowScorer.push
+
+    def track(made, registry):
+        registry.append(weakref.ref(made))
+        return made
+
+    def alive(registry) -> int:
+        return sum(ref().shape[0] for ref in registry if ref() is not None)
+
+    def counting_push(self, feats, tag=None):
+        out = push(self, feats, tag)
+        encoded = sum(ref().shape[0] if ref() is not None else BATCH for ref in features)
+        seen.append((alive(frames), alive(features), encoded - self.count, len(self._feats)))
+        return out
+
+    monkeypatch.setattr(encode, "to_model_size", lambda *a: track(to_model_size(*a), frames))
+    monkeypatch.setattr(encode.SnippetEncoder, "__call__", lambda self, g: track(encoder_call(self, g), features))
+    monkeypatch.setattr(WindowScorer, "push", counting_push)
+    window = 3
+    scores = scorer(ckpt, window=window).scores_from_video(long_clip)
+    assert scores.snippet_scores.size == len(seen) == 16
+    held_frames, held_features, ahead, held_window = (max(column) for column in zip(*seen))
+    assert held_window == window
+    assert held_frames <= (PREFETCH_BATCHES + 2) * BATCH      # queued, being handed over, being encoded
+    assert ahead < BATCH                                      # the rest of the batch being pushed
+    assert held_features <= window + 2 * BATCH                # the window's rows keep their batches alive
+
+
+def test_a_decode_error_mid_clip_is_one_line_naming_the_file(clip, ckpt, tmp_path, monkeypatch, capsys):
+    to_model_size, calls = encode.to_model_size, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("decoder fell over\nsecond line")
+        return to_model_size(*args)
+
+    monkeypatch.setattr(encode, "to_model_size", failing)
+    code = run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path, device="cpu", progress=False, batch_size=BATCH,
+                                          clips_per_forward=PASS, window=4, threshold="0.5"))
+    assert code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {clip}: RuntimeError: decoder fell over"]
+    assert not [t for t in threading.enumerate() if t.name == "decode"]    # the decode thread has ended
+
+
+def test_prefetched_keeps_order_raises_after_the_items_and_stops_when_closed():
+    assert list(prefetched(iter(range(50)), depth=2)) == list(range(50))
+
+    def failing():
+        yield from (1, 2)
+        raise ValueError("bad frame")
+
+    got = []
+    with pytest.raises(ValueError, match="bad frame"):
+        for item in prefetched(failing(), depth=1):
+            got.append(item)
+    assert got == [1, 2]
+
+    produced, finished = [], threading.Event()
+
+    def endless():
+        try:
+            while True:
+                produced.append(len(produced))
+                yield produced[-1]
+        finally:
+            finished.set()
+
+    stream = prefetched(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert finished.wait(5) and len(produced) <= 3 + 2 + 1    # bounded ahead, and the producer ended
+    with pytest.raises(ValueError):
+        next(prefetched(iter(()), depth=0))

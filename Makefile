@@ -30,9 +30,10 @@ demo: $(STAMP)
 	$(VENV)/bin/vadpipe demo --out demo --size small
 
 # -ra lists every skip with its reason (and failures); -q keeps pytest's closing
-# "N passed, M skipped, K deselected" line. `make test` is the quick suite (what CI runs);
+# "N passed, M skipped, K deselected" line; --durations lists the 15 slowest tests (where the
+# suite's time goes, in every CI log). `make test` is the quick suite (what CI runs);
 # `make test-all` adds the tests marked slow (the whole demo, the wheel build).
-PYTEST := $(PY) -m pytest -q -ra
+PYTEST := $(PY) -m pytest -q -ra --durations=15
 
 test: $(STAMP)
 	$(PYTEST) -m "not slow"

@@ -435,7 +435,7 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
 @click.option("--compile", "compile_", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
-              help="Run the backbone through torch.compile (weights frozen in): ~1.6x faster on CPU after a "
+              help="Run the backbone through torch.compile (weights frozen in): ~1.8x faster on CPU after a "
                    "one-off compile of about a minute. auto: on for CPU with a cropped (fixed-size) recipe.")
 @one_line_errors
 def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duration, csv_path, events, on_event,

@@ -9,7 +9,8 @@ Benchmarks (``--bench``):
 - ``features``: vadpipe.synthetic_features: RTFM-layout features with known snippet labels, short
   and long events, test-only classes, benign bursts; also reports AUC per group.
 
-Configs (``--config NAME=BASE[+SECTION.FIELD=VALUE...]``): BASE is a preset name or a YAML
+Configs (``--config NAME=BASE[+SECTION.FIELD=VALUE...]``): BASE is a preset name,
+``PRESET:HEAD`` (e.g. ``paper:rtfm``, the RTFM-style baseline with its own losses) or a YAML
 file; each ``+`` adds a ``--set`` override. The SAME config runs on every benchmark; its own
 ``select`` rule picks the checkpoint (the final one, or the one the training-side validation
 picks): the test set never chooses anything.
@@ -113,12 +114,16 @@ BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "de
 
 # --- configs --------------------------------------------------------------------------------
 def parse_config(spec: str):
-    """``NAME=BASE[+SECTION.FIELD=VALUE...]`` → (name, Config)."""
-    from vadpipe.config import PRESETS, apply_overrides, load_config, preset
+    """``NAME=BASE[+SECTION.FIELD=VALUE...]`` → (name, Config); BASE is a preset, ``PRESET:HEAD`` (that
+    head with its own losses, as ``vadpipe train --preset P --model H``) or a YAML file."""
+    from vadpipe.config import PRESETS, apply_overrides, load_config, preset, use_model
 
     name, _, rest = spec.partition("=")
     base, *overrides = (rest or name).split("+")
+    base, _, head = base.partition(":")
     cfg = preset(base) if base in PRESETS else load_config(base)
+    if head:
+        cfg = use_model(cfg, head)
     return name, apply_overrides(cfg, overrides)
 
 

@@ -126,7 +126,8 @@ def test_alignment_honours_the_stride():
 
 # --- layers ---------------------------------------------------------------------------------------
 
-LOWER = ["video", "recipe", "features", "groundtruth", "rtfm_lists", "intervals", "atomic", "errors", "device"]
+LOWER = ["video", "recipe", "features", "claims", "groundtruth", "rtfm_lists", "intervals", "atomic", "errors",
+         "device"]
 DRIVERS = {"extract", "score", "train", "evaluate", "cli", "demo", "watch"}
 
 

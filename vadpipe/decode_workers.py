@@ -17,9 +17,9 @@ from typing import Deque, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .claims import Owner, release_claim, try_claim
 from .encode import reader_for, to_model_size
 from .errors import VadpipeError
-from .features import Owner, release_claim, try_claim
 from .recipe import Recipe
 
 
@@ -50,7 +50,7 @@ class VideoEnd:
 
 @dataclass(frozen=True)
 class Claims:
-    """Per-video claims in the feature folder (see ``features.try_claim``), made by the worker before
+    """Per-video claims in the feature folder (see ``claims.try_claim``), made by the worker before
     decoding and released by the main process once the video is written or given up."""
 
     folder: str

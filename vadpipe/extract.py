@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from . import atomic
+from .claims import Owner, live_claim, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, identity, is_worker_crash,
                              one_line, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError
-from .features import (FeatureStore, KeyIndex, ManifestRecord, Owner, feature_filename, label_from_folders,
-                       live_claim, read_labels_csv, release_claim, remove_leftovers, video_ids, walk_videos,
-                       writer_lock)
+from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
+                       remove_leftovers, video_ids, walk_videos)
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
 from .video import VIDEO_EXTENSIONS, check_readable

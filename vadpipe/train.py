@@ -13,15 +13,9 @@ every ``eval_every`` steps and at the end the held-out share is scored
 (validation), ``best.pt`` is written when the validation metric improves and
 ``last.pt`` (with the resume state) is written.
 
-Validation metric: with ``val_gt``, frame AUC (on ``val_features`` or on the
-held-out share); otherwise video-level AUC of each held-out video's max
-snippet score. Without a usable metric (a held-out share lacking a class) the
-last checkpoint is also the best, and the checkpoint says so.
-
-Calibration, after the last step: the best head scores the held-out normal
-videos (else the validation set's normal videos, else the training normal
-videos, as recorded in ``source``) and the 95/99/99.9th percentiles of their
-frame scores go into both checkpoints.
+Validation set and metric: ``vadpipe/validation.py``. After the last step
+the normal statistics are fitted and the best head's threshold calibrated
+(``vadpipe/calibration.py``) into both checkpoints.
 """
 from __future__ import annotations
 
@@ -37,17 +31,18 @@ import numpy as np
 import torch
 
 from . import atomic
-from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, score_features, update_latest
+from .calibration import calibrate, calibration_videos, fit_normal_stats
+from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
-from .data import (BalancedSampler, FeatureSet, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
+from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
                    stratified_split)
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
-from .intervals import snippet_reach, snippets_to_frames
 from .models.dynamic_labels import DynamicLabels
 from .models.losses import compute_losses
 from .recipe import check_compatible
+from .validation import open_validation, score_videos, selection_note, validation_metrics
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -226,8 +221,6 @@ class _Trainer:
         if labeled.size == 0:
             raise FeatureStoreError(f"{t.features}: no video has a label (0/1); for an RTFM list pass "
                                     "--list-anomalous first:N (RTFM UCF-Crime: first:810, ShanghaiTech: first:63)")
-        self.val_set: Optional[FeatureSet] = None
-        self.val_gt = None
         if resume_ckpt is not None:
             split = resume_ckpt.last["split"]
             index = {v.id: i for i, v in enumerate(self.data.videos)}
@@ -243,28 +236,7 @@ class _Trainer:
                                       only=(0,) if t.holdout == "normal" else None)
             self.train_idx, held = labeled[tr], labeled[va]
         self.held_idx = held
-        if t.val_features:
-            self.val_set = open_features(t.val_features, "none")
-            for note in check_compatible(self.data.recipe, self.val_set.recipe, f"training features {t.features}",
-                                         f"validation features {t.val_features}"):
-                self.log(note)
-        elif held.size:
-            self.val_set = self.data.subset(held)
-        if t.val_gt and self.val_set is not None:
-            from .groundtruth import load_ground_truth
-
-            order = [v.id for v in self.val_set.videos]
-            snippets = [v.T if v.T is not None else v.raw().shape[0] for v in self.val_set.videos]
-            self.val_gt = load_ground_truth(t.val_gt, order=order, snippets=snippets,
-                                            frames=[v.frames for v in self.val_set.videos],
-                                            snippet_len=self.val_set.snippet_len)
-            from .groundtruth import match_ids
-
-            matched = match_ids(order, list(self.val_gt))
-            if not matched:
-                raise ConfigError(f"none of the {len(order)} validation videos has ground truth in {t.val_gt}")
-            if len(matched) < len(order):
-                self.log(f"{len(order) - len(matched)} validation video(s) have no ground truth in {t.val_gt}")
+        self.val_set, self.val_gt = open_validation(t, self.data, held, self.log)
 
     # --- state --------------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -368,95 +340,24 @@ class _Trainer:
             self.dyn.update(vids, scores, rank)
         self.model.train()
 
-    # --- validation and calibration ---------------------------------------------------------
-    def _score_set(self, videos) -> Dict[str, np.ndarray]:
-        self.model.eval()
-        return {v.id: score_features(self.model, v.raw(), self.device) for v in videos}
-
+    # --- validation and what follows the last step ---------------------------------------------
     def _validate(self) -> dict:
         if self.val_set is None:
             return {}
-        scores = self._score_set(self.val_set.videos)
-        if self.val_gt is not None:
-            from .evaluate import evaluate_scores
+        return validation_metrics(score_videos(self.model, self.val_set.videos, self.device), self.val_set,
+                                  self.val_gt)
 
-            res = evaluate_scores(scores, self.val_gt, snippet_len=self.val_set.snippet_len,
-                                  stride=self.val_set.stride, frames={v.id: v.frames for v in self.val_set.videos}, on_mismatch="skip")
-            skipped = sum(a.action == "mismatch" for a in res.alignments)
-            return {"val_auc": res.metrics["auc"], "val_metric": "frame_auc", "val_ap": res.metrics["ap"],
-                    "val_videos": res.metrics["n_videos"], "val_skipped": skipped}
-        from sklearn.metrics import roc_auc_score
+    def _calibrate(self) -> dict:
+        videos, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt)
+        return calibrate(score_videos(self.model, videos, self.device), videos, source,
+                           self.cfg.train.calibration_quantiles, self.data.snippet_len, self.data.stride)
 
-        y = np.array([v.label for v in self.val_set.videos])
-        s = np.array([scores[v.id].max() for v in self.val_set.videos])
-        auc = float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
-        return {"val_auc": auc, "val_metric": "video_auc_of_max", "val_videos": int(y.size)}
-
-    def _calibrate(self) -> Optional[dict]:
-        quantiles = self.cfg.train.calibration_quantiles
-        if self.held_idx.size and (self.data.labels()[self.held_idx] == 0).any():
-            videos = [self.data.videos[i] for i in self.held_idx if self.data.videos[i].label == 0]
-            source = "held-out normal training videos"
-        elif self.val_set is not None and self.val_gt is not None:
-            from .groundtruth import match_ids
-
-            mapping = match_ids([v.id for v in self.val_set.videos], list(self.val_gt))
-            videos = [v for v in self.val_set.videos if v.id in mapping and not self.val_gt[mapping[v.id]].anomalous]
-            source = "normal videos of the validation set"
-        else:
-            videos = []
-        if not videos:
-            videos = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]
-            source = OPTIMISTIC_CALIBRATION
-        scores = self._score_set(videos)
-        length, stride = self.data.snippet_len, self.data.stride
-
-        def frame_scores(snippets: np.ndarray, frames: Optional[int]) -> np.ndarray:
-            return snippets_to_frames(snippets, frames or snippet_reach(snippets.size, length, stride), length, stride)
-
-        frames = np.concatenate([frame_scores(scores[v.id], v.frames) for v in videos])
-        return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
-                "source": source, "n_videos": len(videos)}
-
-    @torch.no_grad()
-    def _fit_normal_stats(self, cap: int = 20000) -> Dict[str, torch.Tensor]:
-        """Fit the head's normal statistics on the normal TRAINING videos (held-out ones calibrate the
-        threshold afterwards) and return the state dict that carries them."""
-        self.model.eval()
-        feats, scores = [], []
-        for i in self.train_idx:
-            video = self.data.videos[i]
-            if video.label != 0:
-                continue
-            x = torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(self.device)
-            feats.append(x.reshape(-1, x.shape[-1]))
-            scores.append(self.model(x).scores.reshape(-1))
-        if not feats:
-            self.log("no normal training video: the normal statistics stay off (head scores only)")
-            self.model.train()
-            return self._state_copy()
-        x, s = torch.cat(feats), torch.cat(scores)
-        if x.shape[0] > cap:        # a seeded subset keeps the covariance cheap on big sets
-            keep = torch.from_numpy(np.random.default_rng([self.cfg.train.seed, 7]).choice(x.shape[0], cap, replace=False))
-            x, s = x[keep.to(x.device)], s[keep.to(s.device)]
-        self.model.normal_stats.fit(x, s)
-        self.model.train()
-        return self._state_copy()
-
-    def _state_copy(self) -> Dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+    def _fit_normal_stats(self) -> Dict[str, torch.Tensor]:
+        normal = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]
+        return fit_normal_stats(self.model, normal, self.cfg.train.seed, self.device, self.log)
 
     def _selection(self) -> str:
-        t = self.cfg.train
-        if t.select == "last":
-            return "last (select: last; validation only reported)"
-        if self.best["metric"] is None:
-            return "last (no validation metric)"
-        if t.val_is_test:
-            return "best on the TEST set (val_is_test; as the public repos do)"
-        if t.val_features:
-            return "best on an external validation set"
-        return "best on the held-out share of the training videos"
+        return selection_note(self.cfg.train, self.best["metric"])
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, progress: bool = True) -> TrainResult:

@@ -1,0 +1,76 @@
+"""After a run's last step: the head's normal statistics and the score-threshold calibration.
+
+Normal statistics are fitted on the normal *training* videos; the held-out ones
+calibrate the threshold afterwards. Calibration: the head scores the held-out
+normal videos (else the validation set's normal videos, else the training
+normal videos, as recorded in ``source``) and the 95/99/99.9th percentiles of
+their frame scores go into both checkpoints.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .checkpoint import OPTIMISTIC_CALIBRATION
+from .data import FeatureSet
+from .intervals import snippet_reach, snippets_to_frames
+
+
+def _state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+@torch.no_grad()
+def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int, device: torch.device,
+                     log: Callable[[str], None], cap: int = 20000) -> Dict[str, torch.Tensor]:
+    """Fit the head's normal statistics on ``normal_videos`` (the normal training videos) and return
+    the state dict that carries them; the model is left in train mode."""
+    model.eval()
+    feats, scores = [], []
+    for video in normal_videos:
+        x = torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(device)
+        feats.append(x.reshape(-1, x.shape[-1]))
+        scores.append(model(x).scores.reshape(-1))
+    if not feats:
+        log("no normal training video: the normal statistics stay off (head scores only)")
+        model.train()
+        return _state_copy(model)
+    x, s = torch.cat(feats), torch.cat(scores)
+    if x.shape[0] > cap:        # a seeded subset keeps the covariance cheap on big sets
+        keep = torch.from_numpy(np.random.default_rng([seed, 7]).choice(x.shape[0], cap, replace=False))
+        x, s = x[keep.to(x.device)], s[keep.to(s.device)]
+    model.normal_stats.fit(x, s)
+    model.train()
+    return _state_copy(model)
+
+
+def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,
+                       val_set: Optional[FeatureSet], val_gt: Optional[dict]) -> Tuple[List, str]:
+    """(normal videos to calibrate on, where they come from): held-out normal training videos, else
+    the validation set's normal videos, else the training normal videos (optimistic)."""
+    if held_idx.size and (data.labels()[held_idx] == 0).any():
+        return ([data.videos[i] for i in held_idx if data.videos[i].label == 0],
+                "held-out normal training videos")
+    videos: List = []
+    if val_set is not None and val_gt is not None:
+        from .groundtruth import match_ids
+
+        mapping = match_ids([v.id for v in val_set.videos], list(val_gt))
+        videos = [v for v in val_set.videos if v.id in mapping and not val_gt[mapping[v.id]].anomalous]
+        if videos:
+            return videos, "normal videos of the validation set"
+    return [data.videos[i] for i in train_idx if data.videos[i].label == 0], OPTIMISTIC_CALIBRATION
+
+
+def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quantiles: Sequence[float],
+                snippet_len: int, stride: int) -> dict:
+    """Quantiles of the frame scores of ``videos`` (snippet scores by id), as the checkpoint stores them."""
+    def frame_scores(snippets: np.ndarray, frames: Optional[int]) -> np.ndarray:
+        return snippets_to_frames(snippets, frames or snippet_reach(snippets.size, snippet_len, stride),
+                                  snippet_len, stride)
+
+    frames = np.concatenate([frame_scores(scores[v.id], v.frames) for v in videos])
+    return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
+            "source": source, "n_videos": len(videos)}

@@ -4,7 +4,8 @@ Modules, lowest first (each imports only those above it):
 
 - ``draw``: antialiased raster primitives drawn in place on uint8 RGB frames.
 - ``scene``: a camera's layout (plazas, road, footpath, zone), palette and static background.
-- ``agents``: people, cars and objects: how they move and how they are drawn.
+- ``agents``: people and objects: how they move and how they are drawn.
+- ``cars``: cars: looks, lane traffic (stopping for the zebra, wrong-way cars), drawing.
 - ``events``: the five anomaly types staged on a clip, labels read back from what was drawn.
 - ``clip``: one clip's plan (scene, agents, events, lighting) and its frames.
 - ``world``: a whole world: config, split plan, MP4s, ground-truth files, ``world.json``.

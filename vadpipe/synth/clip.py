@@ -17,8 +17,8 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ConfigError
-from .agents import (Car, Person, StaticObject, draw_car, draw_person, plan_pedestrians, simulate_traffic,
-                           zebra_busy)
+from .agents import Person, StaticObject, draw_person, plan_pedestrians, zebra_busy
+from .cars import Car, draw_car, simulate_traffic
 from .events import EVENT_TYPES, Event, Fire, Stage, stage_event
 from .scene import Layout, Palette, make_layout, make_palette, render_background
 

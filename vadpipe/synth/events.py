@@ -25,8 +25,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import draw
-from .agents import (Car, Person, StaticObject, TrackBuilder, WrongWayRequest, random_look,
-                           walking_speed)
+from .agents import Person, StaticObject, TrackBuilder, random_look, walking_speed
+from .cars import Car, WrongWayRequest
 from .scene import Layout, Rect, free_point
 
 EVENT_TYPES = ("Fighting", "Intrusion", "Abandoned", "WrongWay", "Fire")

@@ -28,7 +28,8 @@ from vadpipe.intervals import find_intervals
 from vadpipe.live_events import OnlineIntervals
 from vadpipe.loopback import Route, closed_port, serve
 from vadpipe.score import ScoreOptions, run_score
-from vadpipe.stream import SnippetQueue, SnippetStream, StreamError, StreamOptions, classify
+from vadpipe.snippet_queue import SnippetQueue
+from vadpipe.stream import SnippetStream, StreamError, StreamOptions, classify
 from vadpipe.video import write_video
 from vadpipe.watch import WatchOptions, run_watch
 from vadpipe.window import WindowScorer, score_windowed, window_start

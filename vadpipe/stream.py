@@ -20,14 +20,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from .errors import VideoDecodeError
 from .recipe import Recipe
+from .snippet_queue import SnippetQueue
 from .video import Snippet, VideoReader, _short, resample_indices
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
@@ -312,61 +312,6 @@ class _TimedFrames:
             self.times.pop(k, None)
         self._low = max(self._low, snippet.start_frame + stride)
         return first, last_t + 1.0 / fps, due
-
-
-class SnippetQueue:
-    """A bounded hand-over between the decoding thread and the model. ``put`` on a full queue
-    drops the oldest snippet (``drop``) or waits for room; the end (and its error) travels last."""
-
-    _END = object()
-
-    def __init__(self, size: int, drop: bool, stop: threading.Event):
-        self.size, self.drop, self.stop = max(1, size), drop, stop
-        self.items: Deque[StreamSnippet] = deque()
-        self.dropped = 0
-        self.error: Optional[BaseException] = None
-        self.ended = False
-        self._cond = threading.Condition()
-
-    def count_dropped(self) -> None:
-        with self._cond:
-            self.dropped += 1
-
-    def put(self, item: StreamSnippet) -> None:
-        with self._cond:
-            while len(self.items) >= self.size and not self.drop and not self.stop.is_set():
-                self._cond.wait(0.1)
-            if len(self.items) >= self.size:
-                self.items.popleft()
-                self.dropped += 1
-            self.items.append(item)
-            self._cond.notify_all()
-
-    @property
-    def full(self) -> bool:
-        with self._cond:
-            return len(self.items) >= self.size
-
-    def close(self, error: Optional[BaseException] = None) -> None:
-        with self._cond:
-            self.ended, self.error = True, error
-            self._cond.notify_all()
-
-    def get(self, timeout: float) -> Optional[StreamSnippet]:
-        """The next snippet; None when none came within ``timeout`` or the stream ended (see ``done``)."""
-        with self._cond:
-            if not self.items and not self.ended:
-                self._cond.wait(timeout)
-            if self.items:
-                item = self.items.popleft()
-                self._cond.notify_all()
-                return item
-            return None
-
-    @property
-    def done(self) -> bool:
-        with self._cond:
-            return self.ended and not self.items
 
 
 @dataclass

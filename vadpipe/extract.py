@@ -26,7 +26,6 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from . import atomic
 from .claims import Owner, live_claim, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, identity, is_worker_crash,
                              one_line, worker_init)
@@ -36,6 +35,7 @@ from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename,
                        remove_leftovers, video_ids, walk_videos)
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
+from .spool import FeatureSpool
 from .video import VIDEO_EXTENSIONS, check_readable
 
 Log = Callable[[str], None]
@@ -76,42 +76,7 @@ def discover(root: str | os.PathLike, labels_csv: Optional[str | os.PathLike] = 
     return [replace(j, index=i) for i, j in enumerate(jobs)]
 
 
-# --- per-video output ----------------------------------------------------------------------------
-
-class FeatureSpool:
-    """Appends (n, C, D) blocks to a hidden raw file; ``finish`` turns it into the final .npy atomically."""
-
-    def __init__(self, final_path: Path, dtype: np.dtype, crops: int, dim: int):
-        self.final_path = final_path
-        # one spool per process: two writers of one folder never share it (claims keep them apart anyway)
-        self.part_path = final_path.with_name(f".{final_path.name}.part-{os.getpid()}")
-        self.dtype, self.crops, self.dim = np.dtype(dtype), crops, dim
-        self.rows = 0
-        self._fh = open(self.part_path, "wb")
-
-    def append(self, block: np.ndarray) -> None:
-        self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
-        self.rows += block.shape[0]
-
-    def finish(self) -> None:
-        self._fh.close()
-        row_bytes = self.crops * self.dim * self.dtype.itemsize
-        step = max(1, (64 << 20) // row_bytes)
-        with atomic.atomic_path(self.final_path, suffix=".npy") as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=(self.rows, self.crops, self.dim))
-            with open(self.part_path, "rb") as raw:
-                for start in range(0, self.rows, step):
-                    n = min(step, self.rows - start)
-                    out[start:start + n] = np.frombuffer(raw.read(n * row_bytes), dtype=self.dtype).reshape(
-                        n, self.crops, self.dim)
-            out.flush()
-            del out
-        self.part_path.unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        self._fh.close()
-        self.part_path.unlink(missing_ok=True)
-
+# --- per-video state -----------------------------------------------------------------------------
 
 @dataclass
 class _VideoState:

@@ -150,9 +150,6 @@ def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
 def run_once(bench: Bench, cfg, seed: int, workdir: Path) -> Dict[str, float]:
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
     from vadpipe.config import copy_config
-    from vadpipe.data import open_features
-    from vadpipe.evaluate import evaluate_scores, score_feature_set
-    from vadpipe.groundtruth import load_ground_truth
     from vadpipe.train import train
 
     cfg = copy_config(cfg)
@@ -161,6 +158,15 @@ def run_once(bench: Bench, cfg, seed: int, workdir: Path) -> Dict[str, float]:
     result = train(cfg, out=workdir / f"{bench.name}-{seed}", progress=False, log=lambda m: None)
     seconds = time.perf_counter() - t0
     model, ckpt = load_checkpoint(checkpoint_path(result.run_dir), "cpu")
+    return {**evaluate_model(bench, model, ckpt), "seconds": seconds}
+
+
+def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
+    """The benchmark's figures for a loaded head on its test features (no training time)."""
+    from vadpipe.data import open_features
+    from vadpipe.evaluate import evaluate_scores, score_feature_set
+    from vadpipe.groundtruth import load_ground_truth
+
     test = open_features(bench.test, list_anomalous="none")
     ss = score_feature_set(model, test, "cpu")
     gts = load_ground_truth(bench.gt)
@@ -173,7 +179,6 @@ def run_once(bench: Bench, cfg, seed: int, workdir: Path) -> Dict[str, float]:
     out = {k: res.metrics.get(k) for k in ("auc", "ap", "auc_anomalous_videos")}
     out["tied"] = float(np.mean((all_scores == 0.0) | (all_scores == 1.0)))
     out["false_alarm_auto"] = float(np.mean(np.concatenate(normal) >= thr)) if normal and thr is not None else None
-    out["seconds"] = seconds
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

@@ -1,4 +1,6 @@
 """The compiled backbone forward (``--compile``): same features as eager, and a clean fallback."""
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -25,6 +27,10 @@ class TinyBackbone(nn.Module):
         return self.forward(x)[:, None].expand(-1, rows * cols, -1)
 
 
+HAS_CXX = any(shutil.which(c) for c in ("c++", "g++", "clang++"))
+
+
+@pytest.mark.skipif(not HAS_CXX, reason="TorchInductor needs a C++ compiler (c++, g++ or clang++) on PATH")
 def test_compiled_forward_matches_eager_and_keeps_other_methods(one_torch_thread):
     module = TinyBackbone().eval()
     clips = torch.randn(2, 3, 4, 16, 16)

@@ -108,12 +108,20 @@ class SnippetEncoder:
     ``torch.inference_mode`` with autocast for the recipe's compute dtype, in
     passes of ``ForwardSizer`` clips (all of them on CUDA; groups of different
     frame sizes from several videos are concatenated into one pass).
+    ``compiled``: the backbone's forward through ``extractors.inference.CompiledForward``
+    (failures reported through ``warn``, then eager).
     """
 
     def __init__(self, backbone, recipe: Recipe, device: torch.device | str,
-                 clips_per_forward: Optional[int] = None):
+                 clips_per_forward: Optional[int] = None, compiled: bool = False,
+                 warn: Optional[Callable[[str], None]] = None):
         check_backbone(backbone, recipe)
-        self.module = backbone.module
+        if compiled:
+            from .extractors.inference import CompiledForward
+
+            self.module = CompiledForward(backbone.module, warn)
+        else:
+            self.module = backbone.module
         self.recipe = recipe
         self.device = torch.device(device)
         self.storage = np.dtype(recipe.storage_dtype)

@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
@@ -246,16 +246,11 @@ def stop_on_signals(stop: threading.Event, stopped: List[bool]) -> Iterator[None
             signal.signal(sig, old)
 
 
-def compile_backbone(encoder, choice: str, warn: Callable[[str], None]) -> bool:
-    """Swap the encoder's backbone for its compiled forward when ``choice`` asks for it; True if so."""
-    from .extractors.inference import CompiledForward, compile_wanted
+def wants_compiled_backbone(choice: str, recipe, device) -> bool:
+    """``--compile`` for this recipe and device (whole frames take the stream's size: no fixed shape)."""
+    from .extractors.inference import compile_wanted
 
-    recipe = encoder.recipe
-    fixed_shape = recipe.crop != "none" and not recipe.region_grid   # whole frames take the stream's size
-    if not compile_wanted(choice, encoder.device, fixed_shape):
-        return False
-    encoder.module = CompiledForward(encoder.module, warn)
-    return True
+    return compile_wanted(choice, device, fixed_shape=recipe.crop != "none" and not recipe.region_grid)
 
 
 def warm_up(encoder, recipe) -> None:
@@ -279,8 +274,9 @@ class Watcher:
         self.spec = classify(source)
         self.scorer, self.options, self.warn = scorer, options, warn
         self.recipe = scorer.recipe
-        self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device)
-        self.compiled = compile_backbone(self.encoder, options.compile, warn)
+        self.compiled = wants_compiled_backbone(options.compile, self.recipe, scorer.device)
+        self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device, compiled=self.compiled,
+                                      warn=warn)
         self.window = WindowScorer(scorer.model, options.window, options.lookahead, scorer.device)
         self.threshold = scorer.threshold.value
         self.summary = WatchSummary(source, window=options.window)

@@ -21,6 +21,9 @@ from torch import Tensor, nn
 
 
 SQUASH = 8.0
+# What the Gaussian is fitted on: the features as they are, or their direction only ("l2": unit length),
+# which a change of the whole vector's magnitude (lighting, crowd density, camera shake) cannot move.
+FEATURE_FORMS = ("raw", "l2")
 
 
 def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
@@ -29,9 +32,11 @@ def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 class NormalStats(nn.Module):
-    def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5):
+    def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5, features: str = "raw"):
         super().__init__()
-        self.weight, self.shrinkage = weight, shrinkage
+        if features not in FEATURE_FORMS:
+            raise ValueError(f"normal statistics features {features!r}: expected one of {', '.join(FEATURE_FORMS)}")
+        self.weight, self.shrinkage, self.features = weight, shrinkage, features
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("precision", torch.eye(dim))
         # μ_d, σ_d, μ_ℓ, σ_ℓ (the head's logits on the normals, for the record) and a fitted flag
@@ -41,16 +46,20 @@ class NormalStats(nn.Module):
     def fitted(self) -> bool:
         return bool(self.scale[4] > 0)
 
+    def prepare(self, x: Tensor) -> Tensor:
+        x = x.float()
+        return torch.nn.functional.normalize(x, dim=-1) if self.features == "l2" else x
+
     def distance(self, x: Tensor) -> Tensor:
         """Mahalanobis distance (..., ) of features (..., D) to the normal Gaussian."""
-        d = x.float() - self.mean
+        d = self.prepare(x) - self.mean
         return torch.einsum("...i,ij,...j->...", d, self.precision, d).clamp(min=0).sqrt()
 
     @torch.no_grad()
     def fit(self, features: Tensor, head_scores: Tensor) -> None:
         """``features`` (N, D) normal training snippets and the head's scores (N,) on them."""
         features, head_scores = features.to(self.mean.device), head_scores.to(self.mean.device)
-        x = features.double()
+        x = self.prepare(features).double()
         mean = x.mean(0)
         cov = torch.cov((x - mean).T) if x.shape[0] > 1 else torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype)
         target = torch.eye(x.shape[1], dtype=x.dtype) * (torch.trace(cov) / x.shape[1]).clamp(min=1e-12)

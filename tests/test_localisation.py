@@ -210,3 +210,33 @@ def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segme
     model, ckpt = load_checkpoint(result.run_dir, "cpu")
     assert model.normal_stats.fitted and ckpt.model_config.normal_weight == 0.5
     assert ckpt.calibration["source"] == "held-out normal training videos"
+
+
+def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():
+    """model.normal_features = l2: a benign burst (the whole feature vector scaled up) is not "unlike
+    normal", while a change of direction still is; raw features flag both."""
+    from vadpipe.models.normal_stats import NormalStats
+
+    gen = torch.Generator().manual_seed(1)
+    normal = torch.rand(400, 8, generator=gen) + 1.0
+    scores = torch.full((400,), 0.2)
+    raw, l2 = NormalStats(8, features="raw"), NormalStats(8, features="l2")
+    raw.fit(normal, scores)
+    l2.fit(normal, scores)
+    x = normal[:5]
+    burst = 2.5 * x
+    turned = x.clone()
+    turned[:, :4] *= 0.2
+    assert torch.allclose(l2.distance(burst), l2.distance(x), atol=1e-4)
+    assert (raw.distance(burst) > raw.distance(x) + 1).all()
+    assert (l2.distance(turned) > l2.distance(x) + 1).all()
+    with pytest.raises(ValueError, match="normal statistics features"):
+        NormalStats(8, features="cosine")
+    cfg = preset("default")
+    cfg.model.normal_features = "cosine"
+    from vadpipe.config import validate
+
+    with pytest.raises(ConfigError, match="model.normal_features"):
+        validate(cfg)
+    cfg.model.normal_features = "l2"
+    assert build_model(cfg.model).normal_stats.features == "l2"     # a checkpoint's config rebuilds it

@@ -232,6 +232,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--ped1-short-side", type=int, default=158,
                     help="ped1: resize frames to this short side (158 = native; 316 upsamples 2x)")
     ap.add_argument("--json", help="also write every run's figures here")
+    ap.add_argument("--runs", type=Path, default=None,
+                    help="keep every trained run here (CONFIG/BENCH-SEED; default: a temporary folder, removed)")
     args = ap.parse_args(argv)
     import torch
 
@@ -249,6 +251,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         train_p, test_p, gt_p = paths.split(":")
         extras[name] = Bench(name, train_p, test_p, gt_p)
     with tempfile.TemporaryDirectory(prefix="vadpipe-bench-") as tmp:
+        runs_root = args.runs or Path(tmp)
         for bname in list(args.bench) + list(extras):
             bench = extras[bname] if bname in extras else BENCHES[bname](cache)
             if bench is None:
@@ -257,7 +260,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for cname, cfg in configs.items():
                 runs = []
                 for seed in args.seeds:
-                    runs.append(run_once(bench, cfg, seed, Path(tmp) / cname))
+                    runs.append(run_once(bench, cfg, seed, runs_root / cname))
                     log(f"{bname} {cname} seed {seed}: " + ", ".join(
                         f"{k} {v:.4f}" for k, v in runs[-1].items() if v is not None))
                 report[bname][cname] = runs

@@ -1,10 +1,13 @@
 """How much does the normal-statistics term help a trained run? Re-scores one run's checkpoint on a
-benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone).
+benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone) and, with
+``--forms``, the term refitted on other feature forms (raw | l2: models/normal_stats.py).
 
 A diagnostic of one trained head, not a way to choose the weight: it reads test labels. The
-false-alarm column is left out because the run's threshold was calibrated for its own weight.
+false-alarm column is left out because the run's threshold was calibrated for its own weight. A
+refit uses the run's own normal training videos (the split recorded in its last.pt), as training does.
 
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 0.25 0
+    python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --forms raw l2
 """
 from __future__ import annotations
 
@@ -15,11 +18,33 @@ from pathlib import Path
 from bench_accuracy import BENCHES, evaluate_model
 
 
+def refit(model, ckpt, run: Path, bench, form: str) -> None:
+    """Fit the run's normal statistics again on its normal training videos, on feature form ``form``."""
+    import torch
+
+    from vadpipe.calibration import fit_normal_stats
+    from vadpipe.checkpoint import Checkpoint
+    from vadpipe.data import open_features
+
+    last = Checkpoint.load(run if run.is_dir() else run.parent, "last").last or {}
+    train_ids = set((last.get("split") or {}).get("train") or [])
+    if not train_ids:
+        raise SystemExit(f"{run}: its last.pt records no training split; cannot refit the normal statistics")
+    data = open_features(bench.train)          # as training opened it (list files: labels by name)
+    normal = [v for v in data.videos if v.label == 0 and v.id in train_ids]
+    model.normal_stats.features = form
+    fit_normal_stats(model, normal, ckpt.train_config.seed if ckpt.train_config else 0, torch.device("cpu"),
+                     log=lambda msg: None)
+    model.eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a run folder or checkpoint trained on the benchmark's features")
     parser.add_argument("--bench", choices=list(BENCHES), required=True)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.25, 0.0])
+    parser.add_argument("--forms", nargs="+", choices=["raw", "l2"], default=None,
+                        help="refit the statistics on these feature forms (default: the run's own, as fitted)")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                           str(Path.home() / ".cache" / "vadpipe" / "bench")))
     args = parser.parse_args()
@@ -30,15 +55,24 @@ def main() -> None:
     if bench is None:
         raise SystemExit(f"benchmark {args.bench} is not available here")
     model, ckpt = load_checkpoint(checkpoint_path(args.run), "cpu")
-    if getattr(model, "normal_stats", None) is None or not model.normal_stats.fitted:
-        raise SystemExit(f"{args.run}: this head has no fitted normal statistics (model.normal_weight 0)")
-    trained = model.normal_stats.weight
-    print(f"{args.run} on {args.bench}: trained with normal_weight {trained:g}; percent")
-    for weight in args.weights:
-        model.normal_stats.weight = weight
-        figures = evaluate_model(bench, model, ckpt)
-        shown = {k.replace("group_", ""): v for k, v in figures.items() if k != "false_alarm_auto" and v is not None}
-        print(f"  weight {weight:<5g} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()))
+    stats = getattr(model, "normal_stats", None)
+    if stats is None or not (stats.fitted or args.forms):
+        raise SystemExit(f"{args.run}: this head has no fitted normal statistics (model.normal_weight 0; "
+                         "--forms fits them)")
+    fitted = stats.features if stats.fitted else None
+    print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics "
+          f"{f'on {fitted} features' if fitted else 'not fitted'}; percent")
+    for form in args.forms or [fitted]:
+        if form != fitted:
+            refit(model, ckpt, args.run, bench, form)
+            fitted = form
+        for weight in args.weights:
+            model.normal_stats.weight = weight
+            figures = evaluate_model(bench, model, ckpt)
+            shown = {k.replace("group_", ""): v for k, v in figures.items()
+                     if k != "false_alarm_auto" and v is not None}
+            print(f"  {form:<4} weight {weight:<5g} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()),
+                  flush=True)
 
 
 if __name__ == "__main__":

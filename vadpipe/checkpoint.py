@@ -95,7 +95,7 @@ def build_model(model_config: Any) -> nn.Module:
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
         from .models.normal_stats import NormalStats
 
-        model.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage)
+        model.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features)
     return model
 
 

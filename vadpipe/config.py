@@ -67,6 +67,8 @@ class ModelConfig:
     normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
                                        # features (models/normal_stats.py), fitted after training
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
+    normal_features: str = "raw"       # what that distance sees: raw | l2 (direction only: unit-length
+                                       # features, blind to a change of the whole vector's magnitude)
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
@@ -457,6 +459,11 @@ def validate(cfg: Config) -> None:
                           "(one row of `segments` per video) does not cover: set train.dynamic = off")
     if m.normal_weight < 0 or not 0.0 < m.normal_shrinkage <= 1.0:
         raise ConfigError("model.normal_weight must be >= 0 and model.normal_shrinkage in (0, 1]")
+    from .models.normal_stats import FEATURE_FORMS
+
+    if m.normal_features not in FEATURE_FORMS:
+        raise ConfigError(f"model.normal_features must be one of {', '.join(FEATURE_FORMS)}, "
+                          f"got {m.normal_features!r}")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.smooth_window % 2 == 0:

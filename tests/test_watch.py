@@ -187,7 +187,8 @@ def test_watching_a_loopback_stream_matches_score(server, ckpt, offline, tmp_pat
     opts = WatchOptions(threshold=str(threshold), merge_gap_s=0.2, min_duration_s=0.1, device="cpu",
                         csv=tmp_path / "live.csv", events=tmp_path / "events.jsonl", snapshots=tmp_path / "snaps",
                         on_event=f"echo \"$VADPIPE_EVENT_KIND $VADPIPE_EVENT_ID\" >> {tmp_path / 'hook.txt'}",
-                        stream=StreamOptions(queue_snippets=16, max_reconnects=0, **FAST))
+                        stream=StreamOptions(queue_snippets=16, max_reconnects=0, **FAST),
+                        workers=3)            # snippets through the backbone concurrently: still in order
     started = time.monotonic()
     summary = run_watch(f"{server}/clip.ts", checkpoint=str(ckpt), options=opts, warn=lambda s: None)
     assert time.monotonic() - started < 60                    # it stopped by itself at the end of the stream

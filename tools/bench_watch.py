@@ -3,6 +3,7 @@
     python tools/bench_watch.py                       # 60 s stream, i3d-inception, 1 crop, 640x360 at 25 fps
     python tools/bench_watch.py --seconds 1800        # the 30-minute memory check
     python tools/bench_watch.py --threshold 0.4 --window 16
+    python tools/bench_watch.py --workers 1               # one snippet at a time, both threads in it
 
 A generated moving-texture clip (tools/bench_extract.make_clip, as MPEG-TS) is
 served over HTTP on 127.0.0.1 at real-time pace (``vadpipe.loopback``) and
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--threshold", default="auto", help="as `vadpipe watch` (the bench head's auto is 0.5)")
     parser.add_argument("--weights", default="auto", help="auto (local default, else random), random, or a file")
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="as `vadpipe watch`")
+    parser.add_argument("--workers", type=int, default=None, help="as `vadpipe watch` (default: its auto)")
     parser.add_argument("--workdir", default=None, help="keep the clip and outputs here (default: a temp dir)")
     args = parser.parse_args()
 
@@ -94,7 +96,7 @@ def main() -> None:
             stale.unlink(missing_ok=True)
         print(f"stream: {args.seconds:g} s {args.size} at {args.fps:g} fps over loopback HTTP ({expected} snippets); "
               f"i3d-inception center 1 crop ({weights} weights), LTGS head, window {args.window}, "
-              f"{args.threads} threads, compile {args.compile}, load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{args.threads} threads, workers {args.workers or 'auto'}, compile {args.compile}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
         with serve({"/cam.ts": Route(clip.read_bytes(), args.seconds)}) as server:
             url = f"{server.url}/cam.ts"
@@ -102,6 +104,8 @@ def main() -> None:
                    "--events", str(events), "--threads", str(args.threads), "--device", "cpu",
                    "--window", str(args.window), "--threshold", args.threshold, "--max-reconnects", "0",
                    "--compile", args.compile]
+            if args.workers is not None:
+                cmd += ["--workers", str(args.workers)]
             if args.weights not in ("auto", "random"):
                 cmd += ["--weights", args.weights]
             launched = time.time()

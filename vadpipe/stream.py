@@ -395,11 +395,20 @@ class SnippetStream:
         finally:
             self.queue.close(error)
 
-    def __iter__(self) -> Iterator[StreamSnippet]:
+    def next_snippet(self, timeout: float) -> Optional[StreamSnippet]:
+        """The next snippet, or None when none came within ``timeout`` (see ``finished``)."""
         self.start()
-        while not self.stop_event.is_set():
-            item = self.queue.get(0.2)
+        return None if self.stop_event.is_set() else self.queue.get(timeout)
+
+    @property
+    def finished(self) -> bool:
+        """Stopped, or ended with every decoded snippet handed over."""
+        return self.stop_event.is_set() or self.queue.done
+
+    def __iter__(self) -> Iterator[StreamSnippet]:
+        while True:
+            item = self.next_snippet(0.2)
             if item is not None:
                 yield item
-            elif self.queue.done:
+            elif self.finished:
                 return

@@ -3,7 +3,8 @@
 Pipeline: ``stream.SnippetStream`` decodes SOURCE in a thread into the
 checkpoint recipe's snippets (bounded queue; on a live source whole snippets
 are dropped when the model cannot keep up) -> ``encode.SnippetEncoder`` (the
-backbone, exactly as ``vadpipe score`` extracts) -> ``window.WindowScorer``
+backbone, exactly as ``vadpipe score`` extracts; ``--workers`` snippets at once, each
+on its own thread: ``backbone_pool``) -> ``window.WindowScorer``
 (the head on the last W snippets, rule ``window.RULE``) -> per-snippet lines,
 and ``live_events.OnlineIntervals`` -> start/end events under the same
 threshold / merge-gap / min-duration rule as ``vadpipe score``.
@@ -48,6 +49,7 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 
 from . import atomic
+from .backbone_pool import BackbonePool, split_threads, torch_threads
 from .errors import RecipeMismatchError
 from .live_events import OnlineIntervals, Transition
 from .stream import SnippetStream, StreamOptions, StreamSnippet, classify
@@ -71,6 +73,7 @@ class WatchOptions:
     weights: Optional[str] = None
     crops: Optional[int] = None
     compile: str = "off"                 # backbone through TorchInductor: auto|on|off (extractors/inference.py)
+    workers: Optional[int] = None        # snippets through the backbone at once (backbone_pool.py); None: auto
     stream: StreamOptions = StreamOptions()
     hook_wait_s: float = 10.0            # at exit, how long running --on-event commands are waited for
 
@@ -99,6 +102,8 @@ class WatchSummary:
     stream_s: float = 0.0
     wall_s: float = 0.0
     reconnects: int = 0
+    capacity: Optional[float] = None      # stream seconds the backbone could take per wall second if never
+                                          # idle (backbone_pool.BackbonePool.capacity): > 1 keeps up
     stopped: bool = False                 # by SIGINT / SIGTERM
     error: Optional[str] = None
     window: int = DEFAULT_WINDOW
@@ -116,7 +121,9 @@ class WatchSummary:
         how = "stopped" if self.stopped else ("failed" if self.error else "ended")
         mean = self.lag_total_s / self.scored if self.scored else 0.0
         return (f"watch {how}: {self.scored} snippets scored ({self.stream_s:.1f} s of stream in {self.wall_s:.1f} s"
-                + (f", {rtf:.2f}x real time" if rtf else "") + f"), {self.dropped} dropped, "
+                + (f", {rtf:.2f}x real time" if rtf else "")
+                + (f"; backbone capacity {self.capacity:.2f}x real time" if self.capacity else "")
+                + f"), {self.dropped} dropped, "
                 f"lag max {self.max_lag_s:.2f} s mean {mean:.2f} s, {self.events} event"
                 f"{'s' if self.events != 1 else ''}, window {self.window} snippets ({RULE})"
                 + (f", {self.reconnects} reconnect attempt{'s' if self.reconnects != 1 else ''}"
@@ -253,6 +260,18 @@ def wants_compiled_backbone(choice: str, recipe, device) -> bool:
     return compile_wanted(choice, device, fixed_shape=recipe.crop != "none" and not recipe.region_grid)
 
 
+def backbone_workers(choice: Optional[int], device, threads: int) -> int:
+    """Snippets through the backbone at once: ``choice``, or auto: 2 on a CPU with at least 2 torch
+    threads (one snippet per core keeps a 2-core CPU busy: backbone_pool.py), else 1 (a GPU, 1 core)."""
+    if choice is not None:
+        if choice < 1:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--workers must be >= 1, got {choice}")
+        return choice
+    return 2 if device.type == "cpu" and threads >= 2 else 1
+
+
 def warm_up(encoder, recipe) -> None:
     """One pass on a blank snippet before the stream opens: the first real snippet is not late."""
     import torch
@@ -275,8 +294,14 @@ class Watcher:
         self.scorer, self.options, self.warn = scorer, options, warn
         self.recipe = scorer.recipe
         self.compiled = wants_compiled_backbone(options.compile, self.recipe, scorer.device)
-        self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device, compiled=self.compiled,
-                                      warn=warn)
+        import torch
+
+        threads = torch.get_num_threads()
+        self.workers = backbone_workers(options.workers, scorer.device, threads)
+        self.threads_each = split_threads(threads, self.workers)
+        # one snippet a call, so the encoder never tries pass sizes (its timing record is not shared state)
+        self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device, clips_per_forward=1,
+                                      compiled=self.compiled, warn=warn)
         self.window = WindowScorer(scorer.model, options.window, options.lookahead, scorer.device)
         self.threshold = scorer.threshold.value
         self.summary = WatchSummary(source, window=options.window)
@@ -288,42 +313,67 @@ class Watcher:
         stream = SnippetStream(self.spec, self.recipe, self.options.stream, log=self.warn)
         stopped: List[bool] = []
         started = time.monotonic()
-        try:
-            with stop_on_signals(stream.stop_event, stopped):   # from here on Ctrl-C is a clean stop
-                o = self.options
-                self.warn(f"watching {self.spec.source}: {self.scorer.threshold.label()}, window {o.window} "
-                          f"snippets ({RULE}, lookahead {o.lookahead}); the first scores come once {o.window} "
-                          "snippets have arrived")
-                if self.compiled:
-                    self.warn("compiling the backbone for this input shape (about a minute on a 2-core CPU; "
-                              "--compile off skips it)")
-                warm_up(self.encoder, self.recipe)
-                started = time.monotonic()
-                for snippet in stream:
-                    self._take(snippet, stream)
-        finally:
-            stream.stop()
-            self.summary.stopped = bool(stopped)
-            error = stream.error
-            self.summary.error = str(error) if error is not None else None
-            closed_by = "stop" if stopped else ("source lost" if error is not None else "end of stream")
-            self._scored(self.window.finish(), stream)
-            if self.intervals is not None:
-                self._emit(self.intervals.finish(), closed_by)
-            self.summary.decoded, self.summary.dropped = stream.decoded, stream.dropped
-            self.summary.reconnects = stream.source.stats.reconnects
-            self.summary.wall_s = time.monotonic() - started
-            self.lines.close()
-            self.sink.close()
+        pool: Optional[BackbonePool] = None
+        # Torch's threads are split between the concurrent passes for the whole session: the compiled
+        # kernels are generated for that count, and the decoding thread started inside inherits it.
+        with torch_threads(self.threads_each):
+            try:
+                with stop_on_signals(stream.stop_event, stopped):   # from here on Ctrl-C is a clean stop
+                    o = self.options
+                    self.warn(f"watching {self.spec.source}: {self.scorer.threshold.label()}, window {o.window} "
+                              f"snippets ({RULE}, lookahead {o.lookahead}), {self.workers} snippet"
+                              f"{'s' if self.workers > 1 else ''} through the backbone at once "
+                              f"({self.threads_each} thread{'s' if self.threads_each > 1 else ''} each); the "
+                              f"first scores come once {o.window} snippets have arrived")
+                    if self.compiled:
+                        self.warn("compiling the backbone for this input shape (about a minute on a 2-core "
+                                  "CPU; --compile off skips it)")
+                    warm_up(self.encoder, self.recipe)
+                    pool = BackbonePool(lambda snippet: self.encoder([snippet.pixels])[0], self.workers,
+                                        self.threads_each)
+                    started = time.monotonic()
+                    self._loop(stream, pool)
+            finally:
+                stream.stop()
+                if pool is not None:
+                    pool.close()
+                    self.summary.capacity = pool.capacity(pool.handed * self.recipe.stride / self._fps(stream))
+                self.summary.stopped = bool(stopped)
+                error = stream.error
+                self.summary.error = str(error) if error is not None else None
+                closed_by = "stop" if stopped else ("source lost" if error is not None else "end of stream")
+                self._scored(self.window.finish(), stream)
+                if self.intervals is not None:
+                    self._emit(self.intervals.finish(), closed_by)
+                self.summary.decoded, self.summary.dropped = stream.decoded, stream.dropped
+                self.summary.reconnects = stream.source.stats.reconnects
+                self.summary.wall_s = time.monotonic() - started
+                self.lines.close()
+                self.sink.close()
         return self.summary
 
-    def _take(self, snippet: StreamSnippet, stream: SnippetStream) -> None:
-        feats = self.encoder([snippet.pixels])[0]
-        lag = max(0.0, time.monotonic() - snippet.due)
+    def _loop(self, stream: SnippetStream, pool: BackbonePool) -> None:
+        """Snippets into the pool as they arrive (at most ``workers`` in flight), features out in stream
+        order; at the end (or a stop) the snippets in flight are still scored."""
+        while True:
+            if pool.full:
+                self._take(pool.ready(wait=True), stream)
+            snippet = stream.next_snippet(0.02 if pool.busy else 0.2)
+            if snippet is not None:
+                pool.submit(snippet)
+            self._take(pool.ready(), stream)
+            if snippet is None and stream.finished:
+                while pool.busy:
+                    self._take(pool.ready(wait=True), stream)
+                return
+
+    def _take(self, encoded, stream: SnippetStream) -> None:
         keep_frame = self.options.snapshots is not None
-        tag = Tag(snippet.index, snippet.start_frame, snippet.end_frame, snippet.start_s, snippet.end_s, lag,
-                  snippet.middle if keep_frame else None)
-        self._scored(self.window.push(feats, tag), stream)
+        for snippet, feats, ready_at in encoded:
+            lag = max(0.0, ready_at - snippet.due)
+            tag = Tag(snippet.index, snippet.start_frame, snippet.end_frame, snippet.start_s, snippet.end_s, lag,
+                      snippet.middle if keep_frame else None)
+            self._scored(self.window.push(feats, tag), stream)
 
     def _scored(self, scored: List[Scored], stream: SnippetStream) -> None:
         for item in scored:
@@ -335,11 +385,14 @@ class Watcher:
             s.stream_s = max(s.stream_s, tag.end_s)
             self.lines.write(tag, item.score, item.score > self.threshold)
             if self.intervals is None:
-                fps = stream.source.target_fps or stream.source.stats.native_fps
-                self.intervals = OnlineIntervals(self.threshold, fps, self.options.merge_gap_s,
+                self.intervals = OnlineIntervals(self.threshold, self._fps(stream), self.options.merge_gap_s,
                                                  self.options.min_duration_s)
             self._emit(self.intervals.add(tag.start_frame, tag.end_frame, item.score, tag), "score")
         self.sink.reap()
+
+    @staticmethod
+    def _fps(stream: SnippetStream) -> float:
+        return stream.source.target_fps or stream.source.stats.native_fps or 25.0
 
     def _emit(self, transitions: List[Transition], closed_by: str) -> None:
         for transition in transitions:

@@ -1,0 +1,99 @@
+"""Several snippets through the backbone at once, each on its own thread, results in order.
+
+On a CPU, one snippet at a time with every core inside each convolution
+(torch's intra-op threads) leaves cores idle at each layer's barrier and is
+disturbed by the decoding thread; two snippets at once, one core each, keep
+the cores busy (i3d-inception compiled, 2-core CPU: 0.556 s a clip with 2
+intra-op threads against 0.450 s a clip for two single-threaded clips at once;
+``tools/bench_watch.py --workers``). Each snippet then takes longer on its own
+(0.84 s), so this trades a little latency for throughput: what a live stream
+that must not drop snippets needs. Torch releases the GIL inside its kernels,
+so threads are enough.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Deque, Generic, Iterator, List, Optional, Tuple, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def split_threads(threads: int, workers: int) -> int:
+    """Torch intra-op threads for each of ``workers`` concurrent passes sharing ``threads``."""
+    return max(1, threads // max(1, workers))
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``count`` for the block (threads started inside inherit it;
+    TorchInductor generates its kernels for it), then restored."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class BackbonePool(Generic[Item, Result]):
+    """``run(item)`` for up to ``workers`` items at once (threads with ``threads_each`` torch threads);
+    ``ready`` hands back ``(item, result, finished_at)`` in submission order (``finished_at``: the
+    monotonic time the result was ready, so lag is measured at the work's end, not at pick-up)."""
+
+    def __init__(self, run: Callable[[Item], Result], workers: int, threads_each: int):
+        import torch
+
+        self.run, self.workers = run, max(1, workers)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="vadpipe-backbone",
+                                        initializer=torch.set_num_threads, initargs=(threads_each,))
+        self._pending: Deque[Tuple[Item, Future]] = deque()
+        self.busy_s = 0.0          # summed seconds of the items handed back (each on its own thread)
+        self.handed = 0            # items handed back
+
+    def capacity(self, work_s: float) -> Optional[float]:
+        """How many times faster than ``work_s`` (e.g. the stream time of the items handed back) the
+        workers could run if never idle: ``work_s`` / (busy seconds / workers)."""
+        return work_s * self.workers / self.busy_s if self.busy_s > 0 else None
+
+    def _timed(self, item: Item) -> Tuple[Result, float, float]:
+        started = time.monotonic()
+        result = self.run(item)
+        finished = time.monotonic()
+        return result, finished, finished - started
+
+    @property
+    def full(self) -> bool:
+        return len(self._pending) >= self.workers
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def submit(self, item: Item) -> None:
+        self._pending.append((item, self._pool.submit(self._timed, item)))
+
+    def ready(self, wait: bool = False) -> List[Tuple[Item, Result, float]]:
+        """The finished items at the head of the line, in order; ``wait``: at least the first (if any).
+        An item's exception is raised here, in its turn."""
+        out: List[Tuple[Item, Result, float]] = []
+        while self._pending and (self._pending[0][1].done() or (wait and not out)):
+            item, future = self._pending[0]
+            if out and future.exception() is not None:
+                break                         # hand over the good results before it first
+            self._pending.popleft()
+            result, finished, seconds = future.result()
+            self.busy_s += seconds
+            self.handed += 1
+            out.append((item, result, finished))
+        return out
+
+    def close(self) -> None:
+        """Waits for the items in flight (their results are dropped) and stops the threads."""
+        self._pool.shutdown(wait=True)
+        self._pending.clear()

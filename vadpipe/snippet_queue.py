@@ -26,10 +26,6 @@ class SnippetQueue(Generic[Item]):
         self.ended = False
         self._cond = threading.Condition()
 
-    def count_dropped(self) -> None:
-        with self._cond:
-            self.dropped += 1
-
     def put(self, item: Item) -> None:
         with self._cond:
             while len(self.items) >= self.size and not self.drop and not self.stop.is_set():
@@ -39,11 +35,6 @@ class SnippetQueue(Generic[Item]):
                 self.dropped += 1
             self.items.append(item)
             self._cond.notify_all()
-
-    @property
-    def full(self) -> bool:
-        with self._cond:
-            return len(self.items) >= self.size
 
     def close(self, error: Optional[BaseException] = None) -> None:
         with self._cond:

@@ -52,7 +52,7 @@ from . import atomic
 from .backbone_pool import BackbonePool, split_threads, torch_threads
 from .errors import RecipeMismatchError
 from .live_events import OnlineIntervals, Transition
-from .stream import SnippetStream, StreamOptions, StreamSnippet, classify
+from .stream import SnippetStream, StreamOptions, classify
 from .window import DEFAULT_WINDOW, RULE, Scored, WindowScorer
 
 CSV_HEADER = "snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s\n"

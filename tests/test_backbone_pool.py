@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from vadpipe.backbone_pool import BackbonePool, split_threads, torch_threads
+from vadpipe.backbone_pool import BackbonePool, split_threads
+from vadpipe.device import torch_threads
 from vadpipe.errors import ConfigError
 from vadpipe.watch import backbone_workers
 

@@ -65,7 +65,8 @@ def test_norm_baseline_averages_crops():
 def test_training_threads_are_pinned_and_restored():
     import torch
 
-    from vadpipe.demo import TRAIN_THREADS, torch_threads
+    from vadpipe.demo import TRAIN_THREADS
+    from vadpipe.device import torch_threads
 
     before = torch.get_num_threads()
     with torch_threads(TRAIN_THREADS):

@@ -15,8 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import Callable, Deque, Generic, Iterator, List, Optional, Tuple, TypeVar
+from typing import Callable, Deque, Generic, List, Optional, Tuple, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -25,20 +24,6 @@ Result = TypeVar("Result")
 def split_threads(threads: int, workers: int) -> int:
     """Torch intra-op threads for each of ``workers`` concurrent passes sharing ``threads``."""
     return max(1, threads // max(1, workers))
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Torch's intra-op thread count set to ``count`` for the block (threads started inside inherit it;
-    TorchInductor generates its kernels for it), then restored."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class BackbonePool(Generic[Item, Result]):

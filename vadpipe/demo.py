@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -84,23 +83,12 @@ def format_comparison(metrics: Dict[str, dict]) -> str:
 TRAIN_THREADS = 2
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_demo(out: str | Path = "demo", size: str = "small", seed: int = 0, device: str = "auto",
              iterations: Optional[int] = None, workers: Optional[int] = None, progress: bool = True,
              echo: Callable[[str], None] = print) -> DemoResult:
     from .checkpoint import checkpoint_path
     from .config import head_names, preset, use_model
+    from .device import torch_threads
     from .data import open_features
     from .evaluate import evaluate_run, evaluate_scores
     from .groundtruth import load_ground_truth

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager
+from typing import ContextManager, Iterator
 
 import torch
 
@@ -40,3 +40,15 @@ def autocast(device: torch.device, compute_dtype: str) -> ContextManager:
     if dtype is None:
         raise ConfigError(f"unknown compute dtype {compute_dtype!r} (float32, bfloat16, float16)")
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``count`` for the block, then restored. Threads started
+    inside inherit it, and TorchInductor generates its kernels for it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -49,7 +49,8 @@ from typing import Callable, Iterator, List, Optional
 import numpy as np
 
 from . import atomic
-from .backbone_pool import BackbonePool, split_threads, torch_threads
+from .backbone_pool import BackbonePool, split_threads
+from .device import torch_threads
 from .errors import RecipeMismatchError
 from .live_events import OnlineIntervals, Transition
 from .stream import SnippetStream, StreamOptions, classify

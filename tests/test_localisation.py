@@ -209,6 +209,7 @@ def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segme
     result = train(_default_small(tmp_path / "f", epochs=0, iterations=6), out=tmp_path / "run", progress=False)
     model, ckpt = load_checkpoint(result.run_dir, "cpu")
     assert model.normal_stats.fitted and ckpt.model_config.normal_weight == 0.5
+    assert ckpt.model_config.normal_features == "l2" and model.normal_stats.features == "l2"
     assert ckpt.calibration["source"] == "held-out normal training videos"
 
 

@@ -246,7 +246,7 @@ def _localise(cfg: Config) -> Config:
     README "Localisation")."""
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     m.gs_gate = True
-    m.crop_reduce, m.normal_weight = "auto", 0.5
+    m.crop_reduce, m.normal_weight, m.normal_features = "auto", 0.5, "l2"
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000

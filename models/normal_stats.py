@@ -1,7 +1,10 @@
 """Normal statistics: how far a segment's feature lies from the normal training features.
 
 A Gaussian of the normal training snippets (mean, shrunk covariance) gives each
-segment a Mahalanobis distance d; standardised on those same snippets it is
+segment a Mahalanobis distance d (on the features as they are, or with
+``features="l2"`` on unit-length features: the default preset's choice, since
+a benign burst that scales the whole vector is "unlike normal" in raw
+features; measured in the README's localisation section); standardised on those same snippets it is
 z = (d − μ_d) / σ_d, added to the head's own logit ℓ (label smoothing keeps it
 within a few units), and the sum is squashed smoothly into (−8, 8) so that no
 score rounds to exactly 0 or 1 in float32 (monotone: the ranking is kept):

@@ -319,3 +319,27 @@ def test_score_window_option_matches_whole_clip_when_the_clip_fits(clip, ckpt, o
                                               window=window)) == 0
         frame_scores = np.loadtxt(out / "clip.scores.csv", delimiter=",", skiprows=1)[:, 2]
         assert np.array_equal(frame_scores, offline[1])
+
+
+def test_a_scheduled_route_sends_each_packet_at_its_time(clip):
+    """loopback.packet_schedule: each video packet leaves at its decode time (a camera's pace)."""
+    import urllib.request
+
+    from vadpipe.loopback import Route, packet_schedule, serve
+
+    data = clip.read_bytes()
+    schedule = packet_schedule(data)
+    assert len(schedule) == 100 and schedule[0][1] == 0.0          # one packet a frame, from time 0
+    offsets, times = zip(*schedule)
+    assert list(offsets) == sorted(offsets) and list(times) == sorted(times)
+    assert abs(times[-1] - 99 / 50) < 0.05                          # the clip is 100 frames at 50 fps
+    watched = schedule[len(schedule) // 2]
+    with serve({"/c.ts": Route(data, schedule=schedule)}) as server:
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{server.url}/c.ts") as response:
+            got = b""
+            while len(got) <= watched[0]:
+                got += response.read1(65536)
+            reached = time.monotonic() - started
+            got += response.read()
+    assert got == data and reached >= watched[1] - 0.05

@@ -6,7 +6,9 @@
     python tools/bench_watch.py --workers 1               # one snippet at a time, both threads in it
 
 A generated moving-texture clip (tools/bench_extract.make_clip, as MPEG-TS) is
-served over HTTP on 127.0.0.1 at real-time pace (``vadpipe.loopback``) and
+served over HTTP on 127.0.0.1 at real-time pace (``vadpipe.loopback``: each
+frame's packet at its decode time, as a camera sends it; ``--pace bytes``
+spreads the bytes evenly instead, which delivers key frames late) and
 watched by ``vadpipe watch`` in its own process, with a seeded random LTGS head
 on i3d-inception features (the packaged Kinetics weights when installed: see
 tools/bench_score.make_checkpoint). Reported:
@@ -75,13 +77,16 @@ def main() -> None:
     parser.add_argument("--weights", default="auto", help="auto (local default, else random), random, or a file")
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"], help="as `vadpipe watch`")
     parser.add_argument("--workers", type=int, default=None, help="as `vadpipe watch` (default: its auto)")
+    parser.add_argument("--pace", choices=["packets", "bytes"], default="packets",
+                        help="packets: each frame's packet sent at its decode time, as a camera sends it; "
+                             "bytes: the file's bytes evenly over its duration (big key frames arrive late)")
     parser.add_argument("--workdir", default=None, help="keep the clip and outputs here (default: a temp dir)")
     args = parser.parse_args()
 
     from bench_extract import cached_clip
     from bench_score import make_checkpoint
 
-    from vadpipe.loopback import Route, serve
+    from vadpipe.loopback import Route, packet_schedule, serve
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.workdir or tmp)
@@ -96,9 +101,11 @@ def main() -> None:
             stale.unlink(missing_ok=True)
         print(f"stream: {args.seconds:g} s {args.size} at {args.fps:g} fps over loopback HTTP ({expected} snippets); "
               f"i3d-inception center 1 crop ({weights} weights), LTGS head, window {args.window}, "
-              f"{args.threads} threads, workers {args.workers or 'auto'}, compile {args.compile}, load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{args.threads} threads, workers {args.workers or 'auto'}, compile {args.compile}, paced by {args.pace}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
-        with serve({"/cam.ts": Route(clip.read_bytes(), args.seconds)}) as server:
+        data = clip.read_bytes()
+        schedule = packet_schedule(data) if args.pace == "packets" else None
+        with serve({"/cam.ts": Route(data, args.seconds, schedule=schedule)}) as server:
             url = f"{server.url}/cam.ts"
             cmd = [sys.executable, "-m", "vadpipe", "watch", url, "--checkpoint", str(ckpt), "--csv", str(csv),
                    "--events", str(events), "--threads", str(args.threads), "--device", "cpu",

@@ -51,7 +51,7 @@ import numpy as np
 from . import atomic
 from .backbone_pool import BackbonePool, split_threads
 from .device import torch_threads
-from .errors import RecipeMismatchError
+from .errors import ConfigError, RecipeMismatchError
 from .live_events import OnlineIntervals, Transition
 from .stream import SnippetStream, StreamOptions, classify
 from .window import DEFAULT_WINDOW, RULE, Scored, WindowScorer
@@ -266,8 +266,6 @@ def backbone_workers(choice: Optional[int], device, threads: int) -> int:
     threads (one snippet per core keeps a 2-core CPU busy: backbone_pool.py), else 1 (a GPU, 1 core)."""
     if choice is not None:
         if choice < 1:
-            from .errors import ConfigError
-
             raise ConfigError(f"--workers must be >= 1, got {choice}")
         return choice
     return 2 if device.type == "cpu" and threads >= 2 else 1

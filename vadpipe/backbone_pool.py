@@ -1,14 +1,11 @@
 """Several snippets through the backbone at once, each on its own thread, results in order.
 
-On a CPU, one snippet at a time with every core inside each convolution
-(torch's intra-op threads) leaves cores idle at each layer's barrier and is
-disturbed by the decoding thread; two snippets at once, one core each, keep
-the cores busy (i3d-inception compiled, 2-core CPU: 0.556 s a clip with 2
-intra-op threads against 0.450 s a clip for two single-threaded clips at once;
-``tools/bench_watch.py --workers``). Each snippet then takes longer on its own
-(0.84 s), so this trades a little latency for throughput: what a live stream
-that must not drop snippets needs. Torch releases the GIL inside its kernels,
-so threads are enough.
+`vadpipe watch --workers N` runs N passes at once with torch's threads split between them, instead
+of one pass using every thread. On the quiet 2-core CPU this did *not* pay: compiled i3d-inception
+took 0.31-0.33 s a clip with one 2-thread pass against 0.36-0.48 s with two 1-thread passes
+(``python tools/bench_workers.py``), and a 60-s watch kept up with more capacity with 1 worker
+(1.69x) than with 2 (1.41x). So the default is 1; the option stays for machines where the barrier
+cost of wide passes is higher. Torch releases the GIL inside its kernels, so threads are enough.
 """
 from __future__ import annotations
 

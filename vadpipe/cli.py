@@ -438,8 +438,8 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
               help="Run the backbone through torch.compile (weights frozen in): ~1.8x faster on CPU after a "
                    "one-off compile of about a minute. auto: on for CPU with a cropped (fixed-size) recipe.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
-              help="Snippets through the backbone at once, the threads split between them: more throughput, "
-                   "a little more latency per snippet [default: 2 on a CPU with 2+ threads, else 1].")
+              help="Snippets through the backbone at once, the threads split between them [default: 1; "
+                   "on the quiet 2-core CPU one 2-thread pass was faster than two 1-thread passes].")
 @one_line_errors
 def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duration, csv_path, events, on_event,
               snapshots, max_reconnects, follow_timeout, device, weights, threads, compile_, workers):

@@ -47,9 +47,9 @@ class StreamOptions:
     backoff_s: float = 1.0           # first wait before reconnecting; doubles each attempt
     backoff_max_s: float = 30.0
     stable_s: float = 30.0           # a connection that delivered this much stream earns a fresh attempt budget
-    # Decoded snippets waiting for the model (live: at most this many old). With 2 snippets in the
-    # backbone at once (watch --workers), 3 waiting ride out the machine's slow spells (lag up to
-    # ~2.7 s on the 2-core CPU) without a drop; lag stays bounded at about (3 + workers) snippets.
+    # Decoded snippets waiting for the model (live: at most this many old). 3 waiting rode out the
+    # machine's slow spells (lag up to ~2.7 s on the 2-core CPU, 30 min, watch --workers 2) without a
+    # drop where 2 lost one; lag stays bounded at about (3 + workers) snippets.
     queue_snippets: int = 3
     drop: Optional[bool] = None      # drop snippets when behind; None: on live sources (URL, device)
     poll_s: float = 0.1              # how often a followed file is checked for growth

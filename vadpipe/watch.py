@@ -261,14 +261,12 @@ def wants_compiled_backbone(choice: str, recipe, device) -> bool:
     return compile_wanted(choice, device, fixed_shape=recipe.crop != "none" and not recipe.region_grid)
 
 
-def backbone_workers(choice: Optional[int], device, threads: int) -> int:
-    """Snippets through the backbone at once: ``choice``, or auto: 2 on a CPU with at least 2 torch
-    threads (one snippet per core keeps a 2-core CPU busy: backbone_pool.py), else 1 (a GPU, 1 core)."""
-    if choice is not None:
-        if choice < 1:
-            raise ConfigError(f"--workers must be >= 1, got {choice}")
-        return choice
-    return 2 if device.type == "cpu" and threads >= 2 else 1
+def backbone_workers(choice: Optional[int]) -> int:
+    """Snippets through the backbone at once: ``choice``, else 1. Two 1-thread passes at once measured
+    slower than one 2-thread pass on the quiet 2-core CPU (tools/bench_workers.py; README "watch")."""
+    if choice is not None and choice < 1:
+        raise ConfigError(f"--workers must be >= 1, got {choice}")
+    return choice or 1
 
 
 def warm_up(encoder, recipe) -> None:
@@ -296,7 +294,7 @@ class Watcher:
         import torch
 
         threads = torch.get_num_threads()
-        self.workers = backbone_workers(options.workers, scorer.device, threads)
+        self.workers = backbone_workers(options.workers)
         self.threads_each = split_threads(threads, self.workers)
         # one snippet a call, so the encoder never tries pass sizes (its timing record is not shared state)
         self.encoder = SnippetEncoder(scorer.backbone, self.recipe, scorer.device, clips_per_forward=1,

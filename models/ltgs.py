@@ -20,7 +20,10 @@ GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
 Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
 segments instead of the whole video; ``gs_gate`` scales the global vector by a
-learned gate tanh(γ), γ = 0 at the start.
+learned gate tanh(γ), γ = 0 at the start. ``attn_dropout`` sets the attention
+weights' dropout apart from ``lt_dropout`` (None: the same rate, as the article):
+on CPU any attention dropout forces the unfused kernel, the largest cost of a
+training step on long windows.
 """
 from __future__ import annotations
 
@@ -114,10 +117,11 @@ class LocalTemporal(nn.Module):
     """Transformer encoder layer (post-norm, ReLU FFN) whose attention carries H."""
 
     def __init__(self, dim: int, heads: int = 16, ffn_dim: int = 2048, dropout: float = 0.1,
-                 reading: str = "reweight", decay: bool = True, horizon: int = 0):
+                 reading: str = "reweight", decay: bool = True, horizon: int = 0,
+                 attn_dropout: Optional[float] = None):
         super().__init__()
         self.decay, self.horizon = decay, horizon
-        self.attn = TemporalAttention(dim, heads, dropout, reading)
+        self.attn = TemporalAttention(dim, heads, dropout if attn_dropout is None else attn_dropout, reading)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
@@ -180,13 +184,14 @@ class LTGS(nn.Module):
     def __init__(self, feature_dim: int = 2048, heads: int = 16, ffn_dim: int = 2048, lt_dropout: float = 0.1,
                  h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
                  hidden: Sequence[int] = (512, 128), dropout: float = 0.7, gs_gate: bool = False,
-                 horizon: int = 0):
+                 horizon: int = 0, attn_dropout: Optional[float] = None):
         super().__init__()
         if gs not in ("full", "avg", "none"):
             raise ValueError(f"unknown gs mode {gs!r}")
         d = feature_dim
         self.gs_mode = gs
-        self.lt = LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay, horizon) if use_lt else None
+        self.lt = (LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay, horizon, attn_dropout)
+                   if use_lt else None)
         self.gs = GlobalSpatial(d) if gs == "full" else None
         # gs_gate: g enters as tanh(γ)·g with γ = 0 at the start, so every segment starts from its own
         # evidence and the one-per-video vector only weighs in as far as the losses ask for it.

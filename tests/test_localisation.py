@@ -241,3 +241,27 @@ def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():
         validate(cfg)
     cfg.model.normal_features = "l2"
     assert build_model(cfg.model).normal_stats.features == "l2"     # a checkpoint's config rebuilds it
+
+
+def test_attention_dropout_is_its_own_switch_and_defaults_to_the_articles_single_rate():
+    """model.attn_dropout: None keeps the article's one rate (lt_dropout) on the attention weights too,
+    so old configs and checkpoints build the same head; a number sets the attention weights alone."""
+    from vadpipe.config import model_config_from_dict, validate
+
+    article = LTGS(16, heads=2, ffn_dim=32, lt_dropout=0.2)
+    assert article.lt.attn.dropout == 0.2 and article.lt.drop1.p == 0.2
+    apart = LTGS(16, heads=2, ffn_dim=32, lt_dropout=0.2, attn_dropout=0.0)
+    assert apart.lt.attn.dropout == 0.0 and apart.lt.drop1.p == 0.2 and apart.lt.ffn[2].p == 0.2
+    torch.manual_seed(0)
+    x = torch.rand(2, 6, 16)
+    apart.train()
+    with torch.no_grad():                       # the weights still see dropout elsewhere: training differs
+        apart.lt.drop1.p = apart.lt.drop2.p = apart.lt.ffn[2].p = 0.0
+        apart.classifier.net[2].p = apart.classifier.net[5].p = 0.0
+        assert torch.equal(apart(x).features, apart(x).features)   # no random attention mask left
+    cfg = preset("default")
+    cfg.model.attn_dropout = 1.0
+    with pytest.raises(ConfigError, match="model.attn_dropout"):
+        validate(cfg)
+    old = {k: v for k, v in vars(preset("paper").model).items() if k != "attn_dropout"}
+    assert model_config_from_dict(old).attn_dropout is None          # a checkpoint before the switch

@@ -10,6 +10,8 @@ its own subprocess so its peak resident memory is its own.
     python tools/bench_train.py                       # all models, 1 warm-up + 3 timed iterations
     python tools/bench_train.py --iters 2 --threads 2 --models ltgs,rtfm
     python tools/bench_train.py --device cuda         # GPU (peak CUDA memory reported too)
+    python tools/bench_train.py --preset default --models ltgs --dim 128 --crops 1 --videos 16 \
+        --segments 256 --threads 1 --set model.attn_dropout=0    # the generated-features shape, a switch
 """
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ def worker(args) -> dict:
     import torch
 
     from vadpipe.checkpoint import build_model
-    from vadpipe.config import preset, use_model
+    from vadpipe.config import apply_overrides, preset, use_model
     from vadpipe.device import resolve_device
     from vadpipe.train import train_step
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    cfg = use_model(preset("ucf-crime"), args.model)
+    cfg = apply_overrides(use_model(preset(args.preset), args.model), args.set or [])
     for name in args.ablation or []:
         from vadpipe.config import apply_ablations
         cfg = apply_ablations(cfg, [name])
@@ -80,6 +82,9 @@ def main() -> None:
     ap.add_argument("--crops", type=int, default=10)
     ap.add_argument("--videos", type=int, default=32, help="videos per class in a batch")
     ap.add_argument("--segments", type=int, default=32)
+    ap.add_argument("--preset", default="ucf-crime", help="config preset of every row (losses, switches)")
+    ap.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                    help="config override for every row (repeatable), as vadpipe train --set")
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--ablation", action="append", help="extra ablation for the LTGS rows (repeatable)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -89,7 +94,8 @@ def main() -> None:
         return
     passthrough = [f"--iters={args.iters}", f"--warmup={args.warmup}", f"--threads={args.threads}",
                    f"--device={args.device}", f"--dim={args.dim}", f"--crops={args.crops}",
-                   f"--videos={args.videos}", f"--segments={args.segments}"] + (["--fp32"] if args.fp32 else [])
+                   f"--videos={args.videos}", f"--segments={args.segments}", f"--preset={args.preset}"]
+    passthrough += [f"--set={a}" for a in args.set or []] + (["--fp32"] if args.fp32 else [])
     results = []
     from vadpipe.config import head_names
 
@@ -105,7 +111,8 @@ def main() -> None:
     # so the ratio to RTFM is taken on CPU time for CPU runs and on wall time on a GPU.
     key = "s_per_iter" if results[0]["device"].startswith("cuda") else "cpu_s_per_iter"
     base = next((r[key] for r in results if r["model"] == "rtfm"), None)
-    print(f"batch {args.videos}+{args.videos} videos x {args.crops} crops = {2 * args.videos * args.crops} "
+    settings = " ".join([f"preset {args.preset}"] + (args.set or []))
+    print(f"{settings}; batch {args.videos}+{args.videos} videos x {args.crops} crops = {2 * args.videos * args.crops} "
           f"sequences of {args.segments} x {args.dim}; device {results[0]['device']}, "
           f"{results[0]['threads']} threads; median of {args.iters} after {args.warmup} warm-up")
     header = (f"{'model':<16}{'params M':>9}{'s/iter':>9}{'min':>8}{'max':>8}{'CPU s/it':>10}{'x RTFM':>8}"

@@ -53,6 +53,8 @@ class ModelConfig:
     heads: int = 16                    # 1 = ablation "LT-1Head"; must divide feature_dim
     ffn_dim: int = 2048
     lt_dropout: float = 0.1
+    attn_dropout: Optional[float] = None   # dropout on the attention weights; None = lt_dropout (article: one
+                                           # rate). 0 lets CPU attention use the fused kernel (tools/bench_train.py)
     h_reading: str = "reweight"        # reweight: softmax(QK^T/sqrt(dk) + log H); literal: softmax((QK^T*H)/sqrt(dk))
     decay: bool = True                 # False = ablation "No-Decay" (H = 1)
     # Global Spatial module
@@ -466,6 +468,8 @@ def validate(cfg: Config) -> None:
                           f"got {m.normal_features!r}")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
+    if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:
+        raise ConfigError(f"model.attn_dropout must be in [0, 1) or none, got {m.attn_dropout}")
     if m.smooth_window % 2 == 0:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
     if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:

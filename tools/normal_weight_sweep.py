@@ -15,6 +15,7 @@ import argparse
 import os
 from pathlib import Path
 
+import bench_accuracy
 from bench_accuracy import BENCHES, evaluate_model
 
 
@@ -47,7 +48,10 @@ def main() -> None:
                         help="refit the statistics on these feature forms (default: the run's own, as fitted)")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                           str(Path.home() / ".cache" / "vadpipe" / "bench")))
+    parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE,
+                        help="ped1: the features' short side, as tools/bench_accuracy.py --ped1-short-side")
     args = parser.parse_args()
+    bench_accuracy.PED1_SHORT_SIDE = args.ped1_short_side
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
 

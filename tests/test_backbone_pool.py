@@ -75,3 +75,18 @@ def test_workers_default_to_one_and_must_be_positive():
     assert backbone_workers(None) == 1 and backbone_workers(3) == 3
     with pytest.raises(ConfigError, match="--workers"):
         backbone_workers(0)
+
+
+def test_capacity_is_work_time_over_busy_time_per_worker():
+    pool = BackbonePool(lambda item: time.sleep(0.05), workers=2, threads_each=1)
+    assert pool.capacity(1.0) is None                    # nothing measured yet
+    for item in range(4):
+        if pool.full:
+            pool.ready(wait=True)
+        pool.submit(item)
+    while pool.busy:
+        pool.ready(wait=True)
+    pool.close()
+    assert pool.handed == 4 and 0.19 < pool.busy_s < 0.5
+    # 4 items of 0.64 s of stream each, ~0.05 s of work each on 2 workers: ~25x real time
+    assert 10 < pool.capacity(4 * 0.64) <= 2 * 4 * 0.64 / 0.2

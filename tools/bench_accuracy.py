@@ -219,6 +219,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    global REGIONS, PED1_SHORT_SIDE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -231,7 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--regions", default="", metavar="RxC",
                     help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
-    ap.add_argument("--ped1-short-side", type=int, default=316,
+    ap.add_argument("--ped1-short-side", type=int, default=PED1_SHORT_SIDE,
                     help="ped1: resize frames to this short side (316 = 2x native, the default; 158 = native)")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--runs", type=Path, default=None,
@@ -241,7 +242,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    global REGIONS, PED1_SHORT_SIDE
     REGIONS, PED1_SHORT_SIDE = args.regions, args.ped1_short_side
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from vadpipe.intervals import find_intervals, frame_times, snippets_to_frames
@@ -64,3 +65,29 @@ def test_overlay_keeps_every_frame(video_factory, tmp_path):
     reader = VideoReader(tmp_path / "clip.overlay.mp4")
     assert n == 37 and sum(1 for _ in reader.frames()) == 37
     assert (reader.info.width, reader.info.height) == (160, 128)
+
+
+def test_score_axis_turns_logit_only_for_scores_bunched_at_one_end(tmp_path):
+    from vadpipe.plot import score_axis_scale
+
+    bunched = np.linspace(0.94, 0.9999, 200)          # a flat line at the top of a linear axis
+    assert score_axis_scale(bunched, 0.987) == "logit"
+    assert score_axis_scale(1 - bunched, 0.013) == "logit"          # the same at the bottom
+    assert score_axis_scale(np.linspace(0.05, 0.9, 200), 0.5) == "linear"   # already readable
+    assert score_axis_scale(np.full(50, 0.5), 0.52) == "linear"     # flat in logit units too
+    assert score_axis_scale(np.r_[bunched, 1.0], 0.987) == "linear"  # exact 1.0 has no place on a logit axis
+    assert score_axis_scale(bunched, 0.987, "linear") == "linear"   # an explicit choice is kept
+    assert score_axis_scale(np.linspace(0.1, 0.9, 9), None, "logit") == "logit"
+    with pytest.raises(ValueError, match="plot scale"):
+        score_axis_scale(bunched, None, "log")
+    # the figure: logit axis whose limits hold the curve and the threshold, same PNG size as before
+    import matplotlib.pyplot as plt
+    from vadpipe.plot import draw_scores
+
+    fig, ax = plt.subplots()
+    draw_scores(ax, frame_times(bunched.size, FPS), bunched, 0.987, [], scale="logit")
+    lo, hi = ax.get_ylim()
+    assert ax.get_yscale() == "logit" and lo < 0.94 and hi > 0.9999 and hi < 1.0
+    plt.close(fig)
+    png = plot_clip(tmp_path / "c.png", frame_times(bunched.size, FPS), bunched, FPS, "clip.mp4", 0.987, [])
+    assert Image.open(png).size == figure_size_px(False)

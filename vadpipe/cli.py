@@ -369,6 +369,8 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
 @click.option("--min-duration", default=0.5, show_default=True, type=float,
               help="Drop intervals shorter than this many seconds.")
 @click.option("--plot", is_flag=True, help="Write <clip>.png: scores, threshold, intervals, thumbnails.")
+@click.option("--plot-scale", type=click.Choice(["auto", "linear", "logit"]), default="auto", show_default=True,
+              help="The plot's score axis; auto: logit when the scores bunch at 0 or 1 (0.94..0.9999 stay apart).")
 @click.option("--overlay", is_flag=True, help="Write <clip>.overlay.mp4: the video with its score drawn on.")
 @click.option("--crops", type=click.Choice(["1", "10"]), default=None,
               help="Crops to extract [default: the recipe's]; 1 with a ten-crop model uses its centre crop.")
@@ -386,8 +388,8 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
                    "N snippets scores exactly as whole) [default: the whole clip at once].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @one_line_errors
-def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, plot, overlay, crops, gt, weights,
-              recipe_file, fps, device, batch_size, threads, window, no_progress):
+def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, plot, plot_scale, overlay, crops, gt,
+              weights, recipe_file, fps, device, batch_size, threads, window, no_progress):
     """Score videos (files or folders) or pre-extracted features: per-frame scores, intervals, plots.
 
     Exit code 1 when any input failed (each failure is one line; the others are still scored).
@@ -401,7 +403,7 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
 
         torch.set_num_threads(threads)
     options = ScoreOptions(out_dir=Path(out), threshold=threshold, merge_gap_s=merge_gap,
-                           min_duration_s=min_duration, plot=plot, overlay=overlay,
+                           min_duration_s=min_duration, plot=plot, plot_scale=plot_scale, overlay=overlay,
                            crops=int(crops) if crops else None, device=device, batch_size=batch_size,
                            weights=weights, recipe_file=Path(recipe_file) if recipe_file else None, fps=fps,
                            gt=Path(gt) if gt else None, window=window, progress=not no_progress)

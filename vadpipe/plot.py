@@ -89,8 +89,9 @@ def _time_formatter(duration_s: float):
 def draw_scores(ax, times: np.ndarray, scores: np.ndarray, threshold: Optional[float],
                 intervals: Sequence[Interval], gt_intervals_s: Sequence[Tuple[float, float]] = (),
                 threshold_label: str = "threshold", duration_s: Optional[float] = None,
-                font_size: float = 11.0, legend: bool = True, headroom: float = 1.02) -> None:
-    """Score curve with threshold, shaded intervals and ground truth on ``ax`` (shared with the overlay)."""
+                font_size: float = 11.0, legend: bool = True, headroom: float = 1.02, scale: str = "linear") -> None:
+    """Score curve with threshold, shaded intervals and ground truth on ``ax``; ``scale`` is the y axis's,
+    linear or logit (:func:`score_axis_scale`)."""
     from matplotlib.patches import Patch
 
     duration = duration_s if duration_s is not None else (float(times[-1]) if times.size else 1.0)
@@ -110,18 +111,101 @@ def draw_scores(ax, times: np.ndarray, scores: np.ndarray, threshold: Optional[f
     handles.insert(0, line)
     if threshold is not None:
         handles.insert(1, ax.axhline(threshold, color=THRESHOLD_COLOUR, ls="--", lw=1.2, label=threshold_label))
-    top = max(1.0, float(np.max(scores)) if scores.size else 1.0)
-    ax.set_ylim(min(0.0, float(np.min(scores)) if scores.size else 0.0), top * headroom)
+    if scale == "logit":
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        ax.set_yscale("logit", nonpositive="clip")
+        lo, hi = _logit_limits(scores, threshold, headroom)
+        ax.set_ylim(lo, hi)
+        ax.yaxis.set_major_locator(FixedLocator(_logit_ticks(lo, hi)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda p, _: _decimal(p)))
+        ax.yaxis.set_minor_locator(NullLocator())
+    else:
+        top = max(1.0, float(np.max(scores)) if scores.size else 1.0)
+        ax.set_ylim(min(0.0, float(np.min(scores)) if scores.size else 0.0), top * headroom)
     ax.set_xlim(0, max(duration, 1e-3))
     label, formatter = _time_formatter(duration)
     ax.xaxis.set_major_formatter(formatter)
     ax.set_xlabel(label, fontsize=font_size)
-    ax.set_ylabel("anomaly score", fontsize=font_size)
+    ax.set_ylabel("anomaly score" + (" (logit axis)" if scale == "logit" else ""), fontsize=font_size)
     ax.tick_params(labelsize=font_size - 1)
     ax.grid(True, axis="y", alpha=0.3)
     if legend:
         ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(handles),
                   frameon=False, fontsize=font_size - 1, handlelength=1.6, borderaxespad=0.2)
+
+
+SCALES = ("auto", "linear", "logit")
+# auto picks the logit axis when the curve and its threshold fill less than this share of the linear axis
+# but spread over more than LOGIT_MIN_SPAN logit units: a clip scored 0.94..0.9999 is a flat line at the
+# top of a linear axis, yet its peak is 20 times less likely to be normal than its calmest frame.
+LINEAR_MAX_SPAN, LOGIT_MIN_SPAN = 0.25, 1.5
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    return np.log(p) - np.log1p(-p)
+
+
+def _in_range(scores: np.ndarray, threshold: Optional[float]) -> np.ndarray:
+    values = np.asarray(scores, dtype=float).reshape(-1)
+    if threshold is not None:
+        values = np.append(values, threshold)
+    return values[np.isfinite(values)]
+
+
+def score_axis_scale(scores: np.ndarray, threshold: Optional[float] = None, scale: str = "auto") -> str:
+    """The y axis for a score curve: ``scale`` itself unless it is auto, which gives logit when every
+    score and the threshold lie strictly inside (0, 1) and bunch at one end of it (less than a quarter
+    of the linear axis, more than 1.5 logit units apart), and linear otherwise (and for heads whose
+    scores reach 0 or 1 exactly, which a logit axis cannot place)."""
+    if scale not in SCALES:
+        raise ValueError(f"plot scale {scale!r}: expected one of {', '.join(SCALES)}")
+    if scale != "auto":
+        return scale
+    values = _in_range(scores, threshold)
+    if values.size == 0 or values.min() <= 0.0 or values.max() >= 1.0:
+        return "linear"
+    lo, hi = float(values.min()), float(values.max())
+    spread = float(_logit(np.array(hi)) - _logit(np.array(lo)))
+    return "logit" if hi - lo < LINEAR_MAX_SPAN and spread > LOGIT_MIN_SPAN else "linear"
+
+
+def _decimal(p: float) -> str:
+    """0.98, 0.999, 0.9997, 0.002: as many decimals as tell ``p`` from 0 and 1 (logit-axis ticks)."""
+    if not 0.0 < p < 1.0:
+        return f"{p:g}"
+    return f"{p:.{max(1, int(np.ceil(-np.log10(min(p, 1.0 - p)) - 1e-9)))}f}"
+
+
+def _logit_ticks(lo: float, hi: float, most: int = 7) -> List[float]:
+    """Round probabilities between ``lo`` and ``hi`` for a logit axis: 0.5, then 1 and 5 in each decade
+    towards 0 and 1 (0.9, 0.95, 0.99, 0.995, ...; 0.1, 0.05, ...), thinned (1 per decade, then every
+    other decade...) to at most ``most``; 2 and 8 (0.98, 0.92) join when that leaves fewer than 3, and
+    a narrow range gets 5 ticks evenly spaced in logit units."""
+    def ladder(steps: Sequence[float], stride: int = 1) -> List[float]:
+        tails = {m * 10.0 ** -k for k in range(1, 9, stride) for m in steps if m * 10.0 ** -k < 0.5}
+        return [p for p in sorted({0.5, *tails, *(1.0 - t for t in tails)}) if lo <= p <= hi]
+
+    for steps, stride in (((1.0, 5.0), 1), ((1.0,), 1), ((1.0,), 2), ((1.0,), 4)):
+        ticks = ladder(steps, stride)
+        if len(ticks) <= most:
+            break
+    if len(ticks) < 3:
+        ticks = ladder((1.0, 2.0, 5.0, 8.0))
+    if len(ticks) < 2:
+        even = 1 / (1 + np.exp(-np.linspace(_logit(np.array(lo)), _logit(np.array(hi)), 5)))
+        ticks = sorted({float(_decimal(p)) for p in even})
+    return ticks
+
+
+def _logit_limits(scores: np.ndarray, threshold: Optional[float], headroom: float) -> Tuple[float, float]:
+    """y limits (probabilities) that hold the curve and threshold with a margin in logit units; the top
+    margin grows with ``headroom`` as on the linear axis (room for the thumbnail numbers)."""
+    values = np.clip(_in_range(scores, threshold), 1e-7, 1 - 1e-7)
+    lo, hi = _logit(values.min()), _logit(values.max())
+    span = max(hi - lo, 1.0)
+    below, above = lo - 0.08 * span, hi + (0.08 + 4 * (headroom - 1.0)) * span
+    return float(1 / (1 + np.exp(-below))), float(1 / (1 + np.exp(-above)))
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -148,8 +232,9 @@ def drawable(text: str, weight: str = "bold") -> str:
 def plot_clip(path: str | Path, times: np.ndarray, scores: np.ndarray, fps: float, title: str,
               threshold: Optional[float], intervals: Sequence[Interval], thumbnails: Sequence[Thumbnail] = (),
               gt_intervals_s: Sequence[Tuple[float, float]] = (), threshold_label: str = "threshold",
-              duration_s: Optional[float] = None) -> Path:
-    """Write the clip's PNG atomically (size: ``figure_size_px``); returns its path."""
+              duration_s: Optional[float] = None, scale: str = "auto") -> Path:
+    """Write the clip's PNG atomically (size: ``figure_size_px``); returns its path. ``scale``: the
+    score axis, auto | linear | logit (:func:`score_axis_scale`)."""
     from . import atomic
 
     times = np.asarray(times, dtype=float)
@@ -164,7 +249,7 @@ def plot_clip(path: str | Path, times: np.ndarray, scores: np.ndarray, fps: floa
         ax = fig.add_axes((0.06, 0.15, 0.925, 0.68))
     # Headroom above the curve holds the thumbnail numbers, clear of the curve.
     draw_scores(ax, times, scores, threshold, intervals, gt_intervals_s, threshold_label, duration_s,
-                headroom=1.13 if thumbs else 1.02)
+                headroom=1.13 if thumbs else 1.02, scale=score_axis_scale(scores, threshold, scale))
     peak = float(np.max(scores)) if scores.size else float("nan")
     ax.set_title(f"{drawable(_shorten(title, 60))}   max score {peak:.3f}", loc="left", fontsize=13, pad=26,
                  fontweight="bold")

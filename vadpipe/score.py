@@ -55,6 +55,7 @@ class ScoreOptions:
     merge_gap_s: float = 1.0
     min_duration_s: float = 0.5
     plot: bool = False
+    plot_scale: str = "auto"          # the plot's score axis: auto | linear | logit (plot.score_axis_scale)
     overlay: bool = False
     crops: Optional[int] = None       # None: the recipe's; 1 with a ten-crop recipe: its centre crop only
     device: str = "auto"
@@ -357,7 +358,8 @@ class Scorer:
         plot_clip(path, scores.times, scores.frame_scores, scores.fps,
                   title=clip.path.name, threshold=self.threshold.value, intervals=intervals, thumbnails=thumbs,
                   gt_intervals_s=[(float(scores.time_at(s)), float(scores.time_at(e))) for s, e in gt_frames],
-                  threshold_label=self.threshold.label(), duration_s=scores.duration_s)
+                  threshold_label=self.threshold.label(), duration_s=scores.duration_s,
+                  scale=self.options.plot_scale)
 
     def report(self, clip: ClipInput, scores: ClipScores, intervals: Sequence[Interval], gt_id: Optional[str],
                gt_frames: Sequence[Tuple[int, int]], outputs: Dict[str, Path]) -> dict:

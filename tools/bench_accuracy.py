@@ -7,7 +7,7 @@ Benchmarks (``--bench``):
   a supervised probe reaches 73.0 snippet AUC at 158, 80.7 at 224, 83.8 at 316, README
   "Localisation"). Skipped with a message when absent.
 - ``demo``: the demo's generated world (``vadpipe synth --size small``, seed 0), features as
-  ``vadpipe demo`` makes them (whole frame, short side 180).
+  ``vadpipe demo`` makes them (whole frame, short side 180 = native; ``--demo-short-side``).
 - ``features``: vadpipe.synthetic_features: RTFM-layout features with known snippet labels, short
   and long events, test-only classes, benign bursts; also reports AUC per group.
 
@@ -66,6 +66,7 @@ def log(msg: str) -> None:
 # --- benchmarks -----------------------------------------------------------------------------
 REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one global vector)
 PED1_SHORT_SIDE = 316   # --ped1-short-side: 2x Ped1's native 158 (its pedestrians are ~20 px tall natively)
+DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's own (180, the world's native)
 
 
 def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int]) -> None:
@@ -94,9 +95,11 @@ def demo_bench(cache: Path) -> Bench:
     spec = SIZES["small"]
     root = cache / "demo-small-seed0"
     world = generate_world(root / "world", synth_config(spec["world"], seed=0), progress=False)
-    feats = root / ("features" + (f"-r{REGIONS}" if REGIONS else ""))
+    side = DEMO_SHORT_SIDE or spec["short_side"]
+    feats = root / ("features" + (f"-s{side}" if side != spec["short_side"] else "")
+                    + (f"-r{REGIONS}" if REGIONS else ""))
     for split in ("train", "test"):
-        extract_split(root / "world" / split, feats / split, spec["features"], spec["short_side"])
+        extract_split(root / "world" / split, feats / split, spec["features"], side)
     return Bench("demo", str(feats / "train"), str(feats / "test"), str(world.paths["test_gt"]))
 
 
@@ -219,7 +222,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, PED1_SHORT_SIDE
+    global REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -234,6 +237,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
     ap.add_argument("--ped1-short-side", type=int, default=PED1_SHORT_SIDE,
                     help="ped1: resize frames to this short side (316 = 2x native, the default; 158 = native)")
+    ap.add_argument("--demo-short-side", type=int, default=DEMO_SHORT_SIDE,
+                    help="demo: resize frames to this short side (default: the demo's own, 180 = native)")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--runs", type=Path, default=None,
                     help="keep every trained run here (CONFIG/BENCH-SEED; default: a temporary folder, removed)")
@@ -242,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    REGIONS, PED1_SHORT_SIDE = args.regions, args.ped1_short_side
+    REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = args.regions, args.ped1_short_side, args.demo_short_side
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

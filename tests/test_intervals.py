@@ -66,3 +66,18 @@ def test_peak_frame_is_the_middle_of_the_highest_plateau():
     scores = np.r_[np.zeros(5), np.full(16, 0.7), np.full(16, 0.9), np.full(10, 0.8)]
     (interval,) = find_intervals(scores, 0.5, fps=25.0, min_duration_s=0)
     assert interval.peak_frame == 21 + 7 and interval.peak_score == 0.9
+
+
+def test_linear_frame_scores_pass_through_snippet_centres_and_hold_at_the_ends():
+    frames = snippets_to_frames([0.0, 1.0, 0.0], num_frames=50, mode="linear")
+    assert frames.shape == (50,)
+    assert np.all(frames[:8] == 0.0) and np.all(frames[40:] == 0.0)          # before/after the first/last centre
+    assert frames[24] == pytest.approx(1 - 0.5 / 16) and frames[23] == pytest.approx(1 - 0.5 / 16)
+    assert np.all(np.diff(frames[8:24]) > 0) and np.all(np.diff(frames[24:40]) < 0)   # a ramp, no 16-frame step
+    assert frames[16] == pytest.approx(8.5 / 16)         # halfway up between centres 7.5 and 23.5
+    # overlapping snippets: centres every stride frames
+    lin = snippets_to_frames([0.0, 1.0], num_frames=24, snippet_len=16, stride=8, mode="linear")
+    assert lin[7] == 0.0 and np.all(lin[16:] == 1.0) and lin[11] == pytest.approx(3.5 / 8)   # centres 7.5, 15.5
+    assert np.array_equal(snippets_to_frames([0.3], 20, mode="linear"), np.full(20, 0.3))
+    with pytest.raises(ValueError, match="frame mode"):
+        snippets_to_frames([0.1], 16, mode="nearest")

@@ -103,7 +103,7 @@ def test_scoring_rule_reduces_crops_and_smooths():
     cfg = preset("default").model
     cfg.feature_dim, cfg.heads, cfg.ffn_dim, cfg.crop_reduce = 8, 2, 16, "max"
     model = build_model(cfg)
-    assert model.scoring_rule == ScoringRule("max", 1)
+    assert model.scoring_rule == ScoringRule("max", 1, "linear")        # the default preset interpolates frames
     assert score_features(model, np.random.rand(5, 3, 8)).shape == (5,)
 
 
@@ -265,3 +265,60 @@ def test_attention_dropout_is_its_own_switch_and_defaults_to_the_articles_single
         validate(cfg)
     old = {k: v for k, v in vars(preset("paper").model).items() if k != "attn_dropout"}
     assert model_config_from_dict(old).attn_dropout is None          # a checkpoint before the switch
+
+
+def test_linear_frame_scores_travel_from_the_config_to_score_eval_and_calibration(tmp_path):
+    """model.frame_scores: the head's scoring rule carries it; `vadpipe score` writes interpolated frames,
+    a score set records it in index.json and evaluation reads it back; calibration uses it; checkpoints
+    and score sets from before the switch hold."""
+    from types import SimpleNamespace
+
+    from vadpipe.calibration import calibrate
+    from vadpipe.checkpoint import Checkpoint
+    from vadpipe.config import ModelConfig, model_config_from_dict, validate
+    from vadpipe.evaluate import ScoreSet, evaluate_score_set, read_scores, write_scores
+    from vadpipe.groundtruth import VideoGT
+    from vadpipe.intervals import snippets_to_frames
+    from vadpipe.score import ScoreOptions, run_score
+    from vadpipe.score_io import read_scores_csv
+
+    feats = tmp_path / "clip.npy"
+    np.save(feats, np.random.default_rng(0).random((6, 1, 16), dtype=np.float32))
+    csv = {}
+    for mode in ("hold", "linear"):
+        torch.manual_seed(0)
+        config = ModelConfig(feature_dim=16, heads=2, ffn_dim=32, hidden=(8, 4), frame_scores=mode)
+        model = build_model(config)
+        assert model.scoring_rule.frame_scores == mode
+        Checkpoint.of(model, config).save(tmp_path / f"{mode}.pt")
+        assert run_score([str(feats)], checkpoint=str(tmp_path / f"{mode}.pt"), echo=lambda s: None,
+                         options=ScoreOptions(out_dir=tmp_path / mode, threshold="0.5", fps=10.0,
+                                              progress=False)) == 0
+        csv[mode] = read_scores_csv(tmp_path / mode / "clip.scores.csv")[2]
+    snippets = csv["hold"][::16]                              # the same head: held frames are its snippet scores
+    assert csv["linear"] == pytest.approx(snippets_to_frames(snippets, 96, mode="linear"), abs=1e-5)
+    assert not np.allclose(csv["linear"], csv["hold"])
+    # a score set keeps its mode on disk; evaluation uses it
+    gts = {"clip": VideoGT("clip", 96, [(20, 60)])}
+    held = ScoreSet({"clip": snippets}, {"clip": 96})
+    lin = ScoreSet({"clip": snippets}, {"clip": 96}, frame_mode="linear")
+    write_scores(tmp_path / "scores", lin)
+    assert read_scores(tmp_path / "scores").frame_mode == "linear"
+    write_scores(tmp_path / "old", held)
+    assert read_scores(tmp_path / "old").frame_mode == "hold"
+    a_hold = evaluate_score_set(held, gts).metrics["auc"]
+    a_lin = evaluate_score_set(read_scores(tmp_path / "scores"), gts).metrics["auc"]
+    assert a_lin != a_hold
+    # calibration quantiles come from the frames `vadpipe score` will produce
+    video = SimpleNamespace(id="clip", frames=96)
+    q = {m: calibrate({"clip": snippets}, [video], "test", (0.5,), 16, 16, m)["normal_frame_score_quantiles"]["0.5"]
+         for m in ("hold", "linear")}
+    assert q["linear"] == pytest.approx(np.quantile(csv["linear"], 0.5), abs=1e-5) and q["linear"] != q["hold"]
+    # validation, defaults, old configs
+    cfg = preset("default")
+    cfg.model.frame_scores = "nearest"
+    with pytest.raises(ConfigError, match="model.frame_scores"):
+        validate(cfg)
+    assert preset("paper").model.frame_scores == "hold"
+    old = {k: v for k, v in vars(preset("paper").model).items() if k != "frame_scores"}
+    assert model_config_from_dict(old).frame_scores == "hold"

@@ -133,14 +133,14 @@ def parse_config(spec: str):
 
 
 # --- one run --------------------------------------------------------------------------------
-def frame_level(scores, frames, snippet_len, stride, gts):
+def frame_level(scores, frames, snippet_len, stride, gts, frame_mode="hold"):
     from vadpipe.evaluate import align_video
     from vadpipe.groundtruth import match_ids
 
     mapping = match_ids(list(scores), list(gts))
     out = {}
     for vid, key in mapping.items():
-        f, y, _ = align_video(scores[vid], gts[key], frames.get(vid), snippet_len, stride)
+        f, y, _ = align_video(scores[vid], gts[key], frames.get(vid), snippet_len, stride, frame_mode)
         if f is not None:
             out[key] = (f.astype(np.float32), y)
     return out
@@ -176,8 +176,8 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     ss = score_feature_set(model, test, "cpu")
     gts = load_ground_truth(bench.gt)
     res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
-                          on_mismatch="skip")
-    frames = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts)
+                          on_mismatch="skip", frame_mode=ss.frame_mode)
+    frames = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode)
     all_scores = np.concatenate([f for f, _ in frames.values()])
     normal = [f for f, y in frames.values() if not y.any()]
     thr = (ckpt.calibration or {}).get("normal_frame_score_quantiles", {}).get("0.99")

@@ -1,6 +1,7 @@
 """How much does the normal-statistics term help a trained run? Re-scores one run's checkpoint on a
-benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone) and, with
-``--forms``, the term refitted on other feature forms (raw | l2: models/normal_stats.py).
+benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone), with
+``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), and with
+``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames).
 
 A diagnostic of one trained head, not a way to choose the weight: it reads test labels. The
 false-alarm column is left out because the run's threshold was calibrated for its own weight. A
@@ -8,10 +9,12 @@ refit uses the run's own normal training videos (the split recorded in its last.
 
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 0.25 0
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --forms raw l2
+    python tools/normal_weight_sweep.py RUN --bench demo --weights 0.5 --frame-scores hold linear
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -46,6 +49,8 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.25, 0.0])
     parser.add_argument("--forms", nargs="+", choices=["raw", "l2"], default=None,
                         help="refit the statistics on these feature forms (default: the run's own, as fitted)")
+    parser.add_argument("--frame-scores", nargs="+", choices=["hold", "linear"], default=None,
+                        help="score frames with these snippet-to-frame mappings (default: the run's own)")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                           str(Path.home() / ".cache" / "vadpipe" / "bench")))
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE,
@@ -72,11 +77,13 @@ def main() -> None:
             fitted = form
         for weight in args.weights:
             model.normal_stats.weight = weight
-            figures = evaluate_model(bench, model, ckpt)
-            shown = {k.replace("group_", ""): v for k, v in figures.items()
-                     if k != "false_alarm_auto" and v is not None}
-            print(f"  {form:<4} weight {weight:<5g} " + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()),
-                  flush=True)
+            for mode in args.frame_scores or [model.scoring_rule.frame_scores]:
+                model.scoring_rule = dataclasses.replace(model.scoring_rule, frame_scores=mode)
+                figures = evaluate_model(bench, model, ckpt)
+                shown = {k.replace("group_", ""): v for k, v in figures.items()
+                         if k != "false_alarm_auto" and v is not None}
+                print(f"  {form:<4} weight {weight:<5g} frames {mode:<6} "
+                      + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -65,11 +65,12 @@ def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.nda
 
 
 def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quantiles: Sequence[float],
-                snippet_len: int, stride: int) -> dict:
-    """Quantiles of the frame scores of ``videos`` (snippet scores by id), as the checkpoint stores them."""
+                snippet_len: int, stride: int, frame_mode: str = "hold") -> dict:
+    """Quantiles of the frame scores of ``videos`` (snippet scores by id, made frame scores as the head's
+    ``frame_mode`` says, as ``vadpipe score`` will), as the checkpoint stores them."""
     def frame_scores(snippets: np.ndarray, frames: Optional[int]) -> np.ndarray:
         return snippets_to_frames(snippets, frames or snippet_reach(snippets.size, snippet_len, stride),
-                                  snippet_len, stride)
+                                  snippet_len, stride, frame_mode)
 
     frames = np.concatenate([frame_scores(scores[v.id], v.frames) for v in videos])
     return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},

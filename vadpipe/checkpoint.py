@@ -62,10 +62,12 @@ LATEST = "latest"
 class ScoringRule:
     """How a head's per-crop snippet scores become a video's snippet scores (ModelConfig fields):
     crops combined by ``mean`` (the article, RTFM) or ``max`` (an event seen by any crop counts),
-    then a centred moving average of ``smooth_window`` snippets (1 = none; shorter at the ends)."""
+    then a centred moving average of ``smooth_window`` snippets (1 = none; shorter at the ends);
+    ``frame_scores`` is how those snippet scores become frame scores (``intervals.FRAME_MODES``)."""
 
     crop_reduce: str = "mean"
     smooth_window: int = 1
+    frame_scores: str = "hold"
 
     def apply(self, per_crop: np.ndarray) -> np.ndarray:
         """(C, T) float64 → (T,) float32."""
@@ -91,7 +93,7 @@ def build_model(model_config: Any) -> nn.Module:
         model = create_head(m.name, **config_to_dict(m))
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from None
-    model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window)   # read by score_features
+    model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window, m.frame_scores)   # read by score_features
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
         from .models.normal_stats import NormalStats
 

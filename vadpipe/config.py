@@ -31,6 +31,7 @@ import yaml
 
 from . import atomic
 from .errors import ConfigError
+from .intervals import FRAME_MODES
 
 DEFAULT_PRESET = "default"
 
@@ -66,6 +67,8 @@ class ModelConfig:
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
                                        # (auto, resolved at training: max for region features, else mean)
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
+    frame_scores: str = "hold"         # snippet scores to frame scores: hold (article) | linear (between snippet
+                                       # centres; intervals.snippets_to_frames)
     normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
                                        # features (models/normal_stats.py), fitted after training
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
@@ -248,7 +251,7 @@ def _localise(cfg: Config) -> Config:
     README "Localisation")."""
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     m.gs_gate = True
-    m.crop_reduce, m.normal_weight, m.normal_features = "auto", 0.5, "l2"
+    m.crop_reduce, m.normal_weight, m.normal_features, m.frame_scores = "auto", 0.5, "l2", "linear"
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
@@ -470,6 +473,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:
         raise ConfigError(f"model.attn_dropout must be in [0, 1) or none, got {m.attn_dropout}")
+    if m.frame_scores not in FRAME_MODES:
+        raise ConfigError(f"model.frame_scores must be one of {', '.join(FRAME_MODES)}, got {m.frame_scores!r}")
     if m.smooth_window % 2 == 0:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
     if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:

@@ -8,7 +8,9 @@ Conventions (everything inside vadpipe): frames are 0-based and an interval is
 Alignment (:func:`align_video`): snippet i covers frames [i·s, i·s + L) (L the
 snippet length, s the stride, both from the recipe: 16 and 16 unless it says
 otherwise), and frames take their scores through ``intervals.snippets_to_frames``
-(with s = L, frame f takes snippet ⌊f/L⌋'s score). The T snippets reach
+(with s = L and the ``hold`` mode, frame f takes snippet ⌊f/L⌋'s score; ``linear``, a
+head's ``model.frame_scores`` choice, interpolates between snippet centres; a score
+set records its mode in index.json as ``frame_scores``). The T snippets reach
 R = (T−1)·s + L frames. With N frames to score (gt mask length, gt frame count,
 manifest frame count, else R) the known cases are handled and reported per
 video: ``exact`` (R = N), ``tail`` (the last snippet is partial:
@@ -46,7 +48,7 @@ import numpy as np
 from . import atomic
 from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
-from .intervals import snippet_reach, snippets_to_frames
+from .intervals import FRAME_MODES, snippet_reach, snippets_to_frames
 from .recipe import check_compatible
 
 SCORES_FORMAT = "vadpipe-scores/1"
@@ -63,7 +65,8 @@ class Alignment:
 
 
 def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = None, snippet_len: int = 16,
-                stride: Optional[int] = None) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
+                stride: Optional[int] = None,
+                frame_mode: str = "hold") -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
     """(frame scores, frame labels, report); scores/labels are None for a mismatch."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     t, L = scores.size, snippet_len
@@ -95,7 +98,7 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
         detail = f"{t} snippets cover {(t - 1) * s + 1}..{reach} frames, but there are {n} ({source})"
         return None, None, Alignment(gt.id, t, n, "mismatch", "; ".join([detail] + notes))
     labels, clip_notes = gt.labels(n)
-    frame_scores = snippets_to_frames(scores, n, L, s)
+    frame_scores = snippets_to_frames(scores, n, L, s, frame_mode)
     detail = "; ".join([f"{detail} [{source}]"] + notes + clip_notes)
     return frame_scores, labels, Alignment(gt.id, t, n, action, detail)
 
@@ -193,7 +196,7 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
                     stride: Optional[int] = None,
                     frames: Optional[Dict[str, Optional[int]]] = None, classes: Optional[Dict[str, Optional[str]]] = None,
                     threshold: float = 0.5, extra_thresholds: Optional[Dict[str, float]] = None,
-                    on_mismatch: str = "error") -> EvalResult:
+                    on_mismatch: str = "error", frame_mode: str = "hold") -> EvalResult:
     """Align every scored video that has ground truth and compute the metrics."""
     if on_mismatch not in ("error", "skip"):
         raise ConfigError(f"on_mismatch {on_mismatch!r}; choose error or skip")
@@ -208,7 +211,7 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
         if gid is None:
             continue
         gt = gts[gid]
-        f_scores, f_labels, report = align_video(vals, gt, frames.get(sid), snippet_len, stride)
+        f_scores, f_labels, report = align_video(vals, gt, frames.get(sid), snippet_len, stride, frame_mode)
         report.id = sid
         reports.append(report)
         if f_scores is None:
@@ -238,6 +241,7 @@ class ScoreSet:
     snippet_len: int = 16
     meta: dict = field(default_factory=dict)
     stride: Optional[int] = None              # None: snippet_len (non-overlapping snippets)
+    frame_mode: str = "hold"                  # how the scores become frame scores (intervals.FRAME_MODES)
 
 
 def load_score_array(path: str | Path) -> np.ndarray:
@@ -264,7 +268,7 @@ def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
         atomic.save_npy(folder / name, np.asarray(vals, dtype=np.float32))
         videos[vid] = {"file": name, "T": int(np.asarray(vals).size), "frames": score_set.frames.get(vid)}
     index = {**score_set.meta, "format": SCORES_FORMAT, "snippet_len": score_set.snippet_len,
-             "stride": score_set.stride or score_set.snippet_len,
+             "stride": score_set.stride or score_set.snippet_len, "frame_scores": score_set.frame_mode,
              "order": list(score_set.scores), "videos": videos}
     atomic.write_json(folder / "index.json", index)
     return folder / "index.json"
@@ -289,9 +293,14 @@ def read_scores(path: str | Path) -> ScoreSet:
         else:
             scores[vid] = load_score_array(index_path.parent / rec["file"]).astype(np.float32)
         frames[vid] = rec.get("frames")
-    meta = {k: v for k, v in index.items() if k not in ("videos", "order", "format", "snippet_len", "stride")}
+    meta = {k: v for k, v in index.items()
+            if k not in ("videos", "order", "format", "snippet_len", "stride", "frame_scores")}
     stride = index.get("stride")
-    return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta, None if stride is None else int(stride))
+    mode = index.get("frame_scores", "hold")        # score sets written before the switch held
+    if mode not in FRAME_MODES:
+        raise GroundTruthError(f"{index_path}: frame_scores {mode!r} (expected one of {', '.join(FRAME_MODES)})")
+    return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta, None if stride is None else int(stride),
+                    mode)
 
 
 def load_gt_for(score_set: ScoreSet, gt: str | Path, gt_format: str = "auto",
@@ -310,7 +319,7 @@ def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: 
     return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                            classes=ss.meta.get("classes"), threshold=threshold,
                            extra_thresholds=calibration_thresholds(ss.meta.get("calibration")),
-                           on_mismatch=on_mismatch)
+                           on_mismatch=on_mismatch, frame_mode=ss.frame_mode)
 
 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
@@ -349,8 +358,9 @@ def save_result(path: str | Path, result: EvalResult, extra: Optional[dict] = No
 
 # --- running a trained head -------------------------------------------------------------------
 def score_feature_set(model, feature_set, device="cpu", progress: bool = False) -> ScoreSet:
-    """Snippet scores of every video of a vadpipe.data.FeatureSet (full length, crops averaged)."""
-    from .checkpoint import score_features
+    """Snippet scores of every video of a vadpipe.data.FeatureSet (full length, crops combined by the
+    head's scoring rule, which also names the set's frame mode)."""
+    from .checkpoint import score_features, scoring_rule
 
     videos = feature_set.videos
     if progress:
@@ -360,7 +370,8 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False) 
     frames = {v.id: v.frames for v in feature_set.videos}
     meta = {"features": feature_set.origin,
             "classes": {v.id: v.cls for v in feature_set.videos if v.cls is not None}}
-    return ScoreSet(scores, frames, feature_set.snippet_len, meta, feature_set.stride)
+    return ScoreSet(scores, frames, feature_set.snippet_len, meta, feature_set.stride,
+                    scoring_rule(model).frame_scores)
 
 
 def check_recipe(ckpt, feature_set) -> List[str]:

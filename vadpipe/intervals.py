@@ -35,13 +35,22 @@ class Interval:
         return out
 
 
+# How snippet scores become frame scores: hold (each frame its snippet's score; the article, RTFM) or
+# linear (interpolated between snippet centres: an event's edge falls between two snippets' scores
+# instead of on a 16-frame step; README "Localisation").
+FRAME_MODES = ("hold", "linear")
+
+
 def snippets_to_frames(snippet_scores: Sequence[float], num_frames: int, snippet_len: int = 16,
-                       stride: Optional[int] = None) -> np.ndarray:
+                       stride: Optional[int] = None, mode: str = "hold") -> np.ndarray:
     """Per-frame scores (num_frames,) from per-snippet scores (T,).
 
-    Snippet ``i`` covers frames ``[i*stride, i*stride + snippet_len)``; a frame
-    covered by several snippets (stride < length) gets their mean. With the
-    default stride == length this is ``scores[f // snippet_len]``. Frames past
+    Snippet ``i`` covers frames ``[i*stride, i*stride + snippet_len)``. ``hold``: a frame
+    covered by several snippets (stride < length) gets their mean; with the
+    default stride == length this is ``scores[f // snippet_len]``. ``linear``: frame
+    ``f`` is interpolated between the scores of the snippets whose centres
+    (``i*stride + (snippet_len - 1) / 2``) lie either side of it, and frames before
+    the first centre or after the last take that snippet's score. Frames past
     the last snippet's reach (a dropped tail) take the last snippet's score, so
     every frame of the video has a score.
     """
@@ -51,6 +60,11 @@ def snippets_to_frames(snippet_scores: Sequence[float], num_frames: int, snippet
         raise ValueError("no snippet scores")
     if num_frames < 1:
         raise ValueError("num_frames must be >= 1")
+    if mode not in FRAME_MODES:
+        raise ValueError(f"frame mode {mode!r}: expected one of {', '.join(FRAME_MODES)}")
+    if mode == "linear":
+        centres = np.arange(scores.size) * stride + (snippet_len - 1) / 2
+        return np.interp(np.arange(num_frames), centres, scores)
     if stride == snippet_len:
         index = np.minimum(np.arange(num_frames) // snippet_len, scores.size - 1)
         return scores[index]

@@ -106,7 +106,7 @@ def draw_scores(ax, times: np.ndarray, scores: np.ndarray, threshold: Optional[f
         ax.axvspan(iv.start_s, iv.end_s, color=INTERVAL_COLOUR, alpha=0.18, lw=0)
     if intervals:
         handles.append(Patch(color=INTERVAL_COLOUR, alpha=0.3, label=f"detected ({len(intervals)})"))
-    # Scores are constant within a snippet: a step drawing shows that honestly.
+    # One score per frame, drawn as steps: a held snippet score shows as the flat run it is.
     (line,) = ax.plot(times, scores, color=SCORE_COLOUR, lw=1.6, drawstyle="steps-post", label="score")
     handles.insert(0, line)
     if threshold is not None:

@@ -10,7 +10,8 @@ Per clip (``<name>`` is the file stem, lengthened with its folders only when
 two clips would share it):
 
 - ``<name>.scores.csv``  ``frame,time_s,score`` for every frame of the video
-  (frame f takes the score of the snippet covering it, ``intervals.snippets_to_frames``
+  (frame f takes the score of the snippet covering it, or with a head's ``model.frame_scores:
+  linear`` a score interpolated between snippet centres: ``intervals.snippets_to_frames``
   with the recipe's snippet length and stride; the padded tail covers the
   last frames; time = the frame's presentation timestamp, from the stream's start, so
   variable-frame-rate clips get true times; features without a video: frame / fps);
@@ -120,10 +121,10 @@ class ClipResult:
 
 
 def native_frame_scores(snippet_scores: np.ndarray, out_frames: int, recipe: Recipe, native_frames: int,
-                        native_fps: float, out_fps: float) -> np.ndarray:
+                        native_fps: float, out_fps: float, frame_mode: str = "hold") -> np.ndarray:
     """Per-frame scores on the video's own frames when the recipe resampled it to ``out_fps``:
     native frame j takes the score of the resampled frame nearest in time."""
-    resampled = snippets_to_frames(snippet_scores, out_frames, recipe.snippet_len, recipe.stride)
+    resampled = snippets_to_frames(snippet_scores, out_frames, recipe.snippet_len, recipe.stride, frame_mode)
     if native_frames == out_frames and abs(native_fps - out_fps) < 1e-6:
         return resampled
     nearest = np.rint(np.arange(native_frames) * (out_fps / native_fps)).astype(int)
@@ -134,7 +135,7 @@ class Scorer:
     """Holds what every clip of a run shares: the head, its checkpoint, the recipe, the backbone."""
 
     def __init__(self, checkpoint: Path, options: ScoreOptions):
-        from .checkpoint import checkpoint_path, load_checkpoint
+        from .checkpoint import checkpoint_path, load_checkpoint, scoring_rule
         from .device import resolve_device
         from .groundtruth import load_ground_truth
 
@@ -146,6 +147,7 @@ class Scorer:
         self.trained_recipe = self.ckpt.recipe
         self.recipe = scoring_recipe(self.trained_recipe, options.crops) if self.trained_recipe else None
         self.snippet_len = self.ckpt.snippet_len
+        self.frame_mode = scoring_rule(self.model).frame_scores
         self.threshold = resolve_threshold(options.threshold, self.ckpt.calibration,
                                            f"checkpoint {self.checkpoint_file}")
         self._backbone = None
@@ -192,12 +194,13 @@ class Scorer:
         info = reader.info
         video = info.to_dict()
         if str(self.recipe.fps) == "native":
-            frame_scores = snippets_to_frames(snippets, info.frames, self.recipe.snippet_len, self.recipe.stride)
+            frame_scores = snippets_to_frames(snippets, info.frames, self.recipe.snippet_len, self.recipe.stride,
+                                              self.frame_mode)
             fps, pts = info.fps, reader.frame_times
         else:   # the recipe resampled the clip: put the scores back on the video's own frames
             native = probe(path, count="packets")
             frame_scores = native_frame_scores(snippets, info.frames, self.recipe, native.frames, native.fps,
-                                               info.fps)
+                                               info.fps, self.frame_mode)
             fps, pts = native.fps, video_frame_times(path)
             video = {**native.to_dict(), "resampled_frames": info.frames, "resampled_fps": info.fps,
                      **{k: video[k] for k in ("damaged", "damage", "rotation")}}
@@ -217,7 +220,7 @@ class Scorer:
         snippets = self._head_scores(feats)
         t2 = time.perf_counter()
         stride = recipe.stride if recipe else self.ckpt.stride
-        frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride)
+        frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride, self.frame_mode)
         video = {"path": None, "features": str(clip.path), "frames": frames, "fps": fps,
                  "duration": round(frames / fps, 3)}
         if record is not None:   # what extraction saw of the clip

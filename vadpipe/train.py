@@ -345,12 +345,13 @@ class _Trainer:
         if self.val_set is None:
             return {}
         return validation_metrics(score_videos(self.model, self.val_set.videos, self.device), self.val_set,
-                                  self.val_gt)
+                                  self.val_gt, self.cfg.model.frame_scores)
 
     def _calibrate(self) -> dict:
         videos, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt)
         return calibrate(score_videos(self.model, videos, self.device), videos, source,
-                           self.cfg.train.calibration_quantiles, self.data.snippet_len, self.data.stride)
+                           self.cfg.train.calibration_quantiles, self.data.snippet_len, self.data.stride,
+                           self.cfg.model.frame_scores)
 
     def _fit_normal_stats(self) -> Dict[str, torch.Tensor]:
         normal = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]

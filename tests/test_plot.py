@@ -89,5 +89,9 @@ def test_score_axis_turns_logit_only_for_scores_bunched_at_one_end(tmp_path):
     lo, hi = ax.get_ylim()
     assert ax.get_yscale() == "logit" and lo < 0.94 and hi > 0.9999 and hi < 1.0
     plt.close(fig)
+    from vadpipe.plot import _decimal, _logit_ticks
+
+    assert _logit_ticks(0.93, 0.9995) == [0.95, 0.99, 0.995, 0.999, 0.9995]     # round, readable ticks
+    assert [_decimal(p, 2) for p in (0.998, 0.94, 0.5)] == ["0.998", "0.94", "0.50"]   # 0.998 never reads 1.00
     png = plot_clip(tmp_path / "c.png", frame_times(bunched.size, FPS), bunched, FPS, "clip.mp4", 0.987, [])
     assert Image.open(png).size == figure_size_px(False)

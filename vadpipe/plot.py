@@ -170,11 +170,12 @@ def score_axis_scale(scores: np.ndarray, threshold: Optional[float] = None, scal
     return "logit" if hi - lo < LINEAR_MAX_SPAN and spread > LOGIT_MIN_SPAN else "linear"
 
 
-def _decimal(p: float) -> str:
-    """0.98, 0.999, 0.9997, 0.002: as many decimals as tell ``p`` from 0 and 1 (logit-axis ticks)."""
+def _decimal(p: float, least: int = 1) -> str:
+    """0.98, 0.999, 0.9997, 0.002: as many decimals as tell ``p`` from 0 and 1, and at least ``least``
+    (logit-axis ticks; thumbnail scores, where 0.998 must not read 1.00)."""
     if not 0.0 < p < 1.0:
-        return f"{p:g}"
-    return f"{p:.{max(1, int(np.ceil(-np.log10(min(p, 1.0 - p)) - 1e-9)))}f}"
+        return f"{p:.{least}f}" if least > 1 else f"{p:g}"
+    return f"{p:.{max(least, int(np.ceil(-np.log10(min(p, 1.0 - p)) - 1e-9)))}f}"
 
 
 def _logit_ticks(lo: float, hi: float, most: int = 7) -> List[float]:
@@ -240,16 +241,18 @@ def plot_clip(path: str | Path, times: np.ndarray, scores: np.ndarray, fps: floa
     times = np.asarray(times, dtype=float)
     scores = np.asarray(scores, dtype=float)
     thumbs = [t for t in thumbnails if t.image is not None]
+    scale = score_axis_scale(scores, threshold, scale)
+    left = 0.075 if scale == "logit" else 0.06        # room for ticks such as 0.9995 and the axis label
     fig = _new_figure(WIDTH_IN, HEIGHT_IN if thumbs else HEIGHT_NO_THUMBS_IN)
     if thumbs:
-        grid = fig.add_gridspec(2, MAX_THUMBNAILS, height_ratios=[2.3, 1.0], left=0.06, right=0.985,
+        grid = fig.add_gridspec(2, MAX_THUMBNAILS, height_ratios=[2.3, 1.0], left=left, right=0.985,
                                 top=0.88, bottom=0.02, hspace=0.36, wspace=0.06)
         ax = fig.add_subplot(grid[0, :])
     else:
-        ax = fig.add_axes((0.06, 0.15, 0.925, 0.68))
+        ax = fig.add_axes((left, 0.15, 0.985 - left, 0.68))
     # Headroom above the curve holds the thumbnail numbers, clear of the curve.
     draw_scores(ax, times, scores, threshold, intervals, gt_intervals_s, threshold_label, duration_s,
-                headroom=1.13 if thumbs else 1.02, scale=score_axis_scale(scores, threshold, scale))
+                headroom=1.13 if thumbs else 1.02, scale=scale)
     peak = float(np.max(scores)) if scores.size else float("nan")
     ax.set_title(f"{drawable(_shorten(title, 60))}   max score {peak:.3f}", loc="left", fontsize=13, pad=26,
                  fontweight="bold")
@@ -276,7 +279,7 @@ def _draw_strip(fig, grid, score_ax, thumbs: Sequence[Thumbnail]) -> None:
             spine.set_edgecolor(colour)
             spine.set_linewidth(3 if thumb.is_peak else 1)
         kind = "peak" if thumb.is_peak else ""
-        ax.set_title(f"{i + 1}  {when(thumb.time_s)}  {thumb.score:.2f} {kind}".rstrip(), fontsize=10,
+        ax.set_title(f"{i + 1}  {when(thumb.time_s)}  {_decimal(thumb.score, 2)} {kind}".rstrip(), fontsize=10,
                      color="black", pad=3)
         score_ax.annotate(str(i + 1), xy=(thumb.time_s, ymax), xytext=(0, -3), textcoords="offset points",
                           ha="center", va="top", fontsize=9, color="white", fontweight="bold",

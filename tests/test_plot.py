@@ -74,7 +74,8 @@ def test_score_axis_turns_logit_only_for_scores_bunched_at_one_end(tmp_path):
     assert score_axis_scale(bunched, 0.987) == "logit"
     assert score_axis_scale(1 - bunched, 0.013) == "logit"          # the same at the bottom
     assert score_axis_scale(np.linspace(0.05, 0.9, 200), 0.5) == "linear"   # already readable
-    assert score_axis_scale(np.full(50, 0.5), 0.52) == "linear"     # flat in logit units too
+    assert score_axis_scale(np.full(50, 0.5), 0.52) == "linear"     # in the middle: nothing to unfold
+    assert score_axis_scale(np.linspace(0.99, 0.996, 50), 0.995) == "logit"   # the demo's fight clip
     assert score_axis_scale(np.r_[bunched, 1.0], 0.987) == "linear"  # exact 1.0 has no place on a logit axis
     assert score_axis_scale(bunched, 0.987, "linear") == "linear"   # an explicit choice is kept
     assert score_axis_scale(np.linspace(0.1, 0.9, 9), None, "logit") == "logit"

@@ -136,10 +136,10 @@ def draw_scores(ax, times: np.ndarray, scores: np.ndarray, threshold: Optional[f
 
 
 SCALES = ("auto", "linear", "logit")
-# auto picks the logit axis when the curve and its threshold fill less than this share of the linear axis
-# but spread over more than LOGIT_MIN_SPAN logit units: a clip scored 0.94..0.9999 is a flat line at the
-# top of a linear axis, yet its peak is 20 times less likely to be normal than its calmest frame.
-LINEAR_MAX_SPAN, LOGIT_MIN_SPAN = 0.25, 1.5
+# auto picks the logit axis when the curve and its threshold sit on one side of 0.5 and fill less than
+# this share of the linear axis: a clip scored 0.94..0.998 is a flat line at the top of a linear axis,
+# though its peak has 30 times the odds of its calmest frame.
+LINEAR_MAX_SPAN = 0.25
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -155,9 +155,9 @@ def _in_range(scores: np.ndarray, threshold: Optional[float]) -> np.ndarray:
 
 def score_axis_scale(scores: np.ndarray, threshold: Optional[float] = None, scale: str = "auto") -> str:
     """The y axis for a score curve: ``scale`` itself unless it is auto, which gives logit when every
-    score and the threshold lie strictly inside (0, 1) and bunch at one end of it (less than a quarter
-    of the linear axis, more than 1.5 logit units apart), and linear otherwise (and for heads whose
-    scores reach 0 or 1 exactly, which a logit axis cannot place)."""
+    score and the threshold lie strictly inside (0, 1) and bunch at one end of it (all on one side of
+    0.5, within a quarter of the linear axis), and linear otherwise (and for heads whose scores reach
+    0 or 1 exactly, which a logit axis cannot place)."""
     if scale not in SCALES:
         raise ValueError(f"plot scale {scale!r}: expected one of {', '.join(SCALES)}")
     if scale != "auto":
@@ -166,8 +166,8 @@ def score_axis_scale(scores: np.ndarray, threshold: Optional[float] = None, scal
     if values.size == 0 or values.min() <= 0.0 or values.max() >= 1.0:
         return "linear"
     lo, hi = float(values.min()), float(values.max())
-    spread = float(_logit(np.array(hi)) - _logit(np.array(lo)))
-    return "logit" if hi - lo < LINEAR_MAX_SPAN and spread > LOGIT_MIN_SPAN else "linear"
+    one_side = lo > 0.5 or hi < 0.5
+    return "logit" if one_side and hi - lo < LINEAR_MAX_SPAN else "linear"
 
 
 def _decimal(p: float, least: int = 1) -> str:

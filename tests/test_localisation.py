@@ -322,3 +322,48 @@ def test_linear_frame_scores_travel_from_the_config_to_score_eval_and_calibratio
     assert preset("paper").model.frame_scores == "hold"
     old = {k: v for k, v in vars(preset("paper").model).items() if k != "frame_scores"}
     assert model_config_from_dict(old).frame_scores == "hold"
+
+
+def test_pseudo_labels_take_each_anomalous_videos_ends_and_every_normal_snippet():
+    from vadpipe.models.pseudo_stage import pseudo_labels
+
+    keep, y = pseudo_labels(np.array([0.1, 0.9, 0.5, 0.2, 0.8, 0.3, 0.7, 0.4, 0.6, 0.0]), True, 0.3)
+    assert dict(zip(keep.tolist(), y.tolist())) == {1: 1, 4: 1, 6: 1, 0: 0, 3: 0, 9: 0}
+    keep, y = pseudo_labels(np.array([0.9, 0.8, 0.7]), False, 0.3)
+    assert keep.tolist() == [0, 1, 2] and not y.any()                   # normal: every snippet is 0
+    keep, y = pseudo_labels(np.array([0.4]), True, 0.3)
+    assert keep.tolist() == [0] and y.tolist() == [1]                   # one snippet: a positive only
+
+
+def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_saved(tmp_path):
+    """model.pseudo_weight > 0: after training the stage is fitted (training videos only), travels in
+    both checkpoints (weights_only), changes the scores without ties and the calibration follows it;
+    off (weight 0) in the article's preset and in old configs."""
+    from vadpipe.checkpoint import load_checkpoint
+    from vadpipe.config import model_config_from_dict, validate
+
+    make_store(tmp_path / "train", 8, 8, dim=16, seed=0, signal=0.8, t_range=(20, 40))
+    cfg = _default_small(tmp_path / "train", lr=1e-3, epochs=0, iterations=20)
+    cfg.model.pseudo_weight = 1.0
+    lines = []
+    result = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
+    feats = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
+    for which in ("best", "last"):
+        raw = read_checkpoint(result.run_dir, which)                    # torch.load(weights_only=True)
+        assert raw["model"]["pseudo_stage.scale"][4] == 1 and raw["model"]["pseudo_stage.coef"].abs().sum() > 0
+    model, ckpt = load_checkpoint(result.run_dir / "best.pt", "cpu")
+    with_stage = score_features(model, feats)
+    model.pseudo_stage.scale[4] = 0                                     # the head and normal statistics alone
+    without = score_features(model, feats)
+    assert not np.allclose(with_stage, without) and ((with_stage > 0) & (with_stage < 1)).all()
+    assert ckpt.calibration["source"] == "held-out normal training videos"
+    split = read_checkpoint(result.run_dir, "last")["last"]["split"]
+    fits = [line for line in lines if line.startswith("pseudo-label stage")]
+    assert split["val"] and len(fits) == 2                              # last, then best
+    assert all(f"of {len(split['train'])} training videos" in line for line in fits)   # held-out ones stay out
+    cfg.model.pseudo_share = 0.6
+    with pytest.raises(ConfigError, match="pseudo_share"):
+        validate(cfg)
+    assert preset("paper").model.pseudo_weight == 0
+    old = {k: v for k, v in vars(preset("paper").model).items() if not k.startswith("pseudo_")}
+    assert model_config_from_dict(old).pseudo_weight == 0

@@ -46,6 +46,32 @@ def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int,
     return _state_copy(model)
 
 
+@torch.no_grad()
+def fit_pseudo_stage(model: torch.nn.Module, train_videos: Sequence, seed: int, device: torch.device,
+                     log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """Fit the head's pseudo-label stage (models/pseudo_stage.py) on ``train_videos`` (the training
+    split only: held-out videos calibrate the threshold) from the head's own fused scores, every crop a
+    row; returns the state dict that carries it; the model is left in train mode."""
+    from .checkpoint import head_scores
+
+    stage = model.pseudo_stage
+    stage.scale[4] = 0.0                         # a refit (best after last) starts from the head alone
+    model.eval()
+    feats, scores, anomalous = [], [], []
+    for video in train_videos:
+        x = torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(device)
+        s = head_scores(model, x).double().cpu().numpy()
+        for crop in range(x.shape[0]):
+            feats.append(x[crop].cpu().numpy())
+            scores.append(s[crop])
+            anomalous.append(bool(video.label))
+    used = stage.fit(feats, scores, anomalous, seed) if feats else 0
+    log(f"pseudo-label stage: fitted on {used} snippets of {len(train_videos)} training videos" if used else
+        "pseudo-label stage: needs normal and anomalous training videos; it stays off")
+    model.train()
+    return _state_copy(model)
+
+
 def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,
                        val_set: Optional[FeatureSet], val_gt: Optional[dict]) -> Tuple[List, str]:
     """(normal videos to calibrate on, where they come from): held-out normal training videos, else

@@ -98,15 +98,22 @@ def build_model(model_config: Any) -> nn.Module:
         from .models.normal_stats import NormalStats
 
         model.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features)
+    if m.pseudo_weight > 0:     # buffers only, fitted after training as well
+        from .models.pseudo_stage import PseudoStage
+
+        model.pseudo_stage = PseudoStage(m.feature_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c)
     return model
 
 
 def head_scores(model: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(N, T) scores of rows (N, T, D) (``mask``: real segments of padded rows): the head's, fused with
-    its normal statistics once fitted."""
+    its normal statistics and then its pseudo-label stage, each once fitted."""
     scores = model(x).scores if mask is None else model(x, mask).scores
-    stats = getattr(model, "normal_stats", None)
-    return scores if stats is None else stats.fuse(scores, x)
+    for term in ("normal_stats", "pseudo_stage"):
+        module = getattr(model, term, None)
+        if module is not None:
+            scores = module.fuse(scores, x)
+    return scores
 
 
 @dataclass

@@ -69,6 +69,9 @@ class ModelConfig:
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
     frame_scores: str = "hold"         # snippet scores to frame scores: hold (article) | linear (between snippet
                                        # centres; intervals.snippets_to_frames)
+    pseudo_weight: float = 0.0         # > 0: a second stage fitted after training on the head's own pseudo-labels
+    pseudo_share: float = 0.3          # (models/pseudo_stage.py): top/bottom share of each anomalous video's
+    pseudo_c: float = 1.0              # snippets labelled 1/0; inverse L2 strength of its logistic regression
     normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
                                        # features (models/normal_stats.py), fitted after training
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
@@ -473,6 +476,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:
         raise ConfigError(f"model.attn_dropout must be in [0, 1) or none, got {m.attn_dropout}")
+    if m.pseudo_weight < 0 or not 0.0 < m.pseudo_share <= 0.5 or m.pseudo_c <= 0:
+        raise ConfigError("model.pseudo_weight must be >= 0, model.pseudo_share in (0, 0.5] and model.pseudo_c > 0")
     if m.frame_scores not in FRAME_MODES:
         raise ConfigError(f"model.frame_scores must be one of {', '.join(FRAME_MODES)}, got {m.frame_scores!r}")
     if m.smooth_window % 2 == 0:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import calibrate, calibration_videos, fit_normal_stats
+from .calibration import calibrate, calibration_videos, fit_normal_stats, fit_pseudo_stage
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
@@ -353,9 +353,17 @@ class _Trainer:
                            self.cfg.train.calibration_quantiles, self.data.snippet_len, self.data.stride,
                            self.cfg.model.frame_scores)
 
-    def _fit_normal_stats(self) -> Dict[str, torch.Tensor]:
-        normal = [self.data.videos[i] for i in self.train_idx if self.data.videos[i].label == 0]
-        return fit_normal_stats(self.model, normal, self.cfg.train.seed, self.device, self.log)
+    def _fit_after_training(self) -> Dict[str, torch.Tensor]:
+        """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which
+        reads the fused scores): the state dict that carries them."""
+        state = None
+        train_videos = [self.data.videos[i] for i in self.train_idx]
+        if getattr(self.model, "normal_stats", None) is not None:
+            normal = [v for v in train_videos if v.label == 0]
+            state = fit_normal_stats(self.model, normal, self.cfg.train.seed, self.device, self.log)
+        if getattr(self.model, "pseudo_stage", None) is not None:
+            state = fit_pseudo_stage(self.model, train_videos, self.cfg.train.seed, self.device, self.log)
+        return state
 
     def _selection(self) -> str:
         return selection_note(self.cfg.train, self.best["metric"])
@@ -434,11 +442,9 @@ class _Trainer:
         best = Checkpoint.load(best_path)
         last = Checkpoint.load(last_path)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
-        if getattr(self.model, "normal_stats", None) is not None:
-            last.model = self._fit_normal_stats()          # the current (last) weights
+        last.model = self._fit_after_training() or last.model   # on the current (last) weights
         self.model.load_state_dict(best.model)
-        if getattr(self.model, "normal_stats", None) is not None:
-            best.model = self._fit_normal_stats()
+        best.model = self._fit_after_training() or best.model
         calibration = self._calibrate()                    # fused scores: the thresholds fit what score uses
         self.model.load_state_dict(current)
         best.calibration = last.calibration = calibration

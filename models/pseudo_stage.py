@@ -1,0 +1,93 @@
+"""A second, self-trained stage on the head's own pseudo-labels (MIST, Feng et al., CVPR 2021, in its
+simplest form): after training, the head scores its training videos; every snippet of a normal video
+is labelled 0 and, in each anomalous video, the top ``share`` of its snippets 1 and the bottom
+``share`` 0 (the rest left out). A logistic regression on unit-length snippet features learns those
+labels, so it sees anomalous-video snippets the head ranked low as negatives: the head itself only
+ever learnt "this video holds an event". Its standardised logit z₂ is added to the head's
+standardised (fused) logit z₁, both standardised on the normal training snippets, and squashed as in
+models/normal_stats.py so that no score ties at 0 or 1:
+
+    s = z₁ + weight · z₂,    score = sigmoid(s / (1 + |s| / 8))
+
+Fitted once after training on training videos only (never held-out, validation or test videos) and
+kept as buffers in the head's state dict, so a checkpoint carries it.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .normal_stats import SQUASH, logit
+
+
+def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np.ndarray, np.ndarray]:
+    """(kept snippet indices, their 0/1 labels) of one video's (T,) scores: all 0 for a normal video;
+    for an anomalous one the top ``share`` of snippets 1 and the bottom ``share`` 0."""
+    t = len(scores)
+    if not anomalous:
+        return np.arange(t), np.zeros(t)
+    rank = (np.argsort(np.argsort(scores, kind="stable"), kind="stable") / (t - 1) if t > 1
+            else np.ones(t))                   # 0 lowest, 1 highest; a lone snippet is its video's top
+    top, bottom = np.flatnonzero(rank >= 1 - share), np.flatnonzero(rank <= share)
+    bottom = np.setdiff1d(bottom, top)          # a one-snippet video is a positive, not both
+    return np.concatenate([top, bottom]), np.concatenate([np.ones(top.size), np.zeros(bottom.size)])
+
+
+class PseudoStage(nn.Module):
+    def __init__(self, dim: int, weight: float = 1.0, share: float = 0.3, c: float = 1.0):
+        super().__init__()
+        self.weight, self.share, self.c = weight, share, c
+        self.register_buffer("coef", torch.zeros(dim))
+        self.register_buffer("intercept", torch.zeros(()))
+        # μ and σ of the head's logits and of the stage's logits on the normal training snippets, fitted flag
+        self.register_buffer("scale", torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]))
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.scale[4] > 0)
+
+    def stage_logit(self, x: Tensor) -> Tensor:
+        """(...,) logits of features (..., D)."""
+        return torch.nn.functional.normalize(x.float(), dim=-1) @ self.coef + self.intercept
+
+    @torch.no_grad()
+    def fit(self, features: Sequence[np.ndarray], head_scores: Sequence[np.ndarray], anomalous: Sequence[bool],
+            seed: int, cap: int = 50000) -> int:
+        """Fit on training rows: ``features`` (T_i, D) with the head's scores (T_i,) and each row's video
+        label; returns the number of pseudo-labelled snippets used."""
+        from sklearn.linear_model import LogisticRegression
+
+        xs, ys, normal_x, normal_s = [], [], [], []
+        for f, s, a in zip(features, head_scores, anomalous):
+            keep, y = pseudo_labels(np.asarray(s), bool(a), self.share)
+            xs.append(f[keep])
+            ys.append(y)
+            if not a:
+                normal_x.append(f)
+                normal_s.append(s)
+        x, y = np.concatenate(xs).astype(np.float32), np.concatenate(ys)
+        if not normal_x or y.min() == y.max():
+            return 0                                  # one class only: the stage stays off
+        if len(y) > cap:                              # a seeded subset keeps the fit cheap on big sets
+            keep = np.random.default_rng([seed, 11]).choice(len(y), cap, replace=False)
+            x, y = x[keep], y[keep]
+        x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+        clf = LogisticRegression(C=self.c, max_iter=3000, class_weight="balanced").fit(x, y)
+        self.coef.copy_(torch.from_numpy(clf.coef_[0].astype(np.float32)))
+        self.intercept.fill_(float(clf.intercept_[0]))
+        head = logit(torch.from_numpy(np.concatenate(normal_s)).float())
+        stage = self.stage_logit(torch.from_numpy(np.concatenate(normal_x)).float().to(self.coef.device))
+        self.scale.copy_(torch.tensor([head.mean(), head.std().clamp(min=1e-6), stage.mean(),
+                                       stage.std().clamp(min=1e-6), 1.0]))
+        return int(len(y))
+
+    def fuse(self, scores: Tensor, x: Tensor) -> Tensor:
+        """Scores (...,) with the stage's term added, for features (..., D); unchanged until fitted."""
+        if not self.fitted:
+            return scores
+        mu_h, sd_h, mu_s, sd_s = self.scale[:4]
+        s = (logit(scores.float()) - mu_h) / sd_h + self.weight * (self.stage_logit(x) - mu_s) / sd_s
+        return torch.sigmoid(s / (1 + s.abs() / SQUASH))

@@ -46,32 +46,43 @@ def summary(rows: List[Tuple[float, float]]) -> str:
     return f"frame AUC {m[0]:.1f} ± {s[0]:.1f}, inside anomalous videos {m[1]:.1f} ± {s[1]:.1f} ({len(rows)})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run_set_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every probe of a config's trained runs takes (this one and probe_pseudo_labels)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, help="a config's folder of runs, RUNS/CONFIG (holding BENCH-SEED runs)")
     parser.add_argument("--bench", choices=list(BENCHES), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--k", type=int, default=3, help="heads per ensemble")
-    parser.add_argument("--frame-scores", choices=["hold", "linear"], default=None,
-                        help="snippet-to-frame mapping (default: the runs' own)")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                           str(Path.home() / ".cache" / "vadpipe" / "bench")))
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE)
     parser.add_argument("--demo-short-side", type=int, default=bench_accuracy.DEMO_SHORT_SIDE)
-    args = parser.parse_args()
-    if not 1 < args.k <= len(args.seeds):
-        raise SystemExit(f"--k {args.k}: needs 2..{len(args.seeds)} (the number of --seeds)")
-    bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.DEMO_SHORT_SIDE = args.ped1_short_side, args.demo_short_side
+    return parser
 
-    from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
+
+def open_bench(args):
+    """(bench, test feature set, ground truth) of the parsed arguments."""
     from vadpipe.data import open_features
     from vadpipe.groundtruth import load_ground_truth
 
+    bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.DEMO_SHORT_SIDE = args.ped1_short_side, args.demo_short_side
     bench = BENCHES[args.bench](Path(args.cache))
     if bench is None:
         raise SystemExit(f"benchmark {args.bench} is not available here")
-    test = open_features(bench.test, list_anomalous="none")
-    gts = load_ground_truth(bench.gt)
+    return bench, open_features(bench.test, list_anomalous="none"), load_ground_truth(bench.gt)
+
+
+def main() -> None:
+    parser = run_set_parser(__doc__)
+    parser.add_argument("--k", type=int, default=3, help="heads per ensemble")
+    parser.add_argument("--frame-scores", choices=["hold", "linear"], default=None,
+                        help="snippet-to-frame mapping (default: the runs' own)")
+    args = parser.parse_args()
+    if not 1 < args.k <= len(args.seeds):
+        raise SystemExit(f"--k {args.k}: needs 2..{len(args.seeds)} (the number of --seeds)")
+
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
+
+    _, test, gts = open_bench(args)
     fused, modes = {}, set()
     for seed in args.seeds:
         model, _ = load_checkpoint(checkpoint_path(args.runs / f"{args.bench}-{seed}"), "cpu")

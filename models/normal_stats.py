@@ -29,6 +29,11 @@ SQUASH = 8.0
 FEATURE_FORMS = ("raw", "l2")
 
 
+def squashed_score(s: Tensor) -> Tensor:
+    """sigmoid(s / (1 + |s| / 8)): a fused logit as a score that never rounds to 0 or 1 (monotone)."""
+    return torch.sigmoid(s / (1 + s.abs() / SQUASH))
+
+
 def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
     p = p.clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
@@ -78,4 +83,4 @@ class NormalStats(nn.Module):
             return head_scores
         mu_d, sd_d = self.scale[:2]
         s = logit(head_scores.float()) + self.weight * (self.distance(features) - mu_d) / sd_d
-        return torch.sigmoid(s / (1 + s.abs() / SQUASH))
+        return squashed_score(s)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .normal_stats import SQUASH, logit
+from .normal_stats import logit, squashed_score
 
 
 def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -90,4 +90,4 @@ class PseudoStage(nn.Module):
             return scores
         mu_h, sd_h, mu_s, sd_s = self.scale[:4]
         s = (logit(scores.float()) - mu_h) / sd_h + self.weight * (self.stage_logit(x) - mu_s) / sd_s
-        return torch.sigmoid(s / (1 + s.abs() / SQUASH))
+        return squashed_score(s)

@@ -22,6 +22,11 @@ def _state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def _crop_rows(video, device: torch.device) -> torch.Tensor:
+    """A video's features as (C, T, D) rows, one per crop, on ``device``."""
+    return torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(device)
+
+
 @torch.no_grad()
 def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int, device: torch.device,
                      log: Callable[[str], None], cap: int = 20000) -> Dict[str, torch.Tensor]:
@@ -30,7 +35,7 @@ def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int,
     model.eval()
     feats, scores = [], []
     for video in normal_videos:
-        x = torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(device)
+        x = _crop_rows(video, device)
         feats.append(x.reshape(-1, x.shape[-1]))
         scores.append(model(x).scores.reshape(-1))
     if not feats:
@@ -59,7 +64,7 @@ def fit_pseudo_stage(model: torch.nn.Module, train_videos: Sequence, seed: int, 
     model.eval()
     feats, scores, anomalous = [], [], []
     for video in train_videos:
-        x = torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(device)
+        x = _crop_rows(video, device)
         s = head_scores(model, x).double().cpu().numpy()
         for crop in range(x.shape[0]):
             feats.append(x[crop].cpu().numpy())

@@ -90,9 +90,15 @@ def build_model(model_config: Any) -> nn.Module:
     if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
         raise ConfigError(f"model.heads = {m.heads} does not divide feature_dim = {m.feature_dim}")
     try:
-        model = create_head(m.name, **config_to_dict(m))
+        heads = [create_head(m.name, **config_to_dict(m)) for _ in range(m.members)]
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from None
+    if len(heads) > 1:
+        from .models.ensemble import MeanOfLogits
+
+        model = MeanOfLogits(heads)
+    else:
+        model = heads[0]
     model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window, m.frame_scores)   # read by score_features
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
         from .models.normal_stats import NormalStats

@@ -77,6 +77,8 @@ class ModelConfig:
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
     normal_features: str = "raw"       # what that distance sees: raw | l2 (direction only: unit-length
                                        # features, blind to a change of the whole vector's magnitude)
+    members: int = 1                   # N > 1: N heads trained side by side (own init, own batches), their
+                                       # logits averaged (models/ensemble.py)
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
@@ -441,7 +443,8 @@ def validate(cfg: Config) -> None:
                 ("train.segments", t.segments), ("train.batch_anomalous", t.batch_anomalous),
                 ("train.batch_normal", t.batch_normal), ("train.eval_every", t.eval_every),
                 ("train.log_every", t.log_every), ("train.beta", t.beta), ("train.loss.k", loss.k),
-                ("train.max_segments", t.max_segments), ("model.smooth_window", m.smooth_window)]
+                ("train.max_segments", t.max_segments), ("model.smooth_window", m.smooth_window),
+                ("model.members", m.members)]
     for name, value in positive:
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")

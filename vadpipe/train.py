@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,11 +40,14 @@ from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
 from .models.dynamic_labels import DynamicLabels
+from .models.ensemble import members_of
 from .models.losses import compute_losses
 from .recipe import check_compatible
 from .validation import open_validation, score_videos, selection_note, validation_metrics
 
 METRICS_FILE = "metrics.jsonl"
+MEMBER_SEED_STEP = 7919          # between the sampling seeds of an ensemble's members (a prime: no overlap
+                                 # with neighbouring run seeds for small ensembles)
 
 
 @dataclass
@@ -104,18 +107,47 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     """One optimiser step on a batch (first ``n_anomalous`` rows anomalous; ``mask`` (N, T) marks real
     segments of padded rows); returns the loss terms. ``crop_group`` G > 1: every G consecutive rows
     are the crops of one video, scored as the max over them (``train.crops: max``)."""
-    model.train()
+    return members_step(members_of(model), opt, [Batch(x, targets, n_anomalous, mask)] * len(members_of(model)),
+                        loss_cfg, use_amp, crop_group)
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor                       # (rows, T, D)
+    targets: torch.Tensor                 # (rows, T)
+    n_anomalous: int                      # the first rows are anomalous
+    mask: Optional[torch.Tensor] = None   # (rows, T) real segments of padded rows
+
+
+def members_step(heads: Sequence[torch.nn.Module], opt: torch.optim.Optimizer, batches: Sequence[Batch], loss_cfg,
+                 use_amp: bool = False, crop_group: int = 1) -> Dict[str, float]:
+    """One optimiser step on the sum of each head's losses on its own batch; the terms returned are
+    the mean over heads. The heads share no parameter, so each one's gradient is its own loss's and
+    Adam (per-parameter) steps it as if it trained alone: an ensemble's members train independently."""
+    per_head = [_head_losses(h, b, loss_cfg, use_amp, crop_group) for h, b in zip(heads, batches)]
+    total = sum(terms["total"] for terms in per_head)
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    return {k: float(sum(terms[k].detach() for terms in per_head)) / len(per_head) for k in per_head[0]}
+
+
+def _head_losses(head: torch.nn.Module, batch: Batch, loss_cfg, use_amp: bool, crop_group: int):
+    head.train()
+    x, mask, targets, n_anomalous = batch.x, batch.mask, batch.targets, batch.n_anomalous
     with autocast(x.device, "bfloat16" if use_amp else "float32"):
-        out = model(x) if mask is None else model(x, mask)
+        out = head(x) if mask is None else head(x, mask)
     scores, features = out.scores, out.features
     if crop_group > 1:
         scores, features, mask = max_over_crops(scores, features, mask, crop_group)
         targets, n_anomalous = targets[::crop_group], n_anomalous // crop_group
-    terms = compute_losses(scores, features, n_anomalous, targets, loss_cfg, mask)
-    opt.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    opt.step()
-    return {k: float(v.detach()) for k, v in terms.items()}
+    return compute_losses(scores, features, n_anomalous, targets, loss_cfg, mask)
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The sampling seed of an ensemble's member (batches, crops, windows): member 0 keeps the run's
+    seed, so a one-head run samples exactly as before ensembles existed."""
+    return seed + MEMBER_SEED_STEP * member
 
 
 def resolve_crop_rules(cfg: Config, recipe) -> None:
@@ -197,7 +229,8 @@ class _Trainer:
         anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
         self.anomalous = anomalous
         self.total = planned_iterations(t, len(anomalous))
-        self.sampler = BalancedSampler(anomalous, normal, t.batch_anomalous, t.batch_normal, t.seed)
+        self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]
+        self.samplers = [BalancedSampler(anomalous, normal, t.batch_anomalous, t.batch_normal, s) for s in self.seeds]
 
         torch.manual_seed(t.seed)
         if self.device.type == "cuda":
@@ -277,39 +310,40 @@ class _Trainer:
                           "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.records))
 
     # --- one step ----------------------------------------------------------------------------
-    def _batch(self, iteration: int):
-        t = self.cfg.train
-        a, n = self.sampler.batch(iteration)
+    def _batch(self, iteration: int, member: int = 0) -> Batch:
+        """A member's batch of ``iteration`` (a pure function of its seed and the iteration)."""
+        t, seed = self.cfg.train, self.seeds[member]
+        a, n = self.samplers[member].batch(iteration)
         if t.bags == "real":
-            return self._real_batch(iteration, a, n)
+            return self._real_batch(iteration, a, n, seed)
         xa, xn = self.bags[a], self.bags[n]                          # (n, C, S, D)
         ta = self.dyn.rows(a)                                        # (na, S)
         if t.crops == "random":
-            pick = choose_crops(t.seed, iteration, len(a) + len(n), self.crops)
+            pick = choose_crops(seed, iteration, len(a) + len(n), self.crops)
             xa, xn = xa[np.arange(len(a)), pick[:len(a)]], xn[np.arange(len(n)), pick[len(a):]]
         else:
             xa, xn = xa.reshape(-1, *xa.shape[2:]), xn.reshape(-1, *xn.shape[2:])
             ta = ta.repeat_interleave(self.crops, dim=0)
         x = torch.from_numpy(np.concatenate([xa, xn])).to(self.device)
         targets = torch.cat([ta, torch.zeros(xn.shape[0], ta.shape[1])]).to(self.device)
-        return x, targets, xa.shape[0]
+        return Batch(x, targets, xa.shape[0])
 
-    def _real_batch(self, iteration: int, a: np.ndarray, n: np.ndarray):
+    def _real_batch(self, iteration: int, a: np.ndarray, n: np.ndarray, seed: int) -> Batch:
         """Padded (rows, L, D) batch of whole videos (``bags: real``): crops as in ``_batch``."""
         t = self.cfg.train
         videos = np.concatenate([a, n])
         if t.crops == "random":
-            pick = choose_crops(t.seed, iteration, len(videos), self.crops)
+            pick = choose_crops(seed, iteration, len(videos), self.crops)
             rows = [self.bags[v][c] for v, c in zip(videos, pick)]
             n_anom = len(a)
         else:
             rows = [crop for v in videos for crop in self.bags[v]]
             n_anom = len(a) * self.crops
-        x, mask = pad_windows(rows, t.max_segments, t.seed, iteration, 1 if t.crops == "random" else self.crops)
+        x, mask = pad_windows(rows, t.max_segments, seed, iteration, 1 if t.crops == "random" else self.crops)
         targets = torch.zeros(x.shape[:2])
         targets[:n_anom] = 1.0                                       # video labels (dynamic labels are off)
-        return (torch.from_numpy(x).to(self.device), targets.to(self.device), n_anom,
-                torch.from_numpy(mask).to(self.device))
+        return Batch(torch.from_numpy(x).to(self.device), targets.to(self.device), n_anom,
+                     torch.from_numpy(mask).to(self.device))
 
     def _crop_group(self) -> int:
         return self.crops if self.cfg.train.crops == "max" else 1
@@ -317,9 +351,9 @@ class _Trainer:
     def _step(self, iteration: int) -> Dict[str, float]:
         if self.dyn.due(iteration):
             self._update_labels()
-        x, targets, n_anom, *mask = self._batch(iteration)
-        return train_step(self.model, self.opt, x, targets, n_anom, self.cfg.train.loss, self.use_amp,
-                          mask[0] if mask else None, self._crop_group())
+        batches = [self._batch(iteration, m) for m in range(len(self.seeds))]
+        return members_step(members_of(self.model), self.opt, batches, self.cfg.train.loss, self.use_amp,
+                            self._crop_group())
 
     @torch.no_grad()
     def _update_labels(self) -> None:

@@ -1,0 +1,123 @@
+"""model.members: several heads trained side by side in one run, their logits averaged."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from feature_world import make_store
+from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint, score_features
+from vadpipe.config import ModelConfig, model_config_from_dict, preset, validate
+from vadpipe.errors import ConfigError
+from vadpipe.evaluate import evaluate_run
+from vadpipe.models.ensemble import MeanOfLogits, members_of
+from vadpipe.models.ltgs import LTGS
+from vadpipe.train import Batch, members_step, resume, train, train_step
+
+
+def _tiny_ltgs() -> LTGS:
+    return LTGS(feature_dim=16, heads=4, ffn_dim=32, gs_gate=True)
+
+
+def test_ensemble_scores_are_the_sigmoid_of_the_members_mean_logit_and_zero_at_padding():
+    torch.manual_seed(0)
+    a, b = _tiny_ltgs().eval(), _tiny_ltgs().eval()
+    ens = MeanOfLogits([a, b]).eval()
+    x = torch.randn(2, 7, 16)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    out = ens(x, mask)
+    expected = torch.sigmoid((torch.logit(a(x, mask).scores) + torch.logit(b(x, mask).scores)) / 2)
+    assert torch.allclose(out.scores[mask], expected[mask], atol=1e-6)
+    assert (out.scores[~mask] == 0).all()
+    assert out.features.shape == (2, 7, 32)                       # the members' representations side by side
+    with pytest.raises(ValueError, match="at least 2"):
+        MeanOfLogits([a])
+
+
+def test_build_model_makes_an_ensemble_only_for_several_members_with_distinct_initialisations():
+    one = build_model(ModelConfig(feature_dim=16, heads=4, ffn_dim=32))
+    assert isinstance(one, LTGS)                                  # old checkpoints keep their keys
+    cfg = ModelConfig(feature_dim=16, heads=4, ffn_dim=32, members=3, normal_weight=0.5)
+    ens = build_model(cfg)
+    assert isinstance(ens, MeanOfLogits) and len(members_of(ens)) == 3
+    keys = ens.state_dict().keys()
+    assert "members.2.fusion.weight" in keys and "normal_stats.mean" in keys   # fused terms: once, on top
+    w = [m.fusion.weight for m in ens.members]
+    assert not torch.equal(w[0], w[1]) and not torch.equal(w[1], w[2])
+    assert model_config_from_dict({k: v for k, v in vars(cfg).items() if k != "members"}).members == 1
+    bad = preset("default")
+    bad.model.members = 0
+    with pytest.raises(ConfigError, match="model.members"):
+        validate(bad)
+
+
+def test_one_step_of_an_ensemble_equals_each_member_trained_alone_on_its_batch():
+    """The members share no parameter and Adam is per-parameter: one step on the sum of their losses
+    moves each exactly as a step of its own would."""
+    loss_cfg = preset("default").train.loss
+    torch.manual_seed(1)
+    heads = [_tiny_ltgs(), _tiny_ltgs()]
+    alone = [_tiny_ltgs(), _tiny_ltgs()]
+    for h, c in zip(heads, alone):
+        c.load_state_dict(h.state_dict())
+    gen = torch.Generator().manual_seed(2)
+    batches = [Batch(torch.randn(4, 9, 16, generator=gen), torch.tensor([[1.0] * 9] * 2 + [[0.0] * 9] * 2), 2)
+               for _ in heads]
+    torch.manual_seed(3)                                           # the same dropout masks, in the same order
+    joint = members_step(heads, torch.optim.Adam([p for h in heads for p in h.parameters()], lr=1e-3), batches,
+                         loss_cfg)
+    torch.manual_seed(3)
+    terms = [train_step(c, torch.optim.Adam(c.parameters(), lr=1e-3), b.x, b.targets, b.n_anomalous, loss_cfg)
+             for c, b in zip(alone, batches)]
+    for h, c in zip(heads, alone):
+        for (k, v), w in zip(h.state_dict().items(), c.state_dict().values()):
+            assert torch.allclose(v, w, atol=1e-7), k
+    assert joint["total"] == pytest.approx((terms[0]["total"] + terms[1]["total"]) / 2, rel=1e-6)
+
+
+def _small(features, members: int, **train_kw):
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim, cfg.model.members = 4, 64, members
+    t = cfg.train
+    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 4, 2
+    t.epochs, t.max_segments, t.batch_anomalous, t.batch_normal = 0, 64, 3, 3
+    for k, v in train_kw.items():
+        setattr(t, k, v)
+    return cfg
+
+
+def test_an_ensemble_run_trains_resumes_bit_identically_and_scores_from_one_checkpoint(tmp_path):
+    make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 120))
+    full = train(_small(tmp_path / "f", 2, iterations=10), out=tmp_path / "full", progress=False)
+    part = train(_small(tmp_path / "f", 2, iterations=6), out=tmp_path / "part", progress=False)
+    resume(part.run_dir, iterations=10, progress=False)
+    a, b = read_checkpoint(full.run_dir, "last"), read_checkpoint(part.run_dir, "last")   # weights_only=True
+    assert a["iteration"] == b["iteration"] == 10
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["model_config"]["members"] == 2 and a["calibration"]["n_videos"] > 0
+    assert a["model"]["normal_stats.scale"][4] == 1                 # fitted once, on the ensemble's scores
+
+    model, ckpt = load_checkpoint(full.run_dir / "best.pt", "cpu")
+    feats = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
+    scores = score_features(model, feats)
+    assert scores.shape == (12,) and ((scores > 0) & (scores < 1)).all()
+    # the members learnt apart: each one alone scores differently from the other
+    singles = []
+    for m in members_of(model):
+        m.eval()
+        singles.append(m(torch.from_numpy(feats[:, 0])[None]).scores[0].detach().numpy())
+    assert not np.allclose(singles[0], singles[1])
+    res, _ = evaluate_run(full.run_dir, tmp_path / "f", tmp_path / "f" / "gt.json", device="cpu", progress=False)
+    assert 0.0 <= res.metrics["auc"] <= 1.0
+
+
+def test_members_sample_their_own_batches_and_member_zero_samples_as_a_one_head_run(tmp_path):
+    from vadpipe.train import _Trainer
+
+    make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 120))
+    two = _Trainer(_small(tmp_path / "f", 2, iterations=4), tmp_path / "a", None, lambda m: None)
+    one = _Trainer(_small(tmp_path / "f", 1, iterations=4), tmp_path / "b", None, lambda m: None)
+    assert torch.equal(two._batch(0, 0).x, one._batch(0).x)
+    assert not torch.equal(two._batch(0, 0).x, two._batch(0, 1).x)

@@ -1,7 +1,8 @@
 """How much does the normal-statistics term help a trained run? Re-scores one run's checkpoint on a
 benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone), with
 ``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), and with
-``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames);
+``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames), with
+``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``);
 ``--pseudo-weight W`` adds the pseudo-label stage (models/pseudo_stage.py) with weight W, fitted on the
 run's own training split as training would fit it (it is fitted after training: the head is the same).
 
@@ -12,11 +13,13 @@ refit uses the run's own normal training videos (the split recorded in its last.
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 0.25 0
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --forms raw l2
     python tools/normal_weight_sweep.py RUN --bench demo --weights 0.5 --frame-scores hold linear
+    python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --smooth-windows 1 3 5
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 from pathlib import Path
 
@@ -72,6 +75,8 @@ def main() -> None:
                         help="refit the statistics on these feature forms (default: the run's own, as fitted)")
     parser.add_argument("--frame-scores", nargs="+", choices=["hold", "linear"], default=None,
                         help="score frames with these snippet-to-frame mappings (default: the run's own)")
+    parser.add_argument("--smooth-windows", nargs="+", type=int, default=None,
+                        help="odd moving-average windows of snippet scores (default: the run's own)")
     parser.add_argument("--pseudo-weight", type=float, default=0.0,
                         help="> 0: add the pseudo-label stage with this weight, fitted on the run's training split")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
@@ -79,6 +84,8 @@ def main() -> None:
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE,
                         help="ped1: the features' short side, as tools/bench_accuracy.py --ped1-short-side")
     args = parser.parse_args()
+    if any(w < 1 or w % 2 == 0 for w in args.smooth_windows or []):
+        raise SystemExit("--smooth-windows: odd positive windows (a centred moving average)")
     bench_accuracy.PED1_SHORT_SIDE = args.ped1_short_side
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
@@ -105,14 +112,17 @@ def main() -> None:
             for stage_on in ([False, True] if args.pseudo_weight > 0 else [False]):
                 if args.pseudo_weight > 0:
                     model.pseudo_stage.scale[4] = float(stage_on)
-                for mode in args.frame_scores or [model.scoring_rule.frame_scores]:
-                    model.scoring_rule = dataclasses.replace(model.scoring_rule, frame_scores=mode)
+                rule = model.scoring_rule
+                for mode, window in itertools.product(args.frame_scores or [rule.frame_scores],
+                                                      args.smooth_windows or [rule.smooth_window]):
+                    model.scoring_rule = dataclasses.replace(rule, frame_scores=mode, smooth_window=window)
                     figures = evaluate_model(bench, model, ckpt)
                     shown = {k.replace("group_", ""): v for k, v in figures.items()
                              if k != "false_alarm_auto" and v is not None}
                     stage = f" pseudo {args.pseudo_weight:g}" if stage_on else ""
-                    print(f"  {form:<4} weight {weight:<5g} frames {mode:<6}{stage} "
+                    print(f"  {form:<4} weight {weight:<5g} frames {mode:<6} smooth {window}{stage} "
                           + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)
+                model.scoring_rule = rule
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
 Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
 segments instead of the whole video; ``gs_gate`` scales the global vector by a
-learned gate tanh(γ), γ = 0 at the start. ``attn_dropout`` sets the attention
+learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
+mix of its K − 1 neighbours (a temporal convolution, zero at the start so the head begins as without
+it) before LT and GS see the features. ``attn_dropout`` sets the attention
 weights' dropout apart from ``lt_dropout`` (None: the same rate, as the article):
 on CPU any attention dropout forces the unfused kernel, the largest cost of a
 training step on long windows.
@@ -184,8 +186,10 @@ class LTGS(nn.Module):
     def __init__(self, feature_dim: int = 2048, heads: int = 16, ffn_dim: int = 2048, lt_dropout: float = 0.1,
                  h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
                  hidden: Sequence[int] = (512, 128), dropout: float = 0.7, gs_gate: bool = False,
-                 horizon: int = 0, attn_dropout: Optional[float] = None):
+                 horizon: int = 0, attn_dropout: Optional[float] = None, context: int = 0):
         super().__init__()
+        if context < 0 or context and context % 2 == 0:
+            raise ValueError(f"context must be 0 or an odd kernel size, got {context}")
         if gs not in ("full", "avg", "none"):
             raise ValueError(f"unknown gs mode {gs!r}")
         d = feature_dim
@@ -200,6 +204,11 @@ class LTGS(nn.Module):
         # once per video instead of once per segment (same parameters, same result).
         self.fusion = nn.Linear(2 * d if gs != "none" else d, d)
         self.classifier = ScoreMLP(d, hidden, dropout)
+        # Built last so the other modules draw the same initial weights with or without it.
+        self.context = nn.Conv1d(d, d, context, padding=context // 2) if context else None
+        if self.context is not None:
+            nn.init.zeros_(self.context.weight)
+            nn.init.zeros_(self.context.bias)
 
     def global_vector(self, x: Tensor, mask: Tensor) -> Optional[Tensor]:
         if self.gs_mode == "full":
@@ -213,6 +222,10 @@ class LTGS(nn.Module):
         padded = not bool(mask.all())          # skip the masking copies for full-length batches (training)
         if padded:
             x = x.masked_fill(~mask[..., None], 0.0)
+        if self.context is not None:      # padding is zero, as the convolution's own edge padding
+            x = x + self.context(x.transpose(1, 2)).transpose(1, 2)
+            if padded:
+                x = x.masked_fill(~mask[..., None], 0.0)
         t = self.lt(x, mask) if self.lt is not None else x
         g = self.global_vector(x, mask)
         if g is None:

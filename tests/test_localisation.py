@@ -48,6 +48,30 @@ def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():
     assert not any("gs_gate" in k for k in LTGS(16, heads=2, ffn_dim=32).state_dict())
 
 
+def test_context_starts_as_the_head_without_it_then_mixes_only_a_segments_neighbours():
+    torch.manual_seed(0)
+    with_ctx = LTGS(feature_dim=16, heads=2, ffn_dim=32, use_lt=False, gs="none", context=3).eval()
+    torch.manual_seed(0)
+    plain = LTGS(feature_dim=16, heads=2, ffn_dim=32, use_lt=False, gs="none").eval()
+    x = torch.rand(2, 8, 16)
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    assert torch.equal(with_ctx(x, mask).scores, plain(x, mask).scores)   # zero at the start, same other weights
+    with torch.no_grad():
+        with_ctx.context.weight.normal_()
+    y = x.clone()
+    y[:, 4] += 1.0                                           # segment 4 changes: only 3..5 may move (no LT, no GS)
+    a, b = with_ctx(x, mask).scores, with_ctx(y, mask).scores
+    moved = (a - b).abs() > 1e-7
+    assert moved[0, 3:6].all() and not moved[0, :3].any() and not moved[0, 6:].any()
+    assert (with_ctx(y, mask).scores[1, 5:] == 0).all()      # padding stays out
+    cfg = preset("default")
+    cfg.model.context = 2
+    from vadpipe.config import validate
+    with pytest.raises(ConfigError, match="model.context"):
+        validate(cfg)
+
+
 def test_k_follows_each_videos_real_length():
     mask = torch.zeros(3, 40, dtype=torch.bool)
     for i, n in enumerate((40, 10, 1)):

@@ -64,6 +64,8 @@ class ModelConfig:
     gs_gate: bool = False              # scale g by a learned tanh gate that starts at 0 (video identity cannot
                                        # drown the segment term unless training asks for it)
     horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
+    context: int = 0                   # K > 0 (odd): each segment gets a learned mix of its K-1 neighbours first
+                                       # (temporal convolution, zero at the start)
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
                                        # (auto, resolved at training: max for region features, else mean)
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
@@ -485,6 +487,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.frame_scores must be one of {', '.join(FRAME_MODES)}, got {m.frame_scores!r}")
     if m.smooth_window % 2 == 0:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
+    if m.context < 0 or m.context % 2 == 0 and m.context:
+        raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
     if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:
         raise ConfigError("model.horizon, train.epochs and train.min_iterations must be >= 0")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:

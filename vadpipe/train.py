@@ -412,7 +412,8 @@ class _Trainer:
         update_latest(self.run_dir)
         writer = self._tensorboard()
         total = self.total
-        self.log(f"training {total} iterations ({schedule_text(t, len(self.anomalous))}) on {self.device}")
+        heads = f" of {len(self.seeds)} heads side by side" if len(self.seeds) > 1 else ""
+        self.log(f"training {total} iterations{heads} ({schedule_text(t, len(self.anomalous))}) on {self.device}")
         bar = tqdm(total=total, initial=min(self.start, total), disable=not progress, desc="train", unit="it",
                    dynamic_ncols=True)
         clock = started = time.perf_counter()

@@ -101,22 +101,23 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
     return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress)
 
 
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
-               n_anomalous: int, loss_cfg, use_amp: bool = False, mask: Optional[torch.Tensor] = None,
-               crop_group: int = 1) -> Dict[str, float]:
-    """One optimiser step on a batch (first ``n_anomalous`` rows anomalous; ``mask`` (N, T) marks real
-    segments of padded rows); returns the loss terms. ``crop_group`` G > 1: every G consecutive rows
-    are the crops of one video, scored as the max over them (``train.crops: max``)."""
-    return members_step(members_of(model), opt, [Batch(x, targets, n_anomalous, mask)] * len(members_of(model)),
-                        loss_cfg, use_amp, crop_group)
-
-
 @dataclass
 class Batch:
     x: torch.Tensor                       # (rows, T, D)
     targets: torch.Tensor                 # (rows, T)
     n_anomalous: int                      # the first rows are anomalous
     mask: Optional[torch.Tensor] = None   # (rows, T) real segments of padded rows
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
+               n_anomalous: int, loss_cfg, use_amp: bool = False, mask: Optional[torch.Tensor] = None,
+               crop_group: int = 1) -> Dict[str, float]:
+    """One optimiser step on a batch (first ``n_anomalous`` rows anomalous; ``mask`` (N, T) marks real
+    segments of padded rows); returns the loss terms. ``crop_group`` G > 1: every G consecutive rows
+    are the crops of one video, scored as the max over them (``train.crops: max``)."""
+    heads = members_of(model)                # an ensemble given here trains every member on this batch
+    return members_step(heads, opt, [Batch(x, targets, n_anomalous, mask)] * len(heads), loss_cfg, use_amp,
+                        crop_group)
 
 
 def members_step(heads: Sequence[torch.nn.Module], opt: torch.optim.Optimizer, batches: Sequence[Batch], loss_cfg,

@@ -1,10 +1,10 @@
 """A head made of several heads whose logits are averaged (``model.members`` N > 1).
 
-Heads trained from different seeds disagree most where the evidence is weakest, and the mean of
-their logits is steadier there than any one of them (tools/probe_ensemble.py measured it on trained
-runs before this module existed). The members are trained side by side in one run, each on its own
-batches and from its own initialisation (vadpipe/train.py), so one checkpoint, one optimiser state
-and one resume carry them all.
+Heads trained from different seeds disagree most where the evidence is weakest; averaging separate
+runs' logits helped on every benchmark (tools/probe_ensemble.py). The members here are trained side
+by side in one run, each on its own batches and from its own initialisation (vadpipe/train.py), so
+one checkpoint, one optimiser state and one resume carry them all; they share the run's split, and
+so far that has not repeated the separate runs' gain (README, Localisation).
 
 Output: :class:`HeadOutput` whose scores are sigmoid(mean over members of logit(score)), 0 at
 padding as every head's, and whose features are the members' representations side by side (the
@@ -19,10 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .ltgs import HeadOutput, full_mask
-
-# logit of a score in [0, 1]: scores are clamped this far from 0 and 1 first (a saturated float32
-# sigmoid would give ±inf, and one member at ±inf would decide the mean alone)
-LOGIT_EPS = 1e-6
+from .normal_stats import logit
 
 
 class MeanOfLogits(nn.Module):
@@ -44,7 +41,8 @@ class MeanOfLogits(nn.Module):
 
 def combine(outputs: Sequence[HeadOutput], mask: Tensor) -> HeadOutput:
     """One HeadOutput from the members' (see the module docstring)."""
-    logits = torch.stack([torch.logit(o.scores.float(), eps=LOGIT_EPS) for o in outputs]).mean(0)
+    # logit clamps scores off 0 and 1: a saturated member at ±inf would otherwise decide the mean alone
+    logits = torch.stack([logit(o.scores.float()) for o in outputs]).mean(0)
     scores = torch.sigmoid(logits).masked_fill(~mask, 0.0).to(outputs[0].scores.dtype)
     if any(o.features is None for o in outputs):
         return HeadOutput(scores, None)

@@ -11,7 +11,7 @@ import torch
 
 from feature_world import make_store
 from vadpipe.checkpoint import ScoringRule, build_model, read_checkpoint, score_features
-from vadpipe.config import LossConfig, preset
+from vadpipe.config import LossConfig, model_config_from_dict, preset, validate
 from vadpipe.data import pad_windows
 from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
@@ -127,8 +127,26 @@ def test_scoring_rule_reduces_crops_and_smooths():
     cfg = preset("default").model
     cfg.feature_dim, cfg.heads, cfg.ffn_dim, cfg.crop_reduce = 8, 2, 16, "max"
     model = build_model(cfg)
-    assert model.scoring_rule == ScoringRule("max", 1, "linear")        # the default preset interpolates frames
+    assert model.scoring_rule == ScoringRule("max", 1, "linear", 0.03)  # the default interpolates frames, smooths long videos
     assert score_features(model, np.random.rand(5, 3, 8)).shape == (5,)
+
+
+def test_smoothing_width_follows_the_video_length_and_never_outgrows_it():
+    rule = ScoringRule(smooth_share=0.03)
+    assert [rule.window(t) for t in (13, 22, 50, 100, 400)] == [1, 1, 3, 5, 13]   # short clips untouched
+    spike = np.zeros((1, 200))
+    spike[0, 100] = 1.0
+    out = rule.apply(spike)                                  # width 1 + 2 round(0.03 * 200 / 2) = 7
+    assert out.shape == (200,) and out[97:104].tolist() == pytest.approx([1 / 7] * 7) and out.sum() == pytest.approx(1)
+    assert ScoringRule(smooth_window=9, smooth_share=0.03).window(100) == 9     # the fixed window is a floor
+    for t in (1, 2, 3):                                      # wider than the video: clamped to it, same length
+        scores = ScoringRule(smooth_window=5).apply(np.arange(t, dtype=float)[None])
+        assert scores.shape == (t,) and scores.mean() == pytest.approx(np.arange(t).mean())
+    cfg = preset("default")
+    cfg.model.smooth_share = 1.0
+    with pytest.raises(ConfigError, match="smooth_share"):
+        validate(cfg)
+    assert model_config_from_dict({"smooth_window": 3}).smooth_share == 0.0      # configs from before read 0
 
 
 def test_schedule_follows_the_data_within_bounds():

@@ -2,18 +2,21 @@
 benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone), with
 ``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), and with
 ``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames), with
-``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``);
+``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``;
+``--smooth-shares`` its width as a share of each video's length, ``model.smooth_share``);
 ``--pseudo-weight W`` adds the pseudo-label stage (models/pseudo_stage.py) with weight W, fitted on the
 run's own training split as training would fit it (it is fitted after training: the head is the same).
 
 A diagnostic of one trained head, not a way to choose the weight: it reads test labels. The
-false-alarm column is left out because the run's threshold was calibrated for its own weight. A
+false-alarm column is left out because the run's threshold was calibrated for its own weight, unless
+``--recalibrate`` calibrates it again for each setting on the run's held-out normal videos. A
 refit uses the run's own normal training videos (the split recorded in its last.pt), as training does.
 
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 0.25 0
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --forms raw l2
     python tools/normal_weight_sweep.py RUN --bench demo --weights 0.5 --frame-scores hold linear
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --smooth-windows 1 3 5
+    python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 --smooth-shares 0 0.02 0.04
 """
 from __future__ import annotations
 
@@ -27,16 +30,40 @@ import bench_accuracy
 from bench_accuracy import BENCHES, evaluate_model
 
 
-def training_split(run: Path, bench) -> list:
-    """The run's training videos (the split its last.pt records), opened as training opened them."""
+def training_split(run: Path, bench, part: str = "train") -> list:
+    """The run's training videos, or with ``part="val"`` its held-out ones (the split its last.pt
+    records), opened as training opened them."""
     from vadpipe.checkpoint import Checkpoint
     from vadpipe.data import open_features
 
     last = Checkpoint.load(run if run.is_dir() else run.parent, "last").last or {}
-    train_ids = set((last.get("split") or {}).get("train") or [])
-    if not train_ids:
-        raise SystemExit(f"{run}: its last.pt records no training split; cannot refit")
-    return [v for v in open_features(bench.train).videos if v.id in train_ids]   # list files: labels by name
+    ids = set((last.get("split") or {}).get(part) or [])
+    if not ids:
+        raise SystemExit(f"{run}: its last.pt records no {part} split")
+    return [v for v in open_features(bench.train).videos if v.id in ids]   # list files: labels by name
+
+
+def recalibrated(model, ckpt, run: Path, bench):
+    """A copy of ``ckpt`` whose threshold is calibrated again with the head's current scoring rule on
+    the run's held-out normal videos, as training calibrates (so the false-alarm figure is the one a
+    run trained with this rule would report: the rule is test-time only, the head is the same)."""
+    import copy
+
+    import torch
+
+    from vadpipe.calibration import calibrate
+    from vadpipe.checkpoint import scoring_rule
+    from vadpipe.validation import score_videos
+
+    normal = [v for v in training_split(run, bench, "val") if v.label == 0]
+    if not normal:
+        raise SystemExit(f"{run}: no held-out normal video to calibrate on")
+    out = copy.copy(ckpt)
+    out.calibration = calibrate(score_videos(model, normal, torch.device("cpu")), normal,
+                                "held-out normal training videos", ckpt.train_config.calibration_quantiles,
+                                ckpt.snippet_len, ckpt.stride, scoring_rule(model).frame_scores)
+    model.eval()
+    return out
 
 
 def refit(model, ckpt, run: Path, bench, form: str) -> None:
@@ -77,6 +104,11 @@ def main() -> None:
                         help="score frames with these snippet-to-frame mappings (default: the run's own)")
     parser.add_argument("--smooth-windows", nargs="+", type=int, default=None,
                         help="odd moving-average windows of snippet scores (default: the run's own)")
+    parser.add_argument("--smooth-shares", nargs="+", type=float, default=None,
+                        help="moving-average widths as shares of each video's snippets (default: the run's own)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="calibrate the threshold again for each setting on the run's held-out normal videos "
+                             "and report false alarms at it (FA@auto)")
     parser.add_argument("--pseudo-weight", type=float, default=0.0,
                         help="> 0: add the pseudo-label stage with this weight, fitted on the run's training split")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
@@ -86,6 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(w < 1 or w % 2 == 0 for w in args.smooth_windows or []):
         raise SystemExit("--smooth-windows: odd positive windows (a centred moving average)")
+    if any(not 0.0 <= share < 1.0 for share in args.smooth_shares or []):
+        raise SystemExit("--smooth-shares: shares in [0, 1)")
     bench_accuracy.PED1_SHORT_SIDE = args.ped1_short_side
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
@@ -113,14 +147,17 @@ def main() -> None:
                 if args.pseudo_weight > 0:
                     model.pseudo_stage.scale[4] = float(stage_on)
                 rule = model.scoring_rule
-                for mode, window in itertools.product(args.frame_scores or [rule.frame_scores],
-                                                      args.smooth_windows or [rule.smooth_window]):
-                    model.scoring_rule = dataclasses.replace(rule, frame_scores=mode, smooth_window=window)
-                    figures = evaluate_model(bench, model, ckpt)
+                for mode, window, share in itertools.product(args.frame_scores or [rule.frame_scores],
+                                                             args.smooth_windows or [rule.smooth_window],
+                                                             args.smooth_shares or [rule.smooth_share]):
+                    model.scoring_rule = dataclasses.replace(rule, frame_scores=mode, smooth_window=window,
+                                                             smooth_share=share)
+                    scored = recalibrated(model, ckpt, args.run, bench) if args.recalibrate else ckpt
+                    figures = evaluate_model(bench, model, scored)
                     shown = {k.replace("group_", ""): v for k, v in figures.items()
-                             if k != "false_alarm_auto" and v is not None}
+                             if (k != "false_alarm_auto" or args.recalibrate) and v is not None}
                     stage = f" pseudo {args.pseudo_weight:g}" if stage_on else ""
-                    print(f"  {form:<4} weight {weight:<5g} frames {mode:<6} smooth {window}{stage} "
+                    print(f"  {form:<4} weight {weight:<5g} frames {mode:<6} smooth {window} share {share:g}{stage} "
                           + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)
                 model.scoring_rule = rule
 

@@ -62,18 +62,27 @@ LATEST = "latest"
 class ScoringRule:
     """How a head's per-crop snippet scores become a video's snippet scores (ModelConfig fields):
     crops combined by ``mean`` (the article, RTFM) or ``max`` (an event seen by any crop counts),
-    then a centred moving average of ``smooth_window`` snippets (1 = none; shorter at the ends);
+    then a centred moving average of :meth:`window` snippets (1 = none; shorter at the ends):
+    ``smooth_window``, or with ``smooth_share`` > 0 at least that share of the video's T snippets;
     ``frame_scores`` is how those snippet scores become frame scores (``intervals.FRAME_MODES``)."""
 
     crop_reduce: str = "mean"
     smooth_window: int = 1
     frame_scores: str = "hold"
+    smooth_share: float = 0.0
+
+    def window(self, t: int) -> int:
+        """The (odd) moving-average width for a video of ``t`` snippets, at most ``t`` (np.convolve's
+        "same" output takes the longer input's length)."""
+        width = max(self.smooth_window, 1 + 2 * int(self.smooth_share * t / 2 + 0.5))
+        return max(1, min(width, t - 1 + t % 2))
 
     def apply(self, per_crop: np.ndarray) -> np.ndarray:
         """(C, T) float64 → (T,) float32."""
         s = per_crop.max(0) if self.crop_reduce == "max" else per_crop.mean(0)
-        if self.smooth_window > 1 and s.size > 1:
-            kernel = np.ones(self.smooth_window)
+        width = self.window(s.size)
+        if width > 1 and s.size > 1:
+            kernel = np.ones(width)
             s = np.convolve(s, kernel, "same") / np.convolve(np.ones_like(s), kernel, "same")
         return s.astype(np.float32)
 
@@ -99,7 +108,7 @@ def build_model(model_config: Any) -> nn.Module:
         model = MeanOfLogits(heads)
     else:
         model = heads[0]
-    model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window, m.frame_scores)   # read by score_features
+    model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window, m.frame_scores, m.smooth_share)   # read by score_features
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
         from .models.normal_stats import NormalStats
 

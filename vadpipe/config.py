@@ -69,6 +69,8 @@ class ModelConfig:
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
                                        # (auto, resolved at training: max for region features, else mean)
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
+    smooth_share: float = 0.0          # > 0: that window is at least this share of the video's snippets
+                                       # (odd, 1 + 2 round(share T / 2)), as k_share sizes top-k
     frame_scores: str = "hold"         # snippet scores to frame scores: hold (article) | linear (between snippet
                                        # centres; intervals.snippets_to_frames)
     pseudo_weight: float = 0.0         # > 0: a second stage fitted after training on the head's own pseudo-labels
@@ -259,6 +261,7 @@ def _localise(cfg: Config) -> Config:
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     m.gs_gate = True
     m.crop_reduce, m.normal_weight, m.normal_features, m.frame_scores = "auto", 0.5, "l2", "linear"
+    m.smooth_share = 0.03        # long videos only: a window of 1 up to 33 snippets, 13 at 400
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
@@ -487,6 +490,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.frame_scores must be one of {', '.join(FRAME_MODES)}, got {m.frame_scores!r}")
     if m.smooth_window % 2 == 0:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
+    if not 0.0 <= m.smooth_share < 1.0:
+        raise ConfigError(f"model.smooth_share must lie in [0, 1), got {m.smooth_share}")
     if m.context < 0 or m.context % 2 == 0 and m.context:
         raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
     if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:

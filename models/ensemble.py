@@ -3,8 +3,12 @@
 Heads trained from different seeds disagree most where the evidence is weakest; averaging separate
 runs' logits helped on every benchmark (tools/probe_ensemble.py). The members here are trained side
 by side in one run, each on its own batches and from its own initialisation (vadpipe/train.py), so
-one checkpoint, one optimiser state and one resume carry them all; they share the run's split, and
-so far that has not repeated the separate runs' gain (README, Localisation).
+one checkpoint, one optimiser state and one resume carry them all. By default they share the run's
+split, and that has not repeated the separate runs' gain (README, Localisation). With
+``model.bagging`` each member holds out its own normal videos, as separate runs did, and carries its
+own normal statistics fitted on the normals it trained on: the fused scores are then each member's
+head fused with its own statistics, averaged as logits (``vadpipe.checkpoint.head_scores``), and a
+held-out video is calibrated on by the members that held it out (``vadpipe.calibration``).
 
 Output: :class:`HeadOutput` whose scores are sigmoid(mean over members of logit(score)), 0 at
 padding as every head's, and whose features are the members' representations side by side (the
@@ -28,8 +32,8 @@ class MeanOfLogits(nn.Module):
 
     def __init__(self, members: Sequence[nn.Module]):
         super().__init__()
-        if len(members) < 2:
-            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        if not members:                  # one member is a bagged ensemble's out-of-bag view of a video
+            raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
 
     def member_outputs(self, x: Tensor, mask: Optional[Tensor] = None) -> List[HeadOutput]:
@@ -41,14 +45,26 @@ class MeanOfLogits(nn.Module):
 
 def combine(outputs: Sequence[HeadOutput], mask: Tensor) -> HeadOutput:
     """One HeadOutput from the members' (see the module docstring)."""
-    # logit clamps scores off 0 and 1: a saturated member at ±inf would otherwise decide the mean alone
-    logits = torch.stack([logit(o.scores.float()) for o in outputs]).mean(0)
-    scores = torch.sigmoid(logits).masked_fill(~mask, 0.0).to(outputs[0].scores.dtype)
+    scores = mean_of_logits([o.scores for o in outputs], mask)
     if any(o.features is None for o in outputs):
         return HeadOutput(scores, None)
     return HeadOutput(scores, torch.cat([o.features for o in outputs], dim=-1))
 
 
+def mean_of_logits(scores: Sequence[Tensor], mask: Tensor) -> Tensor:
+    """sigmoid(mean of the logits) of several heads' scores, 0 at padding, in the first's dtype."""
+    # logit clamps scores off 0 and 1: a saturated member at ±inf would otherwise decide the mean alone
+    logits = torch.stack([logit(s.float()) for s in scores]).mean(0)
+    return torch.sigmoid(logits).masked_fill(~mask, 0.0).to(scores[0].dtype)
+
+
 def members_of(model: nn.Module) -> List[nn.Module]:
     """The heads that train (each with its own loss): an ensemble's members, or the head itself."""
     return list(model.members) if isinstance(model, MeanOfLogits) else [model]
+
+
+def bagged_members(model: nn.Module) -> List[nn.Module]:
+    """The members of an ensemble whose members carry their own fused terms (``model.bagging``), else []."""
+    if isinstance(model, MeanOfLogits) and getattr(model.members[0], "normal_stats", None) is not None:
+        return list(model.members)
+    return []

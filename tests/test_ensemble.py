@@ -31,8 +31,8 @@ def test_ensemble_scores_are_the_sigmoid_of_the_members_mean_logit_and_zero_at_p
     assert torch.allclose(out.scores[mask], expected[mask], atol=1e-6)
     assert (out.scores[~mask] == 0).all()
     assert out.features.shape == (2, 7, 32)                       # the members' representations side by side
-    with pytest.raises(ValueError, match="at least 2"):
-        MeanOfLogits([a])
+    with pytest.raises(ValueError, match="at least one"):
+        MeanOfLogits([])
 
 
 def test_build_model_makes_an_ensemble_only_for_several_members_with_distinct_initialisations():
@@ -121,3 +121,69 @@ def test_members_sample_their_own_batches_and_member_zero_samples_as_a_one_head_
     one = _Trainer(_small(tmp_path / "f", 1, iterations=4), tmp_path / "b", None, lambda m: None)
     assert torch.equal(two._batch(0, 0).x, one._batch(0).x)
     assert not torch.equal(two._batch(0, 0).x, two._batch(0, 1).x)
+
+
+def _bagged(features, **train_kw):
+    cfg = _small(features, 3, val_fraction=0.3, **train_kw)
+    cfg.model.bagging = True
+    return cfg
+
+
+def test_bagged_members_hold_out_their_own_normal_videos_and_never_train_on_them(tmp_path):
+    from vadpipe.train import _Trainer
+
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
+    bag = _Trainer(_bagged(tmp_path / "f", iterations=4), tmp_path / "a", None, lambda m: None)
+    one = _Trainer(_small(tmp_path / "f", 1, iterations=4, val_fraction=0.3), tmp_path / "b", None, lambda m: None)
+    held = [set(h.tolist()) for h in bag.member_held]
+    assert held[0] == set(one.held_idx.tolist())                  # member 0 holds out what a one-head run does
+    assert len({frozenset(h) for h in held}) > 1                  # the others their own share
+    assert all(bag.data.videos[i].label == 0 for h in held for i in h)    # holdout "normal": anomalous all train
+    assert bag.val_set is None                                    # each held-out video trains other members
+    for m, sampler in enumerate(bag.samplers):
+        drawn = {int(bag.train_idx[p]) for i in range(20) for p in np.concatenate(sampler.batch(i))}
+        assert not drawn & held[m] and drawn >= set(bag.train_idx.tolist()) - held[m]
+    bad = _bagged(tmp_path / "f", iterations=4)
+    bad.model.members = 1
+    with pytest.raises(ConfigError, match="bagging"):
+        validate(bad)
+
+
+def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_resumes_bit_identically(tmp_path):
+    from vadpipe.calibration import out_of_bag_scores
+    from vadpipe.train import OUT_OF_BAG
+
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
+    full = train(_bagged(tmp_path / "f", iterations=10), out=tmp_path / "full", progress=False)
+    part = train(_bagged(tmp_path / "f", iterations=6), out=tmp_path / "part", progress=False)
+    resume(part.run_dir, iterations=10, progress=False)
+    a, b = read_checkpoint(full.run_dir, "last"), read_checkpoint(part.run_dir, "last")   # weights_only=True
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert a["calibration"] == b["calibration"]
+    assert "normal_stats.mean" not in a["model"]                   # no statistics on top: one per member,
+    means = [a["model"][f"members.{m}.normal_stats.mean"] for m in range(3)]   # each from its own normals
+    assert all(a["model"][f"members.{m}.normal_stats.scale"][4] == 1 for m in range(3))
+    assert not torch.equal(means[0], means[1]) and not torch.equal(means[1], means[2])
+    split = a["last"]["split"]
+    held_normal = set().union(*split["members_val"])
+    assert a["calibration"]["source"] == OUT_OF_BAG and a["calibration"]["n_videos"] == len(held_normal)
+
+    model, _ = load_checkpoint(full.run_dir / "best.pt", "cpu")
+    x = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
+
+    class Video:          # what out_of_bag_scores reads of a video
+        def __init__(self, vid):
+            self.id = vid
+
+        def raw(self):
+            return x
+    oob = out_of_bag_scores(model, [Video("alone"), Video("pair"), Video("all")], [(1,), (0, 2), (0, 1, 2)], "cpu")
+    whole = score_features(model, x)
+    assert np.allclose(oob["all"], whole, atol=1e-6)              # held out by every member: the ensemble
+    member = members_of(model)[1]
+    member.scoring_rule = model.scoring_rule
+    assert np.allclose(oob["alone"], score_features(member, x), atol=1e-5)   # one member, fused with its own
+    assert not np.allclose(oob["pair"], whole, atol=1e-4)                    # statistics, as alone
+    res, _ = evaluate_run(full.run_dir, tmp_path / "f", tmp_path / "f" / "gt.json", device="cpu", progress=False)
+    assert 0.0 <= res.metrics["auc"] <= 1.0

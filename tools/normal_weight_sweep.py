@@ -129,6 +129,9 @@ def main() -> None:
         raise SystemExit(f"benchmark {args.bench} is not available here")
     model, ckpt = load_checkpoint(checkpoint_path(args.run), "cpu")
     stats = getattr(model, "normal_stats", None)
+    if ckpt.model_config.bagging:
+        raise SystemExit(f"{args.run}: a bagged ensemble (model.bagging) carries one set of normal statistics "
+                         "per member; this sweep re-scores heads with one set")
     if stats is None or not (stats.fitted or args.forms):
         raise SystemExit(f"{args.run}: this head has no fitted normal statistics (model.normal_weight 0; "
                          "--forms fits them)")

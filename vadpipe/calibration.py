@@ -77,6 +77,39 @@ def fit_pseudo_stage(model: torch.nn.Module, train_videos: Sequence, seed: int, 
     return _state_copy(model)
 
 
+@torch.no_grad()
+def fit_member_normal_stats(model: torch.nn.Module, normal_sets: Sequence[Sequence], seeds: Sequence[int],
+                            device: torch.device, log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """A bagged ensemble's normal statistics: member m's fitted on ``normal_sets[m]`` (its own normal
+    training videos); returns the whole model's state dict."""
+    from .models.ensemble import members_of
+
+    for member, normal, seed in zip(members_of(model), normal_sets, seeds):
+        fit_normal_stats(member, normal, seed, device, log)
+    return _state_copy(model)
+
+
+@torch.no_grad()
+def out_of_bag_scores(model: torch.nn.Module, videos: Sequence, holders: Sequence[Tuple[int, ...]],
+                      device: torch.device) -> Dict[str, np.ndarray]:
+    """Snippet scores of ``videos`` by id, each video scored only by the members of a bagged ensemble
+    that held it out (``holders``, member indices): the scores of a head that never trained on it."""
+    from .checkpoint import scoring_rule
+    from .models.ensemble import MeanOfLogits, members_of
+    from .validation import score_videos
+
+    members, rule = members_of(model), scoring_rule(model)
+    groups: Dict[Tuple[int, ...], List] = {}
+    for video, held_by in zip(videos, holders):
+        groups.setdefault(tuple(held_by), []).append(video)
+    scores: Dict[str, np.ndarray] = {}
+    for held_by, group in groups.items():
+        view = MeanOfLogits([members[m] for m in held_by])
+        view.scoring_rule = rule
+        scores.update(score_videos(view, group, device))
+    return scores
+
+
 def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,
                        val_set: Optional[FeatureSet], val_gt: Optional[dict]) -> Tuple[List, str]:
     """(normal videos to calibrate on, where they come from): held-out normal training videos, else

@@ -112,7 +112,8 @@ def build_model(model_config: Any) -> nn.Module:
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
         from .models.normal_stats import NormalStats
 
-        model.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features)
+        for owner in heads if m.bagging else [model]:   # bagged: each member's own, from its own normals
+            owner.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features)
     if m.pseudo_weight > 0:     # buffers only, fitted after training as well
         from .models.pseudo_stage import PseudoStage
 
@@ -122,7 +123,14 @@ def build_model(model_config: Any) -> nn.Module:
 
 def head_scores(model: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """(N, T) scores of rows (N, T, D) (``mask``: real segments of padded rows): the head's, fused with
-    its normal statistics and then its pseudo-label stage, each once fitted."""
+    its normal statistics and then its pseudo-label stage, each once fitted. A bagged ensemble's members
+    are fused each with its own statistics, then averaged (``models/ensemble.py``)."""
+    from .models.ensemble import bagged_members, mean_of_logits
+    from .models.ltgs import full_mask
+
+    members = bagged_members(model)
+    if members:
+        return mean_of_logits([head_scores(h, x, mask) for h in members], full_mask(x, mask))
     scores = model(x).scores if mask is None else model(x, mask).scores
     for term in ("normal_stats", "pseudo_stage"):
         module = getattr(model, term, None)

@@ -83,6 +83,9 @@ class ModelConfig:
                                        # features, blind to a change of the whole vector's magnitude)
     members: int = 1                   # N > 1: N heads trained side by side (own init, own batches), their
                                        # logits averaged (models/ensemble.py)
+    bagging: bool = False              # with members: each member holds out its own normal videos (a share
+                                       # train.val_fraction, drawn with its own seed) and fits its own normal
+                                       # statistics; the threshold is calibrated out of bag
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
@@ -492,6 +495,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
     if not 0.0 <= m.smooth_share < 1.0:
         raise ConfigError(f"model.smooth_share must lie in [0, 1), got {m.smooth_share}")
+    if m.bagging and (m.members < 2 or t.val_fraction <= 0 or t.val_features or m.pseudo_weight > 0):
+        raise ConfigError("model.bagging needs model.members >= 2 and a held-out share (train.val_fraction > 0, "
+                          "no train.val_features), without model.pseudo_weight")
     if m.context < 0 or m.context % 2 == 0 and m.context:
         raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
     if m.horizon < 0 or t.epochs < 0 or t.min_iterations < 0:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import calibrate, calibration_videos, fit_normal_stats, fit_pseudo_stage
+from .calibration import (calibrate, calibration_videos, fit_member_normal_stats, fit_normal_stats, fit_pseudo_stage,
+                          out_of_bag_scores)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
@@ -46,6 +47,7 @@ from .recipe import check_compatible
 from .validation import open_validation, score_videos, selection_note, validation_metrics
 
 METRICS_FILE = "metrics.jsonl"
+OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
 MEMBER_SEED_STEP = 7919          # between the sampling seeds of an ensemble's members (a prime: no overlap
                                  # with neighbouring run seeds for small ensembles)
 
@@ -231,7 +233,8 @@ class _Trainer:
         self.anomalous = anomalous
         self.total = planned_iterations(t, len(anomalous))
         self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]
-        self.samplers = [BalancedSampler(anomalous, normal, t.batch_anomalous, t.batch_normal, s) for s in self.seeds]
+        self.samplers = [BalancedSampler(anomalous[self._trains(m, anomalous)], normal[self._trains(m, normal)],
+                                         t.batch_anomalous, t.batch_normal, s) for m, s in enumerate(self.seeds)]
 
         torch.manual_seed(t.seed)
         if self.device.type == "cuda":
@@ -248,6 +251,7 @@ class _Trainer:
     # --- data split -------------------------------------------------------------------------
     def _split(self, resume_ckpt: Optional[Checkpoint]) -> None:
         t = self.cfg.train
+        self.member_held: List[np.ndarray] = []      # bagging: the videos each member holds out
         labels = self.data.labels()
         labeled = np.flatnonzero(labels >= 0)
         if labeled.size < len(labels):
@@ -263,14 +267,35 @@ class _Trainer:
                 raise FeatureStoreError(f"{t.features}: video {missing[0]!r} of the run is gone; cannot resume")
             self.train_idx = np.array([index[v] for v in split["train"]], dtype=np.int64)
             held = np.array([index[v] for v in split["val"]], dtype=np.int64)
+            self.member_held = [np.array([index[v] for v in ids], dtype=np.int64)
+                                for ids in split.get("members_val", [])]
         elif t.val_features:
             self.train_idx, held = labeled, np.array([], dtype=np.int64)
+        elif self.cfg.model.bagging:       # each member its own held-out share, drawn with its own seed
+            self.member_held = [labeled[self._held_share(labels[labeled], member_seed(t.seed, m))]
+                                for m in range(self.cfg.model.members)]
+            self.train_idx, held = labeled, np.unique(np.concatenate(self.member_held))
         else:
-            tr, va = stratified_split(labels[labeled], t.val_fraction, t.seed,
-                                      only=(0,) if t.holdout == "normal" else None)
-            self.train_idx, held = labeled[tr], labeled[va]
+            va = self._held_share(labels[labeled], t.seed)
+            self.train_idx, held = labeled[np.setdiff1d(np.arange(labeled.size), va)], labeled[va]
         self.held_idx = held
+        if self.member_held:   # every held-out video trains other members: no honest validation score
+            self.log(f"bagging: {len(self.member_held)} members, each holding out "
+                     f"{', '.join(str(h.size) for h in self.member_held)} videos; no validation metric, "
+                     f"the threshold is calibrated out of bag on the held-out normal videos")
+            held = np.array([], dtype=np.int64)
         self.val_set, self.val_gt = open_validation(t, self.data, held, self.log)
+
+    def _held_share(self, labels: np.ndarray, seed: int) -> np.ndarray:
+        """Positions (in ``labels``) of the videos a split with ``seed`` holds out, as a one-head run's."""
+        t = self.cfg.train
+        return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None)[1]
+
+    def _trains(self, member: int, positions: np.ndarray) -> np.ndarray:
+        """Mask of ``positions`` (into the training videos) that member ``member`` trains on."""
+        if not self.member_held:
+            return np.ones(positions.size, dtype=bool)
+        return ~np.isin(self.train_idx[positions], self.member_held[member])
 
     # --- state --------------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -300,7 +325,9 @@ class _Trainer:
                 "dynamic_labels": self.dyn.state_dict(),
                 "best": self.best,
                 "split": {"train": [self.data.videos[i].id for i in self.train_idx],
-                          "val": [self.data.videos[i].id for i in self.held_idx]},
+                          "val": [self.data.videos[i].id for i in self.held_idx],
+                          **({"members_val": [[self.data.videos[i].id for i in held] for held in self.member_held]}
+                             if self.member_held else {})},
                 "elapsed": self.elapsed,
             }
         return Checkpoint.of(self.model, self.cfg.model, train_config=self.cfg.train, recipe=self.data.recipe,
@@ -383,17 +410,27 @@ class _Trainer:
                                   self.val_gt, self.cfg.model.frame_scores)
 
     def _calibrate(self) -> dict:
-        videos, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt)
-        return calibrate(score_videos(self.model, videos, self.device), videos, source,
-                           self.cfg.train.calibration_quantiles, self.data.snippet_len, self.data.stride,
-                           self.cfg.model.frame_scores)
+        if self.member_held:
+            videos = [self.data.videos[i] for i in self.held_idx if self.data.videos[i].label == 0]
+            holders = [tuple(m for m, held in enumerate(self.member_held) if i in held)
+                       for i in self.held_idx if self.data.videos[i].label == 0]
+            scores, source = out_of_bag_scores(self.model, videos, holders, self.device), OUT_OF_BAG
+        else:
+            videos, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt)
+            scores = score_videos(self.model, videos, self.device)
+        return calibrate(scores, videos, source, self.cfg.train.calibration_quantiles, self.data.snippet_len,
+                         self.data.stride, self.cfg.model.frame_scores)
 
     def _fit_after_training(self) -> Dict[str, torch.Tensor]:
         """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which
         reads the fused scores): the state dict that carries them."""
         state = None
         train_videos = [self.data.videos[i] for i in self.train_idx]
-        if getattr(self.model, "normal_stats", None) is not None:
+        if self.member_held and self.cfg.model.normal_weight > 0:     # each member on its own normal videos
+            own = [[self.data.videos[i] for i in self.train_idx[self._trains(m, np.arange(self.train_idx.size))]
+                    if self.data.videos[i].label == 0] for m in range(len(self.member_held))]
+            state = fit_member_normal_stats(self.model, own, self.seeds, self.device, self.log)
+        elif getattr(self.model, "normal_stats", None) is not None:
             normal = [v for v in train_videos if v.label == 0]
             state = fit_normal_stats(self.model, normal, self.cfg.train.seed, self.device, self.log)
         if getattr(self.model, "pseudo_stage", None) is not None:

@@ -51,7 +51,7 @@ def recalibrated(model, ckpt, run: Path, bench):
 
     import torch
 
-    from vadpipe.calibration import calibrate
+    from vadpipe.calibration import HELD_OUT_NORMAL, calibrate
     from vadpipe.checkpoint import scoring_rule
     from vadpipe.validation import score_videos
 
@@ -60,7 +60,7 @@ def recalibrated(model, ckpt, run: Path, bench):
         raise SystemExit(f"{run}: no held-out normal video to calibrate on")
     out = copy.copy(ckpt)
     out.calibration = calibrate(score_videos(model, normal, torch.device("cpu")), normal,
-                                "held-out normal training videos", ckpt.train_config.calibration_quantiles,
+                                HELD_OUT_NORMAL, ckpt.train_config.calibration_quantiles,
                                 ckpt.snippet_len, ckpt.stride, scoring_rule(model).frame_scores)
     model.eval()
     return out

@@ -18,6 +18,9 @@ from .data import FeatureSet
 from .intervals import snippet_reach, snippets_to_frames
 
 
+HELD_OUT_NORMAL = "held-out normal training videos"      # calibration["source"] of a held-out share
+
+
 def _state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -115,8 +118,7 @@ def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.nda
     """(normal videos to calibrate on, where they come from): held-out normal training videos, else
     the validation set's normal videos, else the training normal videos (optimistic)."""
     if held_idx.size and (data.labels()[held_idx] == 0).any():
-        return ([data.videos[i] for i in held_idx if data.videos[i].label == 0],
-                "held-out normal training videos")
+        return [data.videos[i] for i in held_idx if data.videos[i].label == 0], HELD_OUT_NORMAL
     videos: List = []
     if val_set is not None and val_gt is not None:
         from .groundtruth import match_ids

@@ -41,7 +41,7 @@ from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
 from .models.dynamic_labels import DynamicLabels
-from .models.ensemble import members_of
+from .models.ensemble import bagged_members, members_of
 from .models.losses import compute_losses
 from .recipe import check_compatible
 from .validation import open_validation, score_videos, selection_note, validation_metrics
@@ -272,12 +272,12 @@ class _Trainer:
         elif t.val_features:
             self.train_idx, held = labeled, np.array([], dtype=np.int64)
         elif self.cfg.model.bagging:       # each member its own held-out share, drawn with its own seed
-            self.member_held = [labeled[self._held_share(labels[labeled], member_seed(t.seed, m))]
+            self.member_held = [labeled[self._share_split(labels[labeled], member_seed(t.seed, m))[1]]
                                 for m in range(self.cfg.model.members)]
             self.train_idx, held = labeled, np.unique(np.concatenate(self.member_held))
         else:
-            va = self._held_share(labels[labeled], t.seed)
-            self.train_idx, held = labeled[np.setdiff1d(np.arange(labeled.size), va)], labeled[va]
+            tr, va = self._share_split(labels[labeled], t.seed)
+            self.train_idx, held = labeled[tr], labeled[va]
         self.held_idx = held
         if self.member_held:   # every held-out video trains other members: no honest validation score
             self.log(f"bagging: {len(self.member_held)} members, each holding out "
@@ -286,10 +286,10 @@ class _Trainer:
             held = np.array([], dtype=np.int64)
         self.val_set, self.val_gt = open_validation(t, self.data, held, self.log)
 
-    def _held_share(self, labels: np.ndarray, seed: int) -> np.ndarray:
-        """Positions (in ``labels``) of the videos a split with ``seed`` holds out, as a one-head run's."""
+    def _share_split(self, labels: np.ndarray, seed: int):
+        """(train, held-out) positions in ``labels`` of the run's held-out share drawn with ``seed``."""
         t = self.cfg.train
-        return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None)[1]
+        return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None)
 
     def _trains(self, member: int, positions: np.ndarray) -> np.ndarray:
         """Mask of ``positions`` (into the training videos) that member ``member`` trains on."""
@@ -411,9 +411,9 @@ class _Trainer:
 
     def _calibrate(self) -> dict:
         if self.member_held:
-            videos = [self.data.videos[i] for i in self.held_idx if self.data.videos[i].label == 0]
-            holders = [tuple(m for m, held in enumerate(self.member_held) if i in held)
-                       for i in self.held_idx if self.data.videos[i].label == 0]
+            normal = [i for i in self.held_idx if self.data.videos[i].label == 0]
+            videos = [self.data.videos[i] for i in normal]
+            holders = [tuple(m for m, held in enumerate(self.member_held) if i in held) for i in normal]
             scores, source = out_of_bag_scores(self.model, videos, holders, self.device), OUT_OF_BAG
         else:
             videos, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt)
@@ -426,9 +426,9 @@ class _Trainer:
         reads the fused scores): the state dict that carries them."""
         state = None
         train_videos = [self.data.videos[i] for i in self.train_idx]
-        if self.member_held and self.cfg.model.normal_weight > 0:     # each member on its own normal videos
-            own = [[self.data.videos[i] for i in self.train_idx[self._trains(m, np.arange(self.train_idx.size))]
-                    if self.data.videos[i].label == 0] for m in range(len(self.member_held))]
+        if bagged_members(self.model):            # each member on the normal videos it trained on
+            own = [[v for i, v in zip(self.train_idx, train_videos) if v.label == 0 and i not in held]
+                   for held in self.member_held]
             state = fit_member_normal_stats(self.model, own, self.seeds, self.device, self.log)
         elif getattr(self.model, "normal_stats", None) is not None:
             normal = [v for v in train_videos if v.label == 0]

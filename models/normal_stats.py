@@ -19,6 +19,8 @@ buffers in the head's state dict, so a checkpoint carries it.
 """
 from __future__ import annotations
 
+from typing import Callable, Optional, Sequence, Union
+
 import torch
 from torch import Tensor, nn
 
@@ -40,13 +42,28 @@ def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
 
 
 class NormalStats(nn.Module):
-    def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5, features: str = "raw"):
+    """``context`` K > 1 (odd): the Gaussian is fitted on each segment together with its K − 1 neighbours
+    (edges repeat a video's first and last segment), each first projected on the ``rank`` principal
+    directions of the normal training features, so the covariance stays (K·rank)² whatever D is. An event
+    is often unlike normal in how the features change over a few snippets more than in any one of them
+    (measured in the README's localisation section)."""
+
+    def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5, features: str = "raw",
+                 context: int = 1, rank: int = 256):
         super().__init__()
         if features not in FEATURE_FORMS:
             raise ValueError(f"normal statistics features {features!r}: expected one of {', '.join(FEATURE_FORMS)}")
-        self.weight, self.shrinkage, self.features = weight, shrinkage, features
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("precision", torch.eye(dim))
+        if context < 1 or context % 2 == 0 or rank < 1:
+            raise ValueError(f"normal statistics context {context} and rank {rank}: an odd context >= 1, rank >= 1")
+        self.weight, self.shrinkage, self.features, self.context = weight, shrinkage, features, context
+        embedded = dim
+        if context > 1:
+            rank = min(rank, dim)
+            embedded = context * rank
+            self.register_buffer("center", torch.zeros(dim))
+            self.register_buffer("basis", torch.zeros(rank, dim))     # principal directions, one per row
+        self.register_buffer("mean", torch.zeros(embedded))
+        self.register_buffer("precision", torch.eye(embedded))
         # μ_d, σ_d, μ_ℓ, σ_ℓ (the head's logits on the normals, for the record) and a fitted flag
         self.register_buffer("scale", torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]))
 
@@ -58,29 +75,67 @@ class NormalStats(nn.Module):
         x = x.float()
         return torch.nn.functional.normalize(x, dim=-1) if self.features == "l2" else x
 
-    def distance(self, x: Tensor) -> Tensor:
-        """Mahalanobis distance (..., ) of features (..., D) to the normal Gaussian."""
-        d = self.prepare(x) - self.mean
+    def embed(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """What the Gaussian sees of features (..., T, D) (``mask`` (..., T): real segments of padded
+        rows): (..., T, D) prepared features, or with a context (..., T, K·rank) neighbourhoods."""
+        x = self.prepare(x)
+        if self.context == 1:
+            return x
+        z = (x - self.center) @ self.basis.T
+        t = torch.arange(z.shape[-2], device=z.device)
+        length = mask.sum(-1, keepdim=True) if mask is not None else torch.full(z.shape[:-2] + (1,), z.shape[-2],
+                                                                                device=z.device)
+        last = (length - 1).clamp(min=0)
+        half = self.context // 2
+        parts = [z.gather(-2, torch.minimum((t + offset).clamp(min=0), last).unsqueeze(-1).expand_as(z))
+                 for offset in range(-half, half + 1)]
+        return torch.cat(parts, -1)
+
+    def _mahalanobis(self, e: Tensor) -> Tensor:
+        d = e - self.mean
         return torch.einsum("...i,ij,...j->...", d, self.precision, d).clamp(min=0).sqrt()
 
+    def distance(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Mahalanobis distance (..., T) of features (..., T, D) to the normal Gaussian (without a
+        context any (..., D) works)."""
+        return self._mahalanobis(self.embed(x, mask))
+
     @torch.no_grad()
-    def fit(self, features: Tensor, head_scores: Tensor) -> None:
-        """``features`` (N, D) normal training snippets and the head's scores (N,) on them."""
-        features, head_scores = features.to(self.mean.device), head_scores.to(self.mean.device)
-        x = self.prepare(features).double()
+    def fit(self, features: Union[Tensor, Sequence[Tensor]], head_scores: Union[Tensor, Sequence[Tensor]],
+            keep: Optional[Callable[[int], Tensor]] = None) -> None:
+        """``features``: the normal training videos, each (..., T, D) (a tensor (N, D) is one video), and the
+        head's scores on them (..., T); ``keep(n)``: indices of the n snippets to fit on (a subset keeps
+        the covariance cheap on big sets; all by default)."""
+        videos = [features] if isinstance(features, Tensor) else list(features)
+        scores = [head_scores] if isinstance(head_scores, Tensor) else list(head_scores)
+        videos = [v.to(self.mean.device) for v in videos]
+        if self.context > 1:           # the principal directions of the normal snippets come first
+            rows = torch.cat([self.prepare(v).reshape(-1, v.shape[-1]) for v in videos]).double()
+            center = rows.mean(0)
+            basis = torch.linalg.svd(rows - center, full_matrices=False).Vh[:self.basis.shape[0]]
+            self.center.copy_(center.float())
+            self.basis.zero_()
+            self.basis[:basis.shape[0]].copy_(basis.float())
+        e = torch.cat([self.embed(v).reshape(-1, self.mean.shape[0]) for v in videos])
+        s = torch.cat([sc.reshape(-1) for sc in scores]).to(self.mean.device)
+        chosen = keep(e.shape[0]) if keep is not None else None
+        if chosen is not None:
+            e, s = e[chosen.to(e.device)], s[chosen.to(s.device)]
+        x = e.double()
         mean = x.mean(0)
         cov = torch.cov((x - mean).T) if x.shape[0] > 1 else torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype)
         target = torch.eye(x.shape[1], dtype=x.dtype) * (torch.trace(cov) / x.shape[1]).clamp(min=1e-12)
         self.mean.copy_(mean.float())
         self.precision.copy_(torch.linalg.inv((1 - self.shrinkage) * cov + self.shrinkage * target).float())
-        d, lg = self.distance(features), logit(head_scores.float())
+        d, lg = self._mahalanobis(e), logit(s.float())
         self.scale.copy_(torch.stack([d.mean(), d.std().clamp(min=1e-6), lg.mean(), lg.std().clamp(min=1e-6),
                                       torch.ones((), device=d.device)]))
 
-    def fuse(self, head_scores: Tensor, features: Tensor) -> Tensor:
-        """Fused scores (...,) from head scores (...,) and their features (..., D); unchanged until fitted."""
+    def fuse(self, head_scores: Tensor, features: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+        """Fused scores (..., T) from head scores (..., T) and their features (..., T, D); unchanged until
+        fitted."""
         if not self.fitted:
             return head_scores
         mu_d, sd_d = self.scale[:2]
-        s = logit(head_scores.float()) + self.weight * (self.distance(features) - mu_d) / sd_d
+        s = logit(head_scores.float()) + self.weight * (self.distance(features, mask) - mu_d) / sd_d
         return squashed_score(s)

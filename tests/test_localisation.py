@@ -285,6 +285,53 @@ def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():
     assert build_model(cfg.model).normal_stats.features == "l2"     # a checkpoint's config rebuilds it
 
 
+def test_normal_statistics_with_context_see_a_change_over_neighbouring_segments(tmp_path):
+    """model.normal_context K: the Gaussian sees each segment with its K-1 neighbours (projected on the
+    normals' principal directions, edges repeated, padding never reached), so a segment that is normal
+    on its own but follows an unusual one is "unlike normal"; a run with it trains, saves and loads
+    weights-only."""
+    from vadpipe.checkpoint import head_scores, load_checkpoint
+    from vadpipe.models.normal_stats import NormalStats
+
+    gen = torch.Generator().manual_seed(2)
+    # normal videos hold still: each its own point (any normal point) with small noise
+    still = torch.randn(30, 1, 6, generator=gen) + 0.02 * torch.randn(30, 12, 6, generator=gen)
+    scores = torch.full((30, 12), 0.2)
+    alone = NormalStats(6, shrinkage=0.05)
+    ctx = NormalStats(6, shrinkage=0.05, context=3, rank=4)
+    alone.fit(list(still), list(scores))
+    ctx.fit(list(still), list(scores))
+    assert ctx.precision.shape == (12, 12) and ctx.basis.shape == (4, 6)
+    video = still[0].clone()
+    video[6] = still[1, 0]          # a jump to another normal point: normal alone, not as a change
+    assert ((ctx.distance(video) - ctx.distance(still[0]))[5:8] > 3).all()
+    assert (alone.distance(video) - alone.distance(still[0]))[6].abs() < 1.5
+    # edges repeat the video's own first/last segment; padding (mask False) is never a neighbour
+    emb = ctx.embed(still[0])
+    assert torch.equal(emb[0, :4], emb[0, 4:8]) and torch.equal(emb[-1, 4:8], emb[-1, 8:])
+    padded = torch.cat([still[0], torch.full((5, 6), 50.0)])[None]
+    mask = torch.arange(17)[None] < 12
+    assert torch.allclose(ctx.distance(padded, mask)[0, :12], ctx.distance(still[0]), atol=1e-5)
+    with pytest.raises(ValueError, match="odd context"):
+        NormalStats(6, context=2)
+    cfg = preset("default")
+    cfg.model.normal_context = 4
+    with pytest.raises(ConfigError, match="model.normal_context"):
+        validate(cfg)
+    # trained: fitted after training, carried by the checkpoint; padded batches score as one video alone
+    make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 40))
+    cfg = _default_small(tmp_path / "f", epochs=0, iterations=6)
+    cfg.model.normal_context, cfg.model.normal_rank = 3, 8
+    result = train(cfg, out=tmp_path / "run", progress=False)
+    model, ckpt = load_checkpoint(result.run_dir, "cpu")
+    assert model.normal_stats.fitted and model.normal_stats.context == 3 and ckpt.model_config.normal_context == 3
+    model.eval()
+    x = torch.rand(2, 9, 16)
+    mask = torch.tensor([[True] * 9, [True] * 4 + [False] * 5])
+    with torch.no_grad():
+        assert torch.allclose(head_scores(model, x, mask)[1, :4], head_scores(model, x[1:, :4])[0], atol=1e-5)
+
+
 def test_attention_dropout_is_its_own_switch_and_defaults_to_the_articles_single_rate():
     """model.attn_dropout: None keeps the article's one rate (lt_dropout) on the attention weights too,
     so old configs and checkpoints build the same head; a number sets the attention weights alone."""

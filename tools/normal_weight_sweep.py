@@ -1,6 +1,7 @@
 """How much does the normal-statistics term help a trained run? Re-scores one run's checkpoint on a
 benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone), with
-``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), and with
+``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), with
+``--normal-contexts`` refitted on each segment with its neighbours (``model.normal_context``), with
 ``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames), with
 ``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``;
 ``--smooth-shares`` its width as a share of each video's length, ``model.smooth_share``);
@@ -14,6 +15,7 @@ refit uses the run's own normal training videos (the split recorded in its last.
 
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 0.25 0
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --forms raw l2
+    python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --normal-contexts 1 5 9
     python tools/normal_weight_sweep.py RUN --bench demo --weights 0.5 --frame-scores hold linear
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --smooth-windows 1 3 5
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 --smooth-shares 0 0.02 0.04
@@ -66,14 +68,17 @@ def recalibrated(model, ckpt, run: Path, bench):
     return out
 
 
-def refit(model, ckpt, run: Path, bench, form: str) -> None:
-    """Fit the run's normal statistics again on its normal training videos, on feature form ``form``."""
+def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int) -> None:
+    """Fit the run's normal statistics again on its normal training videos, on feature form ``form``
+    with a context of ``context`` segments (each projected on ``rank`` principal directions)."""
     import torch
 
     from vadpipe.calibration import fit_normal_stats
+    from vadpipe.models.normal_stats import NormalStats
 
     normal = [v for v in training_split(run, bench) if v.label == 0]
-    model.normal_stats.features = form
+    old = model.normal_stats
+    model.normal_stats = NormalStats(ckpt.model_config.feature_dim, old.weight, old.shrinkage, form, context, rank)
     fit_normal_stats(model, normal, ckpt.train_config.seed if ckpt.train_config else 0, torch.device("cpu"),
                      log=lambda msg: None)
     model.eval()
@@ -100,6 +105,10 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 0.25, 0.0])
     parser.add_argument("--forms", nargs="+", choices=["raw", "l2"], default=None,
                         help="refit the statistics on these feature forms (default: the run's own, as fitted)")
+    parser.add_argument("--normal-contexts", nargs="+", type=int, default=None,
+                        help="refit the statistics with these odd contexts in segments (default: the run's own)")
+    parser.add_argument("--normal-rank", type=int, default=256,
+                        help="principal directions per segment for a refit with a context > 1")
     parser.add_argument("--frame-scores", nargs="+", choices=["hold", "linear"], default=None,
                         help="score frames with these snippet-to-frame mappings (default: the run's own)")
     parser.add_argument("--smooth-windows", nargs="+", type=int, default=None,
@@ -120,6 +129,8 @@ def main() -> None:
         raise SystemExit("--smooth-windows: odd positive windows (a centred moving average)")
     if any(not 0.0 <= share < 1.0 for share in args.smooth_shares or []):
         raise SystemExit("--smooth-shares: shares in [0, 1)")
+    if any(k < 1 or k % 2 == 0 for k in args.normal_contexts or []):
+        raise SystemExit("--normal-contexts: odd positive contexts (centred windows of segments)")
     bench_accuracy.PED1_SHORT_SIDE = args.ped1_short_side
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
@@ -135,13 +146,13 @@ def main() -> None:
     if stats is None or not (stats.fitted or args.forms):
         raise SystemExit(f"{args.run}: this head has no fitted normal statistics (model.normal_weight 0; "
                          "--forms fits them)")
-    fitted = stats.features if stats.fitted else None
+    fitted = (stats.features, stats.context) if stats.fitted else None
     print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics "
-          f"{f'on {fitted} features' if fitted else 'not fitted'}; percent")
-    for form in args.forms or [fitted]:
-        if form != fitted:
-            refit(model, ckpt, args.run, bench, form)
-            fitted = form
+          f"{f'on {fitted[0]} features, context {fitted[1]}' if fitted else 'not fitted'}; percent")
+    for form, context in itertools.product(args.forms or [stats.features], args.normal_contexts or [stats.context]):
+        if (form, context) != fitted:
+            refit(model, ckpt, args.run, bench, form, context, args.normal_rank)
+            fitted = (form, context)
         for weight in args.weights:
             model.normal_stats.weight = weight
             if args.pseudo_weight > 0:         # fitted on the fused scores of this weight, as training does
@@ -160,7 +171,7 @@ def main() -> None:
                     shown = {k.replace("group_", ""): v for k, v in figures.items()
                              if (k != "false_alarm_auto" or args.recalibrate) and v is not None}
                     stage = f" pseudo {args.pseudo_weight:g}" if stage_on else ""
-                    print(f"  {form:<4} weight {weight:<5g} frames {mode:<6} smooth {window} share {share:g}{stage} "
+                    print(f"  {form:<4} context {context} weight {weight:<5g} frames {mode:<6} smooth {window} share {share:g}{stage} "
                           + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)
                 model.scoring_rule = rule
 

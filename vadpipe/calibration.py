@@ -39,17 +39,17 @@ def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int,
     feats, scores = [], []
     for video in normal_videos:
         x = _crop_rows(video, device)
-        feats.append(x.reshape(-1, x.shape[-1]))
-        scores.append(model(x).scores.reshape(-1))
+        feats.append(x)
+        scores.append(model(x).scores)
     if not feats:
         log("no normal training video: the normal statistics stay off (head scores only)")
         model.train()
         return _state_copy(model)
-    x, s = torch.cat(feats), torch.cat(scores)
-    if x.shape[0] > cap:        # a seeded subset keeps the covariance cheap on big sets
-        keep = torch.from_numpy(np.random.default_rng([seed, 7]).choice(x.shape[0], cap, replace=False))
-        x, s = x[keep.to(x.device)], s[keep.to(s.device)]
-    model.normal_stats.fit(x, s)
+
+    def keep(n: int) -> Optional[torch.Tensor]:   # a seeded subset keeps the covariance cheap on big sets
+        return torch.from_numpy(np.random.default_rng([seed, 7]).choice(n, cap, replace=False)) if n > cap else None
+
+    model.normal_stats.fit(feats, scores, keep)
     model.train()
     return _state_copy(model)
 

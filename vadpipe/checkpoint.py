@@ -113,7 +113,8 @@ def build_model(model_config: Any) -> nn.Module:
         from .models.normal_stats import NormalStats
 
         for owner in heads if m.bagging else [model]:   # bagged: each member's own, from its own normals
-            owner.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features)
+            owner.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features,
+                                             m.normal_context, m.normal_rank)
     if m.pseudo_weight > 0:     # buffers only, fitted after training as well
         from .models.pseudo_stage import PseudoStage
 
@@ -132,10 +133,11 @@ def head_scores(model: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] 
     if members:
         return mean_of_logits([head_scores(h, x, mask) for h in members], full_mask(x, mask))
     scores = model(x).scores if mask is None else model(x, mask).scores
-    for term in ("normal_stats", "pseudo_stage"):
-        module = getattr(model, term, None)
-        if module is not None:
-            scores = module.fuse(scores, x)
+    stats, stage = getattr(model, "normal_stats", None), getattr(model, "pseudo_stage", None)
+    if stats is not None:
+        scores = stats.fuse(scores, x, mask)        # a context must not reach into padding
+    if stage is not None:
+        scores = stage.fuse(scores, x)
     return scores
 
 

@@ -81,6 +81,8 @@ class ModelConfig:
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
     normal_features: str = "raw"       # what that distance sees: raw | l2 (direction only: unit-length
                                        # features, blind to a change of the whole vector's magnitude)
+    normal_context: int = 1            # K > 1 (odd): that distance sees each segment with its K-1 neighbours,
+    normal_rank: int = 256             # each projected on this many principal directions of the normals
     members: int = 1                   # N > 1: N heads trained side by side (own init, own batches), their
                                        # logits averaged (models/ensemble.py)
     bagging: bool = False              # with members: each member holds out its own normal videos (a share
@@ -483,6 +485,9 @@ def validate(cfg: Config) -> None:
     if m.normal_features not in FEATURE_FORMS:
         raise ConfigError(f"model.normal_features must be one of {', '.join(FEATURE_FORMS)}, "
                           f"got {m.normal_features!r}")
+    if m.normal_context < 1 or m.normal_context % 2 == 0 or m.normal_rank < 1:
+        raise ConfigError(f"model.normal_context must be odd and >= 1 (a centred window) and model.normal_rank "
+                          f">= 1, got {m.normal_context} and {m.normal_rank}")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:

@@ -3,11 +3,21 @@
 Fits a logistic regression on *snippet* labels (from frame-level ground truth,
 which weak supervision never sees) with K folds split by video, so no video
 gives snippets to both sides, and prints the frame-free snippet AUC overall
-and per event type (normal videos + that type's videos), beside the untrained
-feature-norm score. If even this probe is near chance for a type, no head
-trained on video labels will find that type with these features.
+and per event type (normal videos + that type's videos), beside the distance
+to the normal videos of the other folds (the default's normal statistics,
+unsupervised) and the untrained feature-norm score. If even this probe is near chance for a type, no head
+trained on video labels will find that type with these features. "inside" is the
+AUC over the snippets of anomalous videos only (does it find *when*?).
+
+A ceiling with more than one snippet at a time: ``--context K`` (odd) gives the
+probe (and the distance, as ``model.normal_context`` does) each snippet beside
+its K - 1 neighbours (edges repeated), and ``--also
+FOLDER`` appends the same videos' features from another extraction (another
+resolution, say) to every snippet.
 
     python tools/probe_features.py demo/features demo/world
+    python tools/probe_features.py CACHE/ped1-inception-frame316 ../shared/data/ucsd-ped1 \
+        --also CACHE/ped1-inception-frame474 --context 5
     (feature folders FEATURES/{train,test}, ground truth WORLD/{train,test}_gt.json)
 """
 from __future__ import annotations
@@ -17,11 +27,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from vadpipe.data import open_features
 from vadpipe.groundtruth import load_ground_truth, match_ids
+from vadpipe.models.normal_stats import NormalStats
 
 
 def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
@@ -32,14 +44,35 @@ def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
     return padded.reshape(n_snippets, snippet_len).max(axis=1).astype(float)
 
 
-def load_split(features: Path, gt_file: Path):
+def snippet_features(video) -> np.ndarray:
+    feats = np.asarray(video.raw(), dtype=np.float32)
+    return feats.reshape(feats.shape[0], -1, feats.shape[-1]).mean(axis=1)      # crops averaged
+
+
+def with_neighbours(feats: np.ndarray, context: int) -> np.ndarray:
+    """(T, D) -> (T, K*D): each snippet beside its K - 1 neighbours, the first and last repeated at the edges."""
+    half = context // 2
+    padded = np.pad(feats, ((half, half), (0, 0)), mode="edge")
+    return np.concatenate([padded[i:i + len(feats)] for i in range(context)], axis=1)
+
+
+def load_split(features: Path, gt_file: Path, also: tuple = ()):
     feature_set = open_features(features, list_anomalous="none")
+    extra_sets = [{v.id: v for v in open_features(folder, list_anomalous="none").videos} for folder in also]
     gts = load_ground_truth(gt_file)
     key = match_ids([v.id for v in feature_set.videos], list(gts))   # ids as the gt spells them
     videos = []
     for video in feature_set.videos:
-        feats = np.asarray(video.raw(), dtype=np.float32)
-        feats = feats.reshape(feats.shape[0], -1, feats.shape[-1]).mean(axis=1)     # crops averaged
+        parts = [snippet_features(video)]
+        for folder, extra in zip(also, extra_sets):
+            if video.id not in extra:
+                raise SystemExit(f"{folder}: no features for video {video.id} (needed by --also)")
+            more = snippet_features(extra[video.id])
+            if len(more) != len(parts[0]):
+                raise SystemExit(f"{folder}: video {video.id} has {len(more)} snippets, {features} has "
+                                 f"{len(parts[0])}: --also needs the same snippet recipe")
+            parts.append(more)
+        feats = np.concatenate(parts, axis=1)
         labels = snippet_labels(gts[key[video.id]], len(feats), feature_set.snippet_len)
         videos.append((video.id, video.cls if video.label else None, feats, labels))   # None = normal
     return videos
@@ -62,29 +95,47 @@ def main() -> None:
     parser.add_argument("world", type=Path, help="folder holding train_gt.json and test_gt.json")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the probe")
+    parser.add_argument("--also", type=Path, action="append", default=[],
+                        help="another feature folder (train/ and test/) of the same videos, appended to each snippet")
+    parser.add_argument("--context", type=int, default=1, help="odd K: each snippet with its K - 1 neighbours")
     args = parser.parse_args()
+    if args.context < 1 or args.context % 2 == 0:
+        parser.error(f"--context {args.context}: an odd number >= 1")
 
-    videos = (load_split(args.features / "train", args.world / "train_gt.json")
-              + load_split(args.features / "test", args.world / "test_gt.json"))
+    videos = [v for split in ("train", "test")
+              for v in load_split(args.features / split, args.world / f"{split}_gt.json",
+                                  tuple(folder / split for folder in args.also))]
     folds = np.arange(len(videos)) % args.folds
-    probe_scores = [None] * len(videos)
+    probe_scores, distance_scores = [None] * len(videos), [None] * len(videos)
+    stacked = [with_neighbours(v[2], args.context) for v in videos]
     for k in range(args.folds):
         train_idx = [i for i in range(len(videos)) if folds[i] != k]
         clf = LogisticRegression(C=args.C, max_iter=3000)
-        clf.fit(np.concatenate([videos[i][2] for i in train_idx]), np.concatenate([videos[i][3] for i in train_idx]))
+        clf.fit(np.concatenate([stacked[i] for i in train_idx]), np.concatenate([videos[i][3] for i in train_idx]))
+        # the product's normal statistics (unit-length features, the same context), fitted on this fold's
+        # training normals: what the default's unsupervised term can see
+        stats = NormalStats(videos[0][2].shape[1], features="l2", context=args.context)
+        normals = [torch.from_numpy(videos[i][2]) for i in train_idx if videos[i][1] is None]
+        stats.fit(normals, [torch.full(v.shape[:1], 0.5) for v in normals])
         for i in np.flatnonzero(folds == k):
-            probe_scores[i] = clf.decision_function(videos[i][2])
+            probe_scores[i] = clf.decision_function(stacked[i])
+            distance_scores[i] = stats.distance(torch.from_numpy(videos[i][2])).numpy()
     norm_scores = [np.linalg.norm(v[2], axis=1) for v in videos]
 
     y = np.concatenate([v[3] for v in videos])
-    rows = {"probe (supervised, by-video folds)": probe_scores, "feature norm (untrained)": norm_scores}
+    rows = {"probe (supervised, by-video folds)": probe_scores,
+            "distance to normals (unsupervised)": distance_scores, "feature norm (untrained)": norm_scores}
     kinds = sorted({cls for _, cls, _, _ in videos if cls})
     print(f"{len(videos)} videos, {len(y)} snippets ({int(y.sum())} anomalous), {args.folds} folds by video")
-    print(f"{'scores':<36}{'AUC':>7}" + "".join(f"{k:>11}" for k in kinds))
+    print(f"features {len(videos[0][2][0])}-d a snippet (context {args.context}, {1 + len(args.also)} folder(s))")
+    print(f"{'scores':<36}{'AUC':>7}{'inside':>8}" + "".join(f"{k:>11}" for k in kinds))
+    anomalous = [i for i, v in enumerate(videos) if v[1]]
+    y_inside = np.concatenate([videos[i][3] for i in anomalous])
     for name, scores in rows.items():
         per = defaultdict(float, per_type_auc(videos, scores))
         overall = roc_auc_score(y, np.concatenate(scores))
-        print(f"{name:<36}{overall:>7.3f}" + "".join(f"{per[k]:>11.3f}" for k in kinds))
+        inside = roc_auc_score(y_inside, np.concatenate([scores[i] for i in anomalous]))
+        print(f"{name:<36}{overall:>7.3f}{inside:>8.3f}" + "".join(f"{per[k]:>11.3f}" for k in kinds))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ anything: it reads test labels. Frames follow each run's own ``model.frame_score
 
     python tools/probe_ensemble.py RUNS/default --bench ped1 --seeds 0 1 2 3 4 --k 3
     python tools/probe_ensemble.py RUNS/default --bench demo --k 3 --frame-scores linear
+    python tools/probe_ensemble.py RUNS/default --bench ped1 --mix RUNS/h3    (two configs, seed by seed)
+
+``--mix RUNS/OTHER`` averages instead each seed's run with the same seed's run of another config (heads
+that differ in kind, e.g. a local temporal window beside the whole-video one).
 """
 from __future__ import annotations
 
@@ -74,30 +78,43 @@ def open_bench(args):
 def main() -> None:
     parser = run_set_parser(__doc__)
     parser.add_argument("--k", type=int, default=3, help="heads per ensemble")
+    parser.add_argument("--mix", type=Path, default=None,
+                        help="another config's runs: average each seed's pair of heads instead of K of one config")
     parser.add_argument("--frame-scores", choices=["hold", "linear"], default=None,
                         help="snippet-to-frame mapping (default: the runs' own)")
     args = parser.parse_args()
-    if not 1 < args.k <= len(args.seeds):
+    if args.mix is None and not 1 < args.k <= len(args.seeds):
         raise SystemExit(f"--k {args.k}: needs 2..{len(args.seeds)} (the number of --seeds)")
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
 
     _, test, gts = open_bench(args)
-    fused, modes = {}, set()
-    for seed in args.seeds:
-        model, _ = load_checkpoint(checkpoint_path(args.runs / f"{args.bench}-{seed}"), "cpu")
-        modes.add(scoring_rule(model).frame_scores)
-        fused[seed] = {v.id: logits(score_features(model, v.raw(), "cpu")) for v in test.videos}
+    modes = set()
+
+    def fused_logits(config: Path) -> Dict[int, Dict[str, np.ndarray]]:
+        out = {}
+        for seed in args.seeds:
+            model, _ = load_checkpoint(checkpoint_path(config / f"{args.bench}-{seed}"), "cpu")
+            modes.add(scoring_rule(model).frame_scores)
+            out[seed] = {v.id: logits(score_features(model, v.raw(), "cpu")) for v in test.videos}
+        return out
+
+    def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
+        return figures({vid: np.mean([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
+
+    fused = fused_logits(args.runs)
+    other = fused_logits(args.mix) if args.mix else None
     if args.frame_scores is None and len(modes) > 1:
         raise SystemExit(f"the runs score frames differently ({', '.join(sorted(modes))}): pass --frame-scores")
     mode = args.frame_scores or modes.pop()
-    single = [figures(fused[s], test, gts, mode) for s in args.seeds]
-    averaged = [figures({vid: np.mean([fused[s][vid] for s in subset], axis=0) for vid in fused[subset[0]]},
-                        test, gts, mode)
-                for subset in itertools.combinations(args.seeds, args.k)]
     print(f"{args.runs} on {args.bench}, {mode} frames, percent")
-    print(f"  {'one head':<18}{summary(single)}")
-    print(f"  {f'{args.k} heads averaged':<18}{summary(averaged)}")
+    print(f"  {'one head':<18}{summary([figures(fused[s], test, gts, mode) for s in args.seeds])}")
+    if other is None:
+        rows = [averaged([fused[s] for s in subset]) for subset in itertools.combinations(args.seeds, args.k)]
+        print(f"  {f'{args.k} heads averaged':<18}{summary(rows)}")
+        return
+    print(f"  {args.mix.name:<18}{summary([figures(other[s], test, gts, mode) for s in args.seeds])}")
+    print(f"  {'pair averaged':<18}{summary([averaged([fused[s], other[s]]) for s in args.seeds])}")
 
 
 if __name__ == "__main__":

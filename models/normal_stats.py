@@ -41,6 +41,19 @@ def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
+def neighbourhoods(z: Tensor, context: int, mask: Optional[Tensor] = None) -> Tensor:
+    """(..., T, E) -> (..., T, K·E): each segment beside its K − 1 neighbours (odd K), a video's first and
+    last real segment repeated at its edges (``mask`` (..., T): real segments; padding is never a neighbour)."""
+    t = torch.arange(z.shape[-2], device=z.device)
+    length = mask.sum(-1, keepdim=True) if mask is not None else torch.full(z.shape[:-2] + (1,), z.shape[-2],
+                                                                            device=z.device)
+    last = (length - 1).clamp(min=0)
+    half = context // 2
+    parts = [z.gather(-2, torch.minimum((t + offset).clamp(min=0), last).unsqueeze(-1).expand_as(z))
+             for offset in range(-half, half + 1)]
+    return torch.cat(parts, -1)
+
+
 class NormalStats(nn.Module):
     """``context`` K > 1 (odd): the Gaussian is fitted on each segment together with its K − 1 neighbours
     (edges repeat a video's first and last segment), each first projected on the ``rank`` principal
@@ -81,15 +94,7 @@ class NormalStats(nn.Module):
         x = self.prepare(x)
         if self.context == 1:
             return x
-        z = (x - self.center) @ self.basis.T
-        t = torch.arange(z.shape[-2], device=z.device)
-        length = mask.sum(-1, keepdim=True) if mask is not None else torch.full(z.shape[:-2] + (1,), z.shape[-2],
-                                                                                device=z.device)
-        last = (length - 1).clamp(min=0)
-        half = self.context // 2
-        parts = [z.gather(-2, torch.minimum((t + offset).clamp(min=0), last).unsqueeze(-1).expand_as(z))
-                 for offset in range(-half, half + 1)]
-        return torch.cat(parts, -1)
+        return neighbourhoods((x - self.center) @ self.basis.T, self.context, mask)
 
     def _mahalanobis(self, e: Tensor) -> Tensor:
         d = e - self.mean

@@ -99,14 +99,15 @@ def main() -> None:
             out[seed] = {v.id: logits(score_features(model, v.raw(), "cpu")) for v in test.videos}
         return out
 
-    def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
-        return figures({vid: np.mean([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
-
     fused = fused_logits(args.runs)
     other = fused_logits(args.mix) if args.mix else None
     if args.frame_scores is None and len(modes) > 1:
         raise SystemExit(f"the runs score frames differently ({', '.join(sorted(modes))}): pass --frame-scores")
     mode = args.frame_scores or modes.pop()
+
+    def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
+        return figures({vid: np.mean([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
+
     print(f"{args.runs} on {args.bench}, {mode} frames, percent")
     print(f"  {'one head':<18}{summary([figures(fused[s], test, gts, mode) for s in args.seeds])}")
     if other is None:

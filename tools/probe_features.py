@@ -5,15 +5,16 @@ which weak supervision never sees) with K folds split by video, so no video
 gives snippets to both sides, and prints the frame-free snippet AUC overall
 and per event type (normal videos + that type's videos), beside the distance
 to the normal videos of the other folds (the default's normal statistics,
-unsupervised) and the untrained feature-norm score. If even this probe is near chance for a type, no head
-trained on video labels will find that type with these features. "inside" is the
-AUC over the snippets of anomalous videos only (does it find *when*?).
+unsupervised) and the untrained feature-norm score. If even this probe is
+near chance for a type, no head trained on video labels will find that type
+with these features. "inside" is the AUC over the snippets of anomalous
+videos only (does it find *when*?).
 
-A ceiling with more than one snippet at a time: ``--context K`` (odd) gives the
-probe (and the distance, as ``model.normal_context`` does) each snippet beside
-its K - 1 neighbours (edges repeated), and ``--also
-FOLDER`` appends the same videos' features from another extraction (another
-resolution, say) to every snippet.
+A ceiling with more than one snippet at a time: ``--context K`` (odd) gives
+the probe (and the distance, as ``model.normal_context`` does) each snippet
+beside its K - 1 neighbours (edges repeated), and ``--also FOLDER`` appends
+the same videos' features from another extraction (another resolution, say)
+to every snippet.
 
     python tools/probe_features.py demo/features demo/world
     python tools/probe_features.py CACHE/ped1-inception-frame316 ../shared/data/ucsd-ped1 \
@@ -33,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from vadpipe.data import open_features
 from vadpipe.groundtruth import load_ground_truth, match_ids
-from vadpipe.models.normal_stats import NormalStats
+from vadpipe.models.normal_stats import NormalStats, neighbourhoods
 
 
 def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
@@ -47,13 +48,6 @@ def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
 def snippet_features(video) -> np.ndarray:
     feats = np.asarray(video.raw(), dtype=np.float32)
     return feats.reshape(feats.shape[0], -1, feats.shape[-1]).mean(axis=1)      # crops averaged
-
-
-def with_neighbours(feats: np.ndarray, context: int) -> np.ndarray:
-    """(T, D) -> (T, K*D): each snippet beside its K - 1 neighbours, the first and last repeated at the edges."""
-    half = context // 2
-    padded = np.pad(feats, ((half, half), (0, 0)), mode="edge")
-    return np.concatenate([padded[i:i + len(feats)] for i in range(context)], axis=1)
 
 
 def load_split(features: Path, gt_file: Path, also: tuple = ()):
@@ -107,7 +101,7 @@ def main() -> None:
                                   tuple(folder / split for folder in args.also))]
     folds = np.arange(len(videos)) % args.folds
     probe_scores, distance_scores = [None] * len(videos), [None] * len(videos)
-    stacked = [with_neighbours(v[2], args.context) for v in videos]
+    stacked = [neighbourhoods(torch.from_numpy(v[2]), args.context).numpy() for v in videos]
     for k in range(args.folds):
         train_idx = [i for i in range(len(videos)) if folds[i] != k]
         clf = LogisticRegression(C=args.C, max_iter=3000)
@@ -127,7 +121,7 @@ def main() -> None:
             "distance to normals (unsupervised)": distance_scores, "feature norm (untrained)": norm_scores}
     kinds = sorted({cls for _, cls, _, _ in videos if cls})
     print(f"{len(videos)} videos, {len(y)} snippets ({int(y.sum())} anomalous), {args.folds} folds by video")
-    print(f"features {len(videos[0][2][0])}-d a snippet (context {args.context}, {1 + len(args.also)} folder(s))")
+    print(f"{videos[0][2].shape[1]}-d snippets from {1 + len(args.also)} folder(s), context {args.context}")
     print(f"{'scores':<36}{'AUC':>7}{'inside':>8}" + "".join(f"{k:>11}" for k in kinds))
     anomalous = [i for i, v in enumerate(videos) if v[1]]
     y_inside = np.concatenate([videos[i][3] for i in anomalous])

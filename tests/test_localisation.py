@@ -33,6 +33,21 @@ def test_local_horizon_matrix_is_zero_beyond_the_window_and_independent_of_lengt
     assert article[0, 0, 9] == pytest.approx(math.cos(math.pi * 9 / 20))
 
 
+def test_horizon_cap_keeps_the_article_matrix_in_short_videos_and_a_window_in_long_ones():
+    lengths = torch.tensor([12, 5])
+    capped = temporal_relation_matrix(lengths, 12, horizon_cap=6)
+    article = temporal_relation_matrix(lengths, 12)
+    assert torch.equal(capped[1], article[1])                # T = 5 <= 6: bit-identical
+    assert torch.equal(capped[0], temporal_relation_matrix(torch.tensor([12]), 12, horizon=6)[0])
+    assert capped[0, 0, 5] == pytest.approx(math.cos(math.pi * 5 / 12)) and capped[0, 0, 6] == 0
+    x, mask = torch.rand(1, 5, 16), torch.ones(1, 5, dtype=torch.bool)
+    torch.manual_seed(0)
+    plain = LTGS(feature_dim=16, heads=2, ffn_dim=32).eval()
+    torch.manual_seed(0)
+    cap = LTGS(feature_dim=16, heads=2, ffn_dim=32, horizon_cap=8).eval()
+    assert torch.equal(plain(x, mask).scores, cap(x, mask).scores)
+
+
 def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():
     torch.manual_seed(0)
     head = LTGS(feature_dim=16, heads=2, ffn_dim=32, use_lt=False, gs="full", gs_gate=True).eval()

@@ -46,6 +46,10 @@ def test_horizon_cap_keeps_the_article_matrix_in_short_videos_and_a_window_in_lo
     torch.manual_seed(0)
     cap = LTGS(feature_dim=16, heads=2, ffn_dim=32, horizon_cap=8).eval()
     assert torch.equal(plain(x, mask).scores, cap(x, mask).scores)
+    cfg = preset("default")
+    cfg.model.horizon, cfg.model.horizon_cap = 3, 8
+    with pytest.raises(ConfigError, match="alternatives"):
+        validate(cfg)
 
 
 def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():

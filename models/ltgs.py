@@ -19,8 +19,8 @@ GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
 
 Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
-segments instead of the whole video, ``horizon_cap`` C > 0 a window of C in
-videos longer than C only; ``gs_gate`` scales the global vector by a
+segments instead of the whole video, ``horizon_cap`` C > 0 only in videos
+longer than C (a window of C when N is 0); ``gs_gate`` scales the global vector by a
 learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
 mix of its K − 1 neighbours (a temporal convolution, zero at the start so the head begins as without
 it) before LT and GS see the features. ``attn_dropout`` sets the attention
@@ -59,22 +59,21 @@ def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True, ho
     """H (N, t_max, t_max): H[i, j] = cos(π|i−j| / 2T) = sin(π(T+|i−j|) / 2T), T = each video's length.
 
     ``horizon`` N > 0 replaces T by a fixed N and makes H 0 for |i − j| ≥ N (a local window: a
-    segment's context no longer grows with the video). ``horizon_cap`` C > 0 replaces T by min(T, C),
-    0 beyond: the article's H for videos of up to C segments, a window of C in longer ones. Entries
-    that involve padding are 1 (harmless, and finite under log; attention masks padded keys anyway).
+    segment's context no longer grows with the video). ``horizon_cap`` C > 0 limits that window to
+    videos longer than C: those of up to C segments keep the article's H exactly, longer ones get a
+    window of N segments (of C when N is 0). Entries that involve padding are 1 (harmless, and finite
+    under log; attention masks padded keys anyway).
     """
     idx = torch.arange(t_max, device=lengths.device, dtype=torch.float32)
     dist = (idx[:, None] - idx[None, :]).abs()
     if not decay:
         return torch.ones(lengths.shape[0], t_max, t_max, device=lengths.device)
-    if horizon > 0:
-        span = torch.full((lengths.shape[0], 1, 1), float(horizon), device=lengths.device)
-    else:
-        span = lengths.to(torch.float32).clamp(min=1.0)[:, None, None]
-        if horizon_cap > 0:
-            span = span.clamp(max=float(horizon_cap))
+    span = lengths.to(torch.float32).clamp(min=1.0)[:, None, None]
+    if horizon > 0 or horizon_cap > 0:
+        windowed = lengths[:, None, None] > horizon_cap                  # every video when no cap
+        span = torch.where(windowed, torch.full_like(span, float(horizon or horizon_cap)), span)
     h = torch.cos(math.pi * dist[None] / (2.0 * span))
-    if horizon > 0 or horizon_cap > 0:      # within a video of T <= cap, |i - j| < T = span: nothing cut
+    if horizon > 0 or horizon_cap > 0:      # in an unwindowed video |i - j| < T = span: nothing cut
         h = torch.where(dist[None] < span, h, torch.zeros_like(h))
     valid = idx[None, :] < lengths[:, None]                       # (N, T)
     pair = valid[:, :, None] & valid[:, None, :]

@@ -46,9 +46,15 @@ def test_horizon_cap_keeps_the_article_matrix_in_short_videos_and_a_window_in_lo
     torch.manual_seed(0)
     cap = LTGS(feature_dim=16, heads=2, ffn_dim=32, horizon_cap=8).eval()
     assert torch.equal(plain(x, mask).scores, cap(x, mask).scores)
+    both = temporal_relation_matrix(lengths, 12, horizon=3, horizon_cap=6)   # a window of 3 past the cap
+    assert torch.equal(both[1], article[1])
+    assert torch.equal(both[0], temporal_relation_matrix(torch.tensor([12]), 12, horizon=3)[0])
+    assert both[0, 0, 2] > 0 and both[0, 0, 3] == 0
     cfg = preset("default")
     cfg.model.horizon, cfg.model.horizon_cap = 3, 8
-    with pytest.raises(ConfigError, match="alternatives"):
+    validate(cfg)
+    cfg.model.horizon_cap = -1
+    with pytest.raises(ConfigError, match="horizon_cap"):
         validate(cfg)
 
 

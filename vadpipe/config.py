@@ -64,7 +64,7 @@ class ModelConfig:
     gs_gate: bool = False              # scale g by a learned tanh gate that starts at 0 (video identity cannot
                                        # drown the segment term unless training asks for it)
     horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
-    horizon_cap: int = 0               # C > 0: H spans min(T, C) segments, 0 beyond (the article's H up to C)
+    horizon_cap: int = 0               # C > 0: the window only in videos longer than C (of C if horizon is 0)
     context: int = 0                   # K > 0 (odd): each segment gets a learned mix of its K-1 neighbours first
                                        # (temporal convolution, zero at the start)
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
@@ -508,9 +508,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
     if m.horizon < 0 or m.horizon_cap < 0 or t.epochs < 0 or t.min_iterations < 0:
         raise ConfigError("model.horizon, model.horizon_cap, train.epochs and train.min_iterations must be >= 0")
-    if m.horizon and m.horizon_cap:
-        raise ConfigError("model.horizon and model.horizon_cap are alternatives (a window in every video, or "
-                          "only in videos longer than the cap): set one of them")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
     if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):

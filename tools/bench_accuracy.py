@@ -8,6 +8,9 @@ Benchmarks (``--bench``):
   "Localisation"). Skipped with a message when absent.
 - ``demo``: the demo's generated world (``vadpipe synth --size small``, seed 0), features as
   ``vadpipe demo`` makes them (whole frame, short side 180 = native; ``--demo-short-side``).
+- ``ped1-long``: long videos strung from ``ped1``'s clips, ``--long-clips`` K (8) each: one
+  anomalous clip among K − 1 normal ones, or K normal (tools/long_videos.py): the heads past 32
+  segments on real features (FA@auto means nothing there: held-out normal videos reuse training clips).
 - ``features``: vadpipe.synthetic_features: RTFM-layout features with known snippet labels, short
   and long events, test-only classes, benign bursts; also reports AUC per group.
 
@@ -67,6 +70,7 @@ def log(msg: str) -> None:
 REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one global vector)
 PED1_SHORT_SIDE = 316   # --ped1-short-side: 2x Ped1's native 158 (its pedestrians are ~20 px tall natively)
 DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's own (180, the world's native)
+LONG_CLIPS = 8          # --long-clips: Ped1 clips (13 segments each) per video of ped1-long
 
 
 def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int]) -> None:
@@ -86,6 +90,20 @@ def ped1_bench(cache: Path) -> Optional[Bench]:
     for split in ("train", "test"):
         extract_split(PED1 / "videos" / split, feats / split, "frame", PED1_SHORT_SIDE)
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
+
+
+def ped1_long_bench(cache: Path) -> Optional[Bench]:
+    from long_videos import compose_long_videos
+    from vadpipe.groundtruth import load_ground_truth
+
+    clips = ped1_bench(cache)
+    if clips is None:
+        return None
+    root = Path(clips.train).parent.with_name(Path(clips.train).parent.name + f"-long{LONG_CLIPS}")
+    for split, feats in (("train", clips.train), ("test", clips.test)):
+        if not (root / f"{split}.list").exists():
+            compose_long_videos(Path(feats), load_ground_truth(PED1 / f"{split}_gt.json"), root, split, LONG_CLIPS)
+    return Bench("ped1-long", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"))
 
 
 def demo_bench(cache: Path) -> Bench:
@@ -113,8 +131,8 @@ def feature_bench(cache: Path) -> Bench:
     return Bench("features", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"), groups)
 
 
-BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "demo": demo_bench,
-                                                        "features": feature_bench}
+BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "ped1-long": ped1_long_bench,
+                                                        "demo": demo_bench, "features": feature_bench}
 
 
 # --- configs --------------------------------------------------------------------------------
@@ -222,7 +240,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE
+    global REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -239,6 +257,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="ped1: resize frames to this short side (316 = 2x native, the default; 158 = native)")
     ap.add_argument("--demo-short-side", type=int, default=DEMO_SHORT_SIDE,
                     help="demo: resize frames to this short side (default: the demo's own, 180 = native)")
+    ap.add_argument("--long-clips", type=int, default=LONG_CLIPS,
+                    help="ped1-long: Ped1 clips per long video (>= 2)")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--runs", type=Path, default=None,
                     help="keep every trained run here (CONFIG/BENCH-SEED; default: a temporary folder, removed)")
@@ -248,6 +268,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = args.regions, args.ped1_short_side, args.demo_short_side
+    LONG_CLIPS = args.long_clips
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,53 @@
+"""tools/long_videos.py: long videos strung from short clips (the ped1-long benchmark's data)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_world import make_store
+from vadpipe.data import open_features
+from vadpipe.groundtruth import load_ground_truth
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from long_videos import SNIPPET, compose_long_videos  # noqa: E402
+
+
+def test_long_videos_hold_one_anomalous_clip_each_with_its_frames_shifted_to_its_place(tmp_path):
+    gts = make_store(tmp_path / "clips", n_anomalous=3, n_normal=4, dim=8, t_range=(4, 7))
+    clips = {v.id: v.load() for v in open_features(tmp_path / "clips").videos}
+    listed = compose_long_videos(tmp_path / "clips", gts, tmp_path / "long", "test", k=3, seed=1)
+    long = open_features(listed)
+    gt = load_ground_truth(tmp_path / "long" / "test_gt.json")
+    anomalous_used = []
+    assert [v.label for v in long.videos] == [1, 1, 1, 0, 0, 0, 0]      # labels carried by the names
+    for video in long.videos:
+        x = video.load()
+        g = gt[video.id]
+        assert g.frames == x.shape[0] * SNIPPET
+        # each row block is one clip: find them in order and rebuild the labels from the clips' own gt
+        row, expected, used = 0, [], []
+        while row < x.shape[0]:
+            vid, clip = next((i, c) for i, c in clips.items()
+                             if row + len(c) <= x.shape[0] and np.array_equal(x[row:row + len(c)], c))
+            span = len(clip) * SNIPPET
+            frames = gts[vid].frames
+            labels, _ = gts[vid].labels(frames)
+            expected.append(np.concatenate([labels, np.full(span - frames, labels[-1], labels.dtype)]))
+            used.append(vid)
+            row += len(clip)
+        assert len(used) == 3 and len(set(used)) == 3                    # k clips, none twice
+        assert sum(gts[v].anomalous for v in used) == video.label         # one anomalous clip, or none
+        assert np.array_equal(g.labels(g.frames)[0], np.concatenate(expected))
+        anomalous_used += [v for v in used if gts[v].anomalous]
+    assert sorted(anomalous_used) == sorted(i for i in clips if gts[i].anomalous)   # each exactly once
+
+
+def test_long_videos_refuse_too_few_clips(tmp_path):
+    gts = make_store(tmp_path / "clips", n_anomalous=1, n_normal=2, dim=8, t_range=(4, 5))
+    with pytest.raises(ValueError, match="at least 2"):
+        compose_long_videos(tmp_path / "clips", gts, tmp_path / "long", "train", k=1)
+    with pytest.raises(ValueError, match="normal clips"):
+        compose_long_videos(tmp_path / "clips", gts, tmp_path / "long", "train", k=3)

@@ -268,7 +268,6 @@ def _localise(cfg: Config) -> Config:
     m.gs_gate = True
     m.crop_reduce, m.normal_weight, m.normal_features, m.frame_scores = "auto", 0.5, "l2", "linear"
     m.smooth_share = 0.03        # long videos only: a window of 1 up to 33 snippets, 13 at 400
-    m.horizon, m.horizon_cap = 5, 32   # long videos only: H a window of 5 segments past 32, the article's up to 32
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000

@@ -57,17 +57,17 @@ def compose_long_videos(features: Path, gt: Dict[str, VideoGT], out: Path, split
         raise ValueError(f"{features}: {len(normal)} normal clips, fewer than the {k} a normal video needs")
     rng = np.random.default_rng(seed)
     names, gts = [], []
-    for i, first in enumerate(anomalous + [None] * len(normal)):
-        picks = [normal[j] for j in rng.choice(len(normal), k - (first is not None), replace=False)]
-        if first is not None:
-            picks.insert(int(rng.integers(0, k)), first)
+    for i, event_clip in enumerate(anomalous + [None] * len(normal)):     # None: an all-normal video
+        picks = [normal[j] for j in rng.choice(len(normal), k - (event_clip is not None), replace=False)]
+        if event_clip is not None:
+            picks.insert(int(rng.integers(0, k)), event_clip)
         parts = [c.load() for c in picks]
         x = np.concatenate(parts)
         labels = np.concatenate([_clip_labels(c, p, gt) for c, p in zip(picks, parts)])
-        name = f"Anomaly_{split}{i:03d}_x264" if first is not None else f"Normal_Videos_{split}{i:03d}_x264"
+        name = f"Anomaly_{split}{i:03d}_x264" if event_clip is not None else f"Normal_Videos_{split}{i:03d}_x264"
         atomic.save_npy(out / "npy" / f"{name}_i3d.npy", x)
         names.append(f"npy/{name}_i3d.npy")
-        gts.append(VideoGT(name, labels.size, _intervals(labels), "Anomaly" if first is not None else None))
+        gts.append(VideoGT(name, labels.size, _intervals(labels), "Anomaly" if event_clip is not None else None))
     write_vadpipe_json(out / f"{split}_gt.json", gts)
     atomic.write_text(out / f"{split}.list", "".join(n + "\n" for n in names))
     return out / f"{split}.list"

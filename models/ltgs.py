@@ -20,7 +20,8 @@ GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
 Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
 segments instead of the whole video, ``horizon_cap`` C > 0 only in videos
-longer than C (a window of C when N is 0); ``gs_gate`` scales the global vector by a
+longer than C (a window of C when N is 0), ``horizon_floor`` f keeps the
+segments beyond the window at H = f instead of 0; ``gs_gate`` scales the global vector by a
 learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
 mix of its K − 1 neighbours (a temporal convolution, zero at the start so the head begins as without
 it) before LT and GS see the features. ``attn_dropout`` sets the attention
@@ -55,14 +56,15 @@ def full_mask(x: Tensor, mask: Optional[Tensor]) -> Tensor:
 
 
 def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True, horizon: int = 0,
-                             horizon_cap: int = 0) -> Tensor:
+                             horizon_cap: int = 0, horizon_floor: float = 0.0) -> Tensor:
     """H (N, t_max, t_max): H[i, j] = cos(π|i−j| / 2T) = sin(π(T+|i−j|) / 2T), T = each video's length.
 
     ``horizon`` N > 0 replaces T by a fixed N and makes H 0 for |i − j| ≥ N (a local window: a
     segment's context no longer grows with the video). ``horizon_cap`` C > 0 limits that window to
     videos longer than C: those of up to C segments keep the article's H exactly, longer ones get a
-    window of N segments (of C when N is 0). Entries that involve padding are 1 (harmless, and finite
-    under log; attention masks padded keys anyway).
+    window of N segments (of C when N is 0). ``horizon_floor`` f in (0, 1) keeps a windowed video's far
+    segments at H = f instead of 0 (H = max(window, f)): attenuated, not cut. Entries that involve
+    padding are 1 (harmless, and finite under log; attention masks padded keys anyway).
     """
     idx = torch.arange(t_max, device=lengths.device, dtype=torch.float32)
     dist = (idx[:, None] - idx[None, :]).abs()
@@ -75,6 +77,8 @@ def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True, ho
     h = torch.cos(math.pi * dist[None] / (2.0 * span))
     if horizon > 0 or horizon_cap > 0:      # in an unwindowed video |i - j| < T = span: nothing cut
         h = torch.where(dist[None] < span, h, torch.zeros_like(h))
+        if horizon_floor > 0:
+            h = torch.where(windowed, h.clamp(min=horizon_floor), h)
     valid = idx[None, :] < lengths[:, None]                       # (N, T)
     pair = valid[:, :, None] & valid[:, None, :]
     return torch.where(pair, h, torch.ones_like(h))
@@ -124,16 +128,17 @@ class LocalTemporal(nn.Module):
 
     def __init__(self, dim: int, heads: int = 16, ffn_dim: int = 2048, dropout: float = 0.1,
                  reading: str = "reweight", decay: bool = True, horizon: int = 0,
-                 attn_dropout: Optional[float] = None, horizon_cap: int = 0):
+                 attn_dropout: Optional[float] = None, horizon_cap: int = 0, horizon_floor: float = 0.0):
         super().__init__()
-        self.decay, self.horizon, self.horizon_cap = decay, horizon, horizon_cap
+        self.decay, self.horizon, self.horizon_cap, self.horizon_floor = decay, horizon, horizon_cap, horizon_floor
         self.attn = TemporalAttention(dim, heads, dropout if attn_dropout is None else attn_dropout, reading)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        h = temporal_relation_matrix(mask.sum(1), x.shape[1], self.decay, self.horizon, self.horizon_cap)
+        h = temporal_relation_matrix(mask.sum(1), x.shape[1], self.decay, self.horizon, self.horizon_cap,
+                                     self.horizon_floor)
         x = self.norm1(x + self.drop1(self.attn(x, h, mask)))
         return self.norm2(x + self.drop2(self.ffn(x)))
 
@@ -191,7 +196,7 @@ class LTGS(nn.Module):
                  h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
                  hidden: Sequence[int] = (512, 128), dropout: float = 0.7, gs_gate: bool = False,
                  horizon: int = 0, attn_dropout: Optional[float] = None, context: int = 0,
-                 horizon_cap: int = 0):
+                 horizon_cap: int = 0, horizon_floor: float = 0.0):
         super().__init__()
         if context < 0 or context and context % 2 == 0:
             raise ValueError(f"context must be 0 or an odd kernel size, got {context}")
@@ -200,7 +205,7 @@ class LTGS(nn.Module):
         d = feature_dim
         self.gs_mode = gs
         self.lt = (LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay, horizon, attn_dropout,
-                                 horizon_cap) if use_lt else None)
+                                 horizon_cap, horizon_floor) if use_lt else None)
         self.gs = GlobalSpatial(d) if gs == "full" else None
         # gs_gate: g enters as tanh(γ)·g with γ = 0 at the start, so every segment starts from its own
         # evidence and the one-per-video vector only weighs in as far as the losses ask for it.

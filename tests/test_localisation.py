@@ -58,6 +58,20 @@ def test_horizon_cap_keeps_the_article_matrix_in_short_videos_and_a_window_in_lo
         validate(cfg)
 
 
+def test_horizon_floor_attenuates_far_segments_of_windowed_videos_instead_of_cutting_them():
+    lengths = torch.tensor([40, 10])
+    cut = temporal_relation_matrix(lengths, 40, horizon=5, horizon_cap=32)
+    floored = temporal_relation_matrix(lengths, 40, horizon=5, horizon_cap=32, horizon_floor=0.05)
+    assert torch.equal(floored[1], cut[1])                   # T = 10 <= cap: the article's H, untouched
+    assert cut[0, 0, 5] == 0 and (floored[0, 0, 5:] == 0.05).all()
+    near = cut[0] >= 0.05
+    assert torch.equal(floored[0][near], cut[0][near])       # inside the window: the same decay
+    cfg = preset("default")
+    cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_floor = 5, 32, 1.0
+    with pytest.raises(ConfigError, match="horizon_floor"):
+        validate(cfg)
+
+
 def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():
     torch.manual_seed(0)
     head = LTGS(feature_dim=16, heads=2, ffn_dim=32, use_lt=False, gs="full", gs_gate=True).eval()

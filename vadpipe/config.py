@@ -65,6 +65,7 @@ class ModelConfig:
                                        # drown the segment term unless training asks for it)
     horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
     horizon_cap: int = 0               # C > 0: the window only in videos longer than C (of C if horizon is 0)
+    horizon_floor: float = 0.0         # f in (0, 1): beyond the window H = f (attenuated), not 0 (cut)
     context: int = 0                   # K > 0 (odd): each segment gets a learned mix of its K-1 neighbours first
                                        # (temporal convolution, zero at the start)
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
@@ -508,6 +509,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
     if m.horizon < 0 or m.horizon_cap < 0 or t.epochs < 0 or t.min_iterations < 0:
         raise ConfigError("model.horizon, model.horizon_cap, train.epochs and train.min_iterations must be >= 0")
+    if not 0.0 <= m.horizon_floor < 1.0:
+        raise ConfigError(f"model.horizon_floor must lie in [0, 1), got {m.horizon_floor}")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
     if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):

@@ -21,8 +21,8 @@ Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
 segments instead of the whole video, ``horizon_cap`` C > 0 only in videos
 longer than C (a window of C when N is 0), ``horizon_floor`` f keeps the
-segments beyond the window at H = f instead of 0; ``gs_gate`` scales the global vector by a
-learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
+segments beyond the window at H = f instead of 0; ``gs_gate`` scales the
+global vector by a learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
 mix of its K − 1 neighbours (a temporal convolution, zero at the start so the head begins as without
 it) before LT and GS see the features. ``attn_dropout`` sets the attention
 weights' dropout apart from ``lt_dropout`` (None: the same rate, as the article):

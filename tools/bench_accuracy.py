@@ -263,6 +263,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--runs", type=Path, default=None,
                     help="keep every trained run here (CONFIG/BENCH-SEED; default: a temporary folder, removed)")
     args = ap.parse_args(argv)
+    if args.long_clips < 2:
+        ap.error("--long-clips: a long video strings at least 2 clips")
     import torch
 
     if args.threads:

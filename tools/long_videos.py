@@ -18,15 +18,15 @@ Layout written (as vadpipe.synthetic_features, so ``open_features`` reads it): `
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
 from vadpipe import atomic
 from vadpipe.data import Video, open_features
 from vadpipe.groundtruth import VideoGT, write_vadpipe_json
-
-SNIPPET = 16
+from vadpipe.intervals import runs_above
+from vadpipe.synthetic_features import SNIPPET       # the list layout's 16 frames a snippet
 
 
 def _clip_labels(clip: Video, x: np.ndarray, gt: Dict[str, VideoGT]) -> np.ndarray:
@@ -36,12 +36,6 @@ def _clip_labels(clip: Video, x: np.ndarray, gt: Dict[str, VideoGT]) -> np.ndarr
     frames = min(clip.frames or span, span)
     labels, _ = gt[key].labels(frames) if key in gt else (np.zeros(frames, dtype=np.int8), [])
     return np.concatenate([labels, np.full(span - frames, labels[-1], dtype=labels.dtype)])
-
-
-def _intervals(labels: np.ndarray) -> List[tuple]:
-    """0/1 frame labels → [(start, end)) intervals."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
-    return [(int(s), int(e)) for s, e in zip(edges[::2], edges[1::2])]
 
 
 def compose_long_videos(features: Path, gt: Dict[str, VideoGT], out: Path, split: str, k: int,
@@ -67,7 +61,7 @@ def compose_long_videos(features: Path, gt: Dict[str, VideoGT], out: Path, split
         name = f"Anomaly_{split}{i:03d}_x264" if event_clip is not None else f"Normal_Videos_{split}{i:03d}_x264"
         atomic.save_npy(out / "npy" / f"{name}_i3d.npy", x)
         names.append(f"npy/{name}_i3d.npy")
-        gts.append(VideoGT(name, labels.size, _intervals(labels), "Anomaly" if event_clip is not None else None))
+        gts.append(VideoGT(name, labels.size, runs_above(labels, 0), "Anomaly" if event_clip is not None else None))
     write_vadpipe_json(out / f"{split}_gt.json", gts)
     atomic.write_text(out / f"{split}.list", "".join(n + "\n" for n in names))
     return out / f"{split}.list"

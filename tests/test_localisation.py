@@ -70,6 +70,9 @@ def test_horizon_floor_attenuates_far_segments_of_windowed_videos_instead_of_cut
     cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_floor = 5, 32, 1.0
     with pytest.raises(ConfigError, match="horizon_floor"):
         validate(cfg)
+    cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_floor = 0, 0, 0.05
+    with pytest.raises(ConfigError, match="needs a window"):       # a floor on the whole-video H: a no-op
+        validate(cfg)
 
 
 def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():

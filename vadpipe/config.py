@@ -511,6 +511,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.horizon, model.horizon_cap, train.epochs and train.min_iterations must be >= 0")
     if not 0.0 <= m.horizon_floor < 1.0:
         raise ConfigError(f"model.horizon_floor must lie in [0, 1), got {m.horizon_floor}")
+    if m.horizon_floor and not (m.horizon or m.horizon_cap):
+        raise ConfigError(f"model.horizon_floor={m.horizon_floor} needs a window (model.horizon or model.horizon_cap "
+                          "> 0): without one H already spans the whole video and the floor would do nothing")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
     if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):

@@ -51,3 +51,27 @@ def test_long_videos_refuse_too_few_clips(tmp_path):
         compose_long_videos(tmp_path / "clips", gts, tmp_path / "long", "train", k=1)
     with pytest.raises(ValueError, match="normal clips"):
         compose_long_videos(tmp_path / "clips", gts, tmp_path / "long", "train", k=3)
+
+
+def test_benchmark_cache_is_rebuilt_when_its_recipe_changes_and_kept_when_it_does_not(tmp_path):
+    from bench_accuracy import build_cached, source_hash
+
+    built = []
+
+    def build(tag: str):
+        def run() -> None:
+            (tmp_path / "c").mkdir(exist_ok=True)
+            (tmp_path / "c" / f"{tag}.npy").write_text(tag)
+            built.append(tag)
+        return run
+
+    recipe = {"clips": 8, "composer": source_hash("long_videos")}
+    build_cached(tmp_path / "c", recipe, build("a"))
+    build_cached(tmp_path / "c", recipe, build("b"))                      # same recipe: kept
+    assert built == ["a"]
+    build_cached(tmp_path / "c", {**recipe, "clips": 4}, build("c"))      # new recipe: emptied, rebuilt
+    assert built == ["a", "c"] and sorted(p.name for p in (tmp_path / "c").iterdir()) == ["c.npy", "recipe.json"]
+    (tmp_path / "c" / "recipe.json").unlink()                             # a build that stopped half-way
+    build_cached(tmp_path / "c", {**recipe, "clips": 4}, build("d"))
+    assert built == ["a", "c", "d"]
+    assert source_hash("long_videos") != source_hash("vadpipe.intervals")

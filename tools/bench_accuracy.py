@@ -36,7 +36,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -92,6 +92,36 @@ def ped1_bench(cache: Path) -> Optional[Bench]:
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
 
 
+def source_hash(*modules: str) -> str:
+    """sha256 of the named modules' source files: a generator's version, for its cache's recipe."""
+    import hashlib
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in modules:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_cached(root: Path, recipe: dict, build: Callable[[], None]) -> None:
+    """Run ``build`` into ``root`` unless ``root/recipe.json`` records the same ``recipe`` (parameters
+    and the generator's source hash); a different or missing record empties ``root`` first, so a
+    changed generator never leaves stale videos behind. The record is written last: a build that
+    stops half-way is redone."""
+    import shutil
+
+    stamp = root / "recipe.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == recipe:
+        return
+    if root.exists():
+        log(f"{root}: built by another recipe (or unfinished): rebuilding")
+        shutil.rmtree(root)
+    build()
+    from vadpipe import atomic
+
+    atomic.write_text(stamp, json.dumps(recipe, indent=1, sort_keys=True))
+
+
 def ped1_long_bench(cache: Path) -> Optional[Bench]:
     from long_videos import compose_long_videos
     from vadpipe.groundtruth import load_ground_truth
@@ -100,9 +130,14 @@ def ped1_long_bench(cache: Path) -> Optional[Bench]:
     if clips is None:
         return None
     root = Path(clips.train).parent.with_name(Path(clips.train).parent.name + f"-long{LONG_CLIPS}")
-    for split, feats in (("train", clips.train), ("test", clips.test)):
-        if not (root / f"{split}.list").exists():
+    splits = (("train", clips.train), ("test", clips.test))
+
+    def build() -> None:
+        for split, feats in splits:
             compose_long_videos(Path(feats), load_ground_truth(PED1 / f"{split}_gt.json"), root, split, LONG_CLIPS)
+
+    build_cached(root, {"clips": LONG_CLIPS, "seed": 0, "source": [f for _, f in splits],
+                        "composer": source_hash("long_videos", "vadpipe.intervals")}, build)
     return Bench("ped1-long", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"))
 
 
@@ -125,8 +160,10 @@ def feature_bench(cache: Path) -> Bench:
     from vadpipe.synthetic_features import FeatureWorldConfig, make_feature_world
 
     root = cache / "feature-world-seed0"
-    if not (root / "groups.json").exists():
-        make_feature_world(root, FeatureWorldConfig(crops=2))
+    cfg = FeatureWorldConfig(crops=2)
+    build_cached(root, {"config": json.loads(json.dumps(asdict(cfg))),
+                        "generator": source_hash("vadpipe.synthetic_features")},
+                 lambda: make_feature_world(root, cfg))
     groups = json.loads((root / "groups.json").read_text())
     return Bench("features", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"), groups)
 

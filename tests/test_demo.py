@@ -16,7 +16,7 @@ def test_demo_tiny_runs_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output[-3000:]
     report = json.loads((out / "demo.json").read_text())
     assert set(report["metrics"]) == {"default", "ltgs", "rtfm", "mil", "feature-norm (untrained)"}
-    assert report["train_threads"] == 2
+    assert report["threads"] == 2
     for metrics in report["metrics"].values():
         assert 0.0 <= metrics["auc"] <= 1.0 and 0.0 <= metrics["ap"] <= 1.0
         assert metrics["auc_per_class"]
@@ -62,13 +62,26 @@ def test_norm_baseline_averages_crops():
     assert np.allclose(scores["a"], [3.0]) and np.allclose(scores["b"], [10.0, 0.0])
 
 
-def test_training_threads_are_pinned_and_restored():
+def test_demo_runs_every_stage_on_its_fixed_thread_count_and_restores_the_callers(tmp_path, monkeypatch):
+    # 1 or 2 threads give features that differ in the 6th digit and a table that differs in its first
     import torch
 
-    from vadpipe.demo import TRAIN_THREADS
-    from vadpipe.device import torch_threads
+    import vadpipe.synth
+    from vadpipe.demo import DEMO_THREADS, run_demo
 
+    seen = []
+
+    def world_stage(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stop after the first stage")
+
+    monkeypatch.setattr(vadpipe.synth, "generate_world", world_stage)
     before = torch.get_num_threads()
-    with torch_threads(TRAIN_THREADS):
-        assert torch.get_num_threads() == TRAIN_THREADS
-    assert torch.get_num_threads() == before
+    torch.set_num_threads(1 if DEMO_THREADS != 1 else 3)
+    try:
+        with pytest.raises(RuntimeError, match="first stage"):
+            run_demo(tmp_path / "demo", size="tiny", progress=False, echo=lambda m: None)
+        assert seen == [DEMO_THREADS]
+        assert torch.get_num_threads() == (1 if DEMO_THREADS != 1 else 3)
+    finally:
+        torch.set_num_threads(before)

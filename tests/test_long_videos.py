@@ -1,6 +1,7 @@
 """tools/long_videos.py: long videos strung from short clips (the ped1-long benchmark's data)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +22,7 @@ def test_long_videos_hold_one_anomalous_clip_each_with_its_frames_shifted_to_its
     listed = compose_long_videos(tmp_path / "clips", gts, tmp_path / "long", "test", k=3, seed=1)
     long = open_features(listed)
     gt = load_ground_truth(tmp_path / "long" / "test_gt.json")
+    blocks_of = json.loads((tmp_path / "long" / "test_clips.json").read_text())
     anomalous_used = []
     assert [v.label for v in long.videos] == [1, 1, 1, 0, 0, 0, 0]      # labels carried by the names
     for video in long.videos:
@@ -40,6 +42,9 @@ def test_long_videos_hold_one_anomalous_clip_each_with_its_frames_shifted_to_its
             row += len(clip)
         assert len(used) == 3 and len(set(used)) == 3                    # k clips, none twice
         assert sum(gts[v].anomalous for v in used) == video.label         # one anomalous clip, or none
+        blocks = blocks_of[video.id]                                      # the recorded clip blocks tile it
+        assert [b[2] for b in blocks] == used and blocks[0][0] == 0 and blocks[-1][1] == x.shape[0]
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
         assert np.array_equal(g.labels(g.frames)[0], np.concatenate(expected))
         anomalous_used += [v for v in used if gts[v].anomalous]
     assert sorted(anomalous_used) == sorted(i for i in clips if gts[i].anomalous)   # each exactly once
@@ -75,3 +80,20 @@ def test_benchmark_cache_is_rebuilt_when_its_recipe_changes_and_kept_when_it_doe
     build_cached(tmp_path / "c", {**recipe, "clips": 4}, build("d"))
     assert built == ["a", "c", "d"]
     assert source_hash("long_videos") != source_hash("vadpipe.intervals")
+
+
+def test_long_video_errors_split_the_ranking_by_joins_event_clip_and_other_clips():
+    from long_video_errors import join_distance, split_aucs
+
+    blocks = [[0, 4, "a"], [4, 8, "event"], [8, 12, "b"]]
+    assert join_distance(blocks, 12).tolist() == [3, 2, 1, 0, 0, 1, 1, 0, 0, 1, 2, 3]
+    assert np.isinf(join_distance(blocks[:1], 4)).all()                  # one clip: no join
+    labels = np.zeros(12)
+    labels[5:7] = 1
+    scores = np.zeros(12)
+    scores[[3, 4, 5, 6, 7]] = [0.9, 0.1, 0.8, 0.7, 0.2]                   # a normal clip's edge scores highest
+    aucs = split_aucs([(scores, labels, blocks)])
+    assert aucs["event clip"] == 1.0                                       # *when* inside the event's clip: right
+    assert aucs["vs other clips"] == pytest.approx(14 / 16)               # 0.9 beats both event snippets
+    assert aucs["inside"] == pytest.approx(18 / 20) and aucs["near joins"] == pytest.approx(10 / 12)
+    assert aucs["far"] is None                                             # no event snippet far from a join

@@ -13,7 +13,9 @@ such videos is too low, and false alarms at it mean nothing here (frame AUC and 
 videos need no threshold).
 
 Layout written (as vadpipe.synthetic_features, so ``open_features`` reads it): ``npy/<name>_i3d.npy``
-(T, C, D), ``<split>.list`` (names carry the label: "Normal" is normal) and ``<split>_gt.json``.
+(T, C, D), ``<split>.list`` (names carry the label: "Normal" is normal) and ``<split>_gt.json``; and
+``<split>_clips.json``: each long video's clips in order, ``[first snippet, end snippet, clip id]``,
+for tools/long_video_errors.py.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def compose_long_videos(features: Path, gt: Dict[str, VideoGT], out: Path, split
     if len(normal) < k:
         raise ValueError(f"{features}: {len(normal)} normal clips, fewer than the {k} a normal video needs")
     rng = np.random.default_rng(seed)
-    names, gts = [], []
+    names, gts, blocks = [], [], {}
     for i, event_clip in enumerate(anomalous + [None] * len(normal)):     # None: an all-normal video
         picks = [normal[j] for j in rng.choice(len(normal), k - (event_clip is not None), replace=False)]
         if event_clip is not None:
@@ -61,7 +63,10 @@ def compose_long_videos(features: Path, gt: Dict[str, VideoGT], out: Path, split
         name = f"Anomaly_{split}{i:03d}_x264" if event_clip is not None else f"Normal_Videos_{split}{i:03d}_x264"
         atomic.save_npy(out / "npy" / f"{name}_i3d.npy", x)
         names.append(f"npy/{name}_i3d.npy")
+        ends = np.cumsum([len(p) for p in parts])
+        blocks[name] = [[int(e - len(p)), int(e), c.id] for e, p, c in zip(ends, parts, picks)]
         gts.append(VideoGT(name, labels.size, runs_above(labels, 0), "Anomaly" if event_clip is not None else None))
     write_vadpipe_json(out / f"{split}_gt.json", gts)
+    atomic.write_json(out / f"{split}_clips.json", blocks)
     atomic.write_text(out / f"{split}.list", "".join(n + "\n" for n in names))
     return out / f"{split}.list"

@@ -21,7 +21,10 @@ Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
 segments instead of the whole video, ``horizon_cap`` C > 0 only in videos
 longer than C (a window of C when N is 0), ``horizon_floor`` f keeps the
-segments beyond the window at H = f instead of 0; ``gs_gate`` scales the
+segments beyond the window at H = f instead of 0, ``horizon_heads`` M gives the window to M
+attention heads only, the others keeping the whole-video H (local and global context side by
+side, as RTFM's multi-scale temporal network pairs dilated convolutions with a non-local block);
+``gs_gate`` scales the
 global vector by a learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
 mix of its K − 1 neighbours (a temporal convolution, zero at the start so the head begins as without
 it) before LT and GS see the features. ``attn_dropout`` sets the attention
@@ -97,11 +100,23 @@ class TemporalAttention(nn.Module):
         self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, h: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, x: Tensor, h: Tensor, mask: Tensor, h_rest: Optional[Tensor] = None,
+                split: int = 0) -> Tensor:
+        """``h`` (N, T, T) for every head; with ``h_rest``, ``h`` for the first ``split`` heads only and
+        ``h_rest`` for the others (each group its own attention call: no per-head T x T bias)."""
         n, t, d = x.shape
         q, k, v = self.in_proj(x).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         pad = None if bool(mask.all()) else ~mask[:, None, None, :]   # (N, 1, 1, T) padded keys
-        p = self.dropout if self.training else 0.0
+        if h_rest is None:
+            out = self._attend(q, k, v, h, pad)
+        else:
+            out = torch.cat([self._attend(q[:, :split], k[:, :split], v[:, :split], h, pad),
+                             self._attend(q[:, split:], k[:, split:], v[:, split:], h_rest, pad)], dim=1)
+        return self.out_proj(out.transpose(1, 2).reshape(n, t, d))
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, h: Tensor, pad: Optional[Tensor]) -> Tensor:
+        """Attention of heads (N, heads, T, dk) under H (N, T, T); ``pad`` (N, 1, 1, T) marks padded keys."""
+        t, p = q.shape[2], (self.dropout if self.training else 0.0)
         if self.reading == "reweight":
             # softmax(S + log H) = rows of P·H renormalised; lets the fused SDPA kernel do the work
             # (no per-head T x T matrix is materialised, which matters for long test videos).
@@ -111,7 +126,7 @@ class TemporalAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)
         else:
             # Query rows in blocks so a long video never holds all heads' T x T scores at once.
-            step = t if t <= 1024 else max(1, (1 << 24) // (self.heads * t))
+            step = t if t <= 1024 else max(1, (1 << 24) // (q.shape[1] * t))
             blocks = []
             for r in range(0, t, step):
                 s = (q[:, :, r:r + step] @ k.transpose(-2, -1)) * h[:, None, r:r + step].to(q.dtype)
@@ -120,7 +135,7 @@ class TemporalAttention(nn.Module):
                     s = s.masked_fill(pad, float("-inf"))
                 blocks.append(F.dropout(torch.softmax(s, dim=-1), p, self.training) @ v)
             out = torch.cat(blocks, dim=2)
-        return self.out_proj(out.transpose(1, 2).reshape(n, t, d))
+        return out
 
 
 class LocalTemporal(nn.Module):
@@ -128,18 +143,30 @@ class LocalTemporal(nn.Module):
 
     def __init__(self, dim: int, heads: int = 16, ffn_dim: int = 2048, dropout: float = 0.1,
                  reading: str = "reweight", decay: bool = True, horizon: int = 0,
-                 attn_dropout: Optional[float] = None, horizon_cap: int = 0, horizon_floor: float = 0.0):
+                 attn_dropout: Optional[float] = None, horizon_cap: int = 0, horizon_floor: float = 0.0,
+                 horizon_heads: int = 0):
         super().__init__()
+        if horizon_heads and not (0 < horizon_heads < heads and (horizon or horizon_cap)):
+            raise ValueError(f"horizon_heads must lie in [1, {heads - 1}] with a window set, got {horizon_heads}")
         self.decay, self.horizon, self.horizon_cap, self.horizon_floor = decay, horizon, horizon_cap, horizon_floor
+        self.horizon_heads = horizon_heads
         self.attn = TemporalAttention(dim, heads, dropout if attn_dropout is None else attn_dropout, reading)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        h = temporal_relation_matrix(mask.sum(1), x.shape[1], self.decay, self.horizon, self.horizon_cap,
+        lengths = mask.sum(1)
+        h = temporal_relation_matrix(lengths, x.shape[1], self.decay, self.horizon, self.horizon_cap,
                                      self.horizon_floor)
-        x = self.norm1(x + self.drop1(self.attn(x, h, mask)))
+        if self.horizon_heads and bool((lengths > self.horizon_cap).any()):
+            # the first horizon_heads heads see the window, the others the whole video (the article's H);
+            # a batch with no windowed video takes the one-call path below, bit-identical to no split
+            whole = temporal_relation_matrix(lengths, x.shape[1], self.decay)
+            attended = self.attn(x, h, mask, h_rest=whole, split=self.horizon_heads)
+        else:
+            attended = self.attn(x, h, mask)
+        x = self.norm1(x + self.drop1(attended))
         return self.norm2(x + self.drop2(self.ffn(x)))
 
 
@@ -196,7 +223,7 @@ class LTGS(nn.Module):
                  h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
                  hidden: Sequence[int] = (512, 128), dropout: float = 0.7, gs_gate: bool = False,
                  horizon: int = 0, attn_dropout: Optional[float] = None, context: int = 0,
-                 horizon_cap: int = 0, horizon_floor: float = 0.0):
+                 horizon_cap: int = 0, horizon_floor: float = 0.0, horizon_heads: int = 0):
         super().__init__()
         if context < 0 or context and context % 2 == 0:
             raise ValueError(f"context must be 0 or an odd kernel size, got {context}")
@@ -205,7 +232,7 @@ class LTGS(nn.Module):
         d = feature_dim
         self.gs_mode = gs
         self.lt = (LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay, horizon, attn_dropout,
-                                 horizon_cap, horizon_floor) if use_lt else None)
+                                 horizon_cap, horizon_floor, horizon_heads) if use_lt else None)
         self.gs = GlobalSpatial(d) if gs == "full" else None
         # gs_gate: g enters as tanh(γ)·g with γ = 0 at the start, so every segment starts from its own
         # evidence and the one-per-video vector only weighs in as far as the losses ask for it.

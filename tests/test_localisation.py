@@ -75,6 +75,49 @@ def test_horizon_floor_attenuates_far_segments_of_windowed_videos_instead_of_cut
         validate(cfg)
 
 
+@pytest.mark.parametrize("reading", ["reweight", "literal"])
+def test_horizon_heads_give_the_window_to_some_heads_and_the_whole_video_to_the_rest(reading):
+    from vadpipe.models.ltgs import TemporalAttention
+
+    torch.manual_seed(0)
+    attn = TemporalAttention(8, heads=4, dropout=0.0, reading=reading).eval()
+    x, mask = torch.randn(2, 12, 8), torch.tensor([[True] * 12, [True] * 9 + [False] * 3])
+    lengths = mask.sum(1)
+    window, whole = (temporal_relation_matrix(lengths, 12, horizon=3), temporal_relation_matrix(lengths, 12))
+    got = attn(x, window, mask, h_rest=whole, split=1)
+    # by hand: per head softmax(QK^T/sqrt(dk) (+ log H | * H)) V with head 0 under the window, 1-3 the whole
+    q, k, v = attn.in_proj(x).view(2, 12, 3, 4, 2).permute(2, 0, 3, 1, 4)
+    h = torch.stack([window] + [whole] * 3, dim=1)
+    s = q @ k.transpose(-2, -1)
+    s = (s / math.sqrt(2) + torch.log(h)) if reading == "reweight" else s * h / math.sqrt(2)
+    s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+    want = attn.out_proj((torch.softmax(s, -1) @ v).transpose(1, 2).reshape(2, 12, 8))
+    assert torch.allclose(got[mask], want[mask], atol=1e-5)
+
+
+def test_horizon_heads_leave_videos_within_the_cap_bit_identical_in_training_too():
+    def head(**kw):
+        torch.manual_seed(3)
+        return LTGS(feature_dim=16, heads=4, ffn_dim=32, horizon=3, horizon_cap=8, **kw).train()
+
+    x, long = torch.rand(2, 8, 16), torch.rand(1, 12, 16)
+    plain, split = head(), head(horizon_heads=2)
+    torch.manual_seed(5)
+    a = plain(x).scores
+    torch.manual_seed(5)
+    b = split(x).scores
+    assert torch.equal(a, b)                                  # no video past the cap: the same call, same dropout
+    assert not torch.allclose(plain.eval()(long).scores, split.eval()(long).scores)   # past it: heads differ
+    cfg = preset("default")
+    for heads, window in ((2, 0), (cfg.model.heads, 5), (0, 5)):
+        cfg.model.horizon_heads, cfg.model.horizon = heads, window
+        if heads == 0:
+            validate(cfg)
+        else:
+            with pytest.raises(ConfigError, match="horizon_heads"):
+                validate(cfg)
+
+
 def test_gated_global_vector_starts_closed_so_each_segment_scores_on_its_own():
     torch.manual_seed(0)
     head = LTGS(feature_dim=16, heads=2, ffn_dim=32, use_lt=False, gs="full", gs_gate=True).eval()

@@ -66,6 +66,7 @@ class ModelConfig:
     horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
     horizon_cap: int = 0               # C > 0: the window only in videos longer than C (of C if horizon is 0)
     horizon_floor: float = 0.0         # f in (0, 1): beyond the window H = f (attenuated), not 0 (cut)
+    horizon_heads: int = 0             # M > 0: the window for M attention heads, whole-video H for the rest
     context: int = 0                   # K > 0 (odd): each segment gets a learned mix of its K-1 neighbours first
                                        # (temporal convolution, zero at the start)
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
@@ -511,6 +512,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.horizon, model.horizon_cap, train.epochs and train.min_iterations must be >= 0")
     if not 0.0 <= m.horizon_floor < 1.0:
         raise ConfigError(f"model.horizon_floor must lie in [0, 1), got {m.horizon_floor}")
+    if m.horizon_heads and not (0 < m.horizon_heads < m.heads and (m.horizon or m.horizon_cap)):
+        raise ConfigError(f"model.horizon_heads={m.horizon_heads} needs a window (model.horizon or "
+                          f"model.horizon_cap > 0) and must lie in [1, model.heads - 1 = {m.heads - 1}]")
     if m.horizon_floor and not (m.horizon or m.horizon_cap):
         raise ConfigError(f"model.horizon_floor={m.horizon_floor} needs a window (model.horizon or model.horizon_cap "
                           "> 0): without one H already spans the whole video and the floor would do nothing")

@@ -21,8 +21,8 @@ Localisation switches (not in the article; off by default, measured by
 tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
 segments instead of the whole video, ``horizon_cap`` C > 0 only in videos
 longer than C (a window of C when N is 0), ``horizon_floor`` f keeps the
-segments beyond the window at H = f instead of 0, ``horizon_heads`` M gives the window to M
-attention heads only, the others keeping the whole-video H (local and global context side by
+segments beyond the window at H = f instead of 0, ``horizon_share`` s gives the window to that share
+of the attention heads only (:func:`windowed_heads`), the others keeping the whole-video H (local and global context side by
 side, as RTFM's multi-scale temporal network pairs dilated convolutions with a non-local block);
 ``gs_gate`` scales the
 global vector by a learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
@@ -138,18 +138,26 @@ class TemporalAttention(nn.Module):
         return out
 
 
+def windowed_heads(heads: int, share: float) -> int:
+    """How many of ``heads`` attention heads take the window under ``horizon_share`` ``share``: 0 (every
+    head, no split) for share 0 or a single head, else round(share·heads) kept within [1, heads − 1]."""
+    if not share or heads < 2:
+        return 0
+    return min(heads - 1, max(1, round(share * heads)))
+
+
 class LocalTemporal(nn.Module):
     """Transformer encoder layer (post-norm, ReLU FFN) whose attention carries H."""
 
     def __init__(self, dim: int, heads: int = 16, ffn_dim: int = 2048, dropout: float = 0.1,
                  reading: str = "reweight", decay: bool = True, horizon: int = 0,
                  attn_dropout: Optional[float] = None, horizon_cap: int = 0, horizon_floor: float = 0.0,
-                 horizon_heads: int = 0):
+                 horizon_share: float = 0.0):
         super().__init__()
-        if horizon_heads and not (0 < horizon_heads < heads and (horizon or horizon_cap)):
-            raise ValueError(f"horizon_heads must lie in [1, {heads - 1}] with a window set, got {horizon_heads}")
+        if horizon_share and not (0.0 < horizon_share < 1.0 and (horizon or horizon_cap)):
+            raise ValueError(f"horizon_share must lie in (0, 1) with a window set, got {horizon_share}")
         self.decay, self.horizon, self.horizon_cap, self.horizon_floor = decay, horizon, horizon_cap, horizon_floor
-        self.horizon_heads = horizon_heads
+        self.split = windowed_heads(heads, horizon_share)
         self.attn = TemporalAttention(dim, heads, dropout if attn_dropout is None else attn_dropout, reading)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
@@ -159,11 +167,11 @@ class LocalTemporal(nn.Module):
         lengths = mask.sum(1)
         h = temporal_relation_matrix(lengths, x.shape[1], self.decay, self.horizon, self.horizon_cap,
                                      self.horizon_floor)
-        if self.horizon_heads and bool((lengths > self.horizon_cap).any()):
-            # the first horizon_heads heads see the window, the others the whole video (the article's H);
+        if self.split and bool((lengths > self.horizon_cap).any()):
+            # the first `split` heads see the window, the others the whole video (the article's H);
             # a batch with no windowed video takes the one-call path below, bit-identical to no split
             whole = temporal_relation_matrix(lengths, x.shape[1], self.decay)
-            attended = self.attn(x, h, mask, h_rest=whole, split=self.horizon_heads)
+            attended = self.attn(x, h, mask, h_rest=whole, split=self.split)
         else:
             attended = self.attn(x, h, mask)
         x = self.norm1(x + self.drop1(attended))
@@ -223,7 +231,7 @@ class LTGS(nn.Module):
                  h_reading: str = "reweight", decay: bool = True, use_lt: bool = True, gs: str = "full",
                  hidden: Sequence[int] = (512, 128), dropout: float = 0.7, gs_gate: bool = False,
                  horizon: int = 0, attn_dropout: Optional[float] = None, context: int = 0,
-                 horizon_cap: int = 0, horizon_floor: float = 0.0, horizon_heads: int = 0):
+                 horizon_cap: int = 0, horizon_floor: float = 0.0, horizon_share: float = 0.0):
         super().__init__()
         if context < 0 or context and context % 2 == 0:
             raise ValueError(f"context must be 0 or an odd kernel size, got {context}")
@@ -232,7 +240,7 @@ class LTGS(nn.Module):
         d = feature_dim
         self.gs_mode = gs
         self.lt = (LocalTemporal(d, heads, ffn_dim, lt_dropout, h_reading, decay, horizon, attn_dropout,
-                                 horizon_cap, horizon_floor, horizon_heads) if use_lt else None)
+                                 horizon_cap, horizon_floor, horizon_share) if use_lt else None)
         self.gs = GlobalSpatial(d) if gs == "full" else None
         # gs_gate: g enters as tanh(γ)·g with γ = 0 at the start, so every segment starts from its own
         # evidence and the one-per-video vector only weighs in as far as the losses ask for it.

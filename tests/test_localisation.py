@@ -70,13 +70,13 @@ def test_horizon_floor_attenuates_far_segments_of_windowed_videos_instead_of_cut
     cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_floor = 5, 32, 1.0
     with pytest.raises(ConfigError, match="horizon_floor"):
         validate(cfg)
-    cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_floor = 0, 0, 0.05
+    cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_share, cfg.model.horizon_floor = 0, 0, 0, 0.05
     with pytest.raises(ConfigError, match="needs a window"):       # a floor on the whole-video H: a no-op
         validate(cfg)
 
 
 @pytest.mark.parametrize("reading", ["reweight", "literal"])
-def test_horizon_heads_give_the_window_to_some_heads_and_the_whole_video_to_the_rest(reading):
+def test_horizon_share_gives_the_window_to_some_heads_and_the_whole_video_to_the_rest(reading):
     from vadpipe.models.ltgs import TemporalAttention
 
     torch.manual_seed(0)
@@ -95,26 +95,34 @@ def test_horizon_heads_give_the_window_to_some_heads_and_the_whole_video_to_the_
     assert torch.allclose(got[mask], want[mask], atol=1e-5)
 
 
-def test_horizon_heads_leave_videos_within_the_cap_bit_identical_in_training_too():
+def test_horizon_share_leaves_videos_within_the_cap_bit_identical_in_training_too():
+    from vadpipe.models.ltgs import windowed_heads
+
     def head(**kw):
         torch.manual_seed(3)
         return LTGS(feature_dim=16, heads=4, ffn_dim=32, horizon=3, horizon_cap=8, **kw).train()
 
     x, long = torch.rand(2, 8, 16), torch.rand(1, 12, 16)
-    plain, split = head(), head(horizon_heads=2)
+    plain, split = head(), head(horizon_share=0.5)
     torch.manual_seed(5)
     a = plain(x).scores
     torch.manual_seed(5)
     b = split(x).scores
     assert torch.equal(a, b)                                  # no video past the cap: the same call, same dropout
     assert not torch.allclose(plain.eval()(long).scores, split.eval()(long).scores)   # past it: heads differ
+    assert [windowed_heads(h, 0.5) for h in (1, 2, 4, 16)] == [0, 1, 2, 8]   # one head: no split
+    assert windowed_heads(16, 0.01) == 1 and windowed_heads(16, 0.99) == 15 and windowed_heads(16, 0) == 0
     cfg = preset("default")
-    for heads, window in ((2, 0), (cfg.model.heads, 5), (0, 5)):
-        cfg.model.horizon_heads, cfg.model.horizon = heads, window
-        if heads == 0:
+    assert (cfg.model.horizon, cfg.model.horizon_cap, cfg.model.horizon_share) == (5, 32, 0.5)
+    cfg.model.heads = 1                                       # any head count takes the default
+    validate(cfg)
+    cfg.model.horizon_cap = 0
+    for share, window in ((0.5, 0), (1.0, 5), (0.0, 5)):
+        cfg.model.horizon_share, cfg.model.horizon = share, window
+        if share == 0.0:
             validate(cfg)
         else:
-            with pytest.raises(ConfigError, match="horizon_heads"):
+            with pytest.raises(ConfigError, match="horizon_share"):
                 validate(cfg)
 
 

@@ -66,7 +66,7 @@ class ModelConfig:
     horizon: int = 0                   # 0: H spans the video (article); N > 0: H = cos(pi|i-j|/2N), 0 beyond N
     horizon_cap: int = 0               # C > 0: the window only in videos longer than C (of C if horizon is 0)
     horizon_floor: float = 0.0         # f in (0, 1): beyond the window H = f (attenuated), not 0 (cut)
-    horizon_heads: int = 0             # M > 0: the window for M attention heads, whole-video H for the rest
+    horizon_share: float = 0.0         # s in (0, 1): the window for that share of the heads, whole-video H for the rest
     context: int = 0                   # K > 0 (odd): each segment gets a learned mix of its K-1 neighbours first
                                        # (temporal convolution, zero at the start)
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
@@ -270,6 +270,9 @@ def _localise(cfg: Config) -> Config:
     m.gs_gate = True
     m.crop_reduce, m.normal_weight, m.normal_features, m.frame_scores = "auto", 0.5, "l2", "linear"
     m.smooth_share = 0.03        # long videos only: a window of 1 up to 33 snippets, 13 at 400
+    # long videos only: past 32 segments half the heads see a window of 5, the others the whole video;
+    # up to 32 (every Ped1 and demo clip) the article's H, bit-identical
+    m.horizon, m.horizon_cap, m.horizon_share = 5, 32, 0.5
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
@@ -512,9 +515,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.horizon, model.horizon_cap, train.epochs and train.min_iterations must be >= 0")
     if not 0.0 <= m.horizon_floor < 1.0:
         raise ConfigError(f"model.horizon_floor must lie in [0, 1), got {m.horizon_floor}")
-    if m.horizon_heads and not (0 < m.horizon_heads < m.heads and (m.horizon or m.horizon_cap)):
-        raise ConfigError(f"model.horizon_heads={m.horizon_heads} needs a window (model.horizon or "
-                          f"model.horizon_cap > 0) and must lie in [1, model.heads - 1 = {m.heads - 1}]")
+    if not 0.0 <= m.horizon_share < 1.0:
+        raise ConfigError(f"model.horizon_share must lie in [0, 1), got {m.horizon_share}")
+    if m.horizon_share and not (m.horizon or m.horizon_cap):
+        raise ConfigError(f"model.horizon_share={m.horizon_share} needs a window (model.horizon or "
+                          "model.horizon_cap > 0): it shares the heads between a window and the whole video")
     if m.horizon_floor and not (m.horizon or m.horizon_cap):
         raise ConfigError(f"model.horizon_floor={m.horizon_floor} needs a window (model.horizon or model.horizon_cap "
                           "> 0): without one H already spans the whole video and the floor would do nothing")

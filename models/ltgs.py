@@ -17,15 +17,14 @@ False replaces the encoder layer by the identity (w/o LT); ``gs`` = "full",
 "avg" (g = mean over T of F, no parameters: GS→avg pooling) or "none" (w/o
 GS: the fusion layer sees LT(F) alone, Linear D→D); ``heads`` = 1 (LT-1Head).
 
-Localisation switches (not in the article; off by default, measured by
-tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N
-segments instead of the whole video, ``horizon_cap`` C > 0 only in videos
-longer than C (a window of C when N is 0), ``horizon_floor`` f keeps the
-segments beyond the window at H = f instead of 0, ``horizon_share`` s gives the window to that share
-of the attention heads only (:func:`windowed_heads`), the others keeping the whole-video H (local and global context side by
-side, as RTFM's multi-scale temporal network pairs dilated convolutions with a non-local block);
-``gs_gate`` scales the
-global vector by a learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
+Localisation switches (not in the article; off here, the ``default`` preset sets some, measured by
+tools/bench_accuracy.py): ``horizon`` N > 0 gives H a fixed local window of N segments instead of
+the whole video, ``horizon_cap`` C > 0 only in videos longer than C (a window of C when N is 0),
+``horizon_floor`` f keeps the segments beyond the window at H = f instead of 0, ``horizon_share`` s
+gives the window to that share of the attention heads only (:func:`windowed_heads`), the others
+keeping the whole-video H (local and global context side by side, as RTFM's multi-scale temporal
+network pairs dilated convolutions with a non-local block); ``gs_gate`` scales the global vector by
+a learned gate tanh(γ), γ = 0 at the start; ``context`` K > 0 (odd) adds to each segment a learned
 mix of its K − 1 neighbours (a temporal convolution, zero at the start so the head begins as without
 it) before LT and GS see the features. ``attn_dropout`` sets the attention
 weights' dropout apart from ``lt_dropout`` (None: the same rate, as the article):

@@ -110,6 +110,8 @@ def build_cached(root: Path, recipe: dict, build: Callable[[], None]) -> None:
     stops half-way is redone."""
     import shutil
 
+    from vadpipe import atomic
+
     stamp = root / "recipe.json"
     if stamp.exists() and json.loads(stamp.read_text()) == recipe:
         return
@@ -117,8 +119,6 @@ def build_cached(root: Path, recipe: dict, build: Callable[[], None]) -> None:
         log(f"{root}: built by another recipe (or unfinished): rebuilding")
         shutil.rmtree(root)
     build()
-    from vadpipe import atomic
-
     atomic.write_text(stamp, json.dumps(recipe, indent=1, sort_keys=True))
 
 
@@ -161,7 +161,7 @@ def feature_bench(cache: Path) -> Bench:
 
     root = cache / "feature-world-seed0"
     cfg = FeatureWorldConfig(crops=2)
-    build_cached(root, {"config": json.loads(json.dumps(asdict(cfg))),
+    build_cached(root, {"config": json.loads(json.dumps(asdict(cfg))),     # as read back: tuples as lists
                         "generator": source_hash("vadpipe.synthetic_features")},
                  lambda: make_feature_world(root, cfg))
     groups = json.loads((root / "groups.json").read_text())

@@ -62,20 +62,26 @@ def _event_block(labels: np.ndarray, blocks: Sequence[Sequence]) -> np.ndarray:
     return mask
 
 
-def run_videos(run: Path, long_dir: Path) -> List[tuple]:
+def load_test(long_dir: Path) -> tuple:
+    """The long test videos' features, frame ground truth and clip blocks (read once for every run)."""
+    from vadpipe.data import open_features
+    from vadpipe.groundtruth import load_ground_truth
+
+    return (open_features(long_dir / "test.list", list_anomalous="none"),
+            load_ground_truth(long_dir / "test_gt.json"), json.loads((long_dir / "test_clips.json").read_text()))
+
+
+def run_videos(run: Path, test: tuple) -> List[tuple]:
+    """(snippet scores, snippet labels, clip blocks) of each anomalous test video under ``run``'s head."""
     import torch
 
     from probe_features import snippet_labels
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
-    from vadpipe.data import open_features
     from vadpipe.evaluate import score_feature_set
-    from vadpipe.groundtruth import load_ground_truth
 
+    features, gt, blocks = test
     model, _ = load_checkpoint(checkpoint_path(run), torch.device("cpu"))
-    features = open_features(long_dir / "test.list", list_anomalous="none")
     scores = score_feature_set(model, features, "cpu")
-    gt = load_ground_truth(long_dir / "test_gt.json")
-    blocks = json.loads((long_dir / "test_clips.json").read_text())
     return [(s, snippet_labels(gt[vid], len(s), scores.snippet_len), blocks[vid])
             for vid, s in scores.scores.items() if gt[vid].anomalous]
 
@@ -84,6 +90,7 @@ def main(argv=None) -> None:
     import torch
 
     from bench_accuracy import mean_sd
+    from vadpipe.errors import VadpipeError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("long_dir", type=Path, help="a ped1-long cache folder (test.list, test_gt.json, "
@@ -95,12 +102,18 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if not (args.long_dir / "test_clips.json").exists():
         parser.error(f"{args.long_dir}: no test_clips.json (rebuild it with bench_accuracy.py --bench ped1-long)")
-    print("config | " + " | ".join(SPLITS) + "   (snippet AUC in anomalous videos, percent, mean ± sd)")
     for name, *runs in args.runs:
         if not runs:
             parser.error(f"--runs {name}: no run folders")
-        per_run = [split_aucs(run_videos(Path(r), args.long_dir)) for r in runs]
-        print(f"{name} ({len(runs)}) | " + " | ".join(mean_sd([r[k] for r in per_run]) for k in SPLITS), flush=True)
+    try:
+        test = load_test(args.long_dir)
+        print("config | " + " | ".join(SPLITS) + "   (snippet AUC in anomalous videos, percent, mean ± sd)")
+        for name, *runs in args.runs:
+            per_run = [split_aucs(run_videos(Path(r), test)) for r in runs]
+            print(f"{name} ({len(runs)}) | " + " | ".join(mean_sd([r[k] for r in per_run]) for k in SPLITS),
+                  flush=True)
+    except VadpipeError as exc:         # a missing run or a damaged file: one line, not a traceback
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -97,3 +97,14 @@ def test_long_video_errors_split_the_ranking_by_joins_event_clip_and_other_clips
     assert aucs["vs other clips"] == pytest.approx(14 / 16)               # 0.9 beats both event snippets
     assert aucs["inside"] == pytest.approx(18 / 20) and aucs["near joins"] == pytest.approx(10 / 12)
     assert aucs["far"] is None                                             # no event snippet far from a join
+
+
+def test_bench_head_times_one_long_video_per_config_and_refuses_a_bad_config_in_one_line(capsys):
+    import bench_head
+
+    assert bench_head.main(["--segments", "40", "--dim", "64", "--iters", "1", "--config", "default=default"]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    seconds, cpu, setup_gb, peak_gb = map(float, row[2:])
+    assert row[:2] == ["default", "40"] and seconds >= 0 and cpu >= 0 and peak_gb >= setup_gb > 0
+    with pytest.raises(SystemExit, match="config 'bad=default\\+model.nope=1': .*no field 'nope'"):
+        bench_head.main(["--segments", "40", "--config", "bad=default+model.nope=1"])

@@ -17,6 +17,10 @@ Terms (LTGS.md, "Losses"):
 - ``smooth``: mean |ŷ_t − ŷ_{t+1}| over anomalous rows (or all rows).
 - ``normal`` (not in the article): BCE of every real segment of the normal rows against 0, so
   a segment is pushed down wherever it looks like normal video, not only at a normal video's top-k.
+- ``bottom`` (not in the article): BCE of the bottom ``bottom_share`` of each anomalous row's real
+  segments (by score, max(1, ⌊share·T⌋)) against 0. Video labels say an anomalous video holds an
+  event somewhere, not everywhere; its least anomalous-looking segments are the likeliest normal
+  ones, so the head is taught to rank *inside* the video, not only to tell videos apart.
 
 ``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
 T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
@@ -43,9 +47,14 @@ def topk_indices(values: Tensor, k: int, mask: Optional[Tensor] = None) -> Tenso
     return _fill(values.detach(), mask, float("-inf")).topk(k, dim=1).indices
 
 
+def real_lengths(mask: Optional[Tensor], n_rows: int, t: int, device) -> Tensor:
+    """(N,) real segments per row: the mask's count, or T for every row without a mask."""
+    return mask.sum(1) if mask is not None else torch.full((n_rows,), t, device=device)
+
+
 def k_per_row(mask: Optional[Tensor], n_rows: int, t: int, k: int, share: float, device) -> Tensor:
     """(N,) top-k sizes: ``k`` for every row, or max(1, ceil(share · real length)) when share > 0."""
-    lengths = mask.sum(1) if mask is not None else torch.full((n_rows,), t, device=device)
+    lengths = real_lengths(mask, n_rows, t, device)
     if share > 0:
         return torch.clamp(torch.ceil(lengths.float() * share).long(), min=1)
     return torch.clamp(lengths, max=k).long()
@@ -54,6 +63,16 @@ def k_per_row(mask: Optional[Tensor], n_rows: int, t: int, k: int, share: float,
 def kept(idx: Tensor, ks: Tensor) -> Tensor:
     """(N, kmax) float mask of each row's first ks[i] entries of its top-k indices ``idx``."""
     return (torch.arange(idx.shape[1], device=idx.device)[None, :] < ks[:, None]).float()
+
+
+def bottom_loss(scores: Tensor, mask: Optional[Tensor], share: float, smoothing: float = 0.0) -> Tensor:
+    """BCE against 0 of each row's max(1, floor(share · real length)) lowest-scoring real segments."""
+    lengths = real_lengths(mask, scores.shape[0], scores.shape[1], scores.device)
+    ks = torch.clamp(torch.floor(lengths.float() * share).long(), min=1)
+    idx = topk_indices(-scores, int(ks.max()), mask)             # lowest first
+    keep = kept(idx, ks)
+    low = scores.gather(1, idx)
+    return _bce(low, torch.zeros_like(low), smoothing, keep) * keep.numel() / keep.sum()
 
 
 def topk_mean(values: Tensor, idx: Tensor, ks: Tensor) -> Tensor:
@@ -129,7 +148,7 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
 
     terms: Dict[str, Tensor] = {}
     weights = {"mag": cfg.w_mag, "cls": cfg.w_cls, "rank": cfg.w_rank, "sparse": cfg.w_sparse,
-               "smooth": cfg.w_smooth, "normal": getattr(cfg, "w_normal", 0.0)}
+               "smooth": cfg.w_smooth, "normal": getattr(cfg, "w_normal", 0.0), "bottom": getattr(cfg, "w_bottom", 0.0)}
     if cfg.w_mag > 0:
         if mags is None:
             raise ValueError("the magnitude loss needs a head with a segment representation")
@@ -150,6 +169,8 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
     if weights["normal"] > 0 and scores.shape[0] > na:
         normal = scores[na:] if m_n is None else scores[na:][m_n]
         terms["normal"] = _bce(normal, torch.zeros_like(normal), smoothing)
+    if weights["bottom"] > 0 and na > 0:
+        terms["bottom"] = bottom_loss(scores[:na], m_a, cfg.bottom_share, smoothing)
     if cfg.w_rank > 0:
         terms["rank"] = ranking_loss(scores[:na], scores[na:], m_a, m_n)
     if cfg.w_sparse > 0:

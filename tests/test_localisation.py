@@ -11,7 +11,7 @@ import torch
 
 from feature_world import make_store
 from vadpipe.checkpoint import ScoringRule, build_model, read_checkpoint, score_features
-from vadpipe.config import LossConfig, model_config_from_dict, preset, validate
+from vadpipe.config import LossConfig, apply_overrides, model_config_from_dict, preset, validate
 from vadpipe.data import pad_windows
 from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
@@ -549,3 +549,24 @@ def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_s
     assert preset("paper").model.pseudo_weight == 0
     old = {k: v for k, v in vars(preset("paper").model).items() if not k.startswith("pseudo_")}
     assert model_config_from_dict(old).pseudo_weight == 0
+
+
+def test_bottom_loss_pulls_the_lowest_share_of_each_anomalous_videos_real_segments_to_zero():
+    scores = torch.tensor([[0.9, 0.2, 0.8, 0.4, 0.7, 0.6, 0.1, 0.3],     # anomalous, 8 real: floor(0.25·8) = 2 lowest
+                           [0.9, 0.5, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0],     # anomalous, 3 real: at least 1; padding never
+                           [0.6] * 8])                                    # normal: not touched by this term
+    mask = torch.ones(3, 8, dtype=torch.bool)
+    mask[1, 3:] = False
+    plain = compute_losses(scores, None, 2, torch.zeros(3, 8), _loss_cfg(), mask)
+    assert "bottom" not in plain
+    cfg = _loss_cfg(w_bottom=2.0, bottom_share=0.25)
+    out = compute_losses(scores, None, 2, torch.zeros(3, 8), cfg, mask)
+    expected = -np.mean(np.log([0.9, 0.8, 0.7]))              # 0.1 and 0.2 of row 0, 0.3 of row 1
+    assert float(out["bottom"]) == pytest.approx(expected, rel=1e-5)
+    assert float(out["total"]) == pytest.approx(float(plain["total"]) + 2.0 * expected, rel=1e-5)
+    smoothed = compute_losses(scores, None, 2, torch.zeros(3, 8), _loss_cfg(w_bottom=1.0, bottom_share=0.25,
+                                                                            label_smoothing=0.2), mask)
+    assert float(smoothed["bottom"]) > float(out["bottom"])      # targets 0.1, not 0
+    for bad in ("train.loss.w_bottom=-1", "train.loss.bottom_share=0", "train.loss.bottom_share=1"):
+        with pytest.raises(ConfigError, match="bottom"):
+            validate(apply_overrides(preset("default"), [bad]))

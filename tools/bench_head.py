@@ -95,8 +95,8 @@ def main(argv=None) -> int:
                 print(f"{name:<14}{t:>7}  failed: {last}")
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{name:<14}{t:>7}{r['s']:>9.3f}{r['cpu_s']:>9.3f}{r['rss_setup_gb']:>14.2f}{r['rss_peak_gb']:>13.2f}",
-                  flush=True)
+            print(f"{name:<14}{t:>7}{r['s']:>9.3f}{r['cpu_s']:>9.3f}"
+                  f"{r['rss_setup_gb']:>14.2f}{r['rss_peak_gb']:>13.2f}", flush=True)
     return 1 if failed else 0
 
 

@@ -200,3 +200,13 @@ def test_cli_train_eval_and_default_features(world, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.output.startswith("error: ") and "features: no such feature folder" in res.output
     res = runner.invoke(main, ["eval", "--gt", str(world / "test" / "gt.json")])
     assert res.exit_code == 2
+
+
+def test_bottom_term_waits_for_its_share_of_the_planned_iterations(world, tmp_path):
+    cfg = small_cfg(world / "train", iterations=10, log_every=1, eval_every=100)
+    cfg.train.loss.w_bottom, cfg.train.loss.bottom_after = 1.0, 0.5
+    run = train(cfg, out=tmp_path / "run", progress=False).run_dir
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    with_term = [r["iteration"] for r in records if "loss_bottom" in r]
+    assert [r["iteration"] for r in records] == list(range(1, 11)) and with_term == list(range(6, 11))
+    assert all(r["loss_bottom"] > 0 for r in records if "loss_bottom" in r)

@@ -113,7 +113,8 @@ class LossConfig:
     k_share: float = 0.0               # > 0: k = max(1, ceil(k_share * T)) from each video's real length T
     w_normal: float = 0.0              # BCE pulling EVERY segment of normal videos to 0 (not only the top-k)
     w_bottom: float = 0.0              # BCE pulling the lowest-scoring bottom_share of each anomalous video's
-    bottom_share: float = 0.2          # segments to 0 (max(1, floor(share T)) of its real length)
+    bottom_share: float = 0.2          # segments to 0 (max(1, floor(share T)) of its real length), from
+    bottom_after: float = 0.0          # this share of the planned iterations on (0: from the start)
     label_smoothing: float = 0.0       # BCE targets eps/2 and 1 - eps/2: bounded logits, no ties at 0 or 1
 
 
@@ -527,7 +528,8 @@ def validate(cfg: Config) -> None:
                           "> 0): without one H already spans the whole video and the floor would do nothing")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
-    if loss.w_bottom < 0 or not 0.0 < loss.bottom_share < 1.0:
-        raise ConfigError("train.loss.w_bottom must be >= 0 and train.loss.bottom_share in (0, 1)")
+    if loss.w_bottom < 0 or not 0.0 < loss.bottom_share < 1.0 or not 0.0 <= loss.bottom_after < 1.0:
+        raise ConfigError("train.loss.w_bottom must be >= 0, train.loss.bottom_share in (0, 1) and "
+                          "train.loss.bottom_after in [0, 1)")
     if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):
         raise ConfigError(f"train.calibration_quantiles must lie in (0, 1): {t.calibration_quantiles}")

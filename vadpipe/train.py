@@ -23,7 +23,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -380,8 +380,16 @@ class _Trainer:
         if self.dyn.due(iteration):
             self._update_labels()
         batches = [self._batch(iteration, m) for m in range(len(self.seeds))]
-        return members_step(members_of(self.model), self.opt, batches, self.cfg.train.loss, self.use_amp,
+        return members_step(members_of(self.model), self.opt, batches, self._loss_at(iteration), self.use_amp,
                             self._crop_group())
+
+    def _loss_at(self, iteration: int):
+        """The loss terms of this iteration: the bottom term waits for ``bottom_after`` of the planned
+        iterations, until the head's lowest scores are likelier to sit on normal segments."""
+        loss = self.cfg.train.loss
+        if loss.w_bottom > 0 and iteration < loss.bottom_after * self.total:
+            return replace(loss, w_bottom=0.0)
+        return loss
 
     @torch.no_grad()
     def _update_labels(self) -> None:

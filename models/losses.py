@@ -70,9 +70,8 @@ def bottom_loss(scores: Tensor, mask: Optional[Tensor], share: float, smoothing:
     lengths = real_lengths(mask, scores.shape[0], scores.shape[1], scores.device)
     ks = torch.clamp(torch.floor(lengths.float() * share).long(), min=1)
     idx = topk_indices(-scores, int(ks.max()), mask)             # lowest first
-    keep = kept(idx, ks)
     low = scores.gather(1, idx)
-    return _bce(low, torch.zeros_like(low), smoothing, keep) * keep.numel() / keep.sum()
+    return _bce(low, torch.zeros_like(low), smoothing, kept(idx, ks))
 
 
 def topk_mean(values: Tensor, idx: Tensor, ks: Tensor) -> Tensor:
@@ -116,11 +115,13 @@ def smoothness_loss(scores: Tensor, mask: Optional[Tensor] = None) -> Tensor:
     return diff.masked_fill(~pair, 0.0).sum() / pair.sum().clamp(min=1)
 
 
-def _bce(p: Tensor, target: Tensor, smoothing: float = 0.0, weight: Optional[Tensor] = None) -> Tensor:
+def _bce(p: Tensor, target: Tensor, smoothing: float = 0.0, keep: Optional[Tensor] = None) -> Tensor:
+    """Mean BCE; with ``keep`` (a 0/1 mask of p's shape) the mean over the kept entries only."""
     # Computed in float32 outside autocast (BCE is unsafe in half precision). Label smoothing moves
     # the targets to eps/2 and 1 - eps/2, so the optimum logit is finite and scores do not tie at 0/1.
     target = target.float() * (1.0 - smoothing) + 0.5 * smoothing
-    return F.binary_cross_entropy(p.float().clamp(1e-7, 1 - 1e-7), target, weight=weight)
+    loss = F.binary_cross_entropy(p.float().clamp(1e-7, 1 - 1e-7), target, weight=keep)
+    return loss if keep is None else loss * keep.numel() / keep.sum()
 
 
 def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int, targets: Tensor, cfg,
@@ -159,8 +160,6 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
         keep = None if ks is None else kept(idx, ks)
         if cfg.cls_target == "dynamic":
             terms["cls"] = _bce(top, targets.gather(1, idx), smoothing, keep)
-            if keep is not None:   # mean over the kept entries only
-                terms["cls"] = terms["cls"] * keep.numel() / keep.sum()
         else:
             video_label = torch.zeros(scores.shape[0], device=scores.device)
             video_label[:na] = 1.0

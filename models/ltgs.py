@@ -57,6 +57,11 @@ def full_mask(x: Tensor, mask: Optional[Tensor]) -> Tensor:
     return mask.to(device=x.device, dtype=torch.bool)
 
 
+def windowed_videos(lengths: Tensor, horizon_cap: int) -> Tensor:
+    """(N,) bool: the videos a window applies to, those longer than ``horizon_cap`` (all when it is 0)."""
+    return lengths > horizon_cap
+
+
 def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True, horizon: int = 0,
                              horizon_cap: int = 0, horizon_floor: float = 0.0) -> Tensor:
     """H (N, t_max, t_max): H[i, j] = cos(π|i−j| / 2T) = sin(π(T+|i−j|) / 2T), T = each video's length.
@@ -74,7 +79,7 @@ def temporal_relation_matrix(lengths: Tensor, t_max: int, decay: bool = True, ho
         return torch.ones(lengths.shape[0], t_max, t_max, device=lengths.device)
     span = lengths.to(torch.float32).clamp(min=1.0)[:, None, None]
     if horizon > 0 or horizon_cap > 0:
-        windowed = lengths[:, None, None] > horizon_cap                  # every video when no cap
+        windowed = windowed_videos(lengths, horizon_cap)[:, None, None]
         span = torch.where(windowed, torch.full_like(span, float(horizon or horizon_cap)), span)
     h = torch.cos(math.pi * dist[None] / (2.0 * span))
     if horizon > 0 or horizon_cap > 0:      # in an unwindowed video |i - j| < T = span: nothing cut
@@ -166,7 +171,7 @@ class LocalTemporal(nn.Module):
         lengths = mask.sum(1)
         h = temporal_relation_matrix(lengths, x.shape[1], self.decay, self.horizon, self.horizon_cap,
                                      self.horizon_floor)
-        if self.split and bool((lengths > self.horizon_cap).any()):
+        if self.split and bool(windowed_videos(lengths, self.horizon_cap).any()):
             # the first `split` heads see the window, the others the whole video (the article's H);
             # a batch with no windowed video takes the one-call path below, bit-identical to no split
             whole = temporal_relation_matrix(lengths, x.shape[1], self.decay)

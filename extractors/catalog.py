@@ -19,6 +19,7 @@ def backbone_rows() -> List[Dict[str, object]]:
             "weights_source": cfg.weights_source,
             "weights_local": str(local) if local else None,
             "description": cfg.description,
+            "layers": [f"{layer} ({dim})" for layer, dim in cfg.layers],
         })
     return rows
 
@@ -31,4 +32,6 @@ def format_rows(rows: List[Dict[str, object]]) -> str:
                   f"  input:    {row['input']}",
                   f"  weights:  {row['weights_source']}",
                   f"  local:    {local}"]
+        if row["layers"]:
+            lines.append(f"  layers:   {', '.join(row['layers'])} (extract --layers)")
     return "\n".join(lines)

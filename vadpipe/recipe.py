@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import __version__, atomic
 from .errors import RecipeMismatchError
@@ -47,6 +47,10 @@ class Recipe:
     # averaged over time, pooled to an R x C grid of regions, each region stored as one "crop"
     # (row-major): for fixed cameras, where an event fills a part of the view, not the whole of it.
     regions: str = ""
+    # () = one vector per crop: the backbone's own features; ((name, dim), ...) = the space-time means of
+    # those endpoints of the network, side by side in that order (D = the sum of their dims): a mid-level
+    # map keeps detail the last one pools away, which the normal statistics can use (model.normal_layer).
+    layers: Tuple[Tuple[str, int], ...] = ()
 
     @property
     def input_crops(self) -> int:
@@ -56,6 +60,15 @@ class Recipe:
     @property
     def region_grid(self) -> Optional[Tuple[int, int]]:
         return parse_regions(self.regions)
+
+    @property
+    def layer_spans(self) -> Dict[str, Tuple[int, int]]:
+        """{endpoint: (start, stop)} of each stored layer within the D features ({} without layers)."""
+        spans, start = {}, 0
+        for name, dim in self.layers:
+            spans[name] = (start, start + dim)
+            start += dim
+        return spans
 
     @property
     def num_crops(self) -> int:
@@ -69,6 +82,7 @@ class Recipe:
         out["mean"] = list(self.mean)
         out["std"] = list(self.std)
         out["extra"] = {k: v for k, v in self.extra}
+        out["layers"] = [[name, dim] for name, dim in self.layers]
         return out
 
     def to_dict(self) -> dict:
@@ -85,6 +99,8 @@ class Recipe:
                 kwargs[key] = tuple(float(x) for x in kwargs[key])
         if "extra" in kwargs:
             kwargs["extra"] = tuple(sorted(dict(kwargs["extra"]).items()))
+        if "layers" in kwargs:
+            kwargs["layers"] = tuple((str(name), int(dim)) for name, dim in kwargs["layers"])
         return cls(**kwargs)
 
     def _feature_fields(self) -> dict:
@@ -93,6 +109,8 @@ class Recipe:
             d.pop(key, None)
         if not d.get("regions"):
             d.pop("regions", None)     # recipes without regions keep the ids they had before the field
+        if not d.get("layers"):
+            d.pop("layers", None)      # likewise without layers
         return d
 
     @property

@@ -19,8 +19,9 @@ buffers in the head's state dict, so a checkpoint carries it.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -39,6 +40,17 @@ def squashed_score(s: Tensor) -> Tensor:
 def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
     p = p.clamp(eps, 1 - eps)
     return torch.log(p) - torch.log1p(-p)
+
+
+def take_span(x, span: Tuple[int, int]):
+    """Features (..., D), a tensor or an array, cut to ``span`` (start, stop) of D; (0, 0) keeps them
+    whole. Features stored with layers (``vadpipe extract --layers``) give each part of a head its own
+    layer. The cut is made contiguous: a strided view takes other matmul kernels (last bits differ), and
+    a layered store must train the very head its last layer alone trains."""
+    if span == (0, 0):
+        return x
+    part = x[..., span[0]:span[1]]
+    return part.contiguous() if isinstance(part, Tensor) else np.ascontiguousarray(part)
 
 
 def neighbourhoods(z: Tensor, context: int, mask: Optional[Tensor] = None) -> Tensor:
@@ -62,13 +74,14 @@ class NormalStats(nn.Module):
     (measured in the README's localisation section)."""
 
     def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5, features: str = "raw",
-                 context: int = 1, rank: int = 256):
+                 context: int = 1, rank: int = 256, span: Tuple[int, int] = (0, 0)):
         super().__init__()
         if features not in FEATURE_FORMS:
             raise ValueError(f"normal statistics features {features!r}: expected one of {', '.join(FEATURE_FORMS)}")
         if context < 1 or context % 2 == 0 or rank < 1:
             raise ValueError(f"normal statistics context {context} and rank {rank}: an odd context >= 1, rank >= 1")
         self.weight, self.shrinkage, self.features, self.context = weight, shrinkage, features, context
+        self.span = tuple(span)       # the part of the features it sees (dim wide); (0, 0): all of them
         embedded = dim
         if context > 1:
             rank = min(rank, dim)
@@ -85,7 +98,7 @@ class NormalStats(nn.Module):
         return bool(self.scale[4] > 0)
 
     def prepare(self, x: Tensor) -> Tensor:
-        x = x.float()
+        x = take_span(x, self.span).float()
         return torch.nn.functional.normalize(x, dim=-1) if self.features == "l2" else x
 
     def embed(self, x: Tensor, mask: Optional[Tensor] = None) -> Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .normal_stats import logit, squashed_score
+from .normal_stats import logit, squashed_score, take_span
 
 
 def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -37,9 +37,11 @@ def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np
 
 
 class PseudoStage(nn.Module):
-    def __init__(self, dim: int, weight: float = 1.0, share: float = 0.3, c: float = 1.0):
+    def __init__(self, dim: int, weight: float = 1.0, share: float = 0.3, c: float = 1.0,
+                 span: Tuple[int, int] = (0, 0)):
         super().__init__()
         self.weight, self.share, self.c = weight, share, c
+        self.span = tuple(span)       # the part of the features it sees (dim wide, the head's); (0, 0): all
         self.register_buffer("coef", torch.zeros(dim))
         self.register_buffer("intercept", torch.zeros(()))
         # μ and σ of the head's logits and of the stage's logits on the normal training snippets, fitted flag
@@ -62,6 +64,7 @@ class PseudoStage(nn.Module):
 
         xs, ys, normal_x, normal_s = [], [], [], []
         for f, s, a in zip(features, head_scores, anomalous):
+            f = take_span(np.asarray(f), self.span)
             keep, y = pseudo_labels(np.asarray(s), bool(a), self.share)
             xs.append(f[keep])
             ys.append(y)
@@ -89,5 +92,6 @@ class PseudoStage(nn.Module):
         if not self.fitted:
             return scores
         mu_h, sd_h, mu_s, sd_s = self.scale[:4]
-        s = (logit(scores.float()) - mu_h) / sd_h + self.weight * (self.stage_logit(x) - mu_s) / sd_s
+        stage = self.stage_logit(take_span(x, self.span))
+        s = (logit(scores.float()) - mu_h) / sd_h + self.weight * (stage - mu_s) / sd_s
         return squashed_score(s)

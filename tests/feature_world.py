@@ -22,13 +22,18 @@ from vadpipe.recipe import Recipe
 
 def make_store(folder: Path, n_anomalous: int = 12, n_normal: int = 12, dim: int = 32, crops: int = 1,
                t_range=(20, 60), seed: int = 0, world_seed: int = 123, signal: float = 1.5,
-               snippet_len: int = 16) -> Dict[str, VideoGT]:
+               snippet_len: int = 16, mid_dim: int = 0) -> Dict[str, VideoGT]:
+    """``mid_dim`` > 0: stored with layers ("mid", mid_dim) then ("last", dim), as ``extract --layers``
+    stores them; the event is planted in "last" only, "mid" is noise of its own."""
     folder = Path(folder)
     rng = np.random.default_rng(seed)
+    mid_rng = np.random.default_rng([seed, 1])          # "last" stays the store a plain call makes
     u = np.abs(np.random.default_rng(world_seed).normal(size=dim))
     u /= np.linalg.norm(u) / np.sqrt(dim)               # unit-ish per dimension
-    recipe = Recipe(backbone="synthetic", weights_sha256=None, feature_dim=dim,
-                    crop="ten" if crops == 10 else "center", snippet_len=snippet_len, stride=snippet_len)
+    layers = (("mid", mid_dim), ("last", dim)) if mid_dim else ()
+    recipe = Recipe(backbone="synthetic", weights_sha256=None, feature_dim=mid_dim + dim,
+                    crop="ten" if crops == 10 else "center", snippet_len=snippet_len, stride=snippet_len,
+                    layers=layers)
     store = FeatureStore(folder)
     store.write_recipe(recipe)
     gts = {}
@@ -44,6 +49,8 @@ def make_store(folder: Path, n_anomalous: int = 12, n_normal: int = 12, dim: int
             start = int(rng.integers(0, t - length + 1))
             x[start:start + length] += signal * u[None, None, :]
             intervals = [(start * snippet_len, min((start + length) * snippet_len, frames))]
+        if mid_dim:
+            x = np.concatenate([mid_rng.normal(size=(t, crops, mid_dim)), x], axis=2)
         name = vid.replace("/", "__") + ".npy"
         atomic.save_npy(folder / name, x.astype(np.float32))
         store.append(ManifestRecord(id=vid, path=f"videos/{vid}.mp4", label=int(anomalous),

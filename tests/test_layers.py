@@ -1,4 +1,5 @@
-"""Stored network layers (``vadpipe extract --layers``): the recipe and the encoder."""
+"""Stored network layers (``vadpipe extract --layers``): the recipe, the encoder, and a head whose
+normal statistics see a mid-level layer while the classifier trains on the last one."""
 from __future__ import annotations
 
 import numpy as np
@@ -68,3 +69,110 @@ def test_extract_cli_stores_the_layers_and_refuses_bad_ones_in_one_line(tmp_path
     bad = CliRunner().invoke(main, args + ["--out", str(tmp_path / "g"), "--layers", "Mixed_4z"])
     assert bad.exit_code != 0 and "--layers 'Mixed_4z'" in bad.output and "Traceback" not in bad.output
 
+
+def _small_default(features, **model):
+    from vadpipe.config import preset
+
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    for k, v in model.items():
+        setattr(cfg.model, k, v)
+    t = cfg.train
+    t.features, t.device, t.eval_every, t.log_every, t.epochs, t.iterations = str(features), "cpu", 20, 5, 0, 12
+    return cfg
+
+
+def test_head_reads_the_last_stored_layer_and_normal_statistics_the_named_one(tmp_path):
+    from feature_world import make_store
+    from vadpipe.checkpoint import head_scores, load_checkpoint, read_checkpoint
+    from vadpipe.train import train
+
+    make_store(tmp_path / "f", 6, 6, dim=32, seed=0, t_range=(8, 16), mid_dim=16)
+    lines = []
+    run = train(_small_default(tmp_path / "f", normal_layer="mid", pseudo_weight=1.0), out=tmp_path / "run",
+                progress=False, log=lines.append).run_dir
+    saved = read_checkpoint(run, "last")["model_config"]          # torch.load(weights_only=True) inside
+    assert tuple(saved["head_span"]) == (16, 48) and tuple(saved["normal_span"]) == (0, 16)
+    assert any("the head reads last, the normal statistics mid" in line for line in lines)
+    model, _ = load_checkpoint(run / "last.pt", torch.device("cpu"))
+    model.eval()
+    x = torch.rand(1, 10, 48)
+    other_mid, other_last = x.clone(), x.clone()
+    other_mid[..., :16] += 3.0
+    other_last[..., 16:] += 3.0
+    with torch.no_grad():
+        assert torch.equal(model(x).scores, model(other_mid).scores)               # the head never sees mid
+        assert not torch.equal(model(x).scores, model(other_last).scores)
+        stats = model.normal_stats
+        assert stats.fitted and stats.mean.shape == (16,)
+        assert torch.equal(stats.distance(x), stats.distance(other_last))          # the distance sees mid only
+        assert not torch.equal(stats.distance(x), stats.distance(other_mid))
+        assert model.pseudo_stage.fitted and model.pseudo_stage.coef.shape == (32,)   # the head's layer
+        assert head_scores(model, x).shape == (1, 10)
+
+
+def test_normal_layer_falls_back_to_the_head_features_when_not_stored(tmp_path):
+    from feature_world import make_store
+    from vadpipe.checkpoint import read_checkpoint
+    from vadpipe.train import train
+
+    make_store(tmp_path / "plain", 6, 6, dim=32, seed=0, t_range=(8, 16))
+    make_store(tmp_path / "layered", 6, 6, dim=32, seed=0, t_range=(8, 16), mid_dim=16)
+    for store, expected in (("plain", "store no layers"), ("layered", "(Mixed_4f is not stored)")):
+        lines = []
+        run = train(_small_default(tmp_path / store, normal_layer="Mixed_4f"), out=tmp_path / f"run-{store}",
+                    progress=False, log=lines.append).run_dir
+        m = read_checkpoint(run, "last")["model_config"]
+        assert any(expected in line for line in lines), lines
+        assert tuple(m["normal_span"]) == tuple(m["head_span"]) == ((0, 0) if store == "plain" else (16, 48))
+
+
+def test_a_layered_store_trains_the_very_head_its_last_layer_alone_trains(tmp_path):
+    from feature_world import make_store
+    from vadpipe.checkpoint import read_checkpoint
+    from vadpipe.train import train
+
+    make_store(tmp_path / "plain", 6, 6, dim=32, seed=0, t_range=(8, 16))
+    make_store(tmp_path / "layered", 6, 6, dim=32, seed=0, t_range=(8, 16), mid_dim=16)
+    states = [read_checkpoint(train(_small_default(tmp_path / store, normal_layer="mid"), out=tmp_path / store / "run",
+                                    progress=False, log=lambda line: None).run_dir, "last")["model"]
+              for store in ("plain", "layered")]
+    head = [k for k in states[0] if not k.startswith("normal_stats.")]
+    assert head and all(torch.equal(states[0][k], states[1][k]) for k in head)
+    assert states[0]["normal_stats.mean"].shape == (32,) and states[1]["normal_stats.mean"].shape == (16,)
+
+
+def test_score_extracts_a_clip_with_the_checkpoints_layers(tmp_path, capsys):
+    """`vadpipe score` on a video re-extracts it with the layered recipe the head was trained on; the
+    plain features of that clip are refused with the recipe difference named."""
+    from conftest import make_video
+    from vadpipe.checkpoint import Checkpoint, build_model
+    from vadpipe.config import ModelConfig
+    from vadpipe.extractors.presets import make_recipe
+    from vadpipe.score import ScoreOptions, run_score
+    from vadpipe.score_io import read_scores_csv
+
+    recipe = make_recipe("i3d-inception", "tiny", weights_sha256=None, layers=(("Mixed_4f", 832), ("Mixed_5c", 1024)),
+                         feature_dim=1856)
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=1856, heads=4, ffn_dim=64, hidden=(32, 16), normal_weight=0.5,
+                         normal_layer="Mixed_4f", head_span=(832, 1856), normal_span=(0, 832))
+    ckpt = Checkpoint.of(build_model(config), config, recipe=recipe,
+                         calibration={"normal_frame_score_quantiles": {"0.99": 0.5}})
+    ckpt.save(tmp_path / "best.pt")
+    clip = make_video(tmp_path / "clip.mp4", 40, width=96, height=72, fps=20.0)
+    assert run_score([str(clip)], checkpoint=str(tmp_path / "best.pt"), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out", progress=False)) == 0
+    frames, _, scores = read_scores_csv(tmp_path / "out" / "clip.scores.csv")
+    assert frames.tolist() == list(range(40)) and np.isfinite(scores).all()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    np.save(plain / "clip.npy", np.zeros((3, 1, 1024), np.float32))
+    from vadpipe.recipe import save_recipe
+
+    save_recipe(plain, make_recipe("i3d-inception", "tiny", weights_sha256=None))
+    capsys.readouterr()
+    assert run_score([str(plain / "clip.npy")], checkpoint=str(tmp_path / "best.pt"), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out2", progress=False)) != 0
+    error = capsys.readouterr().err
+    assert "different feature recipes" in error and "layers: [['Mixed_4f', 832], ['Mixed_5c', 1024]] vs None" in error

@@ -96,12 +96,15 @@ def build_model(model_config: Any) -> nn.Module:
     from .models import create_head
 
     m = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
-    if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
-        raise ConfigError(f"model.heads = {m.heads} does not divide feature_dim = {m.feature_dim}")
+    if m.name == "ltgs" and m.use_lt and m.head_dim % m.heads:
+        raise ConfigError(f"model.heads = {m.heads} does not divide the head's D = {m.head_dim}")
     try:
-        heads = [create_head(m.name, **config_to_dict(m)) for _ in range(m.members)]
+        heads = [create_head(m.name, **{**config_to_dict(m), "feature_dim": m.head_dim}) for _ in range(m.members)]
     except KeyError as exc:
         raise ConfigError(f"model.name: {exc.args[0]}") from None
+    if m.head_span != (0, 0):
+        for head in heads:      # each head cuts its own layer out of the stored features, wherever it is called
+            head.register_forward_pre_hook(_input_span(tuple(m.head_span)))
     if len(heads) > 1:
         from .models.ensemble import MeanOfLogits
 
@@ -113,13 +116,22 @@ def build_model(model_config: Any) -> nn.Module:
         from .models.normal_stats import NormalStats
 
         for owner in heads if m.bagging else [model]:   # bagged: each member's own, from its own normals
-            owner.normal_stats = NormalStats(m.feature_dim, m.normal_weight, m.normal_shrinkage, m.normal_features,
-                                             m.normal_context, m.normal_rank)
+            owner.normal_stats = NormalStats(m.normal_dim, m.normal_weight, m.normal_shrinkage, m.normal_features,
+                                             m.normal_context, m.normal_rank, tuple(m.normal_span))
     if m.pseudo_weight > 0:     # buffers only, fitted after training as well
         from .models.pseudo_stage import PseudoStage
 
-        model.pseudo_stage = PseudoStage(m.feature_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c)
+        model.pseudo_stage = PseudoStage(m.head_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c, tuple(m.head_span))
     return model
+
+
+def _input_span(span: Tuple[int, int]):
+    """A forward pre-hook that hands a head only ``span`` of its input's last axis."""
+    from .models.normal_stats import take_span
+
+    def cut(module: nn.Module, args: tuple) -> tuple:
+        return (take_span(args[0], span),) + tuple(args[1:])
+    return cut
 
 
 def head_scores(model: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -86,6 +86,10 @@ class ModelConfig:
                                        # features, blind to a change of the whole vector's magnitude)
     normal_context: int = 1            # K > 1 (odd): that distance sees each segment with its K-1 neighbours,
     normal_rank: int = 256             # each projected on this many principal directions of the normals
+    normal_layer: str = ""             # features stored with layers (vadpipe extract --layers): the layer that
+                                       # distance sees ("" or a layer not stored: the head's, the last stored)
+    head_span: Tuple[int, int] = (0, 0)     # set by training from the features' layers: where the head's and
+    normal_span: Tuple[int, int] = (0, 0)   # the normal statistics' inputs lie in D ((0, 0): all of D)
     members: int = 1                   # N > 1: N heads trained side by side (own init, own batches), their
                                        # logits averaged (models/ensemble.py)
     bagging: bool = False              # with members: each member holds out its own normal videos (a share
@@ -94,6 +98,20 @@ class ModelConfig:
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
+
+    @property
+    def head_dim(self) -> int:
+        """The D the head itself sees: its span's width, or all of ``feature_dim``."""
+        return span_width(self.head_span) or self.feature_dim
+
+    @property
+    def normal_dim(self) -> int:
+        return span_width(self.normal_span) or self.feature_dim
+
+
+def span_width(span: Tuple[int, int]) -> int:
+    """Width of a (start, stop) slice of the features; 0 for (0, 0), "all of them"."""
+    return span[1] - span[0]
 
 
 @dataclass
@@ -467,8 +485,11 @@ def validate(cfg: Config) -> None:
     for name, value in positive:
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if m.name == "ltgs" and m.use_lt and m.feature_dim % m.heads:
-        raise ConfigError(f"model.heads = {m.heads} does not divide model.feature_dim = {m.feature_dim}")
+    if m.name == "ltgs" and m.use_lt and m.head_dim % m.heads:
+        raise ConfigError(f"model.heads = {m.heads} does not divide the head's D = {m.head_dim}")
+    for name, (start, stop) in (("model.head_span", m.head_span), ("model.normal_span", m.normal_span)):
+        if (start, stop) != (0, 0) and not 0 <= start < stop <= m.feature_dim:
+            raise ConfigError(f"{name} = ({start}, {stop}) does not lie within the features' D = {m.feature_dim}")
     if t.holdout not in ("both", "normal"):
         raise ConfigError(f"train.holdout must be 'both' or 'normal', got {t.holdout!r}")
     if t.select not in ("best", "last"):

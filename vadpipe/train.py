@@ -164,6 +164,27 @@ def resolve_crop_rules(cfg: Config, recipe) -> None:
         cfg.model.crop_reduce = "max" if regions else "mean"
 
 
+def resolve_layer_spans(cfg: Config, recipe, log: Callable[[str], None]) -> None:
+    """Where the head and its normal statistics read features stored with layers (``vadpipe extract
+    --layers``): the head the last stored layer, the statistics ``model.normal_layer`` when stored (else
+    the head's). Features of one layer leave both at (0, 0), all of D. The spans are what the run records."""
+    m = cfg.model
+    spans = recipe.layer_spans if recipe is not None else {}
+    if not spans:
+        m.head_span = m.normal_span = (0, 0)
+        if m.normal_layer and m.normal_weight > 0:
+            log(f"model.normal_layer {m.normal_layer}: the features store no layers (vadpipe extract --layers); "
+                "the normal statistics see the head's features")
+        return
+    last = list(spans)[-1]
+    m.head_span = spans[last]            # the last listed layer (Mixed_5c of Mixed_4f,Mixed_5c) trains the head
+    seen = m.normal_layer if m.normal_layer in spans else last
+    m.normal_span = spans[seen]
+    if m.normal_weight > 0:
+        missing = f" ({m.normal_layer} is not stored)" if m.normal_layer and seen != m.normal_layer else ""
+        log(f"features store layers {', '.join(spans)}: the head reads {last}, the normal statistics {seen}{missing}")
+
+
 def max_over_crops(scores: torch.Tensor, features: Optional[torch.Tensor], mask: Optional[torch.Tensor],
                    group: int):
     """Rows (N*G, T) → (N, T): each segment's score is its best crop's, with that crop's representation."""
@@ -218,6 +239,7 @@ class _Trainer:
                 self.log(f"model.feature_dim {cfg.model.feature_dim} replaced by the features' D = {dim}")
             cfg.model.feature_dim = dim
         resolve_crop_rules(cfg, self.data.recipe)
+        resolve_layer_spans(cfg, self.data.recipe, self.log)
         validate(cfg)
         self.crops = crops
         train_videos = [self.data.videos[i] for i in self.train_idx]

@@ -68,6 +68,7 @@ def log(msg: str) -> None:
 
 # --- benchmarks -----------------------------------------------------------------------------
 REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one global vector)
+LAYERS = ""       # --layers: video benchmarks store these network endpoints side by side ("" = the backbone's own)
 PED1_SHORT_SIDE = 316   # --ped1-short-side: 2x Ped1's native 158 (its pedestrians are ~20 px tall natively)
 DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's own (180, the world's native)
 LONG_CLIPS = 8          # --long-clips: Ped1 clips (13 segments each) per video of ped1-long
@@ -77,16 +78,21 @@ def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int])
     from vadpipe.extract import extract_folder
 
     summary, _ = extract_folder(root, out, backbone="i3d-inception", preset=preset, short_side=short_side,
-                                regions=REGIONS, progress=False, log=log)
+                                regions=REGIONS, layers=LAYERS, progress=False, log=log)
     if summary.failed:
         raise SystemExit(f"{root}: {summary.failed} video(s) failed to extract")
+
+
+def variant_suffix() -> str:
+    """The cache folder's mark of --regions and --layers (none for the plain features)."""
+    return (f"-r{REGIONS}" if REGIONS else "") + (f"-L{LAYERS.replace(',', '+')}" if LAYERS else "")
 
 
 def ped1_bench(cache: Path) -> Optional[Bench]:
     if not (PED1 / "videos").is_dir():
         log(f"ped1: skipped (no UCSD Ped1 at {PED1}; see ../shared/data/ucsd-ped1/README.md)")
         return None
-    feats = cache / (f"ped1-inception-frame{PED1_SHORT_SIDE}" + (f"-r{REGIONS}" if REGIONS else ""))
+    feats = cache / (f"ped1-inception-frame{PED1_SHORT_SIDE}" + variant_suffix())
     for split in ("train", "test"):
         extract_split(PED1 / "videos" / split, feats / split, "frame", PED1_SHORT_SIDE)
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
@@ -149,8 +155,7 @@ def demo_bench(cache: Path) -> Bench:
     root = cache / "demo-small-seed0"
     world = generate_world(root / "world", synth_config(spec["world"], seed=0), progress=False)
     side = DEMO_SHORT_SIDE or spec["short_side"]
-    feats = root / ("features" + (f"-s{side}" if side != spec["short_side"] else "")
-                    + (f"-r{REGIONS}" if REGIONS else ""))
+    feats = root / ("features" + (f"-s{side}" if side != spec["short_side"] else "") + variant_suffix())
     for split in ("train", "test"):
         extract_split(root / "world" / split, feats / split, spec["features"], side)
     return Bench("demo", str(feats / "train"), str(feats / "test"), str(world.paths["test_gt"]))
@@ -277,7 +282,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
+    global REGIONS, LAYERS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -290,6 +295,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--regions", default="", metavar="RxC",
                     help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
+    ap.add_argument("--layers", default="", metavar="A,B",
+                    help="video benchmarks: store these endpoints side by side (vadpipe extract --layers), "
+                    "e.g. Mixed_4f,Mixed_5c")
     ap.add_argument("--ped1-short-side", type=int, default=PED1_SHORT_SIDE,
                     help="ped1: resize frames to this short side (316 = 2x native, the default; 158 = native)")
     ap.add_argument("--demo-short-side", type=int, default=DEMO_SHORT_SIDE,
@@ -306,7 +314,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    REGIONS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = args.regions, args.ped1_short_side, args.demo_short_side
+    REGIONS, LAYERS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (args.regions, args.layers, args.ped1_short_side,
+                                                         args.demo_short_side)
     LONG_CLIPS = args.long_clips
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)

@@ -78,7 +78,8 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int) -> 
 
     normal = [v for v in training_split(run, bench) if v.label == 0]
     old = model.normal_stats
-    model.normal_stats = NormalStats(ckpt.model_config.feature_dim, old.weight, old.shrinkage, form, context, rank)
+    m = ckpt.model_config          # on layered features: the same layer the run's statistics read
+    model.normal_stats = NormalStats(m.normal_dim, old.weight, old.shrinkage, form, context, rank, tuple(m.normal_span))
     fit_normal_stats(model, normal, ckpt.train_config.seed if ckpt.train_config else 0, torch.device("cpu"),
                      log=lambda msg: None)
     model.eval()
@@ -92,7 +93,7 @@ def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
     from vadpipe.models.pseudo_stage import PseudoStage
 
     m = ckpt.model_config
-    model.pseudo_stage = PseudoStage(m.feature_dim, weight, m.pseudo_share, m.pseudo_c)
+    model.pseudo_stage = PseudoStage(m.head_dim, weight, m.pseudo_share, m.pseudo_c, tuple(m.head_span))
     fit_pseudo_stage(model, training_split(run, bench), ckpt.train_config.seed if ckpt.train_config else 0,
                      torch.device("cpu"), log=print)
     model.eval()
@@ -124,6 +125,8 @@ def main() -> None:
                                                           str(Path.home() / ".cache" / "vadpipe" / "bench")))
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE,
                         help="ped1: the features' short side, as tools/bench_accuracy.py --ped1-short-side")
+    parser.add_argument("--layers", default="", metavar="A,B",
+                        help="the features' stored layers, as tools/bench_accuracy.py --layers")
     args = parser.parse_args()
     if any(w < 1 or w % 2 == 0 for w in args.smooth_windows or []):
         raise SystemExit("--smooth-windows: odd positive windows (a centred moving average)")
@@ -131,7 +134,7 @@ def main() -> None:
         raise SystemExit("--smooth-shares: shares in [0, 1)")
     if any(k < 1 or k % 2 == 0 for k in args.normal_contexts or []):
         raise SystemExit("--normal-contexts: odd positive contexts (centred windows of segments)")
-    bench_accuracy.PED1_SHORT_SIDE = args.ped1_short_side
+    bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.LAYERS = args.ped1_short_side, args.layers
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
 

@@ -66,6 +66,8 @@ def test_extract_cli_stores_the_layers_and_refuses_bad_ones_in_one_line(tmp_path
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "f" / "Fighting__a.npy").shape == (2, 1, 1856)
     assert load_recipe(tmp_path / "f").layer_spans == {"Mixed_4f": (0, 832), "Mixed_5c": (832, 1856)}
+    listed = CliRunner().invoke(main, ["features", "export-list", str(tmp_path / "f"), "-o", str(tmp_path / "f.list")])
+    assert listed.exit_code == 0 and "reads all of them side by side" in listed.stderr
     bad = CliRunner().invoke(main, args + ["--out", str(tmp_path / "g"), "--layers", "Mixed_4z"])
     assert bad.exit_code != 0 and "--layers 'Mixed_4z'" in bad.output and "Traceback" not in bad.output
 

@@ -310,6 +310,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.long_clips < 2:
         ap.error("--long-clips: a long video strings at least 2 clips")
+    if args.layers and "ped1-long" in args.bench:
+        ap.error("--layers with ped1-long: its list files carry no recipe, so training could not find the layers")
     import torch
 
     if args.threads:

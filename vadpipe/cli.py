@@ -167,6 +167,14 @@ def features_export_list(folder, out, subset, relative):
         click.echo(f"left out {result.unlabeled} videos without a label", err=True)
     if result.missing:
         click.echo(f"{len(result.missing)} names of {subset} not found (first: {result.missing[0]!r})", err=True)
+    from .features import FeatureStore
+
+    recipe = FeatureStore(folder).recipe()
+    layers = recipe.layers if recipe is not None else ()
+    if layers:      # a list carries no recipe: what it loses here decides what a head trains on
+        click.echo(f"note: these features store layers {', '.join(n for n, _ in layers)}; a list carries no "
+                   "recipe, so a head trained on it reads all of them side by side (train on the folder to "
+                   "keep them apart)", err=True)
 
 
 @features.command("import")

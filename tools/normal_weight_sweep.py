@@ -74,12 +74,13 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int) -> 
     import torch
 
     from vadpipe.calibration import fit_normal_stats
-    from vadpipe.models.normal_stats import NormalStats
+    from vadpipe.checkpoint import normal_stats_of
 
     normal = [v for v in training_split(run, bench) if v.label == 0]
     old = model.normal_stats
-    m = ckpt.model_config          # on layered features: the same layer the run's statistics read
-    model.normal_stats = NormalStats(m.normal_dim, old.weight, old.shrinkage, form, context, rank, tuple(m.normal_span))
+    model.normal_stats = normal_stats_of(dataclasses.replace(ckpt.model_config, normal_weight=old.weight,
+                                                             normal_shrinkage=old.shrinkage, normal_features=form,
+                                                             normal_context=context, normal_rank=rank))
     fit_normal_stats(model, normal, ckpt.train_config.seed if ckpt.train_config else 0, torch.device("cpu"),
                      log=lambda msg: None)
     model.eval()
@@ -90,10 +91,9 @@ def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
     import torch
 
     from vadpipe.calibration import fit_pseudo_stage
-    from vadpipe.models.pseudo_stage import PseudoStage
+    from vadpipe.checkpoint import pseudo_stage_of
 
-    m = ckpt.model_config
-    model.pseudo_stage = PseudoStage(m.head_dim, weight, m.pseudo_share, m.pseudo_c, tuple(m.head_span))
+    model.pseudo_stage = pseudo_stage_of(dataclasses.replace(ckpt.model_config, pseudo_weight=weight))
     fit_pseudo_stage(model, training_split(run, bench), ckpt.train_config.seed if ckpt.train_config else 0,
                      torch.device("cpu"), log=print)
     model.eval()

@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from . import atomic
-from .config import ModelConfig, TrainConfig, config_to_dict, model_config_from_dict, train_config_from_dict
+from .config import (ModelConfig, TrainConfig, check_head_width, config_to_dict, model_config_from_dict,
+                     train_config_from_dict)
 from .errors import CheckpointError, ConfigError, RecipeMismatchError
 from .features import as_snippet_crops
 from .recipe import Recipe
@@ -96,8 +97,7 @@ def build_model(model_config: Any) -> nn.Module:
     from .models import create_head
 
     m = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
-    if m.name == "ltgs" and m.use_lt and m.head_dim % m.heads:
-        raise ConfigError(f"model.heads = {m.heads} does not divide the head's D = {m.head_dim}")
+    check_head_width(m)
     try:
         heads = [create_head(m.name, **{**config_to_dict(m), "feature_dim": m.head_dim}) for _ in range(m.members)]
     except KeyError as exc:
@@ -113,16 +113,26 @@ def build_model(model_config: Any) -> nn.Module:
         model = heads[0]
     model.scoring_rule = ScoringRule(m.crop_reduce, m.smooth_window, m.frame_scores, m.smooth_share)   # read by score_features
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
-        from .models.normal_stats import NormalStats
-
         for owner in heads if m.bagging else [model]:   # bagged: each member's own, from its own normals
-            owner.normal_stats = NormalStats(m.normal_dim, m.normal_weight, m.normal_shrinkage, m.normal_features,
-                                             m.normal_context, m.normal_rank, tuple(m.normal_span))
+            owner.normal_stats = normal_stats_of(m)
     if m.pseudo_weight > 0:     # buffers only, fitted after training as well
-        from .models.pseudo_stage import PseudoStage
-
-        model.pseudo_stage = PseudoStage(m.head_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c, tuple(m.head_span))
+        model.pseudo_stage = pseudo_stage_of(m)
     return model
+
+
+def normal_stats_of(m: ModelConfig) -> nn.Module:
+    """The (unfitted) normal statistics ``m`` describes, on the layer its ``normal_span`` holds."""
+    from .models.normal_stats import NormalStats
+
+    return NormalStats(m.normal_dim, m.normal_weight, m.normal_shrinkage, m.normal_features, m.normal_context,
+                       m.normal_rank, m.normal_span)
+
+
+def pseudo_stage_of(m: ModelConfig) -> nn.Module:
+    """The (unfitted) pseudo-label stage ``m`` describes, on the head's own layer."""
+    from .models.pseudo_stage import PseudoStage
+
+    return PseudoStage(m.head_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c, m.head_span)
 
 
 def _input_span(span: Tuple[int, int]):

@@ -109,6 +109,12 @@ class ModelConfig:
         return span_width(self.normal_span) or self.feature_dim
 
 
+def check_head_width(m: ModelConfig) -> None:
+    """LTGS's attention heads split the D its head sees: refused in one line when they cannot."""
+    if m.name == "ltgs" and m.use_lt and m.head_dim % m.heads:
+        raise ConfigError(f"model.heads = {m.heads} does not divide the head's D = {m.head_dim}")
+
+
 def span_width(span: Tuple[int, int]) -> int:
     """Width of a (start, stop) slice of the features; 0 for (0, 0), "all of them"."""
     return span[1] - span[0]
@@ -485,8 +491,7 @@ def validate(cfg: Config) -> None:
     for name, value in positive:
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if m.name == "ltgs" and m.use_lt and m.head_dim % m.heads:
-        raise ConfigError(f"model.heads = {m.heads} does not divide the head's D = {m.head_dim}")
+    check_head_width(m)
     for name, (start, stop) in (("model.head_span", m.head_span), ("model.normal_span", m.normal_span)):
         if (start, stop) != (0, 0) and not 0 <= start < stop <= m.feature_dim:
             raise ConfigError(f"{name} = ({start}, {stop}) does not lie within the features' D = {m.feature_dim}")

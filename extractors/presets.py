@@ -61,5 +61,6 @@ def _check(recipe: Recipe, min_frames: int) -> None:
     if recipe.snippet_len < min_frames:
         raise ConfigError(f"{recipe.backbone} needs snippets of at least {min_frames} frames, "
                           f"got {recipe.snippet_len}")
-    if recipe.stride < 1:
-        raise ConfigError(f"snippet stride must be >= 1, got {recipe.stride}")
+    if not 1 <= recipe.stride <= recipe.snippet_len:
+        raise ConfigError(f"snippet stride must lie in 1..{recipe.snippet_len} (the snippet length), got "
+                          f"{recipe.stride}: a longer stride leaves frames that no snippet sees")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from vadpipe.errors import VideoDecodeError
+from vadpipe.features import expected_snippets
 from vadpipe.video import VideoReader, find_videos, frame_times, probe, short_side_size, write_video
 from vadpipe.video_checks import clockwise_rotation, damage_reason, frame_index_to_time, upright, variable_rate
 
@@ -60,6 +61,25 @@ def test_overlapping_stride(video_factory):
     path = video_factory(frames=37)
     snippets = list(VideoReader(path).snippets(16, 8))
     assert [(s.start_frame, s.valid) for s in snippets] == [(0, 16), (8, 16), (16, 16), (24, 13)]
+    assert expected_snippets(37, 16, 8) == len(snippets)
+
+
+class _Frames:
+    """Stands in for a VideoReader: ``snippets`` only reads ``frames()``."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def frames(self):
+        return (np.full((2, 2, 3), i, dtype=np.uint8) for i in range(self.n))
+
+
+def test_expected_snippets_follows_the_readers_rule_at_every_stride():
+    for length in (8, 16):
+        for stride in range(1, length + 1):
+            for n in range(1, 3 * length + 2):
+                got = sum(1 for _ in VideoReader.snippets(_Frames(n), length, stride))
+                assert expected_snippets(n, length, stride) == got, (n, length, stride)
 
 
 def test_fps_resampling(video_factory):

@@ -69,6 +69,7 @@ def log(msg: str) -> None:
 # --- benchmarks -----------------------------------------------------------------------------
 REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one global vector)
 LAYERS = ""       # --layers: video benchmarks store these network endpoints side by side ("" = the backbone's own)
+STRIDE: Optional[int] = None   # --stride: video benchmarks start a snippet every N frames (None = the snippet length)
 PED1_SHORT_SIDE = 316   # --ped1-short-side: 2x Ped1's native 158 (its pedestrians are ~20 px tall natively)
 DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's own (180, the world's native)
 LONG_CLIPS = 8          # --long-clips: Ped1 clips (13 segments each) per video of ped1-long
@@ -78,14 +79,15 @@ def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int])
     from vadpipe.extract import extract_folder
 
     summary, _ = extract_folder(root, out, backbone="i3d-inception", preset=preset, short_side=short_side,
-                                regions=REGIONS, layers=LAYERS, progress=False, log=log)
+                                regions=REGIONS, layers=LAYERS, stride=STRIDE, progress=False, log=log)
     if summary.failed:
         raise SystemExit(f"{root}: {summary.failed} video(s) failed to extract")
 
 
 def variant_suffix() -> str:
-    """The cache folder's mark of --regions and --layers (none for the plain features)."""
-    return (f"-r{REGIONS}" if REGIONS else "") + (f"-L{LAYERS.replace(',', '+')}" if LAYERS else "")
+    """The cache folder's mark of --regions, --layers and --stride (none for the plain features)."""
+    return ((f"-r{REGIONS}" if REGIONS else "") + (f"-L{LAYERS.replace(',', '+')}" if LAYERS else "")
+            + (f"-s{STRIDE}" if STRIDE else ""))
 
 
 def ped1_bench(cache: Path) -> Optional[Bench]:
@@ -282,7 +284,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, LAYERS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
+    global REGIONS, LAYERS, STRIDE, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -298,6 +300,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--layers", default="", metavar="A,B",
                     help="video benchmarks: store these endpoints side by side (vadpipe extract --layers), "
                     "e.g. Mixed_4f,Mixed_5c")
+    ap.add_argument("--stride", type=int, default=None,
+                    help="video benchmarks: a snippet every N frames (vadpipe extract --stride; 8 = half-overlapping)")
     ap.add_argument("--ped1-short-side", type=int, default=PED1_SHORT_SIDE,
                     help="ped1: resize frames to this short side (316 = 2x native, the default; 158 = native)")
     ap.add_argument("--demo-short-side", type=int, default=DEMO_SHORT_SIDE,
@@ -310,14 +314,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.long_clips < 2:
         ap.error("--long-clips: a long video strings at least 2 clips")
-    if args.layers and "ped1-long" in args.bench:
-        ap.error("--layers with ped1-long: its list files carry no recipe, so training could not find the layers")
+    if (args.layers or args.stride) and "ped1-long" in args.bench:
+        ap.error("--layers or --stride with ped1-long: its list files carry no recipe, so training could not find "
+                 "the layers or the snippet step")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    REGIONS, LAYERS, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (args.regions, args.layers, args.ped1_short_side,
-                                                         args.demo_short_side)
+    REGIONS, LAYERS, STRIDE, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (
+        args.regions, args.layers, args.stride, args.ped1_short_side, args.demo_short_side)
     LONG_CLIPS = args.long_clips
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)

@@ -83,6 +83,9 @@ def backbones(as_json):
               "tiny (112 crop, tests).")
 @click.option("--short-side", default=None, type=click.IntRange(min=16),
               help="Resize frames to this short side instead of the preset's (recorded in the recipe).")
+@click.option("--stride", default=None, type=click.IntRange(min=1),
+              help="Start a snippet every N frames instead of every snippet length (16): N < 16 overlaps them, "
+              "for finer steps in time at 16/N times the compute (recorded in the recipe).")
 @click.option("--regions", default="", metavar="RxC",
               help="Store an R x C grid of region vectors per snippet (the backbone's last map pooled per "
               "region) instead of one global vector: for fixed cameras whose events fill part of the view.")
@@ -117,7 +120,7 @@ def backbones(as_json):
               "status 'damaged'; without it they are 'failed' and get no features.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
-def extract(root, out, backbone, preset, short_side, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
+def extract(root, out, backbone, preset, short_side, stride, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
             device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     from .video import check_readable
@@ -134,7 +137,7 @@ def extract(root, out, backbone, preset, short_side, regions, layers, weights, f
         root, out, backbone=backbone, preset=preset, weights=weights, fps=fps, batch_size=batch_size,
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=clips_per_forward,
-        short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers,
+        short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers, stride=stride,
         log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:

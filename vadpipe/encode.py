@@ -309,9 +309,11 @@ def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch
 
 def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
                  compute_dtype: str = "auto", device: torch.device | str = "cpu",
-                 short_side: Optional[int] = None, regions: str = "", layers: str = "") -> Recipe:
+                 short_side: Optional[int] = None, regions: str = "", layers: str = "",
+                 stride: Optional[int] = None) -> Recipe:
     """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
-    (``short_side`` replaces the preset's resize; it must stay >= its crop; ``regions`` "RxC" stores a
+    (``short_side`` replaces the preset's resize; it must stay >= its crop; ``stride`` starts a snippet
+    every that many frames instead of every snippet length, overlapping when shorter; ``regions`` "RxC" stores a
     grid of region vectors per snippet instead of one; ``layers`` "A,B" the means of those endpoints
     side by side instead of the backbone's own features).
 
@@ -333,6 +335,8 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
             raise ConfigError(f"--fps {fps!r}: expected 'native' or a positive number") from None
         fps = f"{float(fps):g}"
     sizes = {} if short_side is None else {"resize_short_side": int(short_side)}
+    if stride is not None:
+        sizes["stride"] = int(stride)
     if regions:
         from .recipe import parse_regions
 

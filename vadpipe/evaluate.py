@@ -309,7 +309,8 @@ def load_gt_for(score_set: ScoreSet, gt: str | Path, gt_format: str = "auto",
     order = list(score_set.scores)
     return load_ground_truth(gt, gt_format, ucf_convention, order=order,
                              snippets=[score_set.scores[i].size for i in order],
-                             frames=[score_set.frames.get(i) for i in order], snippet_len=score_set.snippet_len)
+                             frames=[score_set.frames.get(i) for i in order], snippet_len=score_set.snippet_len,
+                             stride=score_set.stride)
 
 
 def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: float = 0.5,

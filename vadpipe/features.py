@@ -305,9 +305,17 @@ def as_snippet_crops(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def expected_snippets(frames: int, snippet_len: int = 16) -> int:
-    """T for non-overlapping snippets: the padded tail is kept, so T = ceil(frames / snippet_len)."""
-    return math.ceil(frames / snippet_len) if frames > 0 else 0
+def expected_snippets(frames: int, snippet_len: int = 16, stride: Optional[int] = None) -> int:
+    """T of a video of ``frames`` frames, by the reader's rule (``VideoReader.snippets``): a snippet
+    every ``stride`` frames while one fits whole, then one padded partial snippet if frames remain
+    uncovered. Non-overlapping (stride = length): T = ceil(frames / snippet_len)."""
+    stride = stride or snippet_len
+    if frames <= 0:
+        return 0
+    if frames <= snippet_len:
+        return 1
+    whole = (frames - snippet_len) // stride + 1
+    return whole + (frames > (whole - 1) * stride + snippet_len)
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -443,8 +451,8 @@ class FeatureStore:
         """True when ``record`` is an ok result of ``recipe`` whose file exists with the right shape."""
         if record is None or not record.ok or record.recipe_id != recipe.recipe_id or not record.file:
             return False
-        if (record.frames is not None and recipe.stride == recipe.snippet_len
-                and record.T != expected_snippets(record.frames, recipe.snippet_len)):
+        if (record.frames is not None
+                and record.T != expected_snippets(record.frames, recipe.snippet_len, recipe.stride)):
             return False
         try:
             shape = np.load(self.resolve(record.file), mmap_mode="r", allow_pickle=False).shape

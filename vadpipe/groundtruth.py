@@ -164,18 +164,22 @@ def read_frame_masks(folder: str | Path) -> Dict[str, VideoGT]:
 
 def split_concat_gt(gt: np.ndarray, ids: Sequence[str], snippets: Sequence[int],
                     frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16,
-                    origin: str = "gt") -> Dict[str, VideoGT]:
-    """Per-video masks from a concatenated gt in list order, split by T·16 (or by frame counts)."""
+                    origin: str = "gt", stride: Optional[int] = None) -> Dict[str, VideoGT]:
+    """Per-video masks from a concatenated gt in list order, split by the frames the snippets reach
+    (T·16 for the usual non-overlapping snippets) or by frame counts."""
+    from .intervals import snippet_reach
+
     gt = np.asarray(gt).reshape(-1)
-    by_snippets = [t * snippet_len for t in snippets]
+    by_snippets = [snippet_reach(t, snippet_len, stride) for t in snippets]
+    reach = f"T*{snippet_len}" if (stride or snippet_len) == snippet_len else f"(T-1)*{stride}+{snippet_len}"
     if sum(by_snippets) == gt.size:
-        lengths, how = by_snippets, f"split by T*{snippet_len} (RTFM)"
+        lengths, how = by_snippets, f"split by {reach}" + (" (RTFM)" if reach.startswith("T*") else "")
     elif frames is not None and all(f is not None for f in frames) and sum(frames) == gt.size:
         lengths, how = list(frames), "split by manifest frame counts"
     else:
         known = f", frame counts sum to {sum(frames)}" if frames is not None and all(
             f is not None for f in frames) else ""
-        raise GroundTruthError(f"{origin}: {gt.size} gt frames, but the {len(ids)} videos' T*{snippet_len} "
+        raise GroundTruthError(f"{origin}: {gt.size} gt frames, but the {len(ids)} videos' {reach} "
                                f"sum to {sum(by_snippets)}{known}; refusing to truncate or pad")
     out, pos = {}, 0
     for vid, n in zip(ids, lengths):
@@ -201,8 +205,10 @@ def detect_format(path: str | Path) -> str:
 
 def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str = "1-based-inclusive",
                       order: Optional[Sequence[str]] = None, snippets: Optional[Sequence[int]] = None,
-                      frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16) -> Dict[str, VideoGT]:
-    """{video id: VideoGT}. A concatenated gt needs ``order`` (ids in list order) and ``snippets`` (T each)."""
+                      frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16,
+                      stride: Optional[int] = None) -> Dict[str, VideoGT]:
+    """{video id: VideoGT}. A concatenated gt needs ``order`` (ids in list order) and ``snippets`` (T each,
+    of ``snippet_len`` frames every ``stride``)."""
     path = Path(path)
     if not path.exists():
         raise GroundTruthError(f"{path}: no such ground-truth file or folder")
@@ -217,7 +223,8 @@ def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str =
         if order is None or snippets is None:
             raise GroundTruthError(f"{path}: a concatenated gt needs the videos in list order "
                                    "(evaluate features or a score folder that records its order)")
-        return split_concat_gt(np.load(path, allow_pickle=False), order, snippets, frames, snippet_len, str(path))
+        return split_concat_gt(np.load(path, allow_pickle=False), order, snippets, frames, snippet_len, str(path),
+                               stride)
     raise ConfigError(f"unknown gt format {fmt!r} (auto, json, ucf, masks, concat)")
 
 

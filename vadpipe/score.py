@@ -389,6 +389,7 @@ class Scorer:
             "snippets": int(scores.snippet_scores.size),
             "recipe": None if recipe is None else {"id": recipe.recipe_id, "backbone": recipe.backbone,
                                                    "crop": recipe.crop, "fps": recipe.fps,
+                                                   "snippet_len": recipe.snippet_len, "stride": recipe.stride,
                                                    "compute_dtype": recipe.compute_dtype},
             "trained_recipe_id": None if self.trained_recipe is None else self.trained_recipe.recipe_id,
             "crops_scored": scores.crops_scored,
@@ -466,7 +467,7 @@ def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optio
                file=sys.stderr, dynamic_ncols=True)
 
     def snippet_bar(clip: ClipInput) -> "_ProgressCallback":
-        total = _expected_snippets(clip.path, scorer.snippet_len)
+        total = _expected_snippets(clip.path, scorer.snippet_len, scorer.ckpt.stride)
         return _ProgressCallback(tqdm(total=total, unit="snippet", desc=clip.name[:30], leave=False,
                                       file=sys.stderr, dynamic_ncols=True, position=1 if len(clips) > 1 else 0,
                                       disable=not options.progress or total < LONG_CLIP_SNIPPETS))
@@ -513,15 +514,17 @@ class _ProgressCallback:
         self.bar.close()
 
 
-def _expected_snippets(path: Path, snippet_len: int) -> int:
+def _expected_snippets(path: Path, snippet_len: int, stride: int) -> int:
     """Snippets a clip will give, from its container metadata (only sizes the progress bar)."""
+    from .features import expected_snippets
+
     try:
         from .video import VideoReader
 
         frames = VideoReader(path).info.frames
     except VadpipeError:
         return 0
-    return -(-frames // snippet_len) if frames else 0
+    return expected_snippets(frames or 0, snippet_len, stride)
 
 
 def _with_path(message: str, path: Path) -> str:

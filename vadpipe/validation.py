@@ -44,7 +44,8 @@ def open_validation(t: TrainConfig, data: FeatureSet, held: np.ndarray,
         order = [v.id for v in val_set.videos]
         snippets = [v.T if v.T is not None else v.raw().shape[0] for v in val_set.videos]
         val_gt = load_ground_truth(t.val_gt, order=order, snippets=snippets,
-                                   frames=[v.frames for v in val_set.videos], snippet_len=val_set.snippet_len)
+                                   frames=[v.frames for v in val_set.videos], snippet_len=val_set.snippet_len,
+                                   stride=val_set.stride)
         matched = match_ids(order, list(val_gt))
         if not matched:
             raise ConfigError(f"none of the {len(order)} validation videos has ground truth in {t.val_gt}")

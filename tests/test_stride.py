@@ -1,0 +1,82 @@
+"""Overlapping snippets (``vadpipe extract --stride N``): the recipe, the stored T, resuming, ground truth
+split by the frames the snippets reach, and scoring a clip with a head trained on such features."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from conftest import make_video
+from vadpipe.cli import main
+from vadpipe.errors import ConfigError
+from vadpipe.extractors.presets import make_recipe
+from vadpipe.features import expected_snippets
+from vadpipe.recipe import load_recipe
+
+torch.set_num_threads(1)
+
+
+def _extract_args(tmp_path, out="f"):
+    return ["extract", str(tmp_path / "videos"), "--out", str(tmp_path / out), "--backbone", "i3d-inception",
+            "--weights", "random", "--preset", "tiny", "--workers", "0", "--no-progress"]
+
+
+def test_extract_cli_overlaps_snippets_records_the_stride_and_resumes(tmp_path):
+    make_video(tmp_path / "videos" / "Fighting" / "a.mp4", 40)
+    args = _extract_args(tmp_path)
+    first = CliRunner().invoke(main, args + ["--stride", "8"])
+    assert first.exit_code == 0, first.output
+    # snippets start at 0, 8, 16, 24: the fourth reaches frame 40 exactly, so no padded tail
+    assert np.load(tmp_path / "f" / "Fighting__a.npy").shape == (4, 1, 1024) == (expected_snippets(40, 16, 8), 1, 1024)
+    recipe = load_recipe(tmp_path / "f")
+    assert recipe.stride == 8 and recipe.recipe_id != make_recipe("i3d-inception", "tiny").recipe_id
+    stamp = (tmp_path / "f" / "Fighting__a.npy").stat().st_mtime_ns
+    again = CliRunner().invoke(main, args + ["--stride", "8"])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "f" / "Fighting__a.npy").stat().st_mtime_ns == stamp    # complete: kept, not redone
+
+
+@pytest.mark.parametrize("stride", ["17", "0"])
+def test_a_stride_past_the_snippet_or_below_one_is_one_line(tmp_path, stride):
+    make_video(tmp_path / "videos" / "Fighting" / "a.mp4", 20)
+    bad = CliRunner().invoke(main, _extract_args(tmp_path) + ["--stride", stride])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert "stride" in bad.output.strip().splitlines()[-1]
+    with pytest.raises(ConfigError, match="no snippet sees"):
+        make_recipe("i3d-inception", "tiny", stride=17)
+
+
+def test_concatenated_ground_truth_splits_by_the_frames_overlapping_snippets_reach():
+    from vadpipe.groundtruth import split_concat_gt
+
+    gt = np.r_[np.zeros(40), np.ones(24)]         # video a: 4 snippets every 8 -> 40 frames; b: 2 -> 24
+    parts = split_concat_gt(gt, ["a", "b"], snippets=[4, 2], stride=8)
+    assert parts["a"].mask.sum() == 0 and parts["b"].mask.size == 24 and parts["b"].mask.all()
+    assert "(T-1)*8+16" in parts["a"].note
+    with pytest.raises(Exception, match=r"\(T-1\)\*8\+16"):
+        split_concat_gt(np.zeros(65), ["a", "b"], snippets=[4, 2], stride=8)
+
+
+def test_score_extracts_a_clip_with_the_checkpoints_stride_and_scores_every_frame(tmp_path):
+    from vadpipe.checkpoint import Checkpoint, build_model
+    from vadpipe.config import ModelConfig
+    from vadpipe.score import ScoreOptions, run_score
+    from vadpipe.score_io import read_scores_csv
+
+    recipe = make_recipe("i3d-inception", "tiny", weights_sha256=None, stride=8)
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=1024, heads=4, ffn_dim=64, hidden=(32, 16), frame_scores="hold")
+    ckpt = Checkpoint.of(build_model(config), config, recipe=recipe,
+                         calibration={"normal_frame_score_quantiles": {"0.99": 0.5}})
+    ckpt.save(tmp_path / "best.pt")
+    clip = make_video(tmp_path / "clip.mp4", 44, width=96, height=72, fps=20.0)
+    assert run_score([str(clip)], checkpoint=str(tmp_path / "best.pt"), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out", progress=False)) == 0
+    frames, _, scores = read_scores_csv(tmp_path / "out" / "clip.scores.csv")
+    assert frames.tolist() == list(range(44)) and np.isfinite(scores).all()
+    report = json.loads((tmp_path / "out" / "clip.json").read_text())
+    assert report["snippets"] == expected_snippets(44, 16, 8) == 5      # 4 whole snippets and a padded tail
+    assert (report["recipe"]["snippet_len"], report["recipe"]["stride"]) == (16, 8)

@@ -48,7 +48,7 @@ import numpy as np
 from . import atomic
 from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
-from .intervals import FRAME_MODES, snippet_reach, snippets_to_frames
+from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
 from .recipe import check_compatible
 
 SCORES_FORMAT = "vadpipe-scores/1"
@@ -80,7 +80,7 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
     elif video_frames is not None:
         n, source = video_frames, "manifest frame count"
     else:
-        n, source = reach, (f"T*{L}" if s == L else f"(T-1)*{s}+{L}") + " (no frame count known)"
+        n, source = reach, reach_rule(L, s) + " (no frame count known)"
     if video_frames is not None and n != video_frames and gt.mask is None:
         notes.append(f"manifest says {video_frames} frames")
     if video_frames is not None and gt.mask is not None and n != video_frames:

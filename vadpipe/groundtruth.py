@@ -167,11 +167,11 @@ def split_concat_gt(gt: np.ndarray, ids: Sequence[str], snippets: Sequence[int],
                     origin: str = "gt", stride: Optional[int] = None) -> Dict[str, VideoGT]:
     """Per-video masks from a concatenated gt in list order, split by the frames the snippets reach
     (T·16 for the usual non-overlapping snippets) or by frame counts."""
-    from .intervals import snippet_reach
+    from .intervals import reach_rule, snippet_reach
 
     gt = np.asarray(gt).reshape(-1)
     by_snippets = [snippet_reach(t, snippet_len, stride) for t in snippets]
-    reach = f"T*{snippet_len}" if (stride or snippet_len) == snippet_len else f"(T-1)*{stride}+{snippet_len}"
+    reach = reach_rule(snippet_len, stride)
     if sum(by_snippets) == gt.size:
         lengths, how = by_snippets, f"split by {reach}" + (" (RTFM)" if reach.startswith("T*") else "")
     elif frames is not None and all(f is not None for f in frames) and sum(frames) == gt.size:

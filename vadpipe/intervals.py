@@ -89,6 +89,12 @@ def snippet_reach(snippets: int, snippet_len: int = 16, stride: Optional[int] = 
     return (snippets - 1) * (stride or snippet_len) + snippet_len if snippets > 0 else 0
 
 
+def reach_rule(snippet_len: int = 16, stride: Optional[int] = None) -> str:
+    """``snippet_reach`` as messages spell it: ``T*16``, or ``(T-1)*8+16`` for overlapping snippets."""
+    stride = stride or snippet_len
+    return f"T*{snippet_len}" if stride == snippet_len else f"(T-1)*{stride}+{snippet_len}"
+
+
 def frame_times(num_frames: int, fps: float) -> np.ndarray:
     """Start time in seconds of each frame."""
     if fps <= 0:

@@ -22,17 +22,20 @@ from vadpipe.recipe import Recipe
 
 def make_store(folder: Path, n_anomalous: int = 12, n_normal: int = 12, dim: int = 32, crops: int = 1,
                t_range=(20, 60), seed: int = 0, world_seed: int = 123, signal: float = 1.5,
-               snippet_len: int = 16, mid_dim: int = 0) -> Dict[str, VideoGT]:
+               snippet_len: int = 16, mid_dim: int = 0, stride: int = 0) -> Dict[str, VideoGT]:
     """``mid_dim`` > 0: stored with layers ("mid", mid_dim) then ("last", dim), as ``extract --layers``
-    stores them; the event is planted in "last" only, "mid" is noise of its own."""
+    stores them; the event is planted in "last" only, "mid" is noise of its own. ``stride`` > 0: a
+    snippet every that many frames (``extract --stride``), the frames and the event's ground truth
+    those snippets span."""
     folder = Path(folder)
     rng = np.random.default_rng(seed)
     mid_rng = np.random.default_rng([seed, 1])          # "last" stays the store a plain call makes
     u = np.abs(np.random.default_rng(world_seed).normal(size=dim))
     u /= np.linalg.norm(u) / np.sqrt(dim)               # unit-ish per dimension
     layers = (("mid", mid_dim), ("last", dim)) if mid_dim else ()
+    step = stride or snippet_len
     recipe = Recipe(backbone="synthetic", weights_sha256=None, feature_dim=mid_dim + dim,
-                    crop="ten" if crops == 10 else "center", snippet_len=snippet_len, stride=snippet_len,
+                    crop="ten" if crops == 10 else "center", snippet_len=snippet_len, stride=step,
                     layers=layers)
     store = FeatureStore(folder)
     store.write_recipe(recipe)
@@ -41,14 +44,14 @@ def make_store(folder: Path, n_anomalous: int = 12, n_normal: int = 12, dim: int
         anomalous = i < n_anomalous
         vid = f"{'Fight' if anomalous else 'Normal'}/{'fight' if anomalous else 'normal'}_{seed}_{i:03d}"
         t = int(rng.integers(t_range[0], t_range[1] + 1))
-        frames = t * snippet_len - int(rng.integers(0, snippet_len))
+        frames = (t - 1) * step + snippet_len - int(rng.integers(0, step))
         x = np.abs(rng.normal(size=(t, crops, dim))) + 0.5 * np.abs(rng.normal(size=(1, 1, dim)))
         intervals = []
         if anomalous:
             length = max(2, int(t * rng.uniform(0.15, 0.35)))
             start = int(rng.integers(0, t - length + 1))
             x[start:start + length] += signal * u[None, None, :]
-            intervals = [(start * snippet_len, min((start + length) * snippet_len, frames))]
+            intervals = [(start * step, min((start + length - 1) * step + snippet_len, frames))]
         if mid_dim:
             x = np.concatenate([mid_rng.normal(size=(t, crops, mid_dim)), x], axis=2)
         name = vid.replace("/", "__") + ".npy"

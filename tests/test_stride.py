@@ -80,3 +80,27 @@ def test_score_extracts_a_clip_with_the_checkpoints_stride_and_scores_every_fram
     report = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert report["snippets"] == expected_snippets(44, 16, 8) == 5      # 4 whole snippets and a padded tail
     assert (report["recipe"]["snippet_len"], report["recipe"]["stride"]) == (16, 8)
+
+
+def test_training_validates_and_evaluates_overlapping_snippets_frame_by_frame(tmp_path):
+    """A store of stride-8 snippets trains with frame-level validation (every held-out video aligned,
+    none skipped as a mismatch), and evaluation aligns each test video exactly or by its tail."""
+    from feature_world import make_store
+    from vadpipe.config import preset
+    from vadpipe.evaluate import evaluate_run
+    from vadpipe.train import train
+
+    make_store(tmp_path / "train", 12, 12, dim=32, seed=0, signal=0.8, stride=8, t_range=(20, 60))
+    make_store(tmp_path / "test", 6, 6, dim=32, seed=1, signal=0.8, stride=8, t_range=(20, 60))
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    t = cfg.train
+    t.features, t.device, t.epochs, t.iterations, t.eval_every, t.log_every, t.lr = (
+        str(tmp_path / "train"), "cpu", 0, 100, 50, 50, 1e-3)
+    t.val_gt = str(tmp_path / "train" / "gt.json")
+    result = train(cfg, out=tmp_path / "r", progress=False)
+    assert result.best_metrics["val_metric"] == "frame_auc" and result.best_metrics["val_skipped"] == 0
+    res, _ = evaluate_run(result.run_dir, tmp_path / "test", tmp_path / "test" / "gt.json", device="cpu",
+                          progress=False)
+    assert {a.action for a in res.alignments} <= {"exact", "tail"} and len(res.alignments) == 12
+    assert res.metrics["auc"] > 0.85 and res.metrics["auc_anomalous_videos"] > 0.8, res.summary()

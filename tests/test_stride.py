@@ -104,3 +104,19 @@ def test_training_validates_and_evaluates_overlapping_snippets_frame_by_frame(tm
                           progress=False)
     assert {a.action for a in res.alignments} <= {"exact", "tail"} and len(res.alignments) == 12
     assert res.metrics["auc"] > 0.85 and res.metrics["auc_anomalous_videos"] > 0.8, res.summary()
+
+
+def test_probe_snippet_labels_follow_the_stride():
+    """tools/probe_features.py labels snippet i by frames [i*stride, i*stride + 16): an event at frames
+    20..29 of a 40-frame video marks snippets 0..2 at stride 8 (the first covers 0..15: not it)."""
+    import sys
+    from pathlib import Path
+
+    from vadpipe.groundtruth import VideoGT
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from probe_features import snippet_labels
+
+    gt = VideoGT("v", 40, [(20, 30)])
+    assert snippet_labels(gt, 4, 16, 8).tolist() == [0, 1, 1, 1]
+    assert snippet_labels(gt, 3, 16).tolist() == [0, 1, 0]          # no overlap: frames 0-15, 16-31, 32-47

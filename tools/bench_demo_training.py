@@ -46,6 +46,7 @@ def main() -> None:
     features, gt = args.demo / "features", args.demo / "world" / "test_gt.json"
     test_set = open_features(features / "test", list_anomalous="none")
     baseline = evaluate_scores(norm_scores(test_set), load_ground_truth(gt), snippet_len=test_set.snippet_len,
+                               stride=test_set.stride,
                                frames={v.id: v.frames for v in test_set.videos},
                                classes={v.id: v.cls for v in test_set.videos if v.cls is not None}).metrics
     print("overrides: " + (", ".join(args.sets) or "none (the demo preset)"))

@@ -34,15 +34,20 @@ from sklearn.metrics import roc_auc_score
 
 from vadpipe.data import open_features
 from vadpipe.groundtruth import load_ground_truth, match_ids
+from vadpipe.intervals import snippet_reach
 from vadpipe.models.normal_stats import NormalStats, neighbourhoods
 
 
-def snippet_labels(gt, n_snippets: int, snippet_len: int) -> np.ndarray:
-    """1 for every snippet holding an anomalous frame (frame labels from the gt's own reader)."""
-    frames, _ = gt.labels(gt.frames if gt.frames else n_snippets * snippet_len)
-    padded = np.zeros(n_snippets * snippet_len, dtype=np.int8)
+def snippet_labels(gt, n_snippets: int, snippet_len: int, stride: int = 0) -> np.ndarray:
+    """1 for every snippet holding an anomalous frame (frame labels from the gt's own reader); snippet i
+    covers frames [i*stride, i*stride + snippet_len) (stride 0: the snippet length, no overlap)."""
+    stride = stride or snippet_len
+    reach = snippet_reach(n_snippets, snippet_len, stride)
+    frames, _ = gt.labels(gt.frames if gt.frames else reach)
+    padded = np.zeros(reach, dtype=np.int8)
     padded[: min(len(frames), len(padded))] = frames[: len(padded)]
-    return padded.reshape(n_snippets, snippet_len).max(axis=1).astype(float)
+    starts = np.arange(n_snippets)[:, None] * stride + np.arange(snippet_len)[None, :]
+    return padded[starts].max(axis=1).astype(float)
 
 
 def snippet_features(video) -> np.ndarray:
@@ -67,7 +72,7 @@ def load_split(features: Path, gt_file: Path, also: tuple = ()):
                                  f"{len(parts[0])}: --also needs the same snippet recipe")
             parts.append(more)
         feats = np.concatenate(parts, axis=1)
-        labels = snippet_labels(gts[key[video.id]], len(feats), feature_set.snippet_len)
+        labels = snippet_labels(gts[key[video.id]], len(feats), feature_set.snippet_len, feature_set.stride)
         videos.append((video.id, video.cls if video.label else None, feats, labels))   # None = normal
     return videos
 

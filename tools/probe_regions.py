@@ -33,7 +33,7 @@ def load_split(features: Path, gt_file: Path):
     gts = load_ground_truth(gt_file)
     key = match_ids([v.id for v in feature_set.videos], list(gts))
     return [(v.label, np.asarray(v.raw(), dtype=np.float64),
-             snippet_labels(gts[key[v.id]], v.raw().shape[0], feature_set.snippet_len))
+             snippet_labels(gts[key[v.id]], v.raw().shape[0], feature_set.snippet_len, feature_set.stride))
             for v in feature_set.videos]
 
 

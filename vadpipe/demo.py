@@ -161,7 +161,8 @@ def _run_stages(out: Path, size: str, seed: int, device: str, iterations: Option
         baseline = norm_scores(test_set)
         gts = load_ground_truth(test_gt)
         result.metrics["feature-norm (untrained)"] = evaluate_scores(
-            baseline, gts, snippet_len=test_set.snippet_len, frames={v.id: v.frames for v in test_set.videos},
+            baseline, gts, snippet_len=test_set.snippet_len, stride=test_set.stride,
+            frames={v.id: v.frames for v in test_set.videos},
             classes={v.id: v.cls for v in test_set.videos if v.cls is not None}).metrics
         echo(format_comparison(result.metrics))
 

@@ -343,3 +343,38 @@ def test_a_scheduled_route_sends_each_packet_at_its_time(clip):
             reached = time.monotonic() - started
             got += response.read()
     assert got == data and reached >= watched[1] - 0.05
+
+
+def test_watching_with_overlapping_snippets_follows_the_recipes_stride(clip, tmp_path):
+    """A head trained on `extract --stride 8` features: the live CSV has a row every 8 frames (12 for
+    100 frames: 11 whole snippets and a padded tail), and each live event lies within a snippet of the
+    interval `vadpipe score` finds offline with the same threshold."""
+    from vadpipe.features import expected_snippets
+
+    torch.manual_seed(3)
+    config = ModelConfig(name="mil", feature_dim=1024, hidden=(32, 16))
+    model = build_model(config)
+    with torch.no_grad():
+        model.classifier.net[0].weight.mul_(1e7)
+    ckpt = tmp_path / "best.pt"
+    Checkpoint.of(model, config, recipe=make_recipe("i3d-inception", "tiny", weights_sha256=None, stride=8)).save(ckpt)
+    assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "score", threshold="0.5", device="cpu",
+                                          progress=False)) == 0
+    frame_scores = np.loadtxt(tmp_path / "score" / "clip.scores.csv", delimiter=",", skiprows=1)[:, 2]
+    ordered = np.sort(np.unique(frame_scores))
+    k = int(np.argmax(np.diff(ordered)))
+    threshold = float(ordered[k] + ordered[k + 1]) / 2
+    opts = WatchOptions(threshold=str(threshold), merge_gap_s=0.2, min_duration_s=0.1, device="cpu",
+                        csv=tmp_path / "live.csv", events=tmp_path / "events.jsonl",
+                        stream=StreamOptions(max_reconnects=0, **FAST))
+    summary = run_watch(str(clip), checkpoint=str(ckpt), options=opts, warn=lambda s: None)
+    assert summary.exit_code == 0 and summary.dropped == 0
+    rows = read_csv(tmp_path / "live.csv")
+    assert len(rows) == expected_snippets(100, 16, 8) == 12
+    assert rows[:, 1].tolist() == [8 * i for i in range(12)] and rows[-1, 2] == 100
+    expected = find_intervals(frame_scores, threshold, 50.0, 0.2, 0.1)
+    ends = [e for e in read_events(tmp_path / "events.jsonl") if e["event"] == "end"]
+    assert expected and len(ends) == len(expected)
+    for got, want in zip(ends, expected):
+        assert abs(got["start_frame"] - want.start_frame) <= 16 and abs(got["end_frame"] - want.end_frame) <= 16

@@ -58,3 +58,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def score_clip_with_a_head(folder: Path, config, recipe, frames: int):
+    """`vadpipe score` of a fresh 96x72 clip of ``frames`` frames by an untrained seeded head of ``config``
+    trained (as its checkpoint says) on ``recipe``'s features: (frame indices, frame scores, the clip's
+    JSON report). The clip is re-extracted with the recipe, random Inception weights, on the CPU."""
+    import json
+
+    import torch
+
+    from vadpipe.checkpoint import Checkpoint, build_model
+    from vadpipe.score import ScoreOptions, run_score
+    from vadpipe.score_io import read_scores_csv
+
+    torch.manual_seed(0)
+    Checkpoint.of(build_model(config), config, recipe=recipe,
+                  calibration={"normal_frame_score_quantiles": {"0.99": 0.5}}).save(folder / "best.pt")
+    clip = make_video(folder / "clip.mp4", frames, width=96, height=72, fps=20.0)
+    assert run_score([str(clip)], checkpoint=str(folder / "best.pt"), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=folder / "out", progress=False)) == 0
+    indices, _, scores = read_scores_csv(folder / "out" / "clip.scores.csv")
+    return indices, scores, json.loads((folder / "out" / "clip.json").read_text())

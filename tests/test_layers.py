@@ -147,25 +147,16 @@ def test_a_layered_store_trains_the_very_head_its_last_layer_alone_trains(tmp_pa
 def test_score_extracts_a_clip_with_the_checkpoints_layers(tmp_path, capsys):
     """`vadpipe score` on a video re-extracts it with the layered recipe the head was trained on; the
     plain features of that clip are refused with the recipe difference named."""
-    from conftest import make_video
-    from vadpipe.checkpoint import Checkpoint, build_model
+    from conftest import score_clip_with_a_head
     from vadpipe.config import ModelConfig
     from vadpipe.extractors.presets import make_recipe
     from vadpipe.score import ScoreOptions, run_score
-    from vadpipe.score_io import read_scores_csv
 
     recipe = make_recipe("i3d-inception", "tiny", weights_sha256=None, layers=(("Mixed_4f", 832), ("Mixed_5c", 1024)),
                          feature_dim=1856)
-    torch.manual_seed(0)
     config = ModelConfig(feature_dim=1856, heads=4, ffn_dim=64, hidden=(32, 16), normal_weight=0.5,
                          normal_layer="Mixed_4f", head_span=(832, 1856), normal_span=(0, 832))
-    ckpt = Checkpoint.of(build_model(config), config, recipe=recipe,
-                         calibration={"normal_frame_score_quantiles": {"0.99": 0.5}})
-    ckpt.save(tmp_path / "best.pt")
-    clip = make_video(tmp_path / "clip.mp4", 40, width=96, height=72, fps=20.0)
-    assert run_score([str(clip)], checkpoint=str(tmp_path / "best.pt"), echo=lambda s: None,
-                     options=ScoreOptions(out_dir=tmp_path / "out", progress=False)) == 0
-    frames, _, scores = read_scores_csv(tmp_path / "out" / "clip.scores.csv")
+    frames, scores, _ = score_clip_with_a_head(tmp_path, config, recipe, 40)
     assert frames.tolist() == list(range(40)) and np.isfinite(scores).all()
     plain = tmp_path / "plain"
     plain.mkdir()

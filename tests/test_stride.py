@@ -2,8 +2,6 @@
 split by the frames the snippets reach, and scoring a clip with a head trained on such features."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -61,23 +59,13 @@ def test_concatenated_ground_truth_splits_by_the_frames_overlapping_snippets_rea
 
 
 def test_score_extracts_a_clip_with_the_checkpoints_stride_and_scores_every_frame(tmp_path):
-    from vadpipe.checkpoint import Checkpoint, build_model
+    from conftest import score_clip_with_a_head
     from vadpipe.config import ModelConfig
-    from vadpipe.score import ScoreOptions, run_score
-    from vadpipe.score_io import read_scores_csv
 
-    recipe = make_recipe("i3d-inception", "tiny", weights_sha256=None, stride=8)
-    torch.manual_seed(0)
     config = ModelConfig(feature_dim=1024, heads=4, ffn_dim=64, hidden=(32, 16), frame_scores="hold")
-    ckpt = Checkpoint.of(build_model(config), config, recipe=recipe,
-                         calibration={"normal_frame_score_quantiles": {"0.99": 0.5}})
-    ckpt.save(tmp_path / "best.pt")
-    clip = make_video(tmp_path / "clip.mp4", 44, width=96, height=72, fps=20.0)
-    assert run_score([str(clip)], checkpoint=str(tmp_path / "best.pt"), echo=lambda s: None,
-                     options=ScoreOptions(out_dir=tmp_path / "out", progress=False)) == 0
-    frames, _, scores = read_scores_csv(tmp_path / "out" / "clip.scores.csv")
+    frames, scores, report = score_clip_with_a_head(
+        tmp_path, config, make_recipe("i3d-inception", "tiny", weights_sha256=None, stride=8), 44)
     assert frames.tolist() == list(range(44)) and np.isfinite(scores).all()
-    report = json.loads((tmp_path / "out" / "clip.json").read_text())
     assert report["snippets"] == expected_snippets(44, 16, 8) == 5      # 4 whole snippets and a padded tail
     assert (report["recipe"]["snippet_len"], report["recipe"]["stride"]) == (16, 8)
 

@@ -62,6 +62,8 @@ def run_set_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("--demo-short-side", type=int, default=bench_accuracy.DEMO_SHORT_SIDE)
     parser.add_argument("--stride", type=int, default=None,
                         help="the runs were trained on features of this snippet stride (bench_accuracy --stride)")
+    parser.add_argument("--regions", default="", metavar="RxC",
+                        help="the runs were trained on region-grid features (bench_accuracy --regions)")
     return parser
 
 
@@ -71,7 +73,7 @@ def open_bench(args):
     from vadpipe.groundtruth import load_ground_truth
 
     bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.DEMO_SHORT_SIDE = args.ped1_short_side, args.demo_short_side
-    bench_accuracy.STRIDE = args.stride
+    bench_accuracy.STRIDE, bench_accuracy.REGIONS = args.stride, args.regions
     bench = BENCHES[args.bench](Path(args.cache))
     if bench is None:
         raise SystemExit(f"benchmark {args.bench} is not available here")

@@ -143,18 +143,29 @@ def recipe():
     return make_recipe("i3d-inception", "tiny", weights_sha256=None)
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory, recipe):
-    """A seeded MIL head whose first layer is scaled up: random Inception features differ by ~1e-5
-    between a still and a noisy snippet, and this head turns that into a visible score change."""
+def save_scaled_mil(path: Path, recipe) -> Path:
+    """A seeded MIL head whose first layer is scaled up, saved for ``recipe``: random Inception features
+    differ by ~1e-5 between a still and a noisy snippet, and this head turns that into a visible score
+    change."""
     torch.manual_seed(3)
     config = ModelConfig(name="mil", feature_dim=1024, hidden=(32, 16))
     model = build_model(config)
     with torch.no_grad():
         model.classifier.net[0].weight.mul_(1e7)
-    path = tmp_path_factory.mktemp("run") / "best.pt"
     Checkpoint.of(model, config, recipe=recipe).save(path)
     return path
+
+
+def widest_gap(scores: np.ndarray):
+    """(a threshold in the widest gap between ``scores``, that gap's width)."""
+    ordered = np.sort(scores)
+    k = int(np.argmax(np.diff(ordered)))
+    return float(ordered[k] + ordered[k + 1]) / 2, float(ordered[k + 1] - ordered[k])
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, recipe):
+    return save_scaled_mil(tmp_path_factory.mktemp("run") / "best.pt", recipe)
 
 
 @pytest.fixture(scope="module")
@@ -168,10 +179,9 @@ def offline(tmp_path_factory, clip, ckpt):
     snippet_scores = frame_scores[::16]
     assert snippet_scores.size == 7 and report["frames"] == 100
     # a threshold in the widest gap between the clip's own scores (the CSV keeps 6 decimals)
-    ordered = np.sort(snippet_scores)
-    k = int(np.argmax(np.diff(ordered)))
-    assert ordered[k + 1] - ordered[k] > 1e-3
-    return snippet_scores, frame_scores, float(ordered[k] + ordered[k + 1]) / 2
+    threshold, gap = widest_gap(snippet_scores)
+    assert gap > 1e-3
+    return snippet_scores, frame_scores, threshold
 
 
 def read_csv(path: Path) -> np.ndarray:
@@ -351,20 +361,12 @@ def test_watching_with_overlapping_snippets_follows_the_recipes_stride(clip, tmp
     interval `vadpipe score` finds offline with the same threshold."""
     from vadpipe.features import expected_snippets
 
-    torch.manual_seed(3)
-    config = ModelConfig(name="mil", feature_dim=1024, hidden=(32, 16))
-    model = build_model(config)
-    with torch.no_grad():
-        model.classifier.net[0].weight.mul_(1e7)
-    ckpt = tmp_path / "best.pt"
-    Checkpoint.of(model, config, recipe=make_recipe("i3d-inception", "tiny", weights_sha256=None, stride=8)).save(ckpt)
+    ckpt = save_scaled_mil(tmp_path / "best.pt", make_recipe("i3d-inception", "tiny", weights_sha256=None, stride=8))
     assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
                      options=ScoreOptions(out_dir=tmp_path / "score", threshold="0.5", device="cpu",
                                           progress=False)) == 0
     frame_scores = np.loadtxt(tmp_path / "score" / "clip.scores.csv", delimiter=",", skiprows=1)[:, 2]
-    ordered = np.sort(np.unique(frame_scores))
-    k = int(np.argmax(np.diff(ordered)))
-    threshold = float(ordered[k] + ordered[k + 1]) / 2
+    threshold, _ = widest_gap(frame_scores)
     opts = WatchOptions(threshold=str(threshold), merge_gap_s=0.2, min_duration_s=0.1, device="cpu",
                         csv=tmp_path / "live.csv", events=tmp_path / "events.jsonl",
                         stream=StreamOptions(max_reconnects=0, **FAST))

@@ -82,7 +82,7 @@ def run_videos(run: Path, test: tuple) -> List[tuple]:
     features, gt, blocks = test
     model, _ = load_checkpoint(checkpoint_path(run), torch.device("cpu"))
     scores = score_feature_set(model, features, "cpu")
-    return [(s, snippet_labels(gt[vid], len(s), scores.snippet_len, scores.stride or 0), blocks[vid])
+    return [(s, snippet_labels(gt[vid], len(s), scores.snippet_len, scores.stride), blocks[vid])
             for vid, s in scores.scores.items() if gt[vid].anomalous]
 
 

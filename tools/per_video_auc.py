@@ -14,7 +14,7 @@ and are left out.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -22,8 +22,9 @@ from bench_accuracy import auc, frame_level
 from probe_ensemble import open_bench, run_set_parser
 
 
-def inside_aucs(model, test, gts) -> Dict[str, float]:
-    """{gt id: AUC inside that anomalous video} of one head, frames as the head maps them."""
+def inside_aucs(model, test, gts) -> Tuple[Dict[str, float], dict]:
+    """({gt id: AUC inside that anomalous video}, {gt id: (frame scores, frame labels)}) of one head,
+    frames as the head maps them."""
     from vadpipe.evaluate import score_feature_set
 
     ss = score_feature_set(model, test, "cpu")

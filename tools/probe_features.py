@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -38,9 +39,9 @@ from vadpipe.intervals import snippet_reach
 from vadpipe.models.normal_stats import NormalStats, neighbourhoods
 
 
-def snippet_labels(gt, n_snippets: int, snippet_len: int, stride: int = 0) -> np.ndarray:
+def snippet_labels(gt, n_snippets: int, snippet_len: int, stride: Optional[int] = None) -> np.ndarray:
     """1 for every snippet holding an anomalous frame (frame labels from the gt's own reader); snippet i
-    covers frames [i*stride, i*stride + snippet_len) (stride 0: the snippet length, no overlap)."""
+    covers frames [i*stride, i*stride + snippet_len) (no stride: the snippet length, no overlap)."""
     stride = stride or snippet_len
     reach = snippet_reach(n_snippets, snippet_len, stride)
     frames, _ = gt.labels(gt.frames if gt.frames else reach)

@@ -26,7 +26,13 @@ Terms (LTGS.md, "Losses"):
 T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
 
 Top-k segments are chosen by representation norm (``topk_by = "magnitude"``,
-RTFM) or by score; a head without a representation always uses scores.
+RTFM) or by score; a head without a representation always uses scores. Two
+choices (not in the article) rank by a per-segment ``prior`` the trainer
+passes in, the standardised distance of the segment's feature to the normal
+training snippets (as BN-WVAD's sample-level selection): ``"distance"`` by the
+prior alone, ``"fused"`` by logit(score) + ``prior_weight`` · prior. The head
+then learns from the segments least like normal video rather than from those
+it already scores high, whose choice video-level cues can drive.
 """
 from __future__ import annotations
 
@@ -124,13 +130,29 @@ def _bce(p: Tensor, target: Tensor, smoothing: float = 0.0, keep: Optional[Tenso
     return loss if keep is None else loss * keep.numel() / keep.sum()
 
 
+PRIOR_RANKINGS = ("distance", "fused")     # top-k choices that need the trainer's per-segment prior
+
+
+def ranking_values(cfg, scores: Tensor, mags: Optional[Tensor], prior: Optional[Tensor]) -> Tensor:
+    """(N, T) values whose top-k are the selected segments, by ``cfg.topk_by`` (see the module docstring)."""
+    if cfg.topk_by in PRIOR_RANKINGS:
+        if prior is None:
+            raise ValueError(f"topk_by = {cfg.topk_by} needs each segment's distance prior")
+        if cfg.topk_by == "distance":
+            return prior
+        p = scores.detach().float().clamp(1e-6, 1 - 1e-6)
+        return torch.log(p) - torch.log1p(-p) + cfg.prior_weight * prior
+    return mags if (cfg.topk_by == "magnitude" and mags is not None) else scores
+
+
 def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int, targets: Tensor, cfg,
-                   mask: Optional[Tensor] = None) -> Dict[str, Tensor]:
+                   mask: Optional[Tensor] = None, prior: Optional[Tensor] = None) -> Dict[str, Tensor]:
     """All weighted terms plus ``total``.
 
     scores (N, T) in [0, 1]; features (N, T, D) or None; the first
     ``n_anomalous`` rows are anomalous; targets (N, T) the dynamic labels
-    (video labels broadcast when dynamic labels are off); cfg a LossConfig.
+    (video labels broadcast when dynamic labels are off); cfg a LossConfig;
+    prior (N, T) the per-segment selection prior of ``topk_by`` distance / fused.
     Returned values are the unweighted terms; ``total`` is the weighted sum.
     """
     scores = scores.float()
@@ -138,7 +160,7 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
     m_a = None if mask is None else mask[:na]
     m_n = None if mask is None else mask[na:]
     mags = features.float().norm(dim=-1) if features is not None else None
-    rank_by = mags if (cfg.topk_by == "magnitude" and mags is not None) else scores
+    rank_by = ranking_values(cfg, scores, mags, prior)
     share = getattr(cfg, "k_share", 0.0)
     smoothing = getattr(cfg, "label_smoothing", 0.0)
     if share > 0:   # k follows each video's real length; rows are ranked, the first ks[i] count

@@ -283,11 +283,18 @@ def test_default_head_finds_a_planted_short_event_inside_its_video(tmp_path):
     assert ckpt["calibration"]["source"] == "held-out normal training videos"
 
 
-def test_resume_with_real_bags_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("topk_by", ["score", "fused"])
+def test_resume_with_real_bags_equals_uninterrupted(tmp_path, topk_by):
     make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 300))   # windows of long videos too
     kw = dict(epochs=0, eval_every=4, log_every=2, max_segments=64, batch_anomalous=3, batch_normal=3)
-    full = train(_default_small(tmp_path / "f", iterations=12, **kw), out=tmp_path / "full", progress=False)
-    part = train(_default_small(tmp_path / "f", iterations=8, **kw), out=tmp_path / "part", progress=False)
+
+    def cfg(iterations):
+        c = _default_small(tmp_path / "f", iterations=iterations, **kw)
+        c.train.loss.topk_by = topk_by           # fused: the priors ride with the windows and are recomputed
+        return c
+
+    full = train(cfg(12), out=tmp_path / "full", progress=False)
+    part = train(cfg(8), out=tmp_path / "part", progress=False)
     resume(part.run_dir, iterations=12, progress=False)
     a, b = read_checkpoint(full.run_dir, "last"), read_checkpoint(part.run_dir, "last")
     assert a["iteration"] == b["iteration"] == 12
@@ -321,10 +328,13 @@ def test_max_over_crops_keeps_each_segments_best_crop():
 
     scores = torch.tensor([[0.1, 0.9], [0.5, 0.2], [0.0, 0.0], [0.3, 0.4]])   # 2 videos x 2 crops
     feats = torch.arange(16, dtype=torch.float32).view(4, 2, 2)
-    s, f, m = max_over_crops(scores, feats, torch.ones(4, 2, dtype=torch.bool), 2)
+    prior = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    s, f, m, p = max_over_crops(scores, feats, torch.ones(4, 2, dtype=torch.bool), 2, prior)
     assert torch.allclose(s, torch.tensor([[0.5, 0.9], [0.3, 0.4]]))
     assert f[0, 0].tolist() == feats[1, 0].tolist() and f[0, 1].tolist() == feats[0, 1].tolist()
     assert m.shape == (2, 2)
+    assert p.tolist() == [[3.0, 2.0], [7.0, 8.0]]              # the best crop's prior, not the largest prior
+    assert max_over_crops(scores, feats, None, 2)[3] is None
 
 
 def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segments(tmp_path):
@@ -570,3 +580,58 @@ def test_bottom_loss_pulls_the_lowest_share_of_each_anomalous_videos_real_segmen
     for bad in ("train.loss.w_bottom=-1", "train.loss.bottom_share=0", "train.loss.bottom_share=1"):
         with pytest.raises(ConfigError, match="bottom"):
             validate(apply_overrides(preset("default"), [bad]))
+
+
+def test_topk_by_distance_takes_the_priors_top_segments_and_fused_adds_the_heads_logit():
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.2], [0.3, 0.3, 0.3, 0.3]])   # anomalous row, then a normal one
+    prior = torch.tensor([[0.0, -1.0, 3.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    targets = torch.zeros(2, 4)
+    by_score = compute_losses(scores, None, 1, targets, _loss_cfg(k=2))
+    by_prior = compute_losses(scores, None, 1, targets, _loss_cfg(k=2, topk_by="distance"), prior=prior)
+    bce = lambda p, y: -math.log(p if y else 1 - p)                   # noqa: E731
+    assert float(by_score["cls"]) == pytest.approx((bce(0.85, 1) + bce(0.3, 0)) / 2, rel=1e-5)
+    assert float(by_prior["cls"]) == pytest.approx((bce(0.15, 1) + bce(0.3, 0)) / 2, rel=1e-5)   # 0.1 and 0.2
+    # fused: logit(0.9) + 1·0 = 2.2 and logit(0.1) + 3 = 0.8 beat logit(0.8) - 1 = 0.39 and logit(0.2) + 2 = 0.61
+    fused = compute_losses(scores, None, 1, targets, _loss_cfg(k=2, topk_by="fused"), prior=prior)
+    assert float(fused["cls"]) == pytest.approx((bce(0.5, 1) + bce(0.3, 0)) / 2, rel=1e-5)
+    heavy = compute_losses(scores, None, 1, targets, _loss_cfg(k=2, topk_by="fused", prior_weight=10.0), prior=prior)
+    assert float(heavy["cls"]) == pytest.approx(float(by_prior["cls"]), rel=1e-5)
+    with pytest.raises(ValueError, match="prior"):
+        compute_losses(scores, None, 1, targets, _loss_cfg(topk_by="distance"))
+    for bad in (["train.loss.topk_by=distance", "train.bags=resample"], ["train.loss.prior_weight=-1"]):
+        with pytest.raises(ConfigError, match="topk_by|prior_weight"):
+            validate(apply_overrides(preset("default"), bad))
+
+
+def test_selection_priors_are_standardised_distances_to_the_normal_training_snippets():
+    from vadpipe.selection_prior import selection_priors
+
+    rng = np.random.default_rng(0)
+    normal = [rng.normal(size=(1, 40, 8)).astype(np.float32) * np.float32([0.01] + [1] * 7) for _ in range(3)]
+    odd = rng.normal(size=(2, 10, 8)).astype(np.float32)
+    odd[:, :, 0] = 0.0
+    odd[:, 4] = np.float32([1] + [0] * 7)                # one snippet along the axis normal video never takes
+    cfg = preset("default").model
+    cfg.feature_dim = 8
+    priors = selection_priors(cfg, normal + [odd], [0, 1, 2], seed=0, chunk=7)   # chunks split rows mid-video
+    assert [p.shape for p in priors] == [(1, 40)] * 3 + [(2, 10)] and priors[0].dtype == np.float32
+    pooled = np.concatenate([p.ravel() for p in priors[:3]])
+    assert abs(pooled.mean()) < 1e-4 and pooled.std() == pytest.approx(1.0, rel=0.05)
+    assert (priors[3].argmax(1) == 4).all() and priors[3][:, 4].min() > pooled.max()
+    with pytest.raises(ValueError, match="normal"):
+        selection_priors(cfg, normal, [], seed=0)
+
+
+def test_default_head_with_distance_selection_finds_a_planted_short_event(tmp_path):
+    make_store(tmp_path / "train", 16, 16, dim=32, seed=0, signal=0.8, t_range=(20, 80))
+    make_store(tmp_path / "test", 8, 8, dim=32, seed=1, signal=0.8, t_range=(20, 80))
+    lines = []
+    cfg = _default_small(tmp_path / "train", lr=1e-3, epochs=0, iterations=150)
+    cfg.train.loss.topk_by = "distance"
+    cfg.model.normal_features = "raw"     # this world's events add energy along the normal mean: unit length hides it
+    result = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
+    res, _ = evaluate_run(result.run_dir, tmp_path / "test", tmp_path / "test" / "gt.json", device="cpu",
+                          progress=False)
+    assert res.metrics["auc_anomalous_videos"] > 0.8 and res.metrics["auc"] > 0.85, res.summary()
+    assert any(line.startswith("top-k by distance") for line in lines)
+    assert read_checkpoint(result.run_dir, "best")["train_config"]["loss"]["topk_by"] == "distance"

@@ -30,6 +30,14 @@ def _crop_rows(video, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.array(video.raw().transpose(1, 0, 2), dtype=np.float32)).to(device)
 
 
+def snippet_subset(seed: int, cap: int) -> Callable[[int], Optional[torch.Tensor]]:
+    """``keep(n)`` for ``NormalStats.fit``: a seeded subset of ``cap`` of n snippets when n > cap (the
+    covariance stays cheap on big sets), else None (all of them)."""
+    def keep(n: int) -> Optional[torch.Tensor]:
+        return torch.from_numpy(np.random.default_rng([seed, 7]).choice(n, cap, replace=False)) if n > cap else None
+    return keep
+
+
 @torch.no_grad()
 def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int, device: torch.device,
                      log: Callable[[str], None], cap: int = 20000) -> Dict[str, torch.Tensor]:
@@ -46,10 +54,7 @@ def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int,
         model.train()
         return _state_copy(model)
 
-    def keep(n: int) -> Optional[torch.Tensor]:   # a seeded subset keeps the covariance cheap on big sets
-        return torch.from_numpy(np.random.default_rng([seed, 7]).choice(n, cap, replace=False)) if n > cap else None
-
-    model.normal_stats.fit(feats, scores, keep)
+    model.normal_stats.fit(feats, scores, snippet_subset(seed, cap))
     model.train()
     return _state_copy(model)
 

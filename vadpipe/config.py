@@ -125,7 +125,9 @@ class LossConfig:
     """Loss terms, each with its own weight (0 disables a term)."""
 
     k: int = 3                         # top-k (LTGS.md: §4.2 k = 3; §3.4 says 8)
-    topk_by: str = "magnitude"         # segments chosen by representation L2 norm (RTFM) or by score
+    topk_by: str = "magnitude"         # segments chosen by representation L2 norm (RTFM) or by score; distance:
+                                       # by the feature's distance to the normal training snippets; fused: by
+    prior_weight: float = 1.0          # logit(score) + prior_weight * that (standardised) distance
     margin: float = 100.0              # feature-magnitude margin epsilon
     w_mag: float = 1e-4                # feature-magnitude loss (|eps - G(F_a)| + G(F_n))^2
     w_cls: float = 1.0                 # classifier BCE
@@ -473,7 +475,7 @@ def validate(cfg: Config) -> None:
         ("model.gs", m.gs, ("full", "avg", "none")),
         ("train.crops", t.crops, ("all", "random", "max", "auto")),
         ("train.dynamic", t.dynamic, ("soft", "hard", "off")),
-        ("train.loss.topk_by", loss.topk_by, ("magnitude", "score")),
+        ("train.loss.topk_by", loss.topk_by, ("magnitude", "score", "distance", "fused")),
         ("train.loss.cls_target", loss.cls_target, ("dynamic", "video-mean")),
         ("train.loss.smooth_on", loss.smooth_on, ("anomalous", "all")),
         ("train.bags", t.bags, ("resample", "real")),
@@ -523,6 +525,9 @@ def validate(cfg: Config) -> None:
     if m.normal_context < 1 or m.normal_context % 2 == 0 or m.normal_rank < 1:
         raise ConfigError(f"model.normal_context must be odd and >= 1 (a centred window) and model.normal_rank "
                           f">= 1, got {m.normal_context} and {m.normal_rank}")
+    if loss.topk_by in ("distance", "fused") and t.bags != "real":
+        raise ConfigError(f"train.loss.topk_by = {loss.topk_by} ranks each real snippet by its distance to the "
+                          "normal training snippets: it needs train.bags = real")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:
@@ -554,6 +559,8 @@ def validate(cfg: Config) -> None:
                           "> 0): without one H already spans the whole video and the floor would do nothing")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
+    if loss.prior_weight < 0:
+        raise ConfigError(f"train.loss.prior_weight must be >= 0, got {loss.prior_weight}")
     if loss.w_bottom < 0 or not 0.0 < loss.bottom_share < 1.0 or not 0.0 <= loss.bottom_after < 1.0:
         raise ConfigError("train.loss.w_bottom must be >= 0, train.loss.bottom_share in (0, 1) and "
                           "train.loss.bottom_after in [0, 1)")

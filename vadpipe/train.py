@@ -42,8 +42,9 @@ from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
-from .models.losses import compute_losses
+from .models.losses import PRIOR_RANKINGS, compute_losses
 from .recipe import check_compatible
+from .selection_prior import selection_priors
 from .validation import open_validation, score_videos, selection_note, validation_metrics
 
 METRICS_FILE = "metrics.jsonl"
@@ -109,6 +110,7 @@ class Batch:
     targets: torch.Tensor                 # (rows, T)
     n_anomalous: int                      # the first rows are anomalous
     mask: Optional[torch.Tensor] = None   # (rows, T) real segments of padded rows
+    prior: Optional[torch.Tensor] = None  # (rows, T) selection prior (``train.loss.topk_by`` distance / fused)
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
@@ -137,14 +139,14 @@ def members_step(heads: Sequence[torch.nn.Module], opt: torch.optim.Optimizer, b
 
 def _head_losses(head: torch.nn.Module, batch: Batch, loss_cfg, use_amp: bool, crop_group: int):
     head.train()
-    x, mask, targets, n_anomalous = batch.x, batch.mask, batch.targets, batch.n_anomalous
+    x, mask, targets, n_anomalous, prior = batch.x, batch.mask, batch.targets, batch.n_anomalous, batch.prior
     with autocast(x.device, "bfloat16" if use_amp else "float32"):
         out = head(x) if mask is None else head(x, mask)
     scores, features = out.scores, out.features
     if crop_group > 1:
-        scores, features, mask = max_over_crops(scores, features, mask, crop_group)
+        scores, features, mask, prior = max_over_crops(scores, features, mask, crop_group, prior)
         targets, n_anomalous = targets[::crop_group], n_anomalous // crop_group
-    return compute_losses(scores, features, n_anomalous, targets, loss_cfg, mask)
+    return compute_losses(scores, features, n_anomalous, targets, loss_cfg, mask, prior)
 
 
 def member_seed(seed: int, member: int) -> int:
@@ -186,8 +188,9 @@ def resolve_layer_spans(cfg: Config, recipe, log: Callable[[str], None]) -> None
 
 
 def max_over_crops(scores: torch.Tensor, features: Optional[torch.Tensor], mask: Optional[torch.Tensor],
-                   group: int):
-    """Rows (N*G, T) → (N, T): each segment's score is its best crop's, with that crop's representation."""
+                   group: int, prior: Optional[torch.Tensor] = None):
+    """Rows (N*G, T) → (N, T): each segment's score is its best crop's, with that crop's representation
+    (and selection prior; the 4th value, None without one)."""
     n, t = scores.shape[0] // group, scores.shape[1]
     s = scores.view(n, group, t)
     best = s.argmax(1)                                               # (N, T)
@@ -195,7 +198,9 @@ def max_over_crops(scores: torch.Tensor, features: Optional[torch.Tensor], mask:
     if features is not None:
         f = features.view(n, group, t, -1)
         features = f.gather(1, best[:, None, :, None].expand(-1, 1, -1, f.shape[-1])).squeeze(1)
-    return reduced, features, None if mask is None else mask[::group]
+    if prior is not None:
+        prior = prior.view(n, group, t).gather(1, best[:, None]).squeeze(1)
+    return reduced, features, None if mask is None else mask[::group], prior
 
 
 def planned_iterations(t, n_anomalous: int) -> int:
@@ -253,6 +258,10 @@ class _Trainer:
             self.bags = build_bags(train_videos, t.segments, progress=progress)
         anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
         self.anomalous = anomalous
+        self.priors = None
+        if t.loss.topk_by in PRIOR_RANKINGS:
+            self.log(f"top-k by {t.loss.topk_by}: distances to the {normal.size} normal training videos' snippets")
+            self.priors = selection_priors(cfg.model, self.bags, normal, t.seed)
         self.total = planned_iterations(t, len(anomalous))
         self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]
         self.samplers = [BalancedSampler(anomalous[self._trains(m, anomalous)], normal[self._trains(m, normal)],
@@ -384,16 +393,22 @@ class _Trainer:
         videos = np.concatenate([a, n])
         if t.crops == "random":
             pick = choose_crops(seed, iteration, len(videos), self.crops)
-            rows = [self.bags[v][c] for v, c in zip(videos, pick)]
+            rows, crops = [self.bags[v][c] for v, c in zip(videos, pick)], list(zip(videos, pick))
             n_anom = len(a)
         else:
             rows = [crop for v in videos for crop in self.bags[v]]
+            crops = [(v, c) for v in videos for c in range(self.crops)]
             n_anom = len(a) * self.crops
+        if self.priors is not None:     # the prior rides as a last column, so it gets the same window
+            rows = [np.concatenate([r, self.priors[v][c][:, None]], 1) for r, (v, c) in zip(rows, crops)]
         x, mask = pad_windows(rows, t.max_segments, seed, iteration, 1 if t.crops == "random" else self.crops)
+        prior = None
+        if self.priors is not None:
+            x, prior = x[..., :-1], torch.from_numpy(np.ascontiguousarray(x[..., -1])).to(self.device)
         targets = torch.zeros(x.shape[:2])
         targets[:n_anom] = 1.0                                       # video labels (dynamic labels are off)
-        return Batch(torch.from_numpy(x).to(self.device), targets.to(self.device), n_anom,
-                     torch.from_numpy(mask).to(self.device))
+        return Batch(torch.from_numpy(np.ascontiguousarray(x)).to(self.device), targets.to(self.device), n_anom,
+                     torch.from_numpy(mask).to(self.device), prior)
 
     def _crop_group(self) -> int:
         return self.crops if self.cfg.train.crops == "max" else 1

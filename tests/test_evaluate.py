@@ -177,3 +177,18 @@ def test_score_files_roundtrip_and_eval_paths(tmp_path):
     np.save(tmp_path / "short.npy", np.zeros(79))
     with pytest.raises(GroundTruthError, match="refusing"):
         evaluate_score_path(tmp_path / "short.npy", tmp_path / "gt.npy")
+
+
+def test_evaluate_feature_scores_reads_snippet_length_stride_frames_and_classes_from_the_set(tmp_path):
+    from feature_world import make_store
+    from vadpipe.data import open_features
+    from vadpipe.evaluate import evaluate_feature_scores
+
+    gts = make_store(tmp_path / "f", 3, 3, dim=8, seed=2, stride=8)
+    fs = open_features(tmp_path / "f", list_anomalous="none")
+    rng = np.random.default_rng(0)
+    scores = {v.id: rng.random(v.raw().shape[0]) for v in fs.videos}
+    got = evaluate_feature_scores(scores, fs, gts, frame_mode="linear")
+    want = evaluate_scores(scores, gts, snippet_len=16, stride=8, frames={v.id: v.frames for v in fs.videos},
+                           classes={v.id: v.cls for v in fs.videos if v.cls is not None}, frame_mode="linear")
+    assert fs.stride == 8 and got.metrics == want.metrics and got.metrics["n_videos"] == 6

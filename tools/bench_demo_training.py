@@ -37,7 +37,7 @@ def main() -> None:
     from vadpipe.config import apply_overrides, head_names, preset, use_model
     from vadpipe.data import open_features
     from vadpipe.demo import format_comparison, norm_scores
-    from vadpipe.evaluate import evaluate_run, evaluate_scores
+    from vadpipe.evaluate import evaluate_feature_scores, evaluate_run
     from vadpipe.groundtruth import load_ground_truth
     from vadpipe.train import train
 
@@ -45,10 +45,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     features, gt = args.demo / "features", args.demo / "world" / "test_gt.json"
     test_set = open_features(features / "test", list_anomalous="none")
-    baseline = evaluate_scores(norm_scores(test_set), load_ground_truth(gt), snippet_len=test_set.snippet_len,
-                               stride=test_set.stride,
-                               frames={v.id: v.frames for v in test_set.videos},
-                               classes={v.id: v.cls for v in test_set.videos if v.cls is not None}).metrics
+    baseline = evaluate_feature_scores(norm_scores(test_set), test_set, load_ground_truth(gt)).metrics
     print("overrides: " + (", ".join(args.sets) or "none (the demo preset)"))
     aucs: Dict[str, List[float]] = {}
     with tempfile.TemporaryDirectory(prefix="vadpipe-bench-") as tmp:

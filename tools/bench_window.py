@@ -25,7 +25,7 @@ def main(argv=None) -> int:
 
     from vadpipe.checkpoint import load_checkpoint, score_features
     from vadpipe.data import open_features
-    from vadpipe.evaluate import evaluate_scores
+    from vadpipe.evaluate import evaluate_feature_scores
     from vadpipe.groundtruth import load_ground_truth
     from vadpipe.window import score_windowed
 
@@ -38,8 +38,7 @@ def main(argv=None) -> int:
     def metrics(scores):
         if gts is None:
             return ""
-        m = evaluate_scores(scores, gts, snippet_len=fs.snippet_len, stride=fs.stride,
-                            frames={v.id: v.frames for v in fs.videos}, on_mismatch="skip").metrics
+        m = evaluate_feature_scores(scores, fs, gts, on_mismatch="skip").metrics
         return f"AUC {100 * m['auc']:.2f}, in anomalous {100 * m['auc_anomalous_videos']:.2f}"
 
     print(f"whole clip: {metrics(whole)}")

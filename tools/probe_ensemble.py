@@ -36,11 +36,10 @@ def logits(p: np.ndarray) -> np.ndarray:
 def figures(logit_scores: Dict[str, np.ndarray], test, gts, frame_mode: str) -> Tuple[float, float]:
     """(frame AUC, AUC inside anomalous videos) in percent, from snippet logits made scores again (so one
     head's figures are bench_accuracy's: frames interpolate scores, not logits)."""
-    from vadpipe.evaluate import evaluate_scores
+    from vadpipe.evaluate import evaluate_feature_scores
 
     scores = {vid: 1.0 / (1.0 + np.exp(-x)) for vid, x in logit_scores.items()}
-    res = evaluate_scores(scores, gts, snippet_len=test.snippet_len, stride=test.stride,
-                          frames={v.id: v.frames for v in test.videos}, on_mismatch="skip", frame_mode=frame_mode)
+    res = evaluate_feature_scores(scores, test, gts, on_mismatch="skip", frame_mode=frame_mode)
     return 100 * res.metrics["auc"], 100 * res.metrics["auc_anomalous_videos"]
 
 

@@ -98,7 +98,7 @@ def _run_stages(out: Path, size: str, seed: int, device: str, iterations: Option
     from .checkpoint import checkpoint_path
     from .config import head_names, preset, use_model
     from .data import open_features
-    from .evaluate import evaluate_run, evaluate_scores
+    from .evaluate import evaluate_feature_scores, evaluate_run
     from .groundtruth import load_ground_truth
     from .extract import extract_folder
     from .score import ScoreOptions, run_score
@@ -160,10 +160,7 @@ def _run_stages(out: Path, size: str, seed: int, device: str, iterations: Option
         test_set = open_features(feat_dir / "test", list_anomalous="none")
         baseline = norm_scores(test_set)
         gts = load_ground_truth(test_gt)
-        result.metrics["feature-norm (untrained)"] = evaluate_scores(
-            baseline, gts, snippet_len=test_set.snippet_len, stride=test_set.stride,
-            frames={v.id: v.frames for v in test_set.videos},
-            classes={v.id: v.cls for v in test_set.videos if v.cls is not None}).metrics
+        result.metrics["feature-norm (untrained)"] = evaluate_feature_scores(baseline, test_set, gts).metrics
         echo(format_comparison(result.metrics))
 
     with _stage("5/5 score one test clip with a plot", echo, result):

@@ -227,6 +227,16 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
     return EvalResult(metrics, reports, sorted(set(scores) - set(mapping)), sorted(set(gts) - matched_gt))
 
 
+def evaluate_feature_scores(scores: Dict[str, np.ndarray], feature_set, gts: Dict[str, VideoGT],
+                            **options) -> EvalResult:
+    """``evaluate_scores`` of snippet scores of a feature set's videos, with what the set knows: its snippet
+    length, stride, frame counts and classes (``options``: threshold, on_mismatch, frame_mode, ...)."""
+    videos = feature_set.videos
+    return evaluate_scores(scores, gts, snippet_len=feature_set.snippet_len, stride=feature_set.stride,
+                           frames={v.id: v.frames for v in videos},
+                           classes={v.id: v.cls for v in videos if v.cls is not None}, **options)
+
+
 def calibration_thresholds(calibration: Optional[dict]) -> Dict[str, float]:
     """False-alarm thresholds from a checkpoint's calibration (normal-score quantiles), named ``q<k>``."""
     quantiles = (calibration or {}).get("normal_frame_score_quantiles", {})

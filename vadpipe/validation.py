@@ -59,11 +59,9 @@ def validation_metrics(scores: Dict[str, np.ndarray], val_set: FeatureSet, val_g
     """The validation record of one evaluation: ``val_auc`` (None without both classes) and its kind;
     frame-level with ``val_gt``, its snippet scores made frame scores by ``frame_mode``."""
     if val_gt is not None:
-        from .evaluate import evaluate_scores
+        from .evaluate import evaluate_feature_scores
 
-        res = evaluate_scores(scores, val_gt, snippet_len=val_set.snippet_len, stride=val_set.stride,
-                              frames={v.id: v.frames for v in val_set.videos}, on_mismatch="skip",
-                              frame_mode=frame_mode)
+        res = evaluate_feature_scores(scores, val_set, val_gt, on_mismatch="skip", frame_mode=frame_mode)
         skipped = sum(a.action == "mismatch" for a in res.alignments)
         return {"val_auc": res.metrics["auc"], "val_metric": "frame_auc", "val_ap": res.metrics["ap"],
                 "val_videos": res.metrics["n_videos"], "val_skipped": skipped}

@@ -15,18 +15,22 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from vadpipe.errors import WeightsError
 
-from .inference import prepare
+from .inference import endpoint_means, prepare
 from .registry import Backbone, BackboneConfig, BackboneEntry, register_backbone
 from .weights import load_strict, load_torch_state_dict, require_file, seeded, sha256_file
 
 NAME = "i3d-r50"
+# names of pytorchvideo's blocks before the head, in order; the residual stages are the endpoints
+# ``--layers`` can store (the stem and the pool after res2 are not)
+STAGES = ("stem", "res2", "pool2", "res3", "res4", "res5")
+STAGE_DIMS = (("res2", 256), ("res3", 512), ("res4", 1024), ("res5", 2048))
 # pytorchvideo.models.hub.resnet.checkpoint_paths["i3d_r50"] (a test keeps the two equal)
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/I3D_8x8_R50.pyth"
 
@@ -43,10 +47,27 @@ class I3DR50(nn.Module):
         # same attribute name as pytorchvideo's Net, so its checkpoints load unchanged
         self.blocks = net.blocks
 
+    def stages(self):
+        """(name, block) of the trunk in network order (``STAGES``)."""
+        return zip(STAGES, self.blocks[:-1])
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks[:-1]:
             x = block(x)
         return x.mean(dim=(2, 3, 4))
+
+    def forward_endpoints(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Every stage's map (debugging, golden tests), plus 'features'."""
+        out = {}
+        for name, block in self.stages():
+            x = out[name] = block(x)
+        out["features"] = x.mean(dim=(2, 3, 4))
+        return out
+
+    def forward_layers(self, x: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
+        """(B, sum of their channels): the space-time mean of each named residual stage, side by side in
+        the order given; the trunk runs only as deep as the deepest of them."""
+        return endpoint_means(self.stages(), x, names, [name for name, _ in STAGE_DIMS])
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks[-1].proj(self.forward_features(x))
@@ -104,6 +125,7 @@ CONFIG = BackboneConfig(
     crop_size=224, resize_short_side=256, min_frames=8, snippet_len=16,
     weights_source=f"pytorchvideo model zoo via the torch hub cache: {WEIGHTS_URL}",
     description="pytorchvideo i3d_r50 (Kinetics-400, 8x8); global mean of res5",
+    layers=STAGE_DIMS,
 )
 
 ENTRY = register_backbone(BackboneEntry(config=CONFIG, factory=_create, default_weights=local_default_weights))

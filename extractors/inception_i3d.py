@@ -33,7 +33,7 @@ from torch import nn
 from vadpipe import atomic
 from vadpipe.errors import WeightsError
 
-from .inference import prepare
+from .inference import endpoint_means, prepare
 from .registry import Backbone, BackboneConfig, BackboneEntry, register_backbone
 from .weights import (cache_dir, load_numpy_pickle, load_strict, require_file, seeded, sha256_file,
                       state_dict_from, torch_load)
@@ -190,17 +190,7 @@ class InceptionI3d(nn.Module):
     def forward_layers(self, x: torch.Tensor, names: Sequence[str]) -> torch.Tensor:
         """(B, sum of their channels): the space-time mean of each named endpoint, side by side in the
         order given; the trunk runs only as deep as the deepest of them."""
-        wanted, means = set(names), {}
-        for name, layer in self.trunk.items():
-            x = layer(x)
-            if name in wanted:
-                means[name] = x.mean(dim=(2, 3, 4))
-                if len(means) == len(wanted):
-                    break
-        missing = wanted - set(means)
-        if missing:
-            raise ValueError(f"unknown endpoint(s) {', '.join(sorted(missing))}; known: {', '.join(_MIXED)}")
-        return torch.cat([means[name] for name in names], dim=1)
+        return endpoint_means(self.trunk.items(), x, names, _MIXED)
 
     def forward_regions(self, x: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
         """(B, rows*cols, 1024): Mixed_5c averaged over time, pooled to a rows x cols grid."""

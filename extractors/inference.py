@@ -12,6 +12,23 @@ from vadpipe.errors import ConfigError
 MEMORY_FORMAT = torch.channels_last_3d
 
 
+def endpoint_means(stages, x: torch.Tensor, names, known) -> torch.Tensor:
+    """(B, sum of their channels): the space-time mean of each named endpoint, side by side in the order
+    given. ``stages``: (name, module) pairs in network order, run only as deep as the deepest endpoint
+    asked for; ``known``: the endpoint names an error lists."""
+    wanted, means = set(names), {}
+    for name, stage in stages:
+        x = stage(x)
+        if name in wanted:
+            means[name] = x.mean(dim=(2, 3, 4))
+            if len(means) == len(wanted):
+                break
+    missing = wanted - set(means)
+    if missing:
+        raise ValueError(f"unknown endpoint(s) {', '.join(sorted(missing))}; known: {', '.join(known)}")
+    return torch.cat([means[name] for name in names], dim=1)
+
+
 def prepare(module: nn.Module, device: torch.device) -> nn.Module:
     """Eval mode, on ``device``, in the fast memory layout; returns the module."""
     return module.to(device=device, memory_format=MEMORY_FORMAT).eval()

@@ -158,7 +158,9 @@ def test_cli_lists_backbones():
     assert rows["i3d-r50"]["feature_dim"] == 2048 and rows["i3d-inception"]["feature_dim"] == 1024
     assert "I3D_8x8_R50.pyth" in rows["i3d-r50"]["weights_source"]
     assert "weights_local" in rows["i3d-inception"]
-    assert "Mixed_4f (832)" in rows["i3d-inception"]["layers"] and rows["i3d-r50"]["layers"] == []
+    assert "Mixed_4f (832)" in rows["i3d-inception"]["layers"]
+    assert rows["i3d-r50"]["layers"] == ["res2 (256)", "res3 (512)", "res4 (1024)", "res5 (2048)"]
     text = CliRunner().invoke(main, ["backbones"])
     assert text.exit_code == 0 and "i3d-r50" in text.output and "2048" in text.output
     assert "Mixed_5c (1024) (extract --layers)" in text.output
+    assert "res4 (1024), res5 (2048) (extract --layers)" in text.output

@@ -40,7 +40,7 @@ def test_layer_recipe_keeps_old_ids_and_stores_each_endpoint_mean_side_by_side()
 @pytest.mark.parametrize("layers, backbone, match", [
     ("Mixed_9z", "i3d-inception", "Mixed_4f"),           # unknown endpoint: the known ones listed
     ("Mixed_5c,Mixed_5c", "i3d-inception", "distinct"),
-    ("res4", "i3d-r50", "stores only its own features; backbones with layers: i3d-inception"),
+    ("res9", "i3d-r50", "from res2, res3, res4, res5"),
 ])
 def test_bad_layers_are_one_line_config_errors(layers, backbone, match):
     from vadpipe.encode import build_recipe
@@ -50,6 +50,39 @@ def test_bad_layers_are_one_line_config_errors(layers, backbone, match):
         build_recipe(create_backbone(backbone, weights="random"), "tiny", layers=layers)
     with pytest.raises(ConfigError, match="cannot be combined"):
         build_recipe(create_backbone("i3d-inception", weights="random"), "frame", regions="2x2", layers="Mixed_5c")
+
+
+def test_a_backbone_without_endpoints_refuses_layers_and_names_those_with_them():
+    from dataclasses import replace
+
+    from vadpipe.encode import layer_fields
+    from vadpipe.extractors import create_backbone
+
+    config = replace(create_backbone("i3d-r50", weights="random").config, layers=())
+    with pytest.raises(ConfigError, match="i3d-r50 stores only its own features; backbones with layers: ") as err:
+        layer_fields(config, "res4")
+    assert sorted(str(err.value).split(": ")[-1].split(", ")) == ["i3d-inception", "i3d-r50"]
+
+
+def test_r50_layers_store_each_residual_stages_mean_side_by_side():
+    from vadpipe.encode import SnippetEncoder, build_recipe
+    from vadpipe.extractors import create_backbone
+    from vadpipe.extractors.transforms import preprocess
+
+    bb = create_backbone("i3d-r50", weights="random")
+    plain = build_recipe(bb, "frame", short_side=64)
+    both = build_recipe(bb, "frame", short_side=64, layers="res4,res5")
+    assert both.layers == (("res4", 1024), ("res5", 2048)) and both.feature_dim == 3072
+    assert both.layer_spans == {"res4": (0, 1024), "res5": (1024, 3072)} and both.recipe_id != plain.recipe_id
+    clips = torch.randint(0, 255, (2, 16, 64, 96, 3), dtype=torch.uint8)
+    stored = SnippetEncoder(bb, both, "cpu", 1)([clips])
+    whole = SnippetEncoder(bb, plain, "cpu", 1)([clips])
+    assert stored.shape == (2, 1, 3072)
+    assert np.allclose(stored[:, 0, 1024:], whole[:, 0], atol=1e-5)       # res5 is the usual features
+    with torch.no_grad():
+        maps = bb.module.forward_endpoints(preprocess(clips, both))
+    assert np.allclose(stored[:, 0, :1024], maps["res4"].mean(dim=(2, 3, 4)).numpy(), atol=1e-5)
+    assert [name for name in maps if name != "features"] == ["stem", "res2", "pool2", "res3", "res4", "res5"]
 
 
 def test_extract_cli_stores_the_layers_and_refuses_bad_ones_in_one_line(tmp_path):

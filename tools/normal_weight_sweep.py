@@ -2,6 +2,7 @@
 benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the head alone), with
 ``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), with
 ``--normal-contexts`` refitted on each segment with its neighbours (``model.normal_context``), with
+``--shrinkages`` refitted with another covariance shrinkage (``model.normal_shrinkage``), with
 ``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames), with
 ``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``;
 ``--smooth-shares`` its width as a share of each video's length, ``model.smooth_share``);
@@ -16,6 +17,7 @@ refit uses the run's own normal training videos (the split recorded in its last.
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 0.25 0
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --forms raw l2
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --normal-contexts 1 5 9
+    python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --shrinkages 0.25 0.5 0.75 --recalibrate
     python tools/normal_weight_sweep.py RUN --bench demo --weights 0.5 --frame-scores hold linear
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --smooth-windows 1 3 5
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 --smooth-shares 0 0.02 0.04
@@ -68,9 +70,10 @@ def recalibrated(model, ckpt, run: Path, bench):
     return out
 
 
-def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int) -> None:
+def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shrinkage: float) -> None:
     """Fit the run's normal statistics again on its normal training videos, on feature form ``form``
-    with a context of ``context`` segments (each projected on ``rank`` principal directions)."""
+    with a context of ``context`` segments (each projected on ``rank`` principal directions) and the
+    covariance shrunk by ``shrinkage`` towards a scaled identity."""
     import torch
 
     from vadpipe.calibration import fit_normal_stats
@@ -79,7 +82,7 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int) -> 
     normal = [v for v in training_split(run, bench) if v.label == 0]
     old = model.normal_stats
     model.normal_stats = normal_stats_of(dataclasses.replace(ckpt.model_config, normal_weight=old.weight,
-                                                             normal_shrinkage=old.shrinkage, normal_features=form,
+                                                             normal_shrinkage=shrinkage, normal_features=form,
                                                              normal_context=context, normal_rank=rank))
     fit_normal_stats(model, normal, ckpt.train_config.seed if ckpt.train_config else 0, torch.device("cpu"),
                      log=lambda msg: None)
@@ -108,6 +111,8 @@ def main() -> None:
                         help="refit the statistics on these feature forms (default: the run's own, as fitted)")
     parser.add_argument("--normal-contexts", nargs="+", type=int, default=None,
                         help="refit the statistics with these odd contexts in segments (default: the run's own)")
+    parser.add_argument("--shrinkages", nargs="+", type=float, default=None,
+                        help="refit the statistics with these covariance shrinkages in (0, 1] (default: the run's own)")
     parser.add_argument("--normal-rank", type=int, default=256,
                         help="principal directions per segment for a refit with a context > 1")
     parser.add_argument("--frame-scores", nargs="+", choices=["hold", "linear"], default=None,
@@ -134,6 +139,8 @@ def main() -> None:
         raise SystemExit("--smooth-shares: shares in [0, 1)")
     if any(k < 1 or k % 2 == 0 for k in args.normal_contexts or []):
         raise SystemExit("--normal-contexts: odd positive contexts (centred windows of segments)")
+    if any(not 0.0 < a <= 1.0 for a in args.shrinkages or []):
+        raise SystemExit("--shrinkages: values in (0, 1]")
     bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.LAYERS = args.ped1_short_side, args.layers
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
@@ -149,13 +156,16 @@ def main() -> None:
     if stats is None or not (stats.fitted or args.forms):
         raise SystemExit(f"{args.run}: this head has no fitted normal statistics (model.normal_weight 0; "
                          "--forms fits them)")
-    fitted = (stats.features, stats.context) if stats.fitted else None
+    fitted = (stats.features, stats.context, stats.shrinkage) if stats.fitted else None
     print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics "
-          f"{f'on {fitted[0]} features, context {fitted[1]}' if fitted else 'not fitted'}; percent")
-    for form, context in itertools.product(args.forms or [stats.features], args.normal_contexts or [stats.context]):
-        if (form, context) != fitted:
-            refit(model, ckpt, args.run, bench, form, context, args.normal_rank)
-            fitted = (form, context)
+          f"{f'on {fitted[0]} features, context {fitted[1]}, shrinkage {fitted[2]:g}' if fitted else 'not fitted'}; "
+          "percent")
+    for form, context, shrinkage in itertools.product(args.forms or [stats.features],
+                                                      args.normal_contexts or [stats.context],
+                                                      args.shrinkages or [stats.shrinkage]):
+        if (form, context, shrinkage) != fitted:
+            refit(model, ckpt, args.run, bench, form, context, args.normal_rank, shrinkage)
+            fitted = (form, context, shrinkage)
         for weight in args.weights:
             model.normal_stats.weight = weight
             if args.pseudo_weight > 0:         # fitted on the fused scores of this weight, as training does
@@ -174,7 +184,8 @@ def main() -> None:
                     shown = {k.replace("group_", ""): v for k, v in figures.items()
                              if (k != "false_alarm_auto" or args.recalibrate) and v is not None}
                     stage = f" pseudo {args.pseudo_weight:g}" if stage_on else ""
-                    print(f"  {form:<4} context {context} weight {weight:<5g} frames {mode:<6} smooth {window} share {share:g}{stage} "
+                    print(f"  {form:<4} context {context} shrinkage {shrinkage:g} weight {weight:<5g} frames {mode:<6} "
+                          f"smooth {window} share {share:g}{stage} "
                           + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)
                 model.scoring_rule = rule
 

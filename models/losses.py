@@ -21,6 +21,8 @@ Terms (LTGS.md, "Losses"):
   segments (by score, max(1, ⌊share·T⌋)) against 0. Video labels say an anomalous video holds an
   event somewhere, not everywhere; its least anomalous-looking segments are the likeliest normal
   ones, so the head is taught to rank *inside* the video, not only to tell videos apart.
+  ``bottom_by = "distance"`` takes them by the trainer's distance prior instead (the segments most
+  like normal video), so the head's own mistakes do not choose its negatives.
 
 ``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
 T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
@@ -71,11 +73,13 @@ def kept(idx: Tensor, ks: Tensor) -> Tensor:
     return (torch.arange(idx.shape[1], device=idx.device)[None, :] < ks[:, None]).float()
 
 
-def bottom_loss(scores: Tensor, mask: Optional[Tensor], share: float, smoothing: float = 0.0) -> Tensor:
-    """BCE against 0 of each row's max(1, floor(share · real length)) lowest-scoring real segments."""
+def bottom_loss(scores: Tensor, mask: Optional[Tensor], share: float, smoothing: float = 0.0,
+                rank: Optional[Tensor] = None) -> Tensor:
+    """BCE against 0 of each row's max(1, floor(share · real length)) lowest real segments by ``rank``
+    (default: their scores)."""
     lengths = real_lengths(mask, scores.shape[0], scores.shape[1], scores.device)
     ks = torch.clamp(torch.floor(lengths.float() * share).long(), min=1)
-    idx = topk_indices(-scores, int(ks.max()), mask)             # lowest first
+    idx = topk_indices(-(scores if rank is None else rank), int(ks.max()), mask)   # lowest first
     low = scores.gather(1, idx)
     return _bce(low, torch.zeros_like(low), smoothing, kept(idx, ks))
 
@@ -131,6 +135,11 @@ def _bce(p: Tensor, target: Tensor, smoothing: float = 0.0, keep: Optional[Tenso
 
 
 PRIOR_RANKINGS = ("distance", "fused")     # top-k choices that need the trainer's per-segment prior
+
+
+def needs_prior(cfg) -> bool:
+    """Whether a LossConfig's choices read the trainer's per-segment distance prior."""
+    return cfg.topk_by in PRIOR_RANKINGS or (cfg.w_bottom > 0 and getattr(cfg, "bottom_by", "score") == "distance")
 
 
 def ranking_values(cfg, scores: Tensor, mags: Optional[Tensor], prior: Optional[Tensor]) -> Tensor:
@@ -191,7 +200,11 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
         normal = scores[na:] if m_n is None else scores[na:][m_n]
         terms["normal"] = _bce(normal, torch.zeros_like(normal), smoothing)
     if weights["bottom"] > 0 and na > 0:
-        terms["bottom"] = bottom_loss(scores[:na], m_a, cfg.bottom_share, smoothing)
+        by_prior = getattr(cfg, "bottom_by", "score") == "distance"
+        if by_prior and prior is None:
+            raise ValueError("bottom_by = distance needs each segment's distance prior")
+        terms["bottom"] = bottom_loss(scores[:na], m_a, cfg.bottom_share, smoothing,
+                                      prior[:na] if by_prior else None)
     if cfg.w_rank > 0:
         terms["rank"] = ranking_loss(scores[:na], scores[na:], m_a, m_n)
     if cfg.w_sparse > 0:

@@ -577,6 +577,15 @@ def test_bottom_loss_pulls_the_lowest_share_of_each_anomalous_videos_real_segmen
     smoothed = compute_losses(scores, None, 2, torch.zeros(3, 8), _loss_cfg(w_bottom=1.0, bottom_share=0.25,
                                                                             label_smoothing=0.2), mask)
     assert float(smoothed["bottom"]) > float(out["bottom"])      # targets 0.1, not 0
+    prior = torch.tensor([[0.0, 5.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0], [9.0, 0.0, 1.0, 0, 0, 0, 0, 0], [0.0] * 8])
+    by_prior = compute_losses(scores, None, 2, torch.zeros(3, 8), _loss_cfg(w_bottom=1.0, bottom_share=0.25,
+                                                                            bottom_by="distance"), mask, prior)
+    expected = -np.mean(np.log([0.1, 0.2, 0.5]))              # 0.9 and 0.8 of row 0 (priors 0, 1), 0.5 of row 1
+    assert float(by_prior["bottom"]) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="prior"):
+        compute_losses(scores, None, 2, torch.zeros(3, 8), _loss_cfg(w_bottom=1.0, bottom_by="distance"), mask)
+    with pytest.raises(ConfigError, match="bottom_by"):
+        validate(apply_overrides(preset("default"), ["train.loss.bottom_by=distance", "train.bags=resample"]))
     for bad in ("train.loss.w_bottom=-1", "train.loss.bottom_share=0", "train.loss.bottom_share=1"):
         with pytest.raises(ConfigError, match="bottom"):
             validate(apply_overrides(preset("default"), [bad]))
@@ -633,5 +642,5 @@ def test_default_head_with_distance_selection_finds_a_planted_short_event(tmp_pa
     res, _ = evaluate_run(result.run_dir, tmp_path / "test", tmp_path / "test" / "gt.json", device="cpu",
                           progress=False)
     assert res.metrics["auc_anomalous_videos"] > 0.8 and res.metrics["auc"] > 0.85, res.summary()
-    assert any(line.startswith("top-k by distance") for line in lines)
+    assert any(line.startswith("segments chosen by distance (train.loss.topk_by distance") for line in lines)
     assert read_checkpoint(result.run_dir, "best")["train_config"]["loss"]["topk_by"] == "distance"

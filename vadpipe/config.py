@@ -141,6 +141,8 @@ class LossConfig:
     w_bottom: float = 0.0              # BCE pulling the lowest-scoring bottom_share of each anomalous video's
     bottom_share: float = 0.2          # segments to 0 (max(1, floor(share T)) of its real length), from
     bottom_after: float = 0.0          # this share of the planned iterations on (0: from the start)
+    bottom_by: str = "score"           # score | distance: those segments lowest by the head's score or by their
+                                       # distance to the normal training snippets (as topk_by distance)
     label_smoothing: float = 0.0       # BCE targets eps/2 and 1 - eps/2: bounded logits, no ties at 0 or 1
 
 
@@ -477,6 +479,7 @@ def validate(cfg: Config) -> None:
         ("train.dynamic", t.dynamic, ("soft", "hard", "off")),
         ("train.loss.topk_by", loss.topk_by, ("magnitude", "score", "distance", "fused")),
         ("train.loss.cls_target", loss.cls_target, ("dynamic", "video-mean")),
+        ("train.loss.bottom_by", loss.bottom_by, ("score", "distance")),
         ("train.loss.smooth_on", loss.smooth_on, ("anomalous", "all")),
         ("train.bags", t.bags, ("resample", "real")),
         ("model.crop_reduce", m.crop_reduce, ("mean", "max", "auto")),
@@ -528,6 +531,9 @@ def validate(cfg: Config) -> None:
     if loss.topk_by in ("distance", "fused") and t.bags != "real":
         raise ConfigError(f"train.loss.topk_by = {loss.topk_by} ranks each real snippet by its distance to the "
                           "normal training snippets: it needs train.bags = real")
+    if loss.bottom_by == "distance" and t.bags != "real":
+        raise ConfigError("train.loss.bottom_by = distance ranks each real snippet by its distance to the normal "
+                          "training snippets: it needs train.bags = real")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:

@@ -42,7 +42,7 @@ from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
-from .models.losses import PRIOR_RANKINGS, compute_losses
+from .models.losses import compute_losses, needs_prior
 from .recipe import check_compatible
 from .selection_prior import selection_priors
 from .validation import open_validation, score_videos, selection_note, validation_metrics
@@ -259,8 +259,9 @@ class _Trainer:
         anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
         self.anomalous = anomalous
         self.priors = None
-        if t.loss.topk_by in PRIOR_RANKINGS:
-            self.log(f"top-k by {t.loss.topk_by}: distances to the {normal.size} normal training videos' snippets")
+        if needs_prior(t.loss):
+            self.log(f"segments chosen by distance (train.loss.topk_by {t.loss.topk_by}, bottom_by "
+                     f"{t.loss.bottom_by}): distances to the {normal.size} normal training videos' snippets")
             self.priors = selection_priors(cfg.model, self.bags, normal, t.seed)
         self.total = planned_iterations(t, len(anomalous))
         self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .normal_stats import logit
+
 
 def _fill(values: Tensor, mask: Optional[Tensor], value: float) -> Tensor:
     return values if mask is None else values.masked_fill(~mask, value)
@@ -149,8 +151,7 @@ def ranking_values(cfg, scores: Tensor, mags: Optional[Tensor], prior: Optional[
             raise ValueError(f"topk_by = {cfg.topk_by} needs each segment's distance prior")
         if cfg.topk_by == "distance":
             return prior
-        p = scores.detach().float().clamp(1e-6, 1 - 1e-6)
-        return torch.log(p) - torch.log1p(-p) + cfg.prior_weight * prior
+        return logit(scores.detach().float()) + cfg.prior_weight * prior
     return mags if (cfg.topk_by == "magnitude" and mags is not None) else scores
 
 

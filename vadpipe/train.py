@@ -393,22 +393,20 @@ class _Trainer:
         t = self.cfg.train
         videos = np.concatenate([a, n])
         if t.crops == "random":
-            pick = choose_crops(seed, iteration, len(videos), self.crops)
-            rows, crops = [self.bags[v][c] for v, c in zip(videos, pick)], list(zip(videos, pick))
-            n_anom = len(a)
+            crops = list(zip(videos, choose_crops(seed, iteration, len(videos), self.crops)))
+            n_anom, group = len(a), 1
         else:
-            rows = [crop for v in videos for crop in self.bags[v]]
             crops = [(v, c) for v in videos for c in range(self.crops)]
-            n_anom = len(a) * self.crops
-        if self.priors is not None:     # the prior rides as a last column, so it gets the same window
-            rows = [np.concatenate([r, self.priors[v][c][:, None]], 1) for r, (v, c) in zip(rows, crops)]
-        x, mask = pad_windows(rows, t.max_segments, seed, iteration, 1 if t.crops == "random" else self.crops)
+            n_anom, group = len(a) * self.crops, self.crops
+        x, mask = pad_windows([self.bags[v][c] for v, c in crops], t.max_segments, seed, iteration, group)
         prior = None
-        if self.priors is not None:
-            x, prior = x[..., :-1], torch.from_numpy(np.ascontiguousarray(x[..., -1])).to(self.device)
+        if self.priors is not None:     # the windows are drawn from (seed, iteration) and the lengths: the same
+            prior, _ = pad_windows([self.priors[v][c][:, None] for v, c in crops], t.max_segments, seed, iteration,
+                                   group)
+            prior = torch.from_numpy(prior[..., 0]).to(self.device)
         targets = torch.zeros(x.shape[:2])
         targets[:n_anom] = 1.0                                       # video labels (dynamic labels are off)
-        return Batch(torch.from_numpy(np.ascontiguousarray(x)).to(self.device), targets.to(self.device), n_anom,
+        return Batch(torch.from_numpy(x).to(self.device), targets.to(self.device), n_anom,
                      torch.from_numpy(mask).to(self.device), prior)
 
     def _crop_group(self) -> int:

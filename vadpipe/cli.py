@@ -91,8 +91,9 @@ def backbones(as_json):
               "region) instead of one global vector: for fixed cameras whose events fill part of the view.")
 @click.option("--layers", default="", metavar="A,B",
               help="Store the space-time means of these network endpoints side by side instead of the "
-              "backbone's own features, e.g. Mixed_4f,Mixed_5c (i3d-inception): the head trains on the last, "
-              "the normal statistics use model.normal_layer.")
+              "backbone's own features, e.g. Mixed_4f,Mixed_5c (i3d-inception) or res4,res5 (i3d-r50; "
+              "`vadpipe backbones` lists them): the head trains on the last, the normal statistics use "
+              "model.normal_layer.")
 @click.option("--weights", default=None, help="Backbone weight file (default: the backbone's own; 'random' for tests).")
 @click.option("--fps", default="native", show_default=True,
               help="'native' or a frame rate to resample to (a constant grid: use it for variable-frame-rate "

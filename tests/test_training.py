@@ -206,8 +206,6 @@ def test_cli_train_eval_and_default_features(world, tmp_path, monkeypatch):
 def test_bottom_term_waits_for_its_share_of_the_planned_iterations(world, tmp_path, bottom_by):
     cfg = small_cfg(world / "train", iterations=10, log_every=1, eval_every=100)
     cfg.train.loss.w_bottom, cfg.train.loss.bottom_after, cfg.train.loss.bottom_by = 1.0, 0.5, bottom_by
-    if bottom_by == "distance":                  # the distance prior is of real snippets
-        cfg.train.bags, cfg.train.dynamic = "real", "off"
     run = train(cfg, out=tmp_path / "run", progress=False).run_dir
     records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     with_term = [r["iteration"] for r in records if "loss_bottom" in r]

@@ -528,12 +528,6 @@ def validate(cfg: Config) -> None:
     if m.normal_context < 1 or m.normal_context % 2 == 0 or m.normal_rank < 1:
         raise ConfigError(f"model.normal_context must be odd and >= 1 (a centred window) and model.normal_rank "
                           f">= 1, got {m.normal_context} and {m.normal_rank}")
-    by_distance = [f"train.loss.{name} = {value}" for name, value in (("topk_by", loss.topk_by),
-                                                                       ("bottom_by", loss.bottom_by))
-                   if value in ("distance", "fused")]
-    if by_distance and t.bags != "real":
-        raise ConfigError(f"{by_distance[0]} ranks each real snippet by its distance to the normal training "
-                          "snippets: it needs train.bags = real")
     if t.crops == "max" and t.bags != "real":
         raise ConfigError("train.crops = max needs train.bags = real")
     if m.attn_dropout is not None and not 0.0 <= m.attn_dropout < 1.0:

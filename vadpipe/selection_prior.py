@@ -4,8 +4,9 @@ training snippet is.
 Before the first step, normal statistics of the kind the head fuses after training (``model.normal_*``:
 feature form, shrinkage, context, layer) are fitted on the normal training videos, and every training
 snippet's distance to them is standardised by the normal snippets' own distances: 0 is a typical normal
-snippet, 1 one sd further. The priors are a pure function of the features, the split and the seed, so a
-resumed run recomputes the same ones.
+snippet, 1 one sd further. With ``train.bags = resample`` the segments are the resampled ones the head
+sees (each the mean of its snippets), and the statistics are fitted on those. The priors are a pure
+function of the features, the split and the seed, so a resumed run recomputes the same ones.
 """
 from __future__ import annotations
 

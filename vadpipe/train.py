@@ -263,6 +263,8 @@ class _Trainer:
             self.log(f"segments chosen by distance (train.loss.topk_by {t.loss.topk_by}, bottom_by "
                      f"{t.loss.bottom_by}): distances to the {normal.size} normal training videos' snippets")
             self.priors = selection_priors(cfg.model, self.bags, normal, t.seed)
+            if t.bags != "real":                                     # resampled bags: one (N, C, S) array
+                self.priors = np.stack(self.priors)
         self.total = planned_iterations(t, len(anomalous))
         self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]
         self.samplers = [BalancedSampler(anomalous[self._trains(m, anomalous)], normal[self._trains(m, normal)],
@@ -376,17 +378,20 @@ class _Trainer:
         a, n = self.samplers[member].batch(iteration)
         if t.bags == "real":
             return self._real_batch(iteration, a, n, seed)
-        xa, xn = self.bags[a], self.bags[n]                          # (n, C, S, D)
+        videos = np.concatenate([a, n])
         ta = self.dyn.rows(a)                                        # (na, S)
-        if t.crops == "random":
-            pick = choose_crops(seed, iteration, len(a) + len(n), self.crops)
-            xa, xn = xa[np.arange(len(a)), pick[:len(a)]], xn[np.arange(len(n)), pick[len(a):]]
-        else:
-            xa, xn = xa.reshape(-1, *xa.shape[2:]), xn.reshape(-1, *xn.shape[2:])
+        pick = choose_crops(seed, iteration, len(videos), self.crops) if t.crops == "random" else None
+        if pick is None:
             ta = ta.repeat_interleave(self.crops, dim=0)
-        x = torch.from_numpy(np.concatenate([xa, xn])).to(self.device)
-        targets = torch.cat([ta, torch.zeros(xn.shape[0], ta.shape[1])]).to(self.device)
-        return Batch(x, targets, xa.shape[0])
+
+        def rows(per_video: np.ndarray) -> torch.Tensor:            # (videos, C, S, ...) -> (rows, S, ...)
+            if pick is not None:
+                return torch.from_numpy(per_video[np.arange(len(videos)), pick]).to(self.device)
+            return torch.from_numpy(per_video.reshape(-1, *per_video.shape[2:])).to(self.device)
+
+        x = rows(self.bags[videos])                                  # bags (N, C, S, D)
+        targets = torch.cat([ta, torch.zeros(x.shape[0] - ta.shape[0], ta.shape[1])]).to(self.device)
+        return Batch(x, targets, ta.shape[0], None, None if self.priors is None else rows(self.priors[videos]))
 
     def _real_batch(self, iteration: int, a: np.ndarray, n: np.ndarray, seed: int) -> Batch:
         """Padded (rows, L, D) batch of whole videos (``bags: real``): crops as in ``_batch``."""

@@ -610,6 +610,23 @@ def test_topk_by_distance_takes_the_priors_top_segments_and_fused_adds_the_heads
         validate(apply_overrides(preset("default"), ["train.loss.prior_weight=-1"]))
 
 
+def test_dynamic_labels_update_at_the_segments_the_distance_chooses(tmp_path):
+    """The article's dynamic labels (resampled bags) move the rows of the top-k the losses train on: with
+    ``topk_by = distance``, the segments most unlike normal video, whatever the head scores there."""
+    from vadpipe.train import _Trainer
+
+    make_store(tmp_path / "f", 6, 6, dim=16, crops=2, seed=2, t_range=(10, 40))
+    cfg = preset("paper")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 32
+    cfg.train.features, cfg.train.device, cfg.train.loss.topk_by = str(tmp_path / "f"), "cpu", "distance"
+    trainer = _Trainer(cfg, tmp_path / "run", None, lambda m: None)
+    trainer._update_labels()
+    for v in trainer.anomalous:
+        chosen = torch.from_numpy(trainer.priors[v]).mean(0).topk(cfg.train.loss.k).indices
+        moved = set(np.flatnonzero(trainer.dyn.table[v].numpy() != 1.0).tolist())
+        assert moved == set(chosen[1:].tolist()), (v, moved, chosen)   # the first stays 1 (Algorithm 1)
+
+
 def test_selection_priors_are_standardised_distances_to_the_normal_training_snippets():
     from vadpipe.selection_prior import selection_priors
 

@@ -42,7 +42,7 @@ from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
-from .models.losses import compute_losses, needs_prior
+from .models.losses import compute_losses, needs_prior, ranking_values
 from .recipe import check_compatible
 from .selection_prior import selection_priors
 from .validation import open_validation, score_videos, selection_note, validation_metrics
@@ -434,9 +434,10 @@ class _Trainer:
 
     @torch.no_grad()
     def _update_labels(self) -> None:
-        """Algorithm 1: score every anomalous training bag in eval mode, update its label row."""
+        """Algorithm 1: score every anomalous training bag in eval mode, update its label row at the
+        segments the losses' top-k would choose (``train.loss.topk_by``; crops averaged)."""
         self.model.eval()
-        by_norm = self.cfg.train.loss.topk_by == "magnitude"
+        loss = self.cfg.train.loss
         chunk = max(1, 256 // self.crops)
         for s in range(0, len(self.anomalous), chunk):
             vids = self.anomalous[s:s + chunk]
@@ -444,11 +445,11 @@ class _Trainer:
             with autocast(self.device, "bfloat16" if self.use_amp else "float32"):
                 out = self.model(x)
             scores = out.scores.float().view(len(vids), self.crops, -1).mean(1)
-            if by_norm and out.features is not None:
-                rank = out.features.float().norm(dim=-1).view(len(vids), self.crops, -1).mean(1)
-            else:
-                rank = scores
-            self.dyn.update(vids, scores, rank)
+            mags = None
+            if loss.topk_by == "magnitude" and out.features is not None:
+                mags = out.features.float().norm(dim=-1).view(len(vids), self.crops, -1).mean(1)
+            prior = None if self.priors is None else torch.from_numpy(self.priors[vids]).to(self.device).mean(1)
+            self.dyn.update(vids, scores, ranking_values(loss, scores, mags, prior))
         self.model.train()
 
     # --- validation and what follows the last step ---------------------------------------------

@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest import make_video
+from vadpipe.checkpoint import Checkpoint
 from vadpipe.cli import main
 from vadpipe.errors import ConfigError
 from vadpipe.extractors.presets import make_recipe
@@ -92,6 +93,28 @@ def test_training_validates_and_evaluates_overlapping_snippets_frame_by_frame(tm
                           progress=False)
     assert {a.action for a in res.alignments} <= {"exact", "tail"} and len(res.alignments) == 12
     assert res.metrics["auc"] > 0.85 and res.metrics["auc_anomalous_videos"] > 0.8, res.summary()
+    m = Checkpoint.load(result.run_dir, "last").model_config     # the default's counts, meant at stride 16
+    assert (m.horizon, m.horizon_cap, m.stride_base) == (10, 64, 8)
+
+
+def test_segment_counts_follow_the_stride_they_were_written_for():
+    """A window of 5 segments past 32, written for stride 16, spans the same frames at stride 8 (10 past
+    64) and at 32 (3 past 16); centred windows rescale their reach and stay odd; off stays off, the
+    stride it was written for changes nothing, and the result applies again as itself."""
+    from vadpipe.config import ModelConfig, at_stride, preset
+
+    m = preset("default").model
+    assert m.stride_base == 16 and at_stride(m, 16) is m
+    s8 = at_stride(m, 8)
+    assert (s8.horizon, s8.horizon_cap, s8.context, s8.smooth_window, s8.stride_base) == (10, 64, 0, 1, 8)
+    assert at_stride(s8, 8) is s8 and (m.horizon, m.horizon_cap) == (5, 32)      # pure: m is untouched
+    s32 = at_stride(m, 32)
+    assert (s32.horizon, s32.horizon_cap) == (3, 16)
+    windows = ModelConfig(context=3, smooth_window=5, normal_context=3, horizon=1, stride_base=16)
+    assert (lambda w: (w.context, w.smooth_window, w.normal_context))(at_stride(windows, 8)) == (5, 9, 5)
+    assert (lambda w: (w.context, w.smooth_window, w.horizon))(at_stride(windows, 64)) == (1, 3, 1)
+    assert at_stride(ModelConfig(horizon=5), 8).horizon == 5                    # stride_base 0: as written
+    assert preset("paper").model.stride_base == 0
 
 
 def test_probe_snippet_labels_follow_the_stride():

@@ -69,6 +69,10 @@ class ModelConfig:
     horizon_share: float = 0.0         # s in (0, 1): the window for that share of the heads, whole-video H for the rest
     context: int = 0                   # K > 0 (odd): each segment gets a learned mix of its K-1 neighbours first
                                        # (temporal convolution, zero at the start)
+    stride_base: int = 0               # B > 0: the segment counts here (horizon, horizon_cap, context,
+                                       # smooth_window, normal_context) are written for snippets every B frames;
+                                       # training on another --stride S rescales them by B/S, so each spans the
+                                       # same time, and records the result with B = S (0: as written)
     crop_reduce: str = "mean"          # how crops' snippet scores combine at test time: mean | max | auto
                                        # (auto, resolved at training: max for region features, else mean)
     smooth_window: int = 1             # test-time moving average of snippet scores (odd; 1 = none)
@@ -304,6 +308,7 @@ def _localise(cfg: Config) -> Config:
     # long videos only: past 32 segments half the heads see a window of 5, the others the whole video;
     # up to 32 (every Ped1 and demo clip) the article's H, bit-identical
     m.horizon, m.horizon_cap, m.horizon_share = 5, 32, 0.5
+    m.stride_base = 16           # those counts mean the same time at any --stride
     t.bags, t.dynamic, t.crops = "real", "off", "auto"
     t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
     t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
@@ -377,6 +382,28 @@ def apply_overrides(cfg: Config, assignments: Iterable[str]) -> Config:
             raise ConfigError(f"--set {assignment}: {exc}") from None
     validate(out)
     return out
+
+
+# --- segment counts at another stride ------------------------------------------------
+def at_stride(m: ModelConfig, stride: int) -> ModelConfig:
+    """``m`` with its segment counts rescaled from ``m.stride_base`` to features with a snippet every
+    ``stride`` frames, so that each spans the same time (a window of 5 segments at stride 16 is 10 at
+    stride 8), and ``stride_base`` set to ``stride``: applying it again changes nothing. Shares
+    (``smooth_share``, ``k_share``) already follow the video's length; ``train.max_segments`` is a
+    compute bound and stays. ``stride_base`` 0 leaves ``m`` as written."""
+    if not m.stride_base or m.stride_base == stride:
+        return m
+    scale = m.stride_base / stride
+
+    def count(n: int) -> int:              # 0 stays off; a count never falls to 0
+        return max(1, int(n * scale + 0.5)) if n else 0
+
+    def odd(k: int) -> int:                # a centred window keeps its centre: its reach is rescaled
+        return 1 + 2 * int((k - 1) / 2 * scale + 0.5) if k > 1 else k
+
+    return dataclasses.replace(m, horizon=count(m.horizon), horizon_cap=count(m.horizon_cap),
+                               context=odd(m.context), smooth_window=odd(m.smooth_window),
+                               normal_context=odd(m.normal_context), stride_base=stride)
 
 
 # --- dict / YAML ------------------------------------------------------------------
@@ -545,8 +572,9 @@ def validate(cfg: Config) -> None:
                           "no train.val_features), without model.pseudo_weight")
     if m.context < 0 or m.context % 2 == 0 and m.context:
         raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
-    if m.horizon < 0 or m.horizon_cap < 0 or t.epochs < 0 or t.min_iterations < 0:
-        raise ConfigError("model.horizon, model.horizon_cap, train.epochs and train.min_iterations must be >= 0")
+    if min(m.horizon, m.horizon_cap, m.stride_base, t.epochs, t.min_iterations) < 0:
+        raise ConfigError("model.horizon, model.horizon_cap, model.stride_base, train.epochs and "
+                          "train.min_iterations must be >= 0")
     if not 0.0 <= m.horizon_floor < 1.0:
         raise ConfigError(f"model.horizon_floor must lie in [0, 1), got {m.horizon_floor}")
     if not 0.0 <= m.horizon_share < 1.0:

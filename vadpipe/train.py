@@ -34,7 +34,7 @@ from . import atomic
 from .calibration import (calibrate, calibration_videos, fit_member_normal_stats, fit_normal_stats, fit_pseudo_stage,
                           out_of_bag_scores)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
-from .config import Config, TrainConfig, copy_config, save_config, validate
+from .config import Config, TrainConfig, at_stride, config_to_dict, copy_config, save_config, validate
 from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
                    stratified_split)
 from .device import autocast, resolve_device
@@ -166,6 +166,19 @@ def resolve_crop_rules(cfg: Config, recipe) -> None:
         cfg.model.crop_reduce = "max" if regions else "mean"
 
 
+def resolve_stride_counts(cfg: Config, stride: int, log: Callable[[str], None]) -> None:
+    """The head's segment counts for the features' snippet step (``config.at_stride``); the rescaled
+    counts are what the run records, so scoring and resuming use them as they are."""
+    before = config_to_dict(cfg.model)
+    cfg.model = at_stride(cfg.model, stride)
+    after = config_to_dict(cfg.model)
+    changed = [f"{name} {before[name]} -> {after[name]}" for name in before
+               if before[name] != after[name] and name != "stride_base"]
+    if changed:
+        log(f"snippets every {stride} frames, segment counts written for {before['stride_base']}: "
+            + ", ".join(f"model.{c}" for c in changed))
+
+
 def resolve_layer_spans(cfg: Config, recipe, log: Callable[[str], None]) -> None:
     """Where the head and its normal statistics read features stored with layers (``vadpipe extract
     --layers``): the head the last stored layer, the statistics ``model.normal_layer`` when stored (else
@@ -244,6 +257,7 @@ class _Trainer:
                 self.log(f"model.feature_dim {cfg.model.feature_dim} replaced by the features' D = {dim}")
             cfg.model.feature_dim = dim
         resolve_crop_rules(cfg, self.data.recipe)
+        resolve_stride_counts(cfg, self.data.stride, self.log)
         resolve_layer_spans(cfg, self.data.recipe, self.log)
         validate(cfg)
         self.crops = crops

@@ -398,14 +398,14 @@ class _Trainer:
         if pick is None:
             ta = ta.repeat_interleave(self.crops, dim=0)
 
-        def rows(per_video: np.ndarray) -> torch.Tensor:            # (videos, C, S, ...) -> (rows, S, ...)
-            if pick is not None:
-                return torch.from_numpy(per_video[np.arange(len(videos)), pick]).to(self.device)
-            return torch.from_numpy(per_video.reshape(-1, *per_video.shape[2:])).to(self.device)
+        def rows(per_video: np.ndarray) -> torch.Tensor:            # (N, C, S, ...) -> the batch's (rows, S, ...)
+            if pick is not None:                                     # one crop a video, gathered directly
+                return torch.from_numpy(per_video[videos, pick]).to(self.device)
+            return torch.from_numpy(per_video[videos].reshape(-1, *per_video.shape[2:])).to(self.device)
 
-        x = rows(self.bags[videos])                                  # bags (N, C, S, D)
+        x = rows(self.bags)                                          # bags (N, C, S, D)
         targets = torch.cat([ta, torch.zeros(x.shape[0] - ta.shape[0], ta.shape[1])]).to(self.device)
-        return Batch(x, targets, ta.shape[0], None, None if self.priors is None else rows(self.priors[videos]))
+        return Batch(x, targets, ta.shape[0], None, None if self.priors is None else rows(self.priors))
 
     def _real_batch(self, iteration: int, a: np.ndarray, n: np.ndarray, seed: int) -> Batch:
         """Padded (rows, L, D) batch of whole videos (``bags: real``): crops as in ``_batch``."""

@@ -141,8 +141,8 @@ class NormalStats(nn.Module):
             e, s = e[chosen.to(e.device)], s[chosen.to(s.device)]
         x = e.double()
         mean = x.mean(0)
-        cov = torch.cov((x - mean).T) if x.shape[0] > 1 else torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype)
-        target = torch.eye(x.shape[1], dtype=x.dtype) * (torch.trace(cov) / x.shape[1]).clamp(min=1e-12)
+        cov = torch.cov((x - mean).T) if x.shape[0] > 1 else torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
+        target = torch.eye(x.shape[1], dtype=x.dtype, device=x.device) * (torch.trace(cov) / x.shape[1]).clamp(min=1e-12)
         self.mean.copy_(mean.float())
         self.precision.copy_(torch.linalg.inv((1 - self.shrinkage) * cov + self.shrinkage * target).float())
         d, lg = self._mahalanobis(e), logit(s.float())

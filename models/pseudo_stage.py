@@ -83,8 +83,8 @@ class PseudoStage(nn.Module):
         self.intercept.fill_(float(clf.intercept_[0]))
         head = logit(torch.from_numpy(np.concatenate(normal_s)).float())
         stage = self.stage_logit(torch.from_numpy(np.concatenate(normal_x)).float().to(self.coef.device))
-        self.scale.copy_(torch.tensor([head.mean(), head.std().clamp(min=1e-6), stage.mean(),
-                                       stage.std().clamp(min=1e-6), 1.0]))
+        self.scale.copy_(torch.tensor([float(head.mean()), float(head.std().clamp(min=1e-6)), float(stage.mean()),
+                                       float(stage.std().clamp(min=1e-6)), 1.0]))   # head on CPU, stage on coef's device
         return int(len(y))
 
     def fuse(self, scores: Tensor, x: Tensor) -> Tensor:

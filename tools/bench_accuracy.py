@@ -214,13 +214,13 @@ def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
 
 
-def run_once(bench: Bench, cfg, seed: int, workdir: Path) -> Dict[str, float]:
+def run_once(bench: Bench, cfg, seed: int, workdir: Path, device: str = "cpu") -> Dict[str, float]:
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
     from vadpipe.config import copy_config
     from vadpipe.train import train
 
     cfg = copy_config(cfg)
-    cfg.train.features, cfg.train.seed, cfg.train.device = bench.train, seed, "cpu"
+    cfg.train.features, cfg.train.seed, cfg.train.device = bench.train, seed, device
     t0 = time.perf_counter()
     result = train(cfg, out=workdir / f"{bench.name}-{seed}", progress=False, log=lambda m: None)
     seconds = time.perf_counter() - t0
@@ -295,6 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                       str(Path.home() / ".cache" / "vadpipe" / "bench")))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--device", default="cpu",
+                    help="where the heads train (cpu, cuda, ...); extraction picks its own device, scoring is on the CPU")
     ap.add_argument("--regions", default="", metavar="RxC",
                     help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
     ap.add_argument("--layers", default="", metavar="A,B",
@@ -343,7 +345,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             for cname, cfg in configs.items():
                 runs = []
                 for seed in args.seeds:
-                    runs.append(run_once(bench, cfg, seed, runs_root / cname))
+                    runs.append(run_once(bench, cfg, seed, runs_root / cname, args.device))
                     log(f"{bname} {cname} seed {seed}: " + ", ".join(
                         f"{k} {v:.4f}" for k, v in runs[-1].items() if v is not None))
                 report[bname][cname] = runs

@@ -146,8 +146,12 @@ class NormalStats(nn.Module):
         self.mean.copy_(mean.float())
         self.precision.copy_(torch.linalg.inv((1 - self.shrinkage) * cov + self.shrinkage * target).float())
         d, lg = self._mahalanobis(e), logit(s.float())
-        self.scale.copy_(torch.stack([d.mean(), d.std().clamp(min=1e-6), lg.mean(), lg.std().clamp(min=1e-6),
-                                      torch.ones((), device=d.device)]))
+        one = torch.ones((), device=d.device)
+
+        def spread(v: Tensor) -> Tensor:          # one snippet has no spread: 1, not NaN
+            return v.std().clamp(min=1e-6) if v.numel() > 1 else one
+
+        self.scale.copy_(torch.stack([d.mean(), spread(d), lg.mean(), spread(lg), one]))
 
     def fuse(self, head_scores: Tensor, features: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Fused scores (..., T) from head scores (..., T) and their features (..., T, D); unchanged until

@@ -84,7 +84,7 @@ class PseudoStage(nn.Module):
         head = logit(torch.from_numpy(np.concatenate(normal_s)).float())
         stage = self.stage_logit(torch.from_numpy(np.concatenate(normal_x)).float().to(self.coef.device))
         self.scale.copy_(torch.tensor([float(head.mean()), float(head.std().clamp(min=1e-6)), float(stage.mean()),
-                                       float(stage.std().clamp(min=1e-6)), 1.0]))   # head on CPU, stage on coef's device
+                                       float(stage.std().clamp(min=1e-6)), 1.0], device=self.scale.device))
         return int(len(y))
 
     def fuse(self, scores: Tensor, x: Tensor) -> Tensor:

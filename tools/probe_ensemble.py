@@ -26,11 +26,7 @@ import numpy as np
 
 import bench_accuracy
 from bench_accuracy import BENCHES
-
-
-def logits(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
-    return np.log(p) - np.log1p(-p)
+from vadpipe.plot import logit as logits
 
 
 def figures(logit_scores: Dict[str, np.ndarray], test, gts, frame_mode: str) -> Tuple[float, float]:

@@ -142,7 +142,9 @@ SCALES = ("auto", "linear", "logit")
 LINEAR_MAX_SPAN = 0.25
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """log(p / (1 - p)) in float64, ``p`` clipped to [eps, 1 - eps] (a score of 0 or 1 stays finite)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
     return np.log(p) - np.log1p(-p)
 
 
@@ -194,7 +196,7 @@ def _logit_ticks(lo: float, hi: float, most: int = 7) -> List[float]:
     if len(ticks) < 3:
         ticks = ladder((1.0, 2.0, 5.0, 8.0))
     if len(ticks) < 2:
-        even = 1 / (1 + np.exp(-np.linspace(_logit(np.array(lo)), _logit(np.array(hi)), 5)))
+        even = 1 / (1 + np.exp(-np.linspace(logit(np.array(lo)), logit(np.array(hi)), 5)))
         ticks = sorted({float(_decimal(p)) for p in even})
     return ticks
 
@@ -203,7 +205,7 @@ def _logit_limits(scores: np.ndarray, threshold: Optional[float], headroom: floa
     """y limits (probabilities) that hold the curve and threshold with a margin in logit units; the top
     margin grows with ``headroom`` as on the linear axis (room for the thumbnail numbers)."""
     values = np.clip(_in_range(scores, threshold), 1e-7, 1 - 1e-7)
-    lo, hi = _logit(values.min()), _logit(values.max())
+    lo, hi = logit(values.min()), logit(values.max())
     span = max(hi - lo, 1.0)
     below, above = lo - 0.08 * span, hi + (0.08 + 4 * (headroom - 1.0)) * span
     return float(1 / (1 + np.exp(-below))), float(1 / (1 + np.exp(-above)))

@@ -43,3 +43,23 @@ def test_pseudo_stage_fit_keeps_to_its_buffers_device():
         used = stage.fit(feats, scores, [True, True, False, False], seed=0)
     assert used > 0 and stage.fitted
     assert all(t.device.type == "cpu" for t in stage.state_dict().values())
+
+
+@pytest.mark.parametrize("name", ["default", "paper"])
+@pytest.mark.parametrize("segments", [12, 40])      # 40: past the default's 32, its windowed heads too
+def test_head_forward_keeps_to_the_inputs_device(name, segments):
+    from vadpipe.checkpoint import build_model
+    from vadpipe.config import preset
+
+    cfg = preset(name)
+    cfg.model.feature_dim = 64
+    torch.manual_seed(0)
+    model = build_model(cfg.model).eval()
+    x = torch.randn(3, segments, 64)
+    mask = torch.ones(3, segments, dtype=torch.bool)
+    mask[0, segments // 2:] = False
+    with torch.no_grad():
+        ref = model(x, mask=mask).scores
+        with torch.device("meta"):
+            out = model(x, mask=mask).scores
+    assert out.device.type == "cpu" and torch.equal(out, ref)

@@ -42,6 +42,12 @@ def logit(p: Tensor, eps: float = 1e-6) -> Tensor:
     return torch.log(p) - torch.log1p(-p)
 
 
+def spread(v: Tensor) -> Tensor:
+    """The standard deviation of ``v``, at least 1e-6 (a divisor); 1 for a single value, which has no spread
+    (its std is NaN)."""
+    return v.std().clamp(min=1e-6) if v.numel() > 1 else torch.ones((), device=v.device)
+
+
 def take_span(x, span: Tuple[int, int]):
     """Features (..., D), a tensor or an array, cut to ``span`` (start, stop) of D; (0, 0) keeps them
     whole. Features stored with layers (``vadpipe extract --layers``) give each part of a head its own
@@ -141,17 +147,13 @@ class NormalStats(nn.Module):
             e, s = e[chosen.to(e.device)], s[chosen.to(s.device)]
         x = e.double()
         mean = x.mean(0)
-        cov = torch.cov((x - mean).T) if x.shape[0] > 1 else torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype, device=x.device)
-        target = torch.eye(x.shape[1], dtype=x.dtype, device=x.device) * (torch.trace(cov) / x.shape[1]).clamp(min=1e-12)
+        dim = x.shape[1]
+        cov = torch.cov((x - mean).T) if x.shape[0] > 1 else x.new_zeros(dim, dim)
+        target = torch.eye(dim, dtype=x.dtype, device=x.device) * (torch.trace(cov) / dim).clamp(min=1e-12)
         self.mean.copy_(mean.float())
         self.precision.copy_(torch.linalg.inv((1 - self.shrinkage) * cov + self.shrinkage * target).float())
         d, lg = self._mahalanobis(e), logit(s.float())
-        one = torch.ones((), device=d.device)
-
-        def spread(v: Tensor) -> Tensor:          # one snippet has no spread: 1, not NaN
-            return v.std().clamp(min=1e-6) if v.numel() > 1 else one
-
-        self.scale.copy_(torch.stack([d.mean(), spread(d), lg.mean(), spread(lg), one]))
+        self.scale.copy_(torch.stack([d.mean(), spread(d), lg.mean(), spread(lg), torch.ones((), device=d.device)]))
 
     def fuse(self, head_scores: Tensor, features: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Fused scores (..., T) from head scores (..., T) and their features (..., T, D); unchanged until

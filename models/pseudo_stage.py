@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .normal_stats import logit, squashed_score, take_span
+from .normal_stats import logit, spread, squashed_score, take_span
 
 
 def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -83,8 +83,9 @@ class PseudoStage(nn.Module):
         self.intercept.fill_(float(clf.intercept_[0]))
         head = logit(torch.from_numpy(np.concatenate(normal_s)).float())
         stage = self.stage_logit(torch.from_numpy(np.concatenate(normal_x)).float().to(self.coef.device))
-        self.scale.copy_(torch.tensor([float(head.mean()), float(head.std().clamp(min=1e-6)), float(stage.mean()),
-                                       float(stage.std().clamp(min=1e-6)), 1.0], device=self.scale.device))
+        # head on the CPU, stage on coef's device: plain floats, then one tensor on the buffer's device
+        values = [float(head.mean()), float(spread(head)), float(stage.mean()), float(spread(stage)), 1.0]
+        self.scale.copy_(torch.tensor(values, device=self.scale.device))
         return int(len(y))
 
     def fuse(self, scores: Tensor, x: Tensor) -> Tensor:

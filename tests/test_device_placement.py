@@ -1,4 +1,4 @@
-"""The statistics fitted after training make every tensor on their inputs' device.
+"""The statistics fitted after training and the head's forward make every tensor on their inputs' device.
 
 CI has no GPU, so a tensor made without ``device=`` (a CPU identity matrix beside CUDA features)
 would only fail on one. Here the default device is ``meta`` while the fit runs on CPU inputs: any

@@ -296,7 +296,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                       str(Path.home() / ".cache" / "vadpipe" / "bench")))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default="cpu",
-                    help="where the heads train (cpu, cuda, ...); extraction picks its own device, scoring is on the CPU")
+                    help="where the heads train (cpu, cuda, ...); extraction picks its own device, "
+                    "scoring is on the CPU")
     ap.add_argument("--regions", default="", metavar="RxC",
                     help="video benchmarks: extract an R x C grid of region vectors (vadpipe extract --regions)")
     ap.add_argument("--layers", default="", metavar="A,B",

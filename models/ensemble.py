@@ -4,7 +4,7 @@ Heads trained from different seeds disagree most where the evidence is weakest; 
 runs' logits helped on every benchmark (tools/probe_ensemble.py). The members here are trained side
 by side in one run, each on its own batches and from its own initialisation (vadpipe/train.py), so
 one checkpoint, one optimiser state and one resume carry them all. By default they share the run's
-split, and that has not repeated the separate runs' gain (README, Localisation). With
+split, and that has not repeated the separate runs' gain (docs/localisation.md). With
 ``model.bagging`` each member holds out its own normal videos, as separate runs did, and carries its
 own normal statistics fitted on the normals it trained on: the fused scores are then each member's
 head fused with its own statistics, averaged as logits (``vadpipe.checkpoint.head_scores``), and a

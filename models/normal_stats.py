@@ -4,7 +4,7 @@ A Gaussian of the normal training snippets (mean, shrunk covariance) gives each
 segment a Mahalanobis distance d (on the features as they are, or with
 ``features="l2"`` on unit-length features: the default preset's choice, since
 a benign burst that scales the whole vector is "unlike normal" in raw
-features; measured in the README's localisation section); standardised on those same snippets it is
+features; measured in docs/localisation.md); standardised on those same snippets it is
 z = (d − μ_d) / σ_d, added to the head's own logit ℓ (label smoothing keeps it
 within a few units), and the sum is squashed smoothly into (−8, 8) so that no
 score rounds to exactly 0 or 1 in float32 (monotone: the ranking is kept):
@@ -77,7 +77,7 @@ class NormalStats(nn.Module):
     (edges repeat a video's first and last segment), each first projected on the ``rank`` principal
     directions of the normal training features, so the covariance stays (K·rank)² whatever D is. An event
     is often unlike normal in how the features change over a few snippets more than in any one of them
-    (measured in the README's localisation section)."""
+    (measured in docs/localisation.md)."""
 
     def __init__(self, dim: int, weight: float = 0.5, shrinkage: float = 0.5, features: str = "raw",
                  context: int = 1, rank: int = 256, span: Tuple[int, int] = (0, 0)):

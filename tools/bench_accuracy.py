@@ -4,8 +4,8 @@
 Benchmarks (``--bench``):
 - ``ped1``: UCSD Ped1, weak split (../shared/data/ucsd-ped1, real video, frame ground truth);
   i3d-inception, whole frame upsampled 2x to short side 316 (``--ped1-short-side``; 158 is native:
-  a supervised probe reaches 73.0 snippet AUC at 158, 80.7 at 224, 83.8 at 316, README
-  "Localisation"). Skipped with a message when absent.
+  a supervised probe reaches 73.0 snippet AUC at 158, 80.7 at 224, 83.8 at 316;
+  docs/localisation.md). Skipped with a message when absent.
 - ``demo``: the demo's generated world (``vadpipe synth --size small``, seed 0), features as
   ``vadpipe demo`` makes them (whole frame, short side 180 = native; ``--demo-short-side``).
 - ``ped1-long``: long videos strung from ``ped1``'s clips, ``--long-clips`` K (8) each: one

@@ -300,7 +300,7 @@ def preset(name: str) -> Config:
 def _localise(cfg: Config) -> Config:
     """The default: LTGS with the switches that make it score *when*, not only *which video*
     (measured by tools/bench_accuracy.py on UCSD Ped1, the demo world and generated features;
-    README "Localisation")."""
+    README "Localisation", docs/localisation.md)."""
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     m.gs_gate = True
     m.crop_reduce, m.normal_weight, m.normal_features, m.frame_scores = "auto", 0.5, "l2", "linear"

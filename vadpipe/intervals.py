@@ -37,7 +37,7 @@ class Interval:
 
 # How snippet scores become frame scores: hold (each frame its snippet's score; the article, RTFM) or
 # linear (interpolated between snippet centres: an event's edge falls between two snippets' scores
-# instead of on a 16-frame step; README "Localisation").
+# instead of on a 16-frame step; docs/localisation.md).
 FRAME_MODES = ("hold", "linear")
 
 

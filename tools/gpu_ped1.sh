@@ -13,15 +13,13 @@ shift 3
 # Outside the checkout: its vadpipe/ folder alone is not the installed package and must not shadow it.
 cd "$(mktemp -d)"
 PY=${PYTHON:-python}
-WORKERS=$(( $(nproc) - 1 > 8 ? 8 : $(nproc) - 1 ))
 SUFFIX=${LAYERS:+-L${LAYERS//,/+}}
 for side in "$@"; do
     for split in train test; do
         start=$EPOCHREALTIME
         $PY -m vadpipe extract "$PED1/videos/$split" -o "$CACHE/ped1-inception-frame$side$SUFFIX/$split" \
             --backbone i3d-inception --preset frame --short-side "$side" ${LAYERS:+--layers "$LAYERS"} \
-            --weights "$WEIGHTS" --compute-dtype float32 --device "${DEVICE:-cuda}" --batch-size 16 \
-            --workers "$WORKERS" --no-progress
+            --weights "$WEIGHTS" --compute-dtype float32 --device "${DEVICE:-cuda}" --no-progress
         awk -v s="$start" -v e="$EPOCHREALTIME" -v what="ped1 $side px $split$SUFFIX" 'BEGIN { printf "%s: %.1f s\n", what, e - s }'
     done
 done

@@ -8,7 +8,7 @@
   batches give exactly the per-video result.
 - :class:`MILHead` — Sultani et al. (CVPR 2018): an MLP D→512→32→1 (dropout 0.6)
   on each segment, trained with the ranking hinge plus sparsity and smoothness
-  (see vadpipe.config.use_model for the loss weights). It has no representation,
+  (see vadpipe.presets.use_model for the loss weights). It has no representation,
   so ``features`` is None.
 
 Both accept (N, T, D) plus an optional validity mask (N, T) and return

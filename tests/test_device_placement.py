@@ -49,7 +49,7 @@ def test_pseudo_stage_fit_keeps_to_its_buffers_device():
 @pytest.mark.parametrize("segments", [12, 40])      # 40: past the default's 32, its windowed heads too
 def test_head_forward_keeps_to_the_inputs_device(name, segments):
     from vadpipe.checkpoint import build_model
-    from vadpipe.config import preset
+    from vadpipe.presets import preset
 
     cfg = preset(name)
     cfg.model.feature_dim = 64

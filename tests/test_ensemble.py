@@ -7,7 +7,8 @@ import torch
 
 from feature_world import make_store
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint, score_features
-from vadpipe.config import ModelConfig, model_config_from_dict, preset, validate
+from vadpipe.config import ModelConfig, model_config_from_dict, validate
+from vadpipe.presets import preset
 from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
 from vadpipe.models.ensemble import MeanOfLogits, members_of

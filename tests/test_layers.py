@@ -106,7 +106,7 @@ def test_extract_cli_stores_the_layers_and_refuses_bad_ones_in_one_line(tmp_path
 
 
 def _small_default(features, **model):
-    from vadpipe.config import preset
+    from vadpipe.presets import preset
 
     cfg = preset("default")
     cfg.model.heads, cfg.model.ffn_dim = 4, 64

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from vadpipe.checkpoint import FORMAT, Checkpoint, build_model, load_checkpoint
 from vadpipe.cli import main
-from vadpipe.config import Config, ModelConfig, apply_overrides, head_names, preset
+from vadpipe.config import Config, ModelConfig, head_names
+from vadpipe.presets import apply_overrides, preset
 from vadpipe.errors import CheckpointError, ConfigError, RecipeMismatchError
 from vadpipe.evaluate import align_video
 from vadpipe.groundtruth import VideoGT

@@ -11,7 +11,8 @@ import torch
 
 from feature_world import make_store
 from vadpipe.checkpoint import ScoringRule, build_model, read_checkpoint, score_features
-from vadpipe.config import LossConfig, apply_overrides, model_config_from_dict, preset, validate
+from vadpipe.config import LossConfig, model_config_from_dict, validate
+from vadpipe.presets import apply_overrides, preset
 from vadpipe.data import pad_windows
 from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run

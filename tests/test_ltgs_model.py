@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vadpipe.checkpoint import Checkpoint, build_model, load_checkpoint, score_batch, score_features
-from vadpipe.config import ABLATIONS, Config, ModelConfig, apply_ablations, use_model
+from vadpipe.config import Config, ModelConfig
+from vadpipe.presets import ABLATIONS, apply_ablations, use_model
 from vadpipe.errors import CheckpointError, ConfigError
 from vadpipe.models.ltgs import LTGS, TemporalAttention, temporal_relation_matrix
 

@@ -75,7 +75,7 @@ def test_training_validates_and_evaluates_overlapping_snippets_frame_by_frame(tm
     """A store of stride-8 snippets trains with frame-level validation (every held-out video aligned,
     none skipped as a mismatch), and evaluation aligns each test video exactly or by its tail."""
     from feature_world import make_store
-    from vadpipe.config import preset
+    from vadpipe.presets import preset
     from vadpipe.evaluate import evaluate_run
     from vadpipe.train import train
 
@@ -101,7 +101,8 @@ def test_segment_counts_follow_the_stride_they_were_written_for():
     """A window of 5 segments past 32, written for stride 16, spans the same frames at stride 8 (10 past
     64) and at 32 (3 past 16); centred windows rescale their reach and stay odd; off stays off, the
     stride it was written for changes nothing, and the result applies again as itself."""
-    from vadpipe.config import ModelConfig, at_stride, preset
+    from vadpipe.config import ModelConfig, at_stride
+    from vadpipe.presets import preset
 
     m = preset("default").model
     assert m.stride_base == 16 and at_stride(m, 16) is m

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from feature_world import make_store
 from vadpipe.checkpoint import latest_run, load_checkpoint, read_checkpoint
 from vadpipe.cli import main
-from vadpipe.config import Config, load_config, preset, save_config, use_model
+from vadpipe.config import Config, load_config, save_config
+from vadpipe.presets import preset, use_model
 from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
 from vadpipe.train import resume, train

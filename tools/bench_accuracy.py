@@ -183,7 +183,8 @@ BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "pe
 def parse_config(spec: str):
     """``NAME=BASE[+SECTION.FIELD=VALUE...]`` → (name, Config); BASE is a preset, ``PRESET:HEAD`` (that
     head with its own losses, as ``vadpipe train --preset P --model H``) or a YAML file."""
-    from vadpipe.config import PRESETS, apply_overrides, load_config, preset, use_model
+    from vadpipe.config import load_config
+    from vadpipe.presets import PRESETS, apply_overrides, preset, use_model
 
     name, _, rest = spec.partition("=")
     base, *overrides = (rest or name).split("+")

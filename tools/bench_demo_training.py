@@ -34,7 +34,9 @@ def main() -> None:
 
     import torch
 
-    from vadpipe.config import apply_overrides, head_names, preset, use_model
+    from vadpipe.config import head_names
+
+    from vadpipe.presets import apply_overrides, preset, use_model
     from vadpipe.data import open_features
     from vadpipe.demo import format_comparison, norm_scores
     from vadpipe.evaluate import evaluate_feature_scores, evaluate_run

@@ -28,7 +28,7 @@ def worker(args) -> dict:
     import torch
 
     from vadpipe.checkpoint import build_model
-    from vadpipe.config import apply_overrides, preset, use_model
+    from vadpipe.presets import apply_overrides, preset, use_model
     from vadpipe.device import resolve_device
     from vadpipe.train import train_step
 
@@ -37,7 +37,7 @@ def worker(args) -> dict:
     device = resolve_device(args.device)
     cfg = apply_overrides(use_model(preset(args.preset), args.model), args.set or [])
     for name in args.ablation or []:
-        from vadpipe.config import apply_ablations
+        from vadpipe.presets import apply_ablations
         cfg = apply_ablations(cfg, [name])
     cfg.model.feature_dim = args.dim
     torch.manual_seed(0)

@@ -271,7 +271,8 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
 
     With no options: ./features, preset default, model ltgs; the planned length and an ETA are printed.
     """
-    from .config import DEFAULT_PRESET, apply_ablations, apply_overrides, load_config, preset as get_preset, use_model
+    from .config import load_config
+    from .presets import DEFAULT_PRESET, apply_ablations, apply_overrides, preset as get_preset, use_model
     from .train import resume as resume_run, train as train_run
 
     if resume:

@@ -1,4 +1,4 @@
-"""Typed configuration for the anomaly head and its training, with YAML load/save and presets.
+"""Typed configuration for the anomaly head and its training, with YAML load/save and validation.
 
 A run's configuration is a :class:`Config` holding a :class:`ModelConfig` (the
 network) and a :class:`TrainConfig` (data, optimisation, losses, dynamic
@@ -8,32 +8,23 @@ labels, validation). YAML files mirror it::
     model: {name: ltgs, heads: 16}
     train: {iterations: 5000, loss: {k: 3}}
 
-Every reading that ../shared/docs/LTGS.md fixes is a field here, and every
-ablation the article reports is a named switch (:data:`ABLATIONS`) that edits
-these fields. Presets: ``default`` (what ``vadpipe train`` uses: LTGS with
-the localisation switches, fused normal statistics and a schedule of epochs
-that follows the data; see ``_localise``), ``paper`` = ``ucf-crime`` (the
-article's LTGS and UCF-Crime setting, unchanged), ``shanghaitech`` (β = 1000; RTFM list: first 63 lines anomalous),
-``demo`` (200 iterations of 8 + 8 videos, one random crop each, β = 50: about
-2–3 s an iteration on 2 busy CPU cores at D = 2048, so minutes, not hours; lr
-1e-4, the article's §5.1 value, and no held-out share: see ``preset``).
+Every reading that ../shared/docs/LTGS.md fixes is a field here, checked by
+:func:`validate`. The named presets, the article's ablations, another head's
+own losses and ``--set`` overrides build on these fields in :mod:`vadpipe.presets`.
 """
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import yaml
 
 from . import atomic
 from .errors import ConfigError
 from .intervals import FRAME_MODES
-
-DEFAULT_PRESET = "default"
 
 
 def head_names() -> Tuple[str, ...]:
@@ -202,190 +193,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-# --- ablations ----------------------------------------------------------------
-# name -> (section, field, value). Names are matched case-insensitively with
-# punctuation ignored, so "w/o LT", "wo-lt" and "WOLT" are the same switch.
-ABLATIONS: Dict[str, Tuple[Tuple[str, str, Any], ...]] = {
-    "w/o LT": (("model", "use_lt", False),),
-    "w/o GS": (("model", "gs", "none"),),
-    "GS->avg": (("model", "gs", "avg"),),
-    "w/o Dyn": (("train", "dynamic", "off"),),
-    "No-Decay": (("model", "decay", False),),
-    "LT-1Head": (("model", "heads", 1),),
-    "w/o Sparse": (("loss", "w_sparse", 0.0),),
-    "w/o Smooth": (("loss", "w_smooth", 0.0),),
-    "Hard-Update": (("train", "dynamic", "hard"),),
-    "H-literal": (("model", "h_reading", "literal"),),   # the other reading of H, not an article ablation
-}
-
-
-def _ablation_key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower().replace("->", "to").replace("→", "to"))
-
-
-_ABLATION_KEYS = {_ablation_key(n): n for n in ABLATIONS}
-_ABLATION_KEYS.update({"gsavg": "GS->avg", "gsavgpool": "GS->avg", "gstoavgpooling": "GS->avg", "hardupdate": "Hard-Update"})
-
-
-def apply_ablations(cfg: Config, names: Iterable[str]) -> Config:
-    """Return a copy of ``cfg`` with the named ablations applied and recorded."""
-    out = copy_config(cfg)
-    applied = list(out.train.ablations)
-    for name in names:
-        canonical = _ABLATION_KEYS.get(_ablation_key(name))
-        if canonical is None:
-            raise ConfigError(f"unknown ablation {name!r}; known: {', '.join(ABLATIONS)}")
-        for section, key, value in ABLATIONS[canonical]:
-            target = {"model": out.model, "train": out.train, "loss": out.train.loss}[section]
-            setattr(target, key, value)
-        if canonical not in applied:
-            applied.append(canonical)
-    out.train.ablations = tuple(applied)
-    return out
-
-
-# --- baselines ----------------------------------------------------------------
-def use_model(cfg: Config, name: str) -> Config:
-    """Switch the head, applying that head's own defaults (losses, classifier) from its paper."""
-    if name not in head_names():
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(head_names())}")
-    out = copy_config(cfg)
-    out.model.name = name
-    loss = out.train.loss
-    if name == "rtfm":
-        # RTFM: BCE on the mean top-k score vs the video label, magnitude loss, its own
-        # sparsity/smoothness weights, no ranking hinge, no dynamic labels.
-        loss.cls_target, loss.w_rank, loss.w_sparse, loss.w_smooth = "video-mean", 0.0, 8e-3, 8e-4
-        out.model.hidden, out.model.dropout = (512, 128), 0.7
-        out.train.dynamic = "off"
-    elif name == "mil":
-        # Sultani et al.: MLP 512-32-1 (dropout 0.6), ranking hinge + sparsity + smoothness (8e-5 each).
-        loss.w_mag, loss.w_cls, loss.w_rank, loss.w_sparse, loss.w_smooth = 0.0, 0.0, 1.0, 8e-5, 8e-5
-        loss.topk_by = "score"
-        out.model.hidden, out.model.dropout = (512, 32), 0.6
-        out.train.dynamic = "off"
-    return out
-
-
-# --- presets --------------------------------------------------------------------
-def preset(name: str) -> Config:
-    """A named starting configuration: ucf-crime, shanghaitech or demo."""
-    cfg = Config()
-    if name == "ucf-crime":
-        return cfg
-    if name == "shanghaitech":
-        cfg.train.beta = 1000
-        cfg.train.list_anomalous = "first:63"   # RTFM's shanghai train list: 63 anomalous, then normal
-        return cfg
-    if name == "demo":
-        t = cfg.train
-        t.iterations, t.eval_every, t.log_every, t.beta = 200, 50, 10, 50
-        t.batch_anomalous = t.batch_normal = 8
-        t.crops = "random"
-        # A small training set (the demo world holds 20 training clips, 2 per event type): over four
-        # seeds LTGS scored 39-55 test AUC at lr 1e-3 and 68-69 at 1e-4; holding out even 4 videos
-        # removed event types from training (46-72), and a 4-video validation AUC cannot pick a
-        # checkpoint anyway. So every video trains and the last checkpoint is kept
-        # (tools/bench_demo_training.py measures all of this).
-        t.lr = 1e-4
-        t.val_fraction = 0.0
-        return cfg
-    if name == "paper":
-        return cfg                                  # the article's LTGS and UCF-Crime schedule, unchanged
-    if name == "default":
-        return _localise(cfg)
-    raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-
-
-def _localise(cfg: Config) -> Config:
-    """The default: LTGS with the switches that make it score *when*, not only *which video*
-    (measured by tools/bench_accuracy.py on UCSD Ped1, the demo world and generated features;
-    README "Localisation", docs/localisation.md)."""
-    m, t, loss = cfg.model, cfg.train, cfg.train.loss
-    m.gs_gate = True
-    m.crop_reduce, m.normal_weight, m.normal_features, m.frame_scores = "auto", 0.5, "l2", "linear"
-    m.smooth_share = 0.03        # long videos only: a window of 1 up to 33 snippets, 13 at 400
-    # long videos only: past 32 segments half the heads see a window of 5, the others the whole video;
-    # up to 32 (every Ped1 and demo clip) the article's H, bit-identical
-    m.horizon, m.horizon_cap, m.horizon_share = 5, 32, 0.5
-    m.stride_base = 16           # those counts mean the same time at any --stride
-    t.bags, t.dynamic, t.crops = "real", "off", "auto"
-    t.lr, t.batch_anomalous, t.batch_normal = 1e-4, 16, 16
-    t.epochs, t.min_iterations, t.iterations = 60.0, 100, 30000
-    t.eval_every, t.log_every = 100, 10
-    # 30 % of the normal videos held out (5 of Ped1's 17): the `auto` threshold, a 99th percentile of their
-    # frames, let through up to 66 % false alarms on one seed when 3 videos carried it (docs/localisation.md)
-    t.holdout, t.val_fraction, t.select = "normal", 0.3, "last"
-    loss.cls_target, loss.topk_by, loss.k_share = "video-mean", "score", 0.1
-    loss.w_normal, loss.label_smoothing = 1.0, 0.1
-    return cfg
-
-
-PRESETS = ("default", "paper", "ucf-crime", "shanghaitech", "demo")
-
-
-# --- --set SECTION.FIELD=VALUE ------------------------------------------------------
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _parse_value(hint: Any, text: str) -> Any:
-    """``text`` as a value of the field type ``hint`` (ValueError naming what was expected)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union and type(None) in args:             # Optional[X]
-        if text.strip().lower() in ("none", "null", ""):
-            return None
-        return _parse_value(next(a for a in args if a is not type(None)), text)
-    if origin in (tuple, Tuple):                                   # Tuple[X, ...]
-        return tuple(_parse_value(args[0], part) for part in text.split(",") if part.strip())
-    word = text.strip()
-    if hint is bool:
-        if word.lower() not in _TRUE + _FALSE:
-            raise ValueError(f"expected true or false, got {word!r}")
-        return word.lower() in _TRUE
-    if hint is int:
-        try:
-            return int(word)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {word!r}") from None
-    if hint is float:
-        try:
-            return float(word)
-        except ValueError:
-            raise ValueError(f"expected a number, got {word!r}") from None
-    return word
-
-
-def apply_overrides(cfg: Config, assignments: Iterable[str]) -> Config:
-    """A copy of ``cfg`` with ``SECTION.FIELD=VALUE`` assignments applied (``train.lr=1e-4``,
-    ``train.loss.k=8``, ``model.hidden=512,32``, ``train.val_gt=none``), each value parsed by the
-    field's type; an unknown section or field, or a value of the wrong type, is a one-line ConfigError."""
-    out = copy_config(cfg)
-    for assignment in assignments:
-        key, sep, text = assignment.partition("=")
-        *path, name = key.strip().split(".")
-        if not sep or not path or not name:
-            raise ConfigError(f"--set {assignment!r}: expected SECTION.FIELD=VALUE, e.g. train.lr=1e-4")
-        node: Any = out
-        for depth, part in enumerate(path):
-            sections = [f.name for f in dataclasses.fields(node) if dataclasses.is_dataclass(getattr(node, f.name))]
-            if part not in sections:
-                where = ".".join(path[:depth]) or "the config"
-                raise ConfigError(f"--set {assignment}: {where} has no section {part!r} "
-                                  f"(sections: {', '.join(sections)})")
-            node = getattr(node, part)
-        hints = typing.get_type_hints(type(node))
-        fields = [f.name for f in dataclasses.fields(node) if not dataclasses.is_dataclass(hints[f.name])]
-        if name not in fields:
-            raise ConfigError(f"--set {assignment}: {'.'.join(path)} has no field {name!r} "
-                              f"(fields: {', '.join(fields)})")
-        try:
-            setattr(node, name, _parse_value(hints[name], text))
-        except ValueError as exc:
-            raise ConfigError(f"--set {assignment}: {exc}") from None
-    validate(out)
-    return out
-
-
 # --- segment counts at another stride ------------------------------------------------
 def at_stride(m: ModelConfig, stride: int) -> ModelConfig:
     """``m`` with its segment counts rescaled from ``m.stride_base`` to features with a snippet every
@@ -464,6 +271,8 @@ def train_config_from_dict(data: dict, where: str = "train config") -> TrainConf
 
 def config_from_dict(data: dict, where: str = "config") -> Config:
     """Build a Config from a dict; a ``preset`` key starts from that preset."""
+    from .presets import preset   # presets build on this module's Config: imported here, not at the top
+
     data = dict(data or {})
     base = preset(data.pop("preset")) if "preset" in data else Config()
     merged = config_to_dict(base)

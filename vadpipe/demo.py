@@ -96,7 +96,8 @@ def run_demo(out: str | Path = "demo", size: str = "small", seed: int = 0, devic
 def _run_stages(out: Path, size: str, seed: int, device: str, iterations: Optional[int],
                 workers: Optional[int], progress: bool, echo: Callable[[str], None]) -> DemoResult:
     from .checkpoint import checkpoint_path
-    from .config import head_names, preset, use_model
+    from .config import head_names
+    from .presets import preset, use_model
     from .data import open_features
     from .evaluate import evaluate_feature_scores, evaluate_run
     from .groundtruth import load_ground_truth

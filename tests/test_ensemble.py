@@ -13,7 +13,8 @@ from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
 from vadpipe.models.ensemble import MeanOfLogits, members_of
 from vadpipe.models.ltgs import LTGS
-from vadpipe.train import Batch, members_step, resume, train, train_step
+from vadpipe.train import resume, train
+from vadpipe.train_step import Batch, members_step, train_step
 
 
 def _tiny_ltgs() -> LTGS:

@@ -18,7 +18,8 @@ from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
 from vadpipe.models.losses import compute_losses, k_per_row
 from vadpipe.models.ltgs import LTGS, temporal_relation_matrix
-from vadpipe.train import planned_iterations, resume, train
+from vadpipe.train import resume, train
+from vadpipe.train_plan import planned_iterations
 
 torch.set_num_threads(1)
 
@@ -326,7 +327,7 @@ def test_region_recipe_keeps_old_ids_and_encodes_a_grid():
 
 
 def test_max_over_crops_keeps_each_segments_best_crop():
-    from vadpipe.train import max_over_crops
+    from vadpipe.train_step import max_over_crops
 
     scores = torch.tensor([[0.1, 0.9], [0.5, 0.2], [0.0, 0.0], [0.3, 0.4]])   # 2 videos x 2 crops
     feats = torch.arange(16, dtype=torch.float32).view(4, 2, 2)

@@ -3,7 +3,7 @@
 
 Batch as in the article: 32 anomalous + 32 normal videos, 32 segments, D = 2048,
 10 crops each its own sample (640 sequences of 32 x 2048). Random features;
-the step is vadpipe.train.train_step (forward, all loss terms of the model's
+the step is vadpipe.train_step.train_step (forward, all loss terms of the model's
 preset, backward, Adam) — the same code the trainer runs. Each model runs in
 its own subprocess so its peak resident memory is its own.
 
@@ -30,7 +30,7 @@ def worker(args) -> dict:
     from vadpipe.checkpoint import build_model
     from vadpipe.presets import apply_overrides, preset, use_model
     from vadpipe.device import resolve_device
-    from vadpipe.train import train_step
+    from vadpipe.train_step import train_step
 
     if args.threads:
         torch.set_num_threads(args.threads)

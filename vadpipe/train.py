@@ -20,12 +20,11 @@ the normal statistics are fitted and the best head's threshold calibrated
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ from . import atomic
 from .calibration import (calibrate, calibration_videos, fit_member_normal_stats, fit_normal_stats, fit_pseudo_stage,
                           out_of_bag_scores)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
-from .config import Config, TrainConfig, at_stride, config_to_dict, copy_config, save_config, validate
+from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
                    stratified_split)
 from .device import autocast, resolve_device
@@ -42,15 +41,16 @@ from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
-from .models.losses import compute_losses, needs_prior, ranking_values
+from .models.losses import needs_prior, ranking_values
 from .recipe import check_compatible
 from .selection_prior import selection_priors
+from .train_plan import (member_seed, planned_iterations, resolve_crop_rules, resolve_layer_spans,
+                         resolve_stride_counts, schedule_text)
+from .train_step import Batch, members_step
 from .validation import open_validation, score_videos, selection_note, validation_metrics
 
 METRICS_FILE = "metrics.jsonl"
 OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
-MEMBER_SEED_STEP = 7919          # between the sampling seeds of an ensemble's members (a prime: no overlap
-                                 # with neighbouring run seeds for small ensembles)
 
 
 @dataclass
@@ -102,134 +102,6 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
     if iterations is not None:
         cfg.train.iterations = iterations
     return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress)
-
-
-@dataclass
-class Batch:
-    x: torch.Tensor                       # (rows, T, D)
-    targets: torch.Tensor                 # (rows, T)
-    n_anomalous: int                      # the first rows are anomalous
-    mask: Optional[torch.Tensor] = None   # (rows, T) real segments of padded rows
-    prior: Optional[torch.Tensor] = None  # (rows, T) selection prior (``train.loss.topk_by`` distance / fused)
-
-
-def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, targets: torch.Tensor,
-               n_anomalous: int, loss_cfg, use_amp: bool = False, mask: Optional[torch.Tensor] = None,
-               crop_group: int = 1) -> Dict[str, float]:
-    """One optimiser step on a batch (first ``n_anomalous`` rows anomalous; ``mask`` (N, T) marks real
-    segments of padded rows); returns the loss terms. ``crop_group`` G > 1: every G consecutive rows
-    are the crops of one video, scored as the max over them (``train.crops: max``)."""
-    heads = members_of(model)                # an ensemble given here trains every member on this batch
-    return members_step(heads, opt, [Batch(x, targets, n_anomalous, mask)] * len(heads), loss_cfg, use_amp,
-                        crop_group)
-
-
-def members_step(heads: Sequence[torch.nn.Module], opt: torch.optim.Optimizer, batches: Sequence[Batch], loss_cfg,
-                 use_amp: bool = False, crop_group: int = 1) -> Dict[str, float]:
-    """One optimiser step on the sum of each head's losses on its own batch; the terms returned are
-    the mean over heads. The heads share no parameter, so each one's gradient is its own loss's and
-    Adam (per-parameter) steps it as if it trained alone: an ensemble's members train independently."""
-    per_head = [_head_losses(h, b, loss_cfg, use_amp, crop_group) for h, b in zip(heads, batches)]
-    total = sum(terms["total"] for terms in per_head)
-    opt.zero_grad(set_to_none=True)
-    total.backward()
-    opt.step()
-    return {k: float(sum(terms[k].detach() for terms in per_head)) / len(per_head) for k in per_head[0]}
-
-
-def _head_losses(head: torch.nn.Module, batch: Batch, loss_cfg, use_amp: bool, crop_group: int):
-    head.train()
-    x, mask, targets, n_anomalous, prior = batch.x, batch.mask, batch.targets, batch.n_anomalous, batch.prior
-    with autocast(x.device, "bfloat16" if use_amp else "float32"):
-        out = head(x) if mask is None else head(x, mask)
-    scores, features = out.scores, out.features
-    if crop_group > 1:
-        scores, features, mask, prior = max_over_crops(scores, features, mask, crop_group, prior)
-        targets, n_anomalous = targets[::crop_group], n_anomalous // crop_group
-    return compute_losses(scores, features, n_anomalous, targets, loss_cfg, mask, prior)
-
-
-def member_seed(seed: int, member: int) -> int:
-    """The sampling seed of an ensemble's member (batches, crops, windows): member 0 keeps the run's
-    seed, so a one-head run samples exactly as before ensembles existed."""
-    return seed + MEMBER_SEED_STEP * member
-
-
-def resolve_crop_rules(cfg: Config, recipe) -> None:
-    """``auto`` crop rules from the features: region grids train and score by the max over regions
-    (the event is in some region), other crops (ten-crop augmentation, one crop) by one random crop
-    and the mean. The resolved values are what the run records."""
-    regions = bool(recipe is not None and recipe.region_grid)
-    if cfg.train.crops == "auto":
-        cfg.train.crops = "max" if regions else "random"
-    if cfg.model.crop_reduce == "auto":
-        cfg.model.crop_reduce = "max" if regions else "mean"
-
-
-def resolve_stride_counts(cfg: Config, stride: int, log: Callable[[str], None]) -> None:
-    """The head's segment counts for the features' snippet step (``config.at_stride``); the rescaled
-    counts are what the run records, so scoring and resuming use them as they are."""
-    before = config_to_dict(cfg.model)
-    cfg.model = at_stride(cfg.model, stride)
-    after = config_to_dict(cfg.model)
-    changed = [f"{name} {before[name]} -> {after[name]}" for name in before
-               if before[name] != after[name] and name != "stride_base"]
-    if changed:
-        log(f"snippets every {stride} frames, segment counts written for {before['stride_base']}: "
-            + ", ".join(f"model.{c}" for c in changed))
-
-
-def resolve_layer_spans(cfg: Config, recipe, log: Callable[[str], None]) -> None:
-    """Where the head and its normal statistics read features stored with layers (``vadpipe extract
-    --layers``): the head the last stored layer, the statistics ``model.normal_layer`` when stored (else
-    the head's). Features of one layer leave both at (0, 0), all of D. The spans are what the run records."""
-    m = cfg.model
-    spans = recipe.layer_spans if recipe is not None else {}
-    if not spans:
-        m.head_span = m.normal_span = (0, 0)
-        if m.normal_layer and m.normal_weight > 0:
-            log(f"model.normal_layer {m.normal_layer}: the features store no layers (vadpipe extract --layers); "
-                "the normal statistics see the head's features")
-        return
-    last = list(spans)[-1]
-    m.head_span = spans[last]            # the last listed layer (Mixed_5c of Mixed_4f,Mixed_5c) trains the head
-    seen = m.normal_layer if m.normal_layer in spans else last
-    m.normal_span = spans[seen]
-    if m.normal_weight > 0:
-        missing = f" ({m.normal_layer} is not stored)" if m.normal_layer and seen != m.normal_layer else ""
-        log(f"features store layers {', '.join(spans)}: the head reads {last}, the normal statistics {seen}{missing}")
-
-
-def max_over_crops(scores: torch.Tensor, features: Optional[torch.Tensor], mask: Optional[torch.Tensor],
-                   group: int, prior: Optional[torch.Tensor] = None):
-    """Rows (N*G, T) → (N, T): each segment's score is its best crop's, with that crop's representation
-    (and selection prior; the 4th value, None without one)."""
-    n, t = scores.shape[0] // group, scores.shape[1]
-    s = scores.view(n, group, t)
-    best = s.argmax(1)                                               # (N, T)
-    reduced = s.gather(1, best[:, None]).squeeze(1)
-    if features is not None:
-        f = features.view(n, group, t, -1)
-        features = f.gather(1, best[:, None, :, None].expand(-1, 1, -1, f.shape[-1])).squeeze(1)
-    if prior is not None:
-        prior = prior.view(n, group, t).gather(1, best[:, None]).squeeze(1)
-    return reduced, features, None if mask is None else mask[::group], prior
-
-
-def planned_iterations(t, n_anomalous: int) -> int:
-    """Iterations a run makes: ``iterations``, or with ``epochs`` > 0 that many passes over the
-    anomalous training videos in batches of ``batch_anomalous``, within [min_iterations, iterations]."""
-    if t.epochs <= 0:
-        return t.iterations
-    per_epoch = math.ceil(max(1, n_anomalous) / max(1, min(t.batch_anomalous, max(1, n_anomalous))))
-    return int(min(t.iterations, max(t.min_iterations, math.ceil(t.epochs * per_epoch))))
-
-
-def schedule_text(t, n_anomalous: int) -> str:
-    if t.epochs <= 0:
-        return "fixed schedule"
-    return (f"{t.epochs:g} epochs of {n_anomalous} anomalous videos, batch {t.batch_anomalous}+{t.batch_normal}, "
-            f"within [{t.min_iterations}, {t.iterations}]")
 
 
 class _Trainer:

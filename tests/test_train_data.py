@@ -112,6 +112,21 @@ def test_stratified_split():
     assert labels[va].tolist() == [0, 0] and labels[tr].tolist().count(1) == 10
 
 
+def test_a_capped_held_out_share_gives_the_rest_back_to_training():
+    """``train.val_max``: 30 % of 400 normal videos would hold out 120; a cap of 20 holds out 20 of those
+    same 120 (the draw is the uncapped one, cut), and a class under the cap is not touched."""
+    labels = np.array([1] * 40 + [0] * 400)
+    _, uncapped = stratified_split(labels, 0.3, seed=3, only=(0,))
+    tr, va = stratified_split(labels, 0.3, seed=3, only=(0,), cap=20)
+    assert uncapped.size == 120 and va.size == 20 and set(va) <= set(uncapped)
+    assert tr.size == 420 and sorted(np.concatenate([tr, va]).tolist()) == list(range(440))
+    small = np.array([1] * 5 + [0] * 17)          # Ped1's 17 normal training videos: 5 held out either way
+    np.testing.assert_array_equal(stratified_split(small, 0.3, 0, only=(0,), cap=20)[1],
+                                  stratified_split(small, 0.3, 0, only=(0,))[1])
+    tr, va = stratified_split(labels, 0.1, seed=0, cap=2)        # both classes capped
+    assert labels[va].tolist().count(1) == 2 and labels[va].tolist().count(0) == 2
+
+
 def test_balanced_sampler_is_deterministic_clamped_and_covers_pools():
     s = BalancedSampler(anomalous=[0, 1, 2, 3, 4], normal=[10, 11, 12], batch_anomalous=2, batch_normal=32, seed=3)
     assert s.sizes == (2, 3)
@@ -126,3 +141,20 @@ def test_balanced_sampler_is_deterministic_clamped_and_covers_pools():
     assert any(not np.array_equal(s.batch(i)[0], other_seed.batch(i)[0]) for i in range(5))
     with pytest.raises(ConfigError):
         BalancedSampler([], [1], 1, 1)
+
+
+def test_a_run_holds_out_at_most_val_max_normal_videos(tmp_path):
+    """The default's held-out share with a cap: half of 12 normal videos would be 6; ``train.val_max`` 2
+    holds out 2, both normal, and the other 10 train; a negative cap is refused by name."""
+    from vadpipe.presets import apply_overrides, preset
+    from vadpipe.train import _Trainer
+
+    make_store(tmp_path / "f", 4, 12, dim=8, t_range=(6, 10))
+    cfg = apply_overrides(preset("default"), ["train.val_fraction=0.5", "train.val_max=2", "train.device=cpu",
+                                              "model.heads=2", "model.ffn_dim=8"])
+    cfg.train.features = str(tmp_path / "f")
+    trainer = _Trainer(cfg, tmp_path / "run", None, lambda m: None)
+    labels = trainer.data.labels()
+    assert labels[trainer.held_idx].tolist() == [0, 0] and labels[trainer.train_idx].tolist().count(0) == 10
+    with pytest.raises(ConfigError, match="train.val_max"):
+        apply_overrides(preset("default"), ["train.val_max=-1"])

@@ -171,6 +171,8 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_minutes: float = 5.0    # last.pt also this often (and every eval_every), so a kill loses little
     val_fraction: float = 0.1          # stratified share of the training videos held out
+    val_max: int = 0                   # at most this many videos of a class held out (0: no cap), so that a
+                                       # large set gives its videos back to training
     holdout: str = "both"              # both: normal and anomalous videos held out (validation + calibration);
                                        # normal: normal ones only (calibration; every anomalous video trains)
     val_features: Optional[str] = None  # an external validation set (needs val_gt)
@@ -344,6 +346,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.select must be 'best' or 'last', got {t.select!r}")
     if not 0.0 <= t.val_fraction < 1.0:
         raise ConfigError(f"train.val_fraction must be in [0, 1), got {t.val_fraction}")
+    if not isinstance(t.val_max, int) or t.val_max < 0:
+        raise ConfigError(f"train.val_max must be an integer >= 0 (0: no cap), got {t.val_max!r}")
     if not 0.0 <= t.alpha <= 1.0:
         raise ConfigError(f"train.alpha must be in [0, 1], got {t.alpha}")
     if m.name == "mil" and (loss.w_mag > 0 or loss.topk_by == "magnitude" and loss.w_cls > 0):

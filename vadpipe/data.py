@@ -261,10 +261,11 @@ def pad_windows(rows: Sequence[np.ndarray], max_len: int, seed: int, iteration: 
 
 # --- splitting and sampling -----------------------------------------------------------------
 def stratified_split(labels: Sequence[int], fraction: float, seed: int,
-                     only: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices: ``fraction`` of each class held out, at least one per class when
-    ``fraction`` > 0 and the class has two or more videos, never the whole class. With ``only``,
-    just those classes give videos to the held-out share (the others all train)."""
+                     only: Optional[Sequence[int]] = None, cap: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices: ``fraction`` of each class held out, at most ``cap`` (0: no cap), at
+    least one per class when ``fraction`` > 0 and the class has two or more videos, never the whole
+    class. With ``only``, just those classes give videos to the held-out share (the others all train).
+    A cap keeps the first ``cap`` of the uncapped draw, so it only moves held-out videos to training."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, 7])
     train, held = [], []
@@ -277,7 +278,7 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int,
         n_val = int(round(fraction * len(idx)))
         if fraction > 0 and len(idx) >= 2:
             n_val = max(1, n_val)
-        n_val = min(n_val, len(idx) - 1)
+        n_val = min(n_val, len(idx) - 1, cap or len(idx))
         held.extend(idx[:n_val].tolist())
         train.extend(idx[n_val:].tolist())
     return np.array(sorted(train), dtype=np.int64), np.array(sorted(held), dtype=np.int64)

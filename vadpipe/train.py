@@ -209,7 +209,8 @@ class _Trainer:
     def _share_split(self, labels: np.ndarray, seed: int):
         """(train, held-out) positions in ``labels`` of the run's held-out share drawn with ``seed``."""
         t = self.cfg.train
-        return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None)
+        return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None,
+                                cap=t.val_max)
 
     def _trains(self, member: int, positions: np.ndarray) -> np.ndarray:
         """Mask of ``positions`` (into the training videos) that member ``member`` trains on."""

@@ -1,0 +1,23 @@
+"""tools/probe_calibration.py: how steady a quantile threshold is, calibrated on n of a pool of videos."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from probe_calibration import false_alarms  # noqa: E402
+
+
+def test_threshold_from_more_videos_lets_through_its_quantile_and_varies_less():
+    """Videos of one score distribution: the 0.99 quantile of n of them lets through about 1 % of the
+    others' frames, with a spread over draws that shrinks as n grows; a video that scores high as a
+    whole (as Ped1's do) makes a draw that misses it let through more. Draws repeat with the seed."""
+    rng = np.random.default_rng(0)
+    pool = [rng.uniform(size=200) for _ in range(60)]
+    few, many = false_alarms(pool, 3, 300, 0.99, seed=1), false_alarms(pool, 30, 300, 0.99, seed=1)
+    assert abs(100 * many.mean() - 1.0) < 0.5 and many.std() < few.std()
+    np.testing.assert_array_equal(few, false_alarms(pool, 3, 300, 0.99, seed=1))
+    loud = pool[:59] + [rng.uniform(0.9, 1.0, size=200)]
+    assert false_alarms(loud, 10, 300, 0.99, seed=1).mean() > many.mean()

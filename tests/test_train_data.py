@@ -145,7 +145,8 @@ def test_balanced_sampler_is_deterministic_clamped_and_covers_pools():
 
 def test_a_run_holds_out_at_most_val_max_normal_videos(tmp_path):
     """The default's held-out share with a cap: half of 12 normal videos would be 6; ``train.val_max`` 2
-    holds out 2, both normal, and the other 10 train; a negative cap is refused by name."""
+    holds out 2, both normal, and the other 10 train, as the run says at its start; a negative cap is
+    refused by name."""
     from vadpipe.presets import apply_overrides, preset
     from vadpipe.train import _Trainer
 
@@ -153,8 +154,10 @@ def test_a_run_holds_out_at_most_val_max_normal_videos(tmp_path):
     cfg = apply_overrides(preset("default"), ["train.val_fraction=0.5", "train.val_max=2", "train.device=cpu",
                                               "model.heads=2", "model.ffn_dim=8"])
     cfg.train.features = str(tmp_path / "f")
-    trainer = _Trainer(cfg, tmp_path / "run", None, lambda m: None)
+    said = []
+    trainer = _Trainer(cfg, tmp_path / "run", None, said.append)
     labels = trainer.data.labels()
     assert labels[trainer.held_idx].tolist() == [0, 0] and labels[trainer.train_idx].tolist().count(0) == 10
+    assert "held out of training: 2 of 12 normal videos (train.val_fraction 0.5, at most 2 a class)" in said
     with pytest.raises(ConfigError, match="train.val_max"):
         apply_overrides(preset("default"), ["train.val_max=-1"])

@@ -198,6 +198,12 @@ class _Trainer:
         else:
             tr, va = self._share_split(labels[labeled], t.seed)
             self.train_idx, held = labeled[tr], labeled[va]
+            if held.size:
+                counts = [f"{np.sum(labels[held] == c)} of {np.sum(labels[labeled] == c)} {name}"
+                          for c, name in ((0, "normal"), (1, "anomalous")) if np.any(labels[held] == c)]
+                cap = f", at most {t.val_max} a class" if t.val_max else ""
+                self.log(f"held out of training: {' and '.join(counts)} videos (train.val_fraction "
+                         f"{t.val_fraction:g}{cap})")
         self.held_idx = held
         if self.member_held:   # every held-out video trains other members: no honest validation score
             self.log(f"bagging: {len(self.member_held)} members, each holding out "

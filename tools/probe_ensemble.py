@@ -12,7 +12,11 @@ anything: it reads test labels. Frames follow each run's own ``model.frame_score
     python tools/probe_ensemble.py RUNS/default --bench ped1 --mix RUNS/h3    (two configs, seed by seed)
 
 ``--mix RUNS/OTHER`` averages instead each seed's run with the same seed's run of another config (heads
-that differ in kind, e.g. a local temporal window beside the whole-video one).
+that differ in kind, e.g. a local temporal window beside the whole-video one). ``--standardise`` first puts
+each run's logits on one scale, by their mean and sd over the run's own training videos' snippets (no test
+figure), so that a head whose logits are larger (RTFM-style's) does not decide alone:
+
+    python tools/probe_ensemble.py RUNS/default --bench ped1 --mix RUNS/rtfm --frame-scores linear --standardise
 """
 from __future__ import annotations
 
@@ -82,13 +86,18 @@ def main() -> None:
                         help="another config's runs: average each seed's pair of heads instead of K of one config")
     parser.add_argument("--frame-scores", choices=["hold", "linear"], default=None,
                         help="snippet-to-frame mapping (default: the runs' own)")
+    parser.add_argument("--standardise", action="store_true",
+                        help="each run's logits minus their mean, over their sd, on its training videos' snippets")
     args = parser.parse_args()
     if args.mix is None and not 1 < args.k <= len(args.seeds):
         raise SystemExit(f"--k {args.k}: needs 2..{len(args.seeds)} (the number of --seeds)")
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
 
-    _, test, gts = open_bench(args)
+    from vadpipe.data import open_features
+
+    bench, test, gts = open_bench(args)
+    train = open_features(bench.train) if args.standardise else None
     modes = set()
 
     def fused_logits(config: Path) -> Dict[int, Dict[str, np.ndarray]]:
@@ -97,6 +106,9 @@ def main() -> None:
             model, _ = load_checkpoint(checkpoint_path(config / f"{args.bench}-{seed}"), "cpu")
             modes.add(scoring_rule(model).frame_scores)
             out[seed] = {v.id: logits(score_features(model, v.raw(), "cpu")) for v in test.videos}
+            if train is not None:
+                seen = np.concatenate([logits(score_features(model, v.raw(), "cpu")) for v in train.videos])
+                out[seed] = {vid: (x - seen.mean()) / seen.std() for vid, x in out[seed].items()}
         return out
 
     fused = fused_logits(args.runs)
@@ -108,7 +120,8 @@ def main() -> None:
     def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
         return figures({vid: np.mean([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
 
-    print(f"{args.runs} on {args.bench}, {mode} frames, percent")
+    scale = ", logits standardised" if train is not None else ""
+    print(f"{args.runs} on {args.bench}, {mode} frames, percent{scale}")
     print(f"  {'one head':<18}{summary([figures(fused[s], test, gts, mode) for s in args.seeds])}")
     if other is None:
         rows = [averaged([fused[s] for s in subset]) for subset in itertools.combinations(args.seeds, args.k)]

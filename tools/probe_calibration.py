@@ -18,28 +18,23 @@ from typing import Dict, List
 
 import numpy as np
 
+from normal_weight_sweep import training_split
 from probe_ensemble import open_bench, run_set_parser
 
 
 def normal_frame_scores(run, bench, test, gts) -> List[np.ndarray]:
     """Frame scores of every normal video the run's head never trained on (held-out and test)."""
-    from vadpipe.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, score_features, scoring_rule
-    from vadpipe.data import open_features
+    from vadpipe.calibration import calibration_frames
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
     from vadpipe.groundtruth import match_ids
-    from vadpipe.intervals import snippet_reach, snippets_to_frames
 
     model, _ = load_checkpoint(checkpoint_path(run), "cpu")
-    held = set(Checkpoint.load(run, "last").last["split"]["val"])
-    train = open_features(bench.train)
     mapping = match_ids([v.id for v in test.videos], list(gts))
-    videos = ([v for v in train.videos if v.id in held and v.label == 0]
+    videos = ([v for v in training_split(run, bench, "val") if v.label == 0]
               + [v for v in test.videos if v.id in mapping and not gts[mapping[v.id]].anomalous])
-    mode, length, stride = scoring_rule(model).frame_scores, test.snippet_len, test.stride
-
-    def frames(scores: np.ndarray, count) -> np.ndarray:     # as training's calibration maps them
-        return snippets_to_frames(scores, count or snippet_reach(scores.size, length, stride), length, stride, mode)
-
-    return [frames(score_features(model, v.raw(), "cpu"), v.frames) for v in videos]
+    mode = scoring_rule(model).frame_scores
+    return [calibration_frames(score_features(model, v.raw(), "cpu"), v.frames, test.snippet_len, test.stride, mode)
+            for v in videos]
 
 
 def false_alarms(frames: List[np.ndarray], n: int, draws: int, quantile: float, seed: int) -> np.ndarray:

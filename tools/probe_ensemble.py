@@ -108,7 +108,8 @@ def main() -> None:
             out[seed] = {v.id: logits(score_features(model, v.raw(), "cpu")) for v in test.videos}
             if train is not None:
                 seen = np.concatenate([logits(score_features(model, v.raw(), "cpu")) for v in train.videos])
-                out[seed] = {vid: (x - seen.mean()) / seen.std() for vid, x in out[seed].items()}
+                mean, sd = seen.mean(), seen.std()
+                out[seed] = {vid: (x - mean) / sd for vid, x in out[seed].items()}
         return out
 
     fused = fused_logits(args.runs)

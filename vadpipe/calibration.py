@@ -135,14 +135,18 @@ def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.nda
     return [data.videos[i] for i in train_idx if data.videos[i].label == 0], OPTIMISTIC_CALIBRATION
 
 
+def calibration_frames(snippets: np.ndarray, frames: Optional[int], snippet_len: int, stride: int,
+                       frame_mode: str) -> np.ndarray:
+    """One video's frame scores as calibration sees them (its frame count, else the snippets' reach)."""
+    return snippets_to_frames(snippets, frames or snippet_reach(snippets.size, snippet_len, stride),
+                              snippet_len, stride, frame_mode)
+
+
 def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quantiles: Sequence[float],
                 snippet_len: int, stride: int, frame_mode: str = "hold") -> dict:
     """Quantiles of the frame scores of ``videos`` (snippet scores by id, made frame scores as the head's
     ``frame_mode`` says, as ``vadpipe score`` will), as the checkpoint stores them."""
-    def frame_scores(snippets: np.ndarray, frames: Optional[int]) -> np.ndarray:
-        return snippets_to_frames(snippets, frames or snippet_reach(snippets.size, snippet_len, stride),
-                                  snippet_len, stride, frame_mode)
-
-    frames = np.concatenate([frame_scores(scores[v.id], v.frames) for v in videos])
+    frames = np.concatenate([calibration_frames(scores[v.id], v.frames, snippet_len, stride, frame_mode)
+                             for v in videos])
     return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
             "source": source, "n_videos": len(videos)}

@@ -21,11 +21,16 @@ EXTRACT_ARGS = ["--backbone", "i3d-inception", "--weights", "random", "--preset"
                 "--threads", "1", "--batch-size", "4", "--no-progress"]
 
 
+# Fixed, not os.urandom: now and then fresh random bytes probe as a stream-less container ("no video
+# stream", a fresh clone's run on 2026-12-04) instead of "cannot open"; these 3000 bytes are the latter.
+RANDOM_BYTES = np.random.default_rng(0).bytes(3000)
+
+
 def bad_files(root: Path) -> dict:
     """name -> (path, words its error line must hold)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "empty.mp4").write_bytes(b"")
-    (root / "random.mp4").write_bytes(os.urandom(3000))
+    (root / "random.mp4").write_bytes(RANDOM_BYTES)
     (root / "notes.mp4").write_text("not a video\n" * 20)
     (root / "folder.mp4").mkdir()
     return {"missing": (root / "missing.mp4", "no such file"), "empty": (root / "empty.mp4", "empty file"),
@@ -80,7 +85,7 @@ def test_info_one_line_per_bad_file(tmp_path, unreadable):
 def test_extract_folder_with_bad_and_good_videos(tmp_path, monkeypatch):
     root = tmp_path / "videos"
     make_video(root / "good.mp4", 16)
-    (root / "random.mp4").write_bytes(os.urandom(3000))
+    (root / "random.mp4").write_bytes(RANDOM_BYTES)
     (root / "empty.mp4").write_bytes(b"")
     locked = deny_read(make_video(root / "locked.mp4", 16), monkeypatch)
     out = tmp_path / "features"

@@ -86,6 +86,29 @@ def fit_pseudo_stage(model: torch.nn.Module, train_videos: Sequence, seed: int, 
 
 
 @torch.no_grad()
+def fit_pair_scale(model: torch.nn.Module, train_videos: Sequence, device: torch.device,
+                   log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """A pair's scale (models/pair.py): each head's fused logits, over every snippet and crop of
+    ``train_videos`` (the videos both heads trained on; no label read), give its mean and sd. Returns
+    the state dict that carries them; the model is left in train mode."""
+    from .checkpoint import head_scores
+    from .models.normal_stats import logit
+
+    model.eval()
+    seen: List[List[torch.Tensor]] = [[], []]
+    for video in train_videos:
+        x = _crop_rows(video, device)
+        for h, head in enumerate((model.primary, model.partner)):
+            seen[h].append(logit(head_scores(head, x).float()).flatten().cpu())
+    model.fit(torch.cat(seen[0]), torch.cat(seen[1]))
+    mu, sd = model.location.tolist(), model.scale.tolist()
+    log(f"pair: logits standardised over {sum(x.numel() for x in seen[0])} training snippets "
+        f"(head mean {mu[0]:.2f} sd {sd[0]:.2f}, partner mean {mu[1]:.2f} sd {sd[1]:.2f})")
+    model.train()
+    return _state_copy(model)
+
+
+@torch.no_grad()
 def fit_member_normal_stats(model: torch.nn.Module, normal_sets: Sequence[Sequence], seeds: Sequence[int],
                             device: torch.device, log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
     """A bagged ensemble's normal statistics: member m's fitted on ``normal_sets[m]`` (its own normal
@@ -150,3 +173,15 @@ def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quan
                              for v in videos])
     return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
             "source": source, "n_videos": len(videos)}
+
+
+def calibrate_model(model: torch.nn.Module, data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,
+                    val_set: Optional[FeatureSet], val_gt: Optional[dict], quantiles: Sequence[float],
+                    frame_mode: str, device: torch.device) -> dict:
+    """The calibration of a trained model on the normal videos :func:`calibration_videos` picks, scored
+    as ``vadpipe score`` scores them (fused terms included)."""
+    from .validation import score_videos
+
+    videos, source = calibration_videos(data, train_idx, held_idx, val_set, val_gt)
+    return calibrate(score_videos(model, videos, device), videos, source, quantiles, data.snippet_len,
+                     data.stride, frame_mode)

@@ -14,6 +14,8 @@ tensors so that it loads with ``torch.load(weights_only=True)``::
      "calibration": {"normal_frame_score_quantiles": {"0.95": x, "0.99": y, "0.999": z},
                      "source": str, "n_videos": int} or None,
      "iteration": int,
+     "partner": None, or with model.partner the partner head's {"model_config": dict, "train_config": dict,
+                "iteration": int} as it trained (its weights are in "model", under partner.),
      "last": None in best.pt; in last.pt the resume state {"optimizer", "torch_rng",
              "cuda_rng", "dynamic_labels", "best", "split", "elapsed"}}
 
@@ -92,11 +94,15 @@ def scoring_rule(model: nn.Module) -> ScoringRule:
     return getattr(model, "scoring_rule", ScoringRule())
 
 
-def build_model(model_config: Any) -> nn.Module:
-    """The head a ModelConfig (or its dict) describes, from the head registry (``vadpipe.models``)."""
+def build_model(model_config: Any, partner_config: Optional[ModelConfig] = None) -> nn.Module:
+    """The head a ModelConfig (or its dict) describes, from the head registry (``vadpipe.models``).
+    With ``model.partner``: that head and its partner (``partner_config``, as trained; by default the one
+    ``vadpipe.presets.partner_config`` gives) as a :class:`~vadpipe.models.pair.StandardisedPair`."""
     from .models import create_head
 
     m = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
+    if m.partner:
+        return _pair(m, partner_config)
     check_head_width(m)
     try:
         heads = [create_head(m.name, **{**config_to_dict(m), "feature_dim": m.head_dim}) for _ in range(m.members)]
@@ -118,6 +124,20 @@ def build_model(model_config: Any) -> nn.Module:
     if m.pseudo_weight > 0:     # buffers only, fitted after training as well
         model.pseudo_stage = pseudo_stage_of(m)
     return model
+
+
+def _pair(m: ModelConfig, partner_config: Optional[ModelConfig]) -> nn.Module:
+    from dataclasses import replace
+
+    from .config import Config
+    from .models.pair import StandardisedPair
+    from .presets import partner_config as partner_of
+
+    if partner_config is None:
+        partner_config = partner_of(Config(m)).model
+    pair = StandardisedPair(build_model(replace(m, partner="")), build_model(partner_config))
+    pair.scoring_rule = pair.primary.scoring_rule        # the pair scores frames as its primary head does
+    return pair
 
 
 def normal_stats_of(m: ModelConfig) -> nn.Module:
@@ -150,7 +170,11 @@ def head_scores(model: nn.Module, x: torch.Tensor, mask: Optional[torch.Tensor] 
     are fused each with its own statistics, then averaged (``models/ensemble.py``)."""
     from .models.ensemble import bagged_members, mean_of_logits
     from .models.ltgs import full_mask
+    from .models.pair import StandardisedPair
 
+    if isinstance(model, StandardisedPair):     # each head with its own fitted terms, then the pair's scale
+        return model.fuse(head_scores(model.primary, x, mask), head_scores(model.partner, x, mask),
+                          full_mask(x, mask))
     members = bagged_members(model)
     if members:
         return mean_of_logits([head_scores(h, x, mask) for h in members], full_mask(x, mask))
@@ -176,7 +200,15 @@ class Checkpoint:
     calibration: Optional[dict] = None
     iteration: int = 0
     last: Optional[dict] = None                    # resume state (last.pt only)
+    partner: Optional[dict] = None                 # model.partner: the partner head's configs and iteration
     version: int = FORMAT_VERSION
+
+    @property
+    def partner_model_config(self) -> Optional[ModelConfig]:
+        """The partner head's ModelConfig as it trained (None without a partner)."""
+        if not self.partner:
+            return None
+        return model_config_from_dict(self.partner["model_config"], "partner model config")
 
     def require_feature_dim(self, dim: int, what: str) -> None:
         """Features of ``dim`` dimensions must be the size the head was built for."""
@@ -201,7 +233,7 @@ class Checkpoint:
                 "train_config": None if self.train_config is None else config_to_dict(self.train_config),
                 "recipe": None if self.recipe is None else self.recipe.to_dict(),
                 "snippet_len": self.snippet_len, "metrics": self.metrics, "calibration": self.calibration,
-                "iteration": self.iteration, "last": self.last}
+                "iteration": self.iteration, "partner": self.partner, "last": self.last}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "checkpoint") -> "Checkpoint":
@@ -218,7 +250,8 @@ class Checkpoint:
                        snippet_len=int(data.get("snippet_len") or (recipe or {}).get("snippet_len")
                                        or RTFM_SNIPPET_LEN),
                        metrics=dict(data.get("metrics") or {}), calibration=data.get("calibration"),
-                       iteration=int(data.get("iteration") or 0), last=data.get("last"), version=version)
+                       iteration=int(data.get("iteration") or 0), last=data.get("last"),
+                       partner=data.get("partner"), version=version)
         except KeyError as exc:
             raise CheckpointError(f"{where}: checkpoint without {exc.args[0]!r}") from None
         except (ConfigError, TypeError, ValueError) as exc:
@@ -292,7 +325,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                     which: str = "best") -> Tuple[nn.Module, Checkpoint]:
     """(model in eval mode on ``device``, its Checkpoint). ``path``: a .pt, a run folder or runs/latest."""
     ckpt = Checkpoint.load(path, which)
-    model = build_model(ckpt.model_config)
+    model = build_model(ckpt.model_config, ckpt.partner_model_config)
     try:
         model.load_state_dict(ckpt.model)
     except RuntimeError as exc:
@@ -314,7 +347,8 @@ def score_features(model: nn.Module, feats: np.ndarray, device: str | torch.devi
     was_training = model.training
     model.eval()
     t, c, _ = x.shape
-    heads = getattr(getattr(getattr(model, "lt", None), "attn", None), "heads", 1)
+    primary = getattr(model, "primary", model)          # a pair: its LTGS head holds the attention
+    heads = getattr(getattr(getattr(primary, "lt", None), "attn", None), "heads", 1)
     group = max(1, min(c, max_attention_elements // max(1, heads * t * t)))
     x_t = torch.from_numpy(np.array(x.transpose(1, 0, 2), order="C"))    # (C, T, D), a writable copy
     per_crop = [head_scores(model, x_t[start:start + group].to(device)).double().cpu()

@@ -90,6 +90,9 @@ class ModelConfig:
     bagging: bool = False              # with members: each member holds out its own normal videos (a share
                                        # train.val_fraction, drawn with its own seed) and fits its own normal
                                        # statistics; the threshold is calibrated out of bag
+    partner: str = ""                  # a second head of another kind trained beside this one with its own
+                                       # losses (vadpipe.presets.PARTNERS: rtfm), their logits standardised
+                                       # and averaged (models/pair.py, vadpipe/pair_training.py); "": none
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)
     dropout: float = 0.7
@@ -385,6 +388,12 @@ def validate(cfg: Config) -> None:
     if m.bagging and (m.members < 2 or t.val_fraction <= 0 or t.val_features or m.pseudo_weight > 0):
         raise ConfigError("model.bagging needs model.members >= 2 and a held-out share (train.val_fraction > 0, "
                           "no train.val_features), without model.pseudo_weight")
+    from .presets import PARTNERS
+
+    if m.partner and m.partner not in PARTNERS:
+        raise ConfigError(f"model.partner = {m.partner!r}; choose one of {', '.join(PARTNERS)} (or '' for none)")
+    if m.partner and m.bagging:
+        raise ConfigError("model.partner needs one held-out share for both heads: not with model.bagging")
     if m.context < 0 or m.context % 2 == 0 and m.context:
         raise ConfigError(f"model.context must be 0 (off) or an odd kernel size, got {m.context}")
     if min(m.horizon, m.horizon_cap, m.stride_base, t.epochs, t.min_iterations) < 0:

@@ -146,6 +146,35 @@ def _localise(cfg: Config) -> Config:
 PRESETS = ("default", "paper", "ucf-crime", "shanghaitech", "demo")
 
 
+# --- a partner head (model.partner) ------------------------------------------------------
+def _rtfm_partner() -> Config:
+    """RTFM-style with its own paper's losses on the article's bags (as tools/bench_accuracy's
+    ``paper:rtfm`` config): the pair measured best beside the default (docs/localisation.md)."""
+    return use_model(preset("paper"), "rtfm")
+
+
+PARTNERS = {"rtfm": _rtfm_partner}
+# what a partner takes from the run it joins: the data, the held-out split (the pair is calibrated on
+# videos neither head trained on), the schedule (--iters applies to both) and how it runs
+SHARED_TRAIN_FIELDS = ("features", "list_anomalous", "holdout", "val_fraction", "val_max", "val_features",
+                       "val_gt", "val_is_test", "iterations", "epochs", "min_iterations", "eval_every",
+                       "log_every", "checkpoint_minutes", "calibration_quantiles", "seed", "device", "amp",
+                       "tensorboard")
+
+
+def partner_config(cfg: Config) -> Config:
+    """The configuration the partner head of ``cfg`` trains with: its own head and losses, ``cfg``'s
+    data, split and schedule (:data:`SHARED_TRAIN_FIELDS`), and the last checkpoint kept (a held-out
+    share of normal videos only gives no validation metric to pick by)."""
+    out = PARTNERS[cfg.model.partner]()
+    for name in SHARED_TRAIN_FIELDS:
+        setattr(out.train, name, getattr(cfg.train, name))
+    out.train.select = "last"
+    out.model.feature_dim = cfg.model.feature_dim
+    validate(out)
+    return out
+
+
 # --- --set SECTION.FIELD=VALUE ------------------------------------------------------
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate, calibration_videos, fit_member_normal_stats, fit_normal_stats, fit_pseudo_stage,
+from .calibration import (calibrate, calibrate_model, fit_member_normal_stats, fit_normal_stats, fit_pseudo_stage,
                           out_of_bag_scores)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
@@ -72,23 +72,34 @@ def new_run_dir(root: str | Path = "runs") -> Path:
 
 
 def train(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
-          log: Optional[Callable[[str], None]] = None) -> TrainResult:
-    """Train a new run; ``out`` defaults to ``runs/<timestamp>``."""
+          log: Optional[Callable[[str], None]] = None, link_latest: bool = True) -> TrainResult:
+    """Train a new run; ``out`` defaults to ``runs/<timestamp>``. With ``model.partner`` two heads train,
+    one after the other, and are paired (``vadpipe/pair_training.py``). ``link_latest``: point
+    ``runs/latest`` at the run (not for a pair's own two runs)."""
     validate(cfg)
     run_dir = Path(out) if out is not None else new_run_dir()
-    if (run_dir / "last.pt").exists():
+    if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists() and cfg.model.partner:
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
-    return _Trainer(cfg, run_dir, None, log, progress).run(progress)
+    if cfg.model.partner:
+        from .pair_training import train_pair
+
+        return train_pair(cfg, run_dir, progress, log or _stderr)
+    return _Trainer(cfg, run_dir, None, log, progress).run(progress, link_latest)
 
 
 def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, progress: bool = True,
-           log: Optional[Callable[[str], None]] = None) -> TrainResult:
-    """Continue a run from its last.pt (its own config; ``iterations`` may extend it)."""
+           log: Optional[Callable[[str], None]] = None, link_latest: bool = True) -> TrainResult:
+    """Continue a run from its last.pt (its own config; ``iterations`` may extend it); a pair's run
+    continues whichever of its two heads had not finished, and pairs them again."""
     try:
         run_dir = resolve_run(run)
     except CheckpointError:
         raise CheckpointError(f"nothing to resume: no run at {run}; start one with `vadpipe train` "
                               f"(it writes last.pt every {TrainConfig.checkpoint_minutes:g} minutes)") from None
+    from .pair_training import is_pair_run, resume_pair
+
+    if is_pair_run(run_dir):
+        return resume_pair(run_dir, iterations, progress, log or _stderr)
     if not (run_dir / "last.pt").is_file():
         raise CheckpointError(f"nothing to resume: {run_dir} has no last.pt yet (stopped before its first "
                               f"checkpoint); start it again with "
@@ -101,7 +112,18 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
     cfg = copy_config(Config(ckpt.model_config, ckpt.train_config))
     if iterations is not None:
         cfg.train.iterations = iterations
-    return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress)
+    return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress, link_latest)
+
+
+def absolute_paths(t: TrainConfig) -> None:
+    """Make ``t``'s data paths absolute, in place: a run resumes from any directory."""
+    for key in ("features", "val_features", "val_gt"):
+        if getattr(t, key):
+            setattr(t, key, str(Path(getattr(t, key)).resolve()))
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
 
 
 class _Trainer:
@@ -110,10 +132,8 @@ class _Trainer:
         self.cfg, self.run_dir = copy_config(cfg), run_dir
         cfg = self.cfg
         if resume_ckpt is None:   # record absolute paths so the run resumes from any directory
-            for key in ("features", "val_features", "val_gt"):
-                if getattr(cfg.train, key):
-                    setattr(cfg.train, key, str(Path(getattr(cfg.train, key)).resolve()))
-        self.log = log or (lambda msg: print(msg, file=sys.stderr))
+            absolute_paths(cfg.train)
+        self.log = log or _stderr
         t = cfg.train
         self.device = resolve_device(t.device)
         self.use_amp = t.amp and self.device.type == "cuda"
@@ -353,16 +373,15 @@ class _Trainer:
                                   self.val_gt, self.cfg.model.frame_scores)
 
     def _calibrate(self) -> dict:
-        if self.member_held:
-            normal = [i for i in self.held_idx if self.data.videos[i].label == 0]
-            videos = [self.data.videos[i] for i in normal]
-            holders = [tuple(m for m, held in enumerate(self.member_held) if i in held) for i in normal]
-            scores, source = out_of_bag_scores(self.model, videos, holders, self.device), OUT_OF_BAG
-        else:
-            videos, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt)
-            scores = score_videos(self.model, videos, self.device)
-        return calibrate(scores, videos, source, self.cfg.train.calibration_quantiles, self.data.snippet_len,
-                         self.data.stride, self.cfg.model.frame_scores)
+        t = self.cfg.train
+        if not self.member_held:
+            return calibrate_model(self.model, self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt,
+                                   t.calibration_quantiles, self.cfg.model.frame_scores, self.device)
+        normal = [i for i in self.held_idx if self.data.videos[i].label == 0]
+        videos = [self.data.videos[i] for i in normal]
+        holders = [tuple(m for m, held in enumerate(self.member_held) if i in held) for i in normal]
+        return calibrate(out_of_bag_scores(self.model, videos, holders, self.device), videos, OUT_OF_BAG,
+                         t.calibration_quantiles, self.data.snippet_len, self.data.stride, self.cfg.model.frame_scores)
 
     def _fit_after_training(self) -> Dict[str, torch.Tensor]:
         """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which
@@ -384,13 +403,14 @@ class _Trainer:
         return selection_note(self.cfg.train, self.best["metric"])
 
     # --- the loop ------------------------------------------------------------------------------
-    def run(self, progress: bool = True) -> TrainResult:
+    def run(self, progress: bool = True, link_latest: bool = True) -> TrainResult:
         from tqdm import tqdm
 
         t = self.cfg.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.run_dir / "config.yaml")
-        update_latest(self.run_dir)
+        if link_latest:
+            update_latest(self.run_dir)
         writer = self._tensorboard()
         total = self.total
         heads = f" of {len(self.seeds)} heads side by side" if len(self.seeds) > 1 else ""

@@ -81,6 +81,7 @@ def test_one_step_of_an_ensemble_equals_each_member_trained_alone_on_its_batch()
 def _small(features, members: int, **train_kw):
     cfg = preset("default")
     cfg.model.heads, cfg.model.ffn_dim, cfg.model.members = 4, 64, members
+    cfg.model.partner = ""          # the members' own mechanics (a pair of ensembles: tests/test_pair.py)
     t = cfg.train
     t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 4, 2
     t.epochs, t.max_segments, t.batch_anomalous, t.batch_normal = 0, 64, 3, 3

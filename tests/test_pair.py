@@ -40,7 +40,7 @@ def test_a_pair_averages_each_heads_standardised_logits_and_is_zero_at_padding()
 
 def _config(features, **train_kw):
     cfg = preset("default")
-    cfg.model.heads, cfg.model.ffn_dim, cfg.model.partner = 4, 64, "rtfm"
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64          # the default's own partner, rtfm-real
     t = cfg.train
     t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 4, 2
     t.epochs, t.max_segments, t.batch_anomalous, t.batch_normal = 0, 64, 3, 3
@@ -52,9 +52,11 @@ def _config(features, **train_kw):
 def test_the_partner_trains_with_its_own_head_and_losses_on_the_runs_data_split_and_schedule(tmp_path):
     cfg = _config(tmp_path / "f", iterations=7, seed=5, val_max=4)
     other = partner_config(cfg)
-    assert other.model.name == "rtfm" and other.model.partner == ""
-    assert other.train.loss.cls_target == "video-mean" and other.train.loss.w_rank == 0
-    assert other.train.bags == "resample" and other.model.normal_weight == 0     # RTFM's own recipe
+    assert cfg.model.partner == "rtfm-real" and other.model.name == "rtfm" and other.model.partner == ""
+    assert other.train.loss.cls_target == "video-mean" and other.train.loss.w_rank == 0   # RTFM's own losses
+    assert other.train.bags == "real" and other.model.normal_weight == 0         # on each video's own snippets
+    cfg.model.partner = "rtfm"
+    assert partner_config(cfg).train.bags == "resample"                         # on the article's 32 segments
     for name in SHARED_TRAIN_FIELDS:
         assert getattr(other.train, name) == getattr(cfg.train, name), name
     assert other.train.select == "last"
@@ -77,7 +79,8 @@ def test_a_pair_run_pairs_two_runs_on_one_split_and_resumes_bit_identically(tmp_
     assert heads[PRIMARY].model_config.name == "ltgs" and heads[PARTNER].model_config.name == "rtfm"
 
     stored = read_checkpoint(full.run_dir, "last")                  # weights_only=True
-    assert stored["model_config"]["partner"] == "rtfm" and stored["partner"]["model_config"]["name"] == "rtfm"
+    assert stored["model_config"]["partner"] == "rtfm-real" and stored["partner"]["model_config"]["name"] == "rtfm"
+    assert stored["partner"]["train_config"]["bags"] == "real"           # how the partner trained, recorded
     assert {"primary.normal_stats.mean", "partner.classifier.net.0.weight", "location", "scale"} <= set(stored["model"])
     held_normal = [v for v in heads[PRIMARY].last["split"]["val"] if v.startswith("Normal")]
     assert stored["calibration"]["n_videos"] == len(held_normal) > 0

@@ -91,7 +91,7 @@ class ModelConfig:
                                        # train.val_fraction, drawn with its own seed) and fits its own normal
                                        # statistics; the threshold is calibrated out of bag
     partner: str = ""                  # a second head of another kind trained beside this one with its own
-                                       # losses (vadpipe.presets.PARTNERS: rtfm), their logits standardised
+                                       # losses (vadpipe.presets.PARTNERS: rtfm, rtfm-real), their logits standardised
                                        # and averaged (models/pair.py, vadpipe/pair_training.py); "": none
     # Classifier (all heads): D -> hidden... -> 1, ReLU + dropout after each hidden layer, sigmoid
     hidden: Tuple[int, ...] = (512, 128)

@@ -140,6 +140,10 @@ def _localise(cfg: Config) -> Config:
     t.holdout, t.val_fraction, t.val_max, t.select = "normal", 0.3, 30, "last"
     loss.cls_target, loss.topk_by, loss.k_share = "video-mean", "score", 0.1
     loss.w_normal, loss.label_smoothing = 1.0, 0.1
+    # an RTFM-style head trained beside it on each video's own snippets with its paper's losses, each
+    # head's logits standardised and averaged: frame AUC and AUC inside anomalous videos up on Ped1, Ped1
+    # long and the generated features, down on the demo world (docs/localisation.md, "Pairs of heads")
+    m.partner = "rtfm-real"
     return cfg
 
 
@@ -153,7 +157,15 @@ def _rtfm_partner() -> Config:
     return use_model(preset("paper"), "rtfm")
 
 
-PARTNERS = {"rtfm": _rtfm_partner}
+def _rtfm_real_partner() -> Config:
+    """RTFM-style with its paper's losses on each video's own snippets (``train.bags=real``, as the
+    default's head trains), not 32 resampled segments: trained on the lengths it will score."""
+    cfg = _rtfm_partner()
+    cfg.train.bags = "real"
+    return cfg
+
+
+PARTNERS = {"rtfm": _rtfm_partner, "rtfm-real": _rtfm_real_partner}
 # what a partner takes from the run it joins: the data, the held-out split (the pair is calibrated on
 # videos neither head trained on), the schedule (--iters applies to both) and how it runs
 SHARED_TRAIN_FIELDS = ("features", "list_anomalous", "holdout", "val_fraction", "val_max", "val_features",

@@ -63,3 +63,18 @@ def make_store(folder: Path, n_anomalous: int = 12, n_normal: int = 12, dim: int
     store.merge(0, 1)
     write_vadpipe_json(folder / "gt.json", gts.values())
     return gts
+
+
+def tiny_default(features, **train):
+    """The default preset shrunk for a few CPU-seconds of training on ``make_store`` features: small
+    attention, a fixed iteration count (set ``iterations``), batches of 3 + 3 videos, evaluation every 4."""
+    from vadpipe.presets import preset
+
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    t = cfg.train
+    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 4, 2
+    t.epochs, t.max_segments, t.batch_anomalous, t.batch_normal = 0, 64, 3, 3
+    for key, value in train.items():
+        setattr(t, key, value)
+    return cfg

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from feature_world import make_store
+from feature_world import make_store, tiny_default
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint, score_features
 from vadpipe.config import ModelConfig, model_config_from_dict, validate
 from vadpipe.presets import preset
@@ -79,14 +79,9 @@ def test_one_step_of_an_ensemble_equals_each_member_trained_alone_on_its_batch()
 
 
 def _small(features, members: int, **train_kw):
-    cfg = preset("default")
-    cfg.model.heads, cfg.model.ffn_dim, cfg.model.members = 4, 64, members
+    cfg = tiny_default(features, **train_kw)
+    cfg.model.members = members
     cfg.model.partner = ""          # the members' own mechanics (a pair of ensembles: tests/test_pair.py)
-    t = cfg.train
-    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 4, 2
-    t.epochs, t.max_segments, t.batch_anomalous, t.batch_normal = 0, 64, 3, 3
-    for k, v in train_kw.items():
-        setattr(t, k, v)
     return cfg
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from feature_world import make_store
+from feature_world import make_store, tiny_default
 from vadpipe.checkpoint import Checkpoint, build_model, head_scores, load_checkpoint, read_checkpoint
 from vadpipe.config import validate
 from vadpipe.data import open_features
@@ -18,7 +18,7 @@ from vadpipe.models.ltgs import LTGS
 from vadpipe.models.normal_stats import logit
 from vadpipe.models.pair import StandardisedPair
 from vadpipe.pair_training import PARTNER, PRIMARY
-from vadpipe.presets import SHARED_TRAIN_FIELDS, partner_config, preset
+from vadpipe.presets import SHARED_TRAIN_FIELDS, partner_config
 from vadpipe.train import resume, train
 
 
@@ -38,15 +38,7 @@ def test_a_pair_averages_each_heads_standardised_logits_and_is_zero_at_padding()
     assert (fused[~mask] == 0).all()
 
 
-def _config(features, **train_kw):
-    cfg = preset("default")
-    cfg.model.heads, cfg.model.ffn_dim = 4, 64          # the default's own partner, rtfm-real
-    t = cfg.train
-    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 4, 2
-    t.epochs, t.max_segments, t.batch_anomalous, t.batch_normal = 0, 64, 3, 3
-    for k, v in train_kw.items():
-        setattr(t, k, v)
-    return cfg
+_config = tiny_default            # the default with its own partner, rtfm-real
 
 
 def test_the_partner_trains_with_its_own_head_and_losses_on_the_runs_data_split_and_schedule(tmp_path):

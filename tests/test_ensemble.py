@@ -81,7 +81,6 @@ def test_one_step_of_an_ensemble_equals_each_member_trained_alone_on_its_batch()
 def _small(features, members: int, **train_kw):
     cfg = tiny_default(features, **train_kw)
     cfg.model.members = members
-    cfg.model.partner = ""          # the members' own mechanics (a pair of ensembles: tests/test_pair.py)
     return cfg
 
 

@@ -136,14 +136,13 @@ def test_head_reads_the_last_stored_layer_and_normal_statistics_the_named_one(tm
     other_mid[..., :16] += 3.0
     other_last[..., 16:] += 3.0
     with torch.no_grad():
-        assert torch.equal(model(x).scores, model(other_mid).scores)   # neither head of the pair sees mid
+        assert torch.equal(model(x).scores, model(other_mid).scores)               # the head never sees mid
         assert not torch.equal(model(x).scores, model(other_last).scores)
-        stats = model.primary.normal_stats
+        stats = model.normal_stats
         assert stats.fitted and stats.mean.shape == (16,)
         assert torch.equal(stats.distance(x), stats.distance(other_last))          # the distance sees mid only
         assert not torch.equal(stats.distance(x), stats.distance(other_mid))
-        stage = model.primary.pseudo_stage
-        assert stage.fitted and stage.coef.shape == (32,)                           # the head's layer
+        assert model.pseudo_stage.fitted and model.pseudo_stage.coef.shape == (32,)   # the head's layer
         assert head_scores(model, x).shape == (1, 10)
 
 
@@ -173,10 +172,9 @@ def test_a_layered_store_trains_the_very_head_its_last_layer_alone_trains(tmp_pa
     states = [read_checkpoint(train(_small_default(tmp_path / store, normal_layer="mid"), out=tmp_path / store / "run",
                                     progress=False, log=lambda line: None).run_dir, "last")["model"]
               for store in ("plain", "layered")]
-    # both heads of the pair alike; the statistics (and the pair's scale, fitted on the fused scores) differ
-    head = [k for k in states[0] if "normal_stats." not in k and k not in ("location", "scale")]
-    assert any(k.startswith("partner.") for k in head) and all(torch.equal(states[0][k], states[1][k]) for k in head)
-    assert states[0]["primary.normal_stats.mean"].shape == (32,) and states[1]["primary.normal_stats.mean"].shape == (16,)
+    head = [k for k in states[0] if not k.startswith("normal_stats.")]
+    assert head and all(torch.equal(states[0][k], states[1][k]) for k in head)
+    assert states[0]["normal_stats.mean"].shape == (32,) and states[1]["normal_stats.mean"].shape == (16,)
 
 
 def test_score_extracts_a_clip_with_the_checkpoints_layers(tmp_path, capsys):

@@ -356,9 +356,8 @@ def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segme
     make_store(tmp_path / "f", 6, 6, dim=16, seed=3, t_range=(5, 40))
     result = train(_default_small(tmp_path / "f", epochs=0, iterations=6), out=tmp_path / "run", progress=False)
     model, ckpt = load_checkpoint(result.run_dir, "cpu")
-    stats = model.primary.normal_stats                                  # the default's own head of its pair
-    assert stats.fitted and ckpt.model_config.normal_weight == 0.5
-    assert ckpt.model_config.normal_features == "l2" and stats.features == "l2"
+    assert model.normal_stats.fitted and ckpt.model_config.normal_weight == 0.5
+    assert ckpt.model_config.normal_features == "l2" and model.normal_stats.features == "l2"
     assert ckpt.calibration["source"] == "held-out normal training videos"
 
 
@@ -389,7 +388,7 @@ def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():
     with pytest.raises(ConfigError, match="model.normal_features"):
         validate(cfg)
     cfg.model.normal_features = "l2"
-    assert build_model(cfg.model).primary.normal_stats.features == "l2"     # a checkpoint's config rebuilds it
+    assert build_model(cfg.model).normal_stats.features == "l2"     # a checkpoint's config rebuilds it
 
 
 def test_normal_statistics_with_context_see_a_change_over_neighbouring_segments(tmp_path):
@@ -431,8 +430,7 @@ def test_normal_statistics_with_context_see_a_change_over_neighbouring_segments(
     cfg.model.normal_context, cfg.model.normal_rank = 3, 8
     result = train(cfg, out=tmp_path / "run", progress=False)
     model, ckpt = load_checkpoint(result.run_dir, "cpu")
-    stats = model.primary.normal_stats
-    assert stats.fitted and stats.context == 3 and ckpt.model_config.normal_context == 3
+    assert model.normal_stats.fitted and model.normal_stats.context == 3 and ckpt.model_config.normal_context == 3
     model.eval()
     x = torch.rand(2, 9, 16)
     mask = torch.tensor([[True] * 9, [True] * 4 + [False] * 5])
@@ -547,10 +545,10 @@ def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_s
     feats = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
     for which in ("best", "last"):
         raw = read_checkpoint(result.run_dir, which)                    # torch.load(weights_only=True)
-        assert raw["model"]["primary.pseudo_stage.scale"][4] == 1 and raw["model"]["primary.pseudo_stage.coef"].abs().sum() > 0
+        assert raw["model"]["pseudo_stage.scale"][4] == 1 and raw["model"]["pseudo_stage.coef"].abs().sum() > 0
     model, ckpt = load_checkpoint(result.run_dir / "best.pt", "cpu")
     with_stage = score_features(model, feats)
-    model.primary.pseudo_stage.scale[4] = 0                             # the head and normal statistics alone
+    model.pseudo_stage.scale[4] = 0                                     # the head and normal statistics alone
     without = score_features(model, feats)
     assert not np.allclose(with_stage, without) and ((with_stage > 0) & (with_stage < 1)).all()
     assert ckpt.calibration["source"] == "held-out normal training videos"

@@ -150,8 +150,8 @@ PRESETS = ("default", "paper", "ucf-crime", "shanghaitech", "demo")
 
 # --- a partner head (model.partner) ------------------------------------------------------
 def _rtfm_partner() -> Config:
-    """RTFM-style with its own paper's losses on the article's bags (as tools/bench_accuracy's
-    ``paper:rtfm`` config): the pair measured best beside the default (docs/localisation.md)."""
+    """RTFM-style with its own paper's losses on the article's 32 resampled segments (as
+    tools/bench_accuracy's ``paper:rtfm`` config; docs/localisation.md, "Pairs of heads")."""
     return use_model(preset("paper"), "rtfm")
 
 

@@ -138,3 +138,27 @@ def test_benchmark_extract_only_fills_the_ped1_cache_once_and_fails_without_the_
     args[args.index("--ped1") + 1] = str(tmp_path / "absent")
     assert bench_accuracy.main(args) == 1
     assert "nothing prepared for ped1" in capsys.readouterr().err
+
+
+def test_benchmark_reports_the_share_of_event_frames_its_auto_threshold_flags(tmp_path):
+    """hit@auto: of the frames inside the ground truth, the share at or above the checkpoint's `auto`
+    threshold (what `vadpipe score` flags); FA@auto the same share of normal videos' frames."""
+    import bench_accuracy
+    from feature_world import tiny_default
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint
+    from vadpipe.evaluate import score_feature_set
+
+    make_store(tmp_path / "train", 6, 6, dim=16, seed=0, t_range=(8, 20))
+    make_store(tmp_path / "test", 4, 4, dim=16, seed=1, t_range=(8, 20))
+    bench = bench_accuracy.Bench("t", str(tmp_path / "train"), str(tmp_path / "test"),
+                                 str(tmp_path / "test" / "gt.json"))
+    out = bench_accuracy.run_once(bench, tiny_default(tmp_path / "train", iterations=4), 0, tmp_path / "runs")
+    assert 0.0 <= out["hit_auto"] <= 1.0 and 0.0 <= out["false_alarm_auto"] <= 1.0
+    model, ckpt = load_checkpoint(checkpoint_path(tmp_path / "runs" / "t-0"), "cpu")
+    ss = score_feature_set(model, open_features(bench.test, list_anomalous="none"), "cpu")
+    frames = bench_accuracy.frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride,
+                                        load_ground_truth(bench.gt), ss.frame_mode)
+    events = np.concatenate([f[y > 0] for f, y in frames.values() if y.any()])
+    for thr, share in ((0.0, 1.0), (2.0, 0.0), (float(np.median(events)), float(np.mean(events >= np.median(events))))):
+        ckpt.calibration = {"normal_frame_score_quantiles": {"0.99": thr}}
+        assert bench_accuracy.evaluate_model(bench, model, ckpt)["hit_auto"] == pytest.approx(share)

@@ -23,7 +23,9 @@ picks): the test set never chooses anything.
 Printed per benchmark and config, mean ± sd over seeds: frame AUC, AP, AUC inside anomalous
 videos, share of frames whose float32 score is exactly 0 or 1 (ties), false alarms on normal
 test videos at the calibrated ``auto`` threshold (99th percentile of normal training-side
-scores), training seconds.
+scores), the share of anomalous frames (inside the ground truth) at or above that threshold
+(hit@auto: what ``vadpipe score`` flags of the events; a head can rank well and flag nothing),
+training seconds.
 
     python tools/bench_accuracy.py --bench ped1 demo features --config paper=paper \\
         --config default=default --seeds 0 1 2 3 4
@@ -48,8 +50,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 PED1 = HERE.parent.parent / "shared" / "data" / "ucsd-ped1"
-METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "seconds")
-HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "train s")
+METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "hit_auto", "seconds")
+HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "hit@auto", "train s")
 
 
 @dataclass
@@ -266,6 +268,8 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     out = {k: res.metrics.get(k) for k in ("auc", "ap", "auc_anomalous_videos")}
     out["tied"] = float(np.mean((all_scores == 0.0) | (all_scores == 1.0)))
     out["false_alarm_auto"] = float(np.mean(np.concatenate(normal) >= thr)) if normal and thr is not None else None
+    events = [f[y > 0] for f, y in frames.values() if y.any()]
+    out["hit_auto"] = float(np.mean(np.concatenate(events) >= thr)) if events and thr is not None else None
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

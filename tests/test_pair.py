@@ -71,6 +71,10 @@ def test_a_pair_run_pairs_two_runs_on_one_split_and_resumes_bit_identically(tmp_
     assert not (full.run_dir / "latest").exists()                  # the heads' own runs do not move it
     heads = {name: Checkpoint.load(full.run_dir / name, "last") for name in (PRIMARY, PARTNER)}
     assert heads[PRIMARY].last["split"] == heads[PARTNER].last["split"]
+    for name in (PRIMARY, PARTNER):      # select last: each head's best is its last, so pairing fits one pair
+        best = Checkpoint.load(full.run_dir / name, "best")
+        assert best.iteration == heads[name].iteration and all(
+            torch.equal(v, heads[name].model[k]) for k, v in best.model.items())
     assert heads[PRIMARY].model_config.name == "ltgs" and heads[PARTNER].model_config.name == "rtfm"
 
     stored = read_checkpoint(full.run_dir, "last")                  # weights_only=True

@@ -161,3 +161,12 @@ def test_a_run_holds_out_at_most_val_max_normal_videos(tmp_path):
     assert "held out of training: 2 of 12 normal videos (train.val_fraction 0.5, at most 2 a class)" in said
     with pytest.raises(ConfigError, match="train.val_max"):
         apply_overrides(preset("default"), ["train.val_max=-1"])
+
+
+def test_a_recorded_split_maps_to_positions_and_a_video_gone_is_named(tmp_path):
+    make_store(tmp_path / "f", 2, 2, dim=8, t_range=(4, 6))
+    data = open_features(tmp_path / "f")
+    ids = [data.videos[3].id, data.videos[0].id]
+    assert data.positions(ids, "cannot resume").tolist() == [3, 0]
+    with pytest.raises(FeatureStoreError, match=r"f: video 'Normal/gone' of the run is gone; cannot resume"):
+        data.positions(ids + ["Normal/gone"], "cannot resume")

@@ -103,6 +103,15 @@ class FeatureSet:
     def labels(self) -> np.ndarray:
         return np.array([-1 if v.label is None else v.label for v in self.videos])
 
+    def positions(self, ids: Sequence[str], why: str) -> np.ndarray:
+        """Positions in this set of the videos ``ids`` (a run's recorded split); a FeatureStoreError naming
+        the first one gone (``why``: what cannot go on without it)."""
+        index = {v.id: i for i, v in enumerate(self.videos)}
+        gone = [vid for vid in ids if vid not in index]
+        if gone:
+            raise FeatureStoreError(f"{self.origin}: video {gone[0]!r} of the run is gone; {why}")
+        return np.array([index[vid] for vid in ids], dtype=np.int64)
+
     def subset(self, index: Sequence[int]) -> "FeatureSet":
         return FeatureSet([self.videos[i] for i in index], self.recipe, self.origin, self.kind)
 

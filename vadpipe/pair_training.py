@@ -22,8 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-
 from .calibration import calibrate_model, fit_pair_scale
 from .checkpoint import Checkpoint, build_model, update_latest
 from .config import Config, config_to_dict, copy_config, load_config, save_config
@@ -102,19 +100,21 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
     t = head.train_config
     device = resolve_device(t.device)
     data = open_features(t.features, t.list_anomalous)
-    index = {v.id: i for i, v in enumerate(data.videos)}
-    train_idx = np.array([index[v] for v in split["train"]], dtype=np.int64)
-    held_idx = np.array([index[v] for v in split["val"]], dtype=np.int64)
+    train_idx = data.positions(split["train"], "cannot pair the heads")
+    held_idx = data.positions(split["val"], "cannot pair the heads")
     val_set, val_gt = open_validation(t, data, held_idx, _quiet)
     trained_on = [data.videos[i] for i in train_idx]
     pair_cfg = replace(head.model_config, partner=partner)
 
     pairs = {}
     for which, (own, theirs) in runs.items():
+        if which == "last" and all(b.iteration == a.iteration for b, a in zip(runs["best"], (own, theirs))):
+            pairs[which] = pairs["best"]     # both heads kept their last step as best: the same pair
+            continue
         model = build_model(pair_cfg, theirs.model_config).to(device)
         model.primary.load_state_dict(own.model)
         model.partner.load_state_dict(theirs.model)
-        model.load_state_dict(fit_pair_scale(model, trained_on, device, log if which == "best" else _quiet))
+        model.load_state_dict(fit_pair_scale(model, trained_on, device, log))
         pairs[which] = model
     calibration = calibrate_model(pairs["best"], data, train_idx, held_idx, val_set, val_gt,
                                   t.calibration_quantiles, pair_cfg.frame_scores, device)

@@ -200,15 +200,10 @@ class _Trainer:
             raise FeatureStoreError(f"{t.features}: no video has a label (0/1); for an RTFM list pass "
                                     "--list-anomalous first:N (RTFM UCF-Crime: first:810, ShanghaiTech: first:63)")
         if resume_ckpt is not None:
-            split = resume_ckpt.last["split"]
-            index = {v.id: i for i, v in enumerate(self.data.videos)}
-            missing = [vid for vid in split["train"] + split["val"] if vid not in index]
-            if missing:
-                raise FeatureStoreError(f"{t.features}: video {missing[0]!r} of the run is gone; cannot resume")
-            self.train_idx = np.array([index[v] for v in split["train"]], dtype=np.int64)
-            held = np.array([index[v] for v in split["val"]], dtype=np.int64)
-            self.member_held = [np.array([index[v] for v in ids], dtype=np.int64)
-                                for ids in split.get("members_val", [])]
+            split, why = resume_ckpt.last["split"], "cannot resume"
+            self.train_idx = self.data.positions(split["train"], why)
+            held = self.data.positions(split["val"], why)
+            self.member_held = [self.data.positions(ids, why) for ids in split.get("members_val", [])]
         elif t.val_features:
             self.train_idx, held = labeled, np.array([], dtype=np.int64)
         elif self.cfg.model.bagging:       # each member its own held-out share, drawn with its own seed

@@ -67,6 +67,8 @@ def test_planted_signal_is_learned_within_a_cpu_minute(world, tmp_path):
     q = ckpt["calibration"]["normal_frame_score_quantiles"]
     assert set(q) == {"0.95", "0.99", "0.999"} and q["0.95"] <= q["0.99"] <= q["0.999"]
     assert ckpt["calibration"]["source"] == "held-out normal training videos"
+    shares = [v["above"]["0.99"] for v in ckpt["calibration"]["videos"].values()]   # each held-out video's part
+    assert len(shares) == ckpt["calibration"]["n_videos"] and 0 < max(shares) <= 0.05
     assert load_config(run / "config.yaml").model.feature_dim == 32
     # per-video score files were written and re-score to the same numbers
     assert (where / "scores" / "index.json").is_file() and (where / "eval.json").is_file()
@@ -212,3 +214,28 @@ def test_bottom_term_waits_for_its_share_of_the_planned_iterations(world, tmp_pa
     with_term = [r["iteration"] for r in records if "loss_bottom" in r]
     assert [r["iteration"] for r in records] == list(range(1, 11)) and with_term == list(range(6, 11))
     assert all(r["loss_bottom"] > 0 for r in records if "loss_bottom" in r)
+
+
+def test_calibration_names_the_normal_videos_that_set_the_threshold():
+    """A crowd-like normal video scoring above the rest holds the frames above the 0.99 quantile; the
+    record and the training log's line say so (Ped1's crowded normal videos set its threshold)."""
+    from types import SimpleNamespace
+
+    from vadpipe.calibration import calibrate, calibration_summary
+
+    quiet = {f"quiet{i}": np.linspace(0.1, 0.3, 10) for i in range(9)}
+    scores = {**quiet, "crowd": np.linspace(0.2, 0.9, 10)}
+    videos = [SimpleNamespace(id=k, frames=160) for k in scores]
+    cal = calibrate(scores, videos, "held-out normal training videos", (0.5, 0.99), 16, 16)
+    table, frames = cal["normal_frame_score_quantiles"], np.repeat(scores["crowd"], 16)   # hold: 16 frames each
+    t = table["0.99"]
+    shares = {q: float(np.mean(frames >= v)) for q, v in table.items()}
+    assert cal["videos"]["crowd"] == {"frames": 160, "above": shares}
+    assert cal["videos"]["crowd"]["above"]["0.99"] == 0.1                           # its top snippet
+    assert all(cal["videos"][k]["above"]["0.99"] == 0.0 for k in quiet)
+    line = calibration_summary(cal)
+    assert line.startswith(f"calibration from 10 held-out normal training videos: auto threshold {t:.3f}")
+    assert line.endswith(f"frames at or above it: crowd {100 * np.mean(frames >= t):.1f} %")
+    assert "quiet" in calibration_summary(cal, "0.5") and "and 7 more videos" in calibration_summary(cal, "0.5")
+    old = {k: v for k, v in cal.items() if k != "videos"}          # checkpoints written before the record
+    assert calibration_summary(old) == line.split("; frames")[0]

@@ -4,7 +4,8 @@ Normal statistics are fitted on the normal *training* videos; the held-out ones
 calibrate the threshold afterwards. Calibration: the head scores the held-out
 normal videos (else the validation set's normal videos, else the training
 normal videos, as recorded in ``source``) and the 95/99/99.9th percentiles of
-their frame scores go into both checkpoints.
+their frame scores go into both checkpoints, with each video's share of frames at or
+above each of them (which videos set the threshold: the training log names them).
 """
 from __future__ import annotations
 
@@ -169,10 +170,30 @@ def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quan
                 snippet_len: int, stride: int, frame_mode: str = "hold") -> dict:
     """Quantiles of the frame scores of ``videos`` (snippet scores by id, made frame scores as the head's
     ``frame_mode`` says, as ``vadpipe score`` will), as the checkpoint stores them."""
-    frames = np.concatenate([calibration_frames(scores[v.id], v.frames, snippet_len, stride, frame_mode)
-                             for v in videos])
-    return {"normal_frame_score_quantiles": {str(q): float(np.quantile(frames, q)) for q in quantiles},
-            "source": source, "n_videos": len(videos)}
+    per_video = {v.id: calibration_frames(scores[v.id], v.frames, snippet_len, stride, frame_mode) for v in videos}
+    frames = np.concatenate(list(per_video.values()))
+    table = {str(q): float(np.quantile(frames, q)) for q in quantiles}
+    # which videos hold the frames above each threshold: one unusual normal video (a crowd) can set it
+    above = {vid: {"frames": int(f.size), "above": {q: float(np.mean(f >= t)) for q, t in table.items()}}
+             for vid, f in per_video.items()}
+    return {"normal_frame_score_quantiles": table, "source": source, "n_videos": len(videos), "videos": above}
+
+
+def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 3) -> str:
+    """One line: where the calibration comes from, its ``quantile`` threshold (what ``auto`` flags above)
+    and the normal videos whose frames reach it, most first."""
+    line = f"calibration from {calibration['n_videos']} {calibration['source']}"
+    value = calibration["normal_frame_score_quantiles"].get(quantile)
+    if value is None:
+        return line
+    line += f": auto threshold {value:.3f} (the {quantile} quantile of their frame scores)"
+    shares = sorted(((v["above"].get(quantile, 0.0), vid) for vid, v in calibration.get("videos", {}).items()),
+                    reverse=True)
+    named = [f"{vid} {100 * share:.1f} %" for share, vid in shares[:shown] if share > 0]
+    if not named:
+        return line
+    rest = sum(share > 0 for share, _ in shares) - len(named)
+    return line + "; frames at or above it: " + ", ".join(named) + (f" and {rest} more videos" if rest else "")
 
 
 def calibrate_model(model: torch.nn.Module, data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,

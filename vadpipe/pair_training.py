@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .calibration import calibrate_model, fit_pair_scale
+from .calibration import calibrate_model, calibration_summary, fit_pair_scale
 from .checkpoint import Checkpoint, build_model, update_latest
 from .config import Config, config_to_dict, copy_config, load_config, save_config
 from .data import open_features
@@ -125,7 +125,7 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
                       metrics=own.metrics, calibration=calibration, iteration=own.iteration,
                       last=own.last if which == "last" else None, partner=record).save(run_dir / f"{which}.pt")
     log(f"run {run_dir}: the pair of {PRIMARY}/ (iteration {head.iteration}) and {PARTNER}/ (iteration "
-        f"{other.iteration}); calibration from {calibration['n_videos']} {calibration['source']}")
+        f"{other.iteration}); {calibration_summary(calibration)}")
     return TrainResult(run_dir, head.iteration, runs["best"][0].metrics, calibration)
 
 

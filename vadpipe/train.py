@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate, calibrate_model, fit_member_normal_stats, fit_normal_stats, fit_pseudo_stage,
-                          out_of_bag_scores)
+from .calibration import (calibrate, calibrate_model, calibration_summary, fit_member_normal_stats, fit_normal_stats,
+                          fit_pseudo_stage, out_of_bag_scores)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
@@ -482,8 +482,9 @@ class _Trainer:
         best.metrics = {**best.metrics, "selection": self._selection(), "best_iteration": self.best["iteration"]}
         best.save(best_path)
         last.save(last_path)
-        self.log(f"run {self.run_dir}: best {self.best['metric']} at iteration {self.best['iteration']} "
-                 f"({self._selection()}); calibration from {calibration['n_videos']} {calibration['source']}")
+        metric = "" if self.best["metric"] is None else f" (validation {self.best['metric']:.4f})"
+        self.log(f"run {self.run_dir}: kept iteration {self.best['iteration']}{metric}, {self._selection()}; "
+                 f"{calibration_summary(calibration)}")
         return TrainResult(self.run_dir, total, best.metrics, calibration)
 
     def _tensorboard(self):

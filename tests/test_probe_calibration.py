@@ -1,4 +1,5 @@
-"""tools/probe_calibration.py: how steady a quantile threshold is, calibrated on n of a pool of videos."""
+"""tools/probe_calibration.py: how steady a quantile threshold is, calibrated on n of a pool of videos;
+tools/probe_heldout.py: its crowd proxy."""
 from __future__ import annotations
 
 import sys
@@ -21,3 +22,25 @@ def test_threshold_from_more_videos_lets_through_its_quantile_and_varies_less():
     np.testing.assert_array_equal(few, false_alarms(pool, 3, 300, 0.99, seed=1))
     loud = pool[:59] + [rng.uniform(0.9, 1.0, size=200)]
     assert false_alarms(loud, 10, 300, 0.99, seed=1).mean() > many.mean()
+
+
+def test_motion_grows_with_moving_pixels(tmp_path):
+    """tools/probe_heldout.py's crowd proxy: a still clip moves ~0 grey levels a frame, a clip of many
+    moving squares more than one of a single square; a missing file gives None."""
+    from probe_heldout import motion
+    from vadpipe.video import write_video
+
+    def squares(count: int):
+        for t in range(12):
+            frame = np.full((48, 64, 3), 40, np.uint8)
+            for k in range(count):
+                x, y = (4 * t + 13 * k) % 56, (9 * k) % 40
+                frame[y:y + 8, x:x + 8] = 220
+            yield frame
+
+    paths = {n: tmp_path / f"{n}.mp4" for n in (0, 1, 6)}
+    for n, path in paths.items():
+        write_video(path, squares(n), fps=10, crf=12)
+    still, one, crowd = (motion(paths[n]) for n in (0, 1, 6))
+    assert still < 0.5 < one < crowd
+    assert motion(tmp_path / "missing.mp4") is None

@@ -170,3 +170,31 @@ def test_a_recorded_split_maps_to_positions_and_a_video_gone_is_named(tmp_path):
     assert data.positions(ids, "cannot resume").tolist() == [3, 0]
     with pytest.raises(FeatureStoreError, match=r"f: video 'Normal/gone' of the run is gone; cannot resume"):
         data.positions(ids + ["Normal/gone"], "cannot resume")
+
+
+def test_a_split_round_trips_through_its_record_and_names_a_video_gone(tmp_path):
+    """vadpipe/run_split.py: a drawn split (one share, or one per bagged member) stored as ids comes back
+    as the same positions; a member trains on every training video but its own held-out ones; a record
+    naming a video the features no longer hold is refused by name."""
+    from vadpipe.presets import preset
+    from vadpipe.run_split import RunSplit, draw_split
+
+    make_store(tmp_path / "f", 4, 8, dim=8, t_range=(6, 10))
+    data = open_features(tmp_path / "f")
+    t = preset("default").train
+    t.features = str(tmp_path / "f")
+    for members, bagging in ((1, False), (3, True)):
+        split = draw_split(t, data, members, bagging, lambda m: None)
+        back = RunSplit.from_record(data, split.record(data), "cannot resume")
+        for a, b in [(split.train_idx, back.train_idx), (split.held_idx, back.held_idx),
+                     *zip(split.member_held, back.member_held)]:
+            np.testing.assert_array_equal(a, b)
+        assert len(back.member_held) == (members if bagging else 0)
+    everyone = np.arange(split.train_idx.size)
+    for m, held in enumerate(split.member_held):
+        assert set(split.train_idx[everyone[split.trains(m, everyone)]].tolist()) == \
+            set(split.train_idx.tolist()) - set(held.tolist())
+    record = split.record(data)
+    record["val"] = record["val"] + ["gone/clip"]
+    with pytest.raises(FeatureStoreError, match="cannot resume.*gone/clip|gone/clip.*cannot resume"):
+        RunSplit.from_record(data, record, "cannot resume")

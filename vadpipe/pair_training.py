@@ -29,6 +29,7 @@ from .data import open_features
 from .device import resolve_device
 from .errors import ConfigError
 from .presets import partner_config
+from .run_split import RunSplit
 from .validation import open_validation
 
 PRIMARY, PARTNER = "primary", "partner"
@@ -100,8 +101,8 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
     t = head.train_config
     device = resolve_device(t.device)
     data = open_features(t.features, t.list_anomalous)
-    train_idx = data.positions(split["train"], "cannot pair the heads")
-    held_idx = data.positions(split["val"], "cannot pair the heads")
+    recorded = RunSplit.from_record(data, split, "cannot pair the heads")
+    train_idx, held_idx = recorded.train_idx, recorded.held_idx
     val_set, val_gt = open_validation(t, data, held_idx, _quiet)
     trained_on = [data.videos[i] for i in train_idx]
     pair_cfg = replace(head.model_config, partner=partner)

@@ -34,8 +34,7 @@ from .calibration import (calibrate, calibrate_model, calibration_summary, fit_m
                           fit_pseudo_stage, out_of_bag_scores)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
-from .data import (BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows,
-                   stratified_split)
+from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
@@ -43,6 +42,7 @@ from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
 from .models.losses import needs_prior, ranking_values
 from .recipe import check_compatible
+from .run_split import RunSplit, draw_split
 from .selection_prior import selection_priors
 from .train_plan import (member_seed, planned_iterations, resolve_crop_rules, resolve_layer_spans,
                          resolve_stride_counts, schedule_text)
@@ -173,7 +173,7 @@ class _Trainer:
                 self.priors = np.stack(self.priors)
         self.total = planned_iterations(t, len(anomalous))
         self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]
-        self.samplers = [BalancedSampler(anomalous[self._trains(m, anomalous)], normal[self._trains(m, normal)],
+        self.samplers = [BalancedSampler(anomalous[self.split.trains(m, anomalous)], normal[self.split.trains(m, normal)],
                                          t.batch_anomalous, t.batch_normal, s) for m, s in enumerate(self.seeds)]
 
         torch.manual_seed(t.seed)
@@ -188,56 +188,21 @@ class _Trainer:
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
 
-    # --- data split -------------------------------------------------------------------------
+    # --- data split (vadpipe/run_split.py) ------------------------------------------------------
     def _split(self, resume_ckpt: Optional[Checkpoint]) -> None:
         t = self.cfg.train
-        self.member_held: List[np.ndarray] = []      # bagging: the videos each member holds out
-        labels = self.data.labels()
-        labeled = np.flatnonzero(labels >= 0)
-        if labeled.size < len(labels):
-            self.log(f"{len(labels) - labeled.size} video(s) without a label left out of training")
-        if labeled.size == 0:
-            raise FeatureStoreError(f"{t.features}: no video has a label (0/1); for an RTFM list pass "
-                                    "--list-anomalous first:N (RTFM UCF-Crime: first:810, ShanghaiTech: first:63)")
-        if resume_ckpt is not None:
-            split, why = resume_ckpt.last["split"], "cannot resume"
-            self.train_idx = self.data.positions(split["train"], why)
-            held = self.data.positions(split["val"], why)
-            self.member_held = [self.data.positions(ids, why) for ids in split.get("members_val", [])]
-        elif t.val_features:
-            self.train_idx, held = labeled, np.array([], dtype=np.int64)
-        elif self.cfg.model.bagging:       # each member its own held-out share, drawn with its own seed
-            self.member_held = [labeled[self._share_split(labels[labeled], member_seed(t.seed, m))[1]]
-                                for m in range(self.cfg.model.members)]
-            self.train_idx, held = labeled, np.unique(np.concatenate(self.member_held))
-        else:
-            tr, va = self._share_split(labels[labeled], t.seed)
-            self.train_idx, held = labeled[tr], labeled[va]
-            if held.size:
-                counts = [f"{np.sum(labels[held] == c)} of {np.sum(labels[labeled] == c)} {name}"
-                          for c, name in ((0, "normal"), (1, "anomalous")) if np.any(labels[held] == c)]
-                cap = f", at most {t.val_max} a class" if t.val_max else ""
-                self.log(f"held out of training: {' and '.join(counts)} videos (train.val_fraction "
-                         f"{t.val_fraction:g}{cap})")
-        self.held_idx = held
+        self.split = (RunSplit.from_record(self.data, resume_ckpt.last["split"], "cannot resume")
+                      if resume_ckpt is not None
+                      else draw_split(t, self.data, self.cfg.model.members, self.cfg.model.bagging, self.log))
+        self.train_idx, self.held_idx, self.member_held = (self.split.train_idx, self.split.held_idx,
+                                                           self.split.member_held)
+        held = self.held_idx
         if self.member_held:   # every held-out video trains other members: no honest validation score
             self.log(f"bagging: {len(self.member_held)} members, each holding out "
                      f"{', '.join(str(h.size) for h in self.member_held)} videos; no validation metric, "
                      f"the threshold is calibrated out of bag on the held-out normal videos")
             held = np.array([], dtype=np.int64)
         self.val_set, self.val_gt = open_validation(t, self.data, held, self.log)
-
-    def _share_split(self, labels: np.ndarray, seed: int):
-        """(train, held-out) positions in ``labels`` of the run's held-out share drawn with ``seed``."""
-        t = self.cfg.train
-        return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None,
-                                cap=t.val_max)
-
-    def _trains(self, member: int, positions: np.ndarray) -> np.ndarray:
-        """Mask of ``positions`` (into the training videos) that member ``member`` trains on."""
-        if not self.member_held:
-            return np.ones(positions.size, dtype=bool)
-        return ~np.isin(self.train_idx[positions], self.member_held[member])
 
     # --- state --------------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -266,10 +231,7 @@ class _Trainer:
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
                 "dynamic_labels": self.dyn.state_dict(),
                 "best": self.best,
-                "split": {"train": [self.data.videos[i].id for i in self.train_idx],
-                          "val": [self.data.videos[i].id for i in self.held_idx],
-                          **({"members_val": [[self.data.videos[i].id for i in held] for held in self.member_held]}
-                             if self.member_held else {})},
+                "split": self.split.record(self.data),
                 "elapsed": self.elapsed,
             }
         return Checkpoint.of(self.model, self.cfg.model, train_config=self.cfg.train, recipe=self.data.recipe,

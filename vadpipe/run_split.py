@@ -1,0 +1,84 @@
+"""Which videos of a feature set a run trains on and which it holds out (validation and calibration).
+
+A new run draws its split from its seed (``draw_split``: a stratified share of the labelled videos, or with
+``model.bagging`` one share per member); a resumed run, and a pair of heads, read it back from the ids its
+``last.pt`` records (``RunSplit.from_record``), so a video removed from the features is named, not guessed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from .config import TrainConfig
+from .data import FeatureSet, stratified_split
+from .errors import FeatureStoreError
+from .train_plan import member_seed
+
+
+@dataclass
+class RunSplit:
+    """Positions in the feature set: the training videos, the held-out ones and, with bagging, the
+    videos each member holds out (every one of them trains the other members)."""
+    train_idx: np.ndarray
+    held_idx: np.ndarray
+    member_held: List[np.ndarray] = field(default_factory=list)
+
+    def trains(self, member: int, positions: np.ndarray) -> np.ndarray:
+        """Mask of ``positions`` (into the training videos) that member ``member`` trains on."""
+        if not self.member_held:
+            return np.ones(positions.size, dtype=bool)
+        return ~np.isin(self.train_idx[positions], self.member_held[member])
+
+    def record(self, data: FeatureSet) -> Dict[str, list]:
+        """The split as video ids, as ``last.pt`` stores it."""
+        ids = lambda positions: [data.videos[i].id for i in positions]  # noqa: E731
+        return {"train": ids(self.train_idx), "val": ids(self.held_idx),
+                **({"members_val": [ids(held) for held in self.member_held]} if self.member_held else {})}
+
+    @classmethod
+    def from_record(cls, data: FeatureSet, split: Dict[str, list], why: str) -> "RunSplit":
+        """The split a checkpoint recorded, as positions in ``data`` (``why`` opens the error naming a
+        video the features no longer hold)."""
+        return cls(data.positions(split["train"], why), data.positions(split["val"], why),
+                   [data.positions(ids, why) for ids in split.get("members_val", [])])
+
+
+def labelled_positions(data: FeatureSet, t: TrainConfig, log: Callable[[str], None]) -> np.ndarray:
+    """Positions of the videos with a label (0/1); a set with none is refused."""
+    labels = data.labels()
+    labelled = np.flatnonzero(labels >= 0)
+    if labelled.size < len(labels):
+        log(f"{len(labels) - labelled.size} video(s) without a label left out of training")
+    if labelled.size == 0:
+        raise FeatureStoreError(f"{t.features}: no video has a label (0/1); for an RTFM list pass "
+                                "--list-anomalous first:N (RTFM UCF-Crime: first:810, ShanghaiTech: first:63)")
+    return labelled
+
+
+def share_split(t: TrainConfig, labels: np.ndarray, seed: int):
+    """(train, held-out) positions in ``labels`` of the run's held-out share drawn with ``seed``."""
+    return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None,
+                            cap=t.val_max)
+
+
+def draw_split(t: TrainConfig, data: FeatureSet, members: int, bagging: bool,
+               log: Callable[[str], None]) -> RunSplit:
+    """A new run's split: every labelled video trains when an external validation set is given; with
+    ``bagging`` each of ``members`` holds out its own share (drawn with its own seed); else one share."""
+    labels = data.labels()
+    labelled = labelled_positions(data, t, log)
+    if t.val_features:
+        return RunSplit(labelled, np.array([], dtype=np.int64))
+    if bagging:
+        member_held = [labelled[share_split(t, labels[labelled], member_seed(t.seed, m))[1]] for m in range(members)]
+        return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
+    tr, va = share_split(t, labels[labelled], t.seed)
+    held = labelled[va]
+    if held.size:
+        counts = [f"{np.sum(labels[held] == c)} of {np.sum(labels[labelled] == c)} {name}"
+                  for c, name in ((0, "normal"), (1, "anomalous")) if np.any(labels[held] == c)]
+        cap = f", at most {t.val_max} a class" if t.val_max else ""
+        log(f"held out of training: {' and '.join(counts)} videos (train.val_fraction {t.val_fraction:g}{cap})")
+    return RunSplit(labelled[tr], held)

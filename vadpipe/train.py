@@ -173,8 +173,9 @@ class _Trainer:
                 self.priors = np.stack(self.priors)
         self.total = planned_iterations(t, len(anomalous))
         self.seeds = [member_seed(t.seed, m) for m in range(cfg.model.members)]
-        self.samplers = [BalancedSampler(anomalous[self.split.trains(m, anomalous)], normal[self.split.trains(m, normal)],
-                                         t.batch_anomalous, t.batch_normal, s) for m, s in enumerate(self.seeds)]
+        self.samplers = [BalancedSampler(anomalous[self.split.trains(m, anomalous)],
+                                         normal[self.split.trains(m, normal)], t.batch_anomalous, t.batch_normal, s)
+                         for m, s in enumerate(self.seeds)]
 
         torch.manual_seed(t.seed)
         if self.device.type == "cuda":

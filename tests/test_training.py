@@ -234,7 +234,7 @@ def test_calibration_names_the_normal_videos_that_set_the_threshold():
     assert cal["videos"]["crowd"]["above"]["0.99"] == 0.1                           # its top snippet
     assert all(cal["videos"][k]["above"]["0.99"] == 0.0 for k in quiet)
     line = calibration_summary(cal)
-    assert line.startswith(f"calibration from 10 held-out normal training videos: auto threshold {t:.3f}")
+    assert line.startswith(f"calibration from 10 held-out normal training videos: auto threshold {t:.4g}")
     assert line.endswith(f"frames at or above it: crowd {100 * np.mean(frames >= t):.1f} %")
     assert "quiet" in calibration_summary(cal, "0.5") and "and 7 more videos" in calibration_summary(cal, "0.5")
     old = {k: v for k, v in cal.items() if k != "videos"}          # checkpoints written before the record

@@ -186,7 +186,7 @@ def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 
     value = calibration["normal_frame_score_quantiles"].get(quantile)
     if value is None:
         return line
-    line += f": auto threshold {value:.3f} (the {quantile} quantile of their frame scores)"
+    line += f": auto threshold {value:.4g} (the {quantile} quantile of their frame scores)"
     shares = sorted(((v["above"].get(quantile, 0.0), vid) for vid, v in calibration.get("videos", {}).items()),
                     reverse=True)
     named = [f"{vid} {100 * share:.1f} %" for share, vid in shares[:shown] if share > 0]

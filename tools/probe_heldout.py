@@ -8,7 +8,9 @@ crowd-density proxy: more people, more moving pixels) is listed too.
 
 Then per head: the share of anomalous test frames at or above its threshold (hit) and of normal test
 frames (false alarms), and for a pair the two heads' own thresholds taken together (a frame flagged when
-either head reaches its threshold). A diagnostic that reads test labels, not a way to choose a model.
+either head reaches its threshold); then the model's hit and false alarms at each quantile its checkpoint
+calibrated (``vadpipe score --threshold auto:Q``). A diagnostic that reads test labels, not a way to choose
+a model.
 
     python tools/bench_accuracy.py --bench ped1 --config "pairreal=default+model.partner=rtfm-real" --runs RUNS
     python tools/probe_heldout.py RUNS/pairreal --bench ped1 --videos ../shared/data/ucsd-ped1/videos/train
@@ -70,6 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     bench, test, gts = open_bench(args)
     totals: Dict[str, List[tuple]] = {}
+    by_quantile: Dict[str, List[tuple]] = {}
     for seed in args.seeds:
         run = args.runs / f"{args.bench}-{seed}"
         model, ckpt = load_checkpoint(checkpoint_path(run), "cpu")
@@ -89,16 +92,27 @@ def main() -> None:
         for name, m in heads.items():
             pos, neg = test_frames(m, test, gts)
             flagged[name] = (pos >= thresholds[name], neg >= thresholds[name])
+            if name == "model":
+                for q, t in ckpt.calibration["normal_frame_score_quantiles"].items():
+                    by_quantile.setdefault(q, []).append((100 * np.mean(pos >= t), 100 * np.mean(neg >= t)))
         if len(heads) > 1:
             flagged["either head"] = tuple(flagged["head"][i] | flagged["partner"][i] for i in (0, 1))
         for name, (pos, neg) in flagged.items():
             totals.setdefault(name, []).append((100 * pos.mean(), 100 * neg.mean()))
     print(f"test frames at or above each threshold, percent, mean ± sd over {len(args.seeds)} seeds:")
     for name, rows in totals.items():
-        a = np.array(rows)
-        sd = a.std(0, ddof=1) if len(a) > 1 else np.zeros(2)
-        print(f"  {name:12s} hit (anomalous frames) {a[:, 0].mean():5.1f} ± {sd[0]:4.1f}   "
-              f"false alarms (normal frames) {a[:, 1].mean():4.1f} ± {sd[1]:4.1f}")
+        print(f"  {name:12s} " + hit_line(rows))
+    print("the model at each calibrated quantile (--threshold auto:Q):")
+    for q, rows in by_quantile.items():
+        print(f"  auto:{q:7s} " + hit_line(rows))
+
+
+def hit_line(rows: List[tuple]) -> str:
+    """'hit ... false alarms ...' of per-seed (hit, false-alarm) percentages, mean ± sd."""
+    a = np.array(rows)
+    sd = a.std(0, ddof=1) if len(a) > 1 else np.zeros(2)
+    return (f"hit (anomalous frames) {a[:, 0].mean():5.1f} ± {sd[0]:4.1f}   "
+            f"false alarms (normal frames) {a[:, 1].mean():4.1f} ± {sd[1]:4.1f}")
 
 
 if __name__ == "__main__":

@@ -114,7 +114,8 @@ def test_bench_head_times_one_long_video_per_config_and_refuses_a_bad_config_in_
 def test_benchmark_extract_only_fills_the_ped1_cache_once_and_fails_without_the_set(tmp_path, video_factory, capsys):
     """``bench_accuracy.py --extract-only`` (tools/gpu_ped1.sh runs it on a GPU) writes both splits into
     the benchmark's own cache folder for that short side, with the weights and precision asked for in
-    the recipe, and trains nothing; run again it extracts nothing; without the data set it exits 1."""
+    the recipe, and trains nothing; run again it extracts nothing; ``ped1-swap`` reads the same cache the
+    other way round; without the data set it exits 1."""
     import bench_accuracy
 
     for split in ("train", "test"):
@@ -135,6 +136,10 @@ def test_benchmark_extract_only_fills_the_ped1_cache_once_and_fails_without_the_
     assert bench_accuracy.main(args) == 0
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == stamps
     assert "frame AUC" not in capsys.readouterr().out                   # nothing trained, no table
+    swap, ped1 = (bench_accuracy.BENCHES[name](tmp_path / "cache") for name in ("ped1-swap", "ped1"))
+    assert (swap.train, swap.test) == (ped1.test, ped1.train)           # the same cache, splits swapped
+    assert swap.gt == str(tmp_path / "ped1" / "train_gt.json") and ped1.gt.endswith("test_gt.json")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")} == stamps
     args[args.index("--ped1") + 1] = str(tmp_path / "absent")
     assert bench_accuracy.main(args) == 1
     assert "nothing prepared for ped1" in capsys.readouterr().err

@@ -8,6 +8,8 @@ Benchmarks (``--bench``):
   docs/localisation.md). Skipped with a message when absent.
 - ``demo``: the demo's generated world (``vadpipe synth --size small``, seed 0), features as
   ``vadpipe demo`` makes them (whole frame, short side 180 = native; ``--demo-short-side``).
+- ``ped1-swap``: ``ped1``'s splits swapped (train on its test videos, test on its training videos
+  with train_gt.json): the test normals then include crowds the training normals lack.
 - ``ped1-long``: long videos strung from ``ped1``'s clips, ``--long-clips`` K (8) each: one
   anomalous clip among K − 1 normal ones, or K normal (tools/long_videos.py): the heads past 32
   segments on real features (FA@auto means nothing there: held-out normal videos reuse training clips).
@@ -121,6 +123,17 @@ def ped1_bench(cache: Path) -> Optional[Bench]:
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
 
 
+def ped1_swap_bench(cache: Path) -> Optional[Bench]:
+    """``ped1`` the other way round: trains on its test split, tests on its train split (frame ground
+    truth: train_gt.json). Its test normals then include UCSD's crowded Train001-006, which the other
+    split's normals lack: whether a head's normal model and threshold carry over to normal video
+    unlike its own training normals."""
+    clips = ped1_bench(cache)
+    if clips is None:
+        return None
+    return Bench("ped1-swap", clips.test, clips.train, str(PED1 / "train_gt.json"))
+
+
 def source_hash(*modules: str) -> str:
     """sha256 of the named modules' source files: a generator's version, for its cache's recipe."""
     import hashlib
@@ -196,8 +209,9 @@ def feature_bench(cache: Path) -> Bench:
     return Bench("features", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"), groups)
 
 
-BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "ped1-long": ped1_long_bench,
-                                                        "demo": demo_bench, "features": feature_bench}
+BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "ped1-swap": ped1_swap_bench,
+                                                        "ped1-long": ped1_long_bench, "demo": demo_bench,
+                                                        "features": feature_bench}
 
 
 # --- configs --------------------------------------------------------------------------------

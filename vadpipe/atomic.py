@@ -1,7 +1,9 @@
 """Atomic file writes: a crash leaves either the whole new file or the old one, never half.
 
 Every writer goes through ``atomic_path``: write to a temporary sibling, fsync,
-then ``os.replace`` (atomic on POSIX within one filesystem).
+then ``os.replace`` (atomic on POSIX within one filesystem). A write that fails
+(a full disk, no permission) leaves no temporary file behind and is raised as
+one ``OutputWriteError`` naming the file, the cause and the space left.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import OutputWriteError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -22,19 +26,36 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps the extension some writers insist on (numpy adds ``.npy``).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual umask-based mode
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual umask-based mode
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        raise write_error(target, exc) from exc
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_error(target: Path, exc: BaseException) -> OutputWriteError:
+    """The one-line error of a failed write to ``target``: its cause and the space left where it goes."""
+    import shutil
+
+    cause = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    try:
+        free = f"; {shutil.disk_usage(target.parent).free / 2**20:.0f} MB free there"
+    except OSError:
+        free = ""
+    return OutputWriteError(f"{target}: cannot write it ({cause}{free})")
 
 
 def _umask() -> int:
@@ -65,4 +86,9 @@ def torch_save(path: str | os.PathLike, obj: Any) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as exc:       # torch's zip writer reports a short write (a full disk) so
+            if "inline_container" not in str(exc) and "write" not in str(exc).lower():
+                raise
+            raise OSError(f"torch.save: {str(exc).splitlines()[0]}") from exc

@@ -31,3 +31,7 @@ class CheckpointError(VadpipeError):
 
 class GroundTruthError(VadpipeError):
     """Ground truth could not be read or does not align with the predictions."""
+
+
+class OutputWriteError(VadpipeError):
+    """An output file could not be written (a full disk, no permission); nothing half-written is left."""

@@ -203,6 +203,13 @@ def test_cli_train_eval_and_default_features(world, tmp_path, monkeypatch):
     assert res.exit_code == 1 and res.output.startswith("error: ") and "features: no such feature folder" in res.output
     res = runner.invoke(main, ["eval", "--gt", str(world / "test" / "gt.json")])
     assert res.exit_code == 2
+    # an output folder that cannot be made (a file stands where its parent should be) is one line naming it
+    (tmp_path / "blocker").write_text("")
+    res = runner.invoke(main, ["train", "--features", str(world / "train"), "--iters", "1", "--no-progress",
+                               "--out", str(tmp_path / "blocker" / "run")])
+    last = res.output.strip().splitlines()[-1]
+    assert res.exit_code == 1 and "Traceback" not in res.output and res.output.count("error: ") == 1
+    assert last == f"error: {tmp_path / 'blocker' / 'run'}: Not a directory"
 
 
 @pytest.mark.parametrize("bottom_by", ["score", "distance"])

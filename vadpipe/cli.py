@@ -5,6 +5,7 @@ Heavy imports (torch, the backbones) happen inside each command so that
 """
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 
@@ -12,6 +13,11 @@ import click
 
 from . import __version__
 from .errors import VadpipeError
+
+
+# OSErrors that say what the machine lacks (space, permission, a folder), printed as one line at the edge
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
+                  errno.EISDIR, errno.EEXIST}
 
 
 def one_line_errors(func):
@@ -23,6 +29,12 @@ def one_line_errors(func):
             return func(*args, **kwargs)
         except VadpipeError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:            # the machine, not the code: a full disk, a folder it cannot make
+            if exc.errno not in MACHINE_ERRNOS:
+                raise
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

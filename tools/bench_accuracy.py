@@ -46,7 +46,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -244,6 +244,12 @@ def frame_level(scores, frames, snippet_len, stride, gts, frame_mode="hold"):
     return out
 
 
+def events_and_normals(frames) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """(the event frames' scores of each anomalous video, each normal video's frame scores) of
+    ``frame_level``'s {video: (scores, labels)}."""
+    return ([f[y > 0] for f, y in frames.values() if y.any()], [f for f, y in frames.values() if not y.any()])
+
+
 def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     from sklearn.metrics import roc_auc_score
 
@@ -277,12 +283,11 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
                           on_mismatch="skip", frame_mode=ss.frame_mode)
     frames = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode)
     all_scores = np.concatenate([f for f, _ in frames.values()])
-    normal = [f for f, y in frames.values() if not y.any()]
+    events, normal = events_and_normals(frames)
     thr = (ckpt.calibration or {}).get("normal_frame_score_quantiles", {}).get("0.99")
     out = {k: res.metrics.get(k) for k in ("auc", "ap", "auc_anomalous_videos")}
     out["tied"] = float(np.mean((all_scores == 0.0) | (all_scores == 1.0)))
     out["false_alarm_auto"] = float(np.mean(np.concatenate(normal) >= thr)) if normal and thr is not None else None
-    events = [f[y > 0] for f, y in frames.values() if y.any()]
     out["hit_auto"] = float(np.mean(np.concatenate(events) >= thr)) if events and thr is not None else None
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks

@@ -22,19 +22,26 @@ from normal_weight_sweep import training_split
 from probe_ensemble import open_bench, run_set_parser
 
 
+def frame_scores(model, videos, snippet_len: int, stride: int) -> List[np.ndarray]:
+    """Each video's frame scores, as calibration makes them (the head's own snippet-to-frame rule)."""
+    from vadpipe.calibration import calibration_frames
+    from vadpipe.checkpoint import score_features, scoring_rule
+
+    mode = scoring_rule(model).frame_scores
+    return [calibration_frames(score_features(model, v.raw(), "cpu"), v.frames, snippet_len, stride, mode)
+            for v in videos]
+
+
 def normal_frame_scores(run, bench, test, gts) -> List[np.ndarray]:
     """Frame scores of every normal video the run's head never trained on (held-out and test)."""
-    from vadpipe.calibration import calibration_frames
-    from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint
     from vadpipe.groundtruth import match_ids
 
     model, _ = load_checkpoint(checkpoint_path(run), "cpu")
     mapping = match_ids([v.id for v in test.videos], list(gts))
     videos = ([v for v in training_split(run, bench, "val") if v.label == 0]
               + [v for v in test.videos if v.id in mapping and not gts[mapping[v.id]].anomalous])
-    mode = scoring_rule(model).frame_scores
-    return [calibration_frames(score_features(model, v.raw(), "cpu"), v.frames, test.snippet_len, test.stride, mode)
-            for v in videos]
+    return frame_scores(model, videos, test.snippet_len, test.stride)
 
 
 def false_alarms(frames: List[np.ndarray], n: int, draws: int, quantile: float, seed: int) -> np.ndarray:

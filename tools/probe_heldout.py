@@ -22,8 +22,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from bench_accuracy import frame_level
+from bench_accuracy import events_and_normals, frame_level
 from normal_weight_sweep import training_split
+from probe_calibration import frame_scores
 from probe_ensemble import open_bench, run_set_parser
 
 
@@ -43,24 +44,14 @@ def heads_of(model) -> Dict[str, object]:
     return {"model": model, **({"head": model.primary, "partner": model.partner} if hasattr(model, "partner") else {})}
 
 
-def frame_scores(model, videos, snippet_len: int, stride: int) -> Dict[str, np.ndarray]:
-    """Each video's frame scores by id, as calibration makes them."""
-    from vadpipe.calibration import calibration_frames
-    from vadpipe.checkpoint import score_features, scoring_rule
-
-    mode = scoring_rule(model).frame_scores
-    return {v.id: calibration_frames(score_features(model, v.raw(), "cpu"), v.frames, snippet_len, stride, mode)
-            for v in videos}
-
-
 def test_frames(model, test, gts):
     """(anomalous frames, normal frames) of the test set, scored by ``model``."""
     from vadpipe.evaluate import score_feature_set
 
     ss = score_feature_set(model, test, "cpu")
-    fr = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode)
-    return (np.concatenate([f[y > 0] for f, y in fr.values() if y.any()]),
-            np.concatenate([f for f, y in fr.values() if not y.any()]))
+    events, normal = events_and_normals(frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts,
+                                                    ss.frame_mode))
+    return np.concatenate(events), np.concatenate(normal)
 
 
 def main() -> None:
@@ -78,7 +69,8 @@ def main() -> None:
         model, ckpt = load_checkpoint(checkpoint_path(run), "cpu")
         held = [v for v in training_split(run, bench, "val") if v.label == 0]
         heads = heads_of(model)
-        scores = {name: frame_scores(m, held, test.snippet_len, test.stride) for name, m in heads.items()}
+        scores = {name: dict(zip((v.id for v in held), frame_scores(m, held, test.snippet_len, test.stride)))
+                  for name, m in heads.items()}
         thresholds = {name: float(np.quantile(np.concatenate(list(s.values())), 0.99)) for name, s in scores.items()}
         thresholds["model"] = ckpt.calibration["normal_frame_score_quantiles"]["0.99"]
         print(f"{run} ({len(held)} held-out normal videos): peak frame score / share of frames at or above "

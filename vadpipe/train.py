@@ -190,13 +190,15 @@ class _Trainer:
             self._restore(resume_ckpt)
 
     # --- data split (vadpipe/run_split.py) ------------------------------------------------------
+    train_idx = property(lambda self: self.split.train_idx)       # the one record of the split: RunSplit
+    held_idx = property(lambda self: self.split.held_idx)
+    member_held = property(lambda self: self.split.member_held)
+
     def _split(self, resume_ckpt: Optional[Checkpoint]) -> None:
         t = self.cfg.train
         self.split = (RunSplit.from_record(self.data, resume_ckpt.last["split"], "cannot resume")
                       if resume_ckpt is not None
                       else draw_split(t, self.data, self.cfg.model.members, self.cfg.model.bagging, self.log))
-        self.train_idx, self.held_idx, self.member_held = (self.split.train_idx, self.split.held_idx,
-                                                           self.split.member_held)
         held = self.held_idx
         if self.member_held:   # every held-out video trains other members: no honest validation score
             self.log(f"bagging: {len(self.member_held)} members, each holding out "

@@ -9,11 +9,13 @@ crowd-density proxy: more people, more moving pixels) is listed too.
 Then per head: the share of anomalous test frames at or above its threshold (hit) and of normal test
 frames (false alarms), and for a pair the two heads' own thresholds taken together (a frame flagged when
 either head reaches its threshold); then the model's hit and false alarms at each quantile its checkpoint
-calibrated (``vadpipe score --threshold auto:Q``). A diagnostic that reads test labels, not a way to choose
+calibrated (``vadpipe score --threshold auto:Q``); with ``--per-test-video`` each normal test video's share
+of frames at or above the model's threshold. A diagnostic that reads test labels, not a way to choose
 a model.
 
     python tools/bench_accuracy.py --bench ped1 --config "pairreal=default+model.partner=rtfm-real" --runs RUNS
     python tools/probe_heldout.py RUNS/pairreal --bench ped1 --videos ../shared/data/ucsd-ped1/videos/train
+    python tools/probe_heldout.py RUNS/default --bench ped1-swap --per-test-video
 """
 from __future__ import annotations
 
@@ -60,10 +62,14 @@ def main() -> None:
     parser = run_set_parser(__doc__)
     parser.add_argument("--videos", type=Path, default=None,
                         help="the training videos' folder (ids are paths under it, without .mp4): adds motion")
+    parser.add_argument("--per-test-video", action="store_true",
+                        help="also each normal test video's share of frames at or above the model's auto threshold")
     args = parser.parse_args()
     bench, test, gts = open_bench(args)
     totals: Dict[str, List[tuple]] = {}
     by_quantile: Dict[str, List[tuple]] = {}
+    normal_tests = [v for v in test.videos if v.label == 0]
+    per_test: Dict[str, List[float]] = {v.id: [] for v in normal_tests}
     for seed in args.seeds:
         run = args.runs / f"{args.bench}-{seed}"
         model, ckpt = load_checkpoint(checkpoint_path(run), "cpu")
@@ -87,6 +93,9 @@ def main() -> None:
             if name == "model":
                 for q, t in ckpt.calibration["normal_frame_score_quantiles"].items():
                     by_quantile.setdefault(q, []).append((100 * np.mean(pos >= t), 100 * np.mean(neg >= t)))
+        if args.per_test_video:
+            for v, f in zip(normal_tests, frame_scores(model, normal_tests, test.snippet_len, test.stride)):
+                per_test[v.id].append(100 * np.mean(f >= thresholds["model"]))
         if len(heads) > 1:
             flagged["either head"] = tuple(flagged["head"][i] | flagged["partner"][i] for i in (0, 1))
         for name, (pos, neg) in flagged.items():
@@ -97,6 +106,11 @@ def main() -> None:
     print("the model at each calibrated quantile (--threshold auto:Q):")
     for q, rows in by_quantile.items():
         print(f"  auto:{q:7s} " + hit_line(rows))
+    if args.per_test_video:
+        print("each normal test video: share of its frames at or above the model's auto threshold, percent, "
+              "mean over seeds (per seed)")
+        for vid, shares in per_test.items():
+            print(f"  {vid:32s} {np.mean(shares):5.1f} ({' '.join(f'{x:.0f}' for x in shares)})")
 
 
 def hit_line(rows: List[tuple]) -> str:

@@ -44,3 +44,21 @@ def test_motion_grows_with_moving_pixels(tmp_path):
     still, one, crowd = (motion(paths[n]) for n in (0, 1, 6))
     assert still < 0.5 < one < crowd
     assert motion(tmp_path / "missing.mp4") is None
+
+
+def test_site_calibration_probe_never_measures_a_fold_with_its_own_threshold():
+    """tools/probe_site_calibration.py: normal videos of one score distribution and one that scores high
+    as a whole (a crowd). Each fold's threshold comes from the other folds only: with the crowd in the
+    measured fold its frames pass (the calibrating folds never saw it), and event frames above every
+    normal frame are all hit."""
+    from probe_site_calibration import folds_of, site_figures
+
+    rng = np.random.default_rng(0)
+    frames = {f"n{i}": (rng.uniform(0.0, 0.5, size=100), np.zeros(100)) for i in range(8)}
+    frames["crowd"] = (np.full(100, 0.8), np.zeros(100))
+    frames["a0"] = (np.r_[rng.uniform(0.0, 0.5, 50), np.full(50, 0.9)], np.r_[np.zeros(50), np.ones(50)])
+    folds = folds_of(sorted(k for k in frames if k != "a0"), 3, seed=1)
+    assert sorted(sum(folds, [])) == sorted(k for k in frames if k != "a0") and len(folds) == 3
+    fa, hit, n = site_figures(frames, 3, seed=1, quantile=0.99)
+    assert hit == 1.0 and n == 6
+    assert 100 / 900 <= fa < 130 / 900       # the crowd's 100 frames pass, about 1 % of the others

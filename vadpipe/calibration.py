@@ -171,12 +171,18 @@ def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quan
     """Quantiles of the frame scores of ``videos`` (snippet scores by id, made frame scores as the head's
     ``frame_mode`` says, as ``vadpipe score`` will), as the checkpoint stores them."""
     per_video = {v.id: calibration_frames(scores[v.id], v.frames, snippet_len, stride, frame_mode) for v in videos}
+    return quantile_record(per_video, source, quantiles)
+
+
+def quantile_record(per_video: Dict[str, np.ndarray], source: str, quantiles: Sequence[float]) -> dict:
+    """The checkpoint's calibration from normal videos' frame scores (id → (frames,)): the ``quantiles``
+    of all their frames, and per video its frame count and share of frames at or above each."""
     frames = np.concatenate(list(per_video.values()))
     table = {str(q): float(np.quantile(frames, q)) for q in quantiles}
     # which videos hold the frames above each threshold: one unusual normal video (a crowd) can set it
     above = {vid: {"frames": int(f.size), "above": {q: float(np.mean(f >= t)) for q, t in table.items()}}
              for vid, f in per_video.items()}
-    return {"normal_frame_score_quantiles": table, "source": source, "n_videos": len(videos), "videos": above}
+    return {"normal_frame_score_quantiles": table, "source": source, "n_videos": len(per_video), "videos": above}
 
 
 def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 3) -> str:

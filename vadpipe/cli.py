@@ -384,11 +384,18 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
             click.echo(f"written: {path}")
 
 
+def run_options(func):
+    """--run / --checkpoint: which trained head a command uses."""
+    func = click.option("--checkpoint", type=click.Path(dir_okay=False),
+                        help="A checkpoint .pt (instead of --run).")(func)
+    return click.option("--run", type=click.Path(),
+                        help="Run folder (or runs/latest) whose best.pt is used.  [default: runs/latest]")(func)
+
+
 # --- score --------------------------------------------------------------------
 @main.command("score")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))   # checked per file
-@click.option("--run", type=click.Path(), help="Run folder (or runs/latest) whose best.pt scores.  [default: runs/latest]")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .pt (instead of --run).")
+@run_options
 @click.option("-o", "--out", default="scores", show_default=True, type=click.Path(file_okay=False),
               help="Output folder: <clip>.scores.csv, <clip>.json (+ .png, .overlay.mp4).")
 @click.option("--threshold", default="auto", show_default=True,
@@ -439,11 +446,56 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
     sys.exit(run_score(paths, checkpoint=checkpoint, run=run, options=options, echo=click.echo))
 
 
+# --- calibrate ----------------------------------------------------------------
+@main.command("calibrate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))   # checked per file
+@run_options
+@click.option("-o", "--out", type=click.Path(dir_okay=False),
+              help="Write the calibrated checkpoint here [default: over the one read, atomically].")
+@click.option("--quantiles", default=None,
+              help="Comma-separated quantiles to store, e.g. 0.95,0.99,0.999 [default: the checkpoint's].")
+@click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
+@click.option("--recipe", "recipe_file", type=click.Path(exists=True),
+              help="recipe.json for .npy features that have none beside them.")
+@click.option("--fps", type=float, default=None, help="Frame rate of features whose manifest does not say.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
+@click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@one_line_errors
+def calibrate_cmd(paths, run, checkpoint, out, quantiles, weights, recipe_file, fps, device, threads, no_progress):
+    """Set the `auto` threshold from NORMAL footage of the camera the run will watch (videos or features).
+
+    Scores every clip as `vadpipe score` does and stores the quantiles of their frame scores as the
+    checkpoint's calibration (the one replaced is kept inside it). Training calibrates on held-out
+    training videos; a camera whose normal scenes differ (crowds, empty nights) needs its own.
+    Exit code 1 when any input failed (each failure is one line; the others still count).
+    """
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .score import ScoreOptions, find_checkpoint
+    from .site_calibration import site_calibrate
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        qs = [float(q) for q in quantiles.split(",") if q.strip()] if quantiles else None
+    except ValueError:
+        raise ConfigError(f"--quantiles {quantiles!r}: expected numbers such as 0.95,0.99,0.999") from None
+    options = ScoreOptions(threshold=None, device=device, weights=weights, fps=fps, progress=not no_progress,
+                           recipe_file=Path(recipe_file) if recipe_file else None)
+    result = site_calibrate(paths, find_checkpoint(checkpoint, run), Path(out) if out else None, options, qs)
+    for line in result.summary_lines():
+        click.echo(line)
+    sys.exit(1 if result.errors else 0)
+
+
 # --- watch --------------------------------------------------------------------
 @main.command("watch")
 @click.argument("source")
-@click.option("--run", type=click.Path(), help="Run folder (or runs/latest) whose best.pt scores.  [default: runs/latest]")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), help="A checkpoint .pt (instead of --run).")
+@run_options
 @click.option("--window", default=32, show_default=True, type=int,
               help="Snippets the head sees at once (rule in vadpipe/window.py; the first scores come once "
                    "this many snippets have arrived).")

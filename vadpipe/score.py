@@ -52,7 +52,7 @@ LONG_CLIP_SNIPPETS = 64      # a per-snippet progress bar from this length on (~
 @dataclass
 class ScoreOptions:
     out_dir: Path = Path("scores")
-    threshold: str = "auto"           # "auto", "auto:<quantile>" or a number
+    threshold: Optional[str] = "auto"   # "auto", "auto:<quantile>" or a number; None: scores only (calibrate)
     merge_gap_s: float = 1.0
     min_duration_s: float = 0.5
     plot: bool = False
@@ -148,8 +148,8 @@ class Scorer:
         self.recipe = scoring_recipe(self.trained_recipe, options.crops) if self.trained_recipe else None
         self.snippet_len = self.ckpt.snippet_len
         self.frame_mode = scoring_rule(self.model).frame_scores
-        self.threshold = resolve_threshold(options.threshold, self.ckpt.calibration,
-                                           f"checkpoint {self.checkpoint_file}")
+        self.threshold = None if options.threshold is None else \
+            resolve_threshold(options.threshold, self.ckpt.calibration, f"checkpoint {self.checkpoint_file}")
         self._backbone = None
         self.gt = load_ground_truth(options.gt) if options.gt else None
 
@@ -279,17 +279,20 @@ class Scorer:
         return feats, recipe, frames, float(fps), notes, record
 
     # -- one clip, end to end --------------------------------------------------------------------
+    def clip_scores(self, clip: ClipInput, progress_factory=None) -> ClipScores:
+        """A clip's scores: a video extracted with the checkpoint's recipe, or its features read."""
+        if clip.kind != "video":
+            return self.scores_from_features(clip)
+        progress = progress_factory(clip) if progress_factory else None
+        try:
+            return self.scores_from_video(clip.path, progress=progress)
+        finally:
+            if progress is not None:
+                progress.close()
+
     def score_clip(self, clip: ClipInput, progress_factory=None) -> ClipResult:
         t_start = time.perf_counter()
-        if clip.kind == "video":
-            progress = progress_factory(clip) if progress_factory else None
-            try:
-                scores = self.scores_from_video(clip.path, progress=progress)
-            finally:
-                if progress is not None:
-                    progress.close()
-        else:
-            scores = self.scores_from_features(clip)
+        scores = self.clip_scores(clip, progress_factory)
         opts = self.options
         intervals = [replace(iv, start_s=float(scores.time_at(iv.start_frame)),
                              end_s=float(scores.time_at(iv.end_frame)))     # timestamps, not frame / fps
@@ -478,12 +481,8 @@ def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optio
             results.append(scorer.score_clip(clip, snippet_bar))
             for note in results[-1].notes:
                 tqdm.write(f"note: {clip.name}: {note}", file=sys.stderr)
-        except VadpipeError as exc:
-            errors.append(_with_path(str(exc), clip.path))
-            echo_err(errors[-1])
-        except (OSError, RuntimeError, ValueError) as exc:   # one broken clip never stops the others
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            errors.append(_with_path(f"{type(exc).__name__}: {first}", clip.path))
+        except CLIP_ERRORS as exc:          # one broken clip never stops the others
+            errors.append(clip_error(exc, clip.path))
             echo_err(errors[-1])
     bar.close()
     if results:
@@ -494,6 +493,18 @@ def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optio
     if errors:
         echo(f"{len(errors)} of {len(clips) + len(path_errors)} input(s) failed")
     return 1 if errors else 0
+
+
+CLIP_ERRORS = (VadpipeError, OSError, RuntimeError, ValueError)   # what one bad clip can raise
+
+
+def clip_error(exc: BaseException, path: Path) -> str:
+    """One line naming the clip and the cause: a VadpipeError's own message, else the first line of
+    the exception's with its type."""
+    if isinstance(exc, VadpipeError):
+        return _with_path(str(exc), path)
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return _with_path(f"{type(exc).__name__}: {first}", path)
 
 
 def echo_err(message: str) -> None:

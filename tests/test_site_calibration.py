@@ -90,6 +90,7 @@ def test_quantiles_of_the_clips_replace_the_calibration_and_the_old_one_is_kept(
     threshold = resolve_threshold("auto", Checkpoint.load(out).calibration)
     assert threshold.value == stored["normal_frame_score_quantiles"]["0.99"]
     assert threshold.calibrated_on == SITE_SOURCE and not threshold.optimistic
+    assert "(auto: site normal q0.99)" in threshold.label()
     assert result.frames == frames.size and not result.errors
     lines = result.summary_lines()
     assert f"q0.99 0.3 -> {stored['normal_frame_score_quantiles']['0.99']:.4g}" in lines[0]

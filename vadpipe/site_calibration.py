@@ -24,9 +24,7 @@ from .calibration import calibration_summary, quantile_record
 from .errors import ConfigError, VadpipeError
 from .score import CLIP_ERRORS, ScoreOptions, Scorer, clip_error, echo_err as print_error
 from .score_io import collect_inputs
-from .threshold import DEFAULT_QUANTILE
-
-SITE_SOURCE = "site normal videos (vadpipe calibrate)"     # calibration["source"] it writes
+from .threshold import DEFAULT_QUANTILE, SITE_CALIBRATION as SITE_SOURCE   # calibration["source"] it writes
 FALLBACK_QUANTILES = (0.95, 0.99, 0.999)
 FEW_VIDEOS = 3               # fewer: one unusual clip sets the threshold (tools/probe_calibration.py)
 

@@ -12,6 +12,8 @@ from typing import Optional
 from .errors import CheckpointError, ConfigError
 
 DEFAULT_QUANTILE = "0.99"
+# calibration["source"] written by `vadpipe calibrate` (normal clips of the camera itself, not training videos)
+SITE_CALIBRATION = "site normal videos (vadpipe calibrate)"
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class Threshold:
     def label(self) -> str:
         if self.source == "calibration":
             optimistic = ", optimistic" if self.optimistic else ""
-            return f"threshold {self.value:.3f} (auto: normal q{self.quantile}{optimistic})"
+            site = "site " if self.calibrated_on == SITE_CALIBRATION else ""
+            return f"threshold {self.value:.3f} (auto: {site}normal q{self.quantile}{optimistic})"
         return f"threshold {self.value:.3f}"
 
     def to_dict(self) -> dict:

@@ -244,6 +244,18 @@ def frame_level(scores, frames, snippet_len, stride, gts, frame_mode="hold"):
     return out
 
 
+def frames_of(ss, gts):
+    """``frame_level`` of a scored feature set (vadpipe.evaluate.score_feature_set's), as its head maps frames."""
+    return frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode)
+
+
+def test_frame_level(model, test, gts):
+    """{test video: (frame scores, frame labels)} of a loaded head on the benchmark's test features."""
+    from vadpipe.evaluate import score_feature_set
+
+    return frames_of(score_feature_set(model, test, "cpu"), gts)
+
+
 def events_and_normals(frames) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """(the event frames' scores of each anomalous video, each normal video's frame scores) of
     ``frame_level``'s {video: (scores, labels)}."""
@@ -281,7 +293,7 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     gts = load_ground_truth(bench.gt)
     res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                           on_mismatch="skip", frame_mode=ss.frame_mode)
-    frames = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode)
+    frames = frames_of(ss, gts)
     all_scores = np.concatenate([f for f, _ in frames.values()])
     events, normal = events_and_normals(frames)
     thr = (ckpt.calibration or {}).get("normal_frame_score_quantiles", {}).get("0.99")

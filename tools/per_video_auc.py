@@ -18,17 +18,14 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from bench_accuracy import auc, frame_level
+from bench_accuracy import auc, test_frame_level
 from probe_ensemble import open_bench, run_set_parser
 
 
 def inside_aucs(model, test, gts) -> Tuple[Dict[str, float], dict]:
     """({gt id: AUC inside that anomalous video}, {gt id: (frame scores, frame labels)}) of one head,
     frames as the head maps them."""
-    from vadpipe.evaluate import score_feature_set
-
-    ss = score_feature_set(model, test, "cpu")
-    frames = frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode)
+    frames = test_frame_level(model, test, gts)
     return {key: auc(y, f) for key, (f, y) in frames.items() if 0 < y.sum() < y.size}, frames
 
 

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from bench_accuracy import events_and_normals, frame_level
+from bench_accuracy import events_and_normals, test_frame_level
 from normal_weight_sweep import training_split
 from probe_calibration import frame_scores
 from probe_ensemble import open_bench, run_set_parser
@@ -48,11 +48,7 @@ def heads_of(model) -> Dict[str, object]:
 
 def test_frames(model, test, gts):
     """(anomalous frames, normal frames) of the test set, scored by ``model``."""
-    from vadpipe.evaluate import score_feature_set
-
-    ss = score_feature_set(model, test, "cpu")
-    events, normal = events_and_normals(frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts,
-                                                    ss.frame_mode))
+    events, normal = events_and_normals(test_frame_level(model, test, gts))
     return np.concatenate(events), np.concatenate(normal)
 
 

@@ -20,18 +20,8 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from bench_accuracy import events_and_normals, frame_level
+from bench_accuracy import events_and_normals, mean_sd, test_frame_level
 from probe_ensemble import open_bench, run_set_parser
-
-
-def test_frames(run, test, gts) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-    """{test video: (frame scores, frame labels)} of a run's head, as the benchmark scores them."""
-    from vadpipe.checkpoint import checkpoint_path, load_checkpoint
-    from vadpipe.evaluate import score_feature_set
-
-    model, ckpt = load_checkpoint(checkpoint_path(run), "cpu")
-    ss = score_feature_set(model, test, "cpu")
-    return frame_level(ss.scores, ss.frames, ss.snippet_len, ss.stride, gts, ss.frame_mode), ckpt
 
 
 def site_threshold(normals: Dict[str, np.ndarray], quantile: float) -> float:
@@ -70,11 +60,6 @@ def training_figures(frames, ckpt, quantile: float) -> Tuple[float, float]:
     return float(np.mean(np.concatenate(normals) >= threshold)), float(np.mean(np.concatenate(events) >= threshold))
 
 
-def mean_sd(values: List[float]) -> str:
-    a = 100 * np.asarray(values)
-    return f"{a.mean():5.1f} ± {a.std(ddof=1) if a.size > 1 else 0.0:4.1f}"
-
-
 def main() -> None:
     parser = run_set_parser(__doc__)
     parser.add_argument("--folds", type=int, default=2, help="K: each fold measured, the others calibrate")
@@ -82,12 +67,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.folds < 2:
         raise SystemExit("--folds must be at least 2 (a fold is never measured with its own threshold)")
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint
+
     bench, test, gts = open_bench(args)
     rows = []
     print(f"{args.runs} on {args.bench}: the {args.quantile:g} quantile as threshold; percent of normal frames "
           f"(false alarms) and of event frames (hit) at or above it")
     for seed in args.seeds:
-        frames, ckpt = test_frames(args.runs / f"{args.bench}-{seed}", test, gts)
+        model, ckpt = load_checkpoint(checkpoint_path(args.runs / f"{args.bench}-{seed}"), "cpu")
+        frames = test_frame_level(model, test, gts)
         train_fa, train_hit = training_figures(frames, ckpt, args.quantile)
         site_fa, site_hit, n = site_figures(frames, args.folds, seed, args.quantile)
         rows.append((train_fa, train_hit, site_fa, site_hit))

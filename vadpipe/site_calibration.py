@@ -37,7 +37,11 @@ class SiteCalibration:
     calibration: dict
     previous: Optional[dict]
     errors: List[str] = field(default_factory=list)
-    frames: int = 0
+
+    @property
+    def frames(self) -> int:
+        """Frames the new calibration scored (its per-clip record holds each clip's count)."""
+        return sum(v["frames"] for v in self.calibration["videos"].values())
 
     def summary_lines(self) -> List[str]:
         new = self.calibration["normal_frame_score_quantiles"]
@@ -118,4 +122,4 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
     record["previous"] = previous
     written = Path(out) if out is not None else scorer.checkpoint_file
     dataclasses.replace(ckpt, calibration=record).save(written)
-    return SiteCalibration(written, record, previous, errors, int(sum(f.size for f in per_clip.values())))
+    return SiteCalibration(written, record, previous, errors)

@@ -290,6 +290,18 @@ class Scorer:
             if progress is not None:
                 progress.close()
 
+    def snippet_bars(self, n_clips: int) -> Callable[[ClipInput], "_ProgressCallback"]:
+        """A progress factory for :meth:`clip_scores`: a per-snippet bar for a video of at least
+        ``LONG_CLIP_SNIPPETS`` snippets, below the per-clip bar when ``n_clips`` > 1."""
+        from tqdm.auto import tqdm
+
+        def bar(clip: ClipInput) -> "_ProgressCallback":
+            total = _expected_snippets(clip.path, self.snippet_len, self.ckpt.stride)
+            return _ProgressCallback(tqdm(total=total, unit="snippet", desc=clip.name[:30], leave=False,
+                                          file=sys.stderr, dynamic_ncols=True, position=1 if n_clips > 1 else 0,
+                                          disable=not self.options.progress or total < LONG_CLIP_SNIPPETS))
+        return bar
+
     def score_clip(self, clip: ClipInput, progress_factory=None) -> ClipResult:
         t_start = time.perf_counter()
         scores = self.clip_scores(clip, progress_factory)
@@ -469,16 +481,10 @@ def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optio
     results: List[ClipResult] = []
     bar = tqdm(clips, unit="clip", desc="score", disable=not options.progress or len(clips) < 2,
                file=sys.stderr, dynamic_ncols=True)
-
-    def snippet_bar(clip: ClipInput) -> "_ProgressCallback":
-        total = _expected_snippets(clip.path, scorer.snippet_len, scorer.ckpt.stride)
-        return _ProgressCallback(tqdm(total=total, unit="snippet", desc=clip.name[:30], leave=False,
-                                      file=sys.stderr, dynamic_ncols=True, position=1 if len(clips) > 1 else 0,
-                                      disable=not options.progress or total < LONG_CLIP_SNIPPETS))
-
+    snippet_bars = scorer.snippet_bars(len(clips)) if scorer is not None else None
     for clip in bar:
         try:
-            results.append(scorer.score_clip(clip, snippet_bar))
+            results.append(scorer.score_clip(clip, snippet_bars))
             for note in results[-1].notes:
                 tqdm.write(f"note: {clip.name}: {note}", file=sys.stderr)
         except CLIP_ERRORS as exc:          # one broken clip never stops the others

@@ -105,10 +105,11 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
                            f"{checkpoint} unchanged")
     scorer = Scorer(checkpoint, dataclasses.replace(options, threshold=None))
     per_clip: Dict[str, np.ndarray] = {}
+    snippet_bars = scorer.snippet_bars(len(clips))
     for clip in tqdm(clips, unit="clip", desc="calibrate", disable=not options.progress or len(clips) < 2,
                      file=sys.stderr, dynamic_ncols=True):
         try:
-            per_clip[clip.name] = scorer.clip_scores(clip).frame_scores
+            per_clip[clip.name] = scorer.clip_scores(clip, snippet_bars).frame_scores
         except CLIP_ERRORS as exc:
             errors.append(clip_error(exc, clip.path))
             echo_err(errors[-1])

@@ -184,3 +184,37 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
     assert not np.allclose(oob["pair"], whole, atol=1e-4)                    # statistics, as alone
     res, _ = evaluate_run(full.run_dir, tmp_path / "f", tmp_path / "f" / "gt.json", device="cpu", progress=False)
     assert 0.0 <= res.metrics["auc"] <= 1.0
+
+
+def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_all_of_them(tmp_path):
+    """model.bag_folds: the members' held-out shares are disjoint folds covering every normal video (the
+    anomalous ones all train, holdout "normal"), so out-of-bag calibration sees every normal video; a
+    class of one video, and folds without bagging, are refused."""
+    from vadpipe.data import stratified_folds
+    from vadpipe.train import OUT_OF_BAG, _Trainer
+
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
+    cfg = _small(tmp_path / "f", 3, iterations=6, val_fraction=0.0)
+    cfg.model.bagging = cfg.model.bag_folds = True
+    validate(cfg)                                                  # val_fraction is not read with folds
+    bag = _Trainer(cfg, tmp_path / "a", None, lambda m: None)
+    normal = {i for i, v in enumerate(bag.data.videos) if v.label == 0}
+    held = [h.tolist() for h in bag.member_held]
+    assert sorted(i for h in held for i in h) == sorted(normal)    # each normal video in exactly one fold
+    assert sorted(len(h) for h in held) == [3, 3, 4]
+    run = train(cfg, out=tmp_path / "run", progress=False)
+    cal = read_checkpoint(run.run_dir, "last")["calibration"]
+    assert cal["source"] == OUT_OF_BAG and cal["n_videos"] == len(normal) == 10
+
+    folds = stratified_folds([0, 0, 1, 1, 1, 0, 1], 2, seed=5)     # both classes dealt on from one to the next
+    assert sorted(np.concatenate(folds).tolist()) == list(range(7)) and sorted(map(len, folds)) == [3, 4]
+    assert sorted(int(np.isin(f, [0, 1, 5]).sum()) for f in folds) == [1, 2]      # each class split evenly
+    loose = _small(tmp_path / "f", 3, iterations=6)
+    loose.model.bag_folds = True
+    with pytest.raises(ConfigError, match="bag_folds"):
+        validate(loose)
+    make_store(tmp_path / "one", 3, 1, dim=16, seed=3, t_range=(5, 20))
+    lonely = _small(tmp_path / "one", 2, iterations=2)
+    lonely.model.bagging = lonely.model.bag_folds = True
+    with pytest.raises(ConfigError, match="only one normal"):
+        _Trainer(lonely, tmp_path / "b", None, lambda m: None)

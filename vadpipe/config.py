@@ -90,6 +90,10 @@ class ModelConfig:
     bagging: bool = False              # with members: each member holds out its own normal videos (a share
                                        # train.val_fraction, drawn with its own seed) and fits its own normal
                                        # statistics; the threshold is calibrated out of bag
+    bag_folds: bool = False            # with bagging: the members' held-out shares are disjoint folds that
+                                       # cover the held-out classes (every normal video held out by exactly
+                                       # one member, 1/members of them each), so all of them calibrate out
+                                       # of bag; train.val_fraction is not read
     partner: str = ""                  # a second head of another kind trained beside this one with its own
                                        # losses (vadpipe.presets.PARTNERS: rtfm, rtfm-real), their logits standardised
                                        # and averaged (models/pair.py, vadpipe/pair_training.py); "": none
@@ -385,9 +389,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
     if not 0.0 <= m.smooth_share < 1.0:
         raise ConfigError(f"model.smooth_share must lie in [0, 1), got {m.smooth_share}")
-    if m.bagging and (m.members < 2 or t.val_fraction <= 0 or t.val_features or m.pseudo_weight > 0):
-        raise ConfigError("model.bagging needs model.members >= 2 and a held-out share (train.val_fraction > 0, "
-                          "no train.val_features), without model.pseudo_weight")
+    if m.bagging and (m.members < 2 or (t.val_fraction <= 0 and not m.bag_folds) or t.val_features
+                      or m.pseudo_weight > 0):
+        raise ConfigError("model.bagging needs model.members >= 2 and a held-out share (train.val_fraction > 0 "
+                          "or model.bag_folds, no train.val_features), without model.pseudo_weight")
+    if m.bag_folds and not m.bagging:
+        raise ConfigError("model.bag_folds divides the held-out videos among bagged members: it needs "
+                          "model.bagging = true (and model.members >= 2)")
     from .presets import PARTNERS
 
     if m.partner and m.partner not in PARTNERS:

@@ -293,6 +293,26 @@ def stratified_split(labels: Sequence[int], fraction: float, seed: int,
     return np.array(sorted(train), dtype=np.int64), np.array(sorted(held), dtype=np.int64)
 
 
+def stratified_folds(labels: Sequence[int], folds: int, seed: int,
+                     only: Optional[Sequence[int]] = None) -> List[np.ndarray]:
+    """``folds`` disjoint held-out index sets that together hold every video of the classes in ``only``
+    (all classes when None): each class shuffled with ``seed`` and dealt in turn, the deal running on across
+    classes, so fold sizes differ by at most one in each class and in all."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 7])
+    held: List[List[int]] = [[] for _ in range(folds)]
+    dealt = 0
+    for value in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == value)
+        idx = idx[rng.permutation(len(idx))]
+        if only is not None and value not in only:
+            continue
+        for i in idx.tolist():
+            held[dealt % folds].append(i)
+            dealt += 1
+    return [np.array(sorted(h), dtype=np.int64) for h in held]
+
+
 class BalancedSampler:
     """Balanced batches: each iteration draws from the anomalous and the normal pool.
 

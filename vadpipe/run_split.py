@@ -1,8 +1,9 @@
 """Which videos of a feature set a run trains on and which it holds out (validation and calibration).
 
 A new run draws its split from its seed (``draw_split``: a stratified share of the labelled videos, or with
-``model.bagging`` one share per member); a resumed run, and a pair of heads, read it back from the ids its
-``last.pt`` records (``RunSplit.from_record``), so a video removed from the features is named, not guessed.
+``model.bagging`` one share per member, disjoint folds with ``model.bag_folds``); a resumed run, and a pair of
+heads, read it back from the ids its ``last.pt`` records (``RunSplit.from_record``), so a video removed from the
+features is named, not guessed.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from typing import Callable, Dict, List
 import numpy as np
 
 from .config import TrainConfig
-from .data import FeatureSet, stratified_split
-from .errors import FeatureStoreError
+from .data import FeatureSet, stratified_folds, stratified_split
+from .errors import ConfigError, FeatureStoreError
 from .train_plan import member_seed
 
 
@@ -63,14 +64,30 @@ def share_split(t: TrainConfig, labels: np.ndarray, seed: int):
                             cap=t.val_max)
 
 
+def fold_split(t: TrainConfig, labels: np.ndarray, members: int) -> List[np.ndarray]:
+    """Positions in ``labels`` that each of ``members`` holds out: disjoint folds of the classes
+    ``train.holdout`` holds out (``model.bag_folds``), so each of those videos is held out exactly once.
+    A class of one video is refused: the member holding it out would train without that class."""
+    only = (0,) if t.holdout == "normal" else (0, 1)
+    for c in only:
+        if np.sum(labels == c) == 1:
+            raise ConfigError(f"model.bag_folds: only one {('normal', 'anomalous')[c]} labelled video; the member "
+                              "holding it out would train without that class (add videos or drop bag_folds)")
+    return stratified_folds(labels, members, t.seed, only=only)
+
+
 def draw_split(t: TrainConfig, data: FeatureSet, members: int, bagging: bool,
-               log: Callable[[str], None]) -> RunSplit:
+               log: Callable[[str], None], folds: bool = False) -> RunSplit:
     """A new run's split: every labelled video trains when an external validation set is given; with
-    ``bagging`` each of ``members`` holds out its own share (drawn with its own seed); else one share."""
+    ``bagging`` each of ``members`` holds out its own share (drawn with its own seed, or with ``folds``
+    one of disjoint folds); else one share."""
     labels = data.labels()
     labelled = labelled_positions(data, t, log)
     if t.val_features:
         return RunSplit(labelled, np.array([], dtype=np.int64))
+    if bagging and folds:
+        member_held = [labelled[held] for held in fold_split(t, labels[labelled], members)]
+        return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
     if bagging:
         member_held = [labelled[share_split(t, labels[labelled], member_seed(t.seed, m))[1]] for m in range(members)]
         return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)

@@ -85,11 +85,9 @@ def draw_split(t: TrainConfig, data: FeatureSet, members: int, bagging: bool,
     labelled = labelled_positions(data, t, log)
     if t.val_features:
         return RunSplit(labelled, np.array([], dtype=np.int64))
-    if bagging and folds:
-        member_held = [labelled[held] for held in fold_split(t, labels[labelled], members)]
-        return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
     if bagging:
-        member_held = [labelled[share_split(t, labels[labelled], member_seed(t.seed, m))[1]] for m in range(members)]
+        member_held = ([labelled[held] for held in fold_split(t, labels[labelled], members)] if folds else
+                       [labelled[share_split(t, labels[labelled], member_seed(t.seed, m))[1]] for m in range(members)])
         return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
     tr, va = share_split(t, labels[labelled], t.seed)
     held = labelled[va]

@@ -29,7 +29,7 @@ import numpy as np
 from .errors import VideoDecodeError
 from .recipe import Recipe
 from .snippet_queue import SnippetQueue
-from .video import Snippet, VideoReader, _short, resample_indices
+from .video import PYAV_THREADS, Snippet, VideoReader, _short, resample_indices
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
 
@@ -205,9 +205,9 @@ class FrameSource:
                     if not container.streams.video:
                         raise StreamError(f"{self.spec.source}: no video stream in it")
                     stream = container.streams.video[0]
-                    # Frame threading holds frames back (one per decoder thread: 80 ms at 25 fps here);
-                    # a live source decodes with slice threads instead, a file with both.
-                    stream.thread_type = "SLICE" if self.spec.live else "AUTO"
+                    # slice threads only (video.PYAV_THREADS): frame threading holds frames back (one per
+                    # decoder thread: 80 ms at 25 fps here) and can hang when a watch stops before the end
+                    stream.thread_type = PYAV_THREADS
                     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                     native_fps = float(rate) if rate else (self.target_fps or 25.0)
                     self.stats.connections += 1

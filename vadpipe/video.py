@@ -192,6 +192,12 @@ class _DecodeReport:
     complete: bool = False        # the pass reached the end of the file
 
 
+# FFmpeg's slice threads only: with frame threads (AUTO, FRAME) a reader stopped before the end, as
+# next(frames()) is, can hang for ever freeing the codec context once torch is imported (PyAV issue 1849;
+# seen here: a test hung in avcodec_free_context, 1 run in a few thousand)
+PYAV_THREADS = "SLICE"
+
+
 def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tuple[int, int]] = None,
                  skip: int = 0, rotation: int = 0, convert: bool = True
                  ) -> Iterator[Tuple[float, Optional[np.ndarray]]]:
@@ -210,7 +216,7 @@ def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tu
             raise VideoDecodeError(f"{path}: cannot open as video ({_short(exc)})") from None
         with container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = PYAV_THREADS
             base = stream.time_base
             start = stream.start_time or 0
             first_log = None         # log position at the first frame: later errors are mid-stream

@@ -24,8 +24,8 @@ from vadpipe.intervals import snippet_reach, snippets_to_frames
 from vadpipe.recipe import save_recipe
 from vadpipe.score import ScoreOptions, run_score
 from vadpipe.score_io import read_scores_csv
-from vadpipe.site_calibration import SITE_SOURCE, site_calibrate
-from vadpipe.threshold import resolve_threshold
+from vadpipe.site_calibration import site_calibrate
+from vadpipe.threshold import SITE_CALIBRATION, resolve_threshold
 
 TRAINING_CALIBRATION = {"normal_frame_score_quantiles": {"0.95": 0.2, "0.99": 0.3, "0.999": 0.4},
                         "source": "held-out normal training videos", "n_videos": 5, "videos": {}}
@@ -85,11 +85,11 @@ def test_quantiles_of_the_clips_replace_the_calibration_and_the_old_one_is_kept(
     frames = expected_frames(ckpt, folder, recipe)
     for q in ("0.95", "0.99", "0.999"):                   # the quantiles the checkpoint had
         assert stored["normal_frame_score_quantiles"][q] == pytest.approx(np.quantile(frames, float(q)), abs=1e-6)
-    assert stored["source"] == SITE_SOURCE and stored["n_videos"] == 4 and len(stored["videos"]) == 4
+    assert stored["source"] == SITE_CALIBRATION and stored["n_videos"] == 4 and len(stored["videos"]) == 4
     assert stored["previous"] == TRAINING_CALIBRATION
     threshold = resolve_threshold("auto", Checkpoint.load(out).calibration)
     assert threshold.value == stored["normal_frame_score_quantiles"]["0.99"]
-    assert threshold.calibrated_on == SITE_SOURCE and not threshold.optimistic
+    assert threshold.calibrated_on == SITE_CALIBRATION and not threshold.optimistic
     assert "(auto: site normal q0.99)" in threshold.label()
     assert result.frames == frames.size and not result.errors
     lines = result.summary_lines()
@@ -99,7 +99,7 @@ def test_quantiles_of_the_clips_replace_the_calibration_and_the_old_one_is_kept(
     again = site_calibrate([str(folder / "normal_0.npy")], out, None, QUIET, quantiles=[0.5, 0.99])
     record = Checkpoint.load(out).calibration
     assert set(record["normal_frame_score_quantiles"]) == {"0.5", "0.99"}
-    assert "previous" not in record["previous"] and record["previous"]["source"] == SITE_SOURCE
+    assert "previous" not in record["previous"] and record["previous"]["source"] == SITE_CALIBRATION
     assert any("only 1 clip(s)" in note for note in again.notes())
 
 
@@ -115,7 +115,7 @@ def test_cli_in_place_with_a_bad_clip_named_and_the_others_used(tmp_path, recipe
     assert "broken.npy" in errors[0] and "cannot read features" in errors[0]
     assert "narrow.npy" in errors[1] and "D = 512" in errors[1]
     stored = Checkpoint.load(tmp_path / "run").calibration          # written over best.pt, the 4 good clips
-    assert stored["n_videos"] == 4 and stored["source"] == SITE_SOURCE
+    assert stored["n_videos"] == 4 and stored["source"] == SITE_CALIBRATION
     assert "calibrated on 4 normal clips" in result.output
 
 
@@ -142,7 +142,7 @@ def test_a_video_is_calibrated_on_the_scores_vadpipe_score_gives_it(tmp_path, re
     table = Checkpoint.load(ckpt).calibration["normal_frame_score_quantiles"]
     assert table["0.5"] == pytest.approx(np.quantile(scores, 0.5), abs=1e-6)
     report = json.loads((tmp_path / "out" / "normal.json").read_text())
-    assert report["threshold"]["calibrated_on"] == SITE_SOURCE
+    assert report["threshold"]["calibrated_on"] == SITE_CALIBRATION
     assert report["threshold"]["value"] == pytest.approx(table["0.99"])
 
 

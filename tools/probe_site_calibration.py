@@ -27,9 +27,9 @@ from probe_ensemble import open_bench, run_set_parser
 def site_threshold(normals: Dict[str, np.ndarray], quantile: float) -> float:
     """The threshold `vadpipe calibrate` stores for these normal clips' frame scores."""
     from vadpipe.calibration import quantile_record
-    from vadpipe.site_calibration import SITE_SOURCE
+    from vadpipe.threshold import SITE_CALIBRATION
 
-    return quantile_record(normals, SITE_SOURCE, [quantile])["normal_frame_score_quantiles"][str(quantile)]
+    return quantile_record(normals, SITE_CALIBRATION, [quantile])["normal_frame_score_quantiles"][str(quantile)]
 
 
 def folds_of(keys: List[str], k: int, seed: int) -> List[List[str]]:

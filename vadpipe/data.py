@@ -35,7 +35,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -269,18 +269,24 @@ def pad_windows(rows: Sequence[np.ndarray], max_len: int, seed: int, iteration: 
 
 
 # --- splitting and sampling -----------------------------------------------------------------
+def _shuffled_classes(labels: Sequence[int], seed: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """(class, its indices in a seeded random order) for each class in label order: one draw per class,
+    whichever classes the caller uses, so a split and its folds shuffle alike."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([seed, 7])
+    for value in sorted(set(labels.tolist())):
+        idx = np.flatnonzero(labels == value)
+        yield value, idx[rng.permutation(len(idx))]
+
+
 def stratified_split(labels: Sequence[int], fraction: float, seed: int,
                      only: Optional[Sequence[int]] = None, cap: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """(train, held-out) indices: ``fraction`` of each class held out, at most ``cap`` (0: no cap), at
     least one per class when ``fraction`` > 0 and the class has two or more videos, never the whole
     class. With ``only``, just those classes give videos to the held-out share (the others all train).
     A cap keeps the first ``cap`` of the uncapped draw, so it only moves held-out videos to training."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng([seed, 7])
     train, held = [], []
-    for value in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == value)
-        idx = idx[rng.permutation(len(idx))]
+    for value, idx in _shuffled_classes(labels, seed):
         if only is not None and value not in only:
             train.extend(idx.tolist())
             continue
@@ -298,13 +304,9 @@ def stratified_folds(labels: Sequence[int], folds: int, seed: int,
     """``folds`` disjoint held-out index sets that together hold every video of the classes in ``only``
     (all classes when None): each class shuffled with ``seed`` and dealt in turn, the deal running on across
     classes, so fold sizes differ by at most one in each class and in all."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng([seed, 7])
     held: List[List[int]] = [[] for _ in range(folds)]
     dealt = 0
-    for value in sorted(set(labels.tolist())):
-        idx = np.flatnonzero(labels == value)
-        idx = idx[rng.permutation(len(idx))]
+    for value, idx in _shuffled_classes(labels, seed):
         if only is not None and value not in only:
             continue
         for i in idx.tolist():

@@ -24,7 +24,7 @@ from .calibration import calibration_summary, quantile_record
 from .errors import ConfigError, VadpipeError
 from .score import CLIP_ERRORS, ScoreOptions, Scorer, clip_error, echo_err as print_error
 from .score_io import collect_inputs
-from .threshold import DEFAULT_QUANTILE, SITE_CALIBRATION as SITE_SOURCE   # calibration["source"] it writes
+from .threshold import DEFAULT_QUANTILE, SITE_CALIBRATION   # calibration["source"] it writes
 FALLBACK_QUANTILES = (0.95, 0.99, 0.999)
 FEW_VIDEOS = 3               # fewer: one unusual clip sets the threshold (tools/probe_calibration.py)
 
@@ -119,7 +119,7 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
     previous = without_history(ckpt.calibration)
     if quantiles is None:
         quantiles = calibration_quantiles(previous, ckpt.train_config and ckpt.train_config.calibration_quantiles)
-    record = quantile_record(per_clip, SITE_SOURCE, quantiles)
+    record = quantile_record(per_clip, SITE_CALIBRATION, quantiles)
     record["previous"] = previous
     written = Path(out) if out is not None else scorer.checkpoint_file
     dataclasses.replace(ckpt, calibration=record).save(written)

@@ -181,10 +181,12 @@ def test_a_split_round_trips_through_its_record_and_names_a_video_gone(tmp_path)
 
     make_store(tmp_path / "f", 4, 8, dim=8, t_range=(6, 10))
     data = open_features(tmp_path / "f")
-    t = preset("default").train
+    cfg = preset("default")
+    t, m = cfg.train, cfg.model
     t.features = str(tmp_path / "f")
     for members, bagging in ((1, False), (3, True)):
-        split = draw_split(t, data, members, bagging, lambda m: None)
+        m.members, m.bagging = members, bagging
+        split = draw_split(t, m, data, lambda msg: None)
         back = RunSplit.from_record(data, split.record(data), "cannot resume")
         for a, b in [(split.train_idx, back.train_idx), (split.held_idx, back.held_idx),
                      *zip(split.member_held, back.member_held)]:

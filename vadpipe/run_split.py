@@ -12,7 +12,7 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
-from .config import TrainConfig
+from .config import ModelConfig, TrainConfig
 from .data import FeatureSet, stratified_folds, stratified_split
 from .errors import ConfigError, FeatureStoreError
 from .train_plan import member_seed
@@ -76,18 +76,18 @@ def fold_split(t: TrainConfig, labels: np.ndarray, members: int) -> List[np.ndar
     return stratified_folds(labels, members, t.seed, only=only)
 
 
-def draw_split(t: TrainConfig, data: FeatureSet, members: int, bagging: bool,
-               log: Callable[[str], None], folds: bool = False) -> RunSplit:
+def draw_split(t: TrainConfig, m: ModelConfig, data: FeatureSet, log: Callable[[str], None]) -> RunSplit:
     """A new run's split: every labelled video trains when an external validation set is given; with
-    ``bagging`` each of ``members`` holds out its own share (drawn with its own seed, or with ``folds``
-    one of disjoint folds); else one share."""
+    ``m.bagging`` each of ``m.members`` holds out its own share (drawn with its own seed, or with
+    ``m.bag_folds`` one of disjoint folds); else one share."""
     labels = data.labels()
     labelled = labelled_positions(data, t, log)
     if t.val_features:
         return RunSplit(labelled, np.array([], dtype=np.int64))
-    if bagging:
-        member_held = ([labelled[held] for held in fold_split(t, labels[labelled], members)] if folds else
-                       [labelled[share_split(t, labels[labelled], member_seed(t.seed, m))[1]] for m in range(members)])
+    if m.bagging:
+        member_held = ([labelled[held] for held in fold_split(t, labels[labelled], m.members)] if m.bag_folds else
+                       [labelled[share_split(t, labels[labelled], member_seed(t.seed, k))[1]]
+                        for k in range(m.members)])
         return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
     tr, va = share_split(t, labels[labelled], t.seed)
     held = labelled[va]

@@ -198,8 +198,7 @@ class _Trainer:
         t = self.cfg.train
         self.split = (RunSplit.from_record(self.data, resume_ckpt.last["split"], "cannot resume")
                       if resume_ckpt is not None
-                      else draw_split(t, self.data, self.cfg.model.members, self.cfg.model.bagging, self.log,
-                                   folds=self.cfg.model.bag_folds))
+                      else draw_split(t, self.cfg.model, self.data, self.log))
         held = self.held_idx
         if self.member_held:   # every held-out video trains other members: no honest validation score
             self.log(f"bagging: {len(self.member_held)} members, each holding out "

@@ -62,3 +62,27 @@ def test_site_calibration_probe_never_measures_a_fold_with_its_own_threshold():
     fa, hit, n = site_figures(frames, 3, seed=1, quantile=0.99)
     assert hit == 1.0 and n == 6
     assert 100 / 900 <= fa < 130 / 900       # the crowd's 100 frames pass, about 1 % of the others
+
+
+def test_bagged_calibration_probe_scores_each_member_as_the_ensemble_averages_them(tmp_path):
+    """tools/probe_bagged_calibration.py measures the averaging gap from one view per member: the mean of
+    the members' logits is the ensemble's logit (so the gap is the average's own narrowing), and a head
+    that is not a bagged ensemble is its own one member."""
+    from feature_world import make_store, tiny_default
+    from probe_bagged_calibration import member_views
+    from vadpipe.checkpoint import load_checkpoint, score_features
+    from vadpipe.plot import logit
+    from vadpipe.train import train
+
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
+    cfg = tiny_default(tmp_path / "f", iterations=4, val_fraction=0.3)
+    cfg.model.members, cfg.model.bagging = 3, True
+    model, _ = load_checkpoint(train(cfg, out=tmp_path / "bag", progress=False).run_dir, "cpu")
+    x = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
+    views = member_views(model)
+    members = np.array([logit(score_features(view, x)) for view in views])
+    assert len(views) == 3 and not np.allclose(members[0], members[1])
+    np.testing.assert_allclose(members.mean(0), logit(score_features(model, x)), atol=1e-3)
+    single, _ = load_checkpoint(train(tiny_default(tmp_path / "f", iterations=2), out=tmp_path / "one",
+                                      progress=False).run_dir, "cpu")
+    assert member_views(single) == [single]

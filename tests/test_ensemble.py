@@ -148,7 +148,7 @@ def test_bagged_members_hold_out_their_own_normal_videos_and_never_train_on_them
 
 def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_resumes_bit_identically(tmp_path):
     from vadpipe.calibration import out_of_bag_scores
-    from vadpipe.train import OUT_OF_BAG
+    from vadpipe.calibration import OUT_OF_BAG
 
     make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
     full = train(_bagged(tmp_path / "f", iterations=10), out=tmp_path / "full", progress=False)
@@ -191,7 +191,8 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
     anomalous ones all train, holdout "normal"), so out-of-bag calibration sees every normal video; a
     class of one video, and folds without bagging, are refused."""
     from vadpipe.data import stratified_folds
-    from vadpipe.train import OUT_OF_BAG, _Trainer
+    from vadpipe.calibration import OUT_OF_BAG
+    from vadpipe.train import _Trainer
 
     make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
     cfg = _small(tmp_path / "f", 3, iterations=6, val_fraction=0.0)

@@ -19,7 +19,9 @@ from .data import FeatureSet
 from .intervals import snippet_reach, snippets_to_frames
 
 
-HELD_OUT_NORMAL = "held-out normal training videos"      # calibration["source"] of a held-out share
+# calibration["source"]: a held-out share; a bagged ensemble's held-out videos
+HELD_OUT_NORMAL = "held-out normal training videos"
+OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
 
 
 def _state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -212,3 +214,15 @@ def calibrate_model(model: torch.nn.Module, data: FeatureSet, train_idx: np.ndar
     videos, source = calibration_videos(data, train_idx, held_idx, val_set, val_gt)
     return calibrate(score_videos(model, videos, device), videos, source, quantiles, data.snippet_len,
                      data.stride, frame_mode)
+
+
+def calibrate_out_of_bag(model: torch.nn.Module, data: FeatureSet, held_idx: np.ndarray,
+                         member_held: Sequence[np.ndarray], quantiles: Sequence[float], frame_mode: str,
+                         device: torch.device) -> dict:
+    """A bagged ensemble's calibration: every held-out normal video (positions ``held_idx``), scored by
+    the members whose held-out positions (``member_held``) include it."""
+    normal = [i for i in held_idx if data.videos[i].label == 0]
+    videos = [data.videos[i] for i in normal]
+    holders = [tuple(m for m, held in enumerate(member_held) if i in held) for i in normal]
+    return calibrate(out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG, quantiles,
+                     data.snippet_len, data.stride, frame_mode)

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate, calibrate_model, calibration_summary, fit_member_normal_stats, fit_normal_stats,
-                          fit_pseudo_stage, out_of_bag_scores)
+from .calibration import (calibrate_model, calibrate_out_of_bag, calibration_summary, fit_member_normal_stats,
+                          fit_normal_stats, fit_pseudo_stage)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -50,7 +50,6 @@ from .train_step import Batch, members_step
 from .validation import open_validation, score_videos, selection_note, validation_metrics
 
 METRICS_FILE = "metrics.jsonl"
-OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
 
 
 @dataclass
@@ -333,15 +332,11 @@ class _Trainer:
                                   self.val_gt, self.cfg.model.frame_scores)
 
     def _calibrate(self) -> dict:
-        t = self.cfg.train
-        if not self.member_held:
-            return calibrate_model(self.model, self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt,
-                                   t.calibration_quantiles, self.cfg.model.frame_scores, self.device)
-        normal = [i for i in self.held_idx if self.data.videos[i].label == 0]
-        videos = [self.data.videos[i] for i in normal]
-        holders = [tuple(m for m, held in enumerate(self.member_held) if i in held) for i in normal]
-        return calibrate(out_of_bag_scores(self.model, videos, holders, self.device), videos, OUT_OF_BAG,
-                         t.calibration_quantiles, self.data.snippet_len, self.data.stride, self.cfg.model.frame_scores)
+        settings = (self.cfg.train.calibration_quantiles, self.cfg.model.frame_scores, self.device)
+        if self.member_held:
+            return calibrate_out_of_bag(self.model, self.data, self.held_idx, self.member_held, *settings)
+        return calibrate_model(self.model, self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt,
+                               *settings)
 
     def _fit_after_training(self) -> Dict[str, torch.Tensor]:
         """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which

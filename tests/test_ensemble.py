@@ -147,8 +147,7 @@ def test_bagged_members_hold_out_their_own_normal_videos_and_never_train_on_them
 
 
 def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_resumes_bit_identically(tmp_path):
-    from vadpipe.calibration import out_of_bag_scores
-    from vadpipe.calibration import OUT_OF_BAG
+    from vadpipe.calibration import OUT_OF_BAG, out_of_bag_scores
 
     make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
     full = train(_bagged(tmp_path / "f", iterations=10), out=tmp_path / "full", progress=False)

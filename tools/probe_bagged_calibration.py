@@ -37,18 +37,10 @@ QUANTILE = 0.99
 def member_views(model) -> List:
     """Each member of a bagged ensemble as a head of its own, scoring as the ensemble does; any other
     head is its own one member."""
-    from vadpipe.checkpoint import scoring_rule
-    from vadpipe.models.ensemble import MeanOfLogits, bagged_members
+    from vadpipe.calibration import members_view
+    from vadpipe.models.ensemble import bagged_members
 
-    members = bagged_members(model)
-    if not members:
-        return [model]
-    views = []
-    for member in members:
-        view = MeanOfLogits([member])
-        view.scoring_rule = scoring_rule(model)
-        views.append(view)
-    return views
+    return [members_view(model, [m]) for m in range(len(bagged_members(model)))] or [model]
 
 
 def normal_test_logits(model, test, gts) -> np.ndarray:

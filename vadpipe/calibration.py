@@ -128,20 +128,27 @@ def out_of_bag_scores(model: torch.nn.Module, videos: Sequence, holders: Sequenc
                       device: torch.device) -> Dict[str, np.ndarray]:
     """Snippet scores of ``videos`` by id, each video scored only by the members of a bagged ensemble
     that held it out (``holders``, member indices): the scores of a head that never trained on it."""
-    from .checkpoint import scoring_rule
-    from .models.ensemble import MeanOfLogits, members_of
     from .validation import score_videos
 
-    members, rule = members_of(model), scoring_rule(model)
     groups: Dict[Tuple[int, ...], List] = {}
     for video, held_by in zip(videos, holders):
         groups.setdefault(tuple(held_by), []).append(video)
     scores: Dict[str, np.ndarray] = {}
     for held_by, group in groups.items():
-        view = MeanOfLogits([members[m] for m in held_by])
-        view.scoring_rule = rule
-        scores.update(score_videos(view, group, device))
+        scores.update(score_videos(members_view(model, held_by), group, device))
     return scores
+
+
+def members_view(model: torch.nn.Module, indices: Sequence[int]) -> torch.nn.Module:
+    """Members ``indices`` of an ensemble as one head: their logits averaged, each fused with its own
+    terms, frames made as the whole ensemble makes them (its scoring rule)."""
+    from .checkpoint import scoring_rule
+    from .models.ensemble import MeanOfLogits, members_of
+
+    members = members_of(model)
+    view = MeanOfLogits([members[m] for m in indices])
+    view.scoring_rule = scoring_rule(model)
+    return view
 
 
 def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,

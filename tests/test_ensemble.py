@@ -196,6 +196,7 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
     make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
     cfg = _small(tmp_path / "f", 3, iterations=6, val_fraction=0.0)
     cfg.model.bagging = cfg.model.bag_folds = True
+    cfg.train.calibration_pooling = "clips"                        # travels to the out-of-bag calibration
     validate(cfg)                                                  # val_fraction is not read with folds
     bag = _Trainer(cfg, tmp_path / "a", None, lambda m: None)
     normal = {i for i, v in enumerate(bag.data.videos) if v.label == 0}
@@ -205,6 +206,7 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
     run = train(cfg, out=tmp_path / "run", progress=False)
     cal = read_checkpoint(run.run_dir, "last")["calibration"]
     assert cal["source"] == OUT_OF_BAG and cal["n_videos"] == len(normal) == 10
+    assert cal["pooling"] == "clips" and cal["normal_frame_score_quantiles"] == cal["pooled"]["clips"]
 
     folds = stratified_folds([0, 0, 1, 1, 1, 0, 1], 2, seed=5)     # both classes dealt on from one to the next
     assert sorted(np.concatenate(folds).tolist()) == list(range(7)) and sorted(map(len, folds)) == [3, 4]

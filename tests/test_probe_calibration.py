@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from probe_calibration import false_alarms  # noqa: E402
@@ -86,3 +87,30 @@ def test_bagged_calibration_probe_scores_each_member_as_the_ensemble_averages_th
     single, _ = load_checkpoint(train(tiny_default(tmp_path / "f", iterations=2), out=tmp_path / "one",
                                       progress=False).run_dir, "cpu")
     assert member_views(single) == [single]
+
+
+def test_pooling_probe_makes_each_runs_calibration_again_as_training_made_it(tmp_path):
+    """tools/probe_pooling.py measures both poolings on a run's own calibration videos, drawn again from
+    its config and seed: for a bagged ensemble on folds (out of bag) and for one head with a held-out
+    share, the table made again is the one training stored, whichever pooling training used."""
+    from feature_world import make_store, tiny_default
+    from probe_pooling import recalibrate
+    from vadpipe.checkpoint import load_checkpoint
+    from vadpipe.config import load_config
+    from vadpipe.data import open_features
+    from vadpipe.train import train
+
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
+    bagged = tiny_default(tmp_path / "f", iterations=3)
+    bagged.model.members, bagged.model.bagging, bagged.model.bag_folds = 3, True, True
+    one = tiny_default(tmp_path / "f", iterations=3, val_fraction=0.3)
+    one.train.calibration_pooling = "clips"
+    data = open_features(tmp_path / "f")
+    for name, cfg in (("bag", bagged), ("one", one)):
+        run = train(cfg, out=tmp_path / name, progress=False).run_dir
+        model, ckpt = load_checkpoint(run, "cpu")
+        record = recalibrate(model, load_config(run / "config.yaml"), data)
+        stored = ckpt.calibration
+        assert record["n_videos"] == stored["n_videos"] and record["source"] == stored["source"]
+        assert record["pooled"][stored["pooling"]]["0.99"] == pytest.approx(
+            stored["normal_frame_score_quantiles"]["0.99"], rel=1e-6)

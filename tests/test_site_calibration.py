@@ -103,6 +103,32 @@ def test_quantiles_of_the_clips_replace_the_calibration_and_the_old_one_is_kept(
     assert any("only 1 clip(s)" in note for note in again.notes())
 
 
+def test_pooling_follows_the_checkpoint_unless_given(tmp_path, recipe):
+    """`vadpipe calibrate` pools the clips as the calibration it replaces did (one written before the
+    choice: frames); --pooling clips stores the median over clips of each clip's quantile, and a later
+    calibration without the option keeps pooling clips."""
+    ckpt = save_head(tmp_path / "run" / "best.pt", recipe)
+    folder = feature_folder(tmp_path / "site", recipe)
+    assert site_calibrate([str(folder)], ckpt, tmp_path / "a.pt", QUIET).calibration["pooling"] == "frames"
+    model, _ = load_checkpoint(ckpt)
+    mode = scoring_rule(model).frame_scores
+    per_clip = []
+    for npy in sorted(folder.glob("*.npy")):
+        snippets = score_features(model, np.load(npy))
+        per_clip.append(np.quantile(snippets_to_frames(snippets, snippet_reach(snippets.size, recipe.snippet_len,
+                                                                                recipe.stride),
+                                                       recipe.snippet_len, recipe.stride, mode), 0.99))
+    result = CliRunner().invoke(main, ["calibrate", str(folder), "--checkpoint", str(ckpt), "--out",
+                                       str(tmp_path / "b.pt"), "--pooling", "clips", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "median over clips" in result.output
+    stored = Checkpoint.load(tmp_path / "b.pt").calibration
+    assert stored["pooling"] == "clips"
+    assert stored["normal_frame_score_quantiles"]["0.99"] == pytest.approx(np.median(per_clip), abs=1e-6)
+    again = site_calibrate([str(folder)], tmp_path / "b.pt", tmp_path / "c.pt", QUIET)
+    assert again.calibration["pooling"] == "clips"
+
+
 def test_cli_in_place_with_a_bad_clip_named_and_the_others_used(tmp_path, recipe):
     save_head(tmp_path / "run" / "best.pt", recipe)
     folder = feature_folder(tmp_path / "site", recipe)

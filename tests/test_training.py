@@ -246,3 +246,41 @@ def test_calibration_names_the_normal_videos_that_set_the_threshold():
     assert "quiet" in calibration_summary(cal, "0.5") and "and 7 more videos" in calibration_summary(cal, "0.5")
     old = {k: v for k, v in cal.items() if k != "videos"}          # checkpoints written before the record
     assert calibration_summary(old) == line.split("; frames")[0]
+
+
+def test_clips_pooling_takes_the_median_clip_so_one_loud_clip_cannot_set_auto():
+    """train.calibration_pooling=clips: the median over clips of each clip's quantile. Nine quiet normal
+    clips and a crowd: pooling frames puts the 0.99 threshold among the crowd's scores, pooling clips at
+    a quiet clip's own quantile. Both tables are recorded, ``auto`` reads the chosen one and says how it
+    pooled; a record written before the choice reads as frames; an unknown pooling is refused."""
+    from types import SimpleNamespace
+
+    from vadpipe.calibration import calibrate, calibration_summary, pooled_quantiles
+    from vadpipe.config import validate
+    from vadpipe.errors import ConfigError
+    from vadpipe.threshold import resolve_threshold
+
+    quiet = {f"quiet{i}": np.linspace(0.1, 0.3 + 0.01 * i, 10) for i in range(9)}
+    scores = {**quiet, "crowd": np.linspace(0.2, 0.9, 10)}
+    videos = [SimpleNamespace(id=k, frames=160) for k in scores]
+    frames, clips = (calibrate(scores, videos, "held-out normal training videos", (0.5, 0.99), 16, 16, pooling=p)
+                     for p in ("frames", "clips"))
+    per_clip = [np.quantile(np.repeat(s, 16), 0.99) for s in scores.values()]     # hold: 16 frames a snippet
+    assert clips["normal_frame_score_quantiles"]["0.99"] == pytest.approx(np.median(per_clip))
+    assert frames["normal_frame_score_quantiles"]["0.99"] > 0.5 > clips["normal_frame_score_quantiles"]["0.99"]
+    assert clips["pooled"] == frames["pooled"] and (clips["pooling"], frames["pooling"]) == ("clips", "frames")
+    assert clips["pooled"]["frames"] == frames["normal_frame_score_quantiles"]
+    assert clips["videos"]["crowd"]["above"]["0.99"] > 0.5 > frames["videos"]["crowd"]["above"]["0.99"]
+    line = calibration_summary(clips)
+    assert "(the median over clips of each clip's 0.99 quantile; pooled by frames " in line
+    threshold = resolve_threshold("auto", clips)
+    assert threshold.pooling == "clips" and "of a typical clip" in threshold.label()
+    old = {k: v for k, v in frames.items() if k not in ("pooling", "pooled")}    # written before the choice
+    before = resolve_threshold("auto", old)
+    assert before.pooling == "frames" and "typical" not in before.label()
+    with pytest.raises(ValueError, match="frames, clips"):
+        pooled_quantiles(scores, (0.99,), "videos")
+    cfg = Config()
+    cfg.train.calibration_pooling = "videos"
+    with pytest.raises(ConfigError, match="calibration_pooling"):
+        validate(cfg)

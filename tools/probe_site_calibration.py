@@ -24,12 +24,13 @@ from bench_accuracy import events_and_normals, mean_sd, test_frame_level
 from probe_ensemble import open_bench, run_set_parser
 
 
-def site_threshold(normals: Dict[str, np.ndarray], quantile: float) -> float:
-    """The threshold `vadpipe calibrate` stores for these normal clips' frame scores."""
+def site_threshold(normals: Dict[str, np.ndarray], quantile: float, pooling: str = "frames") -> float:
+    """The threshold `vadpipe calibrate --pooling POOLING` stores for these normal clips' frame scores."""
     from vadpipe.calibration import quantile_record
     from vadpipe.threshold import SITE_CALIBRATION
 
-    return quantile_record(normals, SITE_CALIBRATION, [quantile])["normal_frame_score_quantiles"][str(quantile)]
+    record = quantile_record(normals, SITE_CALIBRATION, [quantile], pooling)
+    return record["normal_frame_score_quantiles"][str(quantile)]
 
 
 def folds_of(keys: List[str], k: int, seed: int) -> List[List[str]]:
@@ -37,7 +38,7 @@ def folds_of(keys: List[str], k: int, seed: int) -> List[List[str]]:
     return [[keys[i] for i in part] for part in np.array_split(order, k)]
 
 
-def site_figures(frames, k: int, seed: int, quantile: float) -> Tuple[float, float, int]:
+def site_figures(frames, k: int, seed: int, quantile: float, pooling: str = "frames") -> Tuple[float, float, int]:
     """(false alarms pooled over the folds, mean hit over the folds, calibration clips per fold)."""
     normals = {key: f for key, (f, y) in frames.items() if not y.any()}
     events = np.concatenate(events_and_normals(frames)[0])
@@ -45,7 +46,7 @@ def site_figures(frames, k: int, seed: int, quantile: float) -> Tuple[float, flo
     hits, sizes = [], []
     for fold in folds_of(sorted(normals), k, seed):
         calibrating = {key: f for key, f in normals.items() if key not in fold}
-        threshold = site_threshold(calibrating, quantile)
+        threshold = site_threshold(calibrating, quantile, pooling)
         measured = np.concatenate([normals[key] for key in fold])
         above, total = above + int(np.sum(measured >= threshold)), total + measured.size
         hits.append(float(np.mean(events >= threshold)))
@@ -64,6 +65,8 @@ def main() -> None:
     parser = run_set_parser(__doc__)
     parser.add_argument("--folds", type=int, default=2, help="K: each fold measured, the others calibrate")
     parser.add_argument("--quantile", type=float, default=0.99, help="the threshold's quantile (auto: 0.99)")
+    parser.add_argument("--pooling", choices=("frames", "clips"), default="frames",
+                        help="how the site threshold pools the calibrating clips (vadpipe calibrate --pooling)")
     args = parser.parse_args()
     if args.folds < 2:
         raise SystemExit("--folds must be at least 2 (a fold is never measured with its own threshold)")
@@ -71,13 +74,14 @@ def main() -> None:
 
     bench, test, gts = open_bench(args)
     rows = []
-    print(f"{args.runs} on {args.bench}: the {args.quantile:g} quantile as threshold; percent of normal frames "
+    print(f"{args.runs} on {args.bench}: the {args.quantile:g} quantile as threshold (site: {args.pooling} pooled); "
+          f"percent of normal frames "
           f"(false alarms) and of event frames (hit) at or above it")
     for seed in args.seeds:
         model, ckpt = load_checkpoint(checkpoint_path(args.runs / f"{args.bench}-{seed}"), "cpu")
         frames = test_frame_level(model, test, gts)
         train_fa, train_hit = training_figures(frames, ckpt, args.quantile)
-        site_fa, site_hit, n = site_figures(frames, args.folds, seed, args.quantile)
+        site_fa, site_hit, n = site_figures(frames, args.folds, seed, args.quantile, args.pooling)
         rows.append((train_fa, train_hit, site_fa, site_hit))
         print(f"seed {seed}: training threshold FA {100 * train_fa:5.1f} hit {100 * train_hit:5.1f} | "
               f"site ({args.folds} folds, >= {n} clips calibrate) FA {100 * site_fa:5.1f} hit {100 * site_hit:5.1f}")

@@ -6,6 +6,12 @@ normal videos (else the validation set's normal videos, else the training
 normal videos, as recorded in ``source``) and the 95/99/99.9th percentiles of
 their frame scores go into both checkpoints, with each video's share of frames at or
 above each of them (which videos set the threshold: the training log names them).
+
+How the videos are pooled (``train.calibration_pooling``, :data:`POOLINGS`): ``frames`` takes the
+quantile of all their frames together, so one unusual clip (a crowd) that holds most of the top 1 %
+sets the threshold alone; ``clips`` takes each clip's own quantile and the median over clips, the
+threshold a typical normal clip meets (docs/localisation.md, "A threshold one clip cannot set").
+Both tables are recorded; ``auto`` reads the chosen one.
 """
 from __future__ import annotations
 
@@ -15,8 +21,10 @@ import numpy as np
 import torch
 
 from .checkpoint import OPTIMISTIC_CALIBRATION
+from .config import POOLINGS
 from .data import FeatureSet
 from .intervals import snippet_reach, snippets_to_frames
+from .threshold import pooling_of
 
 
 # calibration["source"]: a held-out share; a bagged ensemble's held-out videos
@@ -176,32 +184,52 @@ def calibration_frames(snippets: np.ndarray, frames: Optional[int], snippet_len:
 
 
 def calibrate(scores: Dict[str, np.ndarray], videos: Sequence, source: str, quantiles: Sequence[float],
-                snippet_len: int, stride: int, frame_mode: str = "hold") -> dict:
+              snippet_len: int, stride: int, frame_mode: str = "hold", pooling: str = "frames") -> dict:
     """Quantiles of the frame scores of ``videos`` (snippet scores by id, made frame scores as the head's
-    ``frame_mode`` says, as ``vadpipe score`` will), as the checkpoint stores them."""
+    ``frame_mode`` says, as ``vadpipe score`` will), pooled as ``pooling`` says, as the checkpoint stores them."""
     per_video = {v.id: calibration_frames(scores[v.id], v.frames, snippet_len, stride, frame_mode) for v in videos}
-    return quantile_record(per_video, source, quantiles)
+    return quantile_record(per_video, source, quantiles, pooling)
 
 
-def quantile_record(per_video: Dict[str, np.ndarray], source: str, quantiles: Sequence[float]) -> dict:
+def pooled_quantiles(per_video: Dict[str, np.ndarray], quantiles: Sequence[float], pooling: str) -> Dict[str, float]:
+    """The ``quantiles`` of normal videos' frame scores (id → (frames,)): of all frames together
+    (``frames``) or the median over videos of each video's own (``clips``)."""
+    if pooling == "frames":
+        frames = np.concatenate(list(per_video.values()))
+        return {str(q): float(np.quantile(frames, q)) for q in quantiles}
+    if pooling == "clips":
+        return {str(q): float(np.median([np.quantile(f, q) for f in per_video.values()])) for q in quantiles}
+    raise ValueError(f"calibration pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+
+
+def quantile_record(per_video: Dict[str, np.ndarray], source: str, quantiles: Sequence[float],
+                    pooling: str = "frames") -> dict:
     """The checkpoint's calibration from normal videos' frame scores (id → (frames,)): the ``quantiles``
-    of all their frames, and per video its frame count and share of frames at or above each."""
-    frames = np.concatenate(list(per_video.values()))
-    table = {str(q): float(np.quantile(frames, q)) for q in quantiles}
+    pooled as ``pooling`` says (what ``auto`` reads), both poolings' tables, and per video its frame
+    count and share of frames at or above each threshold ``auto`` reads."""
+    tables = {p: pooled_quantiles(per_video, quantiles, p) for p in POOLINGS}
+    table = tables[pooling]
     # which videos hold the frames above each threshold: one unusual normal video (a crowd) can set it
     above = {vid: {"frames": int(f.size), "above": {q: float(np.mean(f >= t)) for q, t in table.items()}}
              for vid, f in per_video.items()}
-    return {"normal_frame_score_quantiles": table, "source": source, "n_videos": len(per_video), "videos": above}
+    return {"normal_frame_score_quantiles": table, "pooling": pooling, "pooled": tables, "source": source,
+            "n_videos": len(per_video), "videos": above}
 
 
 def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 3) -> str:
-    """One line: where the calibration comes from, its ``quantile`` threshold (what ``auto`` flags above)
-    and the normal videos whose frames reach it, most first."""
+    """One line: where the calibration comes from, its ``quantile`` threshold (what ``auto`` flags above),
+    how it pooled the videos (with the other pooling's value) and the normal videos whose frames reach
+    it, most first."""
     line = f"calibration from {calibration['n_videos']} {calibration['source']}"
     value = calibration["normal_frame_score_quantiles"].get(quantile)
     if value is None:
         return line
-    line += f": auto threshold {value:.4g} (the {quantile} quantile of their frame scores)"
+    pooling = pooling_of(calibration)
+    how = ("the median over clips of each clip's {q} quantile" if pooling == "clips" else
+           "the {q} quantile of all their frames").format(q=quantile)
+    others = [f"{p} {t[quantile]:.4g}" for p, t in calibration.get("pooled", {}).items()
+              if p != pooling and quantile in t]
+    line += f": auto threshold {value:.4g} ({how}" + (f"; pooled by {', '.join(others)}" if others else "") + ")"
     shares = sorted(((v["above"].get(quantile, 0.0), vid) for vid, v in calibration.get("videos", {}).items()),
                     reverse=True)
     named = [f"{vid} {100 * share:.1f} %" for share, vid in shares[:shown] if share > 0]
@@ -213,23 +241,23 @@ def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 
 
 def calibrate_model(model: torch.nn.Module, data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,
                     val_set: Optional[FeatureSet], val_gt: Optional[dict], quantiles: Sequence[float],
-                    frame_mode: str, device: torch.device) -> dict:
+                    frame_mode: str, device: torch.device, pooling: str = "frames") -> dict:
     """The calibration of a trained model on the normal videos :func:`calibration_videos` picks, scored
     as ``vadpipe score`` scores them (fused terms included)."""
     from .validation import score_videos
 
     videos, source = calibration_videos(data, train_idx, held_idx, val_set, val_gt)
     return calibrate(score_videos(model, videos, device), videos, source, quantiles, data.snippet_len,
-                     data.stride, frame_mode)
+                     data.stride, frame_mode, pooling)
 
 
 def calibrate_out_of_bag(model: torch.nn.Module, data: FeatureSet, held_idx: np.ndarray,
                          member_held: Sequence[np.ndarray], quantiles: Sequence[float], frame_mode: str,
-                         device: torch.device) -> dict:
+                         device: torch.device, pooling: str = "frames") -> dict:
     """A bagged ensemble's calibration: every held-out normal video (positions ``held_idx``), scored by
     the members whose held-out positions (``member_held``) include it."""
     normal = [i for i in held_idx if data.videos[i].label == 0]
     videos = [data.videos[i] for i in normal]
     holders = [tuple(m for m, held in enumerate(member_held) if i in held) for i in normal]
     return calibrate(out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG, quantiles,
-                     data.snippet_len, data.stride, frame_mode)
+                     data.snippet_len, data.stride, frame_mode, pooling)

@@ -454,6 +454,9 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
               help="Write the calibrated checkpoint here [default: over the one read, atomically].")
 @click.option("--quantiles", default=None,
               help="Comma-separated quantiles to store, e.g. 0.95,0.99,0.999 [default: the checkpoint's].")
+@click.option("--pooling", type=click.Choice(["frames", "clips"]), default=None,
+              help="frames: quantiles of all the clips' frames together; clips: the median over clips of each "
+                   "clip's quantile (one unusual clip cannot set it) [default: the checkpoint's].")
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True),
               help="recipe.json for .npy features that have none beside them.")
@@ -462,7 +465,8 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
 @click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @one_line_errors
-def calibrate_cmd(paths, run, checkpoint, out, quantiles, weights, recipe_file, fps, device, threads, no_progress):
+def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, recipe_file, fps, device, threads,
+                  no_progress):
     """Set the `auto` threshold from NORMAL footage of the camera the run will watch (videos or features).
 
     Scores every clip as `vadpipe score` does and stores the quantiles of their frame scores as the
@@ -486,7 +490,8 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, weights, recipe_file, 
         raise ConfigError(f"--quantiles {quantiles!r}: expected numbers such as 0.95,0.99,0.999") from None
     options = ScoreOptions(threshold=None, device=device, weights=weights, fps=fps, progress=not no_progress,
                            recipe_file=Path(recipe_file) if recipe_file else None)
-    result = site_calibrate(paths, find_checkpoint(checkpoint, run), Path(out) if out else None, options, qs)
+    result = site_calibrate(paths, find_checkpoint(checkpoint, run), Path(out) if out else None, options, qs,
+                            pooling=pooling)
     for line in result.summary_lines():
         click.echo(line)
     sys.exit(1 if result.errors else 0)

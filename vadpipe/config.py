@@ -26,6 +26,9 @@ from . import atomic
 from .errors import ConfigError
 from .intervals import FRAME_MODES
 
+# how a calibration pools its normal videos' frame scores into a quantile (vadpipe/calibration.py)
+POOLINGS = ("frames", "clips")
+
 
 def head_names() -> Tuple[str, ...]:
     """The registered heads (``vadpipe.models``): the one list of names."""
@@ -188,6 +191,8 @@ class TrainConfig:
     select: str = "best"               # best: checkpoint with the best validation metric; last: the last one
                                        # (a validation share of a few videos is noise; it still calibrates)
     calibration_quantiles: Tuple[float, ...] = (0.95, 0.99, 0.999)
+    calibration_pooling: str = "frames"   # frames: quantiles of all normal frames together; clips: the median
+                                          # over clips of each clip's quantile (vadpipe/calibration.py)
     # execution
     seed: int = 0
     device: str = "auto"
@@ -426,3 +431,5 @@ def validate(cfg: Config) -> None:
                           "train.loss.bottom_after in [0, 1)")
     if any(not 0.0 < q < 1.0 for q in t.calibration_quantiles):
         raise ConfigError(f"train.calibration_quantiles must lie in (0, 1): {t.calibration_quantiles}")
+    if t.calibration_pooling not in POOLINGS:
+        raise ConfigError(f"train.calibration_pooling={t.calibration_pooling!r}: choose one of {', '.join(POOLINGS)}")

@@ -118,7 +118,7 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
         model.load_state_dict(fit_pair_scale(model, trained_on, device, log))
         pairs[which] = model
     calibration = calibrate_model(pairs["best"], data, train_idx, held_idx, val_set, val_gt,
-                                  t.calibration_quantiles, pair_cfg.frame_scores, device)
+                                  t.calibration_quantiles, pair_cfg.frame_scores, device, t.calibration_pooling)
     for which, (own, theirs) in runs.items():
         record = {"model_config": config_to_dict(theirs.model_config),
                   "train_config": config_to_dict(theirs.train_config), "iteration": theirs.iteration}

@@ -168,8 +168,8 @@ PARTNERS = {"rtfm": _rtfm_partner, "rtfm-real": _rtfm_real_partner}
 # videos neither head trained on), the schedule (--iters applies to both) and how it runs
 SHARED_TRAIN_FIELDS = ("features", "list_anomalous", "holdout", "val_fraction", "val_max", "val_features",
                        "val_gt", "val_is_test", "iterations", "epochs", "min_iterations", "eval_every",
-                       "log_every", "checkpoint_minutes", "calibration_quantiles", "seed", "device", "amp",
-                       "tensorboard")
+                       "log_every", "checkpoint_minutes", "calibration_quantiles", "calibration_pooling", "seed",
+                       "device", "amp", "tensorboard")
 
 
 def partner_config(cfg: Config) -> Config:

@@ -24,7 +24,7 @@ from .calibration import calibration_summary, quantile_record
 from .errors import ConfigError, VadpipeError
 from .score import CLIP_ERRORS, ScoreOptions, Scorer, clip_error, echo_err as print_error
 from .score_io import collect_inputs
-from .threshold import DEFAULT_QUANTILE, SITE_CALIBRATION   # calibration["source"] it writes
+from .threshold import DEFAULT_QUANTILE, SITE_CALIBRATION, pooling_of   # SITE_CALIBRATION: the source it writes
 FALLBACK_QUANTILES = (0.95, 0.99, 0.999)
 FEW_VIDEOS = 3               # fewer: one unusual clip sets the threshold (tools/probe_calibration.py)
 
@@ -77,6 +77,13 @@ def calibration_quantiles(previous: Optional[dict], trained: Optional[Sequence[f
     return sorted(trained or FALLBACK_QUANTILES)
 
 
+def checkpoint_pooling(ckpt, previous: Optional[dict]) -> str:
+    """How the checkpoint's calibration pooled its videos; with none, how its training was set to."""
+    if previous is not None or ckpt.train_config is None:
+        return pooling_of(previous)
+    return ckpt.train_config.calibration_pooling
+
+
 def without_history(calibration: Optional[dict]) -> Optional[dict]:
     """A calibration as it is kept under "previous": its own "previous" dropped, so that calibrating
     again and again keeps one level (the one it replaced), not a growing chain."""
@@ -87,10 +94,11 @@ def without_history(calibration: Optional[dict]) -> Optional[dict]:
 
 def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path] = None,
                    options: ScoreOptions = ScoreOptions(threshold=None),
-                   quantiles: Optional[Sequence[float]] = None,
+                   quantiles: Optional[Sequence[float]] = None, pooling: Optional[str] = None,
                    echo_err: Callable[[str], None] = print_error) -> SiteCalibration:
     """Score every normal clip under ``sources`` with the checkpoint, store the quantiles of their frame
-    scores as its calibration and write it to ``out`` (default: over ``checkpoint``, atomically). A clip
+    scores (pooled as ``pooling`` says, else as the checkpoint's calibration pooled, else as its training
+    was set to) as its calibration and write it to ``out`` (default: over ``checkpoint``, atomically). A clip
     that fails is one line through ``echo_err`` and the others go on; none scored is an error and
     nothing is written."""
     bad = [q for q in quantiles or () if not 0.0 < q < 1.0]
@@ -119,7 +127,7 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
     previous = without_history(ckpt.calibration)
     if quantiles is None:
         quantiles = calibration_quantiles(previous, ckpt.train_config and ckpt.train_config.calibration_quantiles)
-    record = quantile_record(per_clip, SITE_CALIBRATION, quantiles)
+    record = quantile_record(per_clip, SITE_CALIBRATION, quantiles, pooling or checkpoint_pooling(ckpt, previous))
     record["previous"] = previous
     written = Path(out) if out is not None else scorer.checkpoint_file
     dataclasses.replace(ckpt, calibration=record).save(written)

@@ -22,6 +22,7 @@ class Threshold:
     source: str                       # "given" | "calibration"
     quantile: Optional[str] = None    # the calibration quantile used
     calibrated_on: Optional[str] = None   # which normal videos the calibration scored (from training)
+    pooling: Optional[str] = None         # how it pooled them: frames | clips (vadpipe/calibration.py)
 
     @property
     def optimistic(self) -> bool:
@@ -34,12 +35,13 @@ class Threshold:
         if self.source == "calibration":
             optimistic = ", optimistic" if self.optimistic else ""
             site = "site " if self.calibrated_on == SITE_CALIBRATION else ""
-            return f"threshold {self.value:.3f} (auto: {site}normal q{self.quantile}{optimistic})"
+            clip = " of a typical clip" if self.pooling == "clips" else ""
+            return f"threshold {self.value:.3f} (auto: {site}normal q{self.quantile}{clip}{optimistic})"
         return f"threshold {self.value:.3f}"
 
     def to_dict(self) -> dict:
         return {"value": self.value, "source": self.source, "quantile": self.quantile,
-                "calibrated_on": self.calibrated_on}
+                "calibrated_on": self.calibrated_on, "pooling": self.pooling}
 
 
 def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the checkpoint") -> Threshold:
@@ -62,7 +64,12 @@ def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the 
     match = next((k for k in table if _same_quantile(k, quantile)), None)
     if match is None:
         raise ConfigError(f"--threshold {spec}: {where} has quantiles {', '.join(sorted(table))}, not {quantile}")
-    return Threshold(float(table[match]), "calibration", match, calibration.get("source"))
+    return Threshold(float(table[match]), "calibration", match, calibration.get("source"), pooling_of(calibration))
+
+
+def pooling_of(calibration: Optional[dict]) -> str:
+    """How a stored calibration pooled its videos (one written before the choice existed: ``frames``)."""
+    return (calibration or {}).get("pooling", "frames")
 
 
 def _same_quantile(a: str, b: str) -> bool:

@@ -332,7 +332,8 @@ class _Trainer:
                                   self.val_gt, self.cfg.model.frame_scores)
 
     def _calibrate(self) -> dict:
-        settings = (self.cfg.train.calibration_quantiles, self.cfg.model.frame_scores, self.device)
+        t = self.cfg.train
+        settings = (t.calibration_quantiles, self.cfg.model.frame_scores, self.device, t.calibration_pooling)
         if self.member_held:
             return calibrate_out_of_bag(self.model, self.data, self.held_idx, self.member_held, *settings)
         return calibrate_model(self.model, self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt,

@@ -456,7 +456,8 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
               help="Comma-separated quantiles to store, e.g. 0.95,0.99,0.999 [default: the checkpoint's].")
 @click.option("--pooling", type=click.Choice(["frames", "clips"]), default=None,
               help="frames: quantiles of all the clips' frames together; clips: the median over clips of each "
-                   "clip's quantile (one unusual clip cannot set it) [default: the checkpoint's].")
+                   "clip's quantile (one unusual clip cannot set it, but clips past the median let more through: "
+                   "README) [default: the checkpoint's].")
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True),
               help="recipe.json for .npy features that have none beside them.")

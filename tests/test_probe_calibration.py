@@ -63,6 +63,9 @@ def test_site_calibration_probe_never_measures_a_fold_with_its_own_threshold():
     fa, hit, n = site_figures(frames, 3, seed=1, quantile=0.99)
     assert hit == 1.0 and n == 6
     assert 100 / 900 <= fa < 130 / 900       # the crowd's 100 frames pass, about 1 % of the others
+    # pooled by clips (--pooling clips): each fold's threshold is a typical clip's, never the crowd's
+    fa_clips, hit_clips, _ = site_figures(frames, 3, seed=1, quantile=0.99, pooling="clips")
+    assert hit_clips == 1.0 and fa <= fa_clips < 130 / 900    # the crowd never raises it: as many pass or more
 
 
 def test_bagged_calibration_probe_scores_each_member_as_the_ensemble_averages_them(tmp_path):

@@ -30,17 +30,16 @@ QUANTILE = "0.99"
 
 
 def recalibrate(model, cfg, train) -> dict:
-    """The run's calibration made again from its config (split and scoring as training did), both
-    poolings' tables in it."""
-    from vadpipe.calibration import calibrate_model, calibrate_out_of_bag
+    """The run's calibration made again from its config (split, validation set and scoring as training
+    made them), both poolings' tables in it."""
+    from vadpipe.calibration import calibrate_split
     from vadpipe.run_split import draw_split
+    from vadpipe.validation import open_validation
 
-    t = cfg.train
-    split = draw_split(t, cfg.model, train, lambda line: None)
-    settings = ([float(QUANTILE)], cfg.model.frame_scores, "cpu")
-    if split.member_held:
-        return calibrate_out_of_bag(model, train, split.held_idx, split.member_held, *settings)
-    return calibrate_model(model, train, split.train_idx, split.held_idx, None, None, *settings)
+    quiet = lambda line: None  # noqa: E731
+    split = draw_split(cfg.train, cfg.model, train, quiet)
+    val_set, val_gt = open_validation(cfg.train, train, split.held_idx, quiet)
+    return calibrate_split(model, train, split, val_set, val_gt, [float(QUANTILE)], cfg.model.frame_scores, "cpu")
 
 
 def at(threshold: float, normals: np.ndarray, events: np.ndarray) -> Tuple[float, float]:

@@ -261,3 +261,15 @@ def calibrate_out_of_bag(model: torch.nn.Module, data: FeatureSet, held_idx: np.
     holders = [tuple(m for m, held in enumerate(member_held) if i in held) for i in normal]
     return calibrate(out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG, quantiles,
                      data.snippet_len, data.stride, frame_mode, pooling)
+
+
+def calibrate_split(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
+                    val_gt: Optional[dict], quantiles: Sequence[float], frame_mode: str, device: torch.device,
+                    pooling: str = "frames") -> dict:
+    """A trained run's calibration from its split (``vadpipe.run_split.RunSplit``): out of bag when its
+    members hold out their own videos, else on the videos :func:`calibration_videos` picks."""
+    if split.member_held:
+        return calibrate_out_of_bag(model, data, split.held_idx, split.member_held, quantiles, frame_mode, device,
+                                    pooling)
+    return calibrate_model(model, data, split.train_idx, split.held_idx, val_set, val_gt, quantiles, frame_mode,
+                           device, pooling)

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate_model, calibrate_out_of_bag, calibration_summary, fit_member_normal_stats,
-                          fit_normal_stats, fit_pseudo_stage)
+from .calibration import (calibrate_split, calibration_summary, fit_member_normal_stats, fit_normal_stats,
+                          fit_pseudo_stage)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -333,11 +333,8 @@ class _Trainer:
 
     def _calibrate(self) -> dict:
         t = self.cfg.train
-        settings = (t.calibration_quantiles, self.cfg.model.frame_scores, self.device, t.calibration_pooling)
-        if self.member_held:
-            return calibrate_out_of_bag(self.model, self.data, self.held_idx, self.member_held, *settings)
-        return calibrate_model(self.model, self.data, self.train_idx, self.held_idx, self.val_set, self.val_gt,
-                               *settings)
+        return calibrate_split(self.model, self.data, self.split, self.val_set, self.val_gt, t.calibration_quantiles,
+                               self.cfg.model.frame_scores, self.device, t.calibration_pooling)
 
     def _fit_after_training(self) -> Dict[str, torch.Tensor]:
         """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which

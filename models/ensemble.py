@@ -65,6 +65,7 @@ def members_of(model: nn.Module) -> List[nn.Module]:
 
 def bagged_members(model: nn.Module) -> List[nn.Module]:
     """The members of an ensemble whose members carry their own fused terms (``model.bagging``), else []."""
-    if isinstance(model, MeanOfLogits) and getattr(model.members[0], "normal_stats", None) is not None:
+    own = ("normal_stats", "pseudo_stage")
+    if isinstance(model, MeanOfLogits) and any(getattr(model.members[0], name, None) is not None for name in own):
         return list(model.members)
     return []

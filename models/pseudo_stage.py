@@ -3,11 +3,19 @@ simplest form): after training, the head scores its training videos; every snipp
 is labelled 0 and, in each anomalous video, the top ``share`` of its snippets 1 and the bottom
 ``share`` 0 (the rest left out). A logistic regression on unit-length snippet features learns those
 labels, so it sees anomalous-video snippets the head ranked low as negatives: the head itself only
-ever learnt "this video holds an event". Its standardised logit z₂ is added to the head's
-standardised (fused) logit z₁, both standardised on the normal training snippets, and squashed as in
-models/normal_stats.py so that no score ties at 0 or 1:
+ever learnt "this video holds an event". Its logit, standardised on the normal training snippets (z₂)
+and put in the units of the head's own (fused) logit ℓ (σ₁: ℓ's spread on those snippets), is added to ℓ:
 
-    s = z₁ + weight · z₂,    score = sigmoid(s / (1 + |s| / 8))
+    s = ℓ + weight · σ₁ · z₂,    score = sigmoid(b(s)),   b(s) = s for |s| ≤ 8, 8 + 8 tanh((|s| − 8) / 8) beyond
+
+so that weight 0 gives back the head's scores exactly and the stage changes only the order it adds; b
+keeps every score off 0 and 1 (|b| < 16), and is the identity over the range of ℓ (the head's scores,
+squashed by models/normal_stats.py, have |ℓ| < 8). Until 2026-12-05 the stage fused standardised logits,
+z₁ + weight · z₂ with z₁ = (ℓ − μ₁) / σ₁, squashed again: the same order before the squash, but a second
+squash of the head's scores that test-time smoothing and frame interpolation then average, so weight 0
+did not give the head back (on long videos: Ped1 long 80.6 → 79.3 frame AUC, the generated features'
+short events 100.0 → 97.1; docs/localisation.md). A stage fitted then keeps that fusion (``scale[4]`` 1,
+now 2), so its checkpoint scores as it did.
 
 Fitted once after training on training videos only (never held-out, validation or test videos) and
 kept as buffers in the head's state dict, so a checkpoint carries it.
@@ -20,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .normal_stats import logit, spread, squashed_score, take_span
+from .normal_stats import SQUASH, logit, spread, squashed_score, take_span
 
 
 def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -36,6 +44,16 @@ def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np
     return np.concatenate([top, bottom]), np.concatenate([np.ones(top.size), np.zeros(bottom.size)])
 
 
+HEAD_UNITS = 2.0           # scale[4] of a stage fused in the head's units (module docstring)
+
+
+def bounded_logit(s: Tensor) -> Tensor:
+    """s over |s| ≤ 8 (where the head's squashed logits lie), softly bounded by 16 beyond (monotone):
+    sigmoid of it never rounds to 0 or 1, even in float32."""
+    beyond = s.abs() - SQUASH
+    return torch.where(beyond <= 0, s, torch.sign(s) * (SQUASH + SQUASH * torch.tanh(beyond.clamp(min=0) / SQUASH)))
+
+
 class PseudoStage(nn.Module):
     def __init__(self, dim: int, weight: float = 1.0, share: float = 0.3, c: float = 1.0,
                  span: Tuple[int, int] = (0, 0)):
@@ -44,7 +62,8 @@ class PseudoStage(nn.Module):
         self.span = tuple(span)       # the part of the features it sees (dim wide, the head's); (0, 0): all
         self.register_buffer("coef", torch.zeros(dim))
         self.register_buffer("intercept", torch.zeros(()))
-        # μ and σ of the head's logits and of the stage's logits on the normal training snippets, fitted flag
+        # μ and σ of the head's logits and of the stage's logits on the normal training snippets, and the
+        # fusion it was fitted for: 0 not fitted, 1 standardised logits (before 2026-12-05), 2 the head's units
         self.register_buffer("scale", torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0]))
 
     @property
@@ -84,7 +103,7 @@ class PseudoStage(nn.Module):
         head = logit(torch.from_numpy(np.concatenate(normal_s)).float())
         stage = self.stage_logit(torch.from_numpy(np.concatenate(normal_x)).float().to(self.coef.device))
         # head on the CPU, stage on coef's device: plain floats, then one tensor on the buffer's device
-        values = [float(head.mean()), float(spread(head)), float(stage.mean()), float(spread(stage)), 1.0]
+        values = [float(head.mean()), float(spread(head)), float(stage.mean()), float(spread(stage)), HEAD_UNITS]
         self.scale.copy_(torch.tensor(values, device=self.scale.device))
         return int(len(y))
 
@@ -93,6 +112,9 @@ class PseudoStage(nn.Module):
         if not self.fitted:
             return scores
         mu_h, sd_h, mu_s, sd_s = self.scale[:4]
-        stage = self.stage_logit(take_span(x, self.span))
-        s = (logit(scores.float()) - mu_h) / sd_h + self.weight * (stage - mu_s) / sd_s
-        return squashed_score(s)
+        z = (self.stage_logit(take_span(x, self.span)) - mu_s) / sd_s
+        if self.scale[4] < HEAD_UNITS:            # fitted before 2026-12-05: its own fusion (module docstring)
+            return squashed_score((logit(scores.float()) - mu_h) / sd_h + self.weight * z)
+        # in double: weight 0 must give back the head's float32 scores to the bit
+        s = logit(scores.double()) + self.weight * float(sd_h) * z.double()
+        return torch.sigmoid(bounded_logit(s)).to(scores.dtype)

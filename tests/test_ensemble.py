@@ -185,6 +185,32 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
     assert 0.0 <= res.metrics["auc"] <= 1.0
 
 
+def test_a_bagged_run_gives_each_member_its_own_pseudo_label_stage_fitted_on_the_videos_it_trained_on(tmp_path):
+    """model.pseudo_weight with model.bagging: every member fits its own stage (never on the normal
+    videos it holds out, which calibrate it out of bag), after its own normal statistics."""
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
+    cfg = _bagged(tmp_path / "f", iterations=6)
+    cfg.model.pseudo_weight, cfg.model.pseudo_share = 1.0, 0.1
+    validate(cfg)
+    lines = []
+    run = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
+    raw = read_checkpoint(run.run_dir, "last")                            # weights_only=True
+    assert "pseudo_stage.coef" not in raw["model"]
+    coefs = [raw["model"][f"members.{m}.pseudo_stage.coef"] for m in range(3)]
+    assert all(raw["model"][f"members.{m}.pseudo_stage.scale"][4] == 2 for m in range(3))
+    assert not torch.equal(coefs[0], coefs[1]) and not torch.equal(coefs[1], coefs[2])
+    split = raw["last"]["split"]
+    fits = [line for line in lines if line.startswith("pseudo-label stage")]
+    trained_on = sorted(len(split["train"]) - len(held) for held in split["members_val"])
+    assert sorted(int(line.split(" of ")[1].split()[0]) for line in fits[:3]) == trained_on
+    model, _ = load_checkpoint(run.run_dir / "best.pt", "cpu")
+    x = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
+    with_stages = score_features(model, x)
+    for member in members_of(model):
+        member.pseudo_stage.scale[4] = 0
+    assert not np.allclose(with_stages, score_features(model, x))
+
+
 def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_all_of_them(tmp_path):
     """model.bag_folds: the members' held-out shares are disjoint folds covering every normal video (the
     anomalous ones all train, holdout "normal"), so out-of-bag calibration sees every normal video; a

@@ -530,6 +530,33 @@ def test_pseudo_labels_take_each_anomalous_videos_ends_and_every_normal_snippet(
     assert keep.tolist() == [0] and y.tolist() == [1]                   # one snippet: a positive only
 
 
+def test_pseudo_stage_fuses_in_the_heads_units_weight_zero_gives_the_head_back_and_old_stages_keep_theirs():
+    """Fused in the head's logit units: weight 0 returns the head's scores to the bit (a second squash
+    used to change what test-time smoothing averages), the order is the standardised sum's, and no score
+    reaches 0 or 1; a stage fitted with the earlier fusion (scale[4] = 1) scores as it did."""
+    from vadpipe.models.normal_stats import logit, squashed_score
+    from vadpipe.models.pseudo_stage import PseudoStage
+
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(size=(30, 8)).astype(np.float32) for _ in range(6)]
+    head = [squashed_score(torch.from_numpy(rng.normal(0, 3, 30))).numpy() for _ in range(6)]
+    stage = PseudoStage(8, weight=0.0, share=0.1)
+    stage.fit(feats, head, [False, False, False, True, True, True], seed=0)
+    x = torch.from_numpy(np.concatenate(feats))
+    s = torch.from_numpy(np.concatenate(head)).float()
+    assert torch.equal(stage.fuse(s, x), s)                              # weight 0: the head, bit for bit
+    stage.weight = 1.0
+    fused = stage.fuse(s, x)
+    mu_h, sd_h, mu_s, sd_s = stage.scale[:4]
+    z = (stage.stage_logit(x) - mu_s) / sd_s
+    standardised = (logit(s) - mu_h) / sd_h + z
+    assert (np.argsort(fused.numpy(), kind="stable") == np.argsort(standardised.numpy(), kind="stable")).mean() > 0.99
+    extreme = stage.fuse(torch.tensor([1e-6, 1 - 1e-6]), x[:2] * 0 + stage.coef.sign() * 100)
+    assert ((extreme > 0) & (extreme < 1)).all()                         # bounded: never 0 or 1
+    stage.scale[4] = 1.0                                                 # a stage fitted before 2026-12-05
+    assert torch.allclose(stage.fuse(s, x), squashed_score(standardised))
+
+
 def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_saved(tmp_path):
     """model.pseudo_weight > 0: after training the stage is fitted (training videos only), travels in
     both checkpoints (weights_only), changes the scores without ties and the calibration follows it;
@@ -545,7 +572,7 @@ def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_s
     feats = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
     for which in ("best", "last"):
         raw = read_checkpoint(result.run_dir, which)                    # torch.load(weights_only=True)
-        assert raw["model"]["pseudo_stage.scale"][4] == 1 and raw["model"]["pseudo_stage.coef"].abs().sum() > 0
+        assert raw["model"]["pseudo_stage.scale"][4] == 2 and raw["model"]["pseudo_stage.coef"].abs().sum() > 0
     model, ckpt = load_checkpoint(result.run_dir / "best.pt", "cpu")
     with_stage = score_features(model, feats)
     model.pseudo_stage.scale[4] = 0                                     # the head and normal statistics alone

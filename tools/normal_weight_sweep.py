@@ -170,9 +170,10 @@ def main() -> None:
             model.normal_stats.weight = weight
             if args.pseudo_weight > 0:         # fitted on the fused scores of this weight, as training does
                 add_pseudo_stage(model, ckpt, args.run, bench, args.pseudo_weight)
+            fusion = float(model.pseudo_stage.scale[4]) if args.pseudo_weight > 0 else 0.0
             for stage_on in ([False, True] if args.pseudo_weight > 0 else [False]):
-                if args.pseudo_weight > 0:
-                    model.pseudo_stage.scale[4] = float(stage_on)
+                if args.pseudo_weight > 0:                  # off, or the fusion it was fitted for
+                    model.pseudo_stage.scale[4] = fusion if stage_on else 0.0
                 rule = model.scoring_rule
                 for mode, window, share in itertools.product(args.frame_scores or [rule.frame_scores],
                                                              args.smooth_windows or [rule.smooth_window],

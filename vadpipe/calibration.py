@@ -120,14 +120,18 @@ def fit_pair_scale(model: torch.nn.Module, train_videos: Sequence, device: torch
 
 
 @torch.no_grad()
-def fit_member_normal_stats(model: torch.nn.Module, normal_sets: Sequence[Sequence], seeds: Sequence[int],
-                            device: torch.device, log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
-    """A bagged ensemble's normal statistics: member m's fitted on ``normal_sets[m]`` (its own normal
-    training videos); returns the whole model's state dict."""
+def fit_member_terms(model: torch.nn.Module, video_sets: Sequence[Sequence], seeds: Sequence[int],
+                     device: torch.device, log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """A bagged ensemble's fitted terms, each member's on ``video_sets[m]`` (the training videos it
+    trained on, never the ones it holds out): its normal statistics on their normal videos, then its
+    pseudo-label stage on all of them; returns the whole model's state dict."""
     from .models.ensemble import members_of
 
-    for member, normal, seed in zip(members_of(model), normal_sets, seeds):
-        fit_normal_stats(member, normal, seed, device, log)
+    for member, videos, seed in zip(members_of(model), video_sets, seeds):
+        if getattr(member, "normal_stats", None) is not None:
+            fit_normal_stats(member, [v for v in videos if v.label == 0], seed, device, log)
+        if getattr(member, "pseudo_stage", None) is not None:
+            fit_pseudo_stage(member, videos, seed, device, log)
     return _state_copy(model)
 
 

@@ -124,8 +124,9 @@ def build_model(model_config: Any, partner_config: Optional[ModelConfig] = None)
     if m.normal_weight > 0:     # buffers only (fitted after training), saved with the head's state
         for owner in heads if m.bagging else [model]:   # bagged: each member's own, from its own normals
             owner.normal_stats = normal_stats_of(m)
-    if m.pseudo_weight > 0:     # buffers only, fitted after training as well
-        model.pseudo_stage = pseudo_stage_of(m)
+    if m.pseudo_weight > 0:     # buffers only, fitted after training as well; bagged: each member's own
+        for owner in heads if m.bagging else [model]:
+            owner.pseudo_stage = pseudo_stage_of(m)
     return model
 
 

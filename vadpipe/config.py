@@ -394,10 +394,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.smooth_window must be odd (a centred window), got {m.smooth_window}")
     if not 0.0 <= m.smooth_share < 1.0:
         raise ConfigError(f"model.smooth_share must lie in [0, 1), got {m.smooth_share}")
-    if m.bagging and (m.members < 2 or (t.val_fraction <= 0 and not m.bag_folds) or t.val_features
-                      or m.pseudo_weight > 0):
+    if m.bagging and (m.members < 2 or (t.val_fraction <= 0 and not m.bag_folds) or t.val_features):
         raise ConfigError("model.bagging needs model.members >= 2 and a held-out share (train.val_fraction > 0 "
-                          "or model.bag_folds, no train.val_features), without model.pseudo_weight")
+                          "or model.bag_folds, no train.val_features)")
     if m.bag_folds and not m.bagging:
         raise ConfigError("model.bag_folds divides the held-out videos among bagged members: it needs "
                           "model.bagging = true (and model.members >= 2)")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate_split, calibration_summary, fit_member_normal_stats, fit_normal_stats,
+from .calibration import (calibrate_split, calibration_summary, fit_member_terms, fit_normal_stats,
                           fit_pseudo_stage)
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
@@ -341,11 +341,10 @@ class _Trainer:
         reads the fused scores): the state dict that carries them."""
         state = None
         train_videos = [self.data.videos[i] for i in self.train_idx]
-        if bagged_members(self.model):            # each member on the normal videos it trained on
-            own = [[v for i, v in zip(self.train_idx, train_videos) if v.label == 0 and i not in held]
-                   for held in self.member_held]
-            state = fit_member_normal_stats(self.model, own, self.seeds, self.device, self.log)
-        elif getattr(self.model, "normal_stats", None) is not None:
+        if bagged_members(self.model):            # each member on the videos it trained on
+            own = [[v for i, v in zip(self.train_idx, train_videos) if i not in held] for held in self.member_held]
+            return fit_member_terms(self.model, own, self.seeds, self.device, self.log)
+        if getattr(self.model, "normal_stats", None) is not None:
             normal = [v for v in train_videos if v.label == 0]
             state = fit_normal_stats(self.model, normal, self.cfg.train.seed, self.device, self.log)
         if getattr(self.model, "pseudo_stage", None) is not None:

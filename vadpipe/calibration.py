@@ -120,18 +120,28 @@ def fit_pair_scale(model: torch.nn.Module, train_videos: Sequence, device: torch
 
 
 @torch.no_grad()
+def fit_terms(model: torch.nn.Module, videos: Sequence, seed: int, device: torch.device,
+              log: Callable[[str], None]) -> Optional[Dict[str, torch.Tensor]]:
+    """A head's fitted terms on ``videos`` (the training videos it trained on): its normal statistics on
+    their normal videos, then its pseudo-label stage (which reads the fused scores) on all of them; the
+    state dict that carries them, None when the head has neither."""
+    stats, stage = getattr(model, "normal_stats", None), getattr(model, "pseudo_stage", None)
+    if stats is not None:
+        fit_normal_stats(model, [v for v in videos if v.label == 0], seed, device, log)
+    if stage is not None:
+        fit_pseudo_stage(model, videos, seed, device, log)
+    return _state_copy(model) if stats is not None or stage is not None else None
+
+
+@torch.no_grad()
 def fit_member_terms(model: torch.nn.Module, video_sets: Sequence[Sequence], seeds: Sequence[int],
                      device: torch.device, log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
-    """A bagged ensemble's fitted terms, each member's on ``video_sets[m]`` (the training videos it
-    trained on, never the ones it holds out): its normal statistics on their normal videos, then its
-    pseudo-label stage on all of them; returns the whole model's state dict."""
+    """A bagged ensemble's fitted terms (:func:`fit_terms`), each member's on ``video_sets[m]`` (the
+    training videos it trained on, never the ones it holds out); returns the whole model's state dict."""
     from .models.ensemble import members_of
 
     for member, videos, seed in zip(members_of(model), video_sets, seeds):
-        if getattr(member, "normal_stats", None) is not None:
-            fit_normal_stats(member, [v for v in videos if v.label == 0], seed, device, log)
-        if getattr(member, "pseudo_stage", None) is not None:
-            fit_pseudo_stage(member, videos, seed, device, log)
+        fit_terms(member, videos, seed, device, log)
     return _state_copy(model)
 
 

@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate_split, calibration_summary, fit_member_terms, fit_normal_stats,
-                          fit_pseudo_stage)
+from .calibration import calibrate_split, calibration_summary, fit_member_terms, fit_terms
 from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -336,20 +335,14 @@ class _Trainer:
         return calibrate_split(self.model, self.data, self.split, self.val_set, self.val_gt, t.calibration_quantiles,
                                self.cfg.model.frame_scores, self.device, t.calibration_pooling)
 
-    def _fit_after_training(self) -> Dict[str, torch.Tensor]:
+    def _fit_after_training(self) -> Optional[Dict[str, torch.Tensor]]:
         """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which
         reads the fused scores): the state dict that carries them."""
-        state = None
         train_videos = [self.data.videos[i] for i in self.train_idx]
         if bagged_members(self.model):            # each member on the videos it trained on
             own = [[v for i, v in zip(self.train_idx, train_videos) if i not in held] for held in self.member_held]
             return fit_member_terms(self.model, own, self.seeds, self.device, self.log)
-        if getattr(self.model, "normal_stats", None) is not None:
-            normal = [v for v in train_videos if v.label == 0]
-            state = fit_normal_stats(self.model, normal, self.cfg.train.seed, self.device, self.log)
-        if getattr(self.model, "pseudo_stage", None) is not None:
-            state = fit_pseudo_stage(self.model, train_videos, self.cfg.train.seed, self.device, self.log)
-        return state
+        return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log)
 
     def _selection(self) -> str:
         return selection_note(self.cfg.train, self.best["metric"])

@@ -19,7 +19,7 @@ from vadpipe.errors import ConfigError
 from vadpipe.recipe import Recipe
 
 from .registry import get_entry
-from .transforms import CROP_MODES
+from .transforms import CROP_MODES, WHOLE_FRAME_MODES
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "rtfm": dict(resize_short_side=256, crop="ten", crop_size=224, snippet_len=16, stride=16),
@@ -44,7 +44,7 @@ def make_recipe(backbone: str, preset: str = "center", weights_sha256: Optional[
     if unknown:
         raise ConfigError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
     fields.update(overrides)
-    if fields["crop"] == "none":
+    if fields["crop"] in WHOLE_FRAME_MODES:
         fields["crop_size"] = 0          # no crop: the size is the resized frame's, not a recipe field
     recipe = Recipe(**fields)
     _check(recipe, config.min_frames)
@@ -56,7 +56,7 @@ def _check(recipe: Recipe, min_frames: int) -> None:
         raise ConfigError(f"unknown compute dtype {recipe.compute_dtype!r} ({', '.join(COMPUTE_DTYPES)})")
     if recipe.crop not in CROP_MODES:
         raise ConfigError(f"unknown crop mode {recipe.crop!r} ({', '.join(CROP_MODES)})")
-    if recipe.crop != "none" and recipe.crop_size > recipe.resize_short_side:
+    if recipe.crop not in WHOLE_FRAME_MODES and recipe.crop_size > recipe.resize_short_side:
         raise ConfigError(f"crop {recipe.crop_size} is larger than the short side {recipe.resize_short_side}")
     if recipe.snippet_len < min_frames:
         raise ConfigError(f"{recipe.backbone} needs snippets of at least {min_frames} frames, "

@@ -14,7 +14,10 @@ The steps and their exact rules (they are part of the feature recipe):
    * ``ten``: torchvision's ``TenCrop`` order -- 0 top-left, 1 top-right,
      2 bottom-left, 3 bottom-right, 4 center, then 5-9 the same five crops taken
      from the horizontally flipped frames (so crop 5 is the mirror image of
-     the region of crop 1, crop 6 of crop 0, and so on; 9 mirrors 4).
+     the region of crop 1, crop 6 of crop 0, and so on; 9 mirrors 4);
+   * ``mirror``: two views, 0 the whole resized frame (as ``none``) and 1 its
+     horizontal mirror image: the whole-frame analogue of ten-crop's flipped
+     views, for fixed cameras whose events can lie anywhere in the view.
 3. **Value range and normalisation**: ``v = lo + (hi - lo) * pixel / 255``
    with ``(lo, hi) = recipe.value_range``, then ``(v - mean[c]) / std[c]``
    per RGB channel, in float32.
@@ -57,14 +60,15 @@ def resize_short_side(frames: torch.Tensor, short_side: int) -> torch.Tensor:
     return out.reshape(*lead, *out.shape[-3:])
 
 
-CROP_MODES = ("none", "center", "ten")
+CROP_MODES = ("none", "center", "ten", "mirror")
+WHOLE_FRAME_MODES = ("none", "mirror")     # no crop box: crop_size 0, the resized frame's size
 
 
 def crop_boxes(height: int, width: int, size: int, mode: str) -> List[Tuple[int, int, bool]]:
     """(top, left, flipped) of each crop, in output order; for flipped crops, ``left`` is in the
     coordinates of the flipped frame. Square crops only: ``none`` has no box."""
-    if mode not in CROP_MODES[1:]:
-        raise ConfigError(f"unknown crop mode {mode!r} (center, ten)")
+    if mode not in ("center", "ten"):
+        raise ConfigError(f"no crop boxes for crop mode {mode!r} (center, ten)")
     if size > height or size > width:
         raise ConfigError(f"crop {size} is larger than the resized frame {height}x{width}")
     center = (int(round((height - size) / 2.0)), int(round((width - size) / 2.0)))
@@ -75,9 +79,12 @@ def crop_boxes(height: int, width: int, size: int, mode: str) -> List[Tuple[int,
 
 
 def crop(frames: torch.Tensor, size: int, mode: str) -> torch.Tensor:
-    """(..., 3, H, W) -> (C, ..., 3, size, size) in the documented order; ``none``: (1, ..., 3, H, W)."""
+    """(..., 3, H, W) -> (C, ..., 3, size, size) in the documented order; ``none``: (1, ..., 3, H, W),
+    ``mirror``: (2, ..., 3, H, W)."""
     if mode == "none":
         return frames.unsqueeze(0)
+    if mode == "mirror":
+        return torch.stack([frames, frames.flip(-1)])
     height, width = frames.shape[-2:]
     boxes = crop_boxes(height, width, size, mode)
     flipped = frames.flip(-1) if any(f for _, _, f in boxes) else None
@@ -98,7 +105,7 @@ def normalize(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
 
 def preprocess(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     """uint8 (N, T, H, W, 3) RGB snippets -> float32 (N * C, 3, T, h, w), snippet-major
-    (h = w = crop size, or the resized frame with crop ``none``)."""
+    (h = w = crop size, or the resized frame with crop ``none`` or ``mirror``)."""
     if frames.dim() != 5 or frames.shape[-1] != 3:
         raise ConfigError(f"expected uint8 frames (N, T, H, W, 3), got shape {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:

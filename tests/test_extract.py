@@ -305,6 +305,37 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, videos):
     assert (recipe["crop"], recipe["crop_size"], recipe["resize_short_side"]) == ("none", 0, 32)
     result = runner.invoke(main, args[:10] + ["--short-side", "64"] + args[10:])
     assert result.exit_code == 1 and "crop 112 is larger than the short side 64" in result.output
+    result = runner.invoke(main, args + ["--mirror"])       # the tiny preset crops: one line, no traceback
+    assert result.exit_code == 1 and "--mirror: preset 'tiny' crops (center)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_mirror_recipe_stores_the_frame_features_then_those_of_its_mirror_image(tmp_path, backbone):
+    """crop "mirror": (T, 2, D); view 0 is what the ``frame`` recipe stores, view 1 the mirrored clip's."""
+    import av
+
+    clip = make_video(tmp_path / "a.mp4", 40, width=64, height=48, seed=3)
+    mirror = build_recipe(backbone, "frame", short_side=40, mirror=True)
+    assert (mirror.crop, mirror.num_crops) == ("mirror", 2)
+    both, _ = extract_video(clip, mirror, backbone, batch_size=4, clips_per_forward=2)
+    frame, _ = extract_video(clip, build_recipe(backbone, "frame", short_side=40), backbone, batch_size=4,
+                             clips_per_forward=2)
+    assert both.shape == (3, 2, 1024) and frame.shape == (3, 1, 1024)
+    np.testing.assert_allclose(both[:, :1], frame, atol=1e-5)
+    with av.open(str(clip)) as src:          # the clip mirrored, frame by frame, losslessly
+        pixels = [f.to_ndarray(format="rgb24")[:, ::-1] for f in src.decode(video=0)]
+    flipped = tmp_path / "flipped.mp4"
+    with av.open(str(flipped), "w") as dst:
+        stream = dst.add_stream("libx264rgb", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 64, 48, "rgb24", {"crf": "0"}
+        for p in pixels:
+            dst.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(p), format="rgb24")))
+        dst.mux(stream.encode())
+    mirrored, _ = extract_video(flipped, build_recipe(backbone, "frame", short_side=40), backbone, batch_size=4,
+                                clips_per_forward=2)
+    np.testing.assert_allclose(both[:, 1:], mirrored, atol=1e-4)
+    with pytest.raises(ConfigError, match="ten crops include mirrored views"):
+        build_recipe(backbone, "rtfm", mirror=True)
 
 
 # --- sharding ------------------------------------------------------------------------------------

@@ -210,6 +210,12 @@ def test_crops_option():
     assert one.num_crops == 1 and not one.differences(make_recipe("i3d-inception", "center", weights_sha256=None))
     with pytest.raises(ConfigError):
         scoring_recipe(one, 10)
+    mirror = make_recipe("i3d-inception", "frame", weights_sha256=None, crop="mirror")
+    frame = scoring_recipe(mirror, 1)          # the first view of mirror is the frame recipe's input
+    assert frame.num_crops == 1 and not frame.differences(make_recipe("i3d-inception", "frame", weights_sha256=None))
+    assert scoring_recipe(mirror, None) is mirror
+    with pytest.raises(ConfigError, match="single view of ten or mirror"):
+        scoring_recipe(frame, 10)
 
 
 def test_bad_clip_and_equal_stems(tmp_path, ckpt):

@@ -69,6 +69,20 @@ def test_preprocess_whole_frame_keeps_every_pixel_and_the_aspect():
     assert smaller.shape == (2, 3, 4, 10, 18)         # short side 10, long side round(36 * 10 / 20)
 
 
+def test_preprocess_mirror_gives_the_whole_frame_then_its_mirror_image_per_snippet():
+    frames = coordinate_frames(2, 4, 20, 36)
+    whole = raw(make_recipe("i3d-inception", "frame"), resize_short_side=20)
+    mirror = whole.replace(crop="mirror")
+    assert (mirror.crop_size, mirror.input_crops, mirror.num_crops) == (0, 2, 2)
+    assert mirror.recipe_id != whole.recipe_id
+    out, plain = preprocess(frames, mirror), preprocess(frames, whole)
+    assert out.shape == (2 * 2, 3, 4, 20, 36)                 # snippet-major: s0 frame, s0 mirror, s1 ...
+    assert torch.equal(out[0::2], plain)                      # view 0 is the frame recipe's input
+    assert torch.equal(out[1::2], plain.flip(-1))             # view 1 its mirror image
+    assert out[1, 1, 0, 0, 0].item() == 35 and out[3, 2, 3, 0, 0].item() == 13
+    assert make_recipe("i3d-inception", "frame", crop="mirror", crop_size=224).crop_size == 0
+
+
 def test_preprocess_ten_crop_layout():
     frames = coordinate_frames(2, 3, 20, 30)
     recipe = raw(make_recipe("i3d-r50", "rtfm"), resize_short_side=20, crop_size=10)

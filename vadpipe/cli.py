@@ -98,6 +98,9 @@ def backbones(as_json):
 @click.option("--stride", default=None, type=click.IntRange(min=1),
               help="Start a snippet every N frames instead of every snippet length (16): N < 16 overlaps them, "
               "for finer steps in time at 16/N times the compute (recorded in the recipe).")
+@click.option("--mirror", is_flag=True,
+              help="Also run each whole frame's mirror image (crop mode 'mirror': 2 views a snippet, twice the "
+              "compute), as ten-crop presets do for their crops; whole-frame presets (frame) only.")
 @click.option("--regions", default="", metavar="RxC",
               help="Store an R x C grid of region vectors per snippet (the backbone's last map pooled per "
               "region) instead of one global vector: for fixed cameras whose events fill part of the view.")
@@ -133,7 +136,7 @@ def backbones(as_json):
               "status 'damaged'; without it they are 'failed' and get no features.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
-def extract(root, out, backbone, preset, short_side, stride, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
+def extract(root, out, backbone, preset, short_side, stride, mirror, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
             device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     from .video import check_readable
@@ -151,7 +154,7 @@ def extract(root, out, backbone, preset, short_side, stride, regions, layers, we
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=clips_per_forward,
         short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers, stride=stride,
-        log=lambda msg: click.echo(msg, err=True))
+        mirror=mirror, log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:
         click.echo("all ranks: " + all_ranks.format())
@@ -409,7 +412,8 @@ def run_options(func):
               help="The plot's score axis; auto: logit when the scores bunch at 0 or 1 (0.94..0.9999 stay apart).")
 @click.option("--overlay", is_flag=True, help="Write <clip>.overlay.mp4: the video with its score drawn on.")
 @click.option("--crops", type=click.Choice(["1", "10"]), default=None,
-              help="Crops to extract [default: the recipe's]; 1 with a ten-crop model uses its centre crop.")
+              help="Crops to extract [default: the recipe's]; 1 with a ten-crop model uses its centre crop, with a "
+              "mirror model the frame alone.")
 @click.option("--gt", type=click.Path(exists=True), help="Ground truth to shade on the plot (formats as `eval`).")
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True),

@@ -310,12 +310,13 @@ def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch
 def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
                  compute_dtype: str = "auto", device: torch.device | str = "cpu",
                  short_side: Optional[int] = None, regions: str = "", layers: str = "",
-                 stride: Optional[int] = None) -> Recipe:
+                 stride: Optional[int] = None, mirror: bool = False) -> Recipe:
     """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
     (``short_side`` replaces the preset's resize; it must stay >= its crop; ``stride`` starts a snippet
     every that many frames instead of every snippet length, overlapping when shorter; ``regions`` "RxC" stores a
     grid of region vectors per snippet instead of one; ``layers`` "A,B" the means of those endpoints
-    side by side instead of the backbone's own features).
+    side by side instead of the backbone's own features; ``mirror`` adds each whole frame's mirror image
+    as a second view, crop mode ``mirror``, for whole-frame presets only).
 
     ``compute_dtype="auto"`` is bfloat16 autocast on CUDA and float32 elsewhere; the choice is
     recorded in the recipe (it changes the features slightly), so features made on a GPU with
@@ -347,8 +348,22 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
         sizes["regions"] = f"{rows}x{cols}"
     if layers:
         sizes.update(layer_fields(backbone.config, layers, regions))
+    if mirror:
+        sizes["crop"] = mirror_crop(preset)
     return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
                        storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
+
+
+def mirror_crop(preset: str) -> str:
+    """The crop mode of ``--mirror`` on ``preset``: whole frames only (ten crops hold mirrored views already;
+    one centre crop and its mirror would be a recipe of its own)."""
+    from .extractors.presets import PRESETS
+
+    crop = PRESETS.get(preset, {}).get("crop")
+    if crop != "none":
+        raise ConfigError(f"--mirror: preset {preset!r} crops ({crop}); it mirrors whole frames only "
+                          f"(preset frame){'; ten crops include mirrored views already' if crop == 'ten' else ''}")
+    return "mirror"
 
 
 def layer_fields(config, layers: str, regions: str = "") -> dict:
@@ -373,22 +388,26 @@ def _backbones_with_layers():
     return [name for name, entry in list_backbones().items() if entry.config.layers]
 
 
-def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
-    """The recipe clips are extracted with: the checkpoint's, or its centre crop alone with ``crops=1``.
+# The one view of a multi-view crop mode that a one-view recipe extracts alike: {mode: (one-view mode, index)}.
+# The centre crop of ten is the very same pixels as a ``center`` recipe (same short side, same box), and the
+# first view of ``mirror`` the whole frame of ``none``.
+SINGLE_VIEW = {"ten": ("center", 4), "mirror": ("none", 0)}
 
-    The centre crop of a ten-crop recipe is the very same pixels as a
-    ``center`` recipe (same short side, same crop box), so a ten-crop model
-    can score one crop ten times faster. The other way round (ten crops for a
-    one-crop model) would feed it views it was never trained on: refused.
+
+def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
+    """The recipe clips are extracted with: the checkpoint's, or with ``crops=1`` its single view
+    (``SINGLE_VIEW``): a ten-crop model scores one crop ten times faster, a mirror model the frame alone
+    twice as fast. The other way round (ten crops for a one-crop model) would feed it views it was never
+    trained on: refused.
     """
     if crops is None or crops == trained.num_crops:
         return trained
-    if crops == 1 and trained.crop == "ten":
-        return trained.replace(crop="center")
+    if crops == 1 and trained.crop in SINGLE_VIEW:
+        return trained.replace(crop=SINGLE_VIEW[trained.crop][0])
     if crops not in (1, 10):
         raise ConfigError(f"--crops {crops}: expected 1 or 10")
     raise ConfigError(f"--crops {crops}: the checkpoint was trained on {trained.num_crops}-crop features "
-                      f"({trained.crop}); only its own crops or the centre crop of ten can be scored")
+                      f"({trained.crop}); only its own crops or the single view of ten or mirror can be scored")
 
 
 def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):

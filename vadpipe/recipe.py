@@ -30,8 +30,9 @@ class Recipe:
     feature_dim: int                   # D
     fps: str = "native"                # "native" or a resampling rate such as "25"
     resize_short_side: int = 256       # frames resized so the short side is this many pixels
-    crop: str = "center"               # "none" (whole frame), "center" (1 crop) or "ten" (TenCrop order)
-    crop_size: int = 224               # 0 with crop "none"
+    crop: str = "center"               # "none" (whole frame), "center" (1 crop), "ten" (TenCrop order) or
+                                       # "mirror" (whole frame, then its mirror image)
+    crop_size: int = 224               # 0 with crop "none" or "mirror"
     value_range: Tuple[float, float] = (0.0, 1.0)   # pixel range before mean/std
     mean: Tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: Tuple[float, float, float] = (0.225, 0.225, 0.225)
@@ -55,7 +56,7 @@ class Recipe:
     @property
     def input_crops(self) -> int:
         """Clips a snippet makes before the backbone."""
-        return 10 if self.crop == "ten" else 1
+        return {"ten": 10, "mirror": 2}.get(self.crop, 1)
 
     @property
     def region_grid(self) -> Optional[Tuple[int, int]]:

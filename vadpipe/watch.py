@@ -257,8 +257,9 @@ def stop_on_signals(stop: threading.Event, stopped: List[bool]) -> Iterator[None
 def wants_compiled_backbone(choice: str, recipe, device) -> bool:
     """``--compile`` for this recipe and device (whole frames take the stream's size: no fixed shape)."""
     from .extractors.inference import compile_wanted
+    from .extractors.transforms import WHOLE_FRAME_MODES
 
-    return compile_wanted(choice, device, fixed_shape=recipe.crop != "none" and not recipe.region_grid)
+    return compile_wanted(choice, device, fixed_shape=recipe.crop not in WHOLE_FRAME_MODES and not recipe.region_grid)
 
 
 def backbone_workers(choice: Optional[int]) -> int:

@@ -79,8 +79,6 @@ class PseudoStage(nn.Module):
             seed: int, cap: int = 50000) -> int:
         """Fit on training rows: ``features`` (T_i, D) with the head's scores (T_i,) and each row's video
         label; returns the number of pseudo-labelled snippets used."""
-        from sklearn.linear_model import LogisticRegression
-
         xs, ys, normal_x, normal_s = [], [], [], []
         for f, s, a in zip(features, head_scores, anomalous):
             f = take_span(np.asarray(f), self.span)
@@ -97,15 +95,22 @@ class PseudoStage(nn.Module):
             keep = np.random.default_rng([seed, 11]).choice(len(y), cap, replace=False)
             x, y = x[keep], y[keep]
         x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
-        clf = LogisticRegression(C=self.c, max_iter=3000, class_weight="balanced").fit(x, y)
-        self.coef.copy_(torch.from_numpy(clf.coef_[0].astype(np.float32)))
-        self.intercept.fill_(float(clf.intercept_[0]))
+        self.fit_classifier(x, y, seed)
         head = logit(torch.from_numpy(np.concatenate(normal_s)).float())
         stage = self.stage_logit(torch.from_numpy(np.concatenate(normal_x)).float().to(self.coef.device))
         # head on the CPU, stage on coef's device: plain floats, then one tensor on the buffer's device
         values = [float(head.mean()), float(spread(head)), float(stage.mean()), float(spread(stage)), HEAD_UNITS]
         self.scale.copy_(torch.tensor(values, device=self.scale.device))
         return int(len(y))
+
+    def fit_classifier(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
+        """Learn the pseudo-labels ``y`` of unit-length rows ``x``: the linear model ``stage_logit`` applies
+        (tools/probe_pseudo_labels.py puts other classifiers here)."""
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=self.c, max_iter=3000, class_weight="balanced").fit(x, y)
+        self.coef.copy_(torch.from_numpy(clf.coef_[0].astype(np.float32)))
+        self.intercept.fill_(float(clf.intercept_[0]))
 
     def fuse(self, scores: Tensor, x: Tensor) -> Tensor:
         """Scores (...,) with the stage's term added, for features (..., D); unchanged until fitted."""

@@ -7,7 +7,9 @@ benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the hea
 ``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``;
 ``--smooth-shares`` its width as a share of each video's length, ``model.smooth_share``);
 ``--pseudo-weight W`` adds the pseudo-label stage (models/pseudo_stage.py) with weight W, fitted on the
-run's own training split as training would fit it (it is fitted after training: the head is the same).
+run's own training split as training would fit it (it is fitted after training: the head is the same);
+``--stage-weights W ...`` re-weights the stage a run already carries (today's default fits one), unchanged
+otherwise: no refit, so no split is needed.
 
 A diagnostic of one trained head, not a way to choose the weight: it reads test labels. The
 false-alarm column is left out because the run's threshold was calibrated for its own weight, unless
@@ -21,6 +23,7 @@ refit uses the run's own normal training videos (the split recorded in its last.
     python tools/normal_weight_sweep.py RUN --bench demo --weights 0.5 --frame-scores hold linear
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --smooth-windows 1 3 5
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 --smooth-shares 0 0.02 0.04
+    python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --stage-weights 0 0.5 1 2
 """
 from __future__ import annotations
 
@@ -126,6 +129,8 @@ def main() -> None:
                              "and report false alarms at it (FA@auto)")
     parser.add_argument("--pseudo-weight", type=float, default=0.0,
                         help="> 0: add the pseudo-label stage with this weight, fitted on the run's training split")
+    parser.add_argument("--stage-weights", type=float, nargs="+", default=None,
+                        help="re-weight the run's own fitted pseudo-label stage (no refit); 0 = the head alone")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
                                                           str(Path.home() / ".cache" / "vadpipe" / "bench")))
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE,
@@ -141,6 +146,8 @@ def main() -> None:
         raise SystemExit("--normal-contexts: odd positive contexts (centred windows of segments)")
     if any(not 0.0 < a <= 1.0 for a in args.shrinkages or []):
         raise SystemExit("--shrinkages: values in (0, 1]")
+    if args.stage_weights and args.pseudo_weight > 0:
+        raise SystemExit("--stage-weights re-weights the run's own stage; --pseudo-weight fits a new one: one of them")
     bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.LAYERS = args.ped1_short_side, args.layers
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
@@ -156,6 +163,10 @@ def main() -> None:
     if stats is None or not (stats.fitted or args.forms):
         raise SystemExit(f"{args.run}: this head has no fitted normal statistics (model.normal_weight 0; "
                          "--forms fits them)")
+    own_stage = getattr(model, "pseudo_stage", None)
+    if args.stage_weights and not (own_stage is not None and own_stage.fitted):
+        raise SystemExit(f"{args.run}: this head carries no fitted pseudo-label stage to re-weight "
+                         "(model.pseudo_weight 0; --pseudo-weight fits one)")
     fitted = (stats.features, stats.context, stats.shrinkage) if stats.fitted else None
     print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics "
           f"{f'on {fitted[0]} features, context {fitted[1]}, shrinkage {fitted[2]:g}' if fitted else 'not fitted'}; "
@@ -175,16 +186,19 @@ def main() -> None:
                 if args.pseudo_weight > 0:                  # off, or the fusion it was fitted for
                     model.pseudo_stage.scale[4] = fusion if stage_on else 0.0
                 rule = model.scoring_rule
-                for mode, window, share in itertools.product(args.frame_scores or [rule.frame_scores],
-                                                             args.smooth_windows or [rule.smooth_window],
-                                                             args.smooth_shares or [rule.smooth_share]):
+                for stage_weight, mode, window, share in itertools.product(
+                        args.stage_weights or [None], args.frame_scores or [rule.frame_scores],
+                        args.smooth_windows or [rule.smooth_window], args.smooth_shares or [rule.smooth_share]):
+                    if stage_weight is not None:
+                        model.pseudo_stage.weight = stage_weight
                     model.scoring_rule = dataclasses.replace(rule, frame_scores=mode, smooth_window=window,
                                                              smooth_share=share)
                     scored = recalibrated(model, ckpt, args.run, bench) if args.recalibrate else ckpt
                     figures = evaluate_model(bench, model, scored)
                     shown = {k.replace("group_", ""): v for k, v in figures.items()
                              if (k != "false_alarm_auto" or args.recalibrate) and v is not None}
-                    stage = f" pseudo {args.pseudo_weight:g}" if stage_on else ""
+                    stage = (f" pseudo {args.pseudo_weight:g}" if stage_on else
+                             f" stage weight {stage_weight:g}" if stage_weight is not None else "")
                     print(f"  {form:<4} context {context} shrinkage {shrinkage:g} weight {weight:<5g} frames {mode:<6} "
                           f"smooth {window} share {share:g}{stage} "
                           + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)

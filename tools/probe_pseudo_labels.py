@@ -8,15 +8,20 @@ video, held-out ones included, on crop-averaged features, and reads each run as 
 
 With ``--rounds N`` the labelling is repeated as MIST iterates it: round r's stage is fitted on the
 pseudo-labels that round r − 1's fused scores give (round 1: the head's) and fused with the head in
-place of the earlier stage; each round is reported.
+place of the earlier stage; each round is reported. ``--classifiers`` puts other classifiers in the
+stage's place on the same labels, fused as the product fuses: ``lr`` (the product's logistic regression),
+``rbf:G`` (an RBF kernel of width γ G, approximated on 400 components, then that regression), ``mlp:A``
+(one hidden layer of 64 units, L2 strength A).
 
 A diagnostic (it reads test labels), not a training recipe.
 
     python tools/probe_pseudo_labels.py RUNS/default --bench ped1 --seeds 0 1 2 3 4 --C 1
     python tools/probe_pseudo_labels.py RUNS/default --bench demo --share 0.1 --rounds 3
+    python tools/probe_pseudo_labels.py RUNS/default --bench ped1 --share 0.1 --classifiers lr rbf:1 mlp:1
 """
 from __future__ import annotations
 
+import itertools
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -30,6 +35,38 @@ def crop_mean(video) -> np.ndarray:
     return f.reshape(f.shape[0], -1, f.shape[-1]).mean(axis=1)
 
 
+def classifier_stage(name: str, dim: int, share: float, c: float):
+    """The product's stage with the classifier ``name`` (module docstring) in its place."""
+    import torch
+
+    from vadpipe.models.pseudo_stage import PseudoStage
+
+    kind, _, value = name.partition(":")
+    if kind == "lr":
+        return PseudoStage(dim, 1.0, share, c)
+    if kind not in ("rbf", "mlp") or not value:
+        raise SystemExit(f"--classifiers {name!r}: lr, rbf:GAMMA or mlp:ALPHA")
+
+    class Stage(PseudoStage):
+        def fit_classifier(self, x, y, seed):
+            from sklearn.kernel_approximation import Nystroem
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.neural_network import MLPClassifier
+            from sklearn.pipeline import make_pipeline
+
+            self.clf = (make_pipeline(Nystroem(gamma=float(value), n_components=400, random_state=seed),
+                                      LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
+                        if kind == "rbf" else MLPClassifier((64,), alpha=float(value), max_iter=300, random_state=seed))
+            self.clf.fit(x, y)
+
+        def stage_logit(self, x):
+            unit = torch.nn.functional.normalize(x.float(), dim=-1).cpu().numpy()
+            p = self.clf.predict_proba(unit)[:, 1].clip(1e-7, 1 - 1e-7)
+            return torch.from_numpy(np.log(p) - np.log1p(-p)).float()
+
+    return Stage(dim, 1.0, share, c)
+
+
 def main() -> None:
     parser = run_set_parser(__doc__)
     parser.add_argument("--share", type=float, default=0.3,
@@ -37,41 +74,46 @@ def main() -> None:
     parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
     parser.add_argument("--rounds", type=int, default=1,
                         help="label and fit again on the previous round's fused scores, this many times in all")
+    parser.add_argument("--classifiers", nargs="+", default=["lr"],
+                        help="the stage's classifier: lr, rbf:GAMMA, mlp:ALPHA (module docstring)")
     args = parser.parse_args()
 
     import torch
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint, score_features, scoring_rule
     from vadpipe.data import open_features
-    from vadpipe.models.pseudo_stage import PseudoStage
 
     bench, test_set, gts = open_bench(args)
     train = [(v, crop_mean(v)) for v in open_features(bench.train).videos]
     test = [(v, torch.from_numpy(crop_mean(v))) for v in test_set.videos]
-    names = ["head"] + [f"{part}{'' if args.rounds == 1 else f' {r}'}" for r in range(1, args.rounds + 1)
-                        for part in ("second stage", "fused")]
-    rows: Dict[str, List[Tuple[float, float]]] = {name: [] for name in names}
+
+    def name(classifier: str, part: str, r: int) -> str:
+        return (f"{classifier} " if args.classifiers != ["lr"] else "") + part + (f" {r}" if args.rounds > 1 else "")
+
+    rows: Dict[str, List[Tuple[float, float]]] = {"head": []}
+    for classifier, r, part in itertools.product(args.classifiers, range(1, args.rounds + 1), ("second stage", "fused")):
+        rows[name(classifier, part, r)] = []
     for seed in args.seeds:
         model, _ = load_checkpoint(checkpoint_path(args.runs / f"{args.bench}-{seed}"), "cpu")
         mode = scoring_rule(model).frame_scores
         train_head = [torch.from_numpy(score_features(model, v.raw(), "cpu")) for v, _ in train]
         head = {v.id: torch.from_numpy(score_features(model, v.raw(), "cpu")) for v, _ in test}
         rows["head"].append(figures({k: logits(h.numpy()) for k, h in head.items()}, test_set, gts, mode))
-        labelling = train_head                   # the scores that choose the next round's pseudo-labels
-        for r in range(1, args.rounds + 1):
-            stage = PseudoStage(train[0][1].shape[1], 1.0, args.share, args.C)
-            stage.fit([f for _, f in train], [s.numpy() for s in labelling],
-                      [bool(v.label) for v, _ in train], seed)
-            suffix = "" if args.rounds == 1 else f" {r}"
-            with torch.no_grad():
-                rows[f"second stage{suffix}"].append(figures({v.id: stage.stage_logit(f).numpy() for v, f in test},
-                                                             test_set, gts, mode))
-                rows[f"fused{suffix}"].append(figures({v.id: logits(stage.fuse(head[v.id], f).numpy())
-                                                       for v, f in test}, test_set, gts, mode))
-                labelling = [stage.fuse(h, torch.from_numpy(f)) for h, (_, f) in zip(train_head, train)]
+        for classifier in args.classifiers:
+            labelling = train_head                   # the scores that choose the next round's pseudo-labels
+            for r in range(1, args.rounds + 1):
+                stage = classifier_stage(classifier, train[0][1].shape[1], args.share, args.C)
+                stage.fit([f for _, f in train], [s.numpy() for s in labelling],
+                          [bool(v.label) for v, _ in train], seed)
+                with torch.no_grad():
+                    rows[name(classifier, "second stage", r)].append(
+                        figures({v.id: stage.stage_logit(f).numpy() for v, f in test}, test_set, gts, mode))
+                    rows[name(classifier, "fused", r)].append(
+                        figures({v.id: logits(stage.fuse(head[v.id], f).numpy()) for v, f in test}, test_set, gts, mode))
+                    labelling = [stage.fuse(h, torch.from_numpy(f)) for h, (_, f) in zip(train_head, train)]
     print(f"{args.runs} on {args.bench}: share {args.share:g} pseudo-labels, C {args.C:g}")
-    for name, figs in rows.items():
-        print(f"  {name:<16}{summary(figs)}")
+    for label, figs in rows.items():
+        print(f"  {label:<22}{summary(figs)}")
 
 
 if __name__ == "__main__":

@@ -197,6 +197,28 @@ def test_recipe_mismatch_is_refused(tmp_path, ckpt):
     assert not (tmp_path / "out" / "x.json").exists()
 
 
+def test_a_one_view_head_scores_the_first_view_of_mirror_features(tmp_path):
+    """Features extracted with --mirror, scored by a head of the plain frame recipe: view 0 is that
+    recipe's very input, so it is scored alone (as the centre crop of ten for a centre-crop head)."""
+    frame = make_recipe("i3d-inception", "frame", weights_sha256=None)
+    head = save_head(tmp_path / "frame.pt", frame)
+    views = np.random.default_rng(0).normal(size=(4, 2, 1024)).astype(np.float32)
+    for name, recipe, x in (("mirror", frame.replace(crop="mirror"), views), ("plain", frame, views[:, :1])):
+        (tmp_path / name).mkdir()
+        save_recipe(tmp_path / name, recipe)
+        np.save(tmp_path / name / "x.npy", x)
+        assert run_score([str(tmp_path / name / "x.npy")], checkpoint=str(head), echo=lambda s: None,
+                         options=ScoreOptions(out_dir=tmp_path / f"out-{name}", fps=25.0, progress=False)) == 0
+    _, _, mirrored = read_scores_csv(tmp_path / "out-mirror" / "x.scores.csv")
+    _, _, plain = read_scores_csv(tmp_path / "out-plain" / "x.scores.csv")
+    assert np.array_equal(mirrored, plain)
+    # a mirror head is not given one view's features: refused, naming the difference
+    mirror_head = save_head(tmp_path / "mirror.pt", frame.replace(crop="mirror"))
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "plain" / "x.npy"), "--checkpoint", str(mirror_head),
+                                       "-o", str(tmp_path / "refused"), "--fps", "25", "--no-progress"])
+    assert result.exit_code == 1 and "crop" in result.output
+
+
 def test_wrong_backbone_weights_are_refused(recipe):
     expected = recipe.replace(weights_sha256="ab" * 32)
     with pytest.raises(WeightsError, match="expects weights abababababab"):

@@ -125,12 +125,12 @@ def fit_terms(model: torch.nn.Module, videos: Sequence, seed: int, device: torch
     """A head's fitted terms on ``videos`` (the training videos it trained on): its normal statistics on
     their normal videos, then its pseudo-label stage (which reads the fused scores) on all of them; the
     state dict that carries them, None when the head has neither."""
-    stats, stage = getattr(model, "normal_stats", None), getattr(model, "pseudo_stage", None)
-    if stats is not None:
-        fit_normal_stats(model, [v for v in videos if v.label == 0], seed, device, log)
-    if stage is not None:
-        fit_pseudo_stage(model, videos, seed, device, log)
-    return _state_copy(model) if stats is not None or stage is not None else None
+    state = None                     # each fit returns the whole state dict; the last one carries both
+    if getattr(model, "normal_stats", None) is not None:
+        state = fit_normal_stats(model, [v for v in videos if v.label == 0], seed, device, log)
+    if getattr(model, "pseudo_stage", None) is not None:
+        state = fit_pseudo_stage(model, videos, seed, device, log)
+    return state
 
 
 @torch.no_grad()

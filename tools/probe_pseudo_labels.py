@@ -35,17 +35,28 @@ def crop_mean(video) -> np.ndarray:
     return f.reshape(f.shape[0], -1, f.shape[-1]).mean(axis=1)
 
 
+def parse_classifier(name: str) -> Tuple[str, float]:
+    """(kind, its number) of a ``--classifiers`` entry (module docstring); one line on a bad one."""
+    kind, _, value = name.partition(":")
+    try:
+        if kind == "lr" and not value:
+            return kind, 0.0
+        if kind in ("rbf", "mlp"):
+            return kind, float(value)
+    except ValueError:
+        pass
+    raise SystemExit(f"--classifiers {name!r}: lr, rbf:GAMMA or mlp:ALPHA")
+
+
 def classifier_stage(name: str, dim: int, share: float, c: float):
     """The product's stage with the classifier ``name`` (module docstring) in its place."""
     import torch
 
     from vadpipe.models.pseudo_stage import PseudoStage
 
-    kind, _, value = name.partition(":")
+    kind, value = parse_classifier(name)
     if kind == "lr":
         return PseudoStage(dim, 1.0, share, c)
-    if kind not in ("rbf", "mlp") or not value:
-        raise SystemExit(f"--classifiers {name!r}: lr, rbf:GAMMA or mlp:ALPHA")
 
     class Stage(PseudoStage):
         def fit_classifier(self, x, y, seed):
@@ -54,9 +65,9 @@ def classifier_stage(name: str, dim: int, share: float, c: float):
             from sklearn.neural_network import MLPClassifier
             from sklearn.pipeline import make_pipeline
 
-            self.clf = (make_pipeline(Nystroem(gamma=float(value), n_components=400, random_state=seed),
+            self.clf = (make_pipeline(Nystroem(gamma=value, n_components=400, random_state=seed),
                                       LogisticRegression(C=c, max_iter=3000, class_weight="balanced"))
-                        if kind == "rbf" else MLPClassifier((64,), alpha=float(value), max_iter=300, random_state=seed))
+                        if kind == "rbf" else MLPClassifier((64,), alpha=value, max_iter=300, random_state=seed))
             self.clf.fit(x, y)
 
         def stage_logit(self, x):
@@ -77,6 +88,8 @@ def main() -> None:
     parser.add_argument("--classifiers", nargs="+", default=["lr"],
                         help="the stage's classifier: lr, rbf:GAMMA, mlp:ALPHA (module docstring)")
     args = parser.parse_args()
+    for name in args.classifiers:          # a bad entry stops here, before any run is read
+        parse_classifier(name)
 
     import torch
 
@@ -110,7 +123,8 @@ def main() -> None:
                         figures({v.id: stage.stage_logit(f).numpy() for v, f in test}, test_set, gts, mode))
                     rows[name(classifier, "fused", r)].append(
                         figures({v.id: logits(stage.fuse(head[v.id], f).numpy()) for v, f in test}, test_set, gts, mode))
-                    labelling = [stage.fuse(h, torch.from_numpy(f)) for h, (_, f) in zip(train_head, train)]
+                    if r < args.rounds:          # the next round's labels: this round's fused scores
+                        labelling = [stage.fuse(h, torch.from_numpy(f)) for h, (_, f) in zip(train_head, train)]
     print(f"{args.runs} on {args.bench}: share {args.share:g} pseudo-labels, C {args.C:g}")
     for label, figs in rows.items():
         print(f"  {label:<22}{summary(figs)}")

@@ -192,3 +192,66 @@ def test_evaluate_feature_scores_reads_snippet_length_stride_frames_and_classes_
     want = evaluate_scores(scores, gts, snippet_len=16, stride=8, frames={v.id: v.frames for v in fs.videos},
                            classes={v.id: v.cls for v in fs.videos if v.cls is not None}, frame_mode="linear")
     assert fs.stride == 8 and got.metrics == want.metrics and got.metrics["n_videos"] == 6
+
+
+def _one_view_copy(src, dst, view: int, crop: str) -> None:
+    """The feature store ``src`` with only its stored crop ``view`` kept, under the recipe ``crop``."""
+    import dataclasses
+    from vadpipe import atomic
+    from vadpipe.features import FeatureStore
+
+    store = FeatureStore(src)
+    recipe = store.recipe().replace(crop=crop)
+    out = FeatureStore(dst)
+    out.write_recipe(recipe)
+    for record in store.all_records().values():
+        atomic.save_npy(dst / record.file, np.ascontiguousarray(store.load(record)[:, view:view + 1]))
+        out.append(dataclasses.replace(record, crops=1, recipe_id=recipe.recipe_id))
+    out.merge(0, 1)
+
+
+def test_eval_crops_1_scores_a_ten_crop_head_on_its_centre_crop_alone_or_among_the_ten(tmp_path):
+    """``vadpipe eval --run R --crops 1``, as ``vadpipe score --crops 1``: the head sees the centre crop,
+    whether the features hold it alone or as view 4 of ten; without ``--crops`` one view is refused."""
+    import torch
+    from click.testing import CliRunner
+    from feature_world import make_store
+    from vadpipe.checkpoint import Checkpoint, build_model, score_features
+    from vadpipe.cli import main
+    from vadpipe.config import ModelConfig
+    from vadpipe.errors import ConfigError, RecipeMismatchError
+    from vadpipe.evaluate import evaluate_run
+    from vadpipe.features import FeatureStore
+
+    make_store(tmp_path / "ten", 3, 3, dim=16, crops=10, seed=4)
+    _one_view_copy(tmp_path / "ten", tmp_path / "centre", 4, "center")
+    ten = FeatureStore(tmp_path / "ten")
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=16, heads=2, ffn_dim=16, hidden=(8, 4))
+    model = build_model(config)
+    Checkpoint.of(model, config, recipe=ten.recipe()).save(tmp_path / "head.pt")
+    gt = tmp_path / "ten" / "gt.json"
+
+    results = {}
+    for name in ("ten", "centre"):
+        res, out = evaluate_run(tmp_path / "head.pt", tmp_path / name, gt, out=tmp_path / f"eval-{name}",
+                                device="cpu", progress=False, crops=1)
+        results[name] = (res.metrics, read_scores(out / "scores"))
+    assert results["ten"][0] == results["centre"][0]
+    record = next(iter(ten.all_records().values()))
+    alone = score_features(model.eval(), ten.load(record)[:, 4:5])
+    for name in ("ten", "centre"):
+        np.testing.assert_array_equal(results[name][1].scores[record.id], alone)
+    all_ten, _ = evaluate_run(tmp_path / "head.pt", tmp_path / "ten", gt, out=tmp_path / "eval-all", device="cpu",
+                              progress=False)
+    assert all_ten.metrics != results["ten"][0]            # ten crops averaged: other scores
+    with pytest.raises(RecipeMismatchError, match="crop"):
+        evaluate_run(tmp_path / "head.pt", tmp_path / "centre", gt, out=tmp_path / "eval-x", device="cpu",
+                     progress=False)
+    Checkpoint.of(model, config, recipe=None).save(tmp_path / "bare.pt")      # trained on RTFM lists, say
+    with pytest.raises(ConfigError, match="carries no feature recipe"):
+        evaluate_run(tmp_path / "bare.pt", tmp_path / "ten", gt, out=tmp_path / "eval-y", device="cpu",
+                     progress=False, crops=1)
+    refused = CliRunner().invoke(main, ["eval", "--scores", str(tmp_path / "eval-all" / "scores"), "--gt", str(gt),
+                                        "--crops", "1"])
+    assert refused.exit_code != 0 and "--crops takes --run" in refused.output

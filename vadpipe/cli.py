@@ -354,9 +354,12 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
                    "--run; none with --scores]")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--crops", type=click.Choice(["1"]), default=None,
+              help="With --run: score a ten-crop model's centre crop or a mirror model's frame alone, as "
+              "`score --crops 1` does; the features may hold that view alone or among theirs.")
 @one_line_errors
 def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on_mismatch, per_frame, n_bootstrap,
-             seed, plot_dir, worst, out, device, as_json):
+             seed, plot_dir, worst, out, device, as_json, crops):
     """Frame-level AUC / AP (and more) of saved scores or of a trained run on features.
 
     Several --scores give one table, one row per set (same alignment rules for all), and each set's
@@ -366,12 +369,14 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
 
     if bool(scores) == bool(run):
         raise click.UsageError("give --scores (one or more) or --run, not both")
+    if crops and not run:
+        raise click.UsageError("--crops takes --run (saved scores are scored already)")
     if run:
         if n_bootstrap or plot_dir:
             raise click.UsageError("--bootstrap and --plot take --scores (e.g. <run>/eval/<features>/scores)")
         from .evaluate import evaluate_run
         result, where = evaluate_run(run, features or "features", gt, out, device, gt_format, ucf_convention,
-                                     threshold, on_mismatch)
+                                     threshold, on_mismatch, crops=int(crops) if crops else None)
         click.echo(_json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
         if not as_json:
             click.echo(f"written: {where}")

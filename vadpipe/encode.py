@@ -410,6 +410,15 @@ def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
                       f"({trained.crop}); only its own crops or the single view of ten or mirror can be scored")
 
 
+def stored_view(found: Recipe, wanted: Recipe) -> Optional[int]:
+    """Which view of features stored with ``found`` (ten crops or a mirror) ``wanted``, a single-view
+    scoring recipe (``scoring_recipe(trained, 1)``), is: its index, or None when it is none of them (the
+    recipes are then compared as they are). The index says nothing of the other fields: compare
+    ``found.replace(crop=wanted.crop)`` with ``wanted`` as usual."""
+    mode, view = SINGLE_VIEW.get(found.crop, (None, None))
+    return view if mode is not None and wanted.crop == mode else None
+
+
 def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):
     """The recipe's backbone with the recipe's weights, or a WeightsError saying which file is expected."""
     from .extractors import create_backbone

@@ -368,16 +368,18 @@ def save_result(path: str | Path, result: EvalResult, extra: Optional[dict] = No
 
 
 # --- running a trained head -------------------------------------------------------------------
-def score_feature_set(model, feature_set, device="cpu", progress: bool = False) -> ScoreSet:
+def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
+                      view: Optional[int] = None) -> ScoreSet:
     """Snippet scores of every video of a vadpipe.data.FeatureSet (full length, crops combined by the
-    head's scoring rule, which also names the set's frame mode)."""
+    head's scoring rule, which also names the set's frame mode); ``view``: that stored crop alone."""
     from .checkpoint import score_features, scoring_rule
 
     videos = feature_set.videos
     if progress:
         from tqdm import tqdm
         videos = tqdm(videos, desc="scoring", unit="video", leave=False)
-    scores = {v.id: score_features(model, v.raw(), device) for v in videos}
+    views = slice(None) if view is None else slice(view, view + 1)
+    scores = {v.id: score_features(model, v.raw()[:, views], device) for v in videos}
     frames = {v.id: v.frames for v in feature_set.videos}
     meta = {"features": feature_set.origin,
             "classes": {v.id: v.cls for v in feature_set.videos if v.cls is not None}}
@@ -385,19 +387,34 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False) 
                     scoring_rule(model).frame_scores)
 
 
-def check_recipe(ckpt, feature_set) -> List[str]:
-    """Refuse features made with another recipe than the checkpoint's (a Checkpoint); notes when one
-    side has none."""
+def check_recipe(ckpt, feature_set, crops: Optional[int] = None) -> Tuple[List[str], Optional[int]]:
+    """Refuse features made with another recipe than the checkpoint's (a Checkpoint), or with ``crops``
+    1 than its single view (``vadpipe score --crops 1``'s recipe). As ``vadpipe score`` does, features
+    holding that recipe's view among theirs (ten crops, a mirror) are scored on that view alone.
+    Returns (notes when one side has no recipe, the stored view to score or None for all)."""
+    from .encode import scoring_recipe, stored_view
+
     what = f"features {feature_set.origin}"
-    notes = check_compatible(ckpt.recipe, feature_set.recipe, "the checkpoint", what)
+    expected, found, view = ckpt.recipe, feature_set.recipe, None
+    if crops is not None and (expected is None or (found is None and feature_set.shape()[0] > 1)):
+        raise ConfigError(f"--crops {crops}: {'the checkpoint' if expected is None else what} carries no "
+                          "feature recipe to tell its views apart")
+    if expected is not None:
+        expected = scoring_recipe(expected, crops)
+        view = stored_view(found, expected) if found is not None else None
+        if view is not None:
+            found = found.replace(crop=expected.crop)
+    notes = check_compatible(expected, found, "the checkpoint", what)
     ckpt.require_feature_dim(feature_set.shape()[1], what)
-    return notes
+    return notes, view
 
 
 def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Optional[str | Path] = None,
                  device: str = "auto", gt_format: str = "auto", ucf_convention: str = "1-based-inclusive",
-                 threshold: float = 0.5, on_mismatch: str = "error", progress: bool = True) -> Tuple[EvalResult, Path]:
+                 threshold: float = 0.5, on_mismatch: str = "error", progress: bool = True,
+                 crops: Optional[int] = None) -> Tuple[EvalResult, Path]:
     """``vadpipe eval --run``: score ``features`` with the run's best head, write per-video scores, evaluate.
+    ``crops`` 1: a ten-crop or mirror head scored on its single view, as ``vadpipe score --crops 1`` scores.
 
     Results go to ``out`` (default ``<run>/eval/<features name>/``): ``scores/`` and ``eval.json``.
     """
@@ -409,8 +426,8 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     ckpt_file = checkpoint_path(run)
     model, ckpt = load_checkpoint(ckpt_file, dev)
     fs = open_features(features, list_anomalous="none")
-    notes = check_recipe(ckpt, fs)
-    ss = score_feature_set(model, fs, dev, progress)
+    notes, view = check_recipe(ckpt, fs, crops)
+    ss = score_feature_set(model, fs, dev, progress, view)
     ss.meta["checkpoint"] = str(ckpt_file)
     ss.meta["calibration"] = ckpt.calibration
     if out is None:

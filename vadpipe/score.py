@@ -38,7 +38,7 @@ from .errors import CheckpointError, RecipeMismatchError, VadpipeError
 from .intervals import Interval, find_intervals, frame_times, runs_above, snippet_reach, snippets_to_frames
 from .video_checks import frame_index_to_time
 from .recipe import Recipe, check_compatible, load_recipe
-from .encode import SINGLE_VIEW, backbone_for_recipe, scoring_recipe
+from .encode import backbone_for_recipe, scoring_recipe, stored_view
 from .features import ManifestRecord, remove_leftovers
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
 from .threshold import resolve_threshold
@@ -259,9 +259,9 @@ class Scorer:
         except ValueError as exc:
             raise RecipeMismatchError(f"{clip.path}: {exc}") from None
         if recipe is not None and self.recipe is not None:
-            mode, view = SINGLE_VIEW.get(recipe.crop, (None, 0))
-            if mode is not None and self.recipe.crop == mode and feats.shape[1] == recipe.input_crops:
-                feats, recipe = feats[:, view:view + 1], recipe.replace(crop=mode)
+            view = stored_view(recipe, self.recipe)
+            if view is not None and feats.shape[1] == recipe.input_crops:
+                feats, recipe = feats[:, view:view + 1], recipe.replace(crop=self.recipe.crop)
         notes += check_compatible(self.recipe, recipe, "the checkpoint", f"features {clip.path}")
         self.ckpt.require_feature_dim(feats.shape[2], f"features {clip.path}")
         t = feats.shape[0]

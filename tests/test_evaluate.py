@@ -212,7 +212,8 @@ def _one_view_copy(src, dst, view: int, crop: str) -> None:
 
 def test_eval_crops_1_scores_a_ten_crop_head_on_its_centre_crop_alone_or_among_the_ten(tmp_path):
     """``vadpipe eval --run R --crops 1``, as ``vadpipe score --crops 1``: the head sees the centre crop,
-    whether the features hold it alone or as view 4 of ten; without ``--crops`` one view is refused."""
+    whether the features hold it alone or as view 4 of ten; without ``--crops`` one view is refused; a
+    one-crop head scores the centre crop of ten; a head without a recipe cannot take views."""
     import torch
     from click.testing import CliRunner
     from feature_world import make_store
@@ -248,6 +249,12 @@ def test_eval_crops_1_scores_a_ten_crop_head_on_its_centre_crop_alone_or_among_t
     with pytest.raises(RecipeMismatchError, match="crop"):
         evaluate_run(tmp_path / "head.pt", tmp_path / "centre", gt, out=tmp_path / "eval-x", device="cpu",
                      progress=False)
+    # a one-crop head given ten crops scores their centre crop, with or without --crops, as `score` does
+    Checkpoint.of(model, config, recipe=FeatureStore(tmp_path / "centre").recipe()).save(tmp_path / "one.pt")
+    for crops in (None, 1):
+        res, _ = evaluate_run(tmp_path / "one.pt", tmp_path / "ten", gt, out=tmp_path / f"eval-one-{crops}",
+                              device="cpu", progress=False, crops=crops)
+        assert res.metrics == results["centre"][0]
     Checkpoint.of(model, config, recipe=None).save(tmp_path / "bare.pt")      # trained on RTFM lists, say
     with pytest.raises(ConfigError, match="carries no feature recipe"):
         evaluate_run(tmp_path / "bare.pt", tmp_path / "ten", gt, out=tmp_path / "eval-y", device="cpu",

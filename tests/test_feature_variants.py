@@ -49,3 +49,21 @@ def test_combine_sets_views_or_features_side_by_side_under_a_recipe_of_its_own(t
             shorter += 1
             np.testing.assert_array_equal(two[n:, 1], np.repeat(y[-1:, 0], len(x) - n, axis=0))
     assert shorter > 0
+
+
+def test_noise_views_keep_the_frame_view_and_add_noise_as_large_as_the_mirror_difference(tmp_path):
+    from feature_variants import noise_views
+
+    for split, seed in (("train", 0), ("test", 1)):
+        make_store(tmp_path / "m" / split, 3, 3, dim=8, crops=2, seed=seed)
+    noise_views(tmp_path / "m", tmp_path / "n", seed=0)
+    src, out = FeatureStore(tmp_path / "m" / "train"), FeatureStore(tmp_path / "n" / "train")
+    assert out.recipe().recipe_id != src.recipe().recipe_id
+    records = src.all_records()
+    x = np.concatenate([src.load(r) for r in records.values()])
+    y = np.concatenate([out.load(out.all_records()[vid]) for vid in records])
+    np.testing.assert_array_equal(y[:, 0], x[:, 0])
+    assert (y[:, 1] >= 0).all() and not np.array_equal(y[:, 1], y[:, 0])
+    want = np.diff(x, axis=1)[:, 0].std(axis=0)
+    got = (y[:, 1] - y[:, 0])[y[:, 1] > 0].std(axis=0)          # where the clip at 0 did not bite
+    np.testing.assert_allclose(got.mean(), want.mean(), rtol=0.3)

@@ -7,6 +7,9 @@ docs/localisation.md, "Motion and time from the same network"; neither kept).
   weights are reachable here.
 - ``shift``: the ``frame`` preset's features of the snippet grid moved SHIFT frames later (snippets start
   at SHIFT, SHIFT + 16, ...): each snippet seen a second time, half a snippet off.
+- ``noise MIRROR OUT``: from a ``--mirror`` store, a second view that is the frame view plus Gaussian
+  noise with the per-dimension sd of (mirror view - frame view) on MIRROR/train (clipped at 0, as the
+  pooled features are; one draw per snippet): as far from the frame as the mirror image, but no image.
 - ``combine concat A B OUT``: two stores of the same videos side by side (D = D_A + D_B); ``combine views
   A B OUT``: B as a second view beside A's, in crop mode ``mirror``'s layout (C = 2), so that training
   draws one view a step and ``vadpipe eval --crops 1`` scores A's view alone. A store a snippet shorter
@@ -15,6 +18,7 @@ docs/localisation.md, "Motion and time from the same network"; neither kept).
     python tools/feature_variants.py diff ../shared/data/ucsd-ped1/videos OUT/diff --short-side 316
     python tools/feature_variants.py shift ../shared/data/ucsd-ped1/videos OUT/shift --short-side 316
     python tools/feature_variants.py combine views CACHE/ped1-inception-frame316 OUT/shift OUT/views
+    python tools/feature_variants.py noise CACHE/ped1-inception-frame316-mirror OUT/noise
     python tools/bench_accuracy.py --bench --extra "ped1-views=OUT/views/train:OUT/views/test:GT" ...
 
 ``diff`` and ``shift`` read VIDEOS/{train,test} and write OUT/{train,test} as ``vadpipe extract`` does;
@@ -115,6 +119,29 @@ def combine(mode: str, a: Path, b: Path, out: Path) -> None:
     print(f"{out}: {len(first.all_records())} videos, (T, C, D) like {both.shape}")
 
 
+def noise_views(mirror: Path, out: Path, seed: int = 0) -> None:
+    from vadpipe import atomic
+    from vadpipe.features import FeatureStore
+
+    train = FeatureStore(mirror / "train")
+    changes = np.concatenate([np.diff(np.asarray(train.load(r), dtype=np.float32), axis=1)[:, 0]
+                              for r in train.all_records().values()])
+    sd = changes.std(axis=0)
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        source = FeatureStore(mirror / split)
+        recipe = with_variant(source.recipe(), variant=f"noise-like-mirror-seed{seed}")
+        target = FeatureStore(out / split)
+        target.write_recipe(recipe)
+        for record in source.all_records().values():
+            frame = np.asarray(source.load(record), dtype=np.float32)[:, :1]
+            noisy = np.maximum(frame + rng.normal(size=frame.shape).astype(np.float32) * sd, 0)
+            atomic.save_npy(out / split / record.file, np.concatenate([frame, noisy], axis=1))
+            target.append(dataclasses.replace(record, crops=2, recipe_id=recipe.recipe_id))
+        target.merge(0, 1)
+    print(f"{out}: noise sd {sd.mean():.4f} a dimension on average")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
@@ -127,12 +154,19 @@ def main() -> None:
             p.add_argument("--gain", type=float, default=2.0)
         else:
             p.add_argument("--shift", type=int, default=8)
+    p = sub.add_parser("noise")
+    p.add_argument("mirror", type=Path, help="a --mirror feature folder with train/ and test/")
+    p.add_argument("out", type=Path)
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("combine")
     p.add_argument("mode", choices=("concat", "views"))
     p.add_argument("a", type=Path, help="feature folder with train/ and test/ (view 0, or the first features)")
     p.add_argument("b", type=Path, help="the same videos' other feature folder")
     p.add_argument("out", type=Path)
     args = parser.parse_args()
+    if args.what == "noise":
+        noise_views(args.mirror, args.out, args.seed)
+        return
     if args.what == "combine":
         for split in ("train", "test"):
             combine(args.mode, args.a / split, args.b / split, args.out / split)

@@ -1,5 +1,6 @@
 """Feature variants that are not recipes of the product, made to be probed and benchmarked (measured in
-docs/localisation.md, "Motion and time from the same network"; neither kept).
+docs/localisation.md, "Motion and time from the same network" and, ``noise``, "Each frame and its mirror
+image"; none kept).
 
 - ``diff``: every snippet's frame differences (frame t minus frame t - 1 after the recipe's resize; the
   first difference repeated), shown to the same Inception I3D as images 128 + GAIN x difference: the

@@ -34,6 +34,7 @@ import dataclasses
 import itertools
 import sys
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -93,8 +94,25 @@ def extract_variant(videos: Path, out: Path, short_side: int, marks: dict) -> No
             raise SystemExit(f"{videos / split}: {summary.failed} video(s) failed to extract")
 
 
-def combine(mode: str, a: Path, b: Path, out: Path) -> None:
+def write_derived(source, out: Path, recipe, make) -> Tuple[int, tuple]:
+    """A feature store at ``out`` under ``recipe`` holding ``make(video id, record)`` for every video of the
+    store ``source`` (its manifest records kept, their crops and recipe id updated); returns (videos, the
+    last array's shape)."""
     from vadpipe import atomic
+    from vadpipe.features import FeatureStore
+
+    target = FeatureStore(out)
+    target.write_recipe(recipe)
+    records = source.all_records()
+    for vid, record in records.items():
+        x = np.ascontiguousarray(make(vid, record), dtype=np.float32)
+        atomic.save_npy(out / record.file, x)
+        target.append(dataclasses.replace(record, crops=x.shape[1], recipe_id=recipe.recipe_id))
+    target.merge(0, 1)
+    return len(records), x.shape
+
+
+def combine(mode: str, a: Path, b: Path, out: Path) -> None:
     from vadpipe.features import FeatureStore
 
     first, second = FeatureStore(a), FeatureStore(b)
@@ -104,24 +122,21 @@ def combine(mode: str, a: Path, b: Path, out: Path) -> None:
                               combined=f"concat:{second.recipe().recipe_id}")
     else:
         recipe = with_variant(recipe.replace(crop="mirror"), combined=f"views:{second.recipe().recipe_id}")
-    target = FeatureStore(out)
-    target.write_recipe(recipe)
     others = second.all_records()
-    for vid, record in first.all_records().items():
+
+    def both(vid, record):
         if vid not in others:
             raise SystemExit(f"{b}: no features for {vid}")
         x = np.asarray(first.load(record), dtype=np.float32)
         y = np.asarray(second.load(others[vid]), dtype=np.float32)
         y = np.concatenate([y, np.repeat(y[-1:], max(0, len(x) - len(y)), axis=0)])[:len(x)]
-        both = np.concatenate([x, y], axis=2 if mode == "concat" else 1)
-        atomic.save_npy(out / record.file, np.ascontiguousarray(both))
-        target.append(dataclasses.replace(record, crops=both.shape[1], recipe_id=recipe.recipe_id))
-    target.merge(0, 1)
-    print(f"{out}: {len(first.all_records())} videos, (T, C, D) like {both.shape}")
+        return np.concatenate([x, y], axis=2 if mode == "concat" else 1)
+
+    videos, shape = write_derived(first, out, recipe, both)
+    print(f"{out}: {videos} videos, (T, C, D) like {shape}")
 
 
 def noise_views(mirror: Path, out: Path, seed: int = 0) -> None:
-    from vadpipe import atomic
     from vadpipe.features import FeatureStore
 
     train = FeatureStore(mirror / "train")
@@ -131,15 +146,14 @@ def noise_views(mirror: Path, out: Path, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for split in ("train", "test"):
         source = FeatureStore(mirror / split)
-        recipe = with_variant(source.recipe(), variant=f"noise-like-mirror-seed{seed}")
-        target = FeatureStore(out / split)
-        target.write_recipe(recipe)
-        for record in source.all_records().values():
+
+        def with_noise(vid, record):
             frame = np.asarray(source.load(record), dtype=np.float32)[:, :1]
             noisy = np.maximum(frame + rng.normal(size=frame.shape).astype(np.float32) * sd, 0)
-            atomic.save_npy(out / split / record.file, np.concatenate([frame, noisy], axis=1))
-            target.append(dataclasses.replace(record, crops=2, recipe_id=recipe.recipe_id))
-        target.merge(0, 1)
+            return np.concatenate([frame, noisy], axis=1)
+
+        write_derived(source, out / split, with_variant(source.recipe(), variant=f"noise-like-mirror-seed{seed}"),
+                      with_noise)
     print(f"{out}: noise sd {sd.mean():.4f} a dimension on average")
 
 

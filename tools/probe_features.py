@@ -8,13 +8,16 @@ to the normal videos of the other folds (the default's normal statistics,
 unsupervised) and the untrained feature-norm score. If even this probe is
 near chance for a type, no head trained on video labels will find that type
 with these features. "inside" is the AUC over the snippets of anomalous
-videos only (does it find *when*?).
+videos only (does it find *when*?); both are also given on frames, the snippet
+scores interpolated to frames as the default head's are.
 
 A ceiling with more than one snippet at a time: ``--context K`` (odd) gives
 the probe (and the distance, as ``model.normal_context`` does) each snippet
 beside its K - 1 neighbours (edges repeated), and ``--also FOLDER`` appends
 the same videos' features from another extraction (another resolution, say)
-to every snippet.
+to every snippet. ``--probe rbf|mlp|boost`` swaps the logistic regression for
+an RBF SVM, an MLP or gradient-boosted trees: is the ceiling the features' or
+the linear model's?
 
     python tools/probe_features.py demo/features demo/world
     python tools/probe_features.py CACHE/ped1-inception-frame316 ../shared/data/ucsd-ped1 \
@@ -25,17 +28,23 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from vadpipe.data import open_features
 from vadpipe.groundtruth import load_ground_truth, match_ids
-from vadpipe.intervals import snippet_reach
+from vadpipe.intervals import snippet_reach, snippets_to_frames
 from vadpipe.models.normal_stats import NormalStats, neighbourhoods
 
 
@@ -61,7 +70,7 @@ def load_split(features: Path, gt_file: Path, also: tuple = ()):
     extra_sets = [{v.id: v for v in open_features(folder, list_anomalous="none").videos} for folder in also]
     gts = load_ground_truth(gt_file)
     key = match_ids([v.id for v in feature_set.videos], list(gts))   # ids as the gt spells them
-    videos = []
+    videos, frames = [], []
     for video in feature_set.videos:
         parts = [snippet_features(video)]
         for folder, extra in zip(also, extra_sets):
@@ -73,9 +82,43 @@ def load_split(features: Path, gt_file: Path, also: tuple = ()):
                                  f"{len(parts[0])}: --also needs the same snippet recipe")
             parts.append(more)
         feats = np.concatenate(parts, axis=1)
-        labels = snippet_labels(gts[key[video.id]], len(feats), feature_set.snippet_len, feature_set.stride)
+        gt = gts[key[video.id]]
+        labels = snippet_labels(gt, len(feats), feature_set.snippet_len, feature_set.stride)
         videos.append((video.id, video.cls if video.label else None, feats, labels))   # None = normal
-    return videos
+        n_frames = gt.frames or snippet_reach(len(feats), feature_set.snippet_len, feature_set.stride)
+        frames.append(FrameGrid(gt.labels(n_frames)[0], feature_set.snippet_len, feature_set.stride))
+    return videos, frames
+
+
+@dataclass
+class FrameGrid:
+    """A video's frame labels and its snippet grid: the probe's snippet scores become frame scores as a
+    ``model.frame_scores: linear`` head's do, so its frame AUC reads against the issue's targets."""
+    labels: np.ndarray
+    snippet_len: int
+    stride: int
+
+    def frame_scores(self, snippet_scores: np.ndarray) -> np.ndarray:
+        return snippets_to_frames(snippet_scores, len(self.labels), self.snippet_len, self.stride, "linear")
+
+
+def make_probe(kind: str, C: float, seed: int = 0):
+    """The supervised probe: linear (the ceiling quoted in the docs) or one of three non-linear ones, to test
+    whether that ceiling is the features' or the linear model's."""
+    if kind == "linear":
+        return LogisticRegression(C=C, max_iter=3000)
+    if kind == "rbf":            # kernel SVM on standardised features, C as given
+        return make_pipeline(StandardScaler(), SVC(C=C * 10, kernel="rbf", gamma="scale"))
+    if kind == "mlp":            # two hidden layers, weight decay, early stopping on a tenth of the snippets
+        return make_pipeline(StandardScaler(), MLPClassifier((512, 128), alpha=1.0 / C, max_iter=400,
+                                                             early_stopping=True, random_state=seed))
+    if kind == "boost":          # gradient-boosted trees
+        return HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
+    raise ValueError(f"unknown probe {kind!r}")
+
+
+def probe_scores_of(clf, x: np.ndarray) -> np.ndarray:
+    return clf.decision_function(x) if hasattr(clf, "decision_function") else clf.predict_proba(x)[:, 1]
 
 
 def per_type_auc(videos, scores) -> dict:
@@ -95,6 +138,8 @@ def main() -> None:
     parser.add_argument("world", type=Path, help="folder holding train_gt.json and test_gt.json")
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the probe")
+    parser.add_argument("--probe", choices=("linear", "rbf", "mlp", "boost"), default="linear",
+                        help="the supervised model: logistic regression (default), RBF SVM, MLP or boosted trees")
     parser.add_argument("--also", type=Path, action="append", default=[],
                         help="another feature folder (train/ and test/) of the same videos, appended to each snippet")
     parser.add_argument("--context", type=int, default=1, help="odd K: each snippet with its K - 1 neighbours")
@@ -102,15 +147,18 @@ def main() -> None:
     if args.context < 1 or args.context % 2 == 0:
         parser.error(f"--context {args.context}: an odd number >= 1")
 
-    videos = [v for split in ("train", "test")
-              for v in load_split(args.features / split, args.world / f"{split}_gt.json",
-                                  tuple(folder / split for folder in args.also))]
+    videos, grids = [], []
+    for split in ("train", "test"):
+        split_videos, split_grids = load_split(args.features / split, args.world / f"{split}_gt.json",
+                                               tuple(folder / split for folder in args.also))
+        videos += split_videos
+        grids += split_grids
     folds = np.arange(len(videos)) % args.folds
     probe_scores, distance_scores = [None] * len(videos), [None] * len(videos)
     stacked = [neighbourhoods(torch.from_numpy(v[2]), args.context).numpy() for v in videos]
     for k in range(args.folds):
         train_idx = [i for i in range(len(videos)) if folds[i] != k]
-        clf = LogisticRegression(C=args.C, max_iter=3000)
+        clf = make_probe(args.probe, args.C, seed=k)
         clf.fit(np.concatenate([stacked[i] for i in train_idx]), np.concatenate([videos[i][3] for i in train_idx]))
         # the product's normal statistics (unit-length features, the same context), fitted on this fold's
         # training normals: what the default's unsupervised term can see
@@ -118,24 +166,35 @@ def main() -> None:
         normals = [torch.from_numpy(videos[i][2]) for i in train_idx if videos[i][1] is None]
         stats.fit(normals, [torch.full(v.shape[:1], 0.5) for v in normals])
         for i in np.flatnonzero(folds == k):
-            probe_scores[i] = clf.decision_function(stacked[i])
+            probe_scores[i] = probe_scores_of(clf, stacked[i])
             distance_scores[i] = stats.distance(torch.from_numpy(videos[i][2])).numpy()
     norm_scores = [np.linalg.norm(v[2], axis=1) for v in videos]
 
     y = np.concatenate([v[3] for v in videos])
-    rows = {"probe (supervised, by-video folds)": probe_scores,
+    rows = {f"{args.probe} probe (supervised, by video)": probe_scores,
             "distance to normals (unsupervised)": distance_scores, "feature norm (untrained)": norm_scores}
     kinds = sorted({cls for _, cls, _, _ in videos if cls})
     print(f"{len(videos)} videos, {len(y)} snippets ({int(y.sum())} anomalous), {args.folds} folds by video")
     print(f"{videos[0][2].shape[1]}-d snippets from {1 + len(args.also)} folder(s), context {args.context}")
-    print(f"{'scores':<36}{'AUC':>7}{'inside':>8}" + "".join(f"{k:>11}" for k in kinds))
+    print("AUC / inside: snippets (an event frame makes its snippet anomalous); frames / inside: frame labels, "
+          "snippet scores interpolated to frames (model.frame_scores: linear)")
+    print(f"{'scores':<36}{'AUC':>7}{'inside':>8}{'frames':>8}{'inside':>8}" + "".join(f"{k:>11}" for k in kinds))
     anomalous = [i for i, v in enumerate(videos) if v[1]]
-    y_inside = np.concatenate([videos[i][3] for i in anomalous])
     for name, scores in rows.items():
         per = defaultdict(float, per_type_auc(videos, scores))
-        overall = roc_auc_score(y, np.concatenate(scores))
-        inside = roc_auc_score(y_inside, np.concatenate([scores[i] for i in anomalous]))
-        print(f"{name:<36}{overall:>7.3f}{inside:>8.3f}" + "".join(f"{per[k]:>11.3f}" for k in kinds))
+        frame_scores = [grid.frame_scores(s) for grid, s in zip(grids, scores)]
+        cols = [auc_over(range(len(videos)), [v[3] for v in videos], scores),
+                auc_over(anomalous, [v[3] for v in videos], scores),
+                auc_over(range(len(videos)), [g.labels for g in grids], frame_scores),
+                auc_over(anomalous, [g.labels for g in grids], frame_scores)]
+        print(f"{name:<36}" + "".join(f"{c:>{7 if j == 0 else 8}.3f}" for j, c in enumerate(cols))
+              + "".join(f"{per[k]:>11.3f}" for k in kinds))
+
+
+def auc_over(indices, labels, scores) -> float:
+    """AUC of the given videos' scores pooled (snippets or frames)."""
+    indices = list(indices)
+    return roc_auc_score(np.concatenate([labels[i] for i in indices]), np.concatenate([scores[i] for i in indices]))
 
 
 if __name__ == "__main__":

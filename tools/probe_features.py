@@ -137,7 +137,8 @@ def main() -> None:
     parser.add_argument("features", type=Path, help="folder holding train/ and test/ feature folders")
     parser.add_argument("world", type=Path, help="folder holding train_gt.json and test_gt.json")
     parser.add_argument("--folds", type=int, default=4)
-    parser.add_argument("--C", type=float, default=0.1, help="inverse L2 strength of the probe")
+    parser.add_argument("--C", type=float, default=0.1, help="inverse regularisation strength: the linear probe's C, the RBF SVM's C / 10, "
+                             "the MLP's weight decay 1 / C (boosted trees: unused)")
     parser.add_argument("--probe", choices=("linear", "rbf", "mlp", "boost"), default="linear",
                         help="the supervised model: logistic regression (default), RBF SVM, MLP or boosted trees")
     parser.add_argument("--also", type=Path, action="append", default=[],

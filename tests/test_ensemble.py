@@ -246,3 +246,29 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
     lonely.model.bagging = lonely.model.bag_folds = True
     with pytest.raises(ConfigError, match="only one normal"):
         _Trainer(lonely, tmp_path / "b", None, lambda m: None)
+
+
+def test_the_ensemble_preset_is_the_default_as_five_heads_on_folds_and_trains_from_the_cli(tmp_path):
+    """`--preset ensemble`: the default with six model fields changed (five bagged heads on disjoint folds,
+    a ±1-snippet window), valid, and the CLI's list of presets is the module's."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from vadpipe.cli import TRAIN_PRESETS, main
+    from vadpipe.presets import PRESETS
+
+    assert TRAIN_PRESETS == PRESETS
+    default, ensemble = preset("default"), preset("ensemble")
+    validate(ensemble)
+    changed = {f.name: getattr(ensemble.model, f.name) for f in dataclasses.fields(ensemble.model)
+               if getattr(ensemble.model, f.name) != getattr(default.model, f.name)}
+    assert changed == {"horizon": 2, "horizon_cap": 0, "horizon_share": 0.0, "members": 5, "bagging": True,
+                       "bag_folds": True}
+    assert ensemble.train == default.train
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 40))
+    res = CliRunner().invoke(main, ["train", "--features", str(tmp_path / "f"), "--preset", "ensemble", "--iters",
+                                    "3", "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    ckpt = read_checkpoint(tmp_path / "run", "last")
+    assert ckpt["model_config"]["members"] == 5 and ckpt["calibration"]["n_videos"] == 10   # every normal, out of bag

@@ -250,7 +250,7 @@ class HeadName(click.ParamType):
         return value
 
 
-# = presets.PRESETS, spelled out so that `vadpipe --help` imports no numpy (tests/test_presets.py checks them equal)
+# = presets.PRESETS, spelled out so that `vadpipe --help` imports no numpy (tests/test_ensemble.py checks them equal)
 TRAIN_PRESETS = ("default", "ensemble", "paper", "ucf-crime", "shanghaitech", "demo")
 
 

@@ -48,16 +48,27 @@ from vadpipe.intervals import snippet_reach, snippets_to_frames
 from vadpipe.models.normal_stats import NormalStats, neighbourhoods
 
 
-def snippet_labels(gt, n_snippets: int, snippet_len: int, stride: Optional[int] = None) -> np.ndarray:
-    """1 for every snippet holding an anomalous frame (frame labels from the gt's own reader); snippet i
-    covers frames [i*stride, i*stride + snippet_len) (no stride: the snippet length, no overlap)."""
+def frame_labels(gt, n_snippets: int, snippet_len: int, stride: Optional[int] = None) -> np.ndarray:
+    """The gt's 0/1 frame labels (its own reader) over its frame count, or as far as the snippets reach
+    when it gives none."""
+    return gt.labels(gt.frames or snippet_reach(n_snippets, snippet_len, stride or snippet_len))[0]
+
+
+def snippets_holding(frames: np.ndarray, n_snippets: int, snippet_len: int,
+                     stride: Optional[int] = None) -> np.ndarray:
+    """1 for every snippet holding an anomalous frame of ``frames``; snippet i covers frames [i*stride,
+    i*stride + snippet_len) (no stride: the snippet length, no overlap)."""
     stride = stride or snippet_len
     reach = snippet_reach(n_snippets, snippet_len, stride)
-    frames, _ = gt.labels(gt.frames if gt.frames else reach)
     padded = np.zeros(reach, dtype=np.int8)
     padded[: min(len(frames), len(padded))] = frames[: len(padded)]
     starts = np.arange(n_snippets)[:, None] * stride + np.arange(snippet_len)[None, :]
     return padded[starts].max(axis=1).astype(float)
+
+
+def snippet_labels(gt, n_snippets: int, snippet_len: int, stride: Optional[int] = None) -> np.ndarray:
+    """1 for every snippet holding an anomalous frame of the gt."""
+    return snippets_holding(frame_labels(gt, n_snippets, snippet_len, stride), n_snippets, snippet_len, stride)
 
 
 def snippet_features(video) -> np.ndarray:
@@ -70,7 +81,8 @@ def load_split(features: Path, gt_file: Path, also: tuple = ()):
     extra_sets = [{v.id: v for v in open_features(folder, list_anomalous="none").videos} for folder in also]
     gts = load_ground_truth(gt_file)
     key = match_ids([v.id for v in feature_set.videos], list(gts))   # ids as the gt spells them
-    videos, frames = [], []
+    videos, grids = [], []
+    L, s = feature_set.snippet_len, feature_set.stride
     for video in feature_set.videos:
         parts = [snippet_features(video)]
         for folder, extra in zip(also, extra_sets):
@@ -82,12 +94,11 @@ def load_split(features: Path, gt_file: Path, also: tuple = ()):
                                  f"{len(parts[0])}: --also needs the same snippet recipe")
             parts.append(more)
         feats = np.concatenate(parts, axis=1)
-        gt = gts[key[video.id]]
-        labels = snippet_labels(gt, len(feats), feature_set.snippet_len, feature_set.stride)
-        videos.append((video.id, video.cls if video.label else None, feats, labels))   # None = normal
-        n_frames = gt.frames or snippet_reach(len(feats), feature_set.snippet_len, feature_set.stride)
-        frames.append(FrameGrid(gt.labels(n_frames)[0], feature_set.snippet_len, feature_set.stride))
-    return videos, frames
+        frames = frame_labels(gts[key[video.id]], len(feats), L, s)
+        videos.append((video.id, video.cls if video.label else None, feats,   # None = normal
+                       snippets_holding(frames, len(feats), L, s)))
+        grids.append(FrameGrid(frames, L, s))
+    return videos, grids
 
 
 @dataclass

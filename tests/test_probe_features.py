@@ -34,3 +34,15 @@ def test_frame_grid_interpolates_snippet_scores_to_every_frame():
     assert frames.shape == (40,)
     assert frames[7] == 0.0 and frames[24] == 1.0 and frames[39] == 1.0       # centres 7.5 and 23.5
     assert 0.0 < frames[15] < 1.0
+
+
+def test_fits_score_every_video_once_by_a_fit_that_never_saw_it():
+    from probe_features import fits_of
+
+    splits = ["train"] * 5 + ["test"] * 4
+    folds = fits_of(splits, "folds", 3)
+    assert len(folds) == 3
+    assert sorted(i for _, scored in folds for i in scored) == list(range(9))
+    assert all(not set(fit) & set(scored) and len(fit) + len(scored) == 9 for fit, scored in folds)
+    # --fit train: one fit on the train split scoring the test split, as a weakly supervised head is measured
+    assert fits_of(splits, "train", 3) == [([0, 1, 2, 3, 4], [5, 6, 7, 8])]

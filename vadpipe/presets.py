@@ -6,10 +6,10 @@ follows the data; see ``_localise``), ``ensemble`` (the default as five heads on
 videos, each segment with its ±1 neighbours: better ranking, a cautious threshold; see ``_ensemble``),
 ``paper`` = ``ucf-crime`` (the article's LTGS and UCF-Crime setting, unchanged), ``shanghaitech``
 (β = 1000; RTFM list: first 63 lines anomalous), ``demo`` (200 iterations of 8 + 8 videos, one random
-crop each, β = 50, lr 1e-4 and no held-out share: see ``preset``). On top of one: the article's ablations by name (:data:`ABLATIONS`), another head with
-its own paper's losses (:func:`use_model`) and ``--set SECTION.FIELD=VALUE`` overrides
-(:func:`apply_overrides`). The fields themselves, their YAML form and their validation live in
-:mod:`vadpipe.config`.
+crop each, β = 50, lr 1e-4 and no held-out share: see ``preset``). On top of one: the article's ablations
+by name (:data:`ABLATIONS`), another head with its own paper's losses (:func:`use_model`) and ``--set
+SECTION.FIELD=VALUE`` overrides (:func:`apply_overrides`). The fields themselves, their YAML form and
+their validation live in :mod:`vadpipe.config`.
 """
 from __future__ import annotations
 

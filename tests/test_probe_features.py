@@ -46,3 +46,14 @@ def test_fits_score_every_video_once_by_a_fit_that_never_saw_it():
     assert all(not set(fit) & set(scored) and len(fit) + len(scored) == 9 for fit, scored in folds)
     # --fit train: one fit on the train split scoring the test split, as a weakly supervised head is measured
     assert fits_of(splits, "train", 3) == [([0, 1, 2, 3, 4], [5, 6, 7, 8])]
+
+
+def test_per_type_auc_pools_the_normal_videos_with_each_type_alone():
+    from probe_features import per_type_auc
+
+    videos = [("n", None, None, None), ("f", "Fire", None, None), ("i", "Intrusion", None, None)]
+    labels = [np.zeros(4), np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0])]
+    scores = [np.full(4, 0.5), np.array([0.0, 0.1, 0.9, 1.0]), np.array([0.2, 0.3, 0.8, 0.9])]
+    per = per_type_auc(videos, labels, scores)
+    assert per["Fire"] == 1.0                       # both events above every normal and background frame
+    assert per["Intrusion"] == roc_auc_score(np.r_[np.zeros(4), 1, 1, 0, 0], np.r_[np.full(4, 0.5), 0.2, 0.3, 0.8, 0.9])

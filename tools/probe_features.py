@@ -137,12 +137,14 @@ def probe_scores_of(clf, x: np.ndarray) -> np.ndarray:
     return clf.decision_function(x) if hasattr(clf, "decision_function") else clf.predict_proba(x)[:, 1]
 
 
-def per_type_auc(videos, scores) -> dict:
+def per_type_auc(videos, labels, scores) -> dict:
+    """Per event type, the AUC over the normal videos and that type's (each video's ``labels`` and
+    ``scores``: its snippets' or its frames')."""
     out = {}
     types = sorted({cls for _, cls, _, _ in videos if cls})
     for kind in types:
         keep = [i for i, (_, cls, _, _) in enumerate(videos) if cls in (None, kind)]
-        y = np.concatenate([videos[i][3] for i in keep])
+        y = np.concatenate([labels[i] for i in keep])
         s = np.concatenate([scores[i] for i in keep])
         out[kind] = roc_auc_score(y, s) if 0 < y.sum() < len(y) else float("nan")
     return out
@@ -164,6 +166,9 @@ def main() -> None:
     parser.add_argument("--also", type=Path, action="append", default=[],
                         help="another feature folder (train/ and test/) of the same videos, appended to each snippet")
     parser.add_argument("--context", type=int, default=1, help="odd K: each snippet with its K - 1 neighbours")
+    parser.add_argument("--per-type-on", choices=("snippets", "frames"), default="snippets",
+                        help="the per-type columns' units: snippet labels (default) or frames, as `vadpipe eval` "
+                             "reports a head's AUC per type")
     args = parser.parse_args()
     if args.context < 1 or args.context % 2 == 0:
         parser.error(f"--context {args.context}: an odd number >= 1")
@@ -203,15 +208,18 @@ def main() -> None:
     print(f"{videos[0][2].shape[1]}-d snippets from {1 + len(args.also)} folder(s), context {args.context}")
     print("AUC / inside: snippets (an event frame makes its snippet anomalous); frames / inside: frame labels, "
           "snippet scores interpolated to frames (model.frame_scores: linear); test / inside: those frame "
-          "columns over the test split's videos alone, as the benchmarks report a head")
+          "columns over the test split's videos alone, as the benchmarks report a head; per type: normal videos "
+          f"and that type's, on {args.per_type_on}")
     print(f"{'scores':<36}{'AUC':>7}{'inside':>8}{'frames':>8}{'inside':>8}{'test':>8}{'inside':>8}"
           + "".join(f"{k:>11}" for k in kinds))
     anomalous = [i for i, v in enumerate(videos) if v[1]]
     test = [i for i, split in enumerate(splits) if split == "test"]
     test_anomalous = [i for i in test if videos[i][1]]
     for name, scores in rows.items():
-        per = defaultdict(float, per_type_auc(videos, scores))
         frame_scores = [grid.frame_scores(s) for grid, s in zip(grids, scores)]
+        per = defaultdict(float, per_type_auc(videos, [v[3] for v in videos], scores)
+                          if args.per_type_on == "snippets"
+                          else per_type_auc(videos, [g.labels for g in grids], frame_scores))
         cols = [auc_over(range(len(videos)), [v[3] for v in videos], scores),
                 auc_over(anomalous, [v[3] for v in videos], scores),
                 auc_over(range(len(videos)), [g.labels for g in grids], frame_scores),

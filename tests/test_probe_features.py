@@ -57,3 +57,17 @@ def test_per_type_auc_pools_the_normal_videos_with_each_type_alone():
     per = per_type_auc(videos, labels, scores)
     assert per["Fire"] == 1.0                       # both events above every normal and background frame
     assert per["Intrusion"] == roc_auc_score(np.r_[np.zeros(4), 1, 1, 0, 0], np.r_[np.full(4, 0.5), 0.2, 0.3, 0.8, 0.9])
+
+
+def test_pseudo_stage_probe_context_puts_unit_neighbours_side_by_side():
+    """tools/probe_pseudo_labels.py --context K: each snippet, made unit length, beside its K - 1
+    neighbours (a video's edges repeated); K 1 leaves the features as they are."""
+    from probe_pseudo_labels import with_context
+
+    f = np.arange(1, 13, dtype=np.float32).reshape(4, 3)
+    assert with_context(f, 1) is f
+    wide = with_context(f, 3)
+    unit = f / np.linalg.norm(f, axis=1, keepdims=True)
+    assert wide.shape == (4, 9)
+    assert np.allclose(wide[1], np.concatenate([unit[0], unit[1], unit[2]]))
+    assert np.allclose(wide[0, :3], unit[0]) and np.allclose(wide[3, 6:], unit[3])     # edges repeated

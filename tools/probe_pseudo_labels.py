@@ -11,13 +11,17 @@ pseudo-labels that round r − 1's fused scores give (round 1: the head's) and f
 place of the earlier stage; each round is reported. ``--classifiers`` puts other classifiers in the
 stage's place on the same labels, fused as the product fuses: ``lr`` (the product's logistic regression),
 ``rbf:G`` (an RBF kernel of width γ G, approximated on 400 components, then that regression), ``mlp:A``
-(one hidden layer of 64 units, L2 strength A).
+(one hidden layer of 64 units, L2 strength A). ``--context K`` (odd) fits the stage on each snippet
+beside its K − 1 neighbours (unit-length snippets side by side, a video's edges repeated, as
+``model.normal_context`` gives the normal statistics): a supervised probe gains from them on the demo
+world's abandoned objects and intrusions (``tools/probe_features.py --context 5 --per-type-on frames``).
 
 A diagnostic (it reads test labels), not a training recipe.
 
     python tools/probe_pseudo_labels.py RUNS/default --bench ped1 --seeds 0 1 2 3 4 --C 1
     python tools/probe_pseudo_labels.py RUNS/default --bench demo --share 0.1 --rounds 3
     python tools/probe_pseudo_labels.py RUNS/default --bench ped1 --share 0.1 --classifiers lr rbf:1 mlp:1
+    python tools/probe_pseudo_labels.py RUNS/default --bench demo --share 0.1 --context 5
 """
 from __future__ import annotations
 
@@ -33,6 +37,19 @@ def crop_mean(video) -> np.ndarray:
     """(T, D) features, crops averaged."""
     f = np.asarray(video.raw(), dtype=np.float32)
     return f.reshape(f.shape[0], -1, f.shape[-1]).mean(axis=1)
+
+
+def with_context(features: np.ndarray, context: int) -> np.ndarray:
+    """(T, D) -> (T, K·D): each unit-length snippet beside its K − 1 neighbours (edges repeated); K 1 leaves
+    ``features`` as they are (the stage normalises them itself)."""
+    if context == 1:
+        return features
+    import torch
+
+    from vadpipe.models.normal_stats import neighbourhoods
+
+    unit = torch.nn.functional.normalize(torch.from_numpy(features), dim=-1)
+    return neighbourhoods(unit, context).numpy()
 
 
 def parse_classifier(name: str) -> Tuple[str, float]:
@@ -87,7 +104,11 @@ def main() -> None:
                         help="label and fit again on the previous round's fused scores, this many times in all")
     parser.add_argument("--classifiers", nargs="+", default=["lr"],
                         help="the stage's classifier: lr, rbf:GAMMA, mlp:ALPHA (module docstring)")
+    parser.add_argument("--context", type=int, default=1,
+                        help="odd K: the stage sees each snippet beside its K - 1 neighbours")
     args = parser.parse_args()
+    if args.context < 1 or args.context % 2 == 0:
+        parser.error(f"--context {args.context}: an odd number >= 1")
     for name in args.classifiers:          # a bad entry stops here, before any run is read
         parse_classifier(name)
 
@@ -97,8 +118,8 @@ def main() -> None:
     from vadpipe.data import open_features
 
     bench, test_set, gts = open_bench(args)
-    train = [(v, crop_mean(v)) for v in open_features(bench.train).videos]
-    test = [(v, torch.from_numpy(crop_mean(v))) for v in test_set.videos]
+    train = [(v, with_context(crop_mean(v), args.context)) for v in open_features(bench.train).videos]
+    test = [(v, torch.from_numpy(with_context(crop_mean(v), args.context))) for v in test_set.videos]
 
     def name(classifier: str, part: str, r: int) -> str:
         return (f"{classifier} " if args.classifiers != ["lr"] else "") + part + (f" {r}" if args.rounds > 1 else "")
@@ -125,7 +146,7 @@ def main() -> None:
                         figures({v.id: logits(stage.fuse(head[v.id], f).numpy()) for v, f in test}, test_set, gts, mode))
                     if r < args.rounds:          # the next round's labels: this round's fused scores
                         labelling = [stage.fuse(h, torch.from_numpy(f)) for h, (_, f) in zip(train_head, train)]
-    print(f"{args.runs} on {args.bench}: share {args.share:g} pseudo-labels, C {args.C:g}")
+    print(f"{args.runs} on {args.bench}: share {args.share:g} pseudo-labels, C {args.C:g}, context {args.context}")
     for label, figs in rows.items():
         print(f"  {label:<22}{summary(figs)}")
 

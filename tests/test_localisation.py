@@ -391,6 +391,40 @@ def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():
     assert build_model(cfg.model).normal_stats.features == "l2"     # a checkpoint's config rebuilds it
 
 
+def test_held_out_standardisation_puts_new_normal_video_near_z_0():
+    """model.normal_standardise = held-out: a Gaussian in D dimensions fitted on a few hundred snippets
+    lies far closer to them than to new normal snippets, so the fitted snippets' own distances put every
+    new normal snippet many of their sds above 0 (and its score near 1); each video's distance to a
+    Gaussian fitted without it (5 folds by video) is what new normal video gives. The Gaussian itself is
+    the same either way, and a single video has nothing to hold out (its own distances, as "fit")."""
+    from vadpipe.config import validate
+    from vadpipe.models.normal_stats import NormalStats
+
+    gen = torch.Generator().manual_seed(4)
+    videos = [torch.randn(8, 128, generator=gen) for _ in range(10)]        # 80 snippets in 128-d
+    scores = [torch.full((8,), 0.2) for _ in videos]
+    fit, held = NormalStats(128), NormalStats(128, standardise="held-out")
+    fit.fit(videos, scores)
+    held.fit(videos, scores)
+    assert torch.equal(fit.precision, held.precision) and torch.equal(fit.mean, held.mean)
+    new = torch.randn(600, 128, generator=gen)
+
+    def z(stats):
+        return ((stats.distance(new) - stats.scale[0]) / stats.scale[1]).mean()
+
+    assert z(fit) > 10 and abs(z(held)) < 1                              # 15.9 and -0.4 here
+    one_fit, one_held = NormalStats(128), NormalStats(128, standardise="held-out")
+    one_fit.fit(videos[:1], scores[:1])
+    one_held.fit(videos[:1], scores[:1])
+    assert torch.equal(one_fit.scale, one_held.scale)
+    with pytest.raises(ValueError, match="standardise"):
+        NormalStats(8, standardise="loo")
+    cfg = preset("default")
+    cfg.model.normal_standardise = "loo"
+    with pytest.raises(ConfigError, match="model.normal_standardise"):
+        validate(cfg)
+
+
 def test_normal_statistics_with_context_see_a_change_over_neighbouring_segments(tmp_path):
     """model.normal_context K: the Gaussian sees each segment with its K-1 neighbours (projected on the
     normals' principal directions, edges repeated, padding never reached), so a segment that is normal

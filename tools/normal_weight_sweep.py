@@ -3,6 +3,7 @@ benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the hea
 ``--forms`` the term refitted on other feature forms (raw | l2: models/normal_stats.py), with
 ``--normal-contexts`` refitted on each segment with its neighbours (``model.normal_context``), with
 ``--shrinkages`` refitted with another covariance shrinkage (``model.normal_shrinkage``), with
+``--standardise`` refitted with the distance standardised another way (``model.normal_standardise``), with
 ``--frame-scores`` the snippet-to-frame mapping changed (hold | linear: intervals.snippets_to_frames), with
 ``--smooth-windows`` the test-time moving average of snippet scores changed (``model.smooth_window``;
 ``--smooth-shares`` its width as a share of each video's length, ``model.smooth_share``);
@@ -10,6 +11,9 @@ benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the hea
 run's own training split as training would fit it (it is fitted after training: the head is the same);
 ``--stage-weights W ...`` re-weights the stage a run already carries (today's default fits one), unchanged
 otherwise: no refit, so no split is needed.
+
+Each fit's line says where the test split's normal snippets fall on the distance's standardised
+scale (z = (d − μ_d) / σ_d; a z near 0 is what the standardisation promises for new normal video).
 
 A diagnostic of one trained head, not a way to choose the weight: it reads test labels. The
 false-alarm column is left out because the run's threshold was calibrated for its own weight, unless
@@ -24,6 +28,7 @@ refit uses the run's own normal training videos (the split recorded in its last.
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --smooth-windows 1 3 5
     python tools/normal_weight_sweep.py RUN --bench features --weights 0.5 --smooth-shares 0 0.02 0.04
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --stage-weights 0 0.5 1 2
+    python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 2 --standardise fit held-out --pseudo-weight 1
 """
 from __future__ import annotations
 
@@ -73,10 +78,12 @@ def recalibrated(model, ckpt, run: Path, bench):
     return out
 
 
-def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shrinkage: float) -> None:
+def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shrinkage: float,
+          standardise: str) -> None:
     """Fit the run's normal statistics again on its normal training videos, on feature form ``form``
-    with a context of ``context`` segments (each projected on ``rank`` principal directions) and the
-    covariance shrunk by ``shrinkage`` towards a scaled identity."""
+    with a context of ``context`` segments (each projected on ``rank`` principal directions), the
+    covariance shrunk by ``shrinkage`` towards a scaled identity and the distance standardised as
+    ``standardise`` says."""
     import torch
 
     from vadpipe.calibration import fit_normal_stats
@@ -86,10 +93,29 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shr
     old = model.normal_stats
     model.normal_stats = normal_stats_of(dataclasses.replace(ckpt.model_config, normal_weight=old.weight,
                                                              normal_shrinkage=shrinkage, normal_features=form,
-                                                             normal_context=context, normal_rank=rank))
+                                                             normal_context=context, normal_rank=rank,
+                                                             normal_standardise=standardise))
     fit_normal_stats(model, normal, ckpt.train_config.seed if ckpt.train_config else 0, torch.device("cpu"),
                      log=lambda msg: None)
     model.eval()
+
+
+def normal_z(stats, bench) -> str:
+    """Mean and sd of the standardised distance z of the benchmark's normal test snippets (every crop)."""
+    import numpy as np
+    import torch
+
+    from vadpipe.data import open_features
+
+    z = []
+    for video in open_features(bench.test).videos:
+        if video.label == 0:
+            x = torch.from_numpy(np.array(video.raw(), dtype=np.float32))
+            x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(0, 1)           # (crops, T, D)
+            with torch.no_grad():
+                z.append(((stats.distance(x) - stats.scale[0]) / stats.scale[1]).flatten())
+    z = torch.cat(z) if z else torch.zeros(1)
+    return f"z of the normal test snippets {float(z.mean()):.2f} ± {float(z.std()):.2f}"
 
 
 def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
@@ -116,6 +142,8 @@ def main() -> None:
                         help="refit the statistics with these odd contexts in segments (default: the run's own)")
     parser.add_argument("--shrinkages", nargs="+", type=float, default=None,
                         help="refit the statistics with these covariance shrinkages in (0, 1] (default: the run's own)")
+    parser.add_argument("--standardise", nargs="+", choices=["fit", "held-out"], default=None,
+                        help="refit the statistics with the distance standardised these ways (default: the run's own)")
     parser.add_argument("--normal-rank", type=int, default=256,
                         help="principal directions per segment for a refit with a context > 1")
     parser.add_argument("--frame-scores", nargs="+", choices=["hold", "linear"], default=None,
@@ -167,16 +195,19 @@ def main() -> None:
     if args.stage_weights and not (own_stage is not None and own_stage.fitted):
         raise SystemExit(f"{args.run}: this head carries no fitted pseudo-label stage to re-weight "
                          "(model.pseudo_weight 0; --pseudo-weight fits one)")
-    fitted = (stats.features, stats.context, stats.shrinkage) if stats.fitted else None
+    own = getattr(stats, "standardise", "fit")
+    fitted = (stats.features, stats.context, stats.shrinkage, own) if stats.fitted else None
     print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics "
-          f"{f'on {fitted[0]} features, context {fitted[1]}, shrinkage {fitted[2]:g}' if fitted else 'not fitted'}; "
+          f"{f'on {fitted[0]} features, context {fitted[1]}, shrinkage {fitted[2]:g}, standardised {own}' if fitted else 'not fitted'}; "
           "percent")
-    for form, context, shrinkage in itertools.product(args.forms or [stats.features],
-                                                      args.normal_contexts or [stats.context],
-                                                      args.shrinkages or [stats.shrinkage]):
-        if (form, context, shrinkage) != fitted:
-            refit(model, ckpt, args.run, bench, form, context, args.normal_rank, shrinkage)
-            fitted = (form, context, shrinkage)
+    for form, context, shrinkage, standardise in itertools.product(
+            args.forms or [stats.features], args.normal_contexts or [stats.context],
+            args.shrinkages or [stats.shrinkage], args.standardise or [own]):
+        if (form, context, shrinkage, standardise) != fitted:
+            refit(model, ckpt, args.run, bench, form, context, args.normal_rank, shrinkage, standardise)
+            fitted = (form, context, shrinkage, standardise)
+        print(f"  {form} context {context} shrinkage {shrinkage:g} standardised {standardise}: "
+              f"{normal_z(model.normal_stats, bench)}", flush=True)
         for weight in args.weights:
             model.normal_stats.weight = weight
             if args.pseudo_weight > 0:         # fitted on the fused scores of this weight, as training does
@@ -199,7 +230,8 @@ def main() -> None:
                              if (k != "false_alarm_auto" or args.recalibrate) and v is not None}
                     stage = (f" pseudo {args.pseudo_weight:g}" if stage_on else
                              f" stage weight {stage_weight:g}" if stage_weight is not None else "")
-                    print(f"  {form:<4} context {context} shrinkage {shrinkage:g} weight {weight:<5g} frames {mode:<6} "
+                    print(f"  {form:<4} context {context} shrinkage {shrinkage:g} {standardise:<8} weight {weight:<5g} "
+                          f"frames {mode:<6} "
                           f"smooth {window} share {share:g}{stage} "
                           + ", ".join(f"{k} {100 * v:.1f}" for k, v in shown.items()), flush=True)
                 model.scoring_rule = rule

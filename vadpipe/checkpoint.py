@@ -149,7 +149,7 @@ def normal_stats_of(m: ModelConfig) -> nn.Module:
     from .models.normal_stats import NormalStats
 
     return NormalStats(m.normal_dim, m.normal_weight, m.normal_shrinkage, m.normal_features, m.normal_context,
-                       m.normal_rank, m.normal_span)
+                       m.normal_rank, m.normal_span, m.normal_standardise)
 
 
 def pseudo_stage_of(m: ModelConfig) -> nn.Module:

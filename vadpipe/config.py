@@ -82,6 +82,9 @@ class ModelConfig:
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
     normal_features: str = "raw"       # what that distance sees: raw | l2 (direction only: unit-length
                                        # features, blind to a change of the whole vector's magnitude)
+    normal_standardise: str = "fit"    # the distance's mean and sd for its z: of the snippets the Gaussian was
+                                       # fitted on (fit) | of each normal video fitted without it (held-out:
+                                       # 5 folds by video), the distances new normal video gives
     normal_context: int = 1            # K > 1 (odd): that distance sees each segment with its K-1 neighbours,
     normal_rank: int = 256             # each projected on this many principal directions of the normals
     normal_layer: str = ""             # features stored with layers (vadpipe extract --layers): the layer that
@@ -374,11 +377,14 @@ def validate(cfg: Config) -> None:
                           "(one row of `segments` per video) does not cover: set train.dynamic = off")
     if m.normal_weight < 0 or not 0.0 < m.normal_shrinkage <= 1.0:
         raise ConfigError("model.normal_weight must be >= 0 and model.normal_shrinkage in (0, 1]")
-    from .models.normal_stats import FEATURE_FORMS
+    from .models.normal_stats import FEATURE_FORMS, STANDARDISE
 
     if m.normal_features not in FEATURE_FORMS:
         raise ConfigError(f"model.normal_features must be one of {', '.join(FEATURE_FORMS)}, "
                           f"got {m.normal_features!r}")
+    if m.normal_standardise not in STANDARDISE:
+        raise ConfigError(f"model.normal_standardise must be one of {', '.join(STANDARDISE)}, "
+                          f"got {m.normal_standardise!r}")
     if m.normal_context < 1 or m.normal_context % 2 == 0 or m.normal_rank < 1:
         raise ConfigError(f"model.normal_context must be odd and >= 1 (a centred window) and model.normal_rank "
                           f">= 1, got {m.normal_context} and {m.normal_rank}")

@@ -195,11 +195,11 @@ def main() -> None:
     if args.stage_weights and not (own_stage is not None and own_stage.fitted):
         raise SystemExit(f"{args.run}: this head carries no fitted pseudo-label stage to re-weight "
                          "(model.pseudo_weight 0; --pseudo-weight fits one)")
-    own = getattr(stats, "standardise", "fit")
+    own = stats.standardise
     fitted = (stats.features, stats.context, stats.shrinkage, own) if stats.fitted else None
-    print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics "
-          f"{f'on {fitted[0]} features, context {fitted[1]}, shrinkage {fitted[2]:g}, standardised {own}' if fitted else 'not fitted'}; "
-          "percent")
+    described = (f"on {stats.features} features, context {stats.context}, shrinkage {stats.shrinkage:g}, "
+                 f"standardised {own}" if fitted else "not fitted")
+    print(f"{args.run} on {args.bench}: trained with normal_weight {stats.weight:g}, statistics {described}; percent")
     for form, context, shrinkage, standardise in itertools.product(
             args.forms or [stats.features], args.normal_contexts or [stats.context],
             args.shrinkages or [stats.shrinkage], args.standardise or [own]):

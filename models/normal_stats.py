@@ -155,8 +155,9 @@ class NormalStats(nn.Module):
         s = torch.cat([sc.reshape(-1) for sc in scores]).to(self.mean.device)
         if chosen is not None:
             s = s[chosen.to(s.device)]
-        held_out = self.standardise == "held-out" and len(videos) > 1
-        d, lg = self.held_out_distances(videos, keep) if held_out else self._mahalanobis(e), logit(s.float())
+        held_out = self.standardise == "held-out" and len(videos) > 1   # one video has nothing to hold out
+        d = self.held_out_distances(videos, keep) if held_out else self._mahalanobis(e)
+        lg = logit(s.float())
         self.scale.copy_(torch.stack([d.mean(), spread(d), lg.mean(), spread(lg), torch.ones((), device=d.device)]))
 
     def _fit_gaussian(self, videos: Sequence[Tensor], keep: Optional[Callable[[int], Tensor]]):

@@ -107,18 +107,17 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shr
 
 def normal_z(stats, bench) -> str:
     """Mean and sd of the standardised distance z of the benchmark's normal test snippets (every crop)."""
-    import numpy as np
     import torch
 
+    from vadpipe.calibration import _crop_rows
     from vadpipe.data import open_features
 
     z = []
     for video in open_features(bench.test).videos:
         if video.label == 0:
-            x = torch.from_numpy(np.array(video.raw(), dtype=np.float32))
-            x = x.reshape(x.shape[0], -1, x.shape[-1]).transpose(0, 1)           # (crops, T, D)
             with torch.no_grad():
-                z.append(((stats.distance(x) - stats.scale[0]) / stats.scale[1]).flatten())
+                d = stats.distance(_crop_rows(video, torch.device("cpu")))
+            z.append(((d - stats.scale[0]) / stats.scale[1]).flatten())
     z = torch.cat(z) if z else torch.zeros(1)
     return f"z of the normal test snippets {float(z.mean()):.2f} ± {float(z.std()):.2f}"
 

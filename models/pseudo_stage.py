@@ -19,6 +19,12 @@ now 2), so its checkpoint scores as it did.
 
 Fitted once after training on training videos only (never held-out, validation or test videos) and
 kept as buffers in the head's state dict, so a checkpoint carries it.
+
+σ₁ comes from ``unit``: "train" takes ℓ's spread on the normal training snippets, which the head was
+trained to push to 0 and the normal statistics were fitted on (0.15–0.33 on UCSD Ped1); "held-out" takes it
+on the held-out normal videos that calibrate the threshold (``set_unit``), the spread the head gives new
+normal video (about 1.3 on Ped1), so a weight means the same against the head's variation on new video
+whatever the set's size (docs/localisation.md, "The stage in the units of new video").
 """
 from __future__ import annotations
 
@@ -45,6 +51,8 @@ def pseudo_labels(scores: np.ndarray, anomalous: bool, share: float) -> Tuple[np
 
 
 HEAD_UNITS = 2.0           # scale[4] of a stage fused in the head's units (module docstring)
+# Where σ₁, the stage's unit, is measured: the normal training snippets, or held-out normal videos (set_unit).
+UNITS = ("train", "held-out")
 
 
 def bounded_logit(s: Tensor) -> Tensor:
@@ -56,9 +64,11 @@ def bounded_logit(s: Tensor) -> Tensor:
 
 class PseudoStage(nn.Module):
     def __init__(self, dim: int, weight: float = 1.0, share: float = 0.3, c: float = 1.0,
-                 span: Tuple[int, int] = (0, 0)):
+                 span: Tuple[int, int] = (0, 0), unit: str = "train"):
         super().__init__()
-        self.weight, self.share, self.c = weight, share, c
+        if unit not in UNITS:
+            raise ValueError(f"pseudo-label stage unit {unit!r}: expected one of {', '.join(UNITS)}")
+        self.weight, self.share, self.c, self.unit = weight, share, c, unit
         self.span = tuple(span)       # the part of the features it sees (dim wide, the head's); (0, 0): all
         self.register_buffer("coef", torch.zeros(dim))
         self.register_buffer("intercept", torch.zeros(()))
@@ -102,6 +112,12 @@ class PseudoStage(nn.Module):
         values = [float(head.mean()), float(spread(head)), float(stage.mean()), float(spread(stage)), HEAD_UNITS]
         self.scale.copy_(torch.tensor(values, device=self.scale.device))
         return int(len(y))
+
+    @torch.no_grad()
+    def set_unit(self, head_logits: Tensor) -> None:
+        """Take σ₁ from ``head_logits``, ℓ on other normal snippets than the training ones (``unit``
+        "held-out": the held-out normal videos); a fitted stage's fusion is otherwise unchanged."""
+        self.scale[1] = spread(head_logits.flatten().float()).to(self.scale.device)
 
     def fit_classifier(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
         """Learn the pseudo-labels ``y`` of unit-length rows ``x``: the linear model ``stage_logit`` applies

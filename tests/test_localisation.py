@@ -625,6 +625,45 @@ def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_s
     assert model_config_from_dict(old).pseudo_weight == 0
 
 
+def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_videos(tmp_path):
+    """model.pseudo_unit = held-out: the same head and the same fitted stage as with "train", but its unit
+    σ₁ is the fused logits' spread on the held-out normal videos that calibrate the threshold (the head was
+    trained to push its training normals to one value); the checkpoint carries it."""
+    from vadpipe.calibration import _crop_rows
+    from vadpipe.checkpoint import head_scores, load_checkpoint
+    from vadpipe.data import open_features
+    from vadpipe.models.normal_stats import logit
+    from vadpipe.models.pseudo_stage import PseudoStage
+
+    make_store(tmp_path / "train", 8, 10, dim=16, seed=0, signal=0.8, t_range=(20, 40))
+    runs = {}
+    for unit in ("train", "held-out"):
+        cfg = _default_small(tmp_path / "train", lr=1e-3, epochs=0, iterations=20)
+        cfg.model.pseudo_weight, cfg.model.pseudo_unit = 1.0, unit
+        lines = []
+        runs[unit] = (train(cfg, out=tmp_path / unit, progress=False, log=lines.append), lines)
+    (plain, _), (held, lines) = runs["train"], runs["held-out"]
+    a, b = (load_checkpoint(run.run_dir / "last.pt", "cpu")[0] for run in (plain, held))
+    assert torch.equal(a.pseudo_stage.coef, b.pseudo_stage.coef)          # the same stage, fitted alike
+    assert torch.equal(a.pseudo_stage.scale[[0, 2, 3, 4]], b.pseudo_stage.scale[[0, 2, 3, 4]])
+    split = read_checkpoint(held.run_dir, "last")["last"]["split"]
+    normal = [v for v in open_features(tmp_path / "train").videos if v.id in set(split["val"]) and v.label == 0]
+    b.pseudo_stage.scale[4] = 0                                            # ℓ: the stage left out
+    with torch.no_grad():
+        spread = torch.cat([logit(head_scores(b, _crop_rows(v, torch.device("cpu")))).flatten() for v in normal]).std()
+    assert normal and float(b.pseudo_stage.scale[1]) == pytest.approx(float(spread), rel=1e-5)
+    assert float(b.pseudo_stage.scale[1]) != pytest.approx(float(a.pseudo_stage.scale[1]), rel=1e-3)
+    assert sum(f"sd on {len(normal)} held-out normal videos" in line for line in lines) == 2   # last, then best
+    cfg.model.pseudo_unit = "test"
+    with pytest.raises(ConfigError, match="pseudo_unit"):
+        validate(cfg)
+    cfg.model.pseudo_unit, cfg.model.members, cfg.model.bagging = "held-out", 3, True
+    with pytest.raises(ConfigError, match="pseudo_unit = held-out with model.bagging"):
+        validate(cfg)
+    with pytest.raises(ValueError, match="unit"):
+        PseudoStage(8, unit="test")
+
+
 def test_bottom_loss_pulls_the_lowest_share_of_each_anomalous_videos_real_segments_to_zero():
     scores = torch.tensor([[0.9, 0.2, 0.8, 0.4, 0.7, 0.6, 0.1, 0.3],     # anomalous, 8 real: floor(0.25·8) = 2 lowest
                            [0.9, 0.5, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0],     # anomalous, 3 real: at least 1; padding never

@@ -120,16 +120,48 @@ def fit_pair_scale(model: torch.nn.Module, train_videos: Sequence, device: torch
 
 
 @torch.no_grad()
+@torch.no_grad()
+def set_pseudo_stage_unit(model: torch.nn.Module, normal_videos: Sequence, device: torch.device,
+                          log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """Put the head's fitted pseudo-label stage in the units of ``normal_videos`` (held-out normal videos,
+    every crop): σ₁ becomes ℓ's spread on them (models/pseudo_stage.py, ``unit`` "held-out"); returns the
+    state dict that carries it; the model is left in train mode."""
+    from .checkpoint import head_scores
+    from .models.normal_stats import logit
+
+    stage = model.pseudo_stage
+    trained, fusion = float(stage.scale[1]), float(stage.scale[4])
+    model.eval()
+    stage.scale[4] = 0.0                         # ℓ: the head and its normal statistics, the stage left out
+    try:
+        held = torch.cat([logit(head_scores(model, _crop_rows(v, device))).flatten() for v in normal_videos])
+    finally:
+        stage.scale[4] = fusion
+    stage.set_unit(held)
+    log(f"pseudo-label stage: its unit {float(stage.scale[1]):.3f}, the fused logits' sd on {len(normal_videos)} "
+        f"held-out normal videos ({trained:.3f} on the training normals)")
+    model.train()
+    return _state_copy(model)
+
+
 def fit_terms(model: torch.nn.Module, videos: Sequence, seed: int, device: torch.device,
-              log: Callable[[str], None]) -> Optional[Dict[str, torch.Tensor]]:
+              log: Callable[[str], None], unit_videos: Sequence = ()) -> Optional[Dict[str, torch.Tensor]]:
     """A head's fitted terms on ``videos`` (the training videos it trained on): its normal statistics on
-    their normal videos, then its pseudo-label stage (which reads the fused scores) on all of them; the
-    state dict that carries them, None when the head has neither."""
+    their normal videos, then its pseudo-label stage (which reads the fused scores) on all of them, in the
+    units of ``unit_videos`` (held-out normal videos) where its ``unit`` is "held-out"; the state dict
+    that carries them, None when the head has neither."""
     state = None                     # each fit returns the whole state dict; the last one carries both
     if getattr(model, "normal_stats", None) is not None:
         state = fit_normal_stats(model, [v for v in videos if v.label == 0], seed, device, log)
-    if getattr(model, "pseudo_stage", None) is not None:
+    stage = getattr(model, "pseudo_stage", None)
+    if stage is not None:
         state = fit_pseudo_stage(model, videos, seed, device, log)
+        if stage.unit == "held-out" and stage.fitted:
+            if unit_videos:
+                state = set_pseudo_stage_unit(model, unit_videos, device, log)
+            else:
+                log("pseudo-label stage: no held-out normal video to take its unit from (model.pseudo_unit "
+                    "held-out); it keeps the training normals' unit")
     return state
 
 

@@ -156,7 +156,7 @@ def pseudo_stage_of(m: ModelConfig) -> nn.Module:
     """The (unfitted) pseudo-label stage ``m`` describes, on the head's own layer."""
     from .models.pseudo_stage import PseudoStage
 
-    return PseudoStage(m.head_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c, m.head_span)
+    return PseudoStage(m.head_dim, m.pseudo_weight, m.pseudo_share, m.pseudo_c, m.head_span, m.pseudo_unit)
 
 
 def _input_span(span: Tuple[int, int]):

@@ -77,6 +77,8 @@ class ModelConfig:
     pseudo_weight: float = 0.0         # > 0: a second stage fitted after training on the head's own pseudo-labels
     pseudo_share: float = 0.3          # (models/pseudo_stage.py): top/bottom share of each anomalous video's
     pseudo_c: float = 1.0              # snippets labelled 1/0; inverse L2 strength of its logistic regression
+    pseudo_unit: str = "train"         # the stage's unit: the fused logits' sd on the normal training snippets
+                                       # (train) | on the held-out normal videos calibration uses (held-out)
     normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
                                        # features (models/normal_stats.py), fitted after training
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
@@ -394,6 +396,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"model.attn_dropout must be in [0, 1) or none, got {m.attn_dropout}")
     if m.pseudo_weight < 0 or not 0.0 < m.pseudo_share <= 0.5 or m.pseudo_c <= 0:
         raise ConfigError("model.pseudo_weight must be >= 0, model.pseudo_share in (0, 0.5] and model.pseudo_c > 0")
+    from .models.pseudo_stage import UNITS
+
+    if m.pseudo_unit not in UNITS:
+        raise ConfigError(f"model.pseudo_unit must be one of {', '.join(UNITS)}, got {m.pseudo_unit!r}")
+    if m.pseudo_unit == "held-out" and m.bagging:
+        raise ConfigError("model.pseudo_unit = held-out with model.bagging: each member holds out its own normal "
+                          "videos, and a stage's unit from them is not built; use pseudo_unit = train")
     if m.frame_scores not in FRAME_MODES:
         raise ConfigError(f"model.frame_scores must be one of {', '.join(FRAME_MODES)}, got {m.frame_scores!r}")
     if m.smooth_window % 2 == 0:

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import calibrate_split, calibration_summary, fit_member_terms, fit_terms
-from .checkpoint import Checkpoint, build_model, resolve_run, update_latest
+from .calibration import calibrate_split, calibration_summary, calibration_videos, fit_member_terms, fit_terms
+from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
 from .device import autocast, resolve_device
@@ -342,7 +342,10 @@ class _Trainer:
         if bagged_members(self.model):            # each member on the videos it trained on
             own = [[v for i, v in zip(self.train_idx, train_videos) if i not in held] for held in self.member_held]
             return fit_member_terms(self.model, own, self.seeds, self.device, self.log)
-        return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log)
+        held_normal, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set,
+                                                 self.val_gt)   # the stage's unit with model.pseudo_unit held-out
+        return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log,
+                         held_normal if source != OPTIMISTIC_CALIBRATION else ())
 
     def _selection(self) -> str:
         return selection_note(self.cfg.train, self.best["metric"])

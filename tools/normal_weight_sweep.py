@@ -10,10 +10,10 @@ benchmark of tools/bench_accuracy.py with the term's weight changed (0 = the hea
 ``--pseudo-weight W`` adds the pseudo-label stage (models/pseudo_stage.py) with weight W, fitted on the
 run's own training split as training would fit it (it is fitted after training: the head is the same);
 ``--stage-weights W ...`` re-weights the stage a run already carries (today's default fits one), unchanged
-otherwise: no refit, so no split is needed. ``--stage-scale held-out`` puts a stage fitted by
+otherwise: no refit, so no split is needed. ``--stage-unit held-out`` puts a stage fitted by
 ``--pseudo-weight`` in the units of the fused logits' spread on the run's held-out normal videos (new video)
-instead of on its training normals (``train``, as the product does), which the head and the normal
-statistics have seen; the spread is printed beside its training one.
+instead of on its training normals, which the head and the normal statistics have seen, as training does
+with ``model.pseudo_unit held-out``; the spread is printed beside its training one.
 
 Each fit's line says where the test split's normal snippets fall on the distance's standardised
 scale (z = (d − μ_d) / σ_d; a z near 0 is what the standardisation promises for new normal video).
@@ -33,7 +33,7 @@ refit uses the run's own normal training videos (the split recorded in its last.
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --stage-weights 0 0.5 1 2
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 2 --standardise fit held-out --pseudo-weight 1
     python tools/normal_weight_sweep.py RUN --bench ped1 --weights 0.5 --standardise held-out --pseudo-weight 1 \
-        --stage-scale held-out --recalibrate
+        --stage-unit held-out --recalibrate
 """
 from __future__ import annotations
 
@@ -122,25 +122,20 @@ def normal_z(stats, bench) -> str:
     return f"z of the normal test snippets {float(z.mean()):.2f} ± {float(z.std()):.2f}"
 
 
-def stage_scale_on_held_out(model, run: Path, bench) -> str:
-    """Put the model's fitted pseudo-label stage in the units of the fused logits' spread on the run's
-    held-out normal videos (every crop) instead of on its training normals; says both spreads."""
+def stage_unit_on_held_out(model, run: Path, bench) -> str:
+    """Put the model's fitted pseudo-label stage in the units of the run's held-out normal videos, as
+    training does with ``model.pseudo_unit held-out``; says the unit on both."""
     import torch
 
-    from vadpipe.calibration import _crop_rows
-    from vadpipe.checkpoint import head_scores
-    from vadpipe.models.normal_stats import logit, spread
+    from vadpipe.calibration import set_pseudo_stage_unit
 
     normal = [v for v in training_split(run, bench, "val") if v.label == 0]
     if not normal:
-        raise SystemExit(f"{run}: no held-out normal video to take the stage's scale from")
-    with torch.no_grad():
-        held = torch.cat([logit(head_scores(model, _crop_rows(v, torch.device("cpu"))).float()).flatten()
-                          for v in normal])
-    stage = model.pseudo_stage
-    trained = float(stage.scale[1])
-    stage.scale[1] = spread(held)
-    return f"stage scale: fused logits' sd {trained:.2f} on the training normals, {float(stage.scale[1]):.2f} held out"
+        raise SystemExit(f"{run}: no held-out normal video to take the stage's unit from")
+    said = []
+    set_pseudo_stage_unit(model, normal, torch.device("cpu"), log=said.append)
+    model.eval()
+    return said[0].replace("pseudo-label stage: ", "stage ")
 
 
 def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
@@ -182,9 +177,9 @@ def main() -> None:
                              "and report false alarms at it (FA@auto)")
     parser.add_argument("--pseudo-weight", type=float, default=0.0,
                         help="> 0: add the pseudo-label stage with this weight, fitted on the run's training split")
-    parser.add_argument("--stage-scale", choices=["train", "held-out"], default="train",
-                        help="with --pseudo-weight: the stage's units, the fused logits' spread on the training "
-                             "normals (as trained) or on the held-out normal videos")
+    parser.add_argument("--stage-unit", choices=["train", "held-out"], default="train",
+                        help="with --pseudo-weight: the stage's unit, the fused logits' spread on the training "
+                             "normals or on the held-out normal videos (model.pseudo_unit)")
     parser.add_argument("--stage-weights", type=float, nargs="+", default=None,
                         help="re-weight the run's own fitted pseudo-label stage (no refit); 0 = the head alone")
     parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
@@ -202,8 +197,8 @@ def main() -> None:
         raise SystemExit("--normal-contexts: odd positive contexts (centred windows of segments)")
     if any(not 0.0 < a <= 1.0 for a in args.shrinkages or []):
         raise SystemExit("--shrinkages: values in (0, 1]")
-    if args.stage_scale == "held-out" and args.pseudo_weight <= 0:
-        raise SystemExit("--stage-scale held-out rescales a stage fitted by --pseudo-weight: give one")
+    if args.stage_unit == "held-out" and args.pseudo_weight <= 0:
+        raise SystemExit("--stage-unit held-out rescales a stage fitted by --pseudo-weight: give one")
     if args.stage_weights and args.pseudo_weight > 0:
         raise SystemExit("--stage-weights re-weights the run's own stage; --pseudo-weight fits a new one: one of them")
     bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.LAYERS = args.ped1_short_side, args.layers
@@ -242,8 +237,8 @@ def main() -> None:
             model.normal_stats.weight = weight
             if args.pseudo_weight > 0:         # fitted on the fused scores of this weight, as training does
                 add_pseudo_stage(model, ckpt, args.run, bench, args.pseudo_weight)
-                if args.stage_scale == "held-out":
-                    print(f"  weight {weight:g} {stage_scale_on_held_out(model, args.run, bench)}", flush=True)
+                if args.stage_unit == "held-out":
+                    print(f"  weight {weight:g} {stage_unit_on_held_out(model, args.run, bench)}", flush=True)
             fusion = float(model.pseudo_stage.scale[4]) if args.pseudo_weight > 0 else 0.0
             for stage_on in ([False, True] if args.pseudo_weight > 0 else [False]):
                 if args.pseudo_weight > 0:                  # off, or the fusion it was fitted for

@@ -71,3 +71,34 @@ def test_pseudo_stage_probe_context_puts_unit_neighbours_side_by_side():
     assert wide.shape == (4, 9)
     assert np.allclose(wide[1], np.concatenate([unit[0], unit[1], unit[2]]))
     assert np.allclose(wide[0, :3], unit[0]) and np.allclose(wide[3, 6:], unit[3])     # edges repeated
+
+
+def test_score_terms_split_the_products_fused_logit_into_the_head_and_the_stage(tmp_path):
+    """tools/score_terms.py: ℓ + w·σ₁·z₂, its per-snippet terms, is the logit of the score the product
+    gives (where |s| <= 8, the stage's bound being the identity there)."""
+    import torch
+    from feature_world import make_store
+    from score_terms import video_terms
+
+    from vadpipe.calibration import _crop_rows
+    from vadpipe.checkpoint import head_scores, load_checkpoint
+    from vadpipe.data import open_features
+    from vadpipe.models.normal_stats import logit
+    from vadpipe.presets import preset
+    from vadpipe.train import train
+
+    make_store(tmp_path / "train", 6, 6, dim=16, seed=0, signal=0.8, t_range=(20, 30))
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    t = cfg.train
+    t.features, t.device, t.epochs, t.iterations, t.lr = str(tmp_path / "train"), "cpu", 0, 10, 1e-3
+    model, _ = load_checkpoint(train(cfg, out=tmp_path / "run", progress=False).run_dir / "last.pt", "cpu")
+    model.eval()
+    stage = model.pseudo_stage
+    for video in open_features(tmp_path / "train").videos[:4]:
+        head, z = video_terms(model, video)
+        with torch.no_grad():
+            fused = logit(head_scores(model, _crop_rows(video, torch.device("cpu"))).double()).mean(0).numpy()
+        s = head + stage.weight * float(stage.scale[1]) * z
+        inside = np.abs(s) <= 8
+        assert inside.any() and np.allclose(s[inside], fused[inside], atol=1e-3)

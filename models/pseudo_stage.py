@@ -21,10 +21,11 @@ Fitted once after training on training videos only (never held-out, validation o
 kept as buffers in the head's state dict, so a checkpoint carries it.
 
 σ₁ comes from ``unit``: "train" takes ℓ's spread on the normal training snippets, which the head was
-trained to push to 0 and the normal statistics were fitted on (0.15–0.33 on UCSD Ped1); "held-out" takes it
-on the held-out normal videos that calibrate the threshold (``set_unit``), the spread the head gives new
-normal video (about 1.3 on Ped1), so a weight means the same against the head's variation on new video
-whatever the set's size (docs/localisation.md, "The stage in the units of new video").
+trained to push to one value and the normal statistics were fitted on (0.23–0.33 on UCSD Ped1 with the
+default's statistics); "held-out" takes it on the held-out normal videos that calibrate the threshold
+(``set_unit``), the spread new normal video gets (1.0–2.5 on Ped1 with ``normal_standardise``
+"held-out"), so a weight means the same against ℓ's variation on new video whatever the set's size
+(docs/localisation.md, "The stage in the units of new video").
 """
 from __future__ import annotations
 

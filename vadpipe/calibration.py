@@ -120,7 +120,6 @@ def fit_pair_scale(model: torch.nn.Module, train_videos: Sequence, device: torch
 
 
 @torch.no_grad()
-@torch.no_grad()
 def set_pseudo_stage_unit(model: torch.nn.Module, normal_videos: Sequence, device: torch.device,
                           log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
     """Put the head's fitted pseudo-label stage in the units of ``normal_videos`` (held-out normal videos,
@@ -144,6 +143,7 @@ def set_pseudo_stage_unit(model: torch.nn.Module, normal_videos: Sequence, devic
     return _state_copy(model)
 
 
+@torch.no_grad()
 def fit_terms(model: torch.nn.Module, videos: Sequence, seed: int, device: torch.device,
               log: Callable[[str], None], unit_videos: Sequence = ()) -> Optional[Dict[str, torch.Tensor]]:
     """A head's fitted terms on ``videos`` (the training videos it trained on): its normal statistics on

@@ -2,10 +2,11 @@
 statistics (ℓ) and the pseudo-label stage's standardised logit (z₂, models/pseudo_stage.py), on the
 run's normal training videos, its held-out normal videos (which calibrate the ``auto`` threshold), the
 test split's normal videos, and the test split's event snippets and the rest of its anomalous videos.
-The fused logit ``s = ℓ + w·σ₁·z₂`` is shown at the run's own stage weight and at ``--stage-weights``,
-with its 99th percentile and the share of snippets it scores above 0.5: ``auto`` is that percentile of the held-out normal frames, so a group whose s
-lies above the events' is what keeps ``auto`` from flagging them. The held-out normal videos are
-listed one by one (mean ℓ / z₂ over each video's snippets), every crop averaged per snippet.
+The fused logit ``s = ℓ + w·σ₁·z₂`` (before the stage's bound, which keeps the order) is shown at the
+run's own stage weight and at ``--stage-weights``, with its 99th percentile and the share of snippets it
+scores above 0.5: ``auto`` is that percentile of the held-out normal frames, so held-out normal videos
+whose s lies above the events' keep ``auto`` from flagging them. The held-out normal videos are listed
+one by one (mean ℓ / z₂ over each video's snippets), every crop averaged per snippet.
 
 A diagnostic of one trained head (it reads test labels), not a way to choose anything:
 

@@ -654,6 +654,10 @@ def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_vid
     assert normal and float(b.pseudo_stage.scale[1]) == pytest.approx(float(spread), rel=1e-5)
     assert float(b.pseudo_stage.scale[1]) != pytest.approx(float(a.pseudo_stage.scale[1]), rel=1e-3)
     assert sum(f"sd on {len(normal)} held-out normal videos" in line for line in lines) == 2   # last, then best
+    cfg.train.val_fraction, lines = 0.0, []                              # nothing held out: the training unit, said
+    whole = train(cfg, out=tmp_path / "whole", progress=False, log=lines.append)
+    assert any("no held-out normal video to take its unit from" in line for line in lines)
+    assert read_checkpoint(whole.run_dir, "last")["model"]["pseudo_stage.scale"][4] == 2
     cfg.model.pseudo_unit = "test"
     with pytest.raises(ConfigError, match="pseudo_unit"):
         validate(cfg)

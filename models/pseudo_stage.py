@@ -29,7 +29,8 @@ default's statistics); "held-out" takes it on the held-out normal videos that ca
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from contextlib import contextmanager
+from typing import Iterator, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -113,6 +114,17 @@ class PseudoStage(nn.Module):
         values = [float(head.mean()), float(spread(head)), float(stage.mean()), float(spread(stage)), HEAD_UNITS]
         self.scale.copy_(torch.tensor(values, device=self.scale.device))
         return int(len(y))
+
+    @contextmanager
+    def left_out(self) -> Iterator[None]:
+        """Within the block ``fuse`` gives the scores back unchanged (ℓ, what the stage is added to); the
+        stage's fusion is restored after, whatever happens inside."""
+        fusion = float(self.scale[4])
+        self.scale[4] = 0.0
+        try:
+            yield
+        finally:
+            self.scale[4] = fusion
 
     @torch.no_grad()
     def set_unit(self, head_logits: Tensor) -> None:

@@ -38,14 +38,9 @@ def video_terms(model, video) -> Terms:
 
     stage = model.pseudo_stage
     x = _crop_rows(video, torch.device("cpu"))
-    fusion = float(stage.scale[4])
-    stage.scale[4] = 0.0                          # the head and its statistics alone
-    try:
-        with torch.no_grad():
-            head = logit(head_scores(model, x).double())
-            z = (stage.stage_logit(x) - stage.scale[2]) / stage.scale[3]
-    finally:
-        stage.scale[4] = fusion
+    with torch.no_grad(), stage.left_out():      # the head and its statistics alone
+        head = logit(head_scores(model, x).double())
+        z = (stage.stage_logit(x) - stage.scale[2]) / stage.scale[3]
     return head.mean(0).numpy(), z.double().mean(0).numpy()
 
 

@@ -129,13 +129,10 @@ def set_pseudo_stage_unit(model: torch.nn.Module, normal_videos: Sequence, devic
     from .models.normal_stats import logit
 
     stage = model.pseudo_stage
-    trained, fusion = float(stage.scale[1]), float(stage.scale[4])
+    trained = float(stage.scale[1])
     model.eval()
-    stage.scale[4] = 0.0                         # ℓ: the head and its normal statistics, the stage left out
-    try:
+    with stage.left_out():                       # ℓ: the head and its normal statistics
         held = torch.cat([logit(head_scores(model, _crop_rows(v, device))).flatten() for v in normal_videos])
-    finally:
-        stage.scale[4] = fusion
     stage.set_unit(held)
     log(f"pseudo-label stage: its unit {float(stage.scale[1]):.3f}, the fused logits' sd on {len(normal_videos)} "
         f"held-out normal videos ({trained:.3f} on the training normals)")

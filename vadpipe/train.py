@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -342,10 +342,12 @@ class _Trainer:
         if bagged_members(self.model):            # each member on the videos it trained on
             own = [[v for i, v in zip(self.train_idx, train_videos) if i not in held] for held in self.member_held]
             return fit_member_terms(self.model, own, self.seeds, self.device, self.log)
-        held_normal, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set,
-                                                 self.val_gt)   # the stage's unit with model.pseudo_unit held-out
-        return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log,
-                         held_normal if source != OPTIMISTIC_CALIBRATION else ())
+        unit_videos: Sequence = ()
+        if self.cfg.model.pseudo_unit == "held-out":   # the stage's unit from the videos calibration uses
+            held_normal, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set,
+                                                     self.val_gt)
+            unit_videos = held_normal if source != OPTIMISTIC_CALIBRATION else ()
+        return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log, unit_videos)
 
     def _selection(self) -> str:
         return selection_note(self.cfg.train, self.best["metric"])

@@ -113,4 +113,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vadpipe.errors import VadpipeError
+
+    try:
+        main()
+    except VadpipeError as exc:         # a missing run or a damaged file: one line, not a traceback
+        raise SystemExit(f"error: {exc}") from None

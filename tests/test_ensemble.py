@@ -164,6 +164,8 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
     split = a["last"]["split"]
     held_normal = set().union(*split["members_val"])
     assert a["calibration"]["source"] == OUT_OF_BAG and a["calibration"]["n_videos"] == len(held_normal)
+    assert a["model"]["levels.fitted"] == 1                         # levels set out of bag: auto reads 0.5
+    assert a["calibration"]["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
 
     model, _ = load_checkpoint(full.run_dir / "best.pt", "cpu")
     x = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
@@ -178,7 +180,7 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
     whole = score_features(model, x)
     assert np.allclose(oob["all"], whole, atol=1e-6)              # held out by every member: the ensemble
     member = members_of(model)[1]
-    member.scoring_rule = model.scoring_rule
+    member.scoring_rule, member.levels = model.scoring_rule, model.levels   # as the ensemble reports them
     assert np.allclose(oob["alone"], score_features(member, x), atol=1e-5)   # one member, fused with its own
     assert not np.allclose(oob["pair"], whole, atol=1e-4)                    # statistics, as alone
     res, _ = evaluate_run(full.run_dir, tmp_path / "f", tmp_path / "f" / "gt.json", device="cpu", progress=False)

@@ -172,8 +172,9 @@ def test_a_layered_store_trains_the_very_head_its_last_layer_alone_trains(tmp_pa
     states = [read_checkpoint(train(_small_default(tmp_path / store, normal_layer="mid"), out=tmp_path / store / "run",
                                     progress=False, log=lambda line: None).run_dir, "last")["model"]
               for store in ("plain", "layered")]
-    # the fitted terms read the fused scores, whose normal statistics see another layer: the head alone
-    head = [k for k in states[0] if not k.startswith(("normal_stats.", "pseudo_stage."))]
+    # the fitted terms (and the score levels) read the fused scores, whose normal statistics see another
+    # layer: the head alone
+    head = [k for k in states[0] if not k.startswith(("normal_stats.", "pseudo_stage.", "levels."))]
     assert head and all(torch.equal(states[0][k], states[1][k]) for k in head)
     assert states[0]["normal_stats.mean"].shape == (32,) and states[1]["normal_stats.mean"].shape == (16,)
 

@@ -1,4 +1,4 @@
-"""After a run's last step: the head's normal statistics and the score-threshold calibration.
+"""After a run's last step: the head's normal statistics, its score levels and the score-threshold calibration.
 
 Normal statistics are fitted on the normal *training* videos; the held-out ones
 calibrate the threshold afterwards. Calibration: the head scores the held-out
@@ -24,7 +24,7 @@ from .checkpoint import OPTIMISTIC_CALIBRATION
 from .config import POOLINGS
 from .data import FeatureSet
 from .intervals import snippet_reach, snippets_to_frames
-from .threshold import pooling_of
+from .threshold import DEFAULT_QUANTILE, pooling_of
 
 
 # calibration["source"]: a held-out share; a bagged ensemble's held-out videos
@@ -192,13 +192,15 @@ def out_of_bag_scores(model: torch.nn.Module, videos: Sequence, holders: Sequenc
 
 def members_view(model: torch.nn.Module, indices: Sequence[int]) -> torch.nn.Module:
     """Members ``indices`` of an ensemble as one head: their logits averaged, each fused with its own
-    terms, frames made as the whole ensemble makes them (its scoring rule)."""
+    terms, snippets and frames made as the whole ensemble makes them (its scoring rule and score levels)."""
     from .checkpoint import scoring_rule
     from .models.ensemble import MeanOfLogits, members_of
 
     members = members_of(model)
     view = MeanOfLogits([members[m] for m in indices])
     view.scoring_rule = scoring_rule(model)
+    if getattr(model, "levels", None) is not None:
+        view.levels = model.levels
     return view
 
 
@@ -282,37 +284,54 @@ def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 
     return line + "; frames at or above it: " + ", ".join(named) + (f" and {rest} more videos" if rest else "")
 
 
-def calibrate_model(model: torch.nn.Module, data: FeatureSet, train_idx: np.ndarray, held_idx: np.ndarray,
-                    val_set: Optional[FeatureSet], val_gt: Optional[dict], quantiles: Sequence[float],
-                    frame_mode: str, device: torch.device, pooling: str = "frames") -> dict:
-    """The calibration of a trained model on the normal videos :func:`calibration_videos` picks, scored
-    as ``vadpipe score`` scores them (fused terms included)."""
+def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
+                       val_gt: Optional[dict], device: torch.device) -> Tuple[Dict[str, np.ndarray], List, str]:
+    """(snippet scores by id, the videos, where they come from) of the normal videos a run calibrates on
+    (its split: a ``vadpipe.run_split.RunSplit``): a bagged ensemble's held-out normal videos, each scored
+    by the members that held it out (out of bag); else the videos :func:`calibration_videos` picks, scored
+    as ``vadpipe score`` scores them (fused terms and score levels included)."""
     from .validation import score_videos
 
-    videos, source = calibration_videos(data, train_idx, held_idx, val_set, val_gt)
-    return calibrate(score_videos(model, videos, device), videos, source, quantiles, data.snippet_len,
-                     data.stride, frame_mode, pooling)
+    if split.member_held:
+        normal = [i for i in split.held_idx if data.videos[i].label == 0]
+        videos = [data.videos[i] for i in normal]
+        holders = [tuple(m for m, held in enumerate(split.member_held) if i in held) for i in normal]
+        return out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG
+    videos, source = calibration_videos(data, split.train_idx, split.held_idx, val_set, val_gt)
+    return score_videos(model, videos, device), videos, source
 
 
-def calibrate_out_of_bag(model: torch.nn.Module, data: FeatureSet, held_idx: np.ndarray,
-                         member_held: Sequence[np.ndarray], quantiles: Sequence[float], frame_mode: str,
-                         device: torch.device, pooling: str = "frames") -> dict:
-    """A bagged ensemble's calibration: every held-out normal video (positions ``held_idx``), scored by
-    the members whose held-out positions (``member_held``) include it."""
-    normal = [i for i in held_idx if data.videos[i].label == 0]
-    videos = [data.videos[i] for i in normal]
-    holders = [tuple(m for m, held in enumerate(member_held) if i in held) for i in normal]
-    return calibrate(out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG, quantiles,
-                     data.snippet_len, data.stride, frame_mode, pooling)
+@torch.no_grad()
+def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
+                     val_gt: Optional[dict], frame_mode: str, device: torch.device, pooling: str,
+                     log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+    """Fit ``model.levels`` (models/levels.py) on the normal videos the run's threshold is calibrated on,
+    scored raw (the map reset first): 0.5 at the raw ``auto`` threshold (their frames' 0.99 quantile,
+    pooled as ``pooling`` says), 0.01 at their median frame. Returns the state dict that carries it; the
+    model is left in train mode."""
+    model.levels.reset()
+    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device)
+    if videos:
+        def frames(mapped) -> Dict[str, np.ndarray]:
+            return {v.id: calibration_frames(mapped(scores[v.id]), v.frames, data.snippet_len, data.stride,
+                                             frame_mode) for v in videos}
+        table = pooled_quantiles(frames(lambda s: s), (0.5, float(DEFAULT_QUANTILE)), pooling)
+        threshold, median = table[DEFAULT_QUANTILE], table["0.5"]
+        _, spread = model.levels.fit(threshold, median)
+        centre = model.levels.centre_at(
+            lambda: pooled_quantiles(frames(model.levels.apply), (float(DEFAULT_QUANTILE),), pooling)[DEFAULT_QUANTILE])
+        log(f"score levels: 0.5 at the raw auto threshold {threshold:.6g} (logit {centre:.2f}), 0.01 at the "
+            f"median frame {median:.6g} ({spread:.2f} below it) of {len(videos)} {source}")
+    else:
+        log("score levels: no normal video to set them on; scores stay raw")
+    model.train()
+    return _state_copy(model)
 
 
 def calibrate_split(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
                     val_gt: Optional[dict], quantiles: Sequence[float], frame_mode: str, device: torch.device,
                     pooling: str = "frames") -> dict:
-    """A trained run's calibration from its split (``vadpipe.run_split.RunSplit``): out of bag when its
-    members hold out their own videos, else on the videos :func:`calibration_videos` picks."""
-    if split.member_held:
-        return calibrate_out_of_bag(model, data, split.held_idx, split.member_held, quantiles, frame_mode, device,
-                                    pooling)
-    return calibrate_model(model, data, split.train_idx, split.held_idx, val_set, val_gt, quantiles, frame_mode,
-                           device, pooling)
+    """A trained run's calibration from its split (``vadpipe.run_split.RunSplit``) on the videos
+    :func:`calibration_scores` scores."""
+    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device)
+    return calibrate(scores, videos, source, quantiles, data.snippet_len, data.stride, frame_mode, pooling)

@@ -83,29 +83,50 @@ class ScoringRule:
         width = max(self.smooth_window, 1 + 2 * int(self.smooth_share * t / 2 + 0.5))
         return max(1, min(width, t - 1 + t % 2))
 
-    def apply(self, per_crop: np.ndarray) -> np.ndarray:
-        """(C, T) float64 → (T,) float32."""
+    def combine(self, per_crop: np.ndarray) -> np.ndarray:
+        """(C, T) float64 → (T,) float64."""
         s = per_crop.max(0) if self.crop_reduce == "max" else per_crop.mean(0)
         width = self.window(s.size)
         if width > 1 and s.size > 1:
             kernel = np.ones(width)
             s = np.convolve(s, kernel, "same") / np.convolve(np.ones_like(s), kernel, "same")
-        return s.astype(np.float32)
+        return s
+
+    def apply(self, per_crop: np.ndarray) -> np.ndarray:
+        """(C, T) float64 → (T,) float32."""
+        return self.combine(per_crop).astype(np.float32)
 
 
 def scoring_rule(model: nn.Module) -> ScoringRule:
     return getattr(model, "scoring_rule", ScoringRule())
 
 
+def video_scores(model: nn.Module, per_crop: np.ndarray) -> np.ndarray:
+    """A video's (T,) snippet scores, float32, from its (C, T) per-crop fused scores: the model's
+    :class:`ScoringRule`, then its score levels once fitted (``model.score_levels``, models/levels.py)."""
+    s = scoring_rule(model).combine(per_crop)
+    levels = getattr(model, "levels", None)
+    return (s if levels is None else levels.apply(s)).astype(np.float32)
+
+
 def build_model(model_config: Any, partner_config: Optional[ModelConfig] = None) -> nn.Module:
     """The head a ModelConfig (or its dict) describes, from the head registry (``vadpipe.models``).
     With ``model.partner``: that head and its partner (``partner_config``, as trained; by default the one
-    ``vadpipe.presets.partner_config`` gives) as a :class:`~vadpipe.models.pair.StandardisedPair`."""
+    ``vadpipe.presets.partner_config`` gives) as a :class:`~vadpipe.models.pair.StandardisedPair`. With
+    ``model.score_levels`` calibrated: the (unfitted) map of its scores to levels, ``model.levels``."""
+    m = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
+    model = _pair(m, partner_config) if m.partner else _heads(m)
+    if m.score_levels == "calibrated":     # buffers only, fitted after training on the calibration videos
+        from .models.levels import ScoreLevels
+
+        model.levels = ScoreLevels()
+    return model
+
+
+def _heads(m: ModelConfig) -> nn.Module:
+    """One head, or ``m.members`` averaged, with their fitted terms (unfitted) and scoring rule."""
     from .models import create_head
 
-    m = model_config if isinstance(model_config, ModelConfig) else model_config_from_dict(model_config)
-    if m.partner:
-        return _pair(m, partner_config)
     check_head_width(m)
     try:
         heads = [create_head(m.name, **{**config_to_dict(m), "feature_dim": m.head_dim}) for _ in range(m.members)]
@@ -139,7 +160,9 @@ def _pair(m: ModelConfig, partner_config: Optional[ModelConfig]) -> nn.Module:
 
     if partner_config is None:
         partner_config = partner_of(Config(m)).model
-    pair = StandardisedPair(build_model(replace(m, partner="")), build_model(partner_config))
+    # each head scores raw; the pair's levels, if any, map what the pair fuses
+    pair = StandardisedPair(build_model(replace(m, partner="", score_levels="raw")),
+                            build_model(replace(partner_config, score_levels="raw")))
     pair.scoring_rule = pair.primary.scoring_rule        # the pair scores frames as its primary head does
     return pair
 
@@ -358,7 +381,7 @@ def score_features(model: nn.Module, feats: np.ndarray, device: str | torch.devi
     per_crop = [head_scores(model, x_t[start:start + group].to(device)).double().cpu()
                 for start in range(0, c, group)]
     model.train(was_training)
-    return scoring_rule(model).apply(torch.cat(per_crop).numpy())
+    return video_scores(model, torch.cat(per_crop).numpy())
 
 
 @torch.no_grad()
@@ -381,8 +404,7 @@ def score_batch(model: nn.Module, videos: Sequence[np.ndarray], device: str | to
     model.train(was_training)
     scores = scores.double().cpu().numpy()
     owner = np.array(owner)
-    rule = scoring_rule(model)
-    return [rule.apply(scores[owner == i][:, :v.shape[0]]) for i, v in enumerate(xs)]
+    return [video_scores(model, scores[owner == i][:, :v.shape[0]]) for i, v in enumerate(xs)]
 
 
 # --- run folders ------------------------------------------------------------------------------

@@ -74,6 +74,9 @@ class ModelConfig:
                                        # (odd, 1 + 2 round(share T / 2)), as k_share sizes top-k
     frame_scores: str = "hold"         # snippet scores to frame scores: hold (article) | linear (between snippet
                                        # centres; intervals.snippets_to_frames)
+    score_levels: str = "raw"          # raw: the fused score (article) | calibrated: mapped after training so that
+                                       # the auto threshold reads 0.5 and a typical held-out normal frame 0.01
+                                       # (models/levels.py; strictly monotone)
     pseudo_weight: float = 0.0         # > 0: a second stage fitted after training on the head's own pseudo-labels
     pseudo_share: float = 0.3          # (models/pseudo_stage.py): top/bottom share of each anomalous video's
     pseudo_c: float = 1.0              # snippets labelled 1/0; inverse L2 strength of its logistic regression
@@ -403,6 +406,10 @@ def validate(cfg: Config) -> None:
     if m.pseudo_unit == "held-out" and m.bagging:
         raise ConfigError("model.pseudo_unit = held-out with model.bagging: each member holds out its own normal "
                           "videos, and a stage's unit from them is not built; use pseudo_unit = train")
+    from .models.levels import SCORE_LEVELS
+
+    if m.score_levels not in SCORE_LEVELS:
+        raise ConfigError(f"model.score_levels must be one of {', '.join(SCORE_LEVELS)}, got {m.score_levels!r}")
     if m.frame_scores not in FRAME_MODES:
         raise ConfigError(f"model.frame_scores must be one of {', '.join(FRAME_MODES)}, got {m.frame_scores!r}")
     if m.smooth_window % 2 == 0:

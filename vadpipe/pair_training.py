@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .calibration import calibrate_model, calibration_summary, fit_pair_scale
+from .calibration import calibrate_split, calibration_summary, fit_pair_scale, fit_score_levels
 from .checkpoint import Checkpoint, build_model, update_latest
 from .config import Config, config_to_dict, copy_config, load_config, save_config
 from .data import open_features
@@ -46,6 +46,7 @@ def primary_config(cfg: Config) -> Config:
     """The pair's own head: ``cfg`` without its partner."""
     out = copy_config(cfg)
     out.model.partner = ""
+    out.model.score_levels = "raw"      # the pair maps what it fuses to levels, not each head its own
     return out
 
 
@@ -105,7 +106,8 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
     train_idx, held_idx = recorded.train_idx, recorded.held_idx
     val_set, val_gt = open_validation(t, data, held_idx, _quiet)
     trained_on = [data.videos[i] for i in train_idx]
-    pair_cfg = replace(head.model_config, partner=partner)
+    levels = load_config(run_dir / CONFIG).model.score_levels
+    pair_cfg = replace(head.model_config, partner=partner, score_levels=levels)
 
     pairs = {}
     for which, (own, theirs) in runs.items():
@@ -116,9 +118,12 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
         model.primary.load_state_dict(own.model)
         model.partner.load_state_dict(theirs.model)
         model.load_state_dict(fit_pair_scale(model, trained_on, device, log))
+        if getattr(model, "levels", None) is not None:
+            model.load_state_dict(fit_score_levels(model, data, recorded, val_set, val_gt, pair_cfg.frame_scores,
+                                                   device, t.calibration_pooling, log))
         pairs[which] = model
-    calibration = calibrate_model(pairs["best"], data, train_idx, held_idx, val_set, val_gt,
-                                  t.calibration_quantiles, pair_cfg.frame_scores, device, t.calibration_pooling)
+    calibration = calibrate_split(pairs["best"], data, recorded, val_set, val_gt, t.calibration_quantiles,
+                                  pair_cfg.frame_scores, device, t.calibration_pooling)
     for which, (own, theirs) in runs.items():
         record = {"model_config": config_to_dict(theirs.model_config),
                   "train_config": config_to_dict(theirs.train_config), "iteration": theirs.iteration}

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import calibrate_split, calibration_summary, calibration_videos, fit_member_terms, fit_terms
+from .calibration import (calibrate_split, calibration_summary, calibration_videos, fit_member_terms, fit_score_levels,
+                          fit_terms)
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -336,8 +337,16 @@ class _Trainer:
                                self.cfg.model.frame_scores, self.device, t.calibration_pooling)
 
     def _fit_after_training(self) -> Optional[Dict[str, torch.Tensor]]:
-        """The terms fitted on the trained head (normal statistics, then the pseudo-label stage, which
-        reads the fused scores): the state dict that carries them."""
+        """What is fitted on the trained head (normal statistics, then the pseudo-label stage, which reads
+        the fused scores, then the score levels, which read all of it): the state dict that carries it."""
+        state = self._fit_terms()
+        if getattr(self.model, "levels", None) is None:
+            return state
+        t = self.cfg.train
+        return fit_score_levels(self.model, self.data, self.split, self.val_set, self.val_gt,
+                                self.cfg.model.frame_scores, self.device, t.calibration_pooling, self.log)
+
+    def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
         train_videos = [self.data.videos[i] for i in self.train_idx]
         if bagged_members(self.model):            # each member on the videos it trained on
             own = [[v for i, v in zip(self.train_idx, train_videos) if i not in held] for held in self.member_held]

@@ -1,0 +1,99 @@
+"""Score levels (``model.score_levels``, models/levels.py): the default's scores mapped after training so
+that 0.5 is its ``auto`` threshold and a typical held-out normal frame 0.01, ranking kept."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from feature_world import make_store
+from vadpipe.calibration import calibration_frames
+from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint, score_features
+from vadpipe.config import model_config_from_dict, validate
+from vadpipe.data import open_features
+from vadpipe.errors import ConfigError
+from vadpipe.models.levels import MIN_SPREAD, ScoreLevels, logit64
+from vadpipe.presets import preset
+from vadpipe.train import train
+
+torch.set_num_threads(1)
+
+
+def test_levels_put_the_threshold_at_half_a_typical_normal_frame_at_one_percent_and_keep_the_order():
+    levels = ScoreLevels()
+    raw = np.array([1e-7, 0.2, 0.9, 0.99, 0.997, 0.9995, 1 - 6e-8], dtype=np.float32)
+    assert np.array_equal(levels.apply(raw), raw.astype(np.float64))       # unfitted: the identity
+    centre, spread = levels.fit(0.997, 0.9)
+    assert centre == pytest.approx(float(logit64(np.array(0.997))))
+    assert spread == pytest.approx(float(logit64(np.array(0.997)) - logit64(np.array(0.9))))
+    out = levels.apply(raw)
+    assert out[raw == np.float32(0.997)][0] == pytest.approx(0.5, abs=1e-5)   # 0.997 in float32
+    assert out[raw == np.float32(0.9)][0] == pytest.approx(0.01, rel=1e-5)
+    assert np.all(np.diff(out) > 0)                                         # strictly monotone
+    as32 = out.astype(np.float32)
+    assert as32.min() > 0 and as32.max() < 1                               # never rounds to 0 or 1 in float32
+    assert np.all(np.diff(as32) > 0)
+    levels.fit(0.8, 0.8)                                  # normal frames all alike: the least spread, no 0/0
+    assert float(levels.unit) == pytest.approx(MIN_SPREAD / np.log(99))
+    levels.reset()
+    assert not levels.is_fitted and np.array_equal(levels.apply(raw), raw.astype(np.float64))
+
+
+def _small_default(features, **train_fields):
+    cfg = preset("default")
+    cfg.model.heads, cfg.model.ffn_dim = 4, 64
+    t = cfg.train
+    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 20, 5
+    t.lr, t.epochs, t.iterations = 1e-3, 0, 30
+    for k, v in train_fields.items():
+        setattr(t, k, v)
+    return cfg
+
+
+def test_default_run_reports_levels_its_threshold_at_half_and_ranks_as_its_raw_scores(tmp_path):
+    make_store(tmp_path / "train", 8, 10, dim=16, seed=0, signal=0.8, t_range=(20, 40))
+    lines = []
+    run = train(_small_default(tmp_path / "train"), out=tmp_path / "run", progress=False, log=lines.append)
+    model, ckpt = load_checkpoint(run.run_dir, "cpu")                     # weights_only=True inside
+    assert model.levels.is_fitted
+    assert sum(line.startswith("score levels: 0.5 at the raw auto threshold") for line in lines) == 2  # last, best
+    assert read_checkpoint(run.run_dir, "last")["model"]["levels.fitted"] == 1
+    # the held-out normal videos that set the threshold: their 0.99 quantile reads 0.5, their median 0.01
+    split = read_checkpoint(run.run_dir, "last")["last"]["split"]
+    videos = open_features(tmp_path / "train").videos
+    held = [v for v in videos if v.id in set(split["val"]) and v.label == 0]
+    frames = np.concatenate([calibration_frames(score_features(model, v.raw()), v.frames, 16, 16, "linear")
+                             for v in held])
+    assert ckpt.calibration["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
+    assert np.quantile(frames, 0.5) == pytest.approx(0.01, rel=0.3)
+    # a snippet's level is a strictly increasing function of its raw score: the same order in every video
+    levels = dict(model.levels.state_dict())
+    for video in videos:
+        model.levels.reset()
+        raw = score_features(model, video.raw())
+        model.levels.load_state_dict(levels)
+        lv = score_features(model, video.raw())
+        assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(lv, kind="stable"))
+        assert lv.min() > 0 and lv.max() < 1
+
+
+def test_the_articles_head_and_old_checkpoints_report_raw_scores_and_a_bad_value_is_refused():
+    paper = preset("paper")
+    assert paper.model.score_levels == "raw" and preset("default").model.score_levels == "calibrated"
+    assert not hasattr(build_model(paper.model), "levels")
+    assert not any(k.startswith("levels.") for k in build_model(paper.model).state_dict())
+    old = {k: v for k, v in vars(preset("default").model).items() if k != "score_levels"}
+    assert model_config_from_dict(old).score_levels == "raw"              # made before levels: as it scored
+    paper.model.score_levels = "percent"
+    with pytest.raises(ConfigError, match="score_levels"):
+        validate(paper)
+
+
+def test_nothing_held_out_sets_the_levels_on_the_training_normals_and_says_so(tmp_path):
+    make_store(tmp_path / "train", 6, 6, dim=16, seed=2, signal=0.8, t_range=(20, 30))
+    lines = []
+    run = train(_small_default(tmp_path / "train", val_fraction=0.0), out=tmp_path / "run", progress=False,
+                log=lines.append)
+    assert any("training normal videos (none held out: optimistic)" in line and line.startswith("score levels")
+               for line in lines)
+    assert read_checkpoint(run.run_dir, "last")["model"]["levels.fitted"] == 1

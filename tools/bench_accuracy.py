@@ -27,7 +27,8 @@ videos, share of frames whose float32 score is exactly 0 or 1 (ties), false alar
 test videos at the calibrated ``auto`` threshold (99th percentile of normal training-side
 scores), the share of anomalous frames (inside the ground truth) at or above that threshold
 (hit@auto: what ``vadpipe score`` flags of the events; a head can rank well and flag nothing),
-training seconds.
+false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_levels``), training
+seconds.
 
     python tools/bench_accuracy.py --bench ped1 demo features --config paper=paper \\
         --config default=default --seeds 0 1 2 3 4
@@ -52,8 +53,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 PED1 = HERE.parent.parent / "shared" / "data" / "ucsd-ped1"
-METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "hit_auto", "seconds")
-HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "hit@auto", "train s")
+METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "hit_auto", "false_alarm_half", "seconds")
+HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "hit@auto", "FA@0.5", "train s")
 
 
 @dataclass
@@ -302,6 +303,8 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     out["tied"] = float(np.mean((all_scores == 0.0) | (all_scores == 1.0)))
     out["false_alarm_auto"] = float(np.mean(np.concatenate(normal) >= thr)) if normal and thr is not None else None
     out["hit_auto"] = float(np.mean(np.concatenate(events) >= thr)) if events and thr is not None else None
+    # the scores read as levels: a user who flags at 0.5 gets this share of normal frames
+    out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

@@ -14,6 +14,9 @@ otherwise: no refit, so no split is needed. ``--stage-unit held-out`` puts a sta
 ``--pseudo-weight`` in the units of the fused logits' spread on the run's held-out normal videos (new video)
 instead of on its training normals, which the head and the normal statistics have seen, as training does
 with ``model.pseudo_unit held-out``; the spread is printed beside its training one.
+A run that reports score levels (``model.score_levels`` calibrated, the default since 2026-12-06) has
+them set again for every setting on its held-out normal videos, as training sets them (they map the
+fused score, and frames are interpolated between levels).
 
 Each fit's line says where the test split's normal snippets fall on the distance's standardised
 scale (z = (d − μ_d) / σ_d; a z near 0 is what the standardisation promises for new normal video).
@@ -81,6 +84,27 @@ def recalibrated(model, ckpt, run: Path, bench):
                                 ckpt.snippet_len, ckpt.stride, scoring_rule(model).frame_scores)
     model.eval()
     return out
+
+
+def refit_levels(model, ckpt, run: Path, bench) -> None:
+    """Set the run's score levels (``model.score_levels``) again for the head as it now scores, on the
+    normal videos its threshold is calibrated on, as training does: levels map the fused score, so a
+    changed term or scoring rule moves them (and frames are interpolated between levels)."""
+    import torch
+
+    from vadpipe.calibration import fit_score_levels
+    from vadpipe.checkpoint import Checkpoint, scoring_rule
+    from vadpipe.data import open_features
+    from vadpipe.run_split import RunSplit
+
+    data = open_features(bench.train)
+    record = (Checkpoint.load(run if run.is_dir() else run.parent, "last").last or {}).get("split")
+    if not record:
+        raise SystemExit(f"{run}: its last.pt records no split to set score levels on")
+    split = RunSplit.from_record(data, record, f"{run}: cannot set score levels")
+    fit_score_levels(model, data, split, None, None, scoring_rule(model).frame_scores, torch.device("cpu"),
+                     ckpt.train_config.calibration_pooling, lambda line: None)
+    model.eval()
 
 
 def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shrinkage: float,
@@ -251,6 +275,8 @@ def main() -> None:
                         model.pseudo_stage.weight = stage_weight
                     model.scoring_rule = dataclasses.replace(rule, frame_scores=mode, smooth_window=window,
                                                              smooth_share=share)
+                    if getattr(model, "levels", None) is not None:
+                        refit_levels(model, ckpt, args.run, bench)
                     scored = recalibrated(model, ckpt, args.run, bench) if args.recalibrate else ckpt
                     figures = evaluate_model(bench, model, scored)
                     shown = {k.replace("group_", ""): v for k, v in figures.items()

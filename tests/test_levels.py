@@ -33,6 +33,10 @@ def test_levels_put_the_threshold_at_half_a_typical_normal_frame_at_one_percent_
     as32 = out.astype(np.float32)
     assert as32.min() > 0 and as32.max() < 1                               # never rounds to 0 or 1 in float32
     assert np.all(np.diff(as32) > 0)
+    before = float(levels.centre)                         # a quantile no centre moves: the centre stays
+    assert levels.centre_at(lambda: 0.7) == before and float(levels.centre) == before
+    moved = levels.centre_at(lambda: float(levels.apply(np.array([0.999]))[0]))   # one frame at 0.999 reads 0.5
+    assert moved == pytest.approx(float(logit64(np.array(0.999))), abs=1e-6)
     levels.fit(0.8, 0.8)                                  # normal frames all alike: the least spread, no 0/0
     assert float(levels.unit) == pytest.approx(MIN_SPREAD / np.log(99))
     levels.reset()

@@ -320,8 +320,8 @@ def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: O
         _, spread = model.levels.fit(threshold, median)
         centre = model.levels.centre_at(
             lambda: pooled_quantiles(frames(model.levels.apply), (float(DEFAULT_QUANTILE),), pooling)[DEFAULT_QUANTILE])
-        log(f"score levels: 0.5 at the raw auto threshold {threshold:.6g} (logit {centre:.2f}), 0.01 at the "
-            f"median frame {median:.6g} ({spread:.2f} below it) of {len(videos)} {source}")
+        log(f"score levels: 0.5 at the raw auto threshold {threshold:.6g} (centre at logit {centre:.2f}), 0.01 at "
+            f"the median frame {median:.6g} ({spread:.2f} below it) of {len(videos)} {source}")
     else:
         log("score levels: no normal video to set them on; scores stay raw")
     model.train()

@@ -83,6 +83,11 @@ def test_a_pair_run_pairs_two_runs_on_one_split_and_resumes_bit_identically(tmp_
     assert {"primary.normal_stats.mean", "partner.classifier.net.0.weight", "location", "scale"} <= set(stored["model"])
     held_normal = [v for v in heads[PRIMARY].last["split"]["val"] if v.startswith("Normal")]
     assert stored["calibration"]["n_videos"] == len(held_normal) > 0
+    # score levels map what the pair fuses (the default's model.score_levels), not each head its own
+    assert stored["model"]["levels.fitted"] == 1 and not any(k.startswith(("primary.levels", "partner.levels"))
+                                                              for k in stored["model"])
+    assert heads[PRIMARY].model_config.score_levels == "raw"
+    assert stored["calibration"]["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
 
     # the pair's scores are the two runs' own heads, each standardised on the videos both trained on
     pair, ckpt = load_checkpoint(full.run_dir, "cpu")

@@ -2,6 +2,9 @@
 that 0.5 is its ``auto`` threshold and a typical held-out normal frame 0.01, ranking kept."""
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +82,16 @@ def test_default_run_reports_levels_its_threshold_at_half_and_ranks_as_its_raw_s
         lv = score_features(model, video.raw())
         assert np.array_equal(np.argsort(raw, kind="stable"), np.argsort(lv, kind="stable"))
         assert lv.min() > 0 and lv.max() < 1
+    # vadpipe score says what its numbers are, and flags at the level 0.5
+    from vadpipe.score import ScoreOptions, run_score
+
+    (tmp_path / "one").mkdir()
+    shutil.copy(tmp_path / "train" / "recipe.json", tmp_path / "one")       # the features' recipe, as extract writes
+    np.save(tmp_path / "one" / "clip.npy", np.asarray(videos[0].raw()))
+    assert run_score([str(tmp_path / "one" / "clip.npy")], checkpoint=str(run.run_dir / "best.pt"), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "scores", fps=10.0, progress=False)) == 0
+    report = json.loads(next((tmp_path / "scores").glob("*.json")).read_text())
+    assert report["scores"] == "levels" and report["threshold"]["value"] == pytest.approx(0.5, abs=1e-4)
 
 
 def test_the_articles_head_and_old_checkpoints_report_raw_scores_and_a_bad_value_is_refused():

@@ -93,6 +93,7 @@ def test_json_records_ids_threshold_intervals_and_speed(scored, ckpt, recipe):
     assert len(report["checkpoint"]["id"]) == 12
     assert report["threshold"] == {"value": 0.3, "source": "calibration", "quantile": "0.99", "calibrated_on": None,
                                    "pooling": "frames"}
+    assert report["scores"] == "raw"                   # a head made outside training: no levels fitted
     _, _, scores = read_scores_csv(out / "clip.scores.csv")
     expected = find_intervals(scores, 0.3, 20.0, 1.0, 0.5)
     assert [(iv["start_frame"], iv["end_frame"]) for iv in report["intervals"]] == \

@@ -147,6 +147,8 @@ class Scorer:
         self.recipe = scoring_recipe(self.trained_recipe, options.crops) if self.trained_recipe else None
         self.snippet_len = self.ckpt.snippet_len
         self.frame_mode = scoring_rule(self.model).frame_scores
+        levels = getattr(self.model, "levels", None)
+        self.levels_fitted = levels is not None and levels.is_fitted
         self.threshold = None if options.threshold is None else \
             resolve_threshold(options.threshold, self.ckpt.calibration, f"checkpoint {self.checkpoint_file}")
         self._backbone = None
@@ -412,6 +414,8 @@ class Scorer:
                            "model": self.ckpt.model_config.name,
                            "partner": self.ckpt.model_config.partner or None},
             "threshold": self.threshold.to_dict(),
+            # what a score means: levels (0.5 = the training auto threshold, model.score_levels) or the raw score
+            "scores": "levels" if self.levels_fitted else "raw",
             "merge_gap_s": self.options.merge_gap_s,
             "min_duration_s": self.options.min_duration_s,
             "interval_convention": "[start_frame, end_frame) 0-based, end exclusive; times are the frames' "

@@ -10,12 +10,12 @@ threshold give two points on the logit scale: c, the logit of the ``auto`` thres
     level = sigmoid(b(ln 99 · (logit(p) − c) / (c − m)))
 
 so the threshold reads 0.5, a typical held-out normal frame 0.01, and a frame as far above the
-threshold as the threshold is above a typical normal frame 0.99. Frames interpolated between snippets
-(``model.frame_scores`` linear) are interpolated between levels, which moves their 99th percentile a
-little; the centre is then moved until it reads 0.5 again (:meth:`ScoreLevels.centre_at`). ``b`` is the pseudo-label stage's
+threshold as the threshold is above a typical normal frame 0.99. ``b`` is the pseudo-label stage's
 bound (identity up to |8|, at most 16): no level rounds to 0 or 1 in float32. The map is strictly
-monotone, so it ranks snippets as the raw score does; frames interpolated between snippet centres
-(``model.frame_scores`` linear) are interpolated between levels. Unfitted, it is the identity.
+monotone, so it ranks snippets as the raw score does. Frames interpolated between snippet centres
+(``model.frame_scores`` linear) are interpolated between levels, which moves their 99th percentile a
+little; the centre is then moved until it reads 0.5 again (:meth:`ScoreLevels.centre_at`). Unfitted, the
+map is the identity.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from feature_world import make_store
+from feature_world import make_store, tiny_default
 from vadpipe.calibration import calibration_frames
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint, score_features
 from vadpipe.config import model_config_from_dict, validate
@@ -47,14 +47,9 @@ def test_levels_put_the_threshold_at_half_a_typical_normal_frame_at_one_percent_
 
 
 def _small_default(features, **train_fields):
-    cfg = preset("default")
-    cfg.model.heads, cfg.model.ffn_dim = 4, 64
-    t = cfg.train
-    t.features, t.device, t.eval_every, t.log_every = str(features), "cpu", 20, 5
-    t.lr, t.epochs, t.iterations = 1e-3, 0, 30
-    for k, v in train_fields.items():
-        setattr(t, k, v)
-    return cfg
+    """The default shrunk (``tiny_default``) with its batches, windows and schedule of 30 iterations."""
+    return tiny_default(features, lr=1e-3, iterations=30, eval_every=20, log_every=5, max_segments=256,
+                        batch_anomalous=16, batch_normal=16, **train_fields)
 
 
 def test_default_run_reports_levels_its_threshold_at_half_and_ranks_as_its_raw_scores(tmp_path):

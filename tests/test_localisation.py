@@ -215,9 +215,9 @@ def test_pad_windows_masks_and_crops_long_videos_deterministically():
 
 def test_scoring_rule_reduces_crops_and_smooths():
     per_crop = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.4]])
-    assert ScoringRule("max").apply(per_crop).tolist() == pytest.approx([0.0, 1.0, 0.0, 0.4])
-    assert ScoringRule("mean").apply(per_crop).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.2])
-    smoothed = ScoringRule("max", 3).apply(per_crop)
+    assert ScoringRule("max").combine(per_crop).tolist() == pytest.approx([0.0, 1.0, 0.0, 0.4])
+    assert ScoringRule("mean").combine(per_crop).tolist() == pytest.approx([0.0, 0.5, 0.0, 0.2])
+    smoothed = ScoringRule("max", 3).combine(per_crop)
     assert smoothed.tolist() == pytest.approx([0.5, 1 / 3, 1.4 / 3, 0.2])   # ends average what exists
     cfg = preset("default").model
     cfg.feature_dim, cfg.heads, cfg.ffn_dim, cfg.crop_reduce = 8, 2, 16, "max"
@@ -231,11 +231,11 @@ def test_smoothing_width_follows_the_video_length_and_never_outgrows_it():
     assert [rule.window(t) for t in (13, 22, 50, 100, 400)] == [1, 1, 3, 5, 13]   # short clips untouched
     spike = np.zeros((1, 200))
     spike[0, 100] = 1.0
-    out = rule.apply(spike)                                  # width 1 + 2 round(0.03 * 200 / 2) = 7
+    out = rule.combine(spike)                                  # width 1 + 2 round(0.03 * 200 / 2) = 7
     assert out.shape == (200,) and out[97:104].tolist() == pytest.approx([1 / 7] * 7) and out.sum() == pytest.approx(1)
     assert ScoringRule(smooth_window=9, smooth_share=0.03).window(100) == 9     # the fixed window is a floor
     for t in (1, 2, 3):                                      # wider than the video: clamped to it, same length
-        scores = ScoringRule(smooth_window=5).apply(np.arange(t, dtype=float)[None])
+        scores = ScoringRule(smooth_window=5).combine(np.arange(t, dtype=float)[None])
         assert scores.shape == (t,) and scores.mean() == pytest.approx(np.arange(t).mean())
     cfg = preset("default")
     cfg.model.smooth_share = 1.0

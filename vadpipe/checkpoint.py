@@ -92,10 +92,6 @@ class ScoringRule:
             s = np.convolve(s, kernel, "same") / np.convolve(np.ones_like(s), kernel, "same")
         return s
 
-    def apply(self, per_crop: np.ndarray) -> np.ndarray:
-        """(C, T) float64 → (T,) float32."""
-        return self.combine(per_crop).astype(np.float32)
-
 
 def scoring_rule(model: nn.Module) -> ScoringRule:
     return getattr(model, "scoring_rule", ScoringRule())

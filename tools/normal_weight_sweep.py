@@ -50,14 +50,20 @@ import bench_accuracy
 from bench_accuracy import BENCHES, evaluate_model
 
 
+def split_record(run: Path) -> dict:
+    """The split the run's last.pt records (ids by part: train, val, members_val), {} when none."""
+    from vadpipe.checkpoint import Checkpoint
+
+    last = Checkpoint.load(run if run.is_dir() else run.parent, "last").last or {}
+    return last.get("split") or {}
+
+
 def training_split(run: Path, bench, part: str = "train") -> list:
     """The run's training videos, or with ``part="val"`` its held-out ones (the split its last.pt
     records), opened as training opened them."""
-    from vadpipe.checkpoint import Checkpoint
     from vadpipe.data import open_features
 
-    last = Checkpoint.load(run if run.is_dir() else run.parent, "last").last or {}
-    ids = set((last.get("split") or {}).get(part) or [])
+    ids = set(split_record(run).get(part) or [])
     if not ids:
         raise SystemExit(f"{run}: its last.pt records no {part} split")
     return [v for v in open_features(bench.train).videos if v.id in ids]   # list files: labels by name
@@ -93,12 +99,12 @@ def refit_levels(model, ckpt, run: Path, bench) -> None:
     import torch
 
     from vadpipe.calibration import fit_score_levels
-    from vadpipe.checkpoint import Checkpoint, scoring_rule
+    from vadpipe.checkpoint import scoring_rule
     from vadpipe.data import open_features
     from vadpipe.run_split import RunSplit
 
     data = open_features(bench.train)
-    record = (Checkpoint.load(run if run.is_dir() else run.parent, "last").last or {}).get("split")
+    record = split_record(run)
     if not record:
         raise SystemExit(f"{run}: its last.pt records no split to set score levels on")
     split = RunSplit.from_record(data, record, f"{run}: cannot set score levels")

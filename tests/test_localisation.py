@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from feature_world import make_store
+from vadpipe.calibration import CROSS_FITTED
 from vadpipe.checkpoint import ScoringRule, build_model, read_checkpoint, score_features
 from vadpipe.config import LossConfig, model_config_from_dict, validate
 from vadpipe.presets import apply_overrides, preset
@@ -282,7 +283,7 @@ def test_default_head_finds_a_planted_short_event_inside_its_video(tmp_path):
     assert res.metrics["auc"] > 0.85, res.summary()
     ckpt = read_checkpoint(result.run_dir, "best")
     assert ckpt["model_config"]["gs_gate"] is True and ckpt["train_config"]["bags"] == "real"
-    assert ckpt["calibration"]["source"] == "held-out normal training videos"
+    assert ckpt["calibration"]["source"] == CROSS_FITTED
 
 
 @pytest.mark.parametrize("bags,topk_by", [("real", "score"), ("real", "fused"), ("resample", "distance")])
@@ -358,7 +359,7 @@ def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segme
     model, ckpt = load_checkpoint(result.run_dir, "cpu")
     assert model.normal_stats.fitted and ckpt.model_config.normal_weight == 0.5
     assert ckpt.model_config.normal_features == "l2" and model.normal_stats.features == "l2"
-    assert ckpt.calibration["source"] == "held-out normal training videos"
+    assert ckpt.calibration["source"] == CROSS_FITTED
 
 
 def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():
@@ -612,11 +613,13 @@ def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_s
     model.pseudo_stage.scale[4] = 0                                     # the head and normal statistics alone
     without = score_features(model, feats)
     assert not np.allclose(with_stage, without) and ((with_stage > 0) & (with_stage < 1)).all()
-    assert ckpt.calibration["source"] == "held-out normal training videos"
+    assert ckpt.calibration["source"] == CROSS_FITTED
     split = read_checkpoint(result.run_dir, "last")["last"]["split"]
     fits = [line for line in lines if line.startswith("pseudo-label stage")]
     assert split["val"] and len(fits) == 2                              # last, then best
-    assert all(f"of {len(split['train'])} training videos" in line for line in fits)   # held-out ones stay out
+    # the training split and, with the default's model.terms_fit all, the held-out normal videos (here all of
+    # the held-out ones: holdout normal); cross-fitted for calibration (tests/test_terms_fit.py)
+    assert all(f"of {len(split['train']) + len(split['val'])} training videos" in line for line in fits)
     cfg.model.pseudo_share = 0.6
     with pytest.raises(ConfigError, match="pseudo_share"):
         validate(cfg)
@@ -640,6 +643,7 @@ def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_vid
     for unit in ("train", "held-out"):
         cfg = _default_small(tmp_path / "train", lr=1e-3, epochs=0, iterations=20)
         cfg.model.pseudo_weight, cfg.model.pseudo_unit = 1.0, unit
+        cfg.model.terms_fit = "train"          # held-out unit resolves to it: both runs fit the same stage
         lines = []
         runs[unit] = (train(cfg, out=tmp_path / unit, progress=False, log=lines.append), lines)
     (plain, _), (held, lines) = runs["train"], runs["held-out"]

@@ -69,25 +69,45 @@ def training_split(run: Path, bench, part: str = "train") -> list:
     return [v for v in open_features(bench.train).videos if v.id in ids]   # list files: labels by name
 
 
+def terms_split(run: Path, bench, ckpt) -> list:
+    """The videos the run's fitted terms saw: its training split, and its held-out normal videos when its
+    ``model.terms_fit`` is all (vadpipe.calibration.terms_videos)."""
+    held = [v for v in training_split(run, bench, "val") if v.label == 0] if ckpt.model_config.terms_fit == "all" else []
+    return training_split(run, bench) + held
+
+
+def recorded_split(run: Path, bench, why: str):
+    """(training features, the run's split as positions in them: vadpipe.run_split.RunSplit)."""
+    from vadpipe.data import open_features
+    from vadpipe.run_split import RunSplit
+
+    data = open_features(bench.train)
+    record = split_record(run)
+    if not record:
+        raise SystemExit(f"{run}: its last.pt records no split; {why}")
+    return data, RunSplit.from_record(data, record, f"{run}: {why}")
+
+
 def recalibrated(model, ckpt, run: Path, bench):
     """A copy of ``ckpt`` whose threshold is calibrated again with the head's current scoring rule on
-    the run's held-out normal videos, as training calibrates (so the false-alarm figure is the one a
-    run trained with this rule would report: the rule is test-time only, the head is the same)."""
+    the run's held-out normal videos, as training calibrates (cross-fitted when its terms saw them), so
+    the false-alarm figure is the one a run trained with this rule would report: the rule is test-time
+    only, the head is the same."""
     import copy
 
     import torch
 
-    from vadpipe.calibration import HELD_OUT_NORMAL, calibrate
+    from vadpipe.calibration import HELD_OUT_NORMAL, calibrate_split, crossfit_seed_of
     from vadpipe.checkpoint import scoring_rule
-    from vadpipe.validation import score_videos
 
-    normal = [v for v in training_split(run, bench, "val") if v.label == 0]
-    if not normal:
-        raise SystemExit(f"{run}: no held-out normal video to calibrate on")
+    data, split = recorded_split(run, bench, "cannot calibrate again")
+    t = ckpt.train_config
     out = copy.copy(ckpt)
-    out.calibration = calibrate(score_videos(model, normal, torch.device("cpu")), normal,
-                                HELD_OUT_NORMAL, ckpt.train_config.calibration_quantiles,
-                                ckpt.snippet_len, ckpt.stride, scoring_rule(model).frame_scores)
+    out.calibration = calibrate_split(model, data, split, None, None, t.calibration_quantiles,
+                                      scoring_rule(model).frame_scores, torch.device("cpu"), t.calibration_pooling,
+                                      crossfit_seed_of(ckpt.model_config, t))
+    if not out.calibration["source"].startswith(HELD_OUT_NORMAL):
+        raise SystemExit(f"{run}: no held-out normal video to calibrate on")
     model.eval()
     return out
 
@@ -98,33 +118,28 @@ def refit_levels(model, ckpt, run: Path, bench) -> None:
     changed term or scoring rule moves them (and frames are interpolated between levels)."""
     import torch
 
-    from vadpipe.calibration import fit_score_levels
+    from vadpipe.calibration import crossfit_seed_of, fit_score_levels
     from vadpipe.checkpoint import scoring_rule
-    from vadpipe.data import open_features
-    from vadpipe.run_split import RunSplit
 
-    data = open_features(bench.train)
-    record = split_record(run)
-    if not record:
-        raise SystemExit(f"{run}: its last.pt records no split to set score levels on")
-    split = RunSplit.from_record(data, record, f"{run}: cannot set score levels")
+    data, split = recorded_split(run, bench, "cannot set score levels")
     fit_score_levels(model, data, split, None, None, scoring_rule(model).frame_scores, torch.device("cpu"),
-                     ckpt.train_config.calibration_pooling, lambda line: None)
+                     ckpt.train_config.calibration_pooling, lambda line: None,
+                     crossfit_seed_of(ckpt.model_config, ckpt.train_config))
     model.eval()
 
 
 def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shrinkage: float,
           standardise: str) -> None:
-    """Fit the run's normal statistics again on its normal training videos, on feature form ``form``
-    with a context of ``context`` segments (each projected on ``rank`` principal directions), the
-    covariance shrunk by ``shrinkage`` towards a scaled identity and the distance standardised as
-    ``standardise`` says."""
+    """Fit the run's normal statistics again on the normal videos its terms saw (:func:`terms_split`), on
+    feature form ``form`` with a context of ``context`` segments (each projected on ``rank`` principal
+    directions), the covariance shrunk by ``shrinkage`` towards a scaled identity and the distance
+    standardised as ``standardise`` says."""
     import torch
 
     from vadpipe.calibration import fit_normal_stats
     from vadpipe.checkpoint import normal_stats_of
 
-    normal = [v for v in training_split(run, bench) if v.label == 0]
+    normal = [v for v in terms_split(run, bench, ckpt) if v.label == 0]
     old = model.normal_stats
     model.normal_stats = normal_stats_of(dataclasses.replace(ckpt.model_config, normal_weight=old.weight,
                                                              normal_shrinkage=shrinkage, normal_features=form,
@@ -169,14 +184,14 @@ def stage_unit_on_held_out(model, run: Path, bench) -> str:
 
 
 def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
-    """Give the run's head a pseudo-label stage of ``weight`` fitted on its training split."""
+    """Give the run's head a pseudo-label stage of ``weight`` fitted on the videos its terms saw."""
     import torch
 
     from vadpipe.calibration import fit_pseudo_stage
     from vadpipe.checkpoint import pseudo_stage_of
 
     model.pseudo_stage = pseudo_stage_of(dataclasses.replace(ckpt.model_config, pseudo_weight=weight))
-    fit_pseudo_stage(model, training_split(run, bench), ckpt.train_config.seed if ckpt.train_config else 0,
+    fit_pseudo_stage(model, terms_split(run, bench, ckpt), ckpt.train_config.seed if ckpt.train_config else 0,
                      torch.device("cpu"), log=print)
     model.eval()
 

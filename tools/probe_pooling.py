@@ -32,14 +32,15 @@ QUANTILE = "0.99"
 def recalibrate(model, cfg, train) -> dict:
     """The run's calibration made again from its config (split, validation set and scoring as training
     made them), both poolings' tables in it."""
-    from vadpipe.calibration import calibrate_split
+    from vadpipe.calibration import calibrate_split, crossfit_seed_of
     from vadpipe.run_split import draw_split
     from vadpipe.validation import open_validation
 
     quiet = lambda line: None  # noqa: E731
     split = draw_split(cfg.train, cfg.model, train, quiet)
     val_set, val_gt = open_validation(cfg.train, train, split.held_idx, quiet)
-    return calibrate_split(model, train, split, val_set, val_gt, [float(QUANTILE)], cfg.model.frame_scores, "cpu")
+    return calibrate_split(model, train, split, val_set, val_gt, [float(QUANTILE)], cfg.model.frame_scores, "cpu",
+                           crossfit_seed=crossfit_seed_of(cfg.model, cfg.train))
 
 
 def at(threshold: float, normals: np.ndarray, events: np.ndarray) -> Tuple[float, float]:

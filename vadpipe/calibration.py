@@ -12,9 +12,16 @@ quantile of all their frames together, so one unusual clip (a crowd) that holds 
 sets the threshold alone; ``clips`` takes each clip's own quantile and the median over clips, the
 threshold a typical normal clip meets (docs/localisation.md, "A threshold one clip cannot set").
 Both tables are recorded; ``auto`` reads the chosen one.
+
+With ``model.terms_fit`` "all" the fitted terms also see the held-out normal videos once the head has
+trained (:func:`terms_videos`): a camera whose only normal clip was held out is otherwise new to the normal
+statistics (docs/localisation.md, "The held-out normal videos in the fitted terms"). Calibration then scores
+each of them *cross-fitted* (:func:`crossfit_scores`), by a copy of the head whose terms were fitted without
+it, so the threshold and the score levels still come from normal video the terms never saw.
 """
 from __future__ import annotations
 
+import copy
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,6 +37,8 @@ from .threshold import DEFAULT_QUANTILE, pooling_of
 # calibration["source"]: a held-out share; a bagged ensemble's held-out videos
 HELD_OUT_NORMAL = "held-out normal training videos"
 OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
+CROSS_FITTED = "held-out normal training videos, each scored with terms fitted without it (cross-fitted)"
+CROSSFIT_FOLDS = 5        # model.terms_fit all: folds of the held-out normal videos, by position
 
 
 def _state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -162,6 +171,45 @@ def fit_terms(model: torch.nn.Module, videos: Sequence, seed: int, device: torch
     return state
 
 
+def terms_videos(data: FeatureSet, split, with_held_out: bool) -> List:
+    """The videos a head's fitted terms see (``split``: a ``vadpipe.run_split.RunSplit``): its training
+    split, and with ``with_held_out`` (``model.terms_fit`` all) the held-out normal training videos after
+    them; the head itself trains on the training split only."""
+    videos = [data.videos[i] for i in split.train_idx]
+    return videos + (held_out_normals(data, split.held_idx) if with_held_out else [])
+
+
+def held_out_normals(data: FeatureSet, held_idx: np.ndarray) -> List:
+    return [data.videos[i] for i in held_idx if data.videos[i].label == 0]
+
+
+def crossfit_seed_of(model_config, train_config) -> Optional[int]:
+    """The seed a run's calibration cross-fits its held-out normal videos with (its training seed) when its
+    terms saw them (``model.terms_fit`` all), else None."""
+    if model_config.terms_fit != "all":
+        return None
+    return train_config.seed if train_config is not None else 0
+
+
+def crossfit_scores(model: torch.nn.Module, train_videos: Sequence, held: Sequence, seed: int,
+                    device: torch.device) -> Dict[str, np.ndarray]:
+    """Snippet scores of the held-out normal videos ``held`` as new normal video would get them from a head
+    whose terms saw ``train_videos`` and ``held`` (``model.terms_fit`` all): ``held`` in
+    ``min(CROSSFIT_FOLDS, n)`` folds by position, each scored by a copy of ``model`` whose terms are fitted
+    again on ``train_videos`` and the other folds. The head's weights are the same in every copy (it never
+    trained on ``held``); ``model`` itself is left as it was."""
+    from .validation import score_videos
+
+    folds = min(CROSSFIT_FOLDS, len(held))
+    scores: Dict[str, np.ndarray] = {}
+    for fold in range(folds):
+        other = copy.deepcopy(model)
+        fit_terms(other, list(train_videos) + [v for i, v in enumerate(held) if i % folds != fold], seed, device,
+                  lambda line: None)
+        scores.update(score_videos(other, [v for i, v in enumerate(held) if i % folds == fold], device))
+    return scores
+
+
 @torch.no_grad()
 def fit_member_terms(model: torch.nn.Module, video_sets: Sequence[Sequence], seeds: Sequence[int],
                      device: torch.device, log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
@@ -209,7 +257,7 @@ def calibration_videos(data: FeatureSet, train_idx: np.ndarray, held_idx: np.nda
     """(normal videos to calibrate on, where they come from): held-out normal training videos, else
     the validation set's normal videos, else the training normal videos (optimistic)."""
     if held_idx.size and (data.labels()[held_idx] == 0).any():
-        return [data.videos[i] for i in held_idx if data.videos[i].label == 0], HELD_OUT_NORMAL
+        return held_out_normals(data, held_idx), HELD_OUT_NORMAL
     videos: List = []
     if val_set is not None and val_gt is not None:
         from .groundtruth import match_ids
@@ -285,11 +333,14 @@ def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 
 
 
 def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
-                       val_gt: Optional[dict], device: torch.device) -> Tuple[Dict[str, np.ndarray], List, str]:
+                       val_gt: Optional[dict], device: torch.device,
+                       crossfit_seed: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], List, str]:
     """(snippet scores by id, the videos, where they come from) of the normal videos a run calibrates on
     (its split: a ``vadpipe.run_split.RunSplit``): a bagged ensemble's held-out normal videos, each scored
     by the members that held it out (out of bag); else the videos :func:`calibration_videos` picks, scored
-    as ``vadpipe score`` scores them (fused terms and score levels included)."""
+    as ``vadpipe score`` scores them (fused terms and score levels included). ``crossfit_seed`` (the run's
+    seed, when its terms saw the held-out normal videos: ``model.terms_fit`` all): those are scored
+    cross-fitted (:func:`crossfit_scores`)."""
     from .validation import score_videos
 
     if split.member_held:
@@ -298,19 +349,22 @@ def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set:
         holders = [tuple(m for m, held in enumerate(split.member_held) if i in held) for i in normal]
         return out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG
     videos, source = calibration_videos(data, split.train_idx, split.held_idx, val_set, val_gt)
+    if crossfit_seed is not None and source == HELD_OUT_NORMAL:
+        train_videos = [data.videos[i] for i in split.train_idx]
+        return crossfit_scores(model, train_videos, videos, crossfit_seed, device), videos, CROSS_FITTED
     return score_videos(model, videos, device), videos, source
 
 
 @torch.no_grad()
 def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
                      val_gt: Optional[dict], frame_mode: str, device: torch.device, pooling: str,
-                     log: Callable[[str], None]) -> Dict[str, torch.Tensor]:
+                     log: Callable[[str], None], crossfit_seed: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Fit ``model.levels`` (models/levels.py) on the normal videos the run's threshold is calibrated on,
     scored raw (the map reset first): 0.5 at the raw ``auto`` threshold (their frames' 0.99 quantile,
     pooled as ``pooling`` says), 0.01 at their median frame. Returns the state dict that carries it; the
     model is left in train mode."""
     model.levels.reset()
-    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device)
+    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
     if videos:
         def frames(mapped) -> Dict[str, np.ndarray]:
             return {v.id: calibration_frames(mapped(scores[v.id]), v.frames, data.snippet_len, data.stride,
@@ -330,8 +384,8 @@ def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: O
 
 def calibrate_split(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
                     val_gt: Optional[dict], quantiles: Sequence[float], frame_mode: str, device: torch.device,
-                    pooling: str = "frames") -> dict:
+                    pooling: str = "frames", crossfit_seed: Optional[int] = None) -> dict:
     """A trained run's calibration from its split (``vadpipe.run_split.RunSplit``) on the videos
-    :func:`calibration_scores` scores."""
-    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device)
+    :func:`calibration_scores` scores (``crossfit_seed``: as it says)."""
+    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
     return calibrate(scores, videos, source, quantiles, data.snippet_len, data.stride, frame_mode, pooling)

@@ -28,6 +28,7 @@ from .intervals import FRAME_MODES
 
 # how a calibration pools its normal videos' frame scores into a quantile (vadpipe/calibration.py)
 POOLINGS = ("frames", "clips")
+TERMS_FITS = ("train", "all")        # model.terms_fit
 
 
 def head_names() -> Tuple[str, ...]:
@@ -82,6 +83,10 @@ class ModelConfig:
     pseudo_c: float = 1.0              # snippets labelled 1/0; inverse L2 strength of its logistic regression
     pseudo_unit: str = "train"         # the stage's unit: the fused logits' sd on the normal training snippets
                                        # (train) | on the held-out normal videos calibration uses (held-out)
+    terms_fit: str = "train"           # the videos those fitted terms (normal statistics, pseudo-label stage)
+                                       # see: the head's training split (train) | all: the held-out normal
+                                       # training videos too, the threshold and score levels then set on them
+                                       # cross-fitted (vadpipe/calibration.py, crossfit_scores)
     normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
                                        # features (models/normal_stats.py), fitted after training
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance
@@ -406,6 +411,8 @@ def validate(cfg: Config) -> None:
     if m.pseudo_unit == "held-out" and m.bagging:
         raise ConfigError("model.pseudo_unit = held-out with model.bagging: each member holds out its own normal "
                           "videos, and a stage's unit from them is not built; use pseudo_unit = train")
+    if m.terms_fit not in TERMS_FITS:
+        raise ConfigError(f"model.terms_fit must be one of {', '.join(TERMS_FITS)}, got {m.terms_fit!r}")
     from .models.levels import SCORE_LEVELS
 
     if m.score_levels not in SCORE_LEVELS:

@@ -30,6 +30,7 @@ from .device import resolve_device
 from .errors import ConfigError
 from .presets import partner_config
 from .run_split import RunSplit
+from .train_plan import resolve_terms_fit
 from .validation import open_validation
 
 PRIMARY, PARTNER = "primary", "partner"
@@ -56,6 +57,7 @@ def train_pair(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], 
 
     cfg = copy_config(cfg)
     absolute_paths(cfg.train)
+    resolve_terms_fit(cfg, log)             # the pair calibrates on the held-out normals: its heads' terms never see them
     open_features(cfg.train.features, cfg.train.list_anomalous)     # a missing set is refused before any folder
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG)

@@ -135,6 +135,10 @@ def _localise(cfg: Config) -> Config:
     # of each anomalous training video, added in the head's units; higher frame AUC and AUC inside anomalous
     # videos on every benchmark, paired by seed (docs/localisation.md, "The pseudo-label stage")
     m.pseudo_weight, m.pseudo_share = 1.0, 0.1
+    # the held-out normal videos join those fitted terms once they have calibrated (scored cross-fitted): a
+    # camera whose one normal clip was held out is otherwise new to them (docs/localisation.md, "The held-out
+    # normal videos in the fitted terms")
+    m.terms_fit = "all"
     m.smooth_share = 0.03        # long videos only: a window of 1 up to 33 snippets, 13 at 400
     # long videos only: past 32 segments half the heads see a window of 5, the others the whole video;
     # up to 32 (every Ped1 and demo clip) the article's H, bit-identical
@@ -167,6 +171,7 @@ def _ensemble(cfg: Config) -> Config:
     m = cfg.model
     m.horizon, m.horizon_cap, m.horizon_share = 2, 0, 0.0
     m.members, m.bagging, m.bag_folds = 5, True, True
+    m.terms_fit = "train"        # each member's terms on its own training videos: they calibrate out of bag
     return cfg
 
 

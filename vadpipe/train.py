@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate_split, calibration_summary, calibration_videos, fit_member_terms, fit_score_levels,
-                          fit_terms)
+from .calibration import (calibrate_split, calibration_summary, calibration_videos, crossfit_seed_of, fit_member_terms,
+                          fit_score_levels, fit_terms, terms_videos)
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -45,7 +45,7 @@ from .recipe import check_compatible
 from .run_split import RunSplit, draw_split
 from .selection_prior import selection_priors
 from .train_plan import (member_seed, planned_iterations, resolve_crop_rules, resolve_layer_spans,
-                         resolve_stride_counts, schedule_text)
+                         resolve_stride_counts, resolve_terms_fit, schedule_text)
 from .train_step import Batch, members_step
 from .validation import open_validation, score_videos, selection_note, validation_metrics
 
@@ -150,6 +150,7 @@ class _Trainer:
         resolve_crop_rules(cfg, self.data.recipe)
         resolve_stride_counts(cfg, self.data.stride, self.log)
         resolve_layer_spans(cfg, self.data.recipe, self.log)
+        resolve_terms_fit(cfg, self.log)
         validate(cfg)
         self.crops = crops
         train_videos = [self.data.videos[i] for i in self.train_idx]
@@ -334,7 +335,11 @@ class _Trainer:
     def _calibrate(self) -> dict:
         t = self.cfg.train
         return calibrate_split(self.model, self.data, self.split, self.val_set, self.val_gt, t.calibration_quantiles,
-                               self.cfg.model.frame_scores, self.device, t.calibration_pooling)
+                               self.cfg.model.frame_scores, self.device, t.calibration_pooling, self._crossfit_seed)
+
+    @property
+    def _crossfit_seed(self) -> Optional[int]:
+        return crossfit_seed_of(self.cfg.model, self.cfg.train)
 
     def _fit_after_training(self) -> Optional[Dict[str, torch.Tensor]]:
         """What is fitted on the trained head (normal statistics, then the pseudo-label stage, which reads
@@ -344,7 +349,8 @@ class _Trainer:
             return state
         t = self.cfg.train
         return fit_score_levels(self.model, self.data, self.split, self.val_set, self.val_gt,
-                                self.cfg.model.frame_scores, self.device, t.calibration_pooling, self.log)
+                                self.cfg.model.frame_scores, self.device, t.calibration_pooling, self.log,
+                                self._crossfit_seed)
 
     def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
         train_videos = [self.data.videos[i] for i in self.train_idx]
@@ -356,6 +362,12 @@ class _Trainer:
             held_normal, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set,
                                                      self.val_gt)
             unit_videos = held_normal if source != OPTIMISTIC_CALIBRATION else ()
+        if self.cfg.model.terms_fit == "all":
+            train_videos = terms_videos(self.data, self.split, with_held_out=True)
+            added = len(train_videos) - len(self.train_idx)
+            if added:
+                self.log(f"fitted terms: the training split and {added} held-out normal videos (model.terms_fit "
+                         f"all); calibration scores these cross-fitted")
         return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log, unit_videos)
 
     def _selection(self) -> str:

@@ -33,6 +33,20 @@ def resolve_crop_rules(cfg: Config, recipe) -> None:
         cfg.model.crop_reduce = "max" if regions else "mean"
 
 
+def resolve_terms_fit(cfg: Config, log: Callable[[str], None]) -> None:
+    """``model.terms_fit`` all where it is built, one head: a bagged ensemble's members calibrate out of bag,
+    a pair of heads calibrates as a pair, and a pseudo-label stage with the held-out unit reads its unit on the
+    held-out normal videos; each of those keeps its terms on the training split (train), logged, and the
+    resolved value is what the run records."""
+    m = cfg.model
+    why = ("model.bagging" if m.bagging else "model.partner" if m.partner else
+           "model.pseudo_unit held-out" if m.pseudo_unit == "held-out" else "")
+    if m.terms_fit == "all" and why:
+        log(f"model.terms_fit: train with {why} (all is built for one head, whose held-out normal videos "
+            "calibrate cross-fitted)")
+        m.terms_fit = "train"
+
+
 def resolve_stride_counts(cfg: Config, stride: int, log: Callable[[str], None]) -> None:
     """The head's segment counts for the features' snippet step (``config.at_stride``); the rescaled
     counts are what the run records, so scoring and resuming use them as they are."""

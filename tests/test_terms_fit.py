@@ -1,0 +1,114 @@
+"""``model.terms_fit``: the held-out normal videos join the fitted terms (normal statistics, pseudo-label
+stage) once they have calibrated, and calibration scores them cross-fitted (vadpipe/calibration.py)."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from feature_world import make_store, tiny_default
+from vadpipe.calibration import (CROSS_FITTED, CROSSFIT_FOLDS, calibration_scores,
+                                 crossfit_scores, fit_terms, held_out_normals, terms_videos)
+from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint
+from vadpipe.config import model_config_from_dict, validate
+from vadpipe.data import open_features
+from vadpipe.errors import ConfigError
+from vadpipe.presets import preset
+from vadpipe.run_split import RunSplit
+from vadpipe.train import train
+from vadpipe.train_plan import resolve_terms_fit
+from vadpipe.validation import score_videos
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+
+
+def _default_head(dim: int) -> torch.nn.Module:
+    m = preset("default").model
+    m.feature_dim, m.heads, m.ffn_dim = dim, 4, 64
+    return build_model(m)
+
+
+def _split(data, n_held_normal: int) -> RunSplit:
+    normal = [i for i, v in enumerate(data.videos) if v.label == 0]
+    held = np.array(normal[:n_held_normal])
+    return RunSplit(np.array([i for i in range(len(data.videos)) if i not in set(held)]), held)
+
+
+def test_the_presets_old_checkpoints_a_bad_value_and_where_all_is_not_built():
+    assert preset("default").model.terms_fit == "all"
+    assert preset("paper").model.terms_fit == "train" and preset("ensemble").model.terms_fit == "train"
+    old = {k: v for k, v in vars(preset("default").model).items() if k != "terms_fit"}
+    assert model_config_from_dict(old).terms_fit == "train"        # written before the switch: as it was fitted
+    bad = preset("default")
+    bad.model.terms_fit = "held"
+    with pytest.raises(ConfigError, match="terms_fit must be one of"):
+        validate(bad)
+    # members calibrated out of bag, a pair, the stage's held-out unit: their terms stay on the training split
+    for fields, why in (({"bagging": True, "members": 2}, "model.bagging"), ({"partner": "rtfm"}, "model.partner"),
+                        ({"pseudo_unit": "held-out"}, "model.pseudo_unit held-out")):
+        cfg, lines = preset("default"), []
+        for key, value in fields.items():
+            setattr(cfg.model, key, value)
+        resolve_terms_fit(cfg, lines.append)
+        assert cfg.model.terms_fit == "train" and lines == [
+            f"model.terms_fit: train with {why} (all is built for one head, whose held-out normal videos calibrate "
+            "cross-fitted)"]
+    one, lines = preset("default"), []
+    resolve_terms_fit(one, lines.append)
+    assert one.model.terms_fit == "all" and not lines
+
+
+def test_crossfit_scores_each_held_out_video_with_terms_fitted_without_it(tmp_path):
+    make_store(tmp_path / "f", 6, 9, dim=16, seed=1, signal=0.8, t_range=(12, 24))
+    data = open_features(tmp_path / "f")
+    split = _split(data, 6)                       # 6 held-out normal videos: CROSSFIT_FOLDS folds
+    torch.manual_seed(0)
+    model = _default_head(16)
+    train_videos = terms_videos(data, split, with_held_out=False)
+    held = held_out_normals(data, split.held_idx)
+    assert terms_videos(data, split, with_held_out=True) == train_videos + held
+    fit_terms(model, train_videos + held, 0, CPU, lambda line: None)    # the final terms: every normal video
+    before = copy.deepcopy(model.state_dict())
+    scores = crossfit_scores(model, train_videos, held, 0, CPU)
+    assert before.keys() == model.state_dict().keys() and all(
+        torch.equal(before[k], model.state_dict()[k]) for k in before)                     # the model itself is left as it was
+    assert set(scores) == {v.id for v in held} and CROSSFIT_FOLDS == 5
+    own = score_videos(model, held, CPU)
+    for fold in range(CROSSFIT_FOLDS):                                  # by position: fold 0 holds videos 0 and 5
+        members = [v for i, v in enumerate(held) if i % CROSSFIT_FOLDS == fold]
+        other = copy.deepcopy(model)
+        fit_terms(other, train_videos + [v for v in held if v not in members], 0, CPU, lambda line: None)
+        direct = score_videos(other, members, CPU)
+        for v in members:
+            assert np.array_equal(scores[v.id], direct[v.id])
+            assert not np.array_equal(scores[v.id], own[v.id])          # the final terms saw it: other scores
+    # the run's calibration asks for it by seed; without one (terms_fit train) the model scores as it is
+    got, videos, source = calibration_scores(model, data, split, None, None, CPU, crossfit_seed=0)
+    assert source == CROSS_FITTED and [v.id for v in videos] == [v.id for v in held]
+    assert all(np.array_equal(got[k], scores[k]) for k in scores)
+    got, _, source = calibration_scores(model, data, split, None, None, CPU)
+    assert source != CROSS_FITTED and all(np.array_equal(got[k], own[k]) for k in own)
+
+
+def test_a_default_run_fits_its_terms_on_every_normal_video_and_calibrates_cross_fitted(tmp_path):
+    make_store(tmp_path / "train", 8, 10, dim=16, seed=0, signal=0.8, t_range=(20, 40))
+    lines = []
+    cfg = tiny_default(tmp_path / "train", lr=1e-3, iterations=30, eval_every=20, log_every=5)
+    run = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
+    assert sum("fitted terms: the training split and 3 held-out normal videos" in line for line in lines) == 2
+    model, ckpt = load_checkpoint(run.run_dir, "cpu")
+    assert ckpt.model_config.terms_fit == "all" and ckpt.calibration["source"] == CROSS_FITTED
+    assert ckpt.calibration["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
+    # its normal statistics are the ones fitted on the training split and the held-out normal videos
+    data = open_features(tmp_path / "train")
+    split = RunSplit.from_record(data, read_checkpoint(run.run_dir, "last")["last"]["split"], "test")
+    refit = copy.deepcopy(model)
+    fit_terms(refit, terms_videos(data, split, with_held_out=True), cfg.train.seed, CPU, lambda line: None)
+    for key in ("normal_stats.mean", "normal_stats.precision", "normal_stats.scale", "pseudo_stage.scale"):
+        assert torch.allclose(refit.state_dict()[key], model.state_dict()[key], atol=1e-6), key
+    fit_terms(refit, terms_videos(data, split, with_held_out=False), cfg.train.seed, CPU, lambda line: None)
+    assert not torch.allclose(refit.state_dict()["normal_stats.mean"], model.state_dict()["normal_stats.mean"])
+

@@ -616,7 +616,7 @@ def test_pseudo_label_stage_is_fitted_after_training_on_the_training_split_and_s
     assert ckpt.calibration["source"] == CROSS_FITTED
     split = read_checkpoint(result.run_dir, "last")["last"]["split"]
     fits = [line for line in lines if line.startswith("pseudo-label stage")]
-    assert split["val"] and len(fits) == 2                              # last, then best
+    assert split["val"] and len(fits) == 1                              # select last: fitted once for both
     # the training split and, with the default's model.terms_fit all, the held-out normal videos (here all of
     # the held-out ones: holdout normal); cross-fitted for calibration (tests/test_terms_fit.py)
     assert all(f"of {len(split['train']) + len(split['val'])} training videos" in line for line in fits)
@@ -657,7 +657,7 @@ def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_vid
         spread = torch.cat([logit(head_scores(b, _crop_rows(v, torch.device("cpu")))).flatten() for v in normal]).std()
     assert normal and float(b.pseudo_stage.scale[1]) == pytest.approx(float(spread), rel=1e-5)
     assert float(b.pseudo_stage.scale[1]) != pytest.approx(float(a.pseudo_stage.scale[1]), rel=1e-3)
-    assert sum(f"sd on {len(normal)} held-out normal videos" in line for line in lines) == 2   # last, then best
+    assert sum(f"sd on {len(normal)} held-out normal videos" in line for line in lines) == 1   # select last: once
     cfg.train.val_fraction, lines = 0.0, []                              # nothing held out: the training unit, said
     whole = train(cfg, out=tmp_path / "whole", progress=False, log=lines.append)
     assert any("no held-out normal video to take its unit from" in line for line in lines)

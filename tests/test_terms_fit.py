@@ -17,7 +17,7 @@ from vadpipe.data import open_features
 from vadpipe.errors import ConfigError
 from vadpipe.presets import preset
 from vadpipe.run_split import RunSplit
-from vadpipe.train import train
+from vadpipe.train import same_state, train
 from vadpipe.train_plan import resolve_terms_fit
 from vadpipe.validation import score_videos
 
@@ -73,8 +73,7 @@ def test_crossfit_scores_each_held_out_video_with_terms_fitted_without_it(tmp_pa
     fit_terms(model, train_videos + held, 0, CPU, lambda line: None)    # the final terms: every normal video
     before = copy.deepcopy(model.state_dict())
     scores = crossfit_scores(model, train_videos, held, 0, CPU)
-    assert before.keys() == model.state_dict().keys() and all(
-        torch.equal(before[k], model.state_dict()[k]) for k in before)                     # the model itself is left as it was
+    assert same_state(before, model.state_dict())                     # the model itself is left as it was
     assert set(scores) == {v.id for v in held} and CROSSFIT_FOLDS == 5
     own = score_videos(model, held, CPU)
     for fold in range(CROSSFIT_FOLDS):                                  # by position: fold 0 holds videos 0 and 5
@@ -98,7 +97,7 @@ def test_a_default_run_fits_its_terms_on_every_normal_video_and_calibrates_cross
     lines = []
     cfg = tiny_default(tmp_path / "train", lr=1e-3, iterations=30, eval_every=20, log_every=5)
     run = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
-    assert sum("fitted terms: the training split and 3 held-out normal videos" in line for line in lines) == 2
+    assert sum("fitted terms: the training split and 3 held-out normal videos" in line for line in lines) == 1
     model, ckpt = load_checkpoint(run.run_dir, "cpu")
     assert ckpt.model_config.terms_fit == "all" and ckpt.calibration["source"] == CROSS_FITTED
     assert ckpt.calibration["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
@@ -112,3 +111,18 @@ def test_a_default_run_fits_its_terms_on_every_normal_video_and_calibrates_cross
     fit_terms(refit, terms_videos(data, split, with_held_out=False), cfg.train.seed, CPU, lambda line: None)
     assert not torch.allclose(refit.state_dict()["normal_stats.mean"], model.state_dict()["normal_stats.mean"])
 
+
+def test_select_best_fits_the_terms_on_each_checkpoints_own_weights(tmp_path):
+    """select last fits once and both checkpoints carry it; a best checkpoint of other weights is fitted on
+    its own (train._finish)."""
+    make_store(tmp_path / "train", 8, 10, dim=16, seed=0, signal=0.8, t_range=(20, 40))
+    for select, fits in (("last", 1), ("best", 2)):
+        lines = []
+        cfg = tiny_default(tmp_path / "train", lr=1e-3, iterations=30, eval_every=5, log_every=5, select=select,
+                           holdout="both", val_fraction=0.4)
+        run = train(cfg, out=tmp_path / select, progress=False, log=lines.append)
+        best, last = (read_checkpoint(run.run_dir, which) for which in ("best", "last"))
+        assert sum(line.startswith("score levels:") for line in lines) == fits
+        assert best["model"]["levels.fitted"] == 1 and best["model"]["normal_stats.scale"][4] == 1
+        same = same_state(best["model"], last["model"])
+        assert same if select == "last" else (not same and best["metrics"]["best_iteration"] < 30)

@@ -125,6 +125,11 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def same_state(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors, bit for bit."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+
+
 class _Trainer:
     def __init__(self, cfg: Config, run_dir: Path, resume_ckpt: Optional[Checkpoint],
                  log: Optional[Callable[[str], None]], progress: bool = False):
@@ -450,8 +455,11 @@ class _Trainer:
         last = Checkpoint.load(last_path)
         current = {k: v.clone() for k, v in self.model.state_dict().items()}
         last.model = self._fit_after_training() or last.model   # on the current (last) weights
-        self.model.load_state_dict(best.model)
-        best.model = self._fit_after_training() or best.model
+        if same_state(best.model, current):                # select last: the same weights, fitted once
+            best.model = last.model
+        else:
+            self.model.load_state_dict(best.model)
+            best.model = self._fit_after_training() or best.model
         calibration = self._calibrate()                    # fused scores: the thresholds fit what score uses
         self.model.load_state_dict(current)
         best.calibration = last.calibration = calibration

@@ -126,3 +126,37 @@ def test_select_best_fits_the_terms_on_each_checkpoints_own_weights(tmp_path):
         assert best["model"]["levels.fitted"] == 1 and best["model"]["normal_stats.scale"][4] == 1
         same = same_state(best["model"], last["model"])
         assert same if select == "last" else (not same and best["metrics"]["best_iteration"] < 30)
+
+
+def test_the_probe_refits_a_train_run_into_what_a_run_trained_with_all_holds(tmp_path):
+    """tools/probe_terms_fit.py ``--terms both`` on a run trained with ``terms_fit`` train gives the terms,
+    levels and threshold of the same run trained with ``all`` (the head trains alike); ``statistics`` fits
+    the stage on the training split alone."""
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from probe_terms_fit import refit_with_held_out
+
+    make_store(tmp_path / "train", 8, 10, dim=16, seed=0, signal=0.8, t_range=(20, 40))
+    runs = {}
+    for terms in ("train", "all"):
+        cfg = tiny_default(tmp_path / "train", lr=1e-3, iterations=20, eval_every=10, log_every=5)
+        cfg.model.terms_fit = terms
+        runs[terms] = train(cfg, out=tmp_path / terms, progress=False, log=lambda line: None).run_dir
+    bench = SimpleNamespace(train=str(tmp_path / "train"))
+    model, ckpt = load_checkpoint(runs["train"], "cpu")
+    refitted = refit_with_held_out(model, ckpt, runs["train"], bench, "both")
+    trained, trained_ckpt = load_checkpoint(runs["all"], "cpu")
+    for key in ("normal_stats.mean", "normal_stats.scale", "pseudo_stage.coef", "levels.centre", "levels.unit"):
+        assert torch.allclose(model.state_dict()[key], trained.state_dict()[key], atol=1e-6), key
+    q = "normal_frame_score_quantiles"
+    assert refitted.calibration["source"] == CROSS_FITTED
+    assert refitted.calibration[q]["0.99"] == pytest.approx(trained_ckpt.calibration[q]["0.99"], abs=1e-6)
+    with pytest.raises(SystemExit, match="already saw the held-out normal videos"):
+        refit_with_held_out(trained, trained_ckpt, runs["all"], bench, "both")
+    stats_only, ckpt = load_checkpoint(runs["train"], "cpu")
+    refit_with_held_out(stats_only, ckpt, runs["train"], bench, "statistics")
+    assert torch.allclose(stats_only.state_dict()["normal_stats.mean"], trained.state_dict()["normal_stats.mean"])
+    assert not torch.allclose(stats_only.state_dict()["pseudo_stage.coef"], trained.state_dict()["pseudo_stage.coef"])

@@ -180,6 +180,7 @@ def terms_videos(data: FeatureSet, split, with_held_out: bool) -> List:
 
 
 def held_out_normals(data: FeatureSet, held_idx: np.ndarray) -> List:
+    """The normal videos among the held-out positions ``held_idx``."""
     return [data.videos[i] for i in held_idx if data.videos[i].label == 0]
 
 
@@ -192,20 +193,22 @@ def crossfit_seed_of(model_config, train_config) -> Optional[int]:
 
 
 def crossfit_scores(model: torch.nn.Module, train_videos: Sequence, held: Sequence, seed: int,
-                    device: torch.device) -> Dict[str, np.ndarray]:
+                    device: torch.device, fit: Optional[Callable] = None) -> Dict[str, np.ndarray]:
     """Snippet scores of the held-out normal videos ``held`` as new normal video would get them from a head
     whose terms saw ``train_videos`` and ``held`` (``model.terms_fit`` all): ``held`` in
     ``min(CROSSFIT_FOLDS, n)`` folds by position, each scored by a copy of ``model`` whose terms are fitted
-    again on ``train_videos`` and the other folds. The head's weights are the same in every copy (it never
-    trained on ``held``); ``model`` itself is left as it was."""
+    again on ``train_videos`` and the other folds (``fit(model, videos, seed, device, log)``, default
+    :func:`fit_terms`). The head's weights are the same in every copy (it never trained on ``held``);
+    ``model`` itself is left as it was."""
     from .validation import score_videos
 
+    fit = fit or fit_terms
     folds = min(CROSSFIT_FOLDS, len(held))
     scores: Dict[str, np.ndarray] = {}
     for fold in range(folds):
         other = copy.deepcopy(model)
-        fit_terms(other, list(train_videos) + [v for i, v in enumerate(held) if i % folds != fold], seed, device,
-                  lambda line: None)
+        fit(other, list(train_videos) + [v for i, v in enumerate(held) if i % folds != fold], seed, device,
+            lambda line: None)
         scores.update(score_videos(other, [v for i, v in enumerate(held) if i % folds == fold], device))
     return scores
 
@@ -366,20 +369,29 @@ def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: O
     model.levels.reset()
     scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
     if videos:
-        def frames(mapped) -> Dict[str, np.ndarray]:
-            return {v.id: calibration_frames(mapped(scores[v.id]), v.frames, data.snippet_len, data.stride,
-                                             frame_mode) for v in videos}
-        table = pooled_quantiles(frames(lambda s: s), (0.5, float(DEFAULT_QUANTILE)), pooling)
-        threshold, median = table[DEFAULT_QUANTILE], table["0.5"]
-        _, spread = model.levels.fit(threshold, median)
-        centre = model.levels.centre_at(
-            lambda: pooled_quantiles(frames(model.levels.apply), (float(DEFAULT_QUANTILE),), pooling)[DEFAULT_QUANTILE])
+        threshold, median, centre, spread = set_levels(model.levels, scores, videos, data.snippet_len, data.stride,
+                                                       frame_mode, pooling)
         log(f"score levels: 0.5 at the raw auto threshold {threshold:.6g} (centre at logit {centre:.2f}), 0.01 at "
             f"the median frame {median:.6g} ({spread:.2f} below it) of {len(videos)} {source}")
     else:
         log("score levels: no normal video to set them on; scores stay raw")
     model.train()
     return _state_copy(model)
+
+
+def set_levels(levels, scores: Dict[str, np.ndarray], videos: Sequence, snippet_len: int, stride: int,
+               frame_mode: str, pooling: str) -> Tuple[float, float, float, float]:
+    """Fit ``levels`` (a reset models/levels.py ``ScoreLevels``) on the raw snippet ``scores`` of the normal
+    ``videos`` that calibrate; returns (raw threshold, raw median frame, centre, spread)."""
+    def frames(mapped) -> Dict[str, np.ndarray]:
+        return {v.id: calibration_frames(mapped(scores[v.id]), v.frames, snippet_len, stride, frame_mode)
+                for v in videos}
+    table = pooled_quantiles(frames(lambda s: s), (0.5, float(DEFAULT_QUANTILE)), pooling)
+    threshold, median = table[DEFAULT_QUANTILE], table["0.5"]
+    _, spread = levels.fit(threshold, median)
+    centre = levels.centre_at(
+        lambda: pooled_quantiles(frames(levels.apply), (float(DEFAULT_QUANTILE),), pooling)[DEFAULT_QUANTILE])
+    return threshold, median, centre, spread
 
 
 def calibrate_split(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],

@@ -160,3 +160,37 @@ def test_the_probe_refits_a_train_run_into_what_a_run_trained_with_all_holds(tmp
     refit_with_held_out(stats_only, ckpt, runs["train"], bench, "statistics")
     assert torch.allclose(stats_only.state_dict()["normal_stats.mean"], trained.state_dict()["normal_stats.mean"])
     assert not torch.allclose(stats_only.state_dict()["pseudo_stage.coef"], trained.state_dict()["pseudo_stage.coef"])
+
+
+def test_the_camera_probe_groups_clips_by_whether_their_camera_has_a_normal_clip_in_the_terms(tmp_path):
+    """tools/probe_cameras.py: a run with terms on the training split; the held-out normal clips and test clips
+    grouped by camera coverage (itself left out), every clip counted once with finite figures."""
+    import json
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from probe_cameras import camera_groups, world_cameras
+
+    make_store(tmp_path / "train", 6, 8, dim=16, seed=0, signal=0.8, t_range=(20, 30))
+    make_store(tmp_path / "test", 4, 4, dim=16, seed=1, signal=0.8, t_range=(20, 30))
+    cfg = tiny_default(tmp_path / "train", lr=1e-3, iterations=10, eval_every=10, log_every=5)
+    cfg.model.terms_fit = "train"
+    run = train(cfg, out=tmp_path / "run", progress=False, log=lambda line: None).run_dir
+    data, test = open_features(tmp_path / "train"), open_features(tmp_path / "test", "none")
+    names = [v.id.split("/")[-1] for v in data.videos + test.videos]
+    assert len(set(names)) == len(names)
+    held = set(read_checkpoint(run, "last")["last"]["split"]["val"])
+    lonely = {v.id.split("/")[-1] for v in data.videos if v.id in held}      # each held-out clip its own camera
+    cameras = {name: (100 + i if name in lonely else i % 2) for i, name in enumerate(names)}
+    (tmp_path / "world.json").write_text(json.dumps({"clips": [{"name": n, "camera": c} for n, c in cameras.items()]}))
+    assert world_cameras(str(tmp_path / "gt.json")) == cameras
+    bench = SimpleNamespace(train=str(tmp_path / "train"), test=str(tmp_path / "test"))
+    model, ckpt = load_checkpoint(run, "cpu")
+    groups = camera_groups(model, ckpt, run, bench, test, cameras)
+    assert len(groups["held-out normal, camera without a normal clip in the terms"]) == len(held) > 0
+    assert sum(len(rows) for key, rows in groups.items() if key.startswith("test")) == len(test.videos)
+    assert all(np.isfinite(row).all() and 0 <= row[4] <= 1 for rows in groups.values() for row in rows)
+    with pytest.raises(SystemExit, match="no world description"):
+        world_cameras(str(tmp_path / "none" / "gt.json"))

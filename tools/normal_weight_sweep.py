@@ -70,10 +70,12 @@ def training_split(run: Path, bench, part: str = "train") -> list:
 
 
 def terms_split(run: Path, bench, ckpt) -> list:
-    """The videos the run's fitted terms saw: its training split, and its held-out normal videos when its
-    ``model.terms_fit`` is all (vadpipe.calibration.terms_videos)."""
-    held = [v for v in training_split(run, bench, "val") if v.label == 0] if ckpt.model_config.terms_fit == "all" else []
-    return training_split(run, bench) + held
+    """The videos the run's fitted terms saw, in training's order (vadpipe.calibration.terms_videos): its
+    training split, and its held-out normal videos when its ``model.terms_fit`` is all."""
+    from vadpipe.calibration import terms_videos
+
+    data, split = recorded_split(run, bench, "cannot tell the videos its terms saw")
+    return terms_videos(data, split, ckpt.model_config.terms_fit == "all")
 
 
 def recorded_split(run: Path, bench, why: str):

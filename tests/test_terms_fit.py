@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from feature_world import make_store, tiny_default
-from vadpipe.calibration import (CROSS_FITTED, CROSSFIT_FOLDS, calibration_scores,
+from vadpipe.calibration import (CROSS_FITTED, CROSSFIT_FOLDS, calibrate_split, calibration_scores,
                                  crossfit_scores, fit_terms, held_out_normals, terms_videos)
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint
 from vadpipe.config import model_config_from_dict, validate
@@ -92,11 +92,17 @@ def test_crossfit_scores_each_held_out_video_with_terms_fitted_without_it(tmp_pa
     assert source != CROSS_FITTED and all(np.array_equal(got[k], own[k]) for k in own)
 
 
-def test_a_default_run_fits_its_terms_on_every_normal_video_and_calibrates_cross_fitted(tmp_path):
+def test_a_default_run_fits_its_terms_on_every_normal_video_and_calibrates_cross_fitted(tmp_path, monkeypatch):
+    import vadpipe.calibration as calibration
+
     make_store(tmp_path / "train", 8, 10, dim=16, seed=0, signal=0.8, t_range=(20, 40))
-    lines = []
+    lines, crossfits = [], []
+    monkeypatch.setattr(calibration, "crossfit_scores",
+                        lambda *a, **k: crossfits.append(1) or crossfit_scores(*a, **k))
     cfg = tiny_default(tmp_path / "train", lr=1e-3, iterations=30, eval_every=20, log_every=5)
     run = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
+    assert len(crossfits) == 1                    # the levels' raw scores, mapped for the threshold
+    monkeypatch.undo()
     assert sum("fitted terms: the training split and 3 held-out normal videos" in line for line in lines) == 1
     model, ckpt = load_checkpoint(run.run_dir, "cpu")
     assert ckpt.model_config.terms_fit == "all" and ckpt.calibration["source"] == CROSS_FITTED
@@ -110,6 +116,16 @@ def test_a_default_run_fits_its_terms_on_every_normal_video_and_calibrates_cross
         assert torch.allclose(refit.state_dict()[key], model.state_dict()[key], atol=1e-6), key
     fit_terms(refit, terms_videos(data, split, with_held_out=False), cfg.train.seed, CPU, lambda line: None)
     assert not torch.allclose(refit.state_dict()["normal_stats.mean"], model.state_dict()["normal_stats.mean"])
+    # training cross-fits once: the threshold maps the raw scores the levels were fitted on; scoring (and
+    # cross-fitting) the held-out normal videos again in levels gives the same table to float32 rounding
+    t = cfg.train
+    again = calibrate_split(model, data, split, None, None, t.calibration_quantiles, ckpt.model_config.frame_scores,
+                            CPU, t.calibration_pooling, crossfit_seed=t.seed)
+    assert sum(line.startswith("score levels:") for line in lines) == 1
+    for q, value in again["normal_frame_score_quantiles"].items():
+        assert ckpt.calibration["normal_frame_score_quantiles"][q] == pytest.approx(value, rel=1e-5, abs=1e-7), q
+    assert {v: r["frames"] for v, r in again["videos"].items()} == {
+        v: r["frames"] for v, r in ckpt.calibration["videos"].items()}
 
 
 def test_select_best_fits_the_terms_on_each_checkpoints_own_weights(tmp_path):

@@ -49,6 +49,7 @@ def refit_with_held_out(model, ckpt, run: Path, bench, terms: str):
     import torch
 
     from vadpipe.calibration import CROSS_FITTED, calibrate, crossfit_scores, held_out_normals, set_levels
+    from vadpipe.checkpoint import as_levels
 
     if ckpt.model_config.terms_fit != "train":
         raise SystemExit(f"{run}: its terms already saw the held-out normal videos (model.terms_fit "
@@ -63,13 +64,13 @@ def refit_with_held_out(model, ckpt, run: Path, bench, terms: str):
     levels = getattr(model, "levels", None)
     if levels is not None:
         levels.reset()
-        raw = crossfit_scores(model, train, held, t.seed, cpu, fit)
+    raw = crossfit_scores(model, train, held, t.seed, cpu, fit)     # scored once, mapped to levels below
     fit(model, train + held, t.seed, cpu, lambda line: None)
     if levels is not None:
         set_levels(levels, raw, held, data.snippet_len, data.stride, ckpt.model_config.frame_scores,
                    t.calibration_pooling)
     out = copy.copy(ckpt)
-    out.calibration = calibrate(crossfit_scores(model, train, held, t.seed, cpu, fit), held, CROSS_FITTED,
+    out.calibration = calibrate({vid: as_levels(model, s) for vid, s in raw.items()}, held, CROSS_FITTED,
                                 t.calibration_quantiles, data.snippet_len, data.stride,
                                 ckpt.model_config.frame_scores, t.calibration_pooling)
     model.eval()

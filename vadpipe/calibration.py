@@ -27,7 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .checkpoint import OPTIMISTIC_CALIBRATION
+from .checkpoint import OPTIMISTIC_CALIBRATION, as_levels
 from .config import POOLINGS
 from .data import FeatureSet
 from .intervals import snippet_reach, snippets_to_frames
@@ -39,6 +39,9 @@ HELD_OUT_NORMAL = "held-out normal training videos"
 OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
 CROSS_FITTED = "held-out normal training videos, each scored with terms fitted without it (cross-fitted)"
 CROSSFIT_FOLDS = 5        # model.terms_fit all: folds of the held-out normal videos, by position
+
+# (snippet scores by id, the videos, where they come from): what calibration_scores returns
+CalibrationScores = Tuple[Dict[str, np.ndarray], List, str]
 
 
 def _state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
@@ -337,7 +340,7 @@ def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 
 
 def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
                        val_gt: Optional[dict], device: torch.device,
-                       crossfit_seed: Optional[int] = None) -> Tuple[Dict[str, np.ndarray], List, str]:
+                       crossfit_seed: Optional[int] = None) -> CalibrationScores:
     """(snippet scores by id, the videos, where they come from) of the normal videos a run calibrates on
     (its split: a ``vadpipe.run_split.RunSplit``): a bagged ensemble's held-out normal videos, each scored
     by the members that held it out (out of bag); else the videos :func:`calibration_videos` picks, scored
@@ -361,13 +364,16 @@ def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set:
 @torch.no_grad()
 def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
                      val_gt: Optional[dict], frame_mode: str, device: torch.device, pooling: str,
-                     log: Callable[[str], None], crossfit_seed: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                     log: Callable[[str], None], crossfit_seed: Optional[int] = None
+                     ) -> Tuple[Dict[str, torch.Tensor], CalibrationScores]:
     """Fit ``model.levels`` (models/levels.py) on the normal videos the run's threshold is calibrated on,
     scored raw (the map reset first): 0.5 at the raw ``auto`` threshold (their frames' 0.99 quantile,
-    pooled as ``pooling`` says), 0.01 at their median frame. Returns the state dict that carries it; the
+    pooled as ``pooling`` says), 0.01 at their median frame. Returns the state dict that carries it and
+    those raw scores (:func:`calibrate_split` maps them instead of scoring, and cross-fitting, again); the
     model is left in train mode."""
     model.levels.reset()
-    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
+    raw = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
+    scores, videos, source = raw
     if videos:
         threshold, median, centre, spread = set_levels(model.levels, scores, videos, data.snippet_len, data.stride,
                                                        frame_mode, pooling)
@@ -376,7 +382,7 @@ def fit_score_levels(model: torch.nn.Module, data: FeatureSet, split, val_set: O
     else:
         log("score levels: no normal video to set them on; scores stay raw")
     model.train()
-    return _state_copy(model)
+    return _state_copy(model), raw
 
 
 def set_levels(levels, scores: Dict[str, np.ndarray], videos: Sequence, snippet_len: int, stride: int,
@@ -396,8 +402,15 @@ def set_levels(levels, scores: Dict[str, np.ndarray], videos: Sequence, snippet_
 
 def calibrate_split(model: torch.nn.Module, data: FeatureSet, split, val_set: Optional[FeatureSet],
                     val_gt: Optional[dict], quantiles: Sequence[float], frame_mode: str, device: torch.device,
-                    pooling: str = "frames", crossfit_seed: Optional[int] = None) -> dict:
+                    pooling: str = "frames", crossfit_seed: Optional[int] = None,
+                    raw: Optional[CalibrationScores] = None) -> dict:
     """A trained run's calibration from its split (``vadpipe.run_split.RunSplit``) on the videos
-    :func:`calibration_scores` scores (``crossfit_seed``: as it says)."""
-    scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
+    :func:`calibration_scores` scores (``crossfit_seed``: as it says). ``raw``: those scores before the
+    model's score levels, as :func:`fit_score_levels` returned them for the same weights and terms; they
+    are mapped to levels, not scored (and cross-fitted) a second time."""
+    if raw is None:
+        scores, videos, source = calibration_scores(model, data, split, val_set, val_gt, device, crossfit_seed)
+    else:
+        raw_scores, videos, source = raw
+        scores = {vid: as_levels(model, s) for vid, s in raw_scores.items()}
     return calibrate(scores, videos, source, quantiles, data.snippet_len, data.stride, frame_mode, pooling)

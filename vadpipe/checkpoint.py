@@ -100,9 +100,14 @@ def scoring_rule(model: nn.Module) -> ScoringRule:
 def video_scores(model: nn.Module, per_crop: np.ndarray) -> np.ndarray:
     """A video's (T,) snippet scores, float32, from its (C, T) per-crop fused scores: the model's
     :class:`ScoringRule`, then its score levels once fitted (``model.score_levels``, models/levels.py)."""
-    s = scoring_rule(model).combine(per_crop)
+    return as_levels(model, scoring_rule(model).combine(per_crop))
+
+
+def as_levels(model: nn.Module, scores: np.ndarray) -> np.ndarray:
+    """A video's snippet scores as the model reports them, float32: mapped by its score levels once fitted
+    (``model.score_levels``, models/levels.py), else as they are."""
     levels = getattr(model, "levels", None)
-    return (s if levels is None else levels.apply(s)).astype(np.float32)
+    return (scores if levels is None else levels.apply(scores)).astype(np.float32)
 
 
 def build_model(model_config: Any, partner_config: Optional[ModelConfig] = None) -> nn.Module:

@@ -111,21 +111,24 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
     levels = load_config(run_dir / CONFIG).model.score_levels
     pair_cfg = replace(head.model_config, partner=partner, score_levels=levels)
 
-    pairs = {}
+    pairs, raw = {}, {}
     for which, (own, theirs) in runs.items():
         if which == "last" and all(b.iteration == a.iteration for b, a in zip(runs["best"], (own, theirs))):
             pairs[which] = pairs["best"]     # both heads kept their last step as best: the same pair
+            raw[which] = raw["best"]
             continue
         model = build_model(pair_cfg, theirs.model_config).to(device)
         model.primary.load_state_dict(own.model)
         model.partner.load_state_dict(theirs.model)
         model.load_state_dict(fit_pair_scale(model, trained_on, device, log))
+        raw[which] = None
         if getattr(model, "levels", None) is not None:
-            model.load_state_dict(fit_score_levels(model, data, recorded, val_set, val_gt, pair_cfg.frame_scores,
-                                                   device, t.calibration_pooling, log))
+            state, raw[which] = fit_score_levels(model, data, recorded, val_set, val_gt, pair_cfg.frame_scores,
+                                                 device, t.calibration_pooling, log)
+            model.load_state_dict(state)
         pairs[which] = model
     calibration = calibrate_split(pairs["best"], data, recorded, val_set, val_gt, t.calibration_quantiles,
-                                  pair_cfg.frame_scores, device, t.calibration_pooling)
+                                  pair_cfg.frame_scores, device, t.calibration_pooling, raw=raw["best"])
     for which, (own, theirs) in runs.items():
         record = {"model_config": config_to_dict(theirs.model_config),
                   "train_config": config_to_dict(theirs.train_config), "iteration": theirs.iteration}

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (calibrate_split, calibration_summary, calibration_videos, crossfit_seed_of, fit_member_terms,
-                          fit_score_levels, fit_terms, terms_videos)
+from .calibration import (CalibrationScores, calibrate_split, calibration_summary, calibration_videos, crossfit_seed_of,
+                          fit_member_terms, fit_score_levels, fit_terms, terms_videos)
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -191,6 +191,7 @@ class _Trainer:
         self.start, self.elapsed = 0, 0.0
         self.best = {"metric": None, "iteration": None, "metrics": {}}
         self.records: List[dict] = []
+        self._raw_calibration: Optional[CalibrationScores] = None    # set by _fit_after_training
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
 
@@ -340,7 +341,8 @@ class _Trainer:
     def _calibrate(self) -> dict:
         t = self.cfg.train
         return calibrate_split(self.model, self.data, self.split, self.val_set, self.val_gt, t.calibration_quantiles,
-                               self.cfg.model.frame_scores, self.device, t.calibration_pooling, self._crossfit_seed)
+                               self.cfg.model.frame_scores, self.device, t.calibration_pooling, self._crossfit_seed,
+                               self._raw_calibration)
 
     @property
     def _crossfit_seed(self) -> Optional[int]:
@@ -348,14 +350,18 @@ class _Trainer:
 
     def _fit_after_training(self) -> Optional[Dict[str, torch.Tensor]]:
         """What is fitted on the trained head (normal statistics, then the pseudo-label stage, which reads
-        the fused scores, then the score levels, which read all of it): the state dict that carries it."""
+        the fused scores, then the score levels, which read all of it): the state dict that carries it. The
+        calibration videos' raw scores the levels were fitted on are kept for :meth:`_calibrate` (the weights
+        and terms it calibrates are the last ones fitted here)."""
+        self._raw_calibration = None
         state = self._fit_terms()
         if getattr(self.model, "levels", None) is None:
             return state
         t = self.cfg.train
-        return fit_score_levels(self.model, self.data, self.split, self.val_set, self.val_gt,
-                                self.cfg.model.frame_scores, self.device, t.calibration_pooling, self.log,
-                                self._crossfit_seed)
+        state, self._raw_calibration = fit_score_levels(self.model, self.data, self.split, self.val_set, self.val_gt,
+                                                        self.cfg.model.frame_scores, self.device,
+                                                        t.calibration_pooling, self.log, self._crossfit_seed)
+        return state
 
     def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
         train_videos = [self.data.videos[i] for i in self.train_idx]

@@ -224,6 +224,7 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
     make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(5, 60))
     cfg = _small(tmp_path / "f", 3, iterations=6, val_fraction=0.0)
     cfg.model.bagging = cfg.model.bag_folds = True
+    cfg.model.terms_fit = "train"      # as --preset ensemble; "all" on folds: tests/test_terms_fit.py
     cfg.train.calibration_pooling = "clips"                        # travels to the out-of-bag calibration
     validate(cfg)                                                  # val_fraction is not read with folds
     bag = _Trainer(cfg, tmp_path / "a", None, lambda m: None)

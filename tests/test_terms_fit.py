@@ -47,18 +47,20 @@ def test_the_presets_old_checkpoints_a_bad_value_and_where_all_is_not_built():
     with pytest.raises(ConfigError, match="terms_fit must be one of"):
         validate(bad)
     # members calibrated out of bag, a pair, the stage's held-out unit: their terms stay on the training split
-    for fields, why in (({"bagging": True, "members": 2}, "model.bagging"), ({"partner": "rtfm"}, "model.partner"),
+    for fields, why in (({"bagging": True, "members": 2}, "model.bagging without model.bag_folds"),
+                        ({"partner": "rtfm"}, "model.partner"),
                         ({"pseudo_unit": "held-out"}, "model.pseudo_unit held-out")):
         cfg, lines = preset("default"), []
         for key, value in fields.items():
             setattr(cfg.model, key, value)
         resolve_terms_fit(cfg, lines.append)
         assert cfg.model.terms_fit == "train" and lines == [
-            f"model.terms_fit: train with {why} (all is built for one head, whose held-out normal videos calibrate "
-            "cross-fitted)"]
-    one, lines = preset("default"), []
-    resolve_terms_fit(one, lines.append)
-    assert one.model.terms_fit == "all" and not lines
+            f"model.terms_fit: train with {why} (all is built for one head and for members on disjoint folds, "
+            "whose held-out normal videos calibrate cross-fitted)"]
+    for built in (preset("default"), preset("ensemble")):          # one head; members on disjoint folds
+        built.model.terms_fit, lines = "all", []
+        resolve_terms_fit(built, lines.append)
+        assert built.model.terms_fit == "all" and not lines
 
 
 def test_crossfit_scores_each_held_out_video_with_terms_fitted_without_it(tmp_path):
@@ -210,3 +212,51 @@ def test_the_camera_probe_groups_clips_by_whether_their_camera_has_a_normal_clip
     assert all(np.isfinite(row).all() and 0 <= row[4] <= 1 for rows in groups.values() for row in rows)
     with pytest.raises(SystemExit, match="no world description"):
         world_cameras(str(tmp_path / "none" / "gt.json"))
+
+
+def test_members_on_folds_fit_their_terms_on_their_fold_too_and_calibrate_out_of_bag_cross_fitted(tmp_path):
+    """``model.terms_fit`` all with ``model.bag_folds``: each member's terms see its training videos and the
+    normal videos it held out; calibration scores each of those by that member alone (out of bag), with its
+    terms fitted without the video (cross-fitted within the fold), once per run."""
+    import vadpipe.calibration as calibration
+    from vadpipe.calibration import OUT_OF_BAG_CROSS_FITTED, member_terms_videos, members_view
+    from vadpipe.models.ensemble import members_of
+    from vadpipe.train_plan import member_seed
+
+    make_store(tmp_path / "f", 6, 10, dim=16, seed=3, t_range=(8, 40))
+    cfg = tiny_default(tmp_path / "f", iterations=6, val_fraction=0.0)
+    cfg.model.members, cfg.model.bagging, cfg.model.bag_folds = 3, True, True
+    lines, crossfits = [], []
+    real = calibration.crossfit_out_of_bag
+    calibration.crossfit_out_of_bag = lambda *a, **k: crossfits.append(1) or real(*a, **k)
+    try:
+        run = train(cfg, out=tmp_path / "run", progress=False, log=lines.append)
+    finally:
+        calibration.crossfit_out_of_bag = real
+    assert len(crossfits) == 1
+    assert sum(line.startswith("fitted terms: each member's training videos and its 4/3/3 held-out")
+               for line in lines) == 1
+    model, ckpt = load_checkpoint(run.run_dir, "cpu")
+    cal = ckpt.calibration
+    assert ckpt.model_config.terms_fit == "all" and cal["source"] == OUT_OF_BAG_CROSS_FITTED
+    assert cal["n_videos"] == 10 and cal["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
+    data = open_features(tmp_path / "f")
+    split = RunSplit.from_record(data, read_checkpoint(run.run_dir, "last")["last"]["split"], "test")
+    with_held, without = (member_terms_videos(data, split, h) for h in (True, False))
+    for m, (member, held) in enumerate(zip(members_of(model), split.member_held)):
+        normals = held_out_normals(data, held)
+        assert with_held[m] == without[m] + normals and not set(v.id for v in normals) & {v.id for v in without[m]}
+        refit = copy.deepcopy(member)                               # the member's terms: its fold included
+        fit_terms(refit, with_held[m], member_seed(cfg.train.seed, m), CPU, lambda line: None)
+        assert torch.allclose(refit.state_dict()["normal_stats.mean"], member.state_dict()["normal_stats.mean"])
+        # its fold, cross-fitted: each video scored by the member with terms fitted without it
+        scores = crossfit_scores(members_view(model, (m,)), without[m], normals, member_seed(cfg.train.seed, m), CPU,
+                                 calibration._fit_only_member)
+        folds = min(CROSSFIT_FOLDS, len(normals))
+        for fold in range(folds):
+            out = [v for i, v in enumerate(normals) if i % folds == fold]
+            view = copy.deepcopy(members_view(model, (m,)))
+            fit_terms(view.members[0], without[m] + [v for v in normals if v not in out],
+                      member_seed(cfg.train.seed, m), CPU, lambda line: None)
+            direct = score_videos(view, out, CPU)
+            assert all(np.array_equal(scores[v.id], direct[v.id]) for v in out)

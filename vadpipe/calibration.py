@@ -38,6 +38,8 @@ from .threshold import DEFAULT_QUANTILE, pooling_of
 HELD_OUT_NORMAL = "held-out normal training videos"
 OUT_OF_BAG = "held-out normal videos, each scored by the members that held it out (out of bag)"
 CROSS_FITTED = "held-out normal training videos, each scored with terms fitted without it (cross-fitted)"
+OUT_OF_BAG_CROSS_FITTED = ("held-out normal videos, each scored by the member that held it out, its terms fitted "
+                           "without it (out of bag, cross-fitted)")
 CROSSFIT_FOLDS = 5        # model.terms_fit all: folds of the held-out normal videos, by position
 
 # (snippet scores by id, the videos, where they come from): what calibration_scores returns
@@ -182,6 +184,14 @@ def terms_videos(data: FeatureSet, split, with_held_out: bool) -> List:
     return videos + (held_out_normals(data, split.held_idx) if with_held_out else [])
 
 
+def member_terms_videos(data: FeatureSet, split, with_held_out: bool) -> List[List]:
+    """:func:`terms_videos` for each member of a bagged ensemble (``split.member_held``): the training videos
+    it trained on (never the ones it holds out), and with ``with_held_out`` its own held-out normal videos
+    after them."""
+    return [[data.videos[i] for i in split.train_idx if i not in set(held)] +
+            (held_out_normals(data, held) if with_held_out else []) for held in split.member_held]
+
+
 def held_out_normals(data: FeatureSet, held_idx: np.ndarray) -> List:
     """The normal videos among the held-out positions ``held_idx``."""
     return [data.videos[i] for i in held_idx if data.videos[i].label == 0]
@@ -213,6 +223,30 @@ def crossfit_scores(model: torch.nn.Module, train_videos: Sequence, held: Sequen
         fit(other, list(train_videos) + [v for i, v in enumerate(held) if i % folds != fold], seed, device,
             lambda line: None)
         scores.update(score_videos(other, [v for i, v in enumerate(held) if i % folds == fold], device))
+    return scores
+
+
+def _fit_only_member(view: torch.nn.Module, videos: Sequence, seed: int, device: torch.device,
+                     log: Callable[[str], None]) -> Optional[Dict[str, torch.Tensor]]:
+    """:func:`fit_terms` on the one member a :func:`members_view` holds."""
+    return fit_terms(view.members[0], videos, seed, device, log)
+
+
+def crossfit_out_of_bag(model: torch.nn.Module, data: FeatureSet, split, seed: int,
+                        device: torch.device) -> Dict[str, np.ndarray]:
+    """A bagged ensemble on disjoint folds whose members' terms saw their own held-out normal videos
+    (``model.terms_fit`` all): each of those videos scored by the one member that held it out, cross-fitted
+    within that member's fold (:func:`crossfit_scores`, the member's terms fitted with its training videos'
+    seed, ``member_seed``), as a view of that member alone scores it (:func:`out_of_bag_scores`)."""
+    from .train_plan import member_seed
+
+    own = member_terms_videos(data, split, with_held_out=False)
+    scores: Dict[str, np.ndarray] = {}
+    for m, held in enumerate(split.member_held):
+        fold = held_out_normals(data, held)
+        if fold:
+            scores.update(crossfit_scores(members_view(model, (m,)), own[m], fold, member_seed(seed, m), device,
+                                          _fit_only_member))
     return scores
 
 
@@ -352,6 +386,8 @@ def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set:
     if split.member_held:
         normal = [i for i in split.held_idx if data.videos[i].label == 0]
         videos = [data.videos[i] for i in normal]
+        if crossfit_seed is not None:              # disjoint folds (train_plan.resolve_terms_fit): one holder each
+            return crossfit_out_of_bag(model, data, split, crossfit_seed, device), videos, OUT_OF_BAG_CROSS_FITTED
         holders = [tuple(m for m, held in enumerate(split.member_held) if i in held) for i in normal]
         return out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG
     videos, source = calibration_videos(data, split.train_idx, split.held_idx, val_set, val_gt)

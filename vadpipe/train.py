@@ -31,7 +31,8 @@ import torch
 
 from . import atomic
 from .calibration import (CalibrationScores, calibrate_split, calibration_summary, calibration_videos, crossfit_seed_of,
-                          fit_member_terms, fit_score_levels, fit_terms, terms_videos)
+                          fit_member_terms, fit_score_levels, fit_terms, held_out_normals, member_terms_videos,
+                          terms_videos)
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
@@ -365,8 +366,13 @@ class _Trainer:
 
     def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
         train_videos = [self.data.videos[i] for i in self.train_idx]
-        if bagged_members(self.model):            # each member on the videos it trained on
-            own = [[v for i, v in zip(self.train_idx, train_videos) if i not in held] for held in self.member_held]
+        if bagged_members(self.model):   # each member on the videos it trained on (and held out, with all)
+            with_held = self.cfg.model.terms_fit == "all"
+            own = member_terms_videos(self.data, self.split, with_held_out=with_held)
+            added = [len(held_out_normals(self.data, held)) for held in self.member_held] if with_held else []
+            if any(added):
+                self.log(f"fitted terms: each member's training videos and its {'/'.join(map(str, added))} held-out "
+                         f"normal videos (model.terms_fit all); calibration scores these cross-fitted")
             return fit_member_terms(self.model, own, self.seeds, self.device, self.log)
         unit_videos: Sequence = ()
         if self.cfg.model.pseudo_unit == "held-out":   # the stage's unit from the videos calibration uses

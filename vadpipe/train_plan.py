@@ -34,16 +34,17 @@ def resolve_crop_rules(cfg: Config, recipe) -> None:
 
 
 def resolve_terms_fit(cfg: Config, log: Callable[[str], None]) -> None:
-    """``model.terms_fit`` all where it is built, one head: a bagged ensemble's members calibrate out of bag,
-    a pair of heads calibrates as a pair, and a pseudo-label stage with the held-out unit reads its unit on the
-    held-out normal videos; each of those keeps its terms on the training split (train), logged, and the
-    resolved value is what the run records."""
+    """``model.terms_fit`` all where it is built: one head, or members on disjoint folds (``model.bag_folds``),
+    each held-out normal video scored cross-fitted by the one member that held it out. Members bagged on shares
+    that overlap calibrate out of bag with several holders, a pair of heads calibrates as a pair, and a
+    pseudo-label stage with the held-out unit reads its unit on the held-out normal videos; each of those keeps
+    its terms on the training split (train), logged, and the resolved value is what the run records."""
     m = cfg.model
-    why = ("model.bagging" if m.bagging else "model.partner" if m.partner else
-           "model.pseudo_unit held-out" if m.pseudo_unit == "held-out" else "")
+    why = ("model.bagging without model.bag_folds" if m.bagging and not m.bag_folds else
+           "model.partner" if m.partner else "model.pseudo_unit held-out" if m.pseudo_unit == "held-out" else "")
     if m.terms_fit == "all" and why:
-        log(f"model.terms_fit: train with {why} (all is built for one head, whose held-out normal videos "
-            "calibrate cross-fitted)")
+        log(f"model.terms_fit: train with {why} (all is built for one head and for members on disjoint folds, "
+            "whose held-out normal videos calibrate cross-fitted)")
         m.terms_fit = "train"
 
 

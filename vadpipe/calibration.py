@@ -188,8 +188,11 @@ def member_terms_videos(data: FeatureSet, split, with_held_out: bool) -> List[Li
     """:func:`terms_videos` for each member of a bagged ensemble (``split.member_held``): the training videos
     it trained on (never the ones it holds out), and with ``with_held_out`` its own held-out normal videos
     after them."""
-    return [[data.videos[i] for i in split.train_idx if i not in set(held)] +
-            (held_out_normals(data, held) if with_held_out else []) for held in split.member_held]
+    def member(held: np.ndarray) -> List:
+        out = set(np.asarray(held).tolist())
+        return ([data.videos[i] for i in split.train_idx if i not in out] +
+                (held_out_normals(data, held) if with_held_out else []))
+    return [member(held) for held in split.member_held]
 
 
 def held_out_normals(data: FeatureSet, held_idx: np.ndarray) -> List:

@@ -86,7 +86,8 @@ class ModelConfig:
     terms_fit: str = "train"           # the videos those fitted terms (normal statistics, pseudo-label stage)
                                        # see: the head's training split (train) | all: the held-out normal
                                        # training videos too, the threshold and score levels then set on them
-                                       # cross-fitted (vadpipe/calibration.py, crossfit_scores)
+                                       # cross-fitted (vadpipe/calibration.py, crossfit_scores; members on
+                                       # disjoint folds: each its own fold, crossfit_out_of_bag)
     normal_weight: float = 0.0         # > 0: fuse the head's score with the distance to the normal training
                                        # features (models/normal_stats.py), fitted after training
     normal_shrinkage: float = 0.5      # covariance shrinkage toward a scaled identity for that distance

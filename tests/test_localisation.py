@@ -632,7 +632,7 @@ def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_vid
     """model.pseudo_unit = held-out: the same head and the same fitted stage as with "train", but its unit
     σ₁ is the fused logits' spread on the held-out normal videos that calibrate the threshold (the head was
     trained to push its training normals to one value); the checkpoint carries it."""
-    from vadpipe.calibration import _crop_rows
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.checkpoint import head_scores, load_checkpoint
     from vadpipe.data import open_features
     from vadpipe.models.normal_stats import logit
@@ -654,7 +654,7 @@ def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_vid
     normal = [v for v in open_features(tmp_path / "train").videos if v.id in set(split["val"]) and v.label == 0]
     b.pseudo_stage.scale[4] = 0                                            # ℓ: the stage left out
     with torch.no_grad():
-        spread = torch.cat([logit(head_scores(b, _crop_rows(v, torch.device("cpu")))).flatten() for v in normal]).std()
+        spread = torch.cat([logit(head_scores(b, crop_rows(v, torch.device("cpu")))).flatten() for v in normal]).std()
     assert normal and float(b.pseudo_stage.scale[1]) == pytest.approx(float(spread), rel=1e-5)
     assert float(b.pseudo_stage.scale[1]) != pytest.approx(float(a.pseudo_stage.scale[1]), rel=1e-3)
     assert sum(f"sd on {len(normal)} held-out normal videos" in line for line in lines) == 1   # select last: once

@@ -80,7 +80,7 @@ def test_score_terms_split_the_products_fused_logit_into_the_head_and_the_stage(
     from feature_world import make_store
     from score_terms import video_terms
 
-    from vadpipe.calibration import _crop_rows
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.checkpoint import head_scores, load_checkpoint
     from vadpipe.data import open_features
     from vadpipe.models.normal_stats import logit
@@ -98,7 +98,7 @@ def test_score_terms_split_the_products_fused_logit_into_the_head_and_the_stage(
     for video in open_features(tmp_path / "train").videos[:4]:
         head, z = video_terms(model, video)
         with torch.no_grad():
-            fused = logit(head_scores(model, _crop_rows(video, torch.device("cpu"))).double()).mean(0).numpy()
+            fused = logit(head_scores(model, crop_rows(video, torch.device("cpu"))).double()).mean(0).numpy()
         s = head + stage.weight * float(stage.scale[1]) * z
         inside = np.abs(s) <= 8
         assert inside.any() and np.allclose(s[inside], fused[inside], atol=1e-3)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from feature_world import make_store, tiny_default
-from vadpipe.calibration import (CROSS_FITTED, CROSSFIT_FOLDS, calibrate_split, calibration_scores,
-                                 crossfit_scores, fit_terms, held_out_normals, terms_videos)
+from vadpipe.calibration import CROSS_FITTED, CROSSFIT_FOLDS, calibrate_split, calibration_scores, crossfit_scores
+from vadpipe.fitted_terms import fit_terms, held_out_normals, terms_videos
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint
 from vadpipe.config import model_config_from_dict, validate
 from vadpipe.data import open_features
@@ -219,7 +219,8 @@ def test_members_on_folds_fit_their_terms_on_their_fold_too_and_calibrate_out_of
     normal videos it held out; calibration scores each of those by that member alone (out of bag), with its
     terms fitted without the video (cross-fitted within the fold), once per run."""
     import vadpipe.calibration as calibration
-    from vadpipe.calibration import OUT_OF_BAG_CROSS_FITTED, member_terms_videos, members_view
+    from vadpipe.calibration import OUT_OF_BAG_CROSS_FITTED, members_view
+    from vadpipe.fitted_terms import member_terms_videos
     from vadpipe.models.ensemble import members_of
     from vadpipe.train_plan import member_seed
 

@@ -70,9 +70,9 @@ def training_split(run: Path, bench, part: str = "train") -> list:
 
 
 def terms_split(run: Path, bench, ckpt) -> list:
-    """The videos the run's fitted terms saw, in training's order (vadpipe.calibration.terms_videos): its
+    """The videos the run's fitted terms saw, in training's order (vadpipe.fitted_terms.terms_videos): its
     training split, and its held-out normal videos when its ``model.terms_fit`` is all."""
-    from vadpipe.calibration import terms_videos
+    from vadpipe.fitted_terms import terms_videos
 
     data, split = recorded_split(run, bench, "cannot tell the videos its terms saw")
     return terms_videos(data, split, ckpt.model_config.terms_fit == "all")
@@ -138,7 +138,7 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shr
     standardised as ``standardise`` says."""
     import torch
 
-    from vadpipe.calibration import fit_normal_stats
+    from vadpipe.fitted_terms import fit_normal_stats
     from vadpipe.checkpoint import normal_stats_of
 
     normal = [v for v in terms_split(run, bench, ckpt) if v.label == 0]
@@ -156,14 +156,14 @@ def normal_z(stats, bench) -> str:
     """Mean and sd of the standardised distance z of the benchmark's normal test snippets (every crop)."""
     import torch
 
-    from vadpipe.calibration import _crop_rows
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.data import open_features
 
     z = []
     for video in open_features(bench.test).videos:
         if video.label == 0:
             with torch.no_grad():
-                d = stats.distance(_crop_rows(video, torch.device("cpu")))
+                d = stats.distance(crop_rows(video, torch.device("cpu")))
             z.append(((d - stats.scale[0]) / stats.scale[1]).flatten())
     z = torch.cat(z) if z else torch.zeros(1)
     return f"z of the normal test snippets {float(z.mean()):.2f} ± {float(z.std()):.2f}"
@@ -174,7 +174,7 @@ def stage_unit_on_held_out(model, run: Path, bench) -> str:
     training does with ``model.pseudo_unit held-out``; says the unit on both."""
     import torch
 
-    from vadpipe.calibration import set_pseudo_stage_unit
+    from vadpipe.fitted_terms import set_pseudo_stage_unit
 
     normal = [v for v in training_split(run, bench, "val") if v.label == 0]
     if not normal:
@@ -189,7 +189,7 @@ def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
     """Give the run's head a pseudo-label stage of ``weight`` fitted on the videos its terms saw."""
     import torch
 
-    from vadpipe.calibration import fit_pseudo_stage
+    from vadpipe.fitted_terms import fit_pseudo_stage
     from vadpipe.checkpoint import pseudo_stage_of
 
     model.pseudo_stage = pseudo_stage_of(dataclasses.replace(ckpt.model_config, pseudo_weight=weight))

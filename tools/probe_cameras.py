@@ -40,11 +40,11 @@ def clip_row(model, video, frame_scores: np.ndarray) -> Row:
     """One clip's figures (see the module docstring)."""
     import torch
 
-    from vadpipe.calibration import _crop_rows
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.models.levels import logit64
     from vadpipe.models.normal_stats import logit
 
-    x = _crop_rows(video, torch.device("cpu"))
+    x = crop_rows(video, torch.device("cpu"))
     with torch.no_grad():
         head = float(logit(model(x).scores.float()).mean())
         stats = getattr(model, "normal_stats", None)
@@ -56,7 +56,8 @@ def clip_row(model, video, frame_scores: np.ndarray) -> Row:
 def camera_groups(model, ckpt, run: Path, bench, test, cameras: Dict[str, int]) -> Dict[str, List[Row]]:
     """The run's held-out normal clips and test clips, grouped by kind and by whether a normal clip of their
     camera (itself left out) is among the videos its terms saw."""
-    from vadpipe.calibration import calibration_frames, terms_videos
+    from vadpipe.calibration import calibration_frames
+    from vadpipe.fitted_terms import terms_videos
     from vadpipe.evaluate import score_feature_set
 
     model.eval()

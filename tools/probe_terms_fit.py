@@ -31,7 +31,7 @@ SHOWN = ("auc", "ap", "auc_anomalous_videos", "false_alarm_auto", "hit_auto")
 def terms_fitter(terms: str, train_videos):
     """``fit(model, videos, seed, device, log)`` for ``crossfit_scores``: ``videos`` are the training split
     plus some held-out normal videos; ``statistics`` fits the stage on the training split alone."""
-    from vadpipe.calibration import fit_normal_stats, fit_pseudo_stage, fit_terms
+    from vadpipe.fitted_terms import fit_normal_stats, fit_pseudo_stage, fit_terms
 
     if terms == "both":
         return fit_terms
@@ -48,7 +48,8 @@ def refit_with_held_out(model, ckpt, run: Path, bench, terms: str):
     and threshold set cross-fitted; returns the checkpoint record to evaluate it with."""
     import torch
 
-    from vadpipe.calibration import CROSS_FITTED, calibrate, crossfit_scores, held_out_normals, set_levels
+    from vadpipe.calibration import CROSS_FITTED, calibrate, crossfit_scores, set_levels
+    from vadpipe.fitted_terms import held_out_normals
     from vadpipe.checkpoint import as_levels
 
     if ckpt.model_config.terms_fit != "train":

@@ -32,12 +32,12 @@ def video_terms(model, video) -> Terms:
     snippet of ``video``, crops averaged."""
     import torch
 
-    from vadpipe.calibration import _crop_rows
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.checkpoint import head_scores
     from vadpipe.models.normal_stats import logit
 
     stage = model.pseudo_stage
-    x = _crop_rows(video, torch.device("cpu"))
+    x = crop_rows(video, torch.device("cpu"))
     with torch.no_grad(), stage.left_out():      # the head and its statistics alone
         head = logit(head_scores(model, x).double())
         z = (stage.stage_logit(x) - stage.scale[2]) / stage.scale[3]

@@ -10,7 +10,7 @@ A pair's run folder holds each head's own run, trained, checkpointed and resumab
     runs/<name>/best.pt, last.pt the pair, written once both have finished
 
 The partner trains first. Pairing then loads both heads' checkpoints, fits each head's logit scale
-on the videos both trained on (``calibration.fit_pair_scale``), calibrates the pair's threshold on the
+on the videos both trained on (``fitted_terms.fit_pair_scale``), calibrates the pair's threshold on the
 held-out normal videos (neither head trained on them: both draw the same split, and that is checked)
 and writes ``best.pt`` (both heads' best) and ``last.pt`` (both heads' last, with the primary's resume
 record, whose split tools read). Every step is a pure function of the two runs, so a resumed pair is
@@ -22,7 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .calibration import calibrate_split, calibration_summary, fit_pair_scale, fit_score_levels
+from .calibration import calibrate_split, calibration_summary, fit_score_levels
+from .fitted_terms import fit_pair_scale
 from .checkpoint import Checkpoint, build_model, update_latest
 from .config import Config, config_to_dict, copy_config, load_config, save_config
 from .data import open_features

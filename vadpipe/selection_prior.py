@@ -15,7 +15,7 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from .calibration import snippet_subset
+from .fitted_terms import snippet_subset
 from .checkpoint import normal_stats_of
 
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 from . import atomic
-from .calibration import (CalibrationScores, calibrate_split, calibration_summary, calibration_videos, crossfit_seed_of,
-                          fit_member_terms, fit_score_levels, fit_terms, held_out_normals, member_terms_videos,
-                          terms_videos)
+from .calibration import (CalibrationScores, calibrate_split, calibration_summary, calibration_videos,
+                          crossfit_seed_of, fit_score_levels)
+from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_terms_videos, terms_videos
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows

@@ -167,3 +167,21 @@ def test_benchmark_reports_the_share_of_event_frames_its_auto_threshold_flags(tm
     for thr, share in ((0.0, 1.0), (2.0, 0.0), (float(np.median(events)), float(np.mean(events >= np.median(events))))):
         ckpt.calibration = {"normal_frame_score_quantiles": {"0.99": thr}}
         assert bench_accuracy.evaluate_model(bench, model, ckpt)["hit_auto"] == pytest.approx(share)
+
+
+def test_benchmark_without_runs_removes_each_run_once_evaluated(tmp_path):
+    """Without ``--runs`` a run is evaluated and removed at once (runs are 0.2–1.2 GB each); the same run
+    kept gives the same figures."""
+    import bench_accuracy
+    from feature_world import tiny_default
+
+    make_store(tmp_path / "train", 6, 6, dim=16, seed=0, t_range=(8, 20))
+    make_store(tmp_path / "test", 4, 4, dim=16, seed=1, t_range=(8, 20))
+    bench = bench_accuracy.Bench("t", str(tmp_path / "train"), str(tmp_path / "test"),
+                                 str(tmp_path / "test" / "gt.json"))
+    cfg = tiny_default(tmp_path / "train", iterations=4)
+    gone = bench_accuracy.run_once(bench, cfg, 0, tmp_path / "gone", keep=False)
+    kept = bench_accuracy.run_once(bench, cfg, 0, tmp_path / "kept")
+    assert list((tmp_path / "gone").iterdir()) == []
+    assert (tmp_path / "kept" / "t-0" / "best.pt").is_file()
+    assert {k: v for k, v in gone.items() if k != "seconds"} == {k: v for k, v in kept.items() if k != "seconds"}

@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -270,7 +271,10 @@ def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     return float(roc_auc_score(y, s)) if 0 < y.sum() < y.size else None
 
 
-def run_once(bench: Bench, cfg, seed: int, workdir: Path, device: str = "cpu") -> Dict[str, float]:
+def run_once(bench: Bench, cfg, seed: int, workdir: Path, device: str = "cpu", keep: bool = True) -> Dict[str, float]:
+    """Train ``cfg`` on ``bench`` with ``seed`` into ``workdir``/BENCH-SEED and evaluate it; without ``keep``
+    the run is removed once evaluated (a run is 0.2 GB, an ensemble's 1.2 GB: a whole benchmark's runs would
+    otherwise fill the temporary folder before it ends)."""
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint
     from vadpipe.config import copy_config
     from vadpipe.train import train
@@ -278,10 +282,14 @@ def run_once(bench: Bench, cfg, seed: int, workdir: Path, device: str = "cpu") -
     cfg = copy_config(cfg)
     cfg.train.features, cfg.train.seed, cfg.train.device = bench.train, seed, device
     t0 = time.perf_counter()
-    result = train(cfg, out=workdir / f"{bench.name}-{seed}", progress=False, log=lambda m: None)
+    result = train(cfg, out=workdir / f"{bench.name}-{seed}", progress=False, log=lambda m: None,
+                   link_latest=keep)
     seconds = time.perf_counter() - t0
     model, ckpt = load_checkpoint(checkpoint_path(result.run_dir), "cpu")
-    return {**evaluate_model(bench, model, ckpt), "seconds": seconds}
+    figures = {**evaluate_model(bench, model, ckpt), "seconds": seconds}
+    if not keep:
+        shutil.rmtree(result.run_dir)
+    return figures
 
 
 def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
@@ -383,7 +391,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="backbone weight file for the video benchmarks (default: the backbone's own)")
     ap.add_argument("--json", help="also write every run's figures here")
     ap.add_argument("--runs", type=Path, default=None,
-                    help="keep every trained run here (CONFIG/BENCH-SEED; default: a temporary folder, removed)")
+                    help="keep every trained run here (CONFIG/BENCH-SEED; default: none kept, each run removed "
+                         "from a temporary folder once evaluated)")
     args = ap.parse_args(argv)
     if args.long_clips < 2:
         ap.error("--long-clips: a long video strings at least 2 clips")
@@ -421,7 +430,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for cname, cfg in configs.items():
                 runs = []
                 for seed in args.seeds:
-                    runs.append(run_once(bench, cfg, seed, runs_root / cname, args.device))
+                    runs.append(run_once(bench, cfg, seed, runs_root / cname, args.device,
+                                         keep=args.runs is not None))
                     log(f"{bname} {cname} seed {seed}: " + ", ".join(
                         f"{k} {v:.4f}" for k, v in runs[-1].items() if v is not None))
                 report[bname][cname] = runs

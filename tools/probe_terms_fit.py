@@ -49,14 +49,14 @@ def refit_with_held_out(model, ckpt, run: Path, bench, terms: str):
     import torch
 
     from vadpipe.calibration import CROSS_FITTED, calibrate, crossfit_scores, set_levels
-    from vadpipe.fitted_terms import held_out_normals
     from vadpipe.checkpoint import as_levels
+    from vadpipe.fitted_terms import held_out_normals, terms_videos
 
     if ckpt.model_config.terms_fit != "train":
         raise SystemExit(f"{run}: its terms already saw the held-out normal videos (model.terms_fit "
                          f"{ckpt.model_config.terms_fit})")
     data, split = recorded_split(run, bench, "cannot refit its terms")
-    train = [data.videos[i] for i in split.train_idx]
+    train = terms_videos(data, split, with_held_out=False)
     held = held_out_normals(data, split.held_idx)
     if not held:
         raise SystemExit(f"{run}: no held-out normal video to add")
@@ -100,7 +100,8 @@ def main() -> None:
         a = 100 * np.array(r)
         print(f"  {name:18s} " + " / ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(a.mean(0), a.std(0, ddof=1))))
     d = 100 * (np.array(rows[f"terms {args.terms}"]) - np.array(rows["as trained"]))
-    print(f"  {'paired difference':18s} " + " / ".join(f"{m:+.1f} ± {s:.1f}" for m, s in zip(d.mean(0), d.std(0, ddof=1))))
+    differences = " / ".join(f"{m:+.1f} ± {s:.1f}" for m, s in zip(d.mean(0), d.std(0, ddof=1)))
+    print(f"  {'paired difference':18s} " + differences)
 
 
 if __name__ == "__main__":

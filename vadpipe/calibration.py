@@ -14,8 +14,8 @@ threshold a typical normal clip meets (docs/localisation.md, "A threshold one cl
 Both tables are recorded; ``auto`` reads the chosen one.
 
 With ``model.terms_fit`` "all" the fitted terms also see the held-out normal videos once the head has
-trained (:func:`vadpipe.fitted_terms.terms_videos`): a camera whose only normal clip was held out is otherwise new to the normal
-statistics (docs/localisation.md, "The held-out normal videos in the fitted terms"). Calibration then scores
+trained (:func:`vadpipe.fitted_terms.terms_videos`): a camera whose only normal clip was held out is
+otherwise new to the normal statistics (docs/localisation.md, "The held-out normal videos in the fitted terms"). Calibration then scores
 each of them *cross-fitted* (:func:`crossfit_scores`), by a copy of the head whose terms were fitted without
 it, so the threshold and the score levels still come from normal video the terms never saw.
 """
@@ -30,7 +30,7 @@ import torch
 from .checkpoint import OPTIMISTIC_CALIBRATION, as_levels
 from .config import POOLINGS
 from .data import FeatureSet
-from .fitted_terms import fit_terms, held_out_normals, member_terms_videos, state_copy
+from .fitted_terms import fit_terms, held_out_normals, member_terms_videos, state_copy, terms_videos
 from .intervals import snippet_reach, snippets_to_frames
 from .threshold import DEFAULT_QUANTILE, pooling_of
 
@@ -230,7 +230,7 @@ def calibration_scores(model: torch.nn.Module, data: FeatureSet, split, val_set:
         return out_of_bag_scores(model, videos, holders, device), videos, OUT_OF_BAG
     videos, source = calibration_videos(data, split.train_idx, split.held_idx, val_set, val_gt)
     if crossfit_seed is not None and source == HELD_OUT_NORMAL:
-        train_videos = [data.videos[i] for i in split.train_idx]
+        train_videos = terms_videos(data, split, with_held_out=False)
         return crossfit_scores(model, train_videos, videos, crossfit_seed, device), videos, CROSS_FITTED
     return score_videos(model, videos, device), videos, source
 

@@ -32,10 +32,10 @@ import torch
 from . import atomic
 from .calibration import (CalibrationScores, calibrate_split, calibration_summary, calibration_videos,
                           crossfit_seed_of, fit_score_levels)
-from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_terms_videos, terms_videos
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
+from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_terms_videos, terms_videos
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
@@ -365,7 +365,6 @@ class _Trainer:
         return state
 
     def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
-        train_videos = [self.data.videos[i] for i in self.train_idx]
         if bagged_members(self.model):   # each member on the videos it trained on (and held out, with all)
             with_held = self.cfg.model.terms_fit == "all"
             own = member_terms_videos(self.data, self.split, with_held_out=with_held)
@@ -379,12 +378,11 @@ class _Trainer:
             held_normal, source = calibration_videos(self.data, self.train_idx, self.held_idx, self.val_set,
                                                      self.val_gt)
             unit_videos = held_normal if source != OPTIMISTIC_CALIBRATION else ()
-        if self.cfg.model.terms_fit == "all":
-            train_videos = terms_videos(self.data, self.split, with_held_out=True)
-            added = len(train_videos) - len(self.train_idx)
-            if added:
-                self.log(f"fitted terms: the training split and {added} held-out normal videos (model.terms_fit "
-                         f"all); calibration scores these cross-fitted")
+        train_videos = terms_videos(self.data, self.split, with_held_out=self.cfg.model.terms_fit == "all")
+        added = len(train_videos) - len(self.train_idx)
+        if added:
+            self.log(f"fitted terms: the training split and {added} held-out normal videos (model.terms_fit "
+                     f"all); calibration scores these cross-fitted")
         return fit_terms(self.model, train_videos, self.cfg.train.seed, self.device, self.log, unit_videos)
 
     def _selection(self) -> str:

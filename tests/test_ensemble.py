@@ -253,7 +253,8 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
 
 def test_the_ensemble_preset_is_the_default_as_five_heads_on_folds_and_trains_from_the_cli(tmp_path):
     """`--preset ensemble`: the default with seven model fields changed (five bagged heads on disjoint folds,
-    a ±1-snippet window, terms on each member's own training videos), valid, and the CLI's list of presets is the module's."""
+    a ±1-snippet window, terms on each member's own training videos), valid, and the CLI's list of presets is the
+    module's."""
     import dataclasses
 
     from click.testing import CliRunner

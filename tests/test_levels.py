@@ -59,7 +59,8 @@ def test_default_run_reports_levels_its_threshold_at_half_and_ranks_as_its_raw_s
     run = train(_small_default(tmp_path / "train"), out=tmp_path / "run", progress=False, log=lines.append)
     model, ckpt = load_checkpoint(run.run_dir, "cpu")                     # weights_only=True inside
     assert model.levels.is_fitted
-    assert sum(line.startswith("score levels: 0.5 at the raw auto threshold") for line in lines) == 1  # select last: once
+    # select last: fitted once
+    assert sum(line.startswith("score levels: 0.5 at the raw auto threshold") for line in lines) == 1
     assert read_checkpoint(run.run_dir, "last")["model"]["levels.fitted"] == 1
     # the held-out normal videos that set the threshold, scored as calibration scores them (cross-fitted: the
     # default's terms saw them, tests/test_terms_fit.py): their 0.99 quantile reads 0.5, their median 0.01

@@ -632,9 +632,9 @@ def test_pseudo_unit_held_out_takes_the_stages_unit_from_the_held_out_normal_vid
     """model.pseudo_unit = held-out: the same head and the same fitted stage as with "train", but its unit
     σ₁ is the fused logits' spread on the held-out normal videos that calibrate the threshold (the head was
     trained to push its training normals to one value); the checkpoint carries it."""
-    from vadpipe.fitted_terms import crop_rows
     from vadpipe.checkpoint import head_scores, load_checkpoint
     from vadpipe.data import open_features
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.models.normal_stats import logit
     from vadpipe.models.pseudo_stage import PseudoStage
 

@@ -80,9 +80,9 @@ def test_score_terms_split_the_products_fused_logit_into_the_head_and_the_stage(
     from feature_world import make_store
     from score_terms import video_terms
 
-    from vadpipe.fitted_terms import crop_rows
     from vadpipe.checkpoint import head_scores, load_checkpoint
     from vadpipe.data import open_features
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.models.normal_stats import logit
     from vadpipe.presets import preset
     from vadpipe.train import train

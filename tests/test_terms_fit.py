@@ -10,11 +10,11 @@ import torch
 
 from feature_world import make_store, tiny_default
 from vadpipe.calibration import CROSS_FITTED, CROSSFIT_FOLDS, calibrate_split, calibration_scores, crossfit_scores
-from vadpipe.fitted_terms import fit_terms, held_out_normals, terms_videos
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint
 from vadpipe.config import model_config_from_dict, validate
 from vadpipe.data import open_features
 from vadpipe.errors import ConfigError
+from vadpipe.fitted_terms import fit_terms, held_out_normals, terms_videos
 from vadpipe.presets import preset
 from vadpipe.run_split import RunSplit
 from vadpipe.train import same_state, train

@@ -138,8 +138,8 @@ def refit(model, ckpt, run: Path, bench, form: str, context: int, rank: int, shr
     standardised as ``standardise`` says."""
     import torch
 
-    from vadpipe.fitted_terms import fit_normal_stats
     from vadpipe.checkpoint import normal_stats_of
+    from vadpipe.fitted_terms import fit_normal_stats
 
     normal = [v for v in terms_split(run, bench, ckpt) if v.label == 0]
     old = model.normal_stats
@@ -156,8 +156,8 @@ def normal_z(stats, bench) -> str:
     """Mean and sd of the standardised distance z of the benchmark's normal test snippets (every crop)."""
     import torch
 
-    from vadpipe.fitted_terms import crop_rows
     from vadpipe.data import open_features
+    from vadpipe.fitted_terms import crop_rows
 
     z = []
     for video in open_features(bench.test).videos:
@@ -189,8 +189,8 @@ def add_pseudo_stage(model, ckpt, run: Path, bench, weight: float) -> None:
     """Give the run's head a pseudo-label stage of ``weight`` fitted on the videos its terms saw."""
     import torch
 
-    from vadpipe.fitted_terms import fit_pseudo_stage
     from vadpipe.checkpoint import pseudo_stage_of
+    from vadpipe.fitted_terms import fit_pseudo_stage
 
     model.pseudo_stage = pseudo_stage_of(dataclasses.replace(ckpt.model_config, pseudo_weight=weight))
     fit_pseudo_stage(model, terms_split(run, bench, ckpt), ckpt.train_config.seed if ckpt.train_config else 0,

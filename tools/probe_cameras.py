@@ -57,8 +57,8 @@ def camera_groups(model, ckpt, run: Path, bench, test, cameras: Dict[str, int]) 
     """The run's held-out normal clips and test clips, grouped by kind and by whether a normal clip of their
     camera (itself left out) is among the videos its terms saw."""
     from vadpipe.calibration import calibration_frames
-    from vadpipe.fitted_terms import terms_videos
     from vadpipe.evaluate import score_feature_set
+    from vadpipe.fitted_terms import terms_videos
 
     model.eval()
     cam = lambda video: cameras[video.id.split("/")[-1]]   # noqa: E731

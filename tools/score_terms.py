@@ -32,8 +32,8 @@ def video_terms(model, video) -> Terms:
     snippet of ``video``, crops averaged."""
     import torch
 
-    from vadpipe.fitted_terms import crop_rows
     from vadpipe.checkpoint import head_scores
+    from vadpipe.fitted_terms import crop_rows
     from vadpipe.models.normal_stats import logit
 
     stage = model.pseudo_stage

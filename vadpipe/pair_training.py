@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .calibration import calibrate_split, calibration_summary, fit_score_levels
-from .fitted_terms import fit_pair_scale
 from .checkpoint import Checkpoint, build_model, update_latest
 from .config import Config, config_to_dict, copy_config, load_config, save_config
 from .data import open_features
 from .device import resolve_device
 from .errors import ConfigError
+from .fitted_terms import fit_pair_scale
 from .presets import partner_config
 from .run_split import RunSplit
 from .train_plan import resolve_terms_fit
@@ -58,7 +58,8 @@ def train_pair(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], 
 
     cfg = copy_config(cfg)
     absolute_paths(cfg.train)
-    resolve_terms_fit(cfg, log)             # the pair calibrates on the held-out normals: its heads' terms never see them
+    # the pair calibrates on the held-out normals: its heads' terms never see them
+    resolve_terms_fit(cfg, log)
     open_features(cfg.train.features, cfg.train.list_anomalous)     # a missing set is refused before any folder
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG)

@@ -15,8 +15,8 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
-from .fitted_terms import snippet_subset
 from .checkpoint import normal_stats_of
+from .fitted_terms import snippet_subset
 
 
 @torch.no_grad()

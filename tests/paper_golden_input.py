@@ -19,12 +19,15 @@ import numpy as np
 DIM = 1024                # Inception I3D's feature size
 CROPS = 2                 # RTFM stores ten; two keep the run short
 VIDEOS = 8                # of each class
-ITERATIONS = 24
+ITERATIONS = 4
 # The preset as published, with only what makes it short: batches of 4 + 4 videos (the article: 32 + 32),
-# dynamic labels updated every 8 steps (500) and validation every 8, so both paths run within ITERATIONS.
+# dynamic labels updated every 2 steps (500) and validation every 2, so both paths run within ITERATIONS.
+# Four steps, not more: the order of float sums (one thread or two) moves the trained parameters by 2e-7
+# after four steps and by 1e-3 after eight (a top-k choice flips), so four tell a change in the code from
+# another CPU's rounding.
 TRAIN_ARGS = ["--preset", "paper", "--iters", str(ITERATIONS), "--seed", "0", "--device", "cpu",
               "--list-anomalous", "name", "--no-progress", "--set", "train.batch_anomalous=4",
-              "--set", "train.batch_normal=4", "--set", "train.beta=8", "--set", "train.eval_every=8"]
+              "--set", "train.batch_normal=4", "--set", "train.beta=2", "--set", "train.eval_every=2"]
 
 
 def write_features(root: Path) -> Path:

@@ -11,7 +11,7 @@ from vadpipe.checkpoint import Checkpoint, build_model, load_checkpoint, score_b
 from vadpipe.config import Config, ModelConfig
 from vadpipe.presets import ABLATIONS, apply_ablations, use_model
 from vadpipe.errors import CheckpointError, ConfigError
-from vadpipe.models.ltgs import LTGS, TemporalAttention, temporal_relation_matrix
+from vadpipe.models.ltgs import TemporalAttention, temporal_relation_matrix
 
 torch.set_num_threads(1)
 D = 32

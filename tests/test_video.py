@@ -182,7 +182,7 @@ def test_truncated_faststart_mp4_is_damaged_and_ffmpeg_stays_quiet(tmp_path, bac
     reader = VideoReader(cut, backend=backend)
     snippets = list(reader.snippets())
     assert 0 < reader.info.frames < 40 and len(snippets) >= 1
-    assert reader.info.damaged and f"of the 80 frames the container claims" in reader.info.damage
+    assert reader.info.damaged and "of the 80 frames the container claims" in reader.info.damage
     assert "FFmpeg: [" in reader.info.damage and "\n" not in reader.info.damage   # FFmpeg's words, one line
     quick = probe(cut, count="packets")
     assert quick.damaged and "claims 80 frames" in quick.damage

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Iterable, List, Optional, Tuple
+from typing import Any, Deque, Iterable, List, Tuple
 
 import numpy as np
 

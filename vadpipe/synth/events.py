@@ -314,7 +314,7 @@ def _walk_in_and_crouch(st: Stage, point: Tuple[float, float], at: int, crouch: 
 
 
 def stage_abandoned(st: Stage, s: int, e: int, ev: int, pickup: bool) -> Staged:
-    rng, L, fps = st.rng, st.L, st.fps
+    rng, L = st.rng, st.L
     p = st.spot([*L.sidewalks, *L.plazas], [L.zone.inflate(L.mx(2.0), L.my(2.0))])
     if p is None:
         return Staged()

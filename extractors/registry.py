@@ -37,6 +37,15 @@ class BackboneConfig:
     # (endpoint, dim) the backbone can store with ``--layers`` (its ``forward_layers``), network order
     layers: Tuple[Tuple[str, int], ...] = ()
     description: str = ""
+    # (compute dtype, clips per forward pass on CPU): the fastest pass size measured on the 2-core reference
+    # CPU, used unless a run asks for another (``vadpipe extract --clips-per-forward``). Fixed, not tuned on
+    # timing: the pass size moves a clip's features in float32's last digits (2e-6 for Inception I3D), so a
+    # size chosen by the clock made features, and every head trained on them, depend on the machine's load.
+    cpu_passes: Tuple[Tuple[str, int], ...] = ()
+
+    def cpu_clips_per_forward(self, compute_dtype: str) -> int:
+        """Clips per forward pass on CPU for ``compute_dtype`` (1 where none was measured)."""
+        return dict(self.cpu_passes).get(compute_dtype, 1)
 
 
 @dataclass

@@ -124,7 +124,7 @@ def test_in_memory_extract_matches_the_store(tmp_path, videos, backbone, recipe)
 def test_fps_resampling_and_float16_storage(tmp_path, backbone):
     make_video(tmp_path / "v" / "a.mp4", 50)  # 2 s at 25 fps -> 20 frames at 10 fps
     recipe = build_recipe(backbone, "tiny", fps="10", storage_dtype="float16")
-    summary = run(tmp_path / "v", tmp_path / "f", recipe, backbone, batch_size=1, clips_per_forward=None)
+    summary = run(tmp_path / "v", tmp_path / "f", recipe, backbone, batch_size=1, clips_per_forward="auto")
     rec = manifest(tmp_path / "f")["a"]
     assert summary.ok == 1 and (rec["frames"], rec["fps"], rec["T"]) == (20, 10.0, 2)
     assert summary.clips_per_forward == 1  # CPU tuning ran (batches of one clip: only candidate 1)
@@ -308,6 +308,10 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, videos):
     result = runner.invoke(main, args + ["--mirror"])       # the tiny preset crops: one line, no traceback
     assert result.exit_code == 1 and "--mirror: preset 'tiny' crops (center)" in result.output
     assert "Traceback" not in result.output
+    at = args.index("--clips-per-forward") + 1
+    result = runner.invoke(main, args[:at] + ["two"] + args[at + 1:])
+    assert result.exit_code == 1 and "clips per forward pass: a whole number >= 1 or 'auto'" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_mirror_recipe_stores_the_frame_features_then_those_of_its_mirror_image(tmp_path, backbone):
@@ -352,8 +356,8 @@ def test_shard_parsing_and_environment():
             Shard.parse(bad)
 
 
-def test_forward_sizer_warms_up_tries_candidates_then_keeps_the_fastest():
-    sizer = encode.ForwardSizer(torch.device("cpu"))
+def test_forward_sizer_auto_warms_up_tries_candidates_then_keeps_the_fastest():
+    sizer = encode.ForwardSizer(torch.device("cpu"), "auto")
     timings = {1: 3.0, 2: 1.0, 4: 2.0, 8: 5.0}   # seconds per clip
     seen = []
     for _ in range(7):
@@ -363,9 +367,40 @@ def test_forward_sizer_warms_up_tries_candidates_then_keeps_the_fastest():
     assert seen == [1, 1, 2, 4, 8, 2, 2] and sizer.chosen == 2
     assert sizer.size(1) == 2  # a small last batch still uses the chosen size
     assert encode.ForwardSizer(torch.device("cuda")).size(64) is None  # whole batches on CUDA
+    assert encode.ForwardSizer(torch.device("cuda"), "auto").size(64) is None
     assert encode.ForwardSizer(torch.device("cpu"), fixed=3).size(64) == 3
-    with pytest.raises(ConfigError):
-        encode.ForwardSizer(torch.device("cpu"), fixed=0)
+    assert encode.ForwardSizer(torch.device("cpu"), fixed="3").chosen == 3     # as the CLI passes it
+    for bad in (0, "0", "two", 1.5):
+        with pytest.raises(ConfigError):
+            encode.ForwardSizer(torch.device("cpu"), fixed=bad)
+
+
+def test_forward_sizer_on_cpu_uses_the_backbones_size_whatever_the_timing():
+    """Without --clips-per-forward a CPU pass holds the backbone's own number of clips for the compute dtype,
+    never one chosen by the clock (which made features depend on the machine's load)."""
+    from vadpipe.extractors.registry import get_entry
+
+    inception = get_entry("i3d-inception").config
+    assert inception.cpu_clips_per_forward("float32") == 2 and inception.cpu_clips_per_forward("bfloat16") == 1
+    assert get_entry("i3d-r50").config.cpu_clips_per_forward("float32") == 1
+    assert inception.cpu_clips_per_forward("unmeasured") == 1
+    sizer = encode.ForwardSizer(torch.device("cpu"), None, cpu_size=2)
+    for seconds in (9.0, 0.1, 5.0):
+        assert sizer.size(16) == 2
+        sizer.record(2, seconds, 16)
+    assert sizer.chosen == 2 and not sizer.seconds_per_clip
+
+
+def test_cpu_extraction_by_default_passes_the_backbones_size_and_gives_the_same_bits(tmp_path, videos, backbone,
+                                                                                     recipe):
+    """No --clips-per-forward on CPU: every pass holds the backbone's own size (2 for Inception I3D in float32),
+    so a folder's features are, bit for bit, each clip's features extracted alone at that size."""
+    root, _ = videos
+    summary = run(root, tmp_path / "f", recipe, backbone, batch_size=3, clips_per_forward=None)
+    assert summary.clips_per_forward == backbone.config.cpu_clips_per_forward(recipe.compute_dtype) == 2
+    for name, rec in manifest(tmp_path / "f").items():
+        alone, _ = extract_video(Path(rec["path"]), recipe, backbone, batch_size=5, clips_per_forward=2)
+        assert np.array_equal(np.load(tmp_path / "f" / rec["file"]), alone), name
 
 
 @pytest.mark.parametrize("clips_per_forward", [2, 3, 8])

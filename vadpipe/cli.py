@@ -115,8 +115,10 @@ def backbones(as_json):
               "clips, so every snippet spans the same time).")
 @click.option("--batch-size", default=16, show_default=True, type=int,
               help="Snippets per batch, possibly from several videos (each gives C crops).")
-@click.option("--clips-per-forward", default=None, type=int,
-              help="Clips per backbone pass [default: the whole batch on CUDA; tuned on the first batches on CPU].")
+@click.option("--clips-per-forward", default=None,
+              help="Clips per backbone pass, or 'auto' (tuned on the first batches' timing on CPU: faster on some "
+              "machines, but the features then move in float32's last digits with the load) [default: the whole "
+              "batch on CUDA; on CPU the backbone's own size, so features are the same bits run after run].")
 @click.option("--workers", default=None, type=int, help="Decode processes [default: CPU cores - 1, at most 8].")
 @click.option("--threads", default=None, type=int,
               help="CPU threads of the main process [default: all cores on CPU, cores - workers with CUDA].")
@@ -144,6 +146,7 @@ def extract(root, out, backbone, preset, short_side, stride, mirror, regions, la
     check_readable(root)      # a missing ROOT is one line before the backbone loads
     import torch
 
+    from .encode import parse_clips_per_forward
     from .extract import extract_folder
     from .ranks import default_threads, default_workers
 
@@ -152,7 +155,7 @@ def extract(root, out, backbone, preset, short_side, stride, mirror, regions, la
     summary, all_ranks = extract_folder(
         root, out, backbone=backbone, preset=preset, weights=weights, fps=fps, batch_size=batch_size,
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
-        overwrite=overwrite, progress=not no_progress, clips_per_forward=clips_per_forward,
+        overwrite=overwrite, progress=not no_progress, clips_per_forward=parse_clips_per_forward(clips_per_forward),
         short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers, stride=stride,
         mirror=mirror, log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())

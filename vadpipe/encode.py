@@ -57,32 +57,51 @@ def to_model_size(snippets: Sequence[np.ndarray], recipe: Recipe) -> torch.Tenso
     return resized.permute(0, 1, 3, 4, 2).contiguous()
 
 
+AUTO = "auto"          # clips_per_forward: tune the CPU pass size on the first batches' timing
+
+
+def parse_clips_per_forward(value) -> Optional[int | str]:
+    """``--clips-per-forward`` as :class:`ForwardSizer` takes it: None (the default), ``"auto"`` or an int >= 1."""
+    if value is None or value == AUTO:
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"clips per forward pass: a whole number >= 1 or {AUTO!r}, got {value!r}")
+    number = value
+    if number < 1:
+        raise ConfigError(f"clips per forward pass must be >= 1, got {number}")
+    return number
+
+
 class ForwardSizer:
     """How many clips go through the backbone per forward pass.
 
-    On CUDA: the whole batch. On CPU, big passes are slower per clip and the best size depends on
-    backbone and dtype (measured here, 2 threads, frames/s at 1/2/4/8 clips per pass: I3D-R50 fp32
-    32/24/22/21, bf16 58/43/39/36; Inception fp32 56/96/81/76, bf16 170/136/113/99). So on CPU
-    the first batches try each candidate (their features are kept: nothing is wasted), after one
-    warm-up pass, and the fastest per clip is used from then on. ``fixed`` skips the trial.
+    On CUDA: the whole batch. On CPU: the backbone's own size for the recipe's compute dtype
+    (``BackboneConfig.cpu_passes``, the fastest measured on the reference CPU), so a clip's features are the
+    same bits however loaded the machine is and whichever clips share its pass (the pass size moves them in
+    float32's last digits: 2e-6 for Inception I3D between 1 and 2 clips a pass). ``fixed``: that many clips
+    a pass on any device. ``fixed`` ``"auto"``: on CPU the first batches try each candidate (their features
+    are kept: nothing is wasted), after one warm-up pass, and the fastest per clip is used from then on;
+    faster where the reference size is not the machine's best, but the features then depend on timing.
+    Measured here, 2 threads, frames/s at 1/2/4/8 clips per pass: I3D-R50 fp32 32/24/22/21, bf16 58/43/39/36;
+    Inception fp32 56/96/81/76, bf16 170/136/113/99.
     """
 
     CANDIDATES = (1, 2, 4, 8)
 
-    def __init__(self, device: torch.device, fixed: Optional[int] = None):
-        if fixed is not None and fixed < 1:
-            raise ConfigError(f"clips per forward pass must be >= 1, got {fixed}")
-        self.fixed = fixed
-        self.tuning = fixed is None and device.type != "cuda"
+    def __init__(self, device: torch.device, fixed: Optional[int | str] = None, cpu_size: int = 1):
+        fixed = parse_clips_per_forward(fixed)
+        self.tuning = fixed == AUTO and device.type != "cuda"
+        self.fixed = (None if fixed == AUTO or (fixed is None and device.type == "cuda") else
+                      cpu_size if fixed is None else fixed)
         self.warm = False
         self.seconds_per_clip: Dict[int, float] = {}
 
     def size(self, clips: int) -> Optional[int]:
         """Clips per pass for a batch of ``clips`` (None: all at once)."""
-        if self.fixed is not None:
-            return self.fixed
         if not self.tuning:
-            return None
+            return self.fixed
         untried = [c for c in self.CANDIDATES if c not in self.seconds_per_clip and c <= clips]
         return untried[0] if untried else self.chosen  # the very first pass is a warm-up (see record)
 
@@ -96,7 +115,8 @@ class ForwardSizer:
 
     @property
     def chosen(self) -> Optional[int]:
-        if self.fixed is not None or not self.seconds_per_clip:
+        """The pass size in use (None: whole batches)."""
+        if not self.tuning or not self.seconds_per_clip:
             return self.fixed
         return min(self.seconds_per_clip, key=self.seconds_per_clip.get)
 
@@ -106,14 +126,14 @@ class SnippetEncoder:
 
     Crop and normalisation run on ``device``; the forward pass runs under
     ``torch.inference_mode`` with autocast for the recipe's compute dtype, in
-    passes of ``ForwardSizer`` clips (all of them on CUDA; groups of different
+    passes of ``ForwardSizer`` clips (all of them on CUDA, the backbone's own size on CPU; groups of different
     frame sizes from several videos are concatenated into one pass).
     ``compiled``: the backbone's forward through ``extractors.inference.CompiledForward``
     (failures reported through ``warn``, then eager).
     """
 
     def __init__(self, backbone, recipe: Recipe, device: torch.device | str,
-                 clips_per_forward: Optional[int] = None, compiled: bool = False,
+                 clips_per_forward: Optional[int | str] = None, compiled: bool = False,
                  warn: Optional[Callable[[str], None]] = None):
         check_backbone(backbone, recipe)
         if compiled:
@@ -125,7 +145,8 @@ class SnippetEncoder:
         self.recipe = recipe
         self.device = torch.device(device)
         self.storage = np.dtype(recipe.storage_dtype)
-        self.sizer = ForwardSizer(self.device, clips_per_forward)
+        self.sizer = ForwardSizer(self.device, clips_per_forward,
+                                  backbone.config.cpu_clips_per_forward(recipe.compute_dtype))
 
     def __call__(self, groups: Sequence[torch.Tensor]) -> np.ndarray:
         from .device import autocast
@@ -240,7 +261,7 @@ class ClipFeatures:
 
     def __init__(self, path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
                  batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
-                 clips_per_forward: Optional[int] = None, prefetch: int = PREFETCH_BATCHES):
+                 clips_per_forward: Optional[int | str] = None, prefetch: int = PREFETCH_BATCHES):
         self.encoder = SnippetEncoder(backbone, recipe, device, clips_per_forward)
         self.recipe = recipe
         self.reader = reader_for(str(path), recipe)
@@ -282,7 +303,7 @@ class ClipFeatures:
 
 def extract_video(path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
                   batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
-                  clips_per_forward: Optional[int] = None) -> Tuple[np.ndarray, VideoInfo]:
+                  clips_per_forward: Optional[int | str] = None) -> Tuple[np.ndarray, VideoInfo]:
     """``encode_clip`` returning the decoder's VideoInfo instead of the reader."""
     features, reader = encode_clip(path, recipe, backbone, device, batch_size, progress, clips_per_forward)
     return features, reader.info
@@ -290,7 +311,7 @@ def extract_video(path: str | os.PathLike, recipe: Recipe, backbone, device: tor
 
 def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
                 batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
-                clips_per_forward: Optional[int] = None,
+                clips_per_forward: Optional[int | str] = None,
                 prefetch: int = PREFETCH_BATCHES) -> Tuple[np.ndarray, VideoReader]:
     """Features of ONE video, in memory, exactly as ``vadpipe extract`` makes them with ``recipe``.
 

@@ -97,7 +97,8 @@ class ExtractOptions:
     batch_size: int = 16          # snippets per step (x crops clips), cut into passes by ForwardSizer
     workers: int = 1              # decode processes; 0 decodes in the main process (no overlap)
     chunk: int = 4                # snippets per item a worker sends (bounds shared memory per item)
-    clips_per_forward: Optional[int] = None   # None: whole batch on CUDA, tuned on CPU (ForwardSizer)
+    clips_per_forward: Optional[int | str] = None   # None: whole batch on CUDA, the backbone's size on CPU;
+    # "auto": tuned on the first batches' timing (encode.ForwardSizer)
     overwrite: bool = False
     progress: bool = True
     shard: Shard = Shard()
@@ -118,7 +119,7 @@ class ExtractSummary:
     failures: List[Tuple[str, str]] = field(default_factory=list)   # (id, reason)
     videos: int = 0                # found in the root (all shards)
     shard: Shard = Shard()
-    clips_per_forward: Optional[int] = None   # what the CPU tuning chose (None: whole batches)
+    clips_per_forward: Optional[int] = None   # the pass size used (None: whole batches)
 
     @property
     def frames_per_second(self) -> float:
@@ -425,7 +426,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    batch_size: int = 16, workers: Optional[int] = None, device: str = "auto",
                    dtype: str = "float32", compute_dtype: str = "auto", labels: Optional[str] = None,
                    shard: Optional[str] = None, overwrite: bool = False, progress: bool = True,
-                   clips_per_forward: Optional[int] = None, short_side: Optional[int] = None,
+                   clips_per_forward: Optional[int | str] = None, short_side: Optional[int] = None,
                    accept_damaged: bool = False, regions: str = "", layers: str = "",
                    stride: Optional[int] = None, mirror: bool = False,
                    log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:

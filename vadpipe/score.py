@@ -60,7 +60,7 @@ class ScoreOptions:
     crops: Optional[int] = None       # None: the recipe's; 1 with a ten-crop recipe: its centre crop only
     device: str = "auto"
     batch_size: Optional[int] = None  # snippets per backbone pass; None: 8 // crops (~8 clips per pass)
-    clips_per_forward: Optional[int] = None   # fixed backbone pass size; None: tuned on CPU (encode.ForwardSizer)
+    clips_per_forward: Optional[int | str] = None   # backbone pass size (encode.ForwardSizer; None: the default)
     window: Optional[int] = None      # head on sliding windows of this many snippets (vadpipe/window.py); None: whole clip
     weights: Optional[str] = None     # backbone weight file, when not the default location
     recipe_file: Optional[Path] = None   # recipe of .npy features that have no recipe.json beside them

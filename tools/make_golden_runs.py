@@ -50,9 +50,10 @@ def main() -> None:
             continue
         if preset not in stored:
             raise SystemExit(f"{args.fixture} holds no {preset} entry: write it first")
-        worst, where, only_one = largest_difference(got, stored[preset]["fingerprint"])
+        want = stored[preset]["fingerprint"]
+        worst, where, only_one = largest_difference(got, want)
         print(f"{preset} with {args.checkout}: largest relative difference {worst:.3g} ({where or 'none'}) over "
-              f"{len(set(got) & set(stored[preset]['fingerprint']))} entries; in one only: {', '.join(only_one) or 'none'}")
+              f"{len(set(got) & set(want))} entries; in one only: {', '.join(only_one) or 'none'}")
     if not args.check:
         args.fixture.write_text(json.dumps(stored, indent=1, sort_keys=True) + "\n")
         print(f"wrote {args.fixture}")

@@ -127,7 +127,7 @@ CONFIG = BackboneConfig(
     description="pytorchvideo i3d_r50 (Kinetics-400, 8x8); global mean of res5",
     layers=STAGE_DIMS,
     # frames/s at 1/2/4/8 clips a pass, 2 threads (the 2-core reference CPU): fp32 32/24/22/21, bf16 58/43/39/36
-    cpu_passes=(("float32", 1), ("bfloat16", 1), ("float16", 1)),
+    cpu_passes=(("float32", 1), ("bfloat16", 1)),
 )
 
 ENTRY = register_backbone(BackboneEntry(config=CONFIG, factory=_create, default_weights=local_default_weights))

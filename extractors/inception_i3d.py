@@ -323,7 +323,7 @@ CONFIG = BackboneConfig(
     description="Inception-v1 I3D, RGB, Kinetics-400 (DeepMind kinetics-i3d port); mean of Mixed_5c",
     layers=mixed_dims(),
     # frames/s at 1/2/4/8 clips a pass, 2 threads (the 2-core reference CPU): fp32 56/96/81/76, bf16 170/136/113/99
-    cpu_passes=(("float32", 2), ("bfloat16", 1), ("float16", 1)),
+    cpu_passes=(("float32", 2), ("bfloat16", 1)),
 )
 
 ENTRY = register_backbone(BackboneEntry(config=CONFIG, factory=_create, default_weights=packaged_checkpoint))

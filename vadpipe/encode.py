@@ -90,9 +90,12 @@ class ForwardSizer:
 
     def __init__(self, device: torch.device, fixed: Optional[int | str] = None, cpu_size: int = 1):
         fixed = parse_clips_per_forward(fixed)
-        self.tuning = fixed == AUTO and device.type != "cuda"
-        self.fixed = (None if fixed == AUTO or (fixed is None and device.type == "cuda") else
-                      cpu_size if fixed is None else fixed)
+        on_cpu = device.type != "cuda"
+        self.tuning = fixed == AUTO and on_cpu
+        if isinstance(fixed, int):
+            self.fixed: Optional[int] = fixed
+        else:                             # None: the backbone's size on CPU; whole batches on CUDA and to tune
+            self.fixed = cpu_size if fixed is None and on_cpu else None
         self.warm = False
         self.seconds_per_clip: Dict[int, float] = {}
 

@@ -35,10 +35,10 @@ from .calibration import (CalibrationScores, calibrate_split, calibration_summar
 from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
-from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_terms_videos, terms_videos
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
+from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_terms_videos, terms_videos
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
 from .models.losses import needs_prior, ranking_values

@@ -17,6 +17,10 @@ each run's logits on one scale, by their mean and sd over the run's own training
 figure), so that a head whose logits are larger (RTFM-style's) does not decide alone:
 
     python tools/probe_ensemble.py RUNS/default --bench ped1 --mix RUNS/rtfm --frame-scores linear --standardise
+
+``--calibrated`` puts each run's logits on its own calibration instead (minus the logit of its 0.99 threshold,
+over the gap to its 0.95 one: 0 is where that run's ``auto`` flags), and ``--fuse max`` keeps the larger of
+the heads' values (a frame either head flags) instead of their mean.
 """
 from __future__ import annotations
 
@@ -86,8 +90,12 @@ def main() -> None:
                         help="another config's runs: average each seed's pair of heads instead of K of one config")
     parser.add_argument("--frame-scores", choices=["hold", "linear"], default=None,
                         help="snippet-to-frame mapping (default: the runs' own)")
-    parser.add_argument("--standardise", action="store_true",
-                        help="each run's logits minus their mean, over their sd, on its training videos' snippets")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--standardise", action="store_true",
+                       help="each run's logits minus their mean, over their sd, on its training videos' snippets")
+    scale.add_argument("--calibrated", action="store_true",
+                       help="each run's logits minus the logit of its 0.99 threshold, over the gap to its 0.95 one")
+    parser.add_argument("--fuse", choices=["mean", "max"], default="mean", help="how the heads' values combine")
     args = parser.parse_args()
     if args.mix is None and not 1 < args.k <= len(args.seeds):
         raise SystemExit(f"--k {args.k}: needs 2..{len(args.seeds)} (the number of --seeds)")
@@ -103,9 +111,13 @@ def main() -> None:
     def fused_logits(config: Path) -> Dict[int, Dict[str, np.ndarray]]:
         out = {}
         for seed in args.seeds:
-            model, _ = load_checkpoint(checkpoint_path(config / f"{args.bench}-{seed}"), "cpu")
+            model, ckpt = load_checkpoint(checkpoint_path(config / f"{args.bench}-{seed}"), "cpu")
             modes.add(scoring_rule(model).frame_scores)
             out[seed] = {v.id: logits(score_features(model, v.raw(), "cpu")) for v in test.videos}
+            if args.calibrated:
+                table = ckpt.calibration["normal_frame_score_quantiles"]
+                high, low = (float(logits(np.array(table[q]))) for q in ("0.99", "0.95"))
+                out[seed] = {vid: (x - high) / max(high - low, 1e-3) for vid, x in out[seed].items()}
             if train is not None:
                 seen = np.concatenate([logits(score_features(model, v.raw(), "cpu")) for v in train.videos])
                 mean, sd = seen.mean(), seen.std()
@@ -118,18 +130,23 @@ def main() -> None:
         raise SystemExit(f"the runs score frames differently ({', '.join(sorted(modes))}): pass --frame-scores")
     mode = args.frame_scores or modes.pop()
 
-    def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
-        return figures({vid: np.mean([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
+    combine = np.max if args.fuse == "max" else np.mean
 
-    scale = ", logits standardised" if train is not None else ""
+    joined = "averaged" if args.fuse == "mean" else "max"
+
+    def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
+        return figures({vid: combine([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
+
+    scale = (", logits standardised" if train is not None else ", logits calibrated" if args.calibrated else "")
+    scale += ", fused by the max" if args.fuse == "max" else ""
     print(f"{args.runs} on {args.bench}, {mode} frames, percent{scale}")
     print(f"  {'one head':<18}{summary([figures(fused[s], test, gts, mode) for s in args.seeds])}")
     if other is None:
         rows = [averaged([fused[s] for s in subset]) for subset in itertools.combinations(args.seeds, args.k)]
-        print(f"  {f'{args.k} heads averaged':<18}{summary(rows)}")
+        print(f"  {f'{args.k} heads {joined}':<18}{summary(rows)}")
         return
     print(f"  {args.mix.name:<18}{summary([figures(other[s], test, gts, mode) for s in args.seeds])}")
-    print(f"  {'pair averaged':<18}{summary([averaged([fused[s], other[s]]) for s in args.seeds])}")
+    print(f"  {f'pair {joined}':<18}{summary([averaged([fused[s], other[s]]) for s in args.seeds])}")
 
 
 if __name__ == "__main__":

@@ -430,10 +430,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             for cname, cfg in configs.items():
                 runs = []
                 for seed in args.seeds:
-                    runs.append(run_once(bench, cfg, seed, runs_root / cname, args.device,
-                                         keep=args.runs is not None))
+                    figures = run_once(bench, cfg, seed, runs_root / cname, args.device, keep=args.runs is not None)
                     log(f"{bname} {cname} seed {seed}: " + ", ".join(
-                        f"{k} {v:.4f}" for k, v in runs[-1].items() if v is not None))
+                        f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
+                    runs.append({**figures, "seed": seed})   # the JSON pairs by it (tools/compare_bench.py)
                 report[bname][cname] = runs
             print(table(bname, report[bname]), flush=True)
             print(flush=True)

@@ -1,0 +1,39 @@
+"""tools/compare_bench.py: two bench_accuracy reports paired by seed."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from compare_bench import change, main, paired  # noqa: E402
+
+
+def _runs(aucs, seeds=None):
+    return [{"auc": a, "hit_auto": None, **({"seed": s} if seeds is not None else {})}
+            for a, s in zip(aucs, seeds if seeds is not None else aucs)]
+
+
+def test_runs_pair_by_seed_whatever_their_order_and_changes_are_per_seed():
+    before = _runs([0.80, 0.90, 0.70], seeds=[0, 1, 2])
+    after = _runs([0.72, 0.80, 0.93], seeds=[2, 0, 1])     # seed 0: +0, seed 1: +3, seed 2: +2
+    pairs, by_seed = paired(before, after)
+    assert by_seed and [(a["seed"], b["seed"]) for a, b in pairs] == [(0, 0), (1, 1), (2, 2)]
+    c = change(pairs, "auc")
+    assert (c.seeds, c.up, c.down) == (3, 2, 0)
+    assert c.before == pytest.approx(80.0) and c.after == pytest.approx(81.6667, abs=1e-3)
+    assert c.mean == pytest.approx(5 / 3) and c.sd == pytest.approx(1.5275, abs=1e-3)
+    assert change(pairs, "hit_auto") is None                # a metric neither side has: no line
+
+
+def test_reports_without_seeds_pair_by_position_and_say_so(tmp_path, capsys):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({"ped1": {"default": _runs([0.8, 0.9])}, "demo": {"x": _runs([0.5])}}))
+    new.write_text(json.dumps({"ped1": {"default": _runs([0.7, 0.9]), "other": _runs([0.1])}}))
+    assert main([str(old), str(new), "--metrics", "auc"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[:3] == ["ped1", "default", "auc"]
+    assert "up 0 down 1 same 1 of 2" in lines[0] and lines[1].endswith("by position (a report without seeds): ped1/default")
+    assert main([str(old), str(tmp_path / "old.json"), "--metrics", "ap"]) == 1   # no metric in common

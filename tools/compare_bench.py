@@ -1,0 +1,92 @@
+"""Two `bench_accuracy.py --json` reports side by side, paired by seed: for every benchmark and config
+both hold, each metric's mean in the first and the second, the mean and sd of the per-seed change, and
+on how many seeds it rose, fell or stayed. A change smaller than its seeds' spread is not resolved.
+
+    python tools/bench_accuracy.py --bench ped1 --config default=default --seeds 0 1 2 3 4 --json OLD.json
+    ... (another cache, revision or machine)
+    python tools/compare_bench.py OLD.json NEW.json [--metrics auc auc_anomalous_videos]
+
+Runs pair by their ``seed`` (recorded since 2026-12-06); a report without it pairs by position, which is
+right only when both were made with the same ``--seeds`` (said in the output).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+METRICS = ("auc", "ap", "auc_anomalous_videos", "false_alarm_auto", "hit_auto")
+Runs = List[Dict[str, Optional[float]]]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric of one config on one benchmark, paired over ``seeds``; figures in percent."""
+    seeds: int
+    before: float
+    after: float
+    mean: float
+    sd: float
+    up: int
+    down: int
+
+
+def paired(before: Runs, after: Runs) -> Tuple[List[Tuple[dict, dict]], bool]:
+    """Runs of the same seed side by side (by ``seed`` where both record it, else by position);
+    the flag says whether seeds were matched."""
+    if all("seed" in r for r in before + after):
+        by_seed = {r["seed"]: r for r in after}
+        return [(r, by_seed[r["seed"]]) for r in before if r["seed"] in by_seed], True
+    return list(zip(before, after)), False
+
+
+def change(pairs: Sequence[Tuple[dict, dict]], metric: str) -> Optional[Change]:
+    """The per-seed change of ``metric`` (None where no pair has it on both sides)."""
+    both = [(a[metric], b[metric]) for a, b in pairs if a.get(metric) is not None and b.get(metric) is not None]
+    if not both:
+        return None
+    a, b = (100 * np.array(x, dtype=float) for x in zip(*both))
+    d = b - a
+    return Change(len(d), float(a.mean()), float(b.mean()), float(d.mean()),
+                  float(d.std(ddof=1)) if len(d) > 1 else 0.0, int((d > 0).sum()), int((d < 0).sum()))
+
+
+def report(before: dict, after: dict, metrics: Sequence[str]) -> List[str]:
+    """Lines of the comparison: one per benchmark, config and metric both reports hold, then a line
+    naming the pairs made by position, if any."""
+    lines, by_position = [], []
+    for bench in (b for b in before if b in after):
+        for config in (c for c in before[bench] if c in after[bench]):
+            pairs, by_seed = paired(before[bench][config], after[bench][config])
+            changes = [(m, change(pairs, m)) for m in metrics]
+            for metric, c in ((m, c) for m, c in changes if c is not None):
+                lines.append(f"{bench:<10} {config:<12} {metric:<22} {c.before:6.1f} → {c.after:6.1f}   "
+                             f"Δ {c.mean:+5.1f} ± {c.sd:4.1f}   up {c.up} down {c.down} same "
+                             f"{c.seeds - c.up - c.down} of {c.seeds}")
+            if not by_seed and any(c is not None for _, c in changes):
+                by_position.append(f"{bench}/{config}")
+    if by_position:
+        lines.append(f"paired by position (a report without seeds): {', '.join(by_position)}")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("before", type=Path)
+    ap.add_argument("after", type=Path)
+    ap.add_argument("--metrics", nargs="+", default=list(METRICS))
+    args = ap.parse_args(argv)
+    lines = report(json.loads(args.before.read_text()), json.loads(args.after.read_text()), args.metrics)
+    if not lines:
+        print(f"{args.before} and {args.after} share no benchmark, config and metric")
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

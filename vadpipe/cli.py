@@ -264,7 +264,7 @@ TRAIN_PRESETS = ("default", "ensemble", "paper", "ucf-crime", "shanghaitech", "d
 @click.option("--preset", type=click.Choice(list(TRAIN_PRESETS)),
               help="Start from a preset: default (LTGS with the localisation switches and normal statistics, "
                    "a schedule of epochs that follows the data), ensemble (the default as five heads on folds "
-                   "of the normal videos: better ranking, 5x the training, a cautious auto threshold), paper "
+                   "of the normal videos: a steadier ranking, 5x the training, a cautious auto threshold), paper "
                    "(the article's LTGS and schedule, = ucf-crime), shanghaitech, demo.  [default: default]")
 @click.option("--model", "model_name", type=HeadName(),
               help="Head: ltgs (LTGS), rtfm (RTFM-style baseline) or mil (Sultani MIL baseline); the registered "

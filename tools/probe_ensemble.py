@@ -36,6 +36,9 @@ import bench_accuracy
 from bench_accuracy import BENCHES
 from vadpipe.plot import logit as logits
 
+# --fuse: how the heads' values combine, the name of a fused row, the header's note
+FUSIONS = {"mean": (np.mean, "averaged", ""), "max": (np.max, "max", ", fused by the max")}
+
 
 def figures(logit_scores: Dict[str, np.ndarray], test, gts, frame_mode: str) -> Tuple[float, float]:
     """(frame AUC, AUC inside anomalous videos) in percent, from snippet logits made scores again (so one
@@ -90,12 +93,12 @@ def main() -> None:
                         help="another config's runs: average each seed's pair of heads instead of K of one config")
     parser.add_argument("--frame-scores", choices=["hold", "linear"], default=None,
                         help="snippet-to-frame mapping (default: the runs' own)")
-    scale = parser.add_mutually_exclusive_group()
-    scale.add_argument("--standardise", action="store_true",
+    units = parser.add_mutually_exclusive_group()
+    units.add_argument("--standardise", action="store_true",
                        help="each run's logits minus their mean, over their sd, on its training videos' snippets")
-    scale.add_argument("--calibrated", action="store_true",
+    units.add_argument("--calibrated", action="store_true",
                        help="each run's logits minus the logit of its 0.99 threshold, over the gap to its 0.95 one")
-    parser.add_argument("--fuse", choices=["mean", "max"], default="mean", help="how the heads' values combine")
+    parser.add_argument("--fuse", choices=list(FUSIONS), default="mean", help="how the heads' values combine")
     args = parser.parse_args()
     if args.mix is None and not 1 < args.k <= len(args.seeds):
         raise SystemExit(f"--k {args.k}: needs 2..{len(args.seeds)} (the number of --seeds)")
@@ -130,16 +133,13 @@ def main() -> None:
         raise SystemExit(f"the runs score frames differently ({', '.join(sorted(modes))}): pass --frame-scores")
     mode = args.frame_scores or modes.pop()
 
-    combine = np.max if args.fuse == "max" else np.mean
-
-    joined = "averaged" if args.fuse == "mean" else "max"
+    combine, joined, how = FUSIONS[args.fuse]
 
     def averaged(members: List[Dict[str, np.ndarray]]) -> Tuple[float, float]:
         return figures({vid: combine([m[vid] for m in members], axis=0) for vid in members[0]}, test, gts, mode)
 
     scale = (", logits standardised" if train is not None else ", logits calibrated" if args.calibrated else "")
-    scale += ", fused by the max" if args.fuse == "max" else ""
-    print(f"{args.runs} on {args.bench}, {mode} frames, percent{scale}")
+    print(f"{args.runs} on {args.bench}, {mode} frames, percent{scale}{how}")
     print(f"  {'one head':<18}{summary([figures(fused[s], test, gts, mode) for s in args.seeds])}")
     if other is None:
         rows = [averaged([fused[s] for s in subset]) for subset in itertools.combinations(args.seeds, args.k)]

@@ -38,3 +38,5 @@ def test_reports_without_seeds_pair_by_position_and_say_so(tmp_path, capsys):
     assert "up 0 down 1 same 1 of 2" in lines[0]
     assert lines[1].endswith("by position (a report without seeds): ped1/default")
     assert main([str(old), str(tmp_path / "old.json"), "--metrics", "ap"]) == 1   # no metric in common
+    with pytest.raises(SystemExit, match="missing.json: not a readable"):
+        main([str(old), str(tmp_path / "missing.json")])

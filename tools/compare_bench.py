@@ -74,13 +74,21 @@ def report(before: dict, after: dict, metrics: Sequence[str]) -> List[str]:
     return lines
 
 
+def read_report(path: Path) -> dict:
+    """A bench_accuracy --json report; a missing or unreadable file is one line."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: {path}: not a readable bench_accuracy --json report ({exc})")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path)
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
     args = ap.parse_args(argv)
-    lines = report(json.loads(args.before.read_text()), json.loads(args.after.read_text()), args.metrics)
+    lines = report(read_report(args.before), read_report(args.after), args.metrics)
     if not lines:
         print(f"{args.before} and {args.after} share no benchmark, config and metric")
         return 1

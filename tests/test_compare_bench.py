@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from compare_bench import change, main, paired  # noqa: E402
+from compare_bench import change, main, paired, spread  # noqa: E402
 
 
 def _runs(aucs, seeds=None):
@@ -40,3 +40,35 @@ def test_reports_without_seeds_pair_by_position_and_say_so(tmp_path, capsys):
     assert main([str(old), str(tmp_path / "old.json"), "--metrics", "ap"]) == 1   # no metric in common
     with pytest.raises(SystemExit, match="missing.json: not a readable"):
         main([str(old), str(tmp_path / "missing.json")])
+
+
+def test_jittered_runs_pair_by_seed_and_draw():
+    """``bench_accuracy.py --jitter --draws N`` records each run's draw: a seed's draws pair one to one,
+    and a run without a draw never pairs with a jittered one."""
+    before = [{"auc": a, "seed": s, "draw": d} for a, s, d in ((0.8, 0, 0), (0.7, 0, 1), (0.9, 1, 0))]
+    after = [{"auc": a, "seed": s, "draw": d} for a, s, d in ((0.6, 0, 1), (0.95, 1, 0), (0.85, 0, 0))]
+    pairs, by_seed = paired(before, after)
+    assert by_seed and [(a["auc"], b["auc"]) for a, b in pairs] == [(0.8, 0.85), (0.7, 0.6), (0.9, 0.95)]
+    plain = [{"auc": 0.8, "seed": 0}]
+    assert paired(plain, after) == ([], True)
+
+
+def test_one_report_gives_each_rows_spread_between_seeds_and_within_a_seeds_draws(tmp_path, capsys):
+    """Seed 0's draws 0.80 / 0.84, seed 1's 0.70 / 0.74 / 0.72: seeds' means 82 and 72 (sd 7.07), pooled sd
+    within a seed sqrt((8 + 8) / 3) = 2.31 (percent); without draws no within-seed figure."""
+    runs = [{"auc": a, "seed": s, "draw": d} for a, s, d in
+            ((0.80, 0, 0), (0.84, 0, 1), (0.70, 1, 0), (0.74, 1, 1), (0.72, 1, 2))]
+    s = spread(runs, "auc")
+    assert (s.runs, s.seeds) == (5, 2) and s.mean == pytest.approx(76.0)
+    assert s.between == pytest.approx(7.0711, abs=1e-3) and s.within == pytest.approx(2.3094, abs=1e-3)
+    assert s.sd == pytest.approx(5.8310, abs=1e-3)
+    plain = spread(_runs([0.8, 0.9], seeds=[0, 1]), "auc")
+    assert plain.within is None and plain.between == pytest.approx(plain.sd)
+    assert spread(runs, "hit_auto") is None
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"ped1": {"default": runs}}))
+    assert main([str(path), "--metrics", "auc", "ap"]) == 0
+    line, = capsys.readouterr().out.strip().splitlines()
+    assert line.split()[:3] == ["ped1", "default", "auc"]
+    assert "76.0 ±  5.8 over 5 runs (2 seeds): seeds' means ±  7.1, within a seed ±  2.3" in line
+    assert main([str(path), "--metrics", "ap"]) == 1

@@ -185,3 +185,51 @@ def test_benchmark_without_runs_removes_each_run_once_evaluated(tmp_path):
     assert list((tmp_path / "gone").iterdir()) == []
     assert (tmp_path / "kept" / "t-0" / "best.pt").is_file()
     assert {k: v for k, v in gone.items() if k != "seconds"} == {k: v for k, v in kept.items() if k != "seconds"}
+
+
+def test_jitter_reads_every_video_with_its_own_fixed_noise_and_leaves_the_product_untouched(tmp_path):
+    """``bench_accuracy.py --jitter``: inside the block each video reads as its stored features times (1 + sd · noise), the
+    same noise on every read (training and test see one extraction), another for another draw or seed;
+    outside it the stored features, unchanged."""
+    from bench_accuracy import Jitter, jittered
+
+    make_store(tmp_path / "store", 2, 2, dim=64, seed=0, t_range=(30, 40))
+    videos = open_features(tmp_path / "store").videos
+    stored = [v.load() for v in videos]
+
+    def read(jitter, seed):
+        with jittered(jitter, seed):
+            return [v.load() for v in open_features(tmp_path / "store").videos]
+
+    first, again = read(Jitter(1e-3, 0), 0), read(Jitter(1e-3, 0), 0)
+    for x, y, z in zip(stored, first, again):
+        assert np.array_equal(y, z) and not np.array_equal(x, y)
+        rel = (y - x)[x != 0] / x[x != 0]
+        assert 0.8e-3 < rel.std() < 1.2e-3 and abs(rel.mean()) < 2e-4
+    assert not np.array_equal(first[0] - stored[0], first[1] - stored[1])       # each video its own noise
+    for other in (read(Jitter(1e-3, 1), 0), read(Jitter(1e-3, 0), 1)):          # another draw, another seed
+        assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+    for off in (read(None, 0), read(Jitter(0.0, 3), 0), [v.load() for v in videos]):
+        assert all(np.array_equal(a, b) for a, b in zip(stored, off))
+    with pytest.raises(RuntimeError), jittered(Jitter(1e-3, 0), 0):              # restored after an error too
+        raise RuntimeError
+    assert all(np.array_equal(a, v.load()) for a, v in zip(stored, videos))
+
+
+def test_jittered_run_is_named_by_its_draw_and_repeats_to_the_bit(tmp_path):
+    """A jittered run trains and scores on one extraction (the same figures again for the same seed and
+    draw) in BENCH-SEED-dDRAW; more than one draw without a jitter is refused."""
+    import bench_accuracy
+    from bench_accuracy import Jitter
+    from feature_world import tiny_default
+
+    make_store(tmp_path / "train", 6, 6, dim=16, seed=0, t_range=(8, 20))
+    make_store(tmp_path / "test", 4, 4, dim=16, seed=1, t_range=(8, 20))
+    bench = bench_accuracy.Bench("t", str(tmp_path / "train"), str(tmp_path / "test"),
+                                 str(tmp_path / "test" / "gt.json"))
+    cfg = tiny_default(tmp_path / "train", iterations=4)
+    runs = [bench_accuracy.run_once(bench, cfg, 0, tmp_path / f"r{i}", jitter=Jitter(1e-2, 1)) for i in (0, 1)]
+    assert (tmp_path / "r0" / "t-0-d1" / "best.pt").is_file()
+    assert {k: v for k, v in runs[0].items() if k != "seconds"} == {k: v for k, v in runs[1].items() if k != "seconds"}
+    with pytest.raises(SystemExit):
+        bench_accuracy.main(["--draws", "2", "--bench"])                          # draws without a jitter

@@ -6,8 +6,16 @@ on how many seeds it rose, fell or stayed. A change smaller than its seeds' spre
     ... (another cache, revision or machine)
     python tools/compare_bench.py OLD.json NEW.json [--metrics auc auc_anomalous_videos]
 
-Runs pair by their ``seed`` (recorded since 2026-12-06); a report without it pairs by position, which is
-right only when both were made with the same ``--seeds`` (said in the output).
+Given one report, the spread of each row instead: the mean and sd over its runs and, where seeds ran on
+several jittered extractions (``bench_accuracy.py --jitter SD --draws N``), how much of it lies between
+seeds (the sd of each seed's mean over its draws) and how much within a seed (the pooled sd over its
+draws: what extracting again does to one seed).
+
+    python tools/compare_bench.py REPORT.json
+
+Runs pair by their ``seed`` (recorded since 2026-12-06) and, with ``--jitter``, their ``draw``; a report
+without seeds pairs by position, which is right only when both were made with the same ``--seeds`` (said
+in the output).
 """
 from __future__ import annotations
 
@@ -35,12 +43,29 @@ class Change:
     down: int
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One metric of one config on one benchmark over its runs; figures in percent. ``between`` is the sd of
+    the seeds' means, ``within`` the sd over a seed's draws pooled over seeds (None with one draw a seed)."""
+    runs: int
+    seeds: int
+    mean: float
+    sd: float
+    between: float
+    within: Optional[float]
+
+
+def run_key(run: dict) -> Tuple[int, Optional[int]]:
+    """What makes a run the same on both sides: its seed and, for a jittered extraction, its draw."""
+    return run["seed"], run.get("draw")
+
+
 def paired(before: Runs, after: Runs) -> Tuple[List[Tuple[dict, dict]], bool]:
-    """Runs of the same seed side by side (by ``seed`` where both record it, else by position);
+    """Runs of the same seed (and draw) side by side (where both record seeds, else by position);
     the flag says whether seeds were matched."""
     if all("seed" in r for r in before + after):
-        by_seed = {r["seed"]: r for r in after}
-        return [(r, by_seed[r["seed"]]) for r in before if r["seed"] in by_seed], True
+        by_key = {run_key(r): r for r in after}
+        return [(r, by_key[run_key(r)]) for r in before if run_key(r) in by_key], True
     return list(zip(before, after)), False
 
 
@@ -53,6 +78,37 @@ def change(pairs: Sequence[Tuple[dict, dict]], metric: str) -> Optional[Change]:
     d = b - a
     return Change(len(d), float(a.mean()), float(b.mean()), float(d.mean()),
                   float(d.std(ddof=1)) if len(d) > 1 else 0.0, int((d > 0).sum()), int((d < 0).sum()))
+
+
+def spread(runs: Runs, metric: str) -> Optional[Spread]:
+    """How ``metric`` varies over ``runs``, between seeds and within each seed's draws (None where no run has it)."""
+    by_seed: Dict[object, List[float]] = {}
+    for i, r in enumerate(runs):
+        if r.get(metric) is not None:
+            by_seed.setdefault(r.get("seed", i), []).append(100 * float(r[metric]))
+    if not by_seed:
+        return None
+    groups = [np.array(v) for v in by_seed.values()]
+    every = np.concatenate(groups)
+    sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0   # noqa: E731
+    freedom = sum(len(g) - 1 for g in groups)
+    within = float(np.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / freedom)) if freedom else None
+    return Spread(len(every), len(groups), float(every.mean()), sd(every), sd([g.mean() for g in groups]), within)
+
+
+def spread_report(report_: dict, metrics: Sequence[str]) -> List[str]:
+    """Lines of one report's spread: one per benchmark, config and metric."""
+    lines = []
+    for bench, configs in report_.items():
+        for config, runs in configs.items():
+            for metric, s in ((m, spread(runs, m)) for m in metrics):
+                if s is None:
+                    continue
+                parts = f"seeds' means ± {s.between:4.1f}" + (
+                    f", within a seed ± {s.within:4.1f}" if s.within is not None else "")
+                lines.append(f"{bench:<10} {config:<12} {metric:<22} {s.mean:6.1f} ± {s.sd:4.1f} over {s.runs} runs "
+                             f"({s.seeds} seeds): {parts}")
+    return lines
 
 
 def report(before: dict, after: dict, metrics: Sequence[str]) -> List[str]:
@@ -85,13 +141,19 @@ def read_report(path: Path) -> dict:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("before", type=Path)
-    ap.add_argument("after", type=Path)
+    ap.add_argument("after", type=Path, nargs="?", help="without it: BEFORE's spread, between and within seeds")
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
     args = ap.parse_args(argv)
-    lines = report(read_report(args.before), read_report(args.after), args.metrics)
-    if not lines:
-        print(f"{args.before} and {args.after} share no benchmark, config and metric")
-        return 1
+    if args.after is None:
+        lines = spread_report(read_report(args.before), args.metrics)
+        if not lines:
+            print(f"{args.before} holds no run with {', '.join(args.metrics)}")
+            return 1
+    else:
+        lines = report(read_report(args.before), read_report(args.after), args.metrics)
+        if not lines:
+            print(f"{args.before} and {args.after} share no benchmark, config and metric")
+            return 1
     print("\n".join(lines))
     return 0
 

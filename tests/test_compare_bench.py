@@ -55,20 +55,22 @@ def test_jittered_runs_pair_by_seed_and_draw():
 
 def test_one_report_gives_each_rows_spread_between_seeds_and_within_a_seeds_draws(tmp_path, capsys):
     """Seed 0's draws 0.80 / 0.84, seed 1's 0.70 / 0.74 / 0.72: seeds' means 82 and 72 (sd 7.07), pooled sd
-    within a seed sqrt((8 + 8) / 3) = 2.31 (percent); without draws no within-seed figure."""
+    within a seed sqrt((8 + 8) / 3) = 2.31, draws' means 75, 79, 72 (sd 3.51) (percent); without draws no
+    within-seed or draws' figure."""
     runs = [{"auc": a, "seed": s, "draw": d} for a, s, d in
             ((0.80, 0, 0), (0.84, 0, 1), (0.70, 1, 0), (0.74, 1, 1), (0.72, 1, 2))]
     s = spread(runs, "auc")
     assert (s.runs, s.seeds) == (5, 2) and s.mean == pytest.approx(76.0)
     assert s.between == pytest.approx(7.0711, abs=1e-3) and s.within == pytest.approx(2.3094, abs=1e-3)
-    assert s.sd == pytest.approx(5.8310, abs=1e-3)
+    assert s.sd == pytest.approx(5.8310, abs=1e-3) and s.rows == pytest.approx(3.5119, abs=1e-3)
     plain = spread(_runs([0.8, 0.9], seeds=[0, 1]), "auc")
-    assert plain.within is None and plain.between == pytest.approx(plain.sd)
+    assert plain.within is None and plain.rows is None and plain.between == pytest.approx(plain.sd)
     assert spread(runs, "hit_auto") is None
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"ped1": {"default": runs}}))
     assert main([str(path), "--metrics", "auc", "ap"]) == 0
     line, = capsys.readouterr().out.strip().splitlines()
     assert line.split()[:3] == ["ped1", "default", "auc"]
-    assert "76.0 ±  5.8 over 5 runs (2 seeds): seeds' means ±  7.1, within a seed ±  2.3" in line
+    assert line.endswith("76.0 ±  5.8 over 5 runs (2 seeds): seeds' means ±  7.1, within a seed ±  2.3, "
+                         "draws' means ±  3.5")
     assert main([str(path), "--metrics", "ap"]) == 1

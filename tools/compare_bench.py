@@ -8,8 +8,10 @@ on how many seeds it rose, fell or stayed. A change smaller than its seeds' spre
 
 Given one report, the spread of each row instead: the mean and sd over its runs and, where seeds ran on
 several jittered extractions (``bench_accuracy.py --jitter SD --draws N``), how much of it lies between
-seeds (the sd of each seed's mean over its draws) and how much within a seed (the pooled sd over its
-draws: what extracting again does to one seed).
+seeds (the sd of each seed's mean over its draws), how much within a seed (the pooled sd over its
+draws: what extracting again does to one seed), and how far the row itself moves from one extraction to
+the next (the sd of each draw's mean over the seeds: what a README row made on another extraction would
+differ by).
 
     python tools/compare_bench.py REPORT.json
 
@@ -46,13 +48,15 @@ class Change:
 @dataclass(frozen=True)
 class Spread:
     """One metric of one config on one benchmark over its runs; figures in percent. ``between`` is the sd of
-    the seeds' means, ``within`` the sd over a seed's draws pooled over seeds (None with one draw a seed)."""
+    the seeds' means, ``within`` the sd over a seed's draws pooled over seeds, ``rows`` the sd of the draws'
+    means over seeds (both None with one draw a seed)."""
     runs: int
     seeds: int
     mean: float
     sd: float
     between: float
     within: Optional[float]
+    rows: Optional[float] = None
 
 
 def run_key(run: dict) -> Tuple[int, Optional[int]]:
@@ -83,9 +87,11 @@ def change(pairs: Sequence[Tuple[dict, dict]], metric: str) -> Optional[Change]:
 def spread(runs: Runs, metric: str) -> Optional[Spread]:
     """How ``metric`` varies over ``runs``, between seeds and within each seed's draws (None where no run has it)."""
     by_seed: Dict[object, List[float]] = {}
+    by_draw: Dict[object, List[float]] = {}
     for i, r in enumerate(runs):
         if r.get(metric) is not None:
             by_seed.setdefault(r.get("seed", i), []).append(100 * float(r[metric]))
+            by_draw.setdefault(r.get("draw"), []).append(100 * float(r[metric]))
     if not by_seed:
         return None
     groups = [np.array(v) for v in by_seed.values()]
@@ -93,7 +99,9 @@ def spread(runs: Runs, metric: str) -> Optional[Spread]:
     sd = lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0   # noqa: E731
     freedom = sum(len(g) - 1 for g in groups)
     within = float(np.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / freedom)) if freedom else None
-    return Spread(len(every), len(groups), float(every.mean()), sd(every), sd([g.mean() for g in groups]), within)
+    rows = sd([np.mean(v) for v in by_draw.values()]) if len(by_draw) > 1 else None
+    return Spread(len(every), len(groups), float(every.mean()), sd(every), sd([g.mean() for g in groups]), within,
+                  rows)
 
 
 def spread_report(report_: dict, metrics: Sequence[str]) -> List[str]:
@@ -105,7 +113,8 @@ def spread_report(report_: dict, metrics: Sequence[str]) -> List[str]:
                 if s is None:
                     continue
                 parts = f"seeds' means ± {s.between:4.1f}" + (
-                    f", within a seed ± {s.within:4.1f}" if s.within is not None else "")
+                    f", within a seed ± {s.within:4.1f}" if s.within is not None else "") + (
+                    f", draws' means ± {s.rows:4.1f}" if s.rows is not None else "")
                 lines.append(f"{bench:<10} {config:<12} {metric:<22} {s.mean:6.1f} ± {s.sd:4.1f} over {s.runs} runs "
                              f"({s.seeds} seeds): {parts}")
     return lines

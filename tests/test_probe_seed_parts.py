@@ -1,0 +1,41 @@
+"""tools/probe_seed_parts.py: a run's held-out split drawn with another seed than the rest of its training."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from feature_world import make_store, tiny_default
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench_accuracy  # noqa: E402
+from probe_seed_parts import held_out_ids, main, split_from  # noqa: E402
+
+
+def _held_out(run_dir: Path) -> list:
+    from vadpipe.checkpoint import Checkpoint
+
+    return sorted(Checkpoint.load(run_dir, "last").last["split"]["val"])
+
+
+def test_split_seed_sets_the_held_out_videos_and_the_run_seed_the_rest(tmp_path):
+    make_store(tmp_path / "train", 4, 10, dim=16, seed=0, t_range=(8, 14))
+    make_store(tmp_path / "test", 2, 2, dim=16, seed=1, t_range=(8, 14))
+    bench = bench_accuracy.Bench("t", str(tmp_path / "train"), str(tmp_path / "test"),
+                                 str(tmp_path / "test" / "gt.json"))
+    cfg = tiny_default(tmp_path / "train", iterations=4)
+    splits = {s: sorted(held_out_ids(bench, cfg, s)) for s in (0, 1, 2, 3)}
+    assert splits[3] != splits[0]                                        # the seeds draw different splits
+    with split_from(3):
+        bench_accuracy.run_once(bench, cfg, 0, tmp_path / "a")
+        bench_accuracy.run_once(bench, cfg, 1, tmp_path / "b")
+    bench_accuracy.run_once(bench, cfg, 0, tmp_path / "c")                # outside the block: the seed's own
+    assert _held_out(tmp_path / "a" / "t-0") == _held_out(tmp_path / "b" / "t-1") == splits[3]
+    assert _held_out(tmp_path / "c" / "t-0") == splits[0]
+
+
+def test_members_and_pairs_are_refused():
+    for config in ("e=ensemble", "p=default+model.partner=rtfm"):
+        with pytest.raises(SystemExit):
+            main(["--config", config, "--bench", "ped1"])

@@ -39,3 +39,26 @@ def test_members_and_pairs_are_refused():
     for config in ("e=ensemble", "p=default+model.partner=rtfm"):
         with pytest.raises(SystemExit):
             main(["--config", config, "--bench", "ped1"])
+
+
+
+def test_novelty_is_zero_for_snippets_training_repeats_and_one_minus_the_best_cosine_otherwise(monkeypatch):
+    """Held-out normal snippets that a training normal video repeats add no novelty; a snippet at 90 degrees
+    to every training one adds 1; anomalous videos are not compared with."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    import vadpipe.data
+    from probe_seed_parts import novelty
+
+    e = np.eye(3, dtype=np.float32)[:, None, :]                  # (T=3, views 1, D=3): the three axes
+    videos = [SimpleNamespace(id="a", label=0, load=lambda: 2 * e[:2]),           # x and y, scaled
+              SimpleNamespace(id="b", label=0, load=lambda: e[:1]),               # x
+              SimpleNamespace(id="c", label=0, load=lambda: e[1:]),               # y and z
+              SimpleNamespace(id="z", label=1, load=lambda: e[2:])]               # z, but anomalous
+    monkeypatch.setattr(vadpipe.data, "open_features", lambda *a, **k: SimpleNamespace(videos=videos))
+    cfg = SimpleNamespace(train=SimpleNamespace(list_anomalous="auto"))
+    bench = bench_accuracy.Bench("t", "train", "", "")
+    assert novelty(bench, cfg, ["b"]) == pytest.approx(0.0)           # x is in a
+    assert novelty(bench, cfg, ["c"]) == pytest.approx(0.5)           # y is in a, z in no normal video
+    assert novelty(bench, cfg, ["b", "c"]) == pytest.approx(0.25)     # per video, then averaged: (0 + 0.5) / 2

@@ -3,13 +3,16 @@ else it draws (initial weights, batches, crops, the fitted terms' folds). Each r
 with a *split seed* and the rest with its own seed (the split is patched in here, so the product keeps no
 such switch); one-head configs only (members draw a share each).
 
-Printed per benchmark: a row per split seed (mean ± sd over the seeds, percent; the held-out videos), and
-each metric's spread between split seeds (the sd of each split's mean over the seeds) and within a split
-(the pooled sd over its seeds). A spread mostly between splits says the runs differ by which normal videos
-train the head and set its threshold; mostly within, by the training's own draws.
+Printed per benchmark: a row per split seed (mean ± sd over the seeds, percent; the held-out videos' novelty,
+a training-side figure: the mean over their snippets of one minus the largest cosine similarity to a snippet
+of the normal videos left in training; and the held-out videos), each metric's spread between split seeds (the
+sd of each split's mean over the seeds) and within a split (the pooled sd over its seeds), and the Pearson r
+of the splits' frame AUC and novelty. A spread mostly between splits says the runs differ by which normal
+videos train the head and set its threshold; mostly within, by the training's own draws.
 
     python tools/probe_seed_parts.py --bench ped1 --config default=default --split-seeds 0 1 2 3 4 \\
         --seeds 0 1 2 --threads 1 [--json F]
+    python tools/probe_seed_parts.py --bench ped1 --from F [G ...]     # saved runs printed together
 """
 from __future__ import annotations
 
@@ -53,6 +56,48 @@ def held_out_ids(bench: Bench, cfg, split_seed: int) -> List[str]:
     return [data.videos[i].id for i in labelled[share_split(cfg.train, labels[labelled], split_seed)[1]]]
 
 
+def novelty(bench: Bench, cfg, held: List[str]) -> float:
+    """How unlike the normal videos left in training the held-out normal ones are: over their unit-length
+    snippets (views averaged), the mean of one minus the largest cosine similarity to a training one."""
+    from vadpipe.data import open_features
+
+    unit = {}
+    for v in open_features(bench.train, cfg.train.list_anomalous).videos:
+        if v.label == 0:
+            x = v.load().mean(axis=1)
+            unit[v.id] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    kept = np.concatenate([x for k, x in unit.items() if k not in held])
+    return float(np.mean([np.mean(1 - (unit[k] @ kept.T).max(axis=1)) for k in held if k in unit]))
+
+
+def print_report(bname: str, name: str, bench: Bench, cfg, runs: List[dict]) -> None:
+    """Rows per split seed, the spread between and within splits, and the r of novelty and frame AUC."""
+    splits = sorted({r["split_seed"] for r in runs})
+    seeds = sorted({r["seed"] for r in runs})
+    print(f"## {bname}, {name} (percent; mean ± sd over seeds {' '.join(map(str, seeds))})")
+    print(" | ".join(("split seed",) + HEADERS + ("novelty", "held out")))
+    aucs, novel = [], []
+    for split_seed in splits:
+        mine = [r for r in runs if r["split_seed"] == split_seed]
+        held = held_out_ids(bench, cfg, split_seed)
+        aucs.append(np.mean([r["auc"] for r in mine]))
+        novel.append(novelty(bench, cfg, held))
+        cells = [mean_sd([r.get(k) for r in mine]) for k in SHOWN]
+        print(" | ".join([str(split_seed)] + cells + [f"{novel[-1]:.4f}", " ".join(held)]))
+    # compare_bench.spread groups by "seed" (here the split) and "draw" (here the seed)
+    keyed = [{**r, "seed": r["split_seed"], "draw": r["seed"]} for r in runs]
+    for k, head in zip(SHOWN, HEADERS):
+        s = spread(keyed, k)
+        if s is not None:
+            within = f"{s.within:.1f}" if s.within is not None else "n/a"
+            print(f"{head:<10} {s.mean:5.1f} ± {s.sd:4.1f} over {s.runs} runs: between split seeds ± "
+                  f"{s.between:.1f}, within a split ± {within}")
+    if len(splits) > 2:
+        print(f"Pearson r of the splits' frame AUC and novelty: {np.corrcoef(aucs, novel)[0, 1]:+.2f} "
+              f"over {len(splits)} splits")
+    print()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="+", default=["ped1"], choices=list(BENCHES))
@@ -62,10 +107,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "vadpipe" / "bench"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--json", help="also write every run's figures here (split_seed and seed recorded)")
+    ap.add_argument("--from", dest="saved", nargs="+", type=Path, default=None, metavar="JSON",
+                    help="print these saved --json reports together instead of training")
     args = ap.parse_args(argv)
     name, cfg = parse_config(args.config)
     if cfg.model.bagging or cfg.model.partner:
         ap.error(f"--config {name}: one head only (members and pairs draw their own held-out shares)")
+    if args.saved:
+        for bname in args.bench:
+            runs = [r for f in args.saved for r in json.loads(f.read_text()).get(bname, [])]
+            bench = BENCHES[bname](Path(args.cache))
+            if runs and bench is not None:
+                print_report(bname, name, bench, cfg, runs)
+        return 0
     import torch
 
     if args.threads:
@@ -86,21 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             f"{k} {100 * figures[k]:.1f}" for k in SHOWN if figures.get(k) is not None))
                         runs.append({**figures, "split_seed": split_seed, "seed": seed})
             report[bname] = runs
-            print(f"## {bname}, {name} (percent; mean ± sd over seeds {' '.join(map(str, args.seeds))})")
-            print(" | ".join(("split seed",) + HEADERS + ("held out",)))
-            for split_seed in args.split_seeds:
-                mine = [r for r in runs if r["split_seed"] == split_seed]
-                cells = [mean_sd([r.get(k) for r in mine]) for k in SHOWN]
-                print(" | ".join([str(split_seed)] + cells + [" ".join(held_out_ids(bench, cfg, split_seed))]))
-            # compare_bench.spread groups by "seed" (here the split) and "draw" (here the seed)
-            keyed = [{**r, "seed": r["split_seed"], "draw": r["seed"]} for r in runs]
-            for k, head in zip(SHOWN, HEADERS):
-                s = spread(keyed, k)
-                if s is not None:
-                    within = f"{s.within:.1f}" if s.within is not None else "n/a"
-                    print(f"{head:<10} {s.mean:5.1f} ± {s.sd:4.1f} over {s.runs} runs: between split seeds ± "
-                          f"{s.between:.1f}, within a split ± {within}")
-            print()
+            print_report(bname, name, bench, cfg, runs)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

@@ -62,3 +62,26 @@ def test_novelty_is_zero_for_snippets_training_repeats_and_one_minus_the_best_co
     assert novelty(bench, cfg, ["b"]) == pytest.approx(0.0)           # x is in a
     assert novelty(bench, cfg, ["c"]) == pytest.approx(0.5)           # y is in a, z in no normal video
     assert novelty(bench, cfg, ["b", "c"]) == pytest.approx(0.25)     # per video, then averaged: (0 + 0.5) / 2
+
+
+def test_typical_split_holds_out_the_least_novel_normal_videos_as_many_as_a_seed_would(tmp_path):
+    import numpy as np
+
+    from probe_seed_parts import novelty, split_from, typical_positions
+    from vadpipe.data import open_features
+    from vadpipe.run_split import share_split
+
+    make_store(tmp_path / "train", 3, 8, dim=16, seed=0, t_range=(6, 9))
+    bench = bench_accuracy.Bench("t", str(tmp_path / "train"), "", "")
+    cfg = tiny_default(tmp_path / "train")
+    data = open_features(tmp_path / "train")
+    labels = data.labels()
+    held = typical_positions(bench, cfg)
+    assert len(held) == len(share_split(cfg.train, labels, 0)[1]) and all(labels[held] == 0)
+    each = {i: novelty(bench, cfg, [data.videos[i].id]) for i in np.flatnonzero(labels == 0)}
+    assert max(each[i] for i in held) <= min(each[i] for i in each if i not in held)
+    import vadpipe.run_split as rs
+
+    with split_from(-1, held):
+        train_idx, val_idx = rs.share_split(cfg.train, labels, 7)
+    assert list(val_idx) == sorted(held) and sorted(train_idx.tolist() + val_idx.tolist()) == list(range(len(labels)))

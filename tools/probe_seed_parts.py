@@ -13,6 +13,10 @@ videos train the head and set its threshold; mostly within, by the training's ow
     python tools/probe_seed_parts.py --bench ped1 --config default=default --split-seeds 0 1 2 3 4 \\
         --seeds 0 1 2 --threads 1 [--json F]
     python tools/probe_seed_parts.py --bench ped1 --from F [G ...]     # saved runs printed together
+
+``--typical`` trains every seed on one split instead: as many normal videos held out as a seed would hold
+out, the least novel ones (each against all the other normal training videos), what a rule that keeps the
+unusual normal videos in training would pick; printed as split seed -1.
 """
 from __future__ import annotations
 
@@ -32,17 +36,41 @@ SHOWN = ("auc", "ap", "auc_anomalous_videos", "false_alarm_auto", "hit_auto")
 HEADERS = ("frame AUC", "AP", "inside", "FA@auto", "hit@auto")
 
 
+TYPICAL = -1     # the split seed that stands for --typical's split
+
+
 @contextmanager
-def split_from(split_seed: int) -> Iterator[None]:
-    """Within the block a run's held-out share is drawn with ``split_seed`` whatever its own seed."""
+def split_from(split_seed: int, held: Optional[np.ndarray] = None) -> Iterator[None]:
+    """Within the block a run's held-out share is drawn with ``split_seed`` whatever its own seed, or is
+    ``held`` (positions among the labelled videos) when given."""
     from vadpipe import run_split
 
     plain = run_split.share_split
-    run_split.share_split = lambda t, labels, _seed: plain(t, labels, split_seed)
+
+    def share(t, labels, _seed):
+        if held is None:
+            return plain(t, labels, split_seed)
+        return np.setdiff1d(np.arange(len(labels)), held), np.sort(held)
+
+    run_split.share_split = share
     try:
         yield
     finally:
         run_split.share_split = plain
+
+
+def typical_positions(bench: Bench, cfg) -> np.ndarray:
+    """Positions among the labelled videos of the least novel normal ones, as many as a seed holds out."""
+    from vadpipe.data import open_features
+    from vadpipe.run_split import share_split
+
+    data = open_features(bench.train, cfg.train.list_anomalous)
+    labels = data.labels()
+    labelled = np.flatnonzero(labels >= 0)
+    count = len(share_split(cfg.train, labels[labelled], 0)[1])
+    normal = [i for i, j in enumerate(labelled) if labels[j] == 0]
+    each = [novelty(bench, cfg, [data.videos[labelled[i]].id]) for i in normal]
+    return np.array([normal[k] for k in np.argsort(each, kind="stable")[:count]])
 
 
 def held_out_ids(bench: Bench, cfg, split_seed: int) -> List[str]:
@@ -53,7 +81,9 @@ def held_out_ids(bench: Bench, cfg, split_seed: int) -> List[str]:
     data = open_features(bench.train, cfg.train.list_anomalous)
     labels = data.labels()
     labelled = np.flatnonzero(labels >= 0)
-    return [data.videos[i].id for i in labelled[share_split(cfg.train, labels[labelled], split_seed)[1]]]
+    held = (typical_positions(bench, cfg) if split_seed == TYPICAL else
+            share_split(cfg.train, labels[labelled], split_seed)[1])
+    return [data.videos[i].id for i in labelled[held]]
 
 
 def novelty(bench: Bench, cfg, held: List[str]) -> float:
@@ -107,12 +137,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "vadpipe" / "bench"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--json", help="also write every run's figures here (split_seed and seed recorded)")
+    ap.add_argument("--typical", action="store_true",
+                    help="one split for every seed: the least novel normal videos held out (split seed -1)")
     ap.add_argument("--from", dest="saved", nargs="+", type=Path, default=None, metavar="JSON",
                     help="print these saved --json reports together instead of training")
     args = ap.parse_args(argv)
     name, cfg = parse_config(args.config)
     if cfg.model.bagging or cfg.model.partner:
         ap.error(f"--config {name}: one head only (members and pairs draw their own held-out shares)")
+    if args.typical:
+        args.split_seeds = [TYPICAL]
     if args.saved:
         for bname in args.bench:
             runs = [r for f in args.saved for r in json.loads(f.read_text()).get(bname, [])]
@@ -133,7 +167,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 continue
             runs = []
             for split_seed in args.split_seeds:
-                with split_from(split_seed):
+                held = typical_positions(bench, cfg) if split_seed == TYPICAL else None
+                with split_from(split_seed, held):
                     for seed in args.seeds:
                         figures = run_once(bench, cfg, seed, Path(tmp) / f"split{split_seed}", keep=False)
                         log(f"{bname} split {split_seed} seed {seed}: " + ", ".join(

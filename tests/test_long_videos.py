@@ -188,9 +188,9 @@ def test_benchmark_without_runs_removes_each_run_once_evaluated(tmp_path):
 
 
 def test_jitter_reads_every_video_with_its_own_fixed_noise_and_leaves_the_product_untouched(tmp_path):
-    """``bench_accuracy.py --jitter``: inside the block each video reads as its stored features times (1 + sd · noise), the
-    same noise on every read (training and test see one extraction), another for another draw or seed;
-    outside it the stored features, unchanged."""
+    """``bench_accuracy.py --jitter``: inside the block each video reads as its stored features times
+    (1 + sd · noise), the same noise on every read (training and test see one extraction), another for
+    another draw or seed; outside it the stored features, unchanged."""
     from bench_accuracy import Jitter, jittered
 
     make_store(tmp_path / "store", 2, 2, dim=64, seed=0, t_range=(30, 40))

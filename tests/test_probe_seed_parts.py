@@ -4,13 +4,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
+import vadpipe.run_split
 from feature_world import make_store, tiny_default
+from vadpipe.data import open_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_accuracy  # noqa: E402
-from probe_seed_parts import held_out_ids, main, split_from  # noqa: E402
+from probe_seed_parts import (held_out_ids, main, normal_units, novelty, split_from, training_set,  # noqa: E402
+                              typical_positions)
 
 
 def _held_out(run_dir: Path) -> list:
@@ -25,7 +31,8 @@ def test_split_seed_sets_the_held_out_videos_and_the_run_seed_the_rest(tmp_path)
     bench = bench_accuracy.Bench("t", str(tmp_path / "train"), str(tmp_path / "test"),
                                  str(tmp_path / "test" / "gt.json"))
     cfg = tiny_default(tmp_path / "train", iterations=4)
-    splits = {s: sorted(held_out_ids(bench, cfg, s)) for s in (0, 1, 2, 3)}
+    ts = training_set(bench, cfg)
+    splits = {s: sorted(held_out_ids(ts, cfg, s)) for s in (0, 1, 2, 3)}
     assert splits[3] != splits[0]                                        # the seeds draw different splits
     with split_from(3):
         bench_accuracy.run_once(bench, cfg, 0, tmp_path / "a")
@@ -41,47 +48,32 @@ def test_members_and_pairs_are_refused():
             main(["--config", config, "--bench", "ped1"])
 
 
-
-def test_novelty_is_zero_for_snippets_training_repeats_and_one_minus_the_best_cosine_otherwise(monkeypatch):
+def test_novelty_is_zero_for_snippets_training_repeats_and_one_minus_the_best_cosine_otherwise():
     """Held-out normal snippets that a training normal video repeats add no novelty; a snippet at 90 degrees
     to every training one adds 1; anomalous videos are not compared with."""
-    import numpy as np
-    from types import SimpleNamespace
-
-    import vadpipe.data
-    from probe_seed_parts import novelty
-
     e = np.eye(3, dtype=np.float32)[:, None, :]                  # (T=3, views 1, D=3): the three axes
     videos = [SimpleNamespace(id="a", label=0, load=lambda: 2 * e[:2]),           # x and y, scaled
               SimpleNamespace(id="b", label=0, load=lambda: e[:1]),               # x
               SimpleNamespace(id="c", label=0, load=lambda: e[1:]),               # y and z
               SimpleNamespace(id="z", label=1, load=lambda: e[2:])]               # z, but anomalous
-    monkeypatch.setattr(vadpipe.data, "open_features", lambda *a, **k: SimpleNamespace(videos=videos))
-    cfg = SimpleNamespace(train=SimpleNamespace(list_anomalous="auto"))
-    bench = bench_accuracy.Bench("t", "train", "", "")
-    assert novelty(bench, cfg, ["b"]) == pytest.approx(0.0)           # x is in a
-    assert novelty(bench, cfg, ["c"]) == pytest.approx(0.5)           # y is in a, z in no normal video
-    assert novelty(bench, cfg, ["b", "c"]) == pytest.approx(0.25)     # per video, then averaged: (0 + 0.5) / 2
+    units = normal_units(SimpleNamespace(videos=videos))
+    assert sorted(units) == ["a", "b", "c"]
+    assert novelty(units, ["b"]) == pytest.approx(0.0)           # x is in a
+    assert novelty(units, ["c"]) == pytest.approx(0.5)           # y is in a, z in no normal video
+    assert novelty(units, ["b", "c"]) == pytest.approx(0.25)     # per video, then averaged: (0 + 0.5) / 2
 
 
 def test_typical_split_holds_out_the_least_novel_normal_videos_as_many_as_a_seed_would(tmp_path):
-    import numpy as np
-
-    from probe_seed_parts import novelty, split_from, typical_positions
-    from vadpipe.data import open_features
-    from vadpipe.run_split import share_split
-
     make_store(tmp_path / "train", 3, 8, dim=16, seed=0, t_range=(6, 9))
     bench = bench_accuracy.Bench("t", str(tmp_path / "train"), "", "")
     cfg = tiny_default(tmp_path / "train")
     data = open_features(tmp_path / "train")
     labels = data.labels()
-    held = typical_positions(bench, cfg)
-    assert len(held) == len(share_split(cfg.train, labels, 0)[1]) and all(labels[held] == 0)
-    each = {i: novelty(bench, cfg, [data.videos[i].id]) for i in np.flatnonzero(labels == 0)}
+    ts = training_set(bench, cfg)
+    held = typical_positions(ts, cfg)
+    assert len(held) == len(vadpipe.run_split.share_split(cfg.train, labels, 0)[1]) and all(labels[held] == 0)
+    each = {i: novelty(ts.units, [data.videos[i].id]) for i in np.flatnonzero(labels == 0)}
     assert max(each[i] for i in held) <= min(each[i] for i in each if i not in held)
-    import vadpipe.run_split as rs
-
     with split_from(-1, held):
-        train_idx, val_idx = rs.share_split(cfg.train, labels, 7)
+        train_idx, val_idx = vadpipe.run_split.share_split(cfg.train, labels, 7)
     assert list(val_idx) == sorted(held) and sorted(train_idx.tolist() + val_idx.tolist()) == list(range(len(labels)))

@@ -225,6 +225,11 @@ BENCHES: Dict[str, Callable[[Path], Optional[Bench]]] = {"ped1": ped1_bench, "pe
 
 
 # --- configs --------------------------------------------------------------------------------
+def default_cache() -> str:
+    """Where the benchmarks' caches live unless ``--cache`` says: $VADPIPE_BENCH_CACHE, else ~/.cache/vadpipe/bench."""
+    return os.environ.get("VADPIPE_BENCH_CACHE", str(Path.home() / ".cache" / "vadpipe" / "bench"))
+
+
 def parse_config(spec: str):
     """``NAME=BASE[+SECTION.FIELD=VALUE...]`` → (name, Config); BASE is a preset, ``PRESET:HEAD`` (that
     head with its own losses, as ``vadpipe train --preset P --model H``) or a YAML file."""
@@ -404,8 +409,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--config", action="append", default=None,
                     help="NAME=BASE[+SECTION.FIELD=VALUE...] (repeatable); default: paper and default")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    ap.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
-                                                      str(Path.home() / ".cache" / "vadpipe" / "bench")))
+    ap.add_argument("--cache", default=default_cache())
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--device", default="cpu",
                     help="where the heads train (cpu, cuda, ...); extraction picks its own device, "

@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import os
 from pathlib import Path
 
 import bench_accuracy
@@ -229,8 +228,7 @@ def main() -> None:
                              "normals or on the held-out normal videos (model.pseudo_unit)")
     parser.add_argument("--stage-weights", type=float, nargs="+", default=None,
                         help="re-weight the run's own fitted pseudo-label stage (no refit); 0 = the head alone")
-    parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
-                                                          str(Path.home() / ".cache" / "vadpipe" / "bench")))
+    parser.add_argument("--cache", default=bench_accuracy.default_cache())
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE,
                         help="ped1: the features' short side, as tools/bench_accuracy.py --ped1-short-side")
     parser.add_argument("--layers", default="", metavar="A,B",

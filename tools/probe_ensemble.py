@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -62,8 +61,7 @@ def run_set_parser(doc: str) -> argparse.ArgumentParser:
     parser.add_argument("runs", type=Path, help="a config's folder of runs, RUNS/CONFIG (holding BENCH-SEED runs)")
     parser.add_argument("--bench", choices=list(BENCHES), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
-                                                          str(Path.home() / ".cache" / "vadpipe" / "bench")))
+    parser.add_argument("--cache", default=bench_accuracy.default_cache())
     parser.add_argument("--ped1-short-side", type=int, default=bench_accuracy.PED1_SHORT_SIDE)
     parser.add_argument("--demo-short-side", type=int, default=bench_accuracy.DEMO_SHORT_SIDE)
     parser.add_argument("--stride", type=int, default=None,

@@ -24,19 +24,49 @@ import argparse
 import json
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 
-from bench_accuracy import BENCHES, Bench, log, mean_sd, parse_config, run_once
-from compare_bench import spread
+from bench_accuracy import BENCHES, Bench, default_cache, log, mean_sd, parse_config, run_once
+from compare_bench import read_report, spread
+from vadpipe.data import FeatureSet
 
 SHOWN = ("auc", "ap", "auc_anomalous_videos", "false_alarm_auto", "hit_auto")
 HEADERS = ("frame AUC", "AP", "inside", "FA@auto", "hit@auto")
 
 
 TYPICAL = -1     # the split seed that stands for --typical's split
+
+
+@dataclass
+class TrainingSet:
+    """A benchmark's training videos as the probe reads them, once: the labelled positions a run splits
+    and each normal video's unit-length snippets (views averaged) that novelty compares."""
+    data: FeatureSet
+    labels: np.ndarray
+    labelled: np.ndarray
+    units: Dict[str, np.ndarray]
+
+
+def training_set(bench: Bench, cfg) -> TrainingSet:
+    from vadpipe.data import open_features
+    from vadpipe.run_split import labelled_positions
+
+    data = open_features(bench.train, cfg.train.list_anomalous)
+    return TrainingSet(data, data.labels(), labelled_positions(data, cfg.train, log), normal_units(data))
+
+
+def normal_units(data: FeatureSet) -> Dict[str, np.ndarray]:
+    """Each normal video's snippets, views averaged, at unit length."""
+    unit = {}
+    for v in data.videos:
+        if v.label == 0:
+            x = v.load().mean(axis=1)
+            unit[v.id] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 @contextmanager
@@ -59,48 +89,39 @@ def split_from(split_seed: int, held: Optional[np.ndarray] = None) -> Iterator[N
         run_split.share_split = plain
 
 
-def typical_positions(bench: Bench, cfg) -> np.ndarray:
+def novelty(units: Dict[str, np.ndarray], held: List[str]) -> float:
+    """How unlike the normal videos left in training the held-out normal ones are: over their snippets
+    (``normal_units``), the mean of one minus the largest cosine similarity to a training one."""
+    kept = np.concatenate([x for k, x in units.items() if k not in held])
+    return float(np.mean([np.mean(1 - (units[k] @ kept.T).max(axis=1)) for k in held if k in units]))
+
+
+def typical_positions(ts: TrainingSet, cfg) -> np.ndarray:
     """Positions among the labelled videos of the least novel normal ones, as many as a seed holds out."""
-    from vadpipe.data import open_features
     from vadpipe.run_split import share_split
 
-    data = open_features(bench.train, cfg.train.list_anomalous)
-    labels = data.labels()
-    labelled = np.flatnonzero(labels >= 0)
-    count = len(share_split(cfg.train, labels[labelled], 0)[1])
-    normal = [i for i, j in enumerate(labelled) if labels[j] == 0]
-    each = [novelty(bench, cfg, [data.videos[labelled[i]].id]) for i in normal]
+    count = len(share_split(cfg.train, ts.labels[ts.labelled], 0)[1])
+    normal = [i for i, j in enumerate(ts.labelled) if ts.labels[j] == 0]
+    each = [novelty(ts.units, [ts.data.videos[ts.labelled[i]].id]) for i in normal]
     return np.array([normal[k] for k in np.argsort(each, kind="stable")[:count]])
 
 
-def held_out_ids(bench: Bench, cfg, split_seed: int) -> List[str]:
-    """The videos a run of ``cfg`` holds out of ``bench``'s training set with ``split_seed``."""
-    from vadpipe.data import open_features
+def held_positions(ts: TrainingSet, cfg, split_seed: int) -> np.ndarray:
+    """Positions among the labelled videos that a run holds out with ``split_seed`` (``TYPICAL``: the
+    least novel normal videos)."""
     from vadpipe.run_split import share_split
 
-    data = open_features(bench.train, cfg.train.list_anomalous)
-    labels = data.labels()
-    labelled = np.flatnonzero(labels >= 0)
-    held = (typical_positions(bench, cfg) if split_seed == TYPICAL else
-            share_split(cfg.train, labels[labelled], split_seed)[1])
-    return [data.videos[i].id for i in labelled[held]]
+    if split_seed == TYPICAL:
+        return typical_positions(ts, cfg)
+    return share_split(cfg.train, ts.labels[ts.labelled], split_seed)[1]
 
 
-def novelty(bench: Bench, cfg, held: List[str]) -> float:
-    """How unlike the normal videos left in training the held-out normal ones are: over their unit-length
-    snippets (views averaged), the mean of one minus the largest cosine similarity to a training one."""
-    from vadpipe.data import open_features
-
-    unit = {}
-    for v in open_features(bench.train, cfg.train.list_anomalous).videos:
-        if v.label == 0:
-            x = v.load().mean(axis=1)
-            unit[v.id] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    kept = np.concatenate([x for k, x in unit.items() if k not in held])
-    return float(np.mean([np.mean(1 - (unit[k] @ kept.T).max(axis=1)) for k in held if k in unit]))
+def held_out_ids(ts: TrainingSet, cfg, split_seed: int) -> List[str]:
+    """The videos a run of ``cfg`` holds out of the training set with ``split_seed``."""
+    return [ts.data.videos[i].id for i in ts.labelled[held_positions(ts, cfg, split_seed)]]
 
 
-def print_report(bname: str, name: str, bench: Bench, cfg, runs: List[dict]) -> None:
+def print_report(bname: str, name: str, ts: TrainingSet, cfg, runs: List[dict]) -> None:
     """Rows per split seed, the spread between and within splits, and the r of novelty and frame AUC."""
     splits = sorted({r["split_seed"] for r in runs})
     seeds = sorted({r["seed"] for r in runs})
@@ -109,9 +130,9 @@ def print_report(bname: str, name: str, bench: Bench, cfg, runs: List[dict]) -> 
     aucs, novel = [], []
     for split_seed in splits:
         mine = [r for r in runs if r["split_seed"] == split_seed]
-        held = held_out_ids(bench, cfg, split_seed)
+        held = held_out_ids(ts, cfg, split_seed)
         aucs.append(np.mean([r["auc"] for r in mine]))
-        novel.append(novelty(bench, cfg, held))
+        novel.append(novelty(ts.units, held))
         cells = [mean_sd([r.get(k) for r in mine]) for k in SHOWN]
         print(" | ".join([str(split_seed)] + cells + [f"{novel[-1]:.4f}", " ".join(held)]))
     # compare_bench.spread groups by "seed" (here the split) and "draw" (here the seed)
@@ -134,7 +155,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--config", default="default=default", help="NAME=BASE[+SECTION.FIELD=VALUE...], one head")
     ap.add_argument("--split-seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "vadpipe" / "bench"))
+    ap.add_argument("--cache", default=default_cache())
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--json", help="also write every run's figures here (split_seed and seed recorded)")
     ap.add_argument("--typical", action="store_true",
@@ -149,10 +170,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.split_seeds = [TYPICAL]
     if args.saved:
         for bname in args.bench:
-            runs = [r for f in args.saved for r in json.loads(f.read_text()).get(bname, [])]
+            runs = [r for f in args.saved for r in read_report(f).get(bname, [])]
             bench = BENCHES[bname](Path(args.cache))
             if runs and bench is not None:
-                print_report(bname, name, bench, cfg, runs)
+                print_report(bname, name, training_set(bench, cfg), cfg, runs)
         return 0
     import torch
 
@@ -165,9 +186,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             if bench is None:
                 log(f"{bname}: not available here, skipped")
                 continue
+            ts = training_set(bench, cfg)
             runs = []
             for split_seed in args.split_seeds:
-                held = typical_positions(bench, cfg) if split_seed == TYPICAL else None
+                held = typical_positions(ts, cfg) if split_seed == TYPICAL else None
                 with split_from(split_seed, held):
                     for seed in args.seeds:
                         figures = run_once(bench, cfg, seed, Path(tmp) / f"split{split_seed}", keep=False)
@@ -175,7 +197,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             f"{k} {100 * figures[k]:.1f}" for k in SHOWN if figures.get(k) is not None))
                         runs.append({**figures, "split_seed": split_seed, "seed": seed})
             report[bname] = runs
-            print_report(bname, name, bench, cfg, runs)
+            print_report(bname, name, ts, cfg, runs)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     return 0

@@ -15,13 +15,12 @@ A diagnostic of one trained head (it reads test labels), not a way to choose any
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
 
-from bench_accuracy import BENCHES
+from bench_accuracy import BENCHES, default_cache
 from normal_weight_sweep import training_split
 
 Terms = Tuple[np.ndarray, np.ndarray]            # (ℓ, z₂) per snippet of one video
@@ -79,8 +78,7 @@ def main() -> None:
     parser.add_argument("--bench", choices=list(BENCHES), required=True)
     parser.add_argument("--stage-weights", type=float, nargs="*", default=[],
                         help="also show s at these stage weights (the run's own is always shown)")
-    parser.add_argument("--cache", default=os.environ.get("VADPIPE_BENCH_CACHE",
-                                                          str(Path.home() / ".cache" / "vadpipe" / "bench")))
+    parser.add_argument("--cache", default=default_cache())
     args = parser.parse_args()
 
     from vadpipe.checkpoint import checkpoint_path, load_checkpoint

@@ -77,3 +77,25 @@ def test_typical_split_holds_out_the_least_novel_normal_videos_as_many_as_a_seed
     with split_from(-1, held):
         train_idx, val_idx = vadpipe.run_split.share_split(cfg.train, labels, 7)
     assert list(val_idx) == sorted(held) and sorted(train_idx.tolist() + val_idx.tolist()) == list(range(len(labels)))
+
+
+def test_report_gives_each_held_out_videos_splits_against_the_others(tmp_path, capsys):
+    """Per video held out by some split: the mean frame AUC of the splits holding it out against the rest's
+    (split seeds 0, 1, 2 at 0.80, 0.90, 0.70, each the mean of two seeds)."""
+    from probe_seed_parts import print_report
+
+    make_store(tmp_path / "train", 3, 8, dim=16, seed=0, t_range=(6, 9))
+    cfg = tiny_default(tmp_path / "train")
+    ts = training_set(bench_accuracy.Bench("t", str(tmp_path / "train"), "", ""), cfg)
+    aucs = {0: 0.80, 1: 0.90, 2: 0.70}
+    runs = [{"auc": aucs[s] + d, "split_seed": s, "seed": k} for s in aucs for k, d in ((0, 0.01), (1, -0.01))]
+    print_report("t", "default", ts, cfg, runs)
+    out = capsys.readouterr().out
+    held = {s: set(held_out_ids(ts, cfg, s)) for s in aucs}
+    vid = next(iter(held[1] - held[0] - held[2]), None) or next(iter(held[1]))
+    mine = [aucs[s] for s in aucs if vid in held[s]]
+    rest = [aucs[s] for s in aucs if vid not in held[s]]
+    expected = (f"  {vid}: held out by {len(mine)} splits, their frame AUC {100 * np.mean(mine):.1f} against "
+                + (f"{100 * np.mean(rest):.1f}" if rest else "n/a") + " for the others")
+    assert expected in out.splitlines()
+    assert "Pearson r of the splits' frame AUC and novelty" in out

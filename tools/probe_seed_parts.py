@@ -6,8 +6,9 @@ such switch); one-head configs only (members draw a share each).
 Printed per benchmark: a row per split seed (mean ± sd over the seeds, percent; the held-out videos' novelty,
 a training-side figure: the mean over their snippets of one minus the largest cosine similarity to a snippet
 of the normal videos left in training; and the held-out videos), each metric's spread between split seeds (the
-sd of each split's mean over the seeds) and within a split (the pooled sd over its seeds), and the Pearson r
-of the splits' frame AUC and novelty. A spread mostly between splits says the runs differ by which normal
+sd of each split's mean over the seeds) and within a split (the pooled sd over its seeds), the Pearson r
+of the splits' frame AUC and novelty, and per video held out by some split the mean frame AUC of the splits
+that hold it out against the others. A spread mostly between splits says the runs differ by which normal
 videos train the head and set its threshold; mostly within, by the training's own draws.
 
     python tools/probe_seed_parts.py --bench ped1 --config default=default --split-seeds 0 1 2 3 4 \\
@@ -146,6 +147,12 @@ def print_report(bname: str, name: str, ts: TrainingSet, cfg, runs: List[dict]) 
     if len(splits) > 2:
         print(f"Pearson r of the splits' frame AUC and novelty: {np.corrcoef(aucs, novel)[0, 1]:+.2f} "
               f"over {len(splits)} splits")
+        held_by = [set(held_out_ids(ts, cfg, sp)) for sp in splits]
+        for vid in sorted(set().union(*held_by)):
+            out = [a for a, h in zip(aucs, held_by) if vid in h]
+            kept = [a for a, h in zip(aucs, held_by) if vid not in h]
+            print(f"  {vid}: held out by {len(out)} splits, their frame AUC {100 * np.mean(out):.1f} against "
+                  + (f"{100 * np.mean(kept):.1f}" if kept else "n/a") + " for the others")
     print()
 
 

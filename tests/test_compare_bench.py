@@ -42,6 +42,20 @@ def test_reports_without_seeds_pair_by_position_and_say_so(tmp_path, capsys):
         main([str(old), str(tmp_path / "missing.json")])
 
 
+def test_pair_compares_a_new_config_with_the_default_it_would_replace(tmp_path, capsys):
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps({"ped1": {"default": _runs([0.8, 0.9], seeds=[0, 1])}}))
+    new.write_text(json.dumps({"ped1": {"typical": _runs([0.9, 0.7], seeds=[1, 0]),
+                                        "default": _runs([0.8, 0.9], seeds=[0, 1])}}))
+    assert main([str(old), str(new), "--metrics", "auc", "--pair", "default=typical"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].split()[:3] == ["ped1", "default→typical", "auc"]
+    assert "85.0 →   80.0" in lines[0] and "up 0 down 1 same 1 of 2" in lines[0]     # seed 0 -10, seed 1 0
+    assert main([str(old), str(new), "--pair", "default=nothing"]) == 1
+    with pytest.raises(SystemExit):
+        main([str(old), str(new), "--pair", "default"])
+
+
 def test_jittered_runs_pair_by_seed_and_draw():
     """``bench_accuracy.py --jitter --draws N`` records each run's draw: a seed's draws pair one to one,
     and a run without a draw never pairs with a jittered one."""

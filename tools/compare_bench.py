@@ -4,7 +4,7 @@ on how many seeds it rose, fell or stayed. A change smaller than its seeds' spre
 
     python tools/bench_accuracy.py --bench ped1 --config default=default --seeds 0 1 2 3 4 --json OLD.json
     ... (another cache, revision or machine)
-    python tools/compare_bench.py OLD.json NEW.json [--metrics auc auc_anomalous_videos]
+    python tools/compare_bench.py OLD.json NEW.json [--metrics auc auc_anomalous_videos] [--pair default=typical]
 
 Given one report, the spread of each row instead: the mean and sd over its runs and, where seeds ran on
 several jittered extractions (``bench_accuracy.py --jitter SD --draws N``), how much of it lies between
@@ -120,13 +120,18 @@ def spread_report(report_: dict, metrics: Sequence[str]) -> List[str]:
     return lines
 
 
-def report(before: dict, after: dict, metrics: Sequence[str]) -> List[str]:
-    """Lines of the comparison: one per benchmark, config and metric both reports hold, then a line
-    naming the pairs made by position, if any."""
+def report(before: dict, after: dict, metrics: Sequence[str],
+           configs: Optional[Sequence[Tuple[str, str]]] = None) -> List[str]:
+    """Lines of the comparison: one per benchmark, config and metric both reports hold (or, with
+    ``configs``, per (config in ``before``, config in ``after``) pair, named "before→after"), then a
+    line naming the pairs made by position, if any."""
     lines, by_position = [], []
     for bench in (b for b in before if b in after):
-        for config in (c for c in before[bench] if c in after[bench]):
-            pairs, by_seed = paired(before[bench][config], after[bench][config])
+        names = [(c, c) for c in before[bench] if c in after[bench]] if configs is None else \
+            [(b, a) for b, a in configs if b in before[bench] and a in after[bench]]
+        for old, new in names:
+            config = old if old == new else f"{old}→{new}"
+            pairs, by_seed = paired(before[bench][old], after[bench][new])
             changes = [(m, change(pairs, m)) for m in metrics]
             for metric, c in ((m, c) for m, c in changes if c is not None):
                 lines.append(f"{bench:<10} {config:<12} {metric:<22} {c.before:6.1f} → {c.after:6.1f}   "
@@ -152,14 +157,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("before", type=Path)
     ap.add_argument("after", type=Path, nargs="?", help="without it: BEFORE's spread, between and within seeds")
     ap.add_argument("--metrics", nargs="+", default=list(METRICS))
+    ap.add_argument("--pair", nargs="+", default=None, metavar="BEFORE=AFTER",
+                    help="compare config BEFORE of the first report with config AFTER of the second (a new "
+                         "config against the default it would replace) instead of configs of the same name")
     args = ap.parse_args(argv)
+    configs = None
+    if args.pair:
+        if any(p.count("=") != 1 for p in args.pair):
+            ap.error("--pair takes BEFORE=AFTER, e.g. --pair default=typical")
+        configs = [tuple(p.split("=")) for p in args.pair]
     if args.after is None:
         lines = spread_report(read_report(args.before), args.metrics)
         if not lines:
             print(f"{args.before} holds no run with {', '.join(args.metrics)}")
             return 1
     else:
-        lines = report(read_report(args.before), read_report(args.after), args.metrics)
+        lines = report(read_report(args.before), read_report(args.after), args.metrics, configs)
         if not lines:
             print(f"{args.before} and {args.after} share no benchmark, config and metric")
             return 1

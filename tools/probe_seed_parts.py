@@ -25,7 +25,7 @@ import argparse
 import json
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -78,9 +78,9 @@ def split_from(split_seed: int, held: Optional[np.ndarray] = None) -> Iterator[N
 
     plain = run_split.share_split
 
-    def share(t, labels, _seed):
+    def share(t, labels, _seed, novelty=None):
         if held is None:
-            return plain(t, labels, split_seed)
+            return plain(t, labels, split_seed, novelty)
         return np.setdiff1d(np.arange(len(labels)), held), np.sort(held)
 
     run_split.share_split = share
@@ -98,13 +98,12 @@ def novelty(units: Dict[str, np.ndarray], held: List[str]) -> float:
 
 
 def typical_positions(ts: TrainingSet, cfg) -> np.ndarray:
-    """Positions among the labelled videos of the least novel normal ones, as many as a seed holds out."""
-    from vadpipe.run_split import share_split
+    """Positions among the labelled videos that ``train.holdout_pick: typical`` holds out (the product's
+    rule: the least novel normal videos, each against all the other normal ones)."""
+    from vadpipe.run_split import labelled_novelty, share_split
 
-    count = len(share_split(cfg.train, ts.labels[ts.labelled], 0)[1])
-    normal = [i for i, j in enumerate(ts.labelled) if ts.labels[j] == 0]
-    each = [novelty(ts.units, [ts.data.videos[ts.labelled[i]].id]) for i in normal]
-    return np.array([normal[k] for k in np.argsort(each, kind="stable")[:count]])
+    t = replace(cfg.train, holdout_pick="typical")
+    return share_split(t, ts.labels[ts.labelled], 0, labelled_novelty(ts.data, ts.labelled))[1]
 
 
 def held_positions(ts: TrainingSet, cfg, split_seed: int) -> np.ndarray:

@@ -200,10 +200,10 @@ def _rtfm_real_partner() -> Config:
 PARTNERS = {"rtfm": _rtfm_partner, "rtfm-real": _rtfm_real_partner}
 # what a partner takes from the run it joins: the data, the held-out split (the pair is calibrated on
 # videos neither head trained on), the schedule (--iters applies to both) and how it runs
-SHARED_TRAIN_FIELDS = ("features", "list_anomalous", "holdout", "val_fraction", "val_max", "val_features",
-                       "val_gt", "val_is_test", "iterations", "epochs", "min_iterations", "eval_every",
-                       "log_every", "checkpoint_minutes", "calibration_quantiles", "calibration_pooling", "seed",
-                       "device", "amp", "tensorboard")
+SHARED_TRAIN_FIELDS = ("features", "list_anomalous", "holdout", "holdout_pick", "val_fraction", "val_max",
+                       "val_features", "val_gt", "val_is_test", "iterations", "epochs", "min_iterations",
+                       "eval_every", "log_every", "checkpoint_minutes", "calibration_quantiles",
+                       "calibration_pooling", "seed", "device", "amp", "tensorboard")
 
 
 def partner_config(cfg: Config) -> Config:

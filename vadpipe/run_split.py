@@ -8,13 +8,14 @@ features is named, not guessed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from .config import ModelConfig, TrainConfig
 from .data import FeatureSet, stratified_folds, stratified_split
 from .errors import ConfigError, FeatureStoreError
+from .novelty import video_novelty
 from .train_plan import member_seed
 
 
@@ -58,10 +59,21 @@ def labelled_positions(data: FeatureSet, t: TrainConfig, log: Callable[[str], No
     return labelled
 
 
-def share_split(t: TrainConfig, labels: np.ndarray, seed: int):
-    """(train, held-out) positions in ``labels`` of the run's held-out share drawn with ``seed``."""
-    return stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None,
-                            cap=t.val_max)
+def share_split(t: TrainConfig, labels: np.ndarray, seed: int, novelty: Optional[np.ndarray] = None):
+    """(train, held-out) positions in ``labels`` of the run's held-out share drawn with ``seed``; with
+    ``train.holdout_pick: typical`` its normal videos are instead as many of the least novel ones
+    (``novelty``: a figure per position, read at the normal ones; ties by position), whatever the seed."""
+    train, held = stratified_split(labels, t.val_fraction, seed, only=(0,) if t.holdout == "normal" else None,
+                                   cap=t.val_max)
+    if t.holdout_pick != "typical":
+        return train, held
+    if novelty is None:
+        raise ValueError("train.holdout_pick = typical needs each normal video's novelty")
+    normal = np.flatnonzero(labels == 0)
+    count = int(np.sum(labels[held] == 0))
+    typical = normal[np.argsort(novelty[normal], kind="stable")[:count]]
+    held = np.sort(np.concatenate([held[labels[held] != 0], typical])).astype(np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def fold_split(t: TrainConfig, labels: np.ndarray, members: int) -> List[np.ndarray]:
@@ -89,11 +101,27 @@ def draw_split(t: TrainConfig, m: ModelConfig, data: FeatureSet, log: Callable[[
                        [labelled[share_split(t, labels[labelled], member_seed(t.seed, k))[1]]
                         for k in range(m.members)])
         return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
-    tr, va = share_split(t, labels[labelled], t.seed)
+    novelty = labelled_novelty(data, labelled) if t.holdout_pick == "typical" else None
+    tr, va = share_split(t, labels[labelled], t.seed, novelty)
     held = labelled[va]
     if held.size:
         counts = [f"{np.sum(labels[held] == c)} of {np.sum(labels[labelled] == c)} {name}"
                   for c, name in ((0, "normal"), (1, "anomalous")) if np.any(labels[held] == c)]
         cap = f", at most {t.val_max} a class" if t.val_max else ""
         log(f"held out of training: {' and '.join(counts)} videos (train.val_fraction {t.val_fraction:g}{cap})")
+    if novelty is not None and np.any(labels[held] == 0):
+        kept = novelty[(labels[labelled] == 0) & ~np.isin(labelled, held)]
+        log(f"held out the least novel normal videos (train.holdout_pick typical): novelty at most "
+            f"{novelty[np.isin(labelled, held) & (labels[labelled] == 0)].max():.4f}, those kept in training "
+            f"{kept.min():.4f} to {kept.max():.4f}")
     return RunSplit(labelled[tr], held)
+
+
+def labelled_novelty(data: FeatureSet, labelled: np.ndarray) -> np.ndarray:
+    """Per labelled position, each normal video's novelty against the other normal ones (vadpipe.novelty);
+    NaN for the anomalous ones."""
+    labels = data.labels()[labelled]
+    out = np.full(len(labelled), np.nan)
+    normal = np.flatnonzero(labels == 0)
+    out[normal] = video_novelty([data.videos[i] for i in labelled[normal]])
+    return out

@@ -64,4 +64,4 @@ def video_novelty(videos: Sequence[Video], budget: int = SNIPPET_BUDGET) -> np.n
     a video made of clips that other videos also hold (Ped1 long) has novelty 0 up to float error, and
     such ties then fall to the videos' order, not to the last bit of a sum."""
     at_most = snippets_per_video([len(v.raw()) for v in videos], budget)
-    return np.round(novelty_of([unit_snippets(v.load(), at_most) for v in videos]), 9)
+    return np.round(novelty_of([unit_snippets(v.load(), at_most) for v in videos]), 9) + 0.0   # no -0.0

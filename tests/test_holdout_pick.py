@@ -54,7 +54,7 @@ def _labels_and_novelty():
 def test_typical_holds_out_as_many_normal_videos_as_a_seed_would_the_least_novel_whatever_the_seed():
     labels, novelty = _labels_and_novelty()
     t = preset("default").train                                     # 30 % of the normals: 2 of 7
-    t.holdout_pick = "typical"
+    assert t.holdout_pick == "typical"
     for seed in range(4):
         train, held = share_split(t, labels, seed, novelty)
         assert held.tolist() == [2, 8]                               # novelty 0.1 and 0.1 (ties by position)
@@ -74,14 +74,14 @@ def test_typical_holds_out_as_many_normal_videos_as_a_seed_would_the_least_novel
 def test_a_typical_run_keeps_the_unusual_normal_video_in_training_and_says_so(tmp_path):
     """Generated features: one normal video is given a direction no other video has; with 6 of 12 normal
     videos held out it trains on every seed (at random, seeds hold it out), and the start of the run
-    names the rule; the recorded split, the partner's config and bagging follow."""
+    names the rule; a partner head shares it."""
     make_store(tmp_path / "f", 4, 12, dim=8, t_range=(6, 10))
     data = open_features(tmp_path / "f")
     odd = int(np.flatnonzero(data.labels() == 0)[3])
     unusual = data.videos[odd].load()
     unusual[..., 0] += 50.0
     data.videos[odd].load = lambda: unusual.copy()
-    cfg = apply_overrides(preset("default"), ["train.val_fraction=0.5"])
+    cfg = apply_overrides(preset("default"), ["train.val_fraction=0.5", "train.holdout_pick=random"])
     t, m = cfg.train, cfg.model
     random_held = [draw_split(t, m, data, lambda msg: None).held_idx for t.seed in range(6)]
     assert any(odd in held for held in random_held)
@@ -94,9 +94,16 @@ def test_a_typical_run_keeps_the_unusual_normal_video_in_training_and_says_so(tm
     assert partner_config(apply_overrides(cfg, ["model.partner=rtfm"])).train.holdout_pick == "typical"
 
 
-def test_holdout_pick_is_checked_by_name():
+def test_holdout_pick_is_checked_by_name_and_bagged_members_draw_their_own_shares(tmp_path):
     with pytest.raises(ConfigError, match="train.holdout_pick must be 'random' or 'typical'"):
         apply_overrides(preset("default"), ["train.holdout_pick=least"])
-    with pytest.raises(ConfigError, match="model.bagging needs one for every member"):
-        apply_overrides(preset("default"), ["train.holdout_pick=typical", "model.bagging=true",
-                                            "model.members=3"])
+    make_store(tmp_path / "f", 4, 12, dim=8, t_range=(6, 10))
+    data = open_features(tmp_path / "f")
+    cfg = apply_overrides(preset("default"), ["model.bagging=true", "model.members=3"])
+    assert cfg.train.holdout_pick == "typical" and preset("ensemble").train.holdout_pick == "random"
+    said = []
+    typical = draw_split(cfg.train, cfg.model, data, said.append)
+    cfg.train.holdout_pick = "random"
+    drawn = draw_split(cfg.train, cfg.model, data, lambda msg: None)
+    assert all(np.array_equal(a, b) for a, b in zip(typical.member_held, drawn.member_held))
+    assert any("each bagged member draws its own with its seed" in line for line in said)

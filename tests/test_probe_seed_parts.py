@@ -15,8 +15,8 @@ from vadpipe.data import open_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_accuracy  # noqa: E402
-from probe_seed_parts import (held_out_ids, main, normal_units, novelty, split_from, training_set,  # noqa: E402
-                              typical_positions)
+from probe_seed_parts import (drawn, held_out_ids, main, normal_units, novelty, split_from,  # noqa: E402
+                              training_set, typical_positions)
 
 
 def _held_out(run_dir: Path) -> list:
@@ -30,13 +30,14 @@ def test_split_seed_sets_the_held_out_videos_and_the_run_seed_the_rest(tmp_path)
     make_store(tmp_path / "test", 2, 2, dim=16, seed=1, t_range=(8, 14))
     bench = bench_accuracy.Bench("t", str(tmp_path / "train"), str(tmp_path / "test"),
                                  str(tmp_path / "test" / "gt.json"))
-    cfg = tiny_default(tmp_path / "train", iterations=4)
+    cfg = tiny_default(tmp_path / "train", iterations=4)                 # the default: holdout_pick typical
     ts = training_set(bench, cfg)
     splits = {s: sorted(held_out_ids(ts, cfg, s)) for s in (0, 1, 2, 3)}
     assert splits[3] != splits[0]                                        # the seeds draw different splits
     with split_from(3):
         bench_accuracy.run_once(bench, cfg, 0, tmp_path / "a")
         bench_accuracy.run_once(bench, cfg, 1, tmp_path / "b")
+    cfg.train.holdout_pick = "random"
     bench_accuracy.run_once(bench, cfg, 0, tmp_path / "c")                # outside the block: the seed's own
     assert _held_out(tmp_path / "a" / "t-0") == _held_out(tmp_path / "b" / "t-1") == splits[3]
     assert _held_out(tmp_path / "c" / "t-0") == splits[0]
@@ -71,7 +72,7 @@ def test_typical_split_holds_out_the_least_novel_normal_videos_as_many_as_a_seed
     labels = data.labels()
     ts = training_set(bench, cfg)
     held = typical_positions(ts, cfg)
-    assert len(held) == len(vadpipe.run_split.share_split(cfg.train, labels, 0)[1]) and all(labels[held] == 0)
+    assert len(held) == len(vadpipe.run_split.share_split(drawn(cfg.train), labels, 0)[1]) and all(labels[held] == 0)
     each = {i: novelty(ts.units, [data.videos[i].id]) for i in np.flatnonzero(labels == 0)}
     assert max(each[i] for i in held) <= min(each[i] for i in each if i not in held)
     with split_from(-1, held):

@@ -16,8 +16,9 @@ videos train the head and set its threshold; mostly within, by the training's ow
     python tools/probe_seed_parts.py --bench ped1 --from F [G ...]     # saved runs printed together
 
 ``--typical`` trains every seed on one split instead: as many normal videos held out as a seed would hold
-out, the least novel ones (each against all the other normal training videos), what a rule that keeps the
-unusual normal videos in training would pick; printed as split seed -1.
+out, the least novel ones (each against all the other normal training videos): the product's
+``train.holdout_pick: typical``, the default since stop 55; printed as split seed -1. A split seed always
+stands for a seeded draw (``random``), whatever the config picks.
 """
 from __future__ import annotations
 
@@ -72,15 +73,15 @@ def normal_units(data: FeatureSet) -> Dict[str, np.ndarray]:
 
 @contextmanager
 def split_from(split_seed: int, held: Optional[np.ndarray] = None) -> Iterator[None]:
-    """Within the block a run's held-out share is drawn with ``split_seed`` whatever its own seed, or is
-    ``held`` (positions among the labelled videos) when given."""
+    """Within the block a run's held-out share is drawn with ``split_seed`` whatever its own seed and its
+    ``train.holdout_pick``, or is ``held`` (positions among the labelled videos) when given."""
     from vadpipe import run_split
 
     plain = run_split.share_split
 
     def share(t, labels, _seed, novelty=None):
         if held is None:
-            return plain(t, labels, split_seed, novelty)
+            return plain(drawn(t), labels, split_seed)
         return np.setdiff1d(np.arange(len(labels)), held), np.sort(held)
 
     run_split.share_split = share
@@ -113,7 +114,13 @@ def held_positions(ts: TrainingSet, cfg, split_seed: int) -> np.ndarray:
 
     if split_seed == TYPICAL:
         return typical_positions(ts, cfg)
-    return share_split(cfg.train, ts.labels[ts.labelled], split_seed)[1]
+    return share_split(drawn(cfg.train), ts.labels[ts.labelled], split_seed)[1]
+
+
+def drawn(t):
+    """``t`` with its held-out share drawn by the seed (``train.holdout_pick: random``), what a split seed
+    stands for whatever the config picks."""
+    return replace(t, holdout_pick="random")
 
 
 def held_out_ids(ts: TrainingSet, cfg, split_seed: int) -> List[str]:

@@ -200,7 +200,8 @@ class TrainConfig:
     holdout: str = "both"              # both: normal and anomalous videos held out (validation + calibration);
                                        # normal: normal ones only (calibration; every anomalous video trains)
     holdout_pick: str = "random"       # random: the held-out normal videos drawn with the seed; typical: the
-                                       # least novel ones (vadpipe/novelty.py), so unusual normal videos train
+                                       # least novel ones (vadpipe/novelty.py), so unusual normal videos train;
+                                       # one head only (bagged members draw a share each: random, logged)
     val_features: Optional[str] = None  # an external validation set (needs val_gt)
     val_gt: Optional[str] = None       # frame-level gt for the held-out share or for val_features
     val_is_test: bool = False          # val_features/val_gt is the test set (recorded in the checkpoint)
@@ -372,9 +373,6 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.holdout must be 'both' or 'normal', got {t.holdout!r}")
     if t.holdout_pick not in ("random", "typical"):
         raise ConfigError(f"train.holdout_pick must be 'random' or 'typical', got {t.holdout_pick!r}")
-    if t.holdout_pick == "typical" and m.bagging:
-        raise ConfigError("train.holdout_pick = typical picks one held-out share, and model.bagging needs one for "
-                          "every member (drawn at random, or disjoint folds): set train.holdout_pick = random")
     if t.select not in ("best", "last"):
         raise ConfigError(f"train.select must be 'best' or 'last', got {t.select!r}")
     if not 0.0 <= t.val_fraction < 1.0:

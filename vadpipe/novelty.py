@@ -12,7 +12,7 @@ video in seconds while every benchmark here (at most 11,984 normal snippets) com
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -59,9 +59,13 @@ def snippets_per_video(lengths: Sequence[int], budget: int) -> int:
     return low
 
 
-def video_novelty(videos: Sequence[Video], budget: int = SNIPPET_BUDGET) -> np.ndarray:
-    """:func:`novelty_of` the videos' stored features, at most ``budget`` snippets in all, rounded to 1e-9:
-    a video made of clips that other videos also hold (Ped1 long) has novelty 0 up to float error, and
-    such ties then fall to the videos' order, not to the last bit of a sum."""
+def video_novelty(videos: Sequence[Video], span: Tuple[int, int] = (0, 0),
+                  budget: int = SNIPPET_BUDGET) -> np.ndarray:
+    """:func:`novelty_of` the videos' stored features (``span``: the part of D the head reads, as
+    ``model.head_span``; (0, 0) all of it), at most ``budget`` snippets in all, rounded to 1e-9: a video made
+    of clips that other videos also hold (Ped1 long) has novelty 0 up to float error, and such ties then
+    fall to the videos' order, not to the last bit of a sum."""
     at_most = snippets_per_video([len(v.raw()) for v in videos], budget)
-    return np.round(novelty_of([unit_snippets(v.load(), at_most) for v in videos]), 9) + 0.0   # no -0.0
+    start, stop = span if span != (0, 0) else (0, None)
+    units = [unit_snippets(v.load()[..., start:stop], at_most) for v in videos]
+    return np.round(novelty_of(units), 9) + 0.0   # + 0.0: no -0.0

@@ -7,8 +7,8 @@ features is named, not guessed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -97,11 +97,15 @@ def draw_split(t: TrainConfig, m: ModelConfig, data: FeatureSet, log: Callable[[
     if t.val_features:
         return RunSplit(labelled, np.array([], dtype=np.int64))
     if m.bagging:
+        if t.holdout_pick != "random":
+            log(f"train.holdout_pick {t.holdout_pick} picks one held-out share: each bagged member draws its own "
+                "with its seed (random)")
+            t = replace(t, holdout_pick="random")
         member_held = ([labelled[held] for held in fold_split(t, labels[labelled], m.members)] if m.bag_folds else
                        [labelled[share_split(t, labels[labelled], member_seed(t.seed, k))[1]]
                         for k in range(m.members)])
         return RunSplit(labelled, np.unique(np.concatenate(member_held)), member_held)
-    novelty = labelled_novelty(data, labelled) if t.holdout_pick == "typical" else None
+    novelty = labelled_novelty(data, labelled, m.head_span) if t.holdout_pick == "typical" else None
     tr, va = share_split(t, labels[labelled], t.seed, novelty)
     held = labelled[va]
     if held.size:
@@ -117,11 +121,11 @@ def draw_split(t: TrainConfig, m: ModelConfig, data: FeatureSet, log: Callable[[
     return RunSplit(labelled[tr], held)
 
 
-def labelled_novelty(data: FeatureSet, labelled: np.ndarray) -> np.ndarray:
-    """Per labelled position, each normal video's novelty against the other normal ones (vadpipe.novelty);
-    NaN for the anomalous ones."""
+def labelled_novelty(data: FeatureSet, labelled: np.ndarray, span: Tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Per labelled position, each normal video's novelty against the other normal ones on the features'
+    ``span`` that the head reads (vadpipe.novelty); NaN for the anomalous ones."""
     labels = data.labels()[labelled]
     out = np.full(len(labelled), np.nan)
     normal = np.flatnonzero(labels == 0)
-    out[normal] = video_novelty([data.videos[i] for i in labelled[normal]])
+    out[normal] = video_novelty([data.videos[i] for i in labelled[normal]], span)
     return out

@@ -145,7 +145,6 @@ class _Trainer:
         self.data = open_features(t.features, t.list_anomalous)
         if resume_ckpt is not None:
             check_compatible(resume_ckpt.recipe, self.data.recipe, f"the run {run_dir}", f"features {t.features}")
-        self._split(resume_ckpt)
         crops, dim = self.data.shape()
         if cfg.model.feature_dim != dim:
             if resume_ckpt is not None:
@@ -158,6 +157,7 @@ class _Trainer:
         resolve_layer_spans(cfg, self.data.recipe, self.log)
         resolve_terms_fit(cfg, self.log)
         validate(cfg)
+        self._split(resume_ckpt)     # after the layer spans: typical held-out videos are read on the head's layer
         self.crops = crops
         train_videos = [self.data.videos[i] for i in self.train_idx]
         self.labels = np.array([v.label for v in train_videos], dtype=np.int64)

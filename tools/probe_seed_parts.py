@@ -62,13 +62,10 @@ def training_set(bench: Bench, cfg) -> TrainingSet:
 
 
 def normal_units(data: FeatureSet) -> Dict[str, np.ndarray]:
-    """Each normal video's snippets, views averaged, at unit length."""
-    unit = {}
-    for v in data.videos:
-        if v.label == 0:
-            x = v.load().mean(axis=1)
-            unit[v.id] = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return unit
+    """Each normal video's snippets, views averaged, at unit length (every snippet: vadpipe.novelty's)."""
+    from vadpipe.novelty import unit_snippets
+
+    return {v.id: unit_snippets(x, len(x)) for v in data.videos if v.label == 0 for x in [v.load()]}
 
 
 @contextmanager

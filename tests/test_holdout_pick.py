@@ -54,7 +54,8 @@ def _labels_and_novelty():
 def test_typical_holds_out_as_many_normal_videos_as_a_seed_would_the_least_novel_whatever_the_seed():
     labels, novelty = _labels_and_novelty()
     t = preset("default").train                                     # 30 % of the normals: 2 of 7
-    assert t.holdout_pick == "typical"
+    assert t.holdout_pick == "random"
+    t.holdout_pick = "typical"
     for seed in range(4):
         train, held = share_split(t, labels, seed, novelty)
         assert held.tolist() == [2, 8]                               # novelty 0.1 and 0.1 (ties by position)
@@ -99,8 +100,7 @@ def test_holdout_pick_is_checked_by_name_and_bagged_members_draw_their_own_share
         apply_overrides(preset("default"), ["train.holdout_pick=least"])
     make_store(tmp_path / "f", 4, 12, dim=8, t_range=(6, 10))
     data = open_features(tmp_path / "f")
-    cfg = apply_overrides(preset("default"), ["model.bagging=true", "model.members=3"])
-    assert cfg.train.holdout_pick == "typical" and preset("ensemble").train.holdout_pick == "random"
+    cfg = apply_overrides(preset("default"), ["model.bagging=true", "model.members=3", "train.holdout_pick=typical"])
     said = []
     typical = draw_split(cfg.train, cfg.model, data, said.append)
     cfg.train.holdout_pick = "random"

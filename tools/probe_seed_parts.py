@@ -17,7 +17,7 @@ videos train the head and set its threshold; mostly within, by the training's ow
 
 ``--typical`` trains every seed on one split instead: as many normal videos held out as a seed would hold
 out, the least novel ones (each against all the other normal training videos): the product's
-``train.holdout_pick: typical``, the default since stop 55; printed as split seed -1. A split seed always
+``train.holdout_pick: typical`` (a switch since stop 55); printed as split seed -1. A split seed always
 stands for a seeded draw (``random``), whatever the config picks.
 """
 from __future__ import annotations

@@ -131,10 +131,11 @@ def print_report(bname: str, name: str, ts: TrainingSet, cfg, runs: List[dict]) 
     seeds = sorted({r["seed"] for r in runs})
     print(f"## {bname}, {name} (percent; mean ± sd over seeds {' '.join(map(str, seeds))})")
     print(" | ".join(("split seed",) + HEADERS + ("novelty", "held out")))
+    held_by_split = {sp: held_out_ids(ts, cfg, sp) for sp in splits}     # once: typical reads every video
     aucs, novel = [], []
     for split_seed in splits:
         mine = [r for r in runs if r["split_seed"] == split_seed]
-        held = held_out_ids(ts, cfg, split_seed)
+        held = held_by_split[split_seed]
         aucs.append(np.mean([r["auc"] for r in mine]))
         novel.append(novelty(ts.units, held))
         cells = [mean_sd([r.get(k) for r in mine]) for k in SHOWN]
@@ -150,7 +151,7 @@ def print_report(bname: str, name: str, ts: TrainingSet, cfg, runs: List[dict]) 
     if len(splits) > 2:
         print(f"Pearson r of the splits' frame AUC and novelty: {np.corrcoef(aucs, novel)[0, 1]:+.2f} "
               f"over {len(splits)} splits")
-        held_by = [set(held_out_ids(ts, cfg, sp)) for sp in splits]
+        held_by = [set(held_by_split[sp]) for sp in splits]
         for vid in sorted(set().union(*held_by)):
             out = [a for a, h in zip(aucs, held_by) if vid in h]
             kept = [a for a, h in zip(aucs, held_by) if vid not in h]

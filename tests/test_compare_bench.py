@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -88,3 +89,16 @@ def test_one_report_gives_each_rows_spread_between_seeds_and_within_a_seeds_draw
     assert line.endswith("76.0 ±  5.8 over 5 runs (2 seeds): seeds' means ±  7.1, within a seed ±  2.3, "
                          "draws' means ±  3.5")
     assert main([str(path), "--metrics", "ap"]) == 1
+
+
+def test_bench_counts_the_videos_score_would_note_as_flagged_nearly_throughout():
+    """whole@auto: the share of normal and of anomalous test videos with >= 90 % of frames at the threshold."""
+    from bench_accuracy import whole_clips
+
+    frames = {"n1": (np.full(10, 0.9), np.zeros(10)),              # a normal scene flagged throughout
+              "n2": (np.r_[np.full(8, 0.9), 0.1, 0.1], np.zeros(10)),  # 80 %: not noted
+              "a1": (np.full(10, 0.6), np.r_[np.zeros(5), np.ones(5)])}
+    assert whole_clips(frames, 0.5) == (0.5, 1.0)
+    assert whole_clips(frames, 0.95) == (0.0, 0.0)
+    assert whole_clips(frames, None) == (None, None)
+    assert whole_clips({"n": (np.full(4, 0.9), np.zeros(4))}, 0.5) == (1.0, None)   # no anomalous video

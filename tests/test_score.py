@@ -26,7 +26,7 @@ from vadpipe.plot import figure_size_px
 from vadpipe.recipe import save_recipe
 from vadpipe.encode import backbone_for_recipe, scoring_recipe
 from vadpipe.score import ScoreOptions, run_score
-from vadpipe.threshold import resolve_threshold
+from vadpipe.threshold import SITE_CALIBRATION, resolve_threshold, whole_clip_note
 from vadpipe.score_io import output_names, read_scores_csv
 from vadpipe.video import VideoReader
 
@@ -154,6 +154,24 @@ def test_given_threshold_sets_the_intervals(tmp_path, ckpt):
         report = json.loads((out / "c.json").read_text())
         assert report["threshold"]["source"] == "given"
         assert [[iv["start_frame"], iv["end_frame"]] for iv in report["intervals"]] == expected
+        whole = [n for n in report["notes"] if "of its frames at or above the threshold" in n]
+        # flagged from the first frame to the last: the note says what else than an event does that
+        assert len(whole) == (1 if expected else 0)
+        if whole:
+            assert whole[0].startswith("100% of its frames") and f"--checkpoint {ckpt}" in whole[0]
+
+
+def test_whole_clip_note_only_for_a_clip_flagged_nearly_throughout():
+    training = resolve_threshold("auto", CALIBRATION)                      # 0.3, from training videos
+    scores = np.full(100, 0.1)
+    assert whole_clip_note(scores, training, "best.pt") is None
+    scores[:89] = 0.5                                                      # 89 %: an event, not the clip
+    assert whole_clip_note(scores, training, "best.pt") is None
+    scores[89] = 0.3                                                       # 90 %, at the threshold counts
+    assert whole_clip_note(scores, training, "best.pt").startswith("90% of its frames")
+    assert whole_clip_note(scores, resolve_threshold("0.2", CALIBRATION), "best.pt") is not None
+    site = resolve_threshold("auto", {**CALIBRATION, "source": SITE_CALIBRATION})
+    assert whole_clip_note(scores, site, "best.pt") is None               # set on the camera's own clips
 
 
 def test_feature_file_scores_equal_video_scores(tmp_path, ckpt, recipe, scored):

@@ -61,8 +61,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 PED1 = HERE.parent.parent / "shared" / "data" / "ucsd-ped1"
-METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "hit_auto", "false_alarm_half", "seconds")
-HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "hit@auto", "FA@0.5", "train s")
+METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "hit_auto", "false_alarm_half",
+           "whole_normal", "whole_anomalous", "seconds")
+# whole@auto: the share of normal (N) and anomalous (A) test videos that `vadpipe score` notes as flagged
+# over nearly their whole length at auto (vadpipe.threshold.whole_clip_note)
+HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "hit@auto", "FA@0.5", "whole@auto N",
+           "whole@auto A", "train s")
 
 
 @dataclass
@@ -277,6 +281,18 @@ def events_and_normals(frames) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     return ([f[y > 0] for f, y in frames.values() if y.any()], [f for f, y in frames.values() if not y.any()])
 
 
+def whole_clips(frames, thr: Optional[float]) -> Tuple[Optional[float], Optional[float]]:
+    """The share of normal and of anomalous videos of ``frame_level``'s {video: (scores, labels)} that
+    ``vadpipe score`` notes as flagged over nearly their whole length at the threshold ``thr``."""
+    from vadpipe.threshold import WHOLE_CLIP_SHARE, flagged_share
+
+    if thr is None:
+        return None, None
+    whole = {k: flagged_share(f, thr) >= WHOLE_CLIP_SHARE for k, (f, _) in frames.items()}
+    shares = [[whole[k] for k, (_, y) in frames.items() if bool(y.any()) == anomalous] for anomalous in (False, True)]
+    return tuple(float(np.mean(w)) if w else None for w in shares)
+
+
 def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     from sklearn.metrics import roc_auc_score
 
@@ -363,6 +379,7 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     out["hit_auto"] = float(np.mean(np.concatenate(events) >= thr)) if events and thr is not None else None
     # the scores read as levels: a user who flags at 0.5 gets this share of normal frames
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
+    out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

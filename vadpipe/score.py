@@ -41,7 +41,7 @@ from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe, stored_view
 from .features import ManifestRecord, remove_leftovers
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
-from .threshold import resolve_threshold
+from .threshold import resolve_threshold, whole_clip_note
 
 THUMB_SHORT_SIDE = 144       # thumbnails are decoded this small (the figure shows them ~190 px wide)
 CLIPS_PER_PASS = 8           # backbone inputs (snippets x crops) per forward pass by default
@@ -312,6 +312,9 @@ class Scorer:
                              end_s=float(scores.time_at(iv.end_frame)))     # timestamps, not frame / fps
                      for iv in find_intervals(scores.frame_scores, self.threshold.value, scores.fps,
                                               opts.merge_gap_s, opts.min_duration_s)]
+        whole = whole_clip_note(scores.frame_scores, self.threshold, str(self.checkpoint_file))
+        if whole is not None:
+            scores.notes.append(whole)
         paths = output_paths(opts.out_dir, clip.name)
         for path in paths.values():      # temp files of a run killed while writing this clip
             remove_leftovers(path.parent, path.name)

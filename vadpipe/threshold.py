@@ -3,17 +3,23 @@
 The calibration is stored in the checkpoint (``Checkpoint.calibration``); when
 no normal video was held out it comes from the training videos themselves and
 is marked optimistic (the head has fitted them, so the threshold is too low).
+A clip that such a threshold flags nearly throughout gets a note (``whole_clip_note``): only the
+camera's own normal clips tell a new scene from a long event (``vadpipe calibrate``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from .errors import CheckpointError, ConfigError
 
 DEFAULT_QUANTILE = "0.99"
 # calibration["source"] written by `vadpipe calibrate` (normal clips of the camera itself, not training videos)
 SITE_CALIBRATION = "site normal videos (vadpipe calibrate)"
+# `vadpipe score` notes a clip at least this share of whose frames a threshold not set on its camera flags
+WHOLE_CLIP_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -78,3 +84,22 @@ def _same_quantile(a: str, b: str) -> bool:
     except ValueError:
         return a == b
 
+
+def flagged_share(frame_scores: np.ndarray, value: float) -> float:
+    """The share of frames at or above the threshold ``value`` (as intervals count them)."""
+    return float(np.mean(np.asarray(frame_scores) >= value))
+
+
+def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str) -> Optional[str]:
+    """A note for a clip flagged over nearly its whole length (at least ``WHOLE_CLIP_SHARE`` of its frames)
+    by a threshold that was not set on its camera; None otherwise. A scene unlike every normal video the
+    head trained on (another camera, view or lighting) scores high from its first frame to its last, as
+    does an event that lasts the whole clip: the curve cannot tell them apart, the camera's own normal
+    clips can (``vadpipe calibrate``). A threshold set on them already is left alone."""
+    share = flagged_share(frame_scores, threshold.value)
+    if share < WHOLE_CLIP_SHARE or threshold.calibrated_on == SITE_CALIBRATION:
+        return None
+    return (f"{share:.0%} of its frames at or above the threshold: a scene unlike every normal video the head "
+            "trained on (another camera, view or lighting) scores so, as does an event lasting the whole clip; "
+            "for a camera its training lacked, set the threshold on that camera's own normal clips: "
+            f"vadpipe calibrate NORMAL_CLIPS --checkpoint {checkpoint}")

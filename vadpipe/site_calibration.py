@@ -47,7 +47,8 @@ class SiteCalibration:
         new = self.calibration["normal_frame_score_quantiles"]
         old = (self.previous or {}).get("normal_frame_score_quantiles") or {}
         changes = ", ".join(f"q{q} {old[q]:.4g} -> {v:.4g}" if q in old else f"q{q} {v:.4g}" for q, v in new.items())
-        lines = [f"{self.written}: calibrated on {self.calibration['n_videos']} normal clips "
+        n = self.calibration["n_videos"]
+        lines = [f"{self.written}: calibrated on {n} normal clip{'' if n == 1 else 's'} "
                  f"({self.frames} frames): {changes}", calibration_summary(self.calibration)]
         if self.previous:
             lines.append(f"replaced: {calibration_summary(self.previous)} (kept in the checkpoint as "

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from vadpipe.errors import ConfigError
+from vadpipe.errors import ConfigError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,14 @@ def get_entry(name: str) -> BackboneEntry:
 def create_backbone(name: str, weights: Union[None, str, Path] = None,
                     device: Union[str, torch.device] = "cpu") -> Backbone:
     entry = get_entry(name)
-    backbone = entry.factory(weights, torch.device(device))
+    try:
+        backbone = entry.factory(weights, torch.device(device))
+    except WeightsError as exc:
+        here = [other for other, e in sorted(_REGISTRY.items()) if other != name and e.default_weights()]
+        if weights is not None or not here:
+            raise
+        # offline without this backbone's default weights: say which backbone would run as installed
+        raise WeightsError(f"{exc}; or use a backbone whose weights are here: --backbone {here[0]} "
+                           "(`vadpipe backbones` lists them)") from None
     backbone.module.eval()
     return backbone

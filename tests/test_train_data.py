@@ -163,6 +163,22 @@ def test_a_run_holds_out_at_most_val_max_normal_videos(tmp_path):
         apply_overrides(preset("default"), ["train.val_max=-1"])
 
 
+def test_a_set_without_both_classes_is_refused_before_loading_with_its_counts(tmp_path):
+    """Features of normal videos only (e.g. the anomalous clips failed to extract): one line naming the
+    folder, what it holds and where labels come from, before any video is loaded."""
+    from vadpipe.presets import apply_overrides, preset
+    from vadpipe.train import _Trainer
+
+    make_store(tmp_path / "f", 0, 3, dim=8, t_range=(6, 10))
+    cfg = apply_overrides(preset("default"), ["model.heads=2", "model.ffn_dim=8"])
+    cfg.train.features, cfg.train.device = str(tmp_path / "f"), "cpu"
+    said = []
+    with pytest.raises(FeatureStoreError, match="0 anomalous and 3 normal") as err:
+        _Trainer(cfg, tmp_path / "run", None, said.append)
+    assert str(tmp_path / "f") in str(err.value) and "--labels" in str(err.value) and "\n" not in str(err.value)
+    assert not any(line.startswith("loading") for line in said)
+
+
 def test_a_recorded_split_maps_to_positions_and_a_video_gone_is_named(tmp_path):
     make_store(tmp_path / "f", 2, 2, dim=8, t_range=(4, 6))
     data = open_features(tmp_path / "f")

@@ -48,7 +48,7 @@ class RunSplit:
 
 
 def labelled_positions(data: FeatureSet, t: TrainConfig, log: Callable[[str], None]) -> np.ndarray:
-    """Positions of the videos with a label (0/1); a set with none is refused."""
+    """Positions of the videos with a label (0/1); a set with none, or without both classes, is refused."""
     labels = data.labels()
     labelled = np.flatnonzero(labels >= 0)
     if labelled.size < len(labels):
@@ -56,6 +56,13 @@ def labelled_positions(data: FeatureSet, t: TrainConfig, log: Callable[[str], No
     if labelled.size == 0:
         raise FeatureStoreError(f"{t.features}: no video has a label (0/1); for an RTFM list pass "
                                 "--list-anomalous first:N (RTFM UCF-Crime: first:810, ShanghaiTech: first:63)")
+    counts = {name: int((labels == value).sum()) for name, value in (("anomalous", 1), ("normal", 0))}
+    if not all(counts.values()):
+        raise FeatureStoreError(f"{t.features}: training needs anomalous and normal videos; it holds "
+                                f"{counts['anomalous']} anomalous and {counts['normal']} normal (labels come from "
+                                "the folders at extraction: normal, Normal*, Training_Normal_Videos* are normal, any "
+                                "other class folder anomalous; or `vadpipe extract --labels FILE.csv`; an RTFM "
+                                "list's from --list-anomalous)")
     return labelled
 
 

@@ -48,7 +48,7 @@ def test_store_reading_and_bags(tmp_path):
 
 
 def test_missing_feature_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(FeatureStoreError, match="no such feature folder"):
+    with pytest.raises(FeatureStoreError, match="no such feature folder or list file; `vadpipe extract VIDEOS/`"):
         open_features(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FeatureStoreError, match="vadpipe extract"):

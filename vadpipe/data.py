@@ -189,7 +189,8 @@ def open_features(path: str | Path, list_anomalous: str = "auto") -> FeatureSet:
         return _store_set(path)
     if path.is_file():
         return _list_set(path, list_anomalous)
-    raise FeatureStoreError(f"{path}: no such feature folder or list file")
+    raise FeatureStoreError(f"{path}: no such feature folder or list file; `vadpipe extract VIDEOS/` writes "
+                            "./features (--out DIR elsewhere), or pass --features DIR|LIST")
 
 
 # --- bags -------------------------------------------------------------------------------------

@@ -380,3 +380,18 @@ def test_watching_with_overlapping_snippets_follows_the_recipes_stride(clip, tmp
     assert expected and len(ends) == len(expected)
     for got, want in zip(ends, expected):
         assert abs(got["start_frame"] - want.start_frame) <= 16 and abs(got["end_frame"] - want.end_frame) <= 16
+
+
+def test_a_stream_flagged_from_its_start_gets_the_score_note_once(clip, ckpt, tmp_path):
+    """After two windows (4 snippets at window 2) a stream whose every snippet is at or above the
+    threshold is named as `vadpipe score` names such a clip, once; a threshold it never reaches, silence."""
+    for threshold, notes in (("0", 1), ("1e9", 0)):
+        said = []
+        opts = WatchOptions(threshold=threshold, device="cpu", window=2, stream=StreamOptions(**FAST))
+        summary = run_watch(str(clip), checkpoint=str(ckpt), options=opts, warn=said.append, echo=lambda s: None)
+        assert summary.exit_code == 0 and summary.scored == 7
+        found = [line for line in said if line.startswith("note: ")]
+        assert len(found) == notes
+        if notes:
+            assert found[0].startswith("note: 100% of the stream's first 4 snippets (1 s) at or above the threshold")
+            assert f"vadpipe calibrate NORMAL_CLIPS --checkpoint {ckpt}" in found[0]

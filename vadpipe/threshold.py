@@ -9,7 +9,7 @@ camera's own normal clips tell a new scene from a long event (``vadpipe calibrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -90,7 +90,8 @@ def flagged_share(frame_scores: np.ndarray, value: float) -> float:
     return float(np.mean(np.asarray(frame_scores) >= value))
 
 
-def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str) -> Optional[str]:
+def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str,
+                    what: str = "its frames") -> Optional[str]:
     """A note for a clip flagged over nearly its whole length (at least ``WHOLE_CLIP_SHARE`` of its frames)
     by a threshold that was not set on its camera; None otherwise. A scene unlike every normal video the
     head trained on (another camera, view or lighting) scores high from its first frame to its last, as
@@ -99,7 +100,27 @@ def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: 
     share = flagged_share(frame_scores, threshold.value)
     if share < WHOLE_CLIP_SHARE or threshold.calibrated_on == SITE_CALIBRATION:
         return None
-    return (f"{share:.0%} of its frames at or above the threshold: a scene unlike every normal video the head "
+    return (f"{share:.0%} of {what} at or above the threshold: a scene unlike every normal video the head "
             "trained on (another camera, view or lighting) scores so, as does an event lasting the whole clip; "
             "for a camera its training lacked, set the threshold on that camera's own normal clips: "
             f"vadpipe calibrate NORMAL_CLIPS --checkpoint {checkpoint}")
+
+
+class StreamStartCheck:
+    """A live stream's first ``after`` scored snippets, judged once as ``vadpipe score`` judges a whole clip
+    (``whole_clip_note``): a camera unlike every normal training video is then named within the first
+    minute, instead of showing as one alarm that never ends."""
+
+    def __init__(self, threshold: Threshold, checkpoint: str, after: int):
+        self.threshold, self.checkpoint, self.after = threshold, checkpoint, max(int(after), 1)
+        self.scores: List[float] = []
+
+    def add(self, score: float, stream_s: float) -> Optional[str]:
+        """The note, once, when the ``after``-th snippet (ending at ``stream_s``) completes the judgement."""
+        if len(self.scores) >= self.after:
+            return None
+        self.scores.append(float(score))
+        if len(self.scores) < self.after:
+            return None
+        return whole_clip_note(np.array(self.scores), self.threshold, self.checkpoint,
+                               f"the stream's first {self.after} snippets ({stream_s:.0f} s)")

@@ -54,6 +54,7 @@ from .device import torch_threads
 from .errors import ConfigError, RecipeMismatchError
 from .live_events import OnlineIntervals, Transition
 from .stream import SnippetStream, StreamOptions, classify
+from .threshold import StreamStartCheck
 from .window import DEFAULT_WINDOW, RULE, Scored, WindowScorer
 
 CSV_HEADER = "snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s\n"
@@ -306,6 +307,8 @@ class Watcher:
         self.intervals: Optional[OnlineIntervals] = None
         self.lines = LineLog(options.csv, echo)
         self.sink = EventSink(options, source, self.threshold, warn)
+        # judged once, after two windows: is the camera's scene new to the head?
+        self.start_check = StreamStartCheck(scorer.threshold, str(scorer.checkpoint_file), 2 * options.window)
 
     def run(self) -> WatchSummary:
         stream = SnippetStream(self.spec, self.recipe, self.options.stream, log=self.warn)
@@ -382,6 +385,9 @@ class Watcher:
             s.lag_total_s += tag.lag_s
             s.stream_s = max(s.stream_s, tag.end_s)
             self.lines.write(tag, item.score, item.score > self.threshold)
+            note = self.start_check.add(item.score, tag.end_s)
+            if note is not None:
+                self.warn(f"note: {note}")
             if self.intervals is None:
                 self.intervals = OnlineIntervals(self.threshold, self._fps(stream), self.options.merge_gap_s,
                                                  self.options.min_duration_s)

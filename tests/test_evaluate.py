@@ -140,6 +140,14 @@ def test_metrics_equal_sklearn_on_concatenated_arrays():
     normal_s = np.concatenate([cat_s[i] for i in (1, 3, 5)])
     assert m["false_alarm_rate"] == pytest.approx((normal_s >= 0.5).mean())
     assert m["n_frames"] == y.size and m["n_anomalous_videos"] == 3
+    whole = {kind: sum((cat_s[i] >= 0.5).mean() >= 0.9 for i in vids) for kind, vids in
+             (("normal", (1, 3, 5)), ("anomalous", anom))}
+    assert m["whole_flagged"] == whole
+    flagged_all = evaluate_scores(scores, gts, threshold=0.0)          # every frame flagged: every video
+    assert flagged_all.metrics["whole_flagged"] == {"normal": 3, "anomalous": 3}
+    assert "flagged over 90% or more of their frames @ 0.0: 3 of 3 normal videos, 3 of 3 anomalous" in \
+        flagged_all.summary()
+    assert "flagged over" not in evaluate_scores(scores, gts, threshold=2.0).summary()   # none: no line
 
 
 def test_match_ids_across_naming_styles():

@@ -284,13 +284,12 @@ def events_and_normals(frames) -> Tuple[List[np.ndarray], List[np.ndarray]]:
 def whole_clips(frames, thr: Optional[float]) -> Tuple[Optional[float], Optional[float]]:
     """The share of normal and of anomalous videos of ``frame_level``'s {video: (scores, labels)} that
     ``vadpipe score`` notes as flagged over nearly their whole length at the threshold ``thr``."""
-    from vadpipe.threshold import WHOLE_CLIP_SHARE, flagged_share
+    from vadpipe.threshold import whole_flagged
 
     if thr is None:
         return None, None
-    whole = {k: flagged_share(f, thr) >= WHOLE_CLIP_SHARE for k, (f, _) in frames.items()}
-    shares = [[whole[k] for k, (_, y) in frames.items() if bool(y.any()) == anomalous] for anomalous in (False, True)]
-    return tuple(float(np.mean(w)) if w else None for w in shares)
+    kinds = [[f for f, y in frames.values() if bool(y.any()) == anomalous] for anomalous in (False, True)]
+    return tuple(whole_flagged(clips, thr) / len(clips) if clips else None for clips in kinds)
 
 
 def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:

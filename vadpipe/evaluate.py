@@ -50,6 +50,7 @@ from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
 from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
 from .recipe import check_compatible
+from .threshold import WHOLE_CLIP_SHARE, whole_flagged
 
 SCORES_FORMAT = "vadpipe-scores/1"
 
@@ -147,6 +148,9 @@ def compute_metrics(frame_scores: Dict[str, np.ndarray], frame_labels: Dict[str,
             out[f"false_alarm_rate@{name}"] = float((s_norm >= thr).mean())
     else:
         out["false_alarm_rate"] = None
+    # videos the threshold flags nearly throughout, as `vadpipe score` notes a clip (vadpipe.threshold)
+    out["whole_flagged"] = {kind: whole_flagged((frame_scores[i] for i in vids), threshold)
+                            for kind, vids in (("normal", normal), ("anomalous", anomalous))}
     return out
 
 
@@ -175,6 +179,12 @@ class EvalResult:
             far = [f"false alarms on normal videos: {pct(m['false_alarm_rate'])}% @ {m['threshold']}"]
             far += [f"{pct(v)}% @ {k.split('@', 1)[1]}" for k, v in m.items() if k.startswith("false_alarm_rate@")]
             lines.append(", ".join(far))
+        whole = m.get("whole_flagged")
+        if whole and any(whole.values()):
+            lines.append(f"flagged over {WHOLE_CLIP_SHARE:.0%} or more of their frames @ {m['threshold']}: "
+                         f"{whole['normal']} of {m['n_normal_videos']} normal videos, {whole['anomalous']} of "
+                         f"{m['n_anomalous_videos']} anomalous (`vadpipe score` notes such a clip: a scene the "
+                         "threshold was not set on, or an event lasting the whole clip)")
         for cls, v in m.get("auc_per_class", {}).items():
             lines.append(f"  AUC {cls:<20} {pct(v)}")
         counts: Dict[str, int] = {}

@@ -9,7 +9,7 @@ camera's own normal clips tell a new scene from a long event (``vadpipe calibrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 import numpy as np
 
@@ -88,6 +88,11 @@ def _same_quantile(a: str, b: str) -> bool:
 def flagged_share(frame_scores: np.ndarray, value: float) -> float:
     """The share of frames at or above the threshold ``value`` (as intervals count them)."""
     return float(np.mean(np.asarray(frame_scores) >= value))
+
+
+def whole_flagged(clips_frame_scores: Iterable[np.ndarray], value: float) -> int:
+    """How many of these clips (each its frame scores) ``vadpipe score`` would note at the threshold ``value``."""
+    return sum(flagged_share(f, value) >= WHOLE_CLIP_SHARE for f in clips_frame_scores)
 
 
 def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str,

@@ -445,7 +445,10 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
               weights, recipe_file, fps, device, batch_size, threads, window, no_progress):
     """Score videos (files or folders) or pre-extracted features: per-frame scores, intervals, plots.
 
-    Exit code 1 when any input failed (each failure is one line; the others are still scored).
+    A clip flagged over 90 % or more of its frames by a threshold not set on its camera gets a note: a scene
+    new to the head scores so, as does an event lasting the whole clip (`vadpipe calibrate` on the camera's
+    normal clips tells them apart). Exit code 1 when any input failed (each failure is one line; the others
+    are still scored).
     """
     from pathlib import Path
 

@@ -88,7 +88,7 @@ def run_videos(run: Path, test: tuple) -> List[tuple]:
 
 def main(argv=None) -> None:
     import torch
-    from tqdm.auto import tqdm
+    from vadpipe.progress import progress_bar
 
     from bench_accuracy import mean_sd
     from vadpipe.errors import VadpipeError
@@ -111,7 +111,7 @@ def main(argv=None) -> None:
         print("config | " + " | ".join(SPLITS) + "   (snippet AUC in anomalous videos, percent, mean ± sd)")
         for name, *runs in args.runs:
             # a run scores every long test video: seconds each, so show where the config stands (stderr)
-            per_run = [split_aucs(run_videos(Path(r), test)) for r in tqdm(runs, desc=name, unit="run", leave=False)]
+            per_run = [split_aucs(run_videos(Path(r), test)) for r in progress_bar(runs, desc=name, unit="run", leave=False)]
             print(f"{name} ({len(runs)}) | " + " | ".join(mean_sd([r[k] for r in per_run]) for k in SPLITS),
                   flush=True)
     except VadpipeError as exc:         # a missing run or a damaged file: one line, not a traceback

@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import ConfigError, FeatureStoreError
 from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops
+from .progress import progress_bar
 from .rtfm_lists import label_from_name, read_list_file
 from .recipe import Recipe
 
@@ -213,8 +214,7 @@ def build_bags(videos: Sequence[Video], segments: int = 32, progress: bool = Fal
     bags = None
     iterator = videos
     if progress:
-        from tqdm import tqdm
-        iterator = tqdm(videos, desc="bags", unit="video", leave=False)
+        iterator = progress_bar(videos, desc="bags", unit="video", leave=False)
     for i, video in enumerate(iterator):
         x = video.raw()                                            # (T, C, D)
         if bags is None:
@@ -232,8 +232,7 @@ def load_real_bags(videos: Sequence[Video], progress: bool = False) -> List[np.n
     """Each video's own snippets (C, T, D) float32 (``bags: real``); all must share C and D."""
     iterator = videos
     if progress:
-        from tqdm import tqdm
-        iterator = tqdm(videos, desc="videos", unit="video", leave=False)
+        iterator = progress_bar(videos, desc="videos", unit="video", leave=False)
     out: List[np.ndarray] = []
     for video in iterator:
         x = video.raw()

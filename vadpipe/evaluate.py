@@ -49,6 +49,7 @@ from . import atomic
 from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
 from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
+from .progress import progress_bar
 from .recipe import check_compatible
 from .threshold import WHOLE_CLIP_SHARE, whole_flagged
 
@@ -386,8 +387,7 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
 
     videos = feature_set.videos
     if progress:
-        from tqdm import tqdm
-        videos = tqdm(videos, desc="scoring", unit="video", leave=False)
+        videos = progress_bar(videos, desc="scoring", unit="video", leave=False)
     views = slice(None) if view is None else slice(view, view + 1)
     scores = {v.id: score_features(model, v.raw()[:, views], device) for v in videos}
     frames = {v.id: v.frames for v in feature_set.videos}

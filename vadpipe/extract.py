@@ -16,7 +16,6 @@ deal the sorted videos round-robin; every rank writes into the same folder (see
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
                        remove_leftovers, video_ids, walk_videos)
+from .progress import progress_bar
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
 from .spool import FeatureSpool
@@ -389,10 +389,7 @@ def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backb
     extractor.summary.skipped = skipped
     extractor.summary.videos = len(jobs)
     if todo:
-        from tqdm.auto import tqdm
-
-        extractor.bar = tqdm(total=len(todo), unit="video", disable=not options.progress, dynamic_ncols=True,
-                             file=sys.stderr, desc="extract" + (f" {options.shard}" if options.shard.count > 1 else ""))
+        extractor.bar = progress_bar(total=len(todo), unit="video", enabled=options.progress, desc="extract" + (f" {options.shard}" if options.shard.count > 1 else ""))
         try:
             extractor.run(todo)
         finally:

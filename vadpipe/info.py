@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Iterable, List, Tuple
 
 import click
-from tqdm import tqdm
 
 from .errors import VadpipeError
+from .progress import progress_bar
 from .video import VIDEO_EXTENSIONS, find_videos, probe
 
 SNIPPET_LEN = 16
@@ -83,7 +82,7 @@ def run_info(paths: Iterable[str], as_json: bool = False, quick: bool = False) -
     extract cleanly), else 0. Each problem is one line on stderr naming the file."""
     files, path_errors = collect_paths(paths)
     rows = [{"path": p, "status": "error", "message": f"{p}: {why}"} for p, why in path_errors]
-    for path in tqdm(files, desc="probing", unit="video", disable=len(files) < 5, file=sys.stderr):
+    for path in progress_bar(files, desc="probing", unit="video", enabled=len(files) >= 5):
         rows.append(describe(path, quick))
     if as_json:
         for row in rows:

@@ -37,6 +37,7 @@ from . import __version__, atomic
 from .errors import CheckpointError, RecipeMismatchError, VadpipeError
 from .intervals import Interval, find_intervals, frame_times, runs_above, snippet_reach, snippets_to_frames
 from .video_checks import frame_index_to_time
+from .progress import progress_bar, write_line
 from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe, stored_view
 from .features import ManifestRecord, remove_leftovers
@@ -295,13 +296,11 @@ class Scorer:
     def snippet_bars(self, n_clips: int) -> Callable[[ClipInput], "_ProgressCallback"]:
         """A progress factory for :meth:`clip_scores`: a per-snippet bar for a video of at least
         ``LONG_CLIP_SNIPPETS`` snippets, below the per-clip bar when ``n_clips`` > 1."""
-        from tqdm.auto import tqdm
-
         def bar(clip: ClipInput) -> "_ProgressCallback":
             total = _expected_snippets(clip.path, self.snippet_len, self.ckpt.stride)
-            return _ProgressCallback(tqdm(total=total, unit="snippet", desc=clip.name[:30], leave=False,
-                                          file=sys.stderr, dynamic_ncols=True, position=1 if n_clips > 1 else 0,
-                                          disable=not self.options.progress or total < LONG_CLIP_SNIPPETS))
+            return _ProgressCallback(progress_bar(total=total, unit="snippet", desc=clip.name[:30], leave=False,
+                                                  position=1 if n_clips > 1 else 0,
+                                                  enabled=self.options.progress and total >= LONG_CLIP_SNIPPETS))
         return bar
 
     def score_clip(self, clip: ClipInput, progress_factory=None) -> ClipResult:
@@ -475,8 +474,6 @@ def find_checkpoint(checkpoint: Optional[str], run: Optional[str]) -> Path:
 def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optional[str] = None,
               options: ScoreOptions = ScoreOptions(), echo: Callable[[str], None] = print) -> int:
     """Score every clip; print the table; return the exit code (1 when any input failed)."""
-    from tqdm.auto import tqdm
-
     clips, path_errors = collect_inputs(paths)
     errors = [f"{p}: {why}" for p, why in path_errors]
     for line in errors:
@@ -486,14 +483,13 @@ def run_score(paths: Sequence[str], checkpoint: Optional[str] = None, run: Optio
         print(f"warning: the auto threshold ({scorer.threshold.value:.3g}) was calibrated on the training "
               "videos themselves (none held out), so expect false alarms; pass --threshold X", file=sys.stderr)
     results: List[ClipResult] = []
-    bar = tqdm(clips, unit="clip", desc="score", disable=not options.progress or len(clips) < 2,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(clips, unit="clip", desc="score", enabled=options.progress and len(clips) >= 2)
     snippet_bars = scorer.snippet_bars(len(clips)) if scorer is not None else None
     for clip in bar:
         try:
             results.append(scorer.score_clip(clip, snippet_bars))
             for note in results[-1].notes:
-                tqdm.write(f"note: {clip.name}: {note}", file=sys.stderr)
+                write_line(f"note: {clip.name}: {note}")
         except CLIP_ERRORS as exc:          # one broken clip never stops the others
             errors.append(clip_error(exc, clip.path))
             echo_err(errors[-1])
@@ -521,9 +517,7 @@ def clip_error(exc: BaseException, path: Path) -> str:
 
 
 def echo_err(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(f"error: {message}", file=sys.stderr)   # tqdm.write keeps an active bar intact
+    write_line(f"error: {message}")
 
 
 class _ProgressCallback:

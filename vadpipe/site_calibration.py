@@ -12,16 +12,15 @@ replace is kept inside it (``calibration["previous"]``). The head itself is not 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .calibration import calibration_summary, quantile_record
 from .errors import ConfigError, VadpipeError
+from .progress import progress_bar
 from .score import CLIP_ERRORS, ScoreOptions, Scorer, clip_error, echo_err as print_error
 from .score_io import collect_inputs
 from .threshold import DEFAULT_QUANTILE, SITE_CALIBRATION, pooling_of   # SITE_CALIBRATION: the source it writes
@@ -115,8 +114,7 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
     scorer = Scorer(checkpoint, dataclasses.replace(options, threshold=None))
     per_clip: Dict[str, np.ndarray] = {}
     snippet_bars = scorer.snippet_bars(len(clips))
-    for clip in tqdm(clips, unit="clip", desc="calibrate", disable=not options.progress or len(clips) < 2,
-                     file=sys.stderr, dynamic_ncols=True):
+    for clip in progress_bar(clips, unit="clip", desc="calibrate", enabled=options.progress and len(clips) >= 2):
         try:
             per_clip[clip.name] = scorer.clip_scores(clip, snippet_bars).frame_scores
         except CLIP_ERRORS as exc:

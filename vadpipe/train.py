@@ -42,6 +42,7 @@ from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
 from .models.losses import needs_prior, ranking_values
+from .progress import progress_bar
 from .recipe import check_compatible
 from .run_split import RunSplit, draw_split
 from .selection_prior import selection_priors
@@ -390,8 +391,6 @@ class _Trainer:
 
     # --- the loop ------------------------------------------------------------------------------
     def run(self, progress: bool = True, link_latest: bool = True) -> TrainResult:
-        from tqdm import tqdm
-
         t = self.cfg.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.run_dir / "config.yaml")
@@ -401,8 +400,7 @@ class _Trainer:
         total = self.total
         heads = f" of {len(self.seeds)} heads side by side" if len(self.seeds) > 1 else ""
         self.log(f"training {total} iterations{heads} ({schedule_text(t, len(self.anomalous))}) on {self.device}")
-        bar = tqdm(total=total, initial=min(self.start, total), disable=not progress, desc="train", unit="it",
-                   dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=min(self.start, total), enabled=progress, desc="train", unit="it")
         clock = started = time.perf_counter()
         saved_at = time.monotonic()   # last.pt on a clock too: a kill between evaluations loses minutes at most
         last_metrics = self.best.get("metrics", {})

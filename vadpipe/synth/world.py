@@ -55,6 +55,7 @@ import numpy as np
 
 from .. import __version__, atomic
 from ..errors import ConfigError
+from ..progress import progress_bar
 from .clip import NORMAL_FOLDER, ClipPlan, ClipSpec, plan_clip, render_frames
 from .events import EVENT_TYPES
 
@@ -311,8 +312,7 @@ def generate_world(out_dir: str | Path, config: Optional[SynthConfig] = None, *,
     jobs = [(s, str(out), cfg.crf, cfg.x264_preset, overwrite) for s in specs]
     bar = None
     if progress is True:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(jobs), desc="synth", unit="clip")
+        bar = progress_bar(total=len(jobs), desc="synth", unit="clip")
     records: List[dict] = []
 
     def done(rec: dict) -> None:

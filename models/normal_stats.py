@@ -30,7 +30,7 @@ set's size). "held-out" puts new normal video near z = 0 (docs/localisation.md,
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -188,16 +188,33 @@ class NormalStats(nn.Module):
         i-th video in fold i mod k): what a new normal snippet's distance looks like, which the fitted
         snippets' own distances understate (a D-dimensional Gaussian fitted on a few hundred snippets lies
         much closer to them than to any other)."""
-        folds = min(HELD_OUT_FOLDS, len(videos))
         parts = []
-        for fold in range(folds):
-            other = copy.deepcopy(self)
-            other._fit_gaussian([v for i, v in enumerate(videos) if i % folds != fold], keep)
-            held = torch.cat([other.embed(v).reshape(-1, self.mean.shape[0])
-                              for i, v in enumerate(videos) if i % folds == fold])
+        for other, held in self._fold_fits(videos, keep):
+            held = torch.cat([other.embed(v).reshape(-1, self.mean.shape[0]) for v in held])
             chosen = keep(held.shape[0]) if keep is not None else None
             parts.append(other._mahalanobis(held if chosen is None else held[chosen.to(held.device)]))
         return torch.cat(parts)
+
+    def held_out_video_distances(self, videos: Sequence[Tensor],
+                                 keep: Optional[Callable[[int], Tensor]] = None) -> List[Tensor]:
+        """Each video's distances (all its snippets, in order; (..., T)) to a Gaussian fitted without it,
+        on the same folds as :meth:`held_out_distances`: how far a normal video of a camera the Gaussian
+        knows lies from it, video by video (``vadpipe.scene_check``)."""
+        folds = min(HELD_OUT_FOLDS, len(videos))
+        out: List[Optional[Tensor]] = [None] * len(videos)
+        for fold, (other, held) in enumerate(self._fold_fits(videos, keep)):
+            for k, video in zip(range(fold, len(videos), folds), held):
+                out[k] = other.distance(video)
+        return out
+
+    def _fold_fits(self, videos: Sequence[Tensor], keep: Optional[Callable[[int], Tensor]]):
+        """(a copy fitted without fold i, fold i's videos) for each of the ``HELD_OUT_FOLDS`` folds (the
+        i-th video in fold i mod k)."""
+        folds = min(HELD_OUT_FOLDS, len(videos))
+        for fold in range(folds):
+            other = copy.deepcopy(self)
+            other._fit_gaussian([v for i, v in enumerate(videos) if i % folds != fold], keep)
+            yield other, [v for i, v in enumerate(videos) if i % folds == fold]
 
     def fuse(self, head_scores: Tensor, features: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         """Fused scores (..., T) from head scores (..., T) and their features (..., T, D); unchanged until

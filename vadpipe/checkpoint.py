@@ -16,6 +16,8 @@ tensors so that it loads with ``torch.load(weights_only=True)``::
                      "pooled": {"frames": {...}, "clips": {...}} (both tables; absent in older ones),
                      "source": str, "n_videos": int,
                      "videos": {id: {"frames": int, "above": {"0.99": share of its frames at or above, ...}}}} or None,
+     "scene": {"quiet_share": 0.1, "bound": float, "median": float, "videos": int} (vadpipe/scene_check.py: how far
+              normal training videos lie from the others' Gaussian; absent before 2026-12-07) or None,
      "iteration": int,
      "partner": None, or with model.partner the partner head's {"model_config": dict, "train_config": dict,
                 "iteration": int} as it trained (its weights are in "model", under partner.),
@@ -229,6 +231,7 @@ class Checkpoint:
     iteration: int = 0
     last: Optional[dict] = None                    # resume state (last.pt only)
     partner: Optional[dict] = None                 # model.partner: the partner head's configs and iteration
+    scene: Optional[dict] = None                   # the scene check's bound (vadpipe/scene_check.py), or None
     version: int = FORMAT_VERSION
 
     @property
@@ -261,7 +264,7 @@ class Checkpoint:
                 "train_config": None if self.train_config is None else config_to_dict(self.train_config),
                 "recipe": None if self.recipe is None else self.recipe.to_dict(),
                 "snippet_len": self.snippet_len, "metrics": self.metrics, "calibration": self.calibration,
-                "iteration": self.iteration, "partner": self.partner, "last": self.last}
+                "iteration": self.iteration, "partner": self.partner, "last": self.last, "scene": self.scene}
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "checkpoint") -> "Checkpoint":
@@ -279,7 +282,7 @@ class Checkpoint:
                                        or RTFM_SNIPPET_LEN),
                        metrics=dict(data.get("metrics") or {}), calibration=data.get("calibration"),
                        iteration=int(data.get("iteration") or 0), last=data.get("last"),
-                       partner=data.get("partner"), version=version)
+                       partner=data.get("partner"), scene=data.get("scene"), version=version)
         except KeyError as exc:
             raise CheckpointError(f"{where}: checkpoint without {exc.args[0]!r}") from None
         except (ConfigError, TypeError, ValueError) as exc:

@@ -446,9 +446,10 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
     """Score videos (files or folders) or pre-extracted features: per-frame scores, intervals, plots.
 
     A clip flagged over 90 % or more of its frames by a threshold not set on its camera gets a note: a scene
-    new to the head scores so, as does an event lasting the whole clip (`vadpipe calibrate` on the camera's
-    normal clips tells them apart). Exit code 1 when any input failed (each failure is one line; the others
-    are still scored).
+    new to the head scores so, as does an event lasting the whole clip. The note says which is likelier from
+    the head's normal statistics (the clip's quietest tenth of snippets against its normal training videos;
+    every clip's JSON has it as "scene"); `vadpipe calibrate` on the camera's normal clips settles it. Exit
+    code 1 when any input failed (each failure is one line; the others are still scored).
     """
     from pathlib import Path
 

@@ -33,9 +33,12 @@ def snippet_subset(seed: int, cap: int) -> Callable[[int], Optional[torch.Tensor
     return keep
 
 
+NORMAL_FIT_CAP = 20000      # the normal statistics' Gaussian is fitted on at most this many snippets (seeded)
+
+
 @torch.no_grad()
 def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int, device: torch.device,
-                     log: Callable[[str], None], cap: int = 20000) -> Dict[str, torch.Tensor]:
+                     log: Callable[[str], None], cap: int = NORMAL_FIT_CAP) -> Dict[str, torch.Tensor]:
     """Fit the head's normal statistics on ``normal_videos`` (the normal training videos) and return
     the state dict that carries them; the model is left in train mode."""
     model.eval()
@@ -52,6 +55,25 @@ def fit_normal_stats(model: torch.nn.Module, normal_videos: Sequence, seed: int,
     model.normal_stats.fit(feats, scores, snippet_subset(seed, cap))
     model.train()
     return state_copy(model)
+
+
+@torch.no_grad()
+def fit_scene_record(model: torch.nn.Module, videos: Sequence, seed: int, device: torch.device,
+                     log: Callable[[str], None]) -> Optional[dict]:
+    """The scene check's bound (vadpipe/scene_check.py) for a head whose normal statistics were fitted on
+    the normal ones of ``videos`` (as :func:`fit_terms` fits them); None for a head without fitted statistics."""
+    from .scene_check import scene_record
+
+    stats = getattr(model, "normal_stats", None)
+    if stats is None or not stats.fitted:
+        return None
+    record = scene_record(stats, [crop_rows(v, device) for v in videos if v.label == 0],
+                          snippet_subset(seed, NORMAL_FIT_CAP))
+    if record is not None:
+        log(f"scene check: the quietest {record['quiet_share']:.0%} of each of {record['videos']} normal training "
+            f"videos, held out, lies at normal-statistics z {record['median']:.1f} (median) to {record['bound']:.1f} "
+            "(the bound a clip of a new camera exceeds)")
+    return record
 
 
 @torch.no_grad()

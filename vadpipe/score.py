@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -42,6 +42,7 @@ from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe, stored_view
 from .features import ManifestRecord, remove_leftovers
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
+from .scene_check import SceneCheck
 from .threshold import resolve_threshold, whole_clip_note
 
 THUMB_SHORT_SIDE = 144       # thumbnails are decoded this small (the figure shows them ~190 px wide)
@@ -94,6 +95,7 @@ class ClipScores:
     timings: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     times: Optional[np.ndarray] = None   # (frames,) each frame's time in s (pts); None: frame / fps
+    scene_z: Optional[np.ndarray] = None  # (T,) each snippet's normal-statistics z (vadpipe/scene_check.py)
 
     def __post_init__(self):
         if self.times is None:
@@ -154,6 +156,7 @@ class Scorer:
             resolve_threshold(options.threshold, self.ckpt.calibration, f"checkpoint {self.checkpoint_file}")
         self._backbone = None
         self.gt = load_ground_truth(options.gt) if options.gt else None
+        self.scene = SceneCheck.of(self.model, self.ckpt.scene)
 
     @property
     def backbone(self):
@@ -189,7 +192,12 @@ class Scorer:
         opened = time.perf_counter() - t0
         # With --window the head takes the features as the backbone makes them: only a window of
         # them (and a few decoded batches) is ever held, whatever the clip's length.
-        snippets = self._head_scores(clip.snippet_features() if self.options.window else clip.all())
+        if self.options.window:
+            feats, scene_z = self._streamed_scene_z(clip.snippet_features())
+            snippets = self._head_scores(feats)
+        else:
+            feats = clip.all()
+            snippets, scene_z = self._head_scores(feats), self._scene_z(feats)
         extract_s = opened + clip.seconds
         head_s = time.perf_counter() - t0 - extract_s
         reader = clip.reader
@@ -212,7 +220,8 @@ class Scorer:
                          "unequal times (extract and train with --fps N for a constant rate)")
         times = frame_index_to_time(pts, np.arange(frame_scores.size), fps)
         return ClipScores(frame_scores, snippets, fps, video, self.recipe, self.recipe.num_crops,
-                          {"extract_s": extract_s, "head_s": head_s}, notes, np.atleast_1d(times))
+                          {"extract_s": extract_s, "head_s": head_s}, notes, np.atleast_1d(times),
+                          None if scene_z is None else np.asarray(scene_z))
 
     def scores_from_features(self, clip: ClipInput) -> ClipScores:
 
@@ -220,6 +229,7 @@ class Scorer:
         feats, recipe, frames, fps, notes, record = self._load_features(clip)
         t1 = time.perf_counter()
         snippets = self._head_scores(feats)
+        scene_z = self._scene_z(feats)
         t2 = time.perf_counter()
         stride = recipe.stride if recipe else self.ckpt.stride
         frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride, self.frame_mode)
@@ -231,7 +241,24 @@ class Scorer:
             if record.status == "damaged":
                 notes.append(f"damaged clip (kept with --accept-damaged): {record.damage}")
         return ClipScores(frame_scores, snippets, fps, video, recipe, feats.shape[1],
-                          {"load_s": t1 - t0, "head_s": t2 - t1}, notes)
+                          {"load_s": t1 - t0, "head_s": t2 - t1}, notes, scene_z=scene_z)
+
+    def _scene_z(self, feats: np.ndarray) -> Optional[np.ndarray]:
+        """Each snippet's normal-statistics z (vadpipe/scene_check.py); None without a scene check."""
+        return None if self.scene is None else self.scene.snippet_z(feats)
+
+    def _streamed_scene_z(self, feats: Iterable[np.ndarray]) -> Tuple[Iterable[np.ndarray], Optional[List[float]]]:
+        """(the per-snippet features, passed on as they come, and the list their z fills as they pass); None
+        for the list where z needs a snippet's neighbours (``model.normal_context`` > 1) or there is no check."""
+        if self.scene is None or not self.scene.per_snippet:
+            return feats, None
+        z: List[float] = []
+
+        def passing() -> Iterator[np.ndarray]:
+            for snippet in feats:
+                z.append(float(self.scene.snippet_z(snippet)[0]))
+                yield snippet
+        return passing(), z
 
     def _load_features(self, clip: ClipInput
                        ) -> Tuple[np.ndarray, Optional[Recipe], int, float, List[str], Optional[ManifestRecord]]:
@@ -311,7 +338,8 @@ class Scorer:
                              end_s=float(scores.time_at(iv.end_frame)))     # timestamps, not frame / fps
                      for iv in find_intervals(scores.frame_scores, self.threshold.value, scores.fps,
                                               opts.merge_gap_s, opts.min_duration_s)]
-        whole = whole_clip_note(scores.frame_scores, self.threshold, str(self.checkpoint_file))
+        scene = None if self.scene is None or scores.scene_z is None else self.scene.reading(scores.scene_z)
+        whole = whole_clip_note(scores.frame_scores, self.threshold, str(self.checkpoint_file), scene=scene)
         if whole is not None:
             scores.notes.append(whole)
         paths = output_paths(opts.out_dir, clip.name)
@@ -339,6 +367,7 @@ class Scorer:
         scores.timings["total_s"] = time.perf_counter() - t_start
         outputs["json"] = paths["json"]
         report = self.report(clip, scores, intervals, gt_id, gt_frames, outputs)
+        report["scene"] = None if scene is None else scene.to_dict()
         atomic.write_json(paths["json"], report)
         row = TableRow(clip.name, scores.duration_s, float(scores.frame_scores.max()), self.threshold.value,
                        intervals, report["real_time_factor"])

@@ -9,11 +9,14 @@ camera's own normal clips tell a new scene from a long event (``vadpipe calibrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, List, Optional
+from typing import TYPE_CHECKING, Iterable, List, Optional
 
 import numpy as np
 
 from .errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from .scene_check import SceneCheck, SceneReading
 
 DEFAULT_QUANTILE = "0.99"
 # calibration["source"] written by `vadpipe calibrate` (normal clips of the camera itself, not training videos)
@@ -96,29 +99,39 @@ def whole_flagged(clips_frame_scores: Iterable[np.ndarray], value: float) -> int
 
 
 def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str,
-                    what: str = "its frames") -> Optional[str]:
+                    what: str = "its frames", scene: Optional["SceneReading"] = None) -> Optional[str]:
     """A note for a clip flagged over nearly its whole length (at least ``WHOLE_CLIP_SHARE`` of its frames)
     by a threshold that was not set on its camera; None otherwise. A scene unlike every normal video the
     head trained on (another camera, view or lighting) scores high from its first frame to its last, as
-    does an event that lasts the whole clip: the curve cannot tell them apart, the camera's own normal
-    clips can (``vadpipe calibrate``). A threshold set on them already is left alone."""
+    does an event that lasts the whole clip: the curve cannot tell them apart; the clip's ``scene`` reading
+    (vadpipe/scene_check.py, where the checkpoint has one) says which is likelier, and the camera's own
+    normal clips settle it (``vadpipe calibrate``). A threshold set on them already is left alone."""
     share = flagged_share(frame_scores, threshold.value)
     if share < WHOLE_CLIP_SHARE or threshold.calibrated_on == SITE_CALIBRATION:
         return None
-    return (f"{share:.0%} of {what} at or above the threshold: a scene unlike every normal video the head "
-            "trained on (another camera, view or lighting) scores so, as does an event lasting the whole clip; "
-            "for a camera its training lacked, set the threshold on that camera's own normal clips: "
-            f"vadpipe calibrate NORMAL_CLIPS --checkpoint {checkpoint}")
+    reading = ("a scene unlike every normal video the head trained on (another camera, view or lighting) "
+               "scores so, as does an event lasting the whole clip") if scene is None else scene.clause()
+    return (f"{share:.0%} of {what} at or above the threshold: {reading}; for a camera its training lacked, "
+            f"set the threshold on that camera's own normal clips: vadpipe calibrate NORMAL_CLIPS --checkpoint "
+            f"{checkpoint}")
 
 
 class StreamStartCheck:
     """A live stream's first ``after`` scored snippets, judged once as ``vadpipe score`` judges a whole clip
     (``whole_clip_note``): a camera unlike every normal training video is then named within the first
-    minute, instead of showing as one alarm that never ends."""
+    minute, instead of showing as one alarm that never ends. With a ``scene`` check the same snippets'
+    features (``observe``) give the note its scene reading."""
 
-    def __init__(self, threshold: Threshold, checkpoint: str, after: int):
+    def __init__(self, threshold: Threshold, checkpoint: str, after: int, scene: Optional["SceneCheck"] = None):
         self.threshold, self.checkpoint, self.after = threshold, checkpoint, max(int(after), 1)
+        self.scene = scene
         self.scores: List[float] = []
+        self.features: List[np.ndarray] = []
+
+    def observe(self, features: np.ndarray) -> None:
+        """A snippet's features (C, D), in stream order; only the first ``after`` are kept."""
+        if self.scene is not None and len(self.features) < self.after:
+            self.features.append(np.asarray(features, dtype=np.float32))
 
     def add(self, score: float, stream_s: float) -> Optional[str]:
         """The note, once, when the ``after``-th snippet (ending at ``stream_s``) completes the judgement."""
@@ -127,5 +140,9 @@ class StreamStartCheck:
         self.scores.append(float(score))
         if len(self.scores) < self.after:
             return None
+        scene = None
+        if self.scene is not None and self.features:
+            scene = self.scene.reading(self.scene.snippet_z(np.stack(self.features)))
+        self.features = []
         return whole_clip_note(np.array(self.scores), self.threshold, self.checkpoint,
-                               f"the stream's first {self.after} snippets ({stream_s:.0f} s)")
+                               f"the stream's first {self.after} snippets ({stream_s:.0f} s)", scene)

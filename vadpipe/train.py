@@ -38,7 +38,8 @@ from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, ope
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import remove_leftovers
-from .fitted_terms import fit_member_terms, fit_terms, held_out_normals, member_terms_videos, terms_videos
+from .fitted_terms import (fit_member_terms, fit_scene_record, fit_terms, held_out_normals, member_terms_videos,
+                           terms_videos)
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
 from .models.losses import needs_prior, ranking_values
@@ -365,6 +366,14 @@ class _Trainer:
                                                         t.calibration_pooling, self.log, self._crossfit_seed)
         return state
 
+    def _scene_record(self) -> Optional[dict]:
+        """The scene check's bound (vadpipe/scene_check.py) for a head with its own normal statistics;
+        an ensemble's members and a pair's heads each have their own, and get none."""
+        if bagged_members(self.model):
+            return None
+        videos = terms_videos(self.data, self.split, with_held_out=self.cfg.model.terms_fit == "all")
+        return fit_scene_record(self.model, videos, self.cfg.train.seed, self.device, self.log)
+
     def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
         if bagged_members(self.model):   # each member on the videos it trained on (and held out, with all)
             with_held = self.cfg.model.terms_fit == "all"
@@ -469,8 +478,10 @@ class _Trainer:
             self.model.load_state_dict(best.model)
             best.model = self._fit_after_training() or best.model
         calibration = self._calibrate()                    # fused scores: the thresholds fit what score uses
+        scene = self._scene_record()                       # the Gaussian is the same for best and last
         self.model.load_state_dict(current)
         best.calibration = last.calibration = calibration
+        best.scene = last.scene = scene
         best.metrics = {**best.metrics, "selection": self._selection(), "best_iteration": self.best["iteration"]}
         best.save(best_path)
         last.save(last_path)

@@ -308,7 +308,8 @@ class Watcher:
         self.lines = LineLog(options.csv, echo)
         self.sink = EventSink(options, source, self.threshold, warn)
         # judged once, after two windows: is the camera's scene new to the head?
-        self.start_check = StreamStartCheck(scorer.threshold, str(scorer.checkpoint_file), 2 * options.window)
+        self.start_check = StreamStartCheck(scorer.threshold, str(scorer.checkpoint_file), 2 * options.window,
+                                            getattr(scorer, "scene", None))
 
     def run(self) -> WatchSummary:
         stream = SnippetStream(self.spec, self.recipe, self.options.stream, log=self.warn)
@@ -374,6 +375,7 @@ class Watcher:
             lag = max(0.0, ready_at - snippet.due)
             tag = Tag(snippet.index, snippet.start_frame, snippet.end_frame, snippet.start_s, snippet.end_s, lag,
                       snippet.middle if keep_frame else None)
+            self.start_check.observe(feats)
             self._scored(self.window.push(feats, tag), stream)
 
     def _scored(self, scored: List[Scored], stream: SnippetStream) -> None:

@@ -197,13 +197,15 @@ def ped1_long_bench(cache: Path) -> Optional[Bench]:
     return Bench("ped1-long", str(root / "train.list"), str(root / "test.list"), str(root / "test_gt.json"))
 
 
-def demo_bench(cache: Path) -> Bench:
+def demo_bench(cache: Path, seed: int = 0) -> Bench:
+    """The demo's world (``seed`` 0); another seed is another world, its cameras unlike seed 0's
+    (tools/probe_new_scene.py)."""
     from vadpipe.demo import SIZES
     from vadpipe.synth import generate_world, synth_config
 
     spec = SIZES["small"]
-    root = cache / "demo-small-seed0"
-    world = generate_world(root / "world", synth_config(spec["world"], seed=0), progress=False)
+    root = cache / f"demo-small-seed{seed}"
+    world = generate_world(root / "world", synth_config(spec["world"], seed=seed), progress=False)
     side = DEMO_SHORT_SIDE or spec["short_side"]
     feats = root / ("features" + (f"-s{side}" if side != spec["short_side"] else "") + variant_suffix())
     for split in ("train", "test"):

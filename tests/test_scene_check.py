@@ -15,7 +15,7 @@ from vadpipe.extractors.presets import make_recipe
 from vadpipe.models.normal_stats import NormalStats
 from vadpipe.scene_check import QUIET_SHARE, SceneCheck, SceneReading, held_out_quiet_z, quiet_z, scene_record
 from vadpipe.score import ScoreOptions, run_score
-from vadpipe.threshold import StreamStartCheck, resolve_threshold, whole_clip_note
+from vadpipe.threshold import StreamCheck, resolve_threshold, whole_clip_note
 
 D = 64
 CALIBRATION = {"normal_frame_score_quantiles": {"0.95": 0.2, "0.99": 0.3, "0.999": 0.4}}
@@ -150,16 +150,37 @@ def test_a_checkpoint_without_a_record_scores_as_before(tmp_path):
     assert any("as does an event lasting the whole clip" in n for n in report["notes"])
 
 
-def test_the_stream_start_check_reads_the_same_snippets_it_judges(fitted):
+def test_a_stream_is_judged_block_by_block_with_the_blocks_own_snippets(fitted):
+    """vadpipe watch: every block of 4 snippets judged as a whole clip, its reading from its own
+    features (which arrive ahead of their scores). A known camera, then a new one from the third block:
+    one note, when the new scene starts, naming the block's time; its run of flagged blocks is noted once,
+    and a block the threshold leaves alone re-arms it."""
     stats, _, record = fitted
     check = SceneCheck(stats, record)
-    start = StreamStartCheck(resolve_threshold("0", None), "best.pt", after=4, scene=check)
-    new = camera(9, 1, length=6)[0][0].numpy()                          # (T, D) of a camera no normal video shows
-    notes = []
-    for t, snippet in enumerate(new):
-        start.observe(snippet[None])
-        notes.append(start.add(0.9, t + 1.0))
-    assert notes[:3] == [None] * 3 and notes[4:] == [None, None]
+    stream = StreamCheck(resolve_threshold("auto", CALIBRATION), "best.pt", block=4, scene=check)
+    known = camera(2, 1, length=8)[0][0].numpy()
+    new = camera(9, 1, length=12)[0][0].numpy()
+    feats = np.concatenate([known, new, known[:4]])                     # blocks: known, known, new x3, known
+    scores = [0.1] * 8 + [0.9] * 12 + [0.1] * 4
+    lag = 2                                                              # scores come out a window behind
+    notes = {}
+    for t in range(len(feats) + lag):
+        if t < len(feats):
+            stream.observe(feats[t][None])
+        if t >= lag:
+            k = t - lag
+            notes[k] = stream.add(scores[k], 2.0 * (k + 1))
+    said = {k: n for k, n in notes.items() if n is not None}
+    assert list(said) == [11]
+    assert said[11].startswith("100% of the stream's 4 snippets from 00:16 to 00:24 at or above the threshold")
     expected = check.reading(check.snippet_z(new[:4, None]))
-    assert expected.beyond and f"normal-statistics z {expected.quiet_z:.1f}" in notes[3]
-    assert notes[3].startswith("100% of the stream's first 4 snippets (4 s)")
+    assert expected.beyond and f"normal-statistics z {expected.quiet_z:.1f}" in said[11]
+
+
+def test_a_stream_flagged_from_its_start_is_noted_once_then_again_after_a_quiet_block():
+    stream = StreamCheck(resolve_threshold("auto", CALIBRATION), "best.pt", block=2)
+    scores = [0.9] * 6 + [0.1] * 2 + [0.9] * 2
+    notes = [stream.add(s, float(t + 1)) for t, s in enumerate(scores)]
+    assert [t for t, n in enumerate(notes) if n] == [1, 9]
+    assert notes[1].startswith("100% of the stream's first 2 snippets (2 s)")
+    assert notes[9].startswith("100% of the stream's 2 snippets from 00:08 to 00:10")

@@ -9,11 +9,13 @@ camera's own normal clips tell a new scene from a long event (``vadpipe calibrat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, List, Optional
+from collections import deque
+from typing import TYPE_CHECKING, Deque, Iterable, List, Optional
 
 import numpy as np
 
 from .errors import CheckpointError, ConfigError
+from .intervals import format_clock
 
 if TYPE_CHECKING:
     from .scene_check import SceneCheck, SceneReading
@@ -116,33 +118,43 @@ def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: 
             f"{checkpoint}")
 
 
-class StreamStartCheck:
-    """A live stream's first ``after`` scored snippets, judged once as ``vadpipe score`` judges a whole clip
-    (``whole_clip_note``): a camera unlike every normal training video is then named within the first
-    minute, instead of showing as one alarm that never ends. With a ``scene`` check the same snippets'
-    features (``observe``) give the note its scene reading."""
+class StreamCheck:
+    """A live stream judged block by block as ``vadpipe score`` judges a whole clip (``whole_clip_note``):
+    every ``block`` scored snippets (two windows). The first block names a camera new to the head within
+    the first minute; a later one a scene that changed (night, a camera moved), instead of an alarm that
+    never ends. One note for a run of noted blocks; a block not noted re-arms it. With a ``scene`` check the
+    block's features (``observe``) give the note its scene reading."""
 
-    def __init__(self, threshold: Threshold, checkpoint: str, after: int, scene: Optional["SceneCheck"] = None):
-        self.threshold, self.checkpoint, self.after = threshold, checkpoint, max(int(after), 1)
+    def __init__(self, threshold: Threshold, checkpoint: str, block: int, scene: Optional["SceneCheck"] = None):
+        self.threshold, self.checkpoint, self.block = threshold, checkpoint, max(int(block), 1)
         self.scene = scene
         self.scores: List[float] = []
-        self.features: List[np.ndarray] = []
+        self.features: Deque[np.ndarray] = deque()   # arrive before their scores (by up to a window)
+        self.blocks = 0
+        self.block_start_s = 0.0
+        self.noted = False            # the last block was noted: its run has had its note
 
     def observe(self, features: np.ndarray) -> None:
-        """A snippet's features (C, D), in stream order; only the first ``after`` are kept."""
-        if self.scene is not None and len(self.features) < self.after:
+        """Each snippet's features (C, D), in stream order; kept until its block is judged."""
+        if self.scene is not None:
             self.features.append(np.asarray(features, dtype=np.float32))
 
     def add(self, score: float, stream_s: float) -> Optional[str]:
-        """The note, once, when the ``after``-th snippet (ending at ``stream_s``) completes the judgement."""
-        if len(self.scores) >= self.after:
-            return None
+        """The note, when the snippet ending at ``stream_s`` completes a block that starts a run of noted ones."""
         self.scores.append(float(score))
-        if len(self.scores) < self.after:
+        if len(self.scores) < self.block:
             return None
-        scene = None
-        if self.scene is not None and self.features:
-            scene = self.scene.reading(self.scene.snippet_z(np.stack(self.features)))
-        self.features = []
-        return whole_clip_note(np.array(self.scores), self.threshold, self.checkpoint,
-                               f"the stream's first {self.after} snippets ({stream_s:.0f} s)", scene)
+        scores, self.scores = np.array(self.scores), []
+        feats = [self.features.popleft() for _ in range(min(self.block, len(self.features)))]
+        what = (f"the stream's first {self.block} snippets ({stream_s:.0f} s)" if self.blocks == 0 else
+                f"the stream's {self.block} snippets from {format_clock(self.block_start_s)} to "
+                f"{format_clock(stream_s)}")
+        self.blocks, self.block_start_s = self.blocks + 1, stream_s
+        note = whole_clip_note(scores, self.threshold, self.checkpoint, what)
+        was_noted, self.noted = self.noted, note is not None
+        if note is None or was_noted:
+            return None
+        if self.scene is not None and feats:
+            note = whole_clip_note(scores, self.threshold, self.checkpoint, what,
+                                   self.scene.reading(self.scene.snippet_z(np.stack(feats))))
+        return note

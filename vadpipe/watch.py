@@ -54,7 +54,7 @@ from .device import torch_threads
 from .errors import ConfigError, RecipeMismatchError
 from .live_events import OnlineIntervals, Transition
 from .stream import SnippetStream, StreamOptions, classify
-from .threshold import StreamStartCheck
+from .threshold import StreamCheck
 from .window import DEFAULT_WINDOW, RULE, Scored, WindowScorer
 
 CSV_HEADER = "snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s\n"
@@ -307,9 +307,9 @@ class Watcher:
         self.intervals: Optional[OnlineIntervals] = None
         self.lines = LineLog(options.csv, echo)
         self.sink = EventSink(options, source, self.threshold, warn)
-        # judged once, after two windows: is the camera's scene new to the head?
-        self.start_check = StreamStartCheck(scorer.threshold, str(scorer.checkpoint_file), 2 * options.window,
-                                            getattr(scorer, "scene", None))
+        # judged every two windows: is the camera's scene new to the head, or has it changed?
+        self.scene_check = StreamCheck(scorer.threshold, str(scorer.checkpoint_file), 2 * options.window,
+                                       getattr(scorer, "scene", None))
 
     def run(self) -> WatchSummary:
         stream = SnippetStream(self.spec, self.recipe, self.options.stream, log=self.warn)
@@ -375,7 +375,7 @@ class Watcher:
             lag = max(0.0, ready_at - snippet.due)
             tag = Tag(snippet.index, snippet.start_frame, snippet.end_frame, snippet.start_s, snippet.end_s, lag,
                       snippet.middle if keep_frame else None)
-            self.start_check.observe(feats)
+            self.scene_check.observe(feats)
             self._scored(self.window.push(feats, tag), stream)
 
     def _scored(self, scored: List[Scored], stream: SnippetStream) -> None:
@@ -387,7 +387,7 @@ class Watcher:
             s.lag_total_s += tag.lag_s
             s.stream_s = max(s.stream_s, tag.end_s)
             self.lines.write(tag, item.score, item.score > self.threshold)
-            note = self.start_check.add(item.score, tag.end_s)
+            note = self.scene_check.add(item.score, tag.end_s)
             if note is not None:
                 self.warn(f"note: {note}")
             if self.intervals is None:

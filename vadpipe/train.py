@@ -427,7 +427,7 @@ class _Trainer:
                 rec = {"iteration": done, "lr": self.opt.param_groups[0]["lr"], "seconds": round(self.elapsed, 3),
                        **{f"loss_{k}" if k != "total" else "loss": v for k, v in terms.items()}}
                 self.records.append(rec)
-                bar.set_postfix(loss=f"{terms['total']:.4f}")
+                bar.set_postfix(loss=f"{terms['total']:.4f}", refresh=False)   # the bar redraws on its own clock
                 if writer:
                     for k, v in terms.items():
                         writer.add_scalar(f"loss/{k}", v, done)
@@ -449,7 +449,7 @@ class _Trainer:
                 self._checkpoint(done, True, last_metrics).save(self.run_dir / "last.pt")
                 saved_at = time.monotonic()
                 if metric is not None:
-                    bar.set_postfix(loss=f"{terms['total']:.4f}", val=f"{metric:.4f}")
+                    bar.set_postfix(loss=f"{terms['total']:.4f}", val=f"{metric:.4f}", refresh=False)
                 clock = time.perf_counter()   # validation and saving are not training time
             elif time.monotonic() - saved_at >= t.checkpoint_minutes * 60:
                 self._write_records()          # the metrics up to here, as resume reads them back

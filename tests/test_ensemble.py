@@ -97,6 +97,7 @@ def test_an_ensemble_run_trains_resumes_bit_identically_and_scores_from_one_chec
     assert a["model"]["normal_stats.scale"][4] == 1                 # fitted once, on the ensemble's scores
 
     model, ckpt = load_checkpoint(full.run_dir / "best.pt", "cpu")
+    assert ckpt.scene["videos"] == 6   # one set of statistics for the heads side by side: one scene bound
     feats = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
     scores = score_features(model, feats)
     assert scores.shape == (12,) and ((scores > 0) & (scores < 1)).all()
@@ -158,6 +159,7 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["calibration"] == b["calibration"]
+    assert a["scene"] is None                                       # one bound per member: none stored
     assert "normal_stats.mean" not in a["model"]                   # no statistics on top: one per member,
     means = [a["model"][f"members.{m}.normal_stats.mean"] for m in range(3)]   # each from its own normals
     assert all(a["model"][f"members.{m}.normal_stats.scale"][4] == 1 for m in range(3))

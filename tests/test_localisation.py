@@ -360,6 +360,9 @@ def test_normal_statistics_are_fitted_on_training_normals_and_raise_unlike_segme
     assert model.normal_stats.fitted and ckpt.model_config.normal_weight == 0.5
     assert ckpt.model_config.normal_features == "l2" and model.normal_stats.features == "l2"
     assert ckpt.calibration["source"] == CROSS_FITTED
+    # and the scene check's bound beside them: each normal training video's quietest tenth, held out
+    assert ckpt.scene["videos"] == 6 and ckpt.scene["quiet_share"] == 0.1
+    assert np.isfinite(ckpt.scene["bound"]) and ckpt.scene["bound"] >= ckpt.scene["median"]
 
 
 def test_l2_normal_statistics_ignore_the_whole_vectors_magnitude():

@@ -96,7 +96,7 @@ class SceneCheck:
     @classmethod
     def of(cls, model: "torch.nn.Module", record: Optional[dict]) -> Optional["SceneCheck"]:
         """None where there is nothing to read: no record (a checkpoint from before 2026-12-07, an
-        ensemble or a pair) or no fitted normal statistics."""
+        ensemble bagged on folds or a pair) or no fitted normal statistics."""
         stats = getattr(model, "normal_stats", None)
         if not record or stats is None or not stats.fitted:
             return None

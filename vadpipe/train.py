@@ -368,7 +368,7 @@ class _Trainer:
 
     def _scene_record(self) -> Optional[dict]:
         """The scene check's bound (vadpipe/scene_check.py) for a head with its own normal statistics;
-        an ensemble's members and a pair's heads each have their own, and get none."""
+        a bagged ensemble's members (their own statistics each) get none; heads side by side share one."""
         if bagged_members(self.model):
             return None
         videos = terms_videos(self.data, self.split, with_held_out=self.cfg.model.terms_fit == "all")

@@ -72,7 +72,7 @@ def fit_scene_record(model: torch.nn.Module, videos: Sequence, seed: int, device
     if record is not None:
         log(f"scene check: the quietest {record['quiet_share']:.0%} of each of {record['videos']} normal training "
             f"videos, held out, lies at normal-statistics z {record['median']:.1f} (median) to {record['bound']:.1f} "
-            "(the bound a clip of a new camera exceeds)")
+            "(a clip whose own lies beyond that bound reads as a scene new to the head)")
     return record
 
 

@@ -184,3 +184,43 @@ def test_a_stream_flagged_from_its_start_is_noted_once_then_again_after_a_quiet_
     assert [t for t, n in enumerate(notes) if n] == [1, 9]
     assert notes[1].startswith("100% of the stream's first 2 snippets (2 s)")
     assert notes[9].startswith("100% of the stream's 2 snippets from 00:08 to 00:10")
+
+
+def test_eval_counts_the_videos_that_read_as_a_new_scene(tmp_path):
+    """`vadpipe eval --run`: each test video's reading beside the metrics (all of them, and those its
+    threshold flags nearly throughout), kept with the written scores so `eval --scores` reports it again."""
+    from feature_world import make_store
+    from vadpipe.data import open_features
+    from vadpipe.evaluate import evaluate_run, evaluate_score_path
+    from vadpipe.features import FeatureStore
+    from vadpipe.fitted_terms import crop_rows
+    from vadpipe.scene_check import beyond_of_videos
+
+    make_store(tmp_path / "train", 3, 6, dim=16, seed=1)
+    make_store(tmp_path / "test", 3, 3, dim=16, seed=2)
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=16, heads=2, ffn_dim=16, hidden=(8, 4), normal_weight=0.5, normal_features="l2")
+    model = build_model(config)
+    normals = [crop_rows(v, torch.device("cpu")) for v in open_features(tmp_path / "train").videos if v.label == 0]
+    model.normal_stats.fit(normals, [torch.full(x.shape[:-1], 0.2) for x in normals])
+    record = scene_record(model.normal_stats, normals)
+    videos = open_features(tmp_path / "test").videos
+    z = {v.id: quiet_z(SceneCheck(model.normal_stats, record).snippet_z(v.raw())) for v in videos}
+    # a bound between the test videos' quiet z: those above it read as new, the others not
+    record["bound"] = float(np.median(list(z.values())))
+    expected = {kind: sum(z[v.id] > record["bound"] for v in videos if v.label == label) for kind, label in
+                (("normal", 0), ("anomalous", 1))}
+    assert 0 < sum(expected.values()) < len(videos)
+    Checkpoint.of(model, config, recipe=FeatureStore(tmp_path / "test").recipe(), scene=record).save(tmp_path / "h.pt")
+    gt = tmp_path / "test" / "gt.json"
+    res, out = evaluate_run(tmp_path / "h.pt", tmp_path / "test", gt, out=tmp_path / "eval", device="cpu",
+                            progress=False, threshold=0.0)                  # every video flagged throughout
+    assert res.metrics["scene_beyond"] == {k: {"videos": n, "whole_flagged": n} for k, n in expected.items()}
+    assert "read as a scene new to the head" in res.summary()
+    assert beyond_of_videos(SceneCheck(model.normal_stats, record), videos) == {k: bool(q > record["bound"])
+                                                                               for k, q in z.items()}
+    again = evaluate_score_path(out / "scores", gt, threshold=0.0)
+    assert again.metrics["scene_beyond"] == res.metrics["scene_beyond"]
+    plain, _ = evaluate_run(tmp_path / "h.pt", tmp_path / "test", gt, out=tmp_path / "eval2", device="cpu",
+                            progress=False, threshold=2.0)                  # nothing flagged
+    assert all(v["whole_flagged"] == 0 for v in plain.metrics["scene_beyond"].values())

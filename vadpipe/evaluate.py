@@ -51,7 +51,8 @@ from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_tru
 from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
 from .recipe import check_compatible
-from .threshold import WHOLE_CLIP_SHARE, whole_flagged
+from .scene_check import SceneCheck, beyond_of_videos
+from .threshold import WHOLE_CLIP_SHARE, is_whole_flagged, whole_flagged
 
 SCORES_FORMAT = "vadpipe-scores/1"
 
@@ -118,8 +119,10 @@ def _ap(y: np.ndarray, s: np.ndarray) -> Optional[float]:
 
 def compute_metrics(frame_scores: Dict[str, np.ndarray], frame_labels: Dict[str, np.ndarray],
                     classes: Optional[Dict[str, Optional[str]]] = None, threshold: float = 0.5,
-                    extra_thresholds: Optional[Dict[str, float]] = None) -> dict:
-    """Frame AUC/AP over all videos, anomalous-only AUC, per-class AUC, false-alarm rates."""
+                    extra_thresholds: Optional[Dict[str, float]] = None,
+                    scene_beyond: Optional[Dict[str, bool]] = None) -> dict:
+    """Frame AUC/AP over all videos, anomalous-only AUC, per-class AUC, false-alarm rates; with
+    ``scene_beyond`` (each video's scene reading, vadpipe/scene_check.py) how many read as a new scene."""
     ids = list(frame_scores)
     if not ids:
         raise GroundTruthError("no video could be evaluated")
@@ -152,6 +155,12 @@ def compute_metrics(frame_scores: Dict[str, np.ndarray], frame_labels: Dict[str,
     # videos the threshold flags nearly throughout, as `vadpipe score` notes a clip (vadpipe.threshold)
     out["whole_flagged"] = {kind: whole_flagged((frame_scores[i] for i in vids), threshold)
                             for kind, vids in (("normal", normal), ("anomalous", anomalous))}
+    if scene_beyond is not None:       # of all videos, and of those the threshold flags nearly throughout
+        out["scene_beyond"] = {kind: {"videos": sum(scene_beyond.get(i, False) for i in vids),
+                                      "whole_flagged": sum(scene_beyond.get(i, False)
+                                                           and is_whole_flagged(frame_scores[i], threshold)
+                                                           for i in vids)}
+                               for kind, vids in (("normal", normal), ("anomalous", anomalous))}
     return out
 
 
@@ -186,6 +195,12 @@ class EvalResult:
                          f"{whole['normal']} of {m['n_normal_videos']} normal videos, {whole['anomalous']} of "
                          f"{m['n_anomalous_videos']} anomalous (`vadpipe score` notes such a clip: a scene the "
                          "threshold was not set on, or an event lasting the whole clip)")
+        beyond = m.get("scene_beyond")
+        if beyond and any(b["videos"] for b in beyond.values()):
+            lines.append(f"scene check: {beyond['normal']['videos']} normal and {beyond['anomalous']['videos']} "
+                         "anomalous videos read as a scene new to the head (their quietest tenth beyond the "
+                         f"training bound); of the flagged ones, {beyond['normal']['whole_flagged']} normal and "
+                         f"{beyond['anomalous']['whole_flagged']} anomalous")
         for cls, v in m.get("auc_per_class", {}).items():
             lines.append(f"  AUC {cls:<20} {pct(v)}")
         counts: Dict[str, int] = {}
@@ -207,8 +222,10 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
                     stride: Optional[int] = None,
                     frames: Optional[Dict[str, Optional[int]]] = None, classes: Optional[Dict[str, Optional[str]]] = None,
                     threshold: float = 0.5, extra_thresholds: Optional[Dict[str, float]] = None,
-                    on_mismatch: str = "error", frame_mode: str = "hold") -> EvalResult:
-    """Align every scored video that has ground truth and compute the metrics."""
+                    on_mismatch: str = "error", frame_mode: str = "hold",
+                    scene_beyond: Optional[Dict[str, bool]] = None) -> EvalResult:
+    """Align every scored video that has ground truth and compute the metrics (``scene_beyond``: each
+    scored video's scene reading, when the head has one)."""
     if on_mismatch not in ("error", "skip"):
         raise ConfigError(f"on_mismatch {on_mismatch!r}; choose error or skip")
     frames, classes = frames or {}, dict(classes or {})
@@ -233,7 +250,7 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
         if gt.cls is not None:
             classes[sid] = gt.cls
     classes = {k: (None if v is None or str(v).lower() in NORMAL_CLASSES else v) for k, v in classes.items()}
-    metrics = compute_metrics(fs, fl, classes, threshold, extra_thresholds)
+    metrics = compute_metrics(fs, fl, classes, threshold, extra_thresholds, scene_beyond)
     matched_gt = set(mapping.values())
     return EvalResult(metrics, reports, sorted(set(scores) - set(mapping)), sorted(set(gts) - matched_gt))
 
@@ -341,7 +358,7 @@ def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: 
     return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                            classes=ss.meta.get("classes"), threshold=threshold,
                            extra_thresholds=calibration_thresholds(ss.meta.get("calibration")),
-                           on_mismatch=on_mismatch, frame_mode=ss.frame_mode)
+                           on_mismatch=on_mismatch, frame_mode=ss.frame_mode, scene_beyond=ss.meta.get("scene_beyond"))
 
 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
@@ -440,6 +457,9 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     ss = score_feature_set(model, fs, dev, progress, view)
     ss.meta["checkpoint"] = str(ckpt_file)
     ss.meta["calibration"] = ckpt.calibration
+    scene = SceneCheck.of(model, ckpt.scene)
+    if scene is not None:               # kept with the scores: `vadpipe eval --scores` reports it again
+        ss.meta["scene_beyond"] = beyond_of_videos(scene, fs.videos, view)
     if out is None:
         out = ckpt_file.parent / "eval" / (Path(features).stem or "features")
     out = Path(out)

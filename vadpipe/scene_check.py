@@ -113,7 +113,7 @@ class SceneCheck:
 
         x = np.asarray(feats, dtype=np.float32)
         x = x[None] if x.ndim == 2 else x
-        rows = torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2))).to(self.stats.mean.device)
+        rows = torch.from_numpy(np.array(x.transpose(1, 0, 2), order="C")).to(self.stats.mean.device)   # a copy
         with torch.no_grad():
             return standardised(self.stats, self.stats.distance(rows))
 
@@ -123,3 +123,11 @@ class SceneCheck:
             return None
         share = float(self.record.get("quiet_share", QUIET_SHARE))
         return SceneReading(quiet_z(z, share), float(self.record["bound"]), share)
+
+
+def beyond_of_videos(check: SceneCheck, videos: Sequence, view: Optional[int] = None) -> Dict[str, bool]:
+    """Each video's reading (``videos``: vadpipe.data.Video, scored on stored ``view`` alone when given):
+    True where its quietest part lies beyond the bound (``vadpipe eval``)."""
+    views = slice(None) if view is None else slice(view, view + 1)
+    return {v.id: bool(check.reading(check.snippet_z(v.raw()[:, views])).beyond) for v in videos
+            if len(v.raw())}

@@ -95,9 +95,14 @@ def flagged_share(frame_scores: np.ndarray, value: float) -> float:
     return float(np.mean(np.asarray(frame_scores) >= value))
 
 
+def is_whole_flagged(frame_scores: np.ndarray, value: float) -> bool:
+    """Whether ``vadpipe score`` would note this clip (its frame scores) at the threshold ``value``."""
+    return flagged_share(frame_scores, value) >= WHOLE_CLIP_SHARE
+
+
 def whole_flagged(clips_frame_scores: Iterable[np.ndarray], value: float) -> int:
     """How many of these clips (each its frame scores) ``vadpipe score`` would note at the threshold ``value``."""
-    return sum(flagged_share(f, value) >= WHOLE_CLIP_SHARE for f in clips_frame_scores)
+    return sum(is_whole_flagged(f, value) for f in clips_frame_scores)
 
 
 def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str,

@@ -26,22 +26,18 @@ LONG_EVENT = 0.9      # an anomalous clip whose events cover at least this share
 
 def clip_figures(model, threshold: float, feature_set, shares) -> Dict[str, Tuple[np.ndarray, bool]]:
     """Each clip's quiet z at ``shares`` and whether ``vadpipe score`` would note it (flagged throughout)."""
-    import torch
-
     from vadpipe.calibration import calibration_frames
     from vadpipe.evaluate import score_feature_set
-    from vadpipe.fitted_terms import crop_rows
-    from vadpipe.scene_check import quiet_z, standardised
-    from vadpipe.threshold import WHOLE_CLIP_SHARE, flagged_share
+    from vadpipe.scene_check import quiet_z, snippet_z
+    from vadpipe.threshold import is_whole_flagged
 
     scored = score_feature_set(model, feature_set, "cpu")
     out = {}
     for v in feature_set.videos:
-        with torch.no_grad():
-            z = standardised(model.normal_stats, model.normal_stats.distance(crop_rows(v, torch.device("cpu"))))
+        z = snippet_z(model.normal_stats, v.raw())
         frames = calibration_frames(scored.scores[v.id], v.frames, scored.snippet_len, scored.stride,
                                     scored.frame_mode)
-        out[v.id] = (np.array([quiet_z(z, s) for s in shares]), flagged_share(frames, threshold) >= WHOLE_CLIP_SHARE)
+        out[v.id] = (np.array([quiet_z(z, s) for s in shares]), is_whole_flagged(frames, threshold))
     return out
 
 

@@ -31,6 +31,17 @@ def standardised(stats, distances: "torch.Tensor") -> np.ndarray:
     return z.reshape(-1, z.shape[-1]).mean(axis=0)
 
 
+def snippet_z(stats, feats: np.ndarray) -> np.ndarray:
+    """z (T,) of a clip's features (T, C, D) (or one snippet's (C, D): (1,)) to ``stats``' Gaussian."""
+    import torch
+
+    x = np.asarray(feats, dtype=np.float32)
+    x = x[None] if x.ndim == 2 else x
+    rows = torch.from_numpy(np.array(x.transpose(1, 0, 2), order="C")).to(stats.mean.device)   # a copy
+    with torch.no_grad():
+        return standardised(stats, stats.distance(rows))
+
+
 def quiet_z(z: np.ndarray, share: float = QUIET_SHARE) -> float:
     """The ``share`` quantile of a clip's snippet z: how unlike the normal videos its quietest part is."""
     return float(np.quantile(np.asarray(z, dtype=np.float64), share))
@@ -109,13 +120,7 @@ class SceneCheck:
 
     def snippet_z(self, feats: np.ndarray) -> np.ndarray:
         """z (T,) of a clip's features (T, C, D) (or one snippet's (C, D): (1,))."""
-        import torch
-
-        x = np.asarray(feats, dtype=np.float32)
-        x = x[None] if x.ndim == 2 else x
-        rows = torch.from_numpy(np.array(x.transpose(1, 0, 2), order="C")).to(self.stats.mean.device)   # a copy
-        with torch.no_grad():
-            return standardised(self.stats, self.stats.distance(rows))
+        return snippet_z(self.stats, feats)
 
     def reading(self, z: np.ndarray) -> Optional[SceneReading]:
         """The reading of a clip's snippet z (None for a clip without snippets)."""
@@ -129,5 +134,5 @@ def beyond_of_videos(check: SceneCheck, videos: Sequence, view: Optional[int] = 
     """Each video's reading (``videos``: vadpipe.data.Video, scored on stored ``view`` alone when given):
     True where its quietest part lies beyond the bound (``vadpipe eval``)."""
     views = slice(None) if view is None else slice(view, view + 1)
-    return {v.id: bool(check.reading(check.snippet_z(v.raw()[:, views])).beyond) for v in videos
-            if len(v.raw())}
+    readings = {v.id: check.reading(check.snippet_z(v.raw()[:, views])) for v in videos}
+    return {vid: r.beyond for vid, r in readings.items() if r is not None}     # None: a video without snippets

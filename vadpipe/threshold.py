@@ -3,8 +3,9 @@
 The calibration is stored in the checkpoint (``Checkpoint.calibration``); when
 no normal video was held out it comes from the training videos themselves and
 is marked optimistic (the head has fitted them, so the threshold is too low).
-A clip that such a threshold flags nearly throughout gets a note (``whole_clip_note``): only the
-camera's own normal clips tell a new scene from a long event (``vadpipe calibrate``).
+A clip that such a threshold flags nearly throughout gets a note (``whole_clip_note``): the head's
+normal statistics say whether a new scene or a long event is likelier (vadpipe/scene_check.py), and
+the camera's own normal clips settle it (``vadpipe calibrate``).
 """
 from __future__ import annotations
 
@@ -105,6 +106,15 @@ def whole_flagged(clips_frame_scores: Iterable[np.ndarray], value: float) -> int
     return sum(is_whole_flagged(f, value) for f in clips_frame_scores)
 
 
+def noted_share(frame_scores: np.ndarray, threshold: Threshold) -> Optional[float]:
+    """The share of frames at or above ``threshold`` where ``whole_clip_note`` notes the clip; None where it
+    does not (under ``WHOLE_CLIP_SHARE``, or a threshold set on the camera's own clips)."""
+    share = flagged_share(frame_scores, threshold.value)
+    if share < WHOLE_CLIP_SHARE or threshold.calibrated_on == SITE_CALIBRATION:
+        return None
+    return share
+
+
 def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: str,
                     what: str = "its frames", scene: Optional["SceneReading"] = None) -> Optional[str]:
     """A note for a clip flagged over nearly its whole length (at least ``WHOLE_CLIP_SHARE`` of its frames)
@@ -113,8 +123,8 @@ def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: 
     does an event that lasts the whole clip: the curve cannot tell them apart; the clip's ``scene`` reading
     (vadpipe/scene_check.py, where the checkpoint has one) says which is likelier, and the camera's own
     normal clips settle it (``vadpipe calibrate``). A threshold set on them already is left alone."""
-    share = flagged_share(frame_scores, threshold.value)
-    if share < WHOLE_CLIP_SHARE or threshold.calibrated_on == SITE_CALIBRATION:
+    share = noted_share(frame_scores, threshold)
+    if share is None:
         return None
     reading = ("a scene unlike every normal video the head trained on (another camera, view or lighting) "
                "scores so, as does an event lasting the whole clip") if scene is None else scene.clause()
@@ -126,7 +136,7 @@ def whole_clip_note(frame_scores: np.ndarray, threshold: Threshold, checkpoint: 
 class StreamCheck:
     """A live stream judged block by block as ``vadpipe score`` judges a whole clip (``whole_clip_note``):
     every ``block`` scored snippets (two windows). The first block names a camera new to the head within
-    the first minute; a later one a scene that changed (night, a camera moved), instead of an alarm that
+    the first minute; a later one a scene that changed (a camera moved, another view), instead of an alarm that
     never ends. One note for a run of noted blocks; a block not noted re-arms it. With a ``scene`` check the
     block's features (``observe``) give the note its scene reading."""
 
@@ -155,11 +165,8 @@ class StreamCheck:
                 f"the stream's {self.block} snippets from {format_clock(self.block_start_s)} to "
                 f"{format_clock(stream_s)}")
         self.blocks, self.block_start_s = self.blocks + 1, stream_s
-        note = whole_clip_note(scores, self.threshold, self.checkpoint, what)
-        was_noted, self.noted = self.noted, note is not None
-        if note is None or was_noted:
+        was_noted, self.noted = self.noted, noted_share(scores, self.threshold) is not None
+        if not self.noted or was_noted:
             return None
-        if self.scene is not None and feats:
-            note = whole_clip_note(scores, self.threshold, self.checkpoint, what,
-                                   self.scene.reading(self.scene.snippet_z(np.stack(feats))))
-        return note
+        scene = self.scene.reading(self.scene.snippet_z(np.stack(feats))) if self.scene is not None and feats else None
+        return whole_clip_note(scores, self.threshold, self.checkpoint, what, scene)

@@ -371,7 +371,9 @@ def eval_cmd(scores, run, features, gt, gt_format, ucf_convention, threshold, on
     """Frame-level AUC / AP (and more) of saved scores or of a trained run on features.
 
     Several --scores give one table, one row per set (same alignment rules for all), and each set's
-    difference from the first, paired over the videos both evaluated.
+    difference from the first, paired over the videos both evaluated. Also counted: the videos the threshold
+    flags over 90 % or more of their frames (the clips `vadpipe score` notes) and, with --run, those whose
+    scene reads as new to the head (their quietest tenth of snippets beyond the bound set at training).
     """
     import json as _json
 
@@ -555,7 +557,10 @@ def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duratio
               snapshots, max_reconnects, follow_timeout, device, weights, threads, compile_, workers):
     """Score a live SOURCE as it arrives: a file (followed while it grows), rtsp:// http:// udp:// tcp://, /dev/videoN.
 
-    Exit code 0 when the stream ended or Ctrl-C stopped it (with a summary), 1 when the source failed.
+    Every two windows of snippets are judged as `vadpipe score` judges a clip: a block flagged over 90 % or
+    more of its snippets by a threshold not set on the camera gets a note (once for a run of such blocks)
+    saying whether a new scene or a long event is likelier. Exit code 0 when the stream ended or Ctrl-C
+    stopped it (with a summary), 1 when the source failed.
     """
     from pathlib import Path
 

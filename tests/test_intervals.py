@@ -56,6 +56,14 @@ def test_find_intervals_on_a_hand_made_curve():
     assert [(iv.start_frame, iv.end_frame) for iv in split] == [(20, 40), (42, 43), (45, 60), (100, 103), (150, 170)]
 
 
+def test_a_clip_shorter_than_the_minimum_keeps_its_run_only_when_flagged_throughout():
+    # 0.4 s at 10 fps, under --min-duration 0.5: flagged throughout it is one interval (it could hold no
+    # longer one); flagged on part of it, the run is dropped as in a long clip
+    whole = find_intervals(np.full(4, 0.9), 0.5, fps=10.0, min_duration_s=0.5)
+    assert [(iv.start_frame, iv.end_frame) for iv in whole] == [(0, 4)]
+    assert find_intervals(np.r_[0.1, np.full(3, 0.9)], 0.5, fps=10.0, min_duration_s=0.5) == []
+
+
 def test_clock_formatting():
     assert format_clock(0) == "00:00" and format_clock(75.4) == "01:15" and format_clock(3725) == "1:02:05"
     iv = find_intervals(np.r_[np.zeros(30), np.ones(10)], 0.5, fps=10.0, min_duration_s=0)[0]

@@ -421,7 +421,7 @@ def run_options(func):
 @click.option("--merge-gap", default=1.0, show_default=True, type=float,
               help="Join intervals separated by less than this many seconds.")
 @click.option("--min-duration", default=0.5, show_default=True, type=float,
-              help="Drop intervals shorter than this many seconds.")
+              help="Drop intervals shorter than this many seconds (a shorter clip flagged throughout keeps its one).")
 @click.option("--plot", is_flag=True, help="Write <clip>.png: scores, threshold, intervals, thumbnails.")
 @click.option("--plot-scale", type=click.Choice(["auto", "linear", "logit"]), default="auto", show_default=True,
               help="The plot's score axis; auto: logit when the scores bunch at 0 or 1 (0.94..0.9999 stay apart).")

@@ -135,11 +135,12 @@ def seconds_to_frames(seconds: float, fps: float) -> int:
 def find_intervals(scores: Sequence[float], threshold: float, fps: float, merge_gap_s: float = 1.0,
                    min_duration_s: float = 0.5) -> List[Interval]:
     """Frames above ``threshold``, merged across gaps shorter than ``merge_gap_s``,
-    then dropped when shorter than ``min_duration_s``; each described by its peak and mean."""
+    then dropped when shorter than ``min_duration_s`` (a clip shorter than that, flagged throughout, keeps its
+    one run: it could hold no longer one); each described by its peak and mean."""
     scores = np.asarray(scores, dtype=np.float64)
     runs = runs_above(scores, threshold)
     runs = merge_gaps(runs, seconds_to_frames(merge_gap_s, fps))
-    runs = drop_short(runs, max(1, seconds_to_frames(min_duration_s, fps)))
+    runs = drop_short(runs, max(1, min(seconds_to_frames(min_duration_s, fps), scores.size)))
     return [describe_run(scores, run, fps) for run in runs]
 
 

@@ -52,11 +52,13 @@ class OnlineIntervals:
         self.min_frames = max(1, seconds_to_frames(min_duration_s, fps))
         self.current: Optional[LiveEvent] = None
         self.count = 0                           # events started so far
+        self.frames_seen = 0                     # the end of the last range added
 
     def add(self, start_frame: int, end_frame: int, score: float, tag: Any = None) -> List[Transition]:
         """A snippet's frames [start_frame, end_frame) all scored ``score``."""
         out: List[Transition] = []
         cur = self.current
+        self.frames_seen = max(self.frames_seen, end_frame)
         if score > self.threshold:
             # contiguous frames are one run whatever the gap (as runs_above sees them)
             if cur is not None and start_frame > cur.end_frame and start_frame - cur.end_frame >= self.gap:
@@ -81,7 +83,14 @@ class OnlineIntervals:
         return out
 
     def finish(self) -> List[Transition]:
-        return self._close()
+        """The end of the stream: the open event ends; one shorter than the minimum that spans the whole
+        stream starts and ends here (``find_intervals`` keeps it: the stream could hold no longer one)."""
+        cur, out = self.current, []
+        if cur is not None and not cur.started and cur.start_frame == 0 and cur.end_frame == self.frames_seen:
+            cur.started = True
+            self.count += 1
+            out.append(Transition("start", cur))
+        return out + self._close()
 
     def _close(self) -> List[Transition]:
         cur, self.current = self.current, None

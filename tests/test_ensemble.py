@@ -9,6 +9,7 @@ from feature_world import make_store, tiny_default
 from vadpipe.checkpoint import build_model, load_checkpoint, read_checkpoint, score_features
 from vadpipe.config import ModelConfig, model_config_from_dict, validate
 from vadpipe.presets import preset
+from vadpipe.scene_check import SceneCheck
 from vadpipe.errors import ConfigError
 from vadpipe.evaluate import evaluate_run
 from vadpipe.models.ensemble import MeanOfLogits, members_of
@@ -159,7 +160,9 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["calibration"] == b["calibration"]
-    assert a["scene"] is None                                       # one bound per member: none stored
+    # one scene bound per member, each on the normal videos that member fitted its statistics on
+    assert len(a["scene"]["members"]) == 3 and all(r["quiet_share"] == 0.1 for r in a["scene"]["members"])
+    assert a["scene"] == b["scene"]
     assert "normal_stats.mean" not in a["model"]                   # no statistics on top: one per member,
     means = [a["model"][f"members.{m}.normal_stats.mean"] for m in range(3)]   # each from its own normals
     assert all(a["model"][f"members.{m}.normal_stats.scale"][4] == 1 for m in range(3))
@@ -172,6 +175,8 @@ def test_a_bagged_run_fits_each_members_statistics_calibrates_out_of_bag_and_res
 
     model, _ = load_checkpoint(full.run_dir / "best.pt", "cpu")
     x = np.random.default_rng(0).random((12, 1, 16)).astype(np.float32)
+    check = SceneCheck.of(model, a["scene"])                       # each member's statistics, its own bound
+    assert check.snippet_z(x).shape == (12, 3) and check.reading(check.snippet_z(x)).heads == 3
 
     class Video:          # what out_of_bag_scores reads of a video
         def __init__(self, vid):

@@ -88,6 +88,8 @@ def test_a_pair_run_pairs_two_runs_on_one_split_and_resumes_bit_identically(tmp_
                                                               for k in stored["model"])
     assert heads[PRIMARY].model_config.score_levels == "raw"
     assert stored["calibration"]["normal_frame_score_quantiles"]["0.99"] == pytest.approx(0.5, abs=1e-4)
+    # the scene check reads the head with normal statistics (the partner has none): its own run's bound
+    assert stored["scene"] == heads[PRIMARY].scene and np.isfinite(stored["scene"]["bound"])
 
     # the pair's scores are the two runs' own heads, each standardised on the videos both trained on
     pair, ckpt = load_checkpoint(full.run_dir, "cpu")

@@ -13,7 +13,8 @@ from vadpipe.checkpoint import Checkpoint, build_model, load_checkpoint
 from vadpipe.config import ModelConfig
 from vadpipe.extractors.presets import make_recipe
 from vadpipe.models.normal_stats import NormalStats
-from vadpipe.scene_check import QUIET_SHARE, SceneCheck, SceneReading, held_out_quiet_z, quiet_z, scene_record
+from vadpipe.scene_check import (QUIET_SHARE, SceneCheck, SceneReading, held_out_quiet_z, quiet_z, record_of_heads,
+                                 scene_record)
 from vadpipe.score import ScoreOptions, run_score
 from vadpipe.threshold import StreamCheck, resolve_threshold, whole_clip_note
 
@@ -60,7 +61,7 @@ def test_a_new_camera_lies_beyond_the_bound_and_a_long_event_in_a_known_one_does
     """A clip of a camera no normal video shows is beyond the bound even in its quietest tenth; a clip of a
     known camera whose event covers 80 % of its snippets is not (its quiet tenth is the known scene)."""
     stats, _, record = fitted
-    check = SceneCheck(stats, record)
+    check = SceneCheck([stats], [record])
     new = camera(9, 1)[0]
     known = camera(2, 1)[0]
     known_event = known.clone()
@@ -87,6 +88,26 @@ def test_the_whole_clip_note_says_which_reading_it_has():
     assert all(n.endswith("vadpipe calibrate NORMAL_CLIPS --checkpoint best.pt") for n in (beyond, within, plain))
     assert SceneReading(40.0, 12.0).to_dict() == {"quiet_z": 40.0, "bound": 12.0, "quiet_share": QUIET_SHARE,
                                                   "beyond_bound": True}
+
+
+def test_several_heads_read_a_clip_beyond_when_most_of_them_do(fitted):
+    """A bagged ensemble's members or a pair's heads: each head's quiet z against its own bound; the reading
+    is the head whose margin is the median (for an even count the lower middle: more than half must agree)."""
+    stats, _, record = fitted
+    three = SceneCheck([stats] * 3, [{**record, "bound": b} for b in (12.0, 12.0, 12.0)])
+    z = np.tile([10.0, 20.0, 30.0], (40, 1))                            # (T, heads): each head's snippet z
+    most = three.reading(z)
+    assert (most.quiet_z, most.bound, most.beyond, most.heads, most.heads_beyond) == (20.0, 12.0, True, 3, 2)
+    three.records[1]["bound"] = three.records[0]["bound"] = 25.0
+    few = three.reading(z)
+    assert (few.quiet_z, few.bound, few.beyond, few.heads_beyond) == (20.0, 25.0, False, 1)
+    two = SceneCheck([stats] * 2, [{**record, "bound": 12.0}, {**record, "bound": 25.0}]).reading(z[:, 1:3] * 0 + 20)
+    assert not two.beyond and two.heads_beyond == 1                     # one of two: not most
+    assert most.to_dict()["heads"] == 3 and "heads" not in SceneReading(40.0, 12.0).to_dict()
+    note = whole_clip_note(np.full(100, 0.9), resolve_threshold("auto", CALIBRATION), "best.pt", scene=most)
+    assert "2 of 3 heads read it beyond" in note
+    assert three.snippet_z(np.zeros((5, 1, D), np.float32)).shape == (5, 3)
+    assert record_of_heads([], []) is None
 
 
 def test_checkpoints_keep_the_record_and_older_ones_have_none(tmp_path):
@@ -156,7 +177,7 @@ def test_a_stream_is_judged_block_by_block_with_the_blocks_own_snippets(fitted):
     one note, when the new scene starts, naming the block's time; its run of flagged blocks is noted once,
     and a block the threshold leaves alone re-arms it."""
     stats, _, record = fitted
-    check = SceneCheck(stats, record)
+    check = SceneCheck([stats], [record])
     stream = StreamCheck(resolve_threshold("auto", CALIBRATION), "best.pt", block=4, scene=check)
     known = camera(2, 1, length=8)[0][0].numpy()
     new = camera(9, 1, length=12)[0][0].numpy()
@@ -205,7 +226,7 @@ def test_eval_counts_the_videos_that_read_as_a_new_scene(tmp_path):
     model.normal_stats.fit(normals, [torch.full(x.shape[:-1], 0.2) for x in normals])
     record = scene_record(model.normal_stats, normals)
     videos = open_features(tmp_path / "test").videos
-    z = {v.id: quiet_z(SceneCheck(model.normal_stats, record).snippet_z(v.raw())) for v in videos}
+    z = {v.id: quiet_z(SceneCheck([model.normal_stats], [record]).snippet_z(v.raw())) for v in videos}
     # a bound between the test videos' quiet z: those above it read as new, the others not
     record["bound"] = float(np.median(list(z.values())))
     expected = {kind: sum(z[v.id] > record["bound"] for v in videos if v.label == label) for kind, label in
@@ -217,7 +238,7 @@ def test_eval_counts_the_videos_that_read_as_a_new_scene(tmp_path):
                             progress=False, threshold=0.0)                  # every video flagged throughout
     assert res.metrics["scene_beyond"] == {k: {"videos": n, "whole_flagged": n} for k, n in expected.items()}
     assert "read as a scene new to the head" in res.summary()
-    assert beyond_of_videos(SceneCheck(model.normal_stats, record), videos) == {k: bool(q > record["bound"])
+    assert beyond_of_videos(SceneCheck([model.normal_stats], [record]), videos) == {k: bool(q > record["bound"])
                                                                                for k, q in z.items()}
     again = evaluate_score_path(out / "scores", gt, threshold=0.0)
     assert again.metrics["scene_beyond"] == res.metrics["scene_beyond"]

@@ -17,7 +17,9 @@ tensors so that it loads with ``torch.load(weights_only=True)``::
                      "source": str, "n_videos": int,
                      "videos": {id: {"frames": int, "above": {"0.99": share of its frames at or above, ...}}}} or None,
      "scene": {"quiet_share": 0.1, "bound": float, "median": float, "videos": int} (vadpipe/scene_check.py: how far
-              normal training videos lie from the others' Gaussian; absent before 2026-12-07) or None,
+              normal training videos lie from the others' Gaussian; absent before 2026-12-07), for a bagged
+              ensemble or a pair {"members": [one such record per head with statistics]} (absent in older ones),
+              or None,
      "iteration": int,
      "partner": None, or with model.partner the partner head's {"model_config": dict, "train_config": dict,
                 "iteration": int} as it trained (its weights are in "model", under partner.),

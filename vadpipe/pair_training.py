@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .fitted_terms import fit_pair_scale
 from .presets import partner_config
 from .run_split import RunSplit
+from .scene_check import record_of_heads
 from .train_plan import resolve_terms_fit
 from .validation import open_validation
 
@@ -136,7 +137,9 @@ def pair_runs(run_dir: Path, partner: str, log: Callable[[str], None]):
                   "train_config": config_to_dict(theirs.train_config), "iteration": theirs.iteration}
         Checkpoint.of(pairs[which], pair_cfg, train_config=t, recipe=own.recipe, snippet_len=own.snippet_len,
                       metrics=own.metrics, calibration=calibration, iteration=own.iteration,
-                      last=own.last if which == "last" else None, partner=record).save(run_dir / f"{which}.pt")
+                      last=own.last if which == "last" else None, partner=record,
+                      scene=record_of_heads([pairs[which].primary, pairs[which].partner], [own.scene, theirs.scene])
+                      ).save(run_dir / f"{which}.pt")
     log(f"run {run_dir}: the pair of {PRIMARY}/ (iteration {head.iteration}) and {PARTNER}/ (iteration "
         f"{other.iteration}); {calibration_summary(calibration)}")
     return TrainResult(run_dir, head.iteration, runs["best"][0].metrics, calibration)

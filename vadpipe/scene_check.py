@@ -10,7 +10,9 @@ Gaussian fitted without it (the folds of ``NormalStats.held_out_video_distances`
 *bound*, stored in the checkpoint (``Checkpoint.scene``): as far as a normal video of the training cameras
 (one its fold lacks, often its camera's only one) lay from the others. Measured with
 tools/probe_new_scene.py (docs/localisation.md, "A scene the head never saw"): clips of cameras the head
-never saw lie beyond the bound, test clips of the training cameras almost never do.
+never saw lie beyond the bound, test clips of the training cameras almost never do. A head made of heads
+with their own statistics (a bagged ensemble's members, a pair's two heads) stores one bound per head; a clip
+reads beyond when most of them read it so.
 """
 from __future__ import annotations
 
@@ -69,13 +71,43 @@ def scene_record(stats, normal_rows: Sequence["torch.Tensor"], keep: Optional[Ca
             "videos": len(quiet)}
 
 
+def _reads(head: "torch.nn.Module") -> bool:
+    stats = getattr(head, "normal_stats", None)
+    return stats is not None and bool(stats.fitted)
+
+
+def scene_heads(model: "torch.nn.Module") -> List["torch.nn.Module"]:
+    """The heads whose fitted normal statistics a checkpoint's scene record reads, in its order: a bagged
+    ensemble's members (each its own statistics), a pair's heads that have them, else the model itself
+    (heads side by side share one set)."""
+    from .models.ensemble import bagged_members
+    from .models.pair import StandardisedPair
+
+    heads = bagged_members(model) or (
+        [model.primary, model.partner] if isinstance(model, StandardisedPair) else [model])
+    return [h for h in heads if _reads(h)]
+
+
+def record_of_heads(heads: Sequence["torch.nn.Module"], records: Sequence[Optional[dict]]) -> Optional[dict]:
+    """``Checkpoint.scene`` from each head's own record (heads without fitted statistics passed over, as
+    :func:`scene_heads` passes them): the record itself for one head, ``{"members": [...]}`` for several;
+    None where a head that reads has none (nothing held out) or no head reads."""
+    kept = [r for h, r in zip(heads, records) if _reads(h)]
+    if not kept or any(r is None for r in kept):
+        return None
+    return dict(kept[0]) if len(kept) == 1 else {"members": [dict(r) for r in kept]}
+
+
 @dataclass(frozen=True)
 class SceneReading:
-    """One clip's quiet z against the checkpoint's bound."""
+    """One clip's quiet z against the checkpoint's bound (with several heads, those of the middle one: the
+    clip reads beyond when most heads read it so)."""
 
     quiet_z: float
     bound: float
     quiet_share: float = QUIET_SHARE
+    heads: int = 1               # how many heads read the clip, and how many of them beyond their bound
+    heads_beyond: Optional[int] = None
 
     @property
     def beyond(self) -> bool:
@@ -83,12 +115,17 @@ class SceneReading:
         return self.quiet_z > self.bound
 
     def to_dict(self) -> dict:
-        return {"quiet_z": round(self.quiet_z, 3), "bound": round(self.bound, 3), "quiet_share": self.quiet_share,
-                "beyond_bound": self.beyond}
+        out = {"quiet_z": round(self.quiet_z, 3), "bound": round(self.bound, 3), "quiet_share": self.quiet_share,
+               "beyond_bound": self.beyond}
+        if self.heads > 1:
+            out.update(heads=self.heads, heads_beyond=self.heads_beyond)
+        return out
 
     def clause(self) -> str:
         """What the reading says about a clip flagged nearly throughout (part of ``whole_clip_note``)."""
         figures = f"normal-statistics z {self.quiet_z:.1f}; normal training videos held out reach {self.bound:.1f}"
+        if self.heads > 1:
+            figures += f"; {self.heads_beyond} of {self.heads} heads read it beyond"
         part = f"quietest {self.quiet_share:.0%} of its snippets"
         if self.beyond:
             return (f"even the {part} lies beyond every normal training video ({figures}): most likely a camera, "
@@ -99,35 +136,45 @@ class SceneReading:
 
 
 class SceneCheck:
-    """A checkpoint's scene check: the head's fitted normal statistics and the stored bound."""
+    """A checkpoint's scene check: each of its heads' fitted normal statistics (:func:`scene_heads`) and
+    the bound stored for it."""
 
-    def __init__(self, stats, record: Dict[str, float]):
-        self.stats, self.record = stats, record
+    def __init__(self, stats: Sequence, records: Sequence[Dict[str, float]]):
+        self.stats, self.records = list(stats), list(records)
 
     @classmethod
     def of(cls, model: "torch.nn.Module", record: Optional[dict]) -> Optional["SceneCheck"]:
-        """None where there is nothing to read: no record (a checkpoint from before 2026-12-07, an
-        ensemble bagged on folds or a pair) or no fitted normal statistics."""
-        stats = getattr(model, "normal_stats", None)
-        if not record or stats is None or not stats.fitted:
+        """None where there is nothing to read: no record (a checkpoint older than the scene check, or a
+        bagged ensemble or pair older than its bounds per head) or no fitted normal statistics."""
+        heads = scene_heads(model)
+        records = (record or {}).get("members", [record] if record else [])
+        if not heads or len(records) != len(heads):
             return None
-        return cls(stats, record)
+        return cls([h.normal_stats for h in heads], records)
 
     @property
     def per_snippet(self) -> bool:
         """Whether a snippet's z needs no neighbours (streamed scoring can read it snippet by snippet)."""
-        return self.stats.context == 1
+        return all(s.context == 1 for s in self.stats)
 
     def snippet_z(self, feats: np.ndarray) -> np.ndarray:
-        """z (T,) of a clip's features (T, C, D) (or one snippet's (C, D): (1,))."""
-        return snippet_z(self.stats, feats)
+        """z (T, heads) of a clip's features (T, C, D) (or one snippet's (C, D): (1, heads))."""
+        return np.stack([snippet_z(s, feats) for s in self.stats], axis=-1)
 
     def reading(self, z: np.ndarray) -> Optional[SceneReading]:
-        """The reading of a clip's snippet z (None for a clip without snippets)."""
-        if np.asarray(z).size == 0:
+        """The reading of a clip's snippet z ((T, heads), or (T,) for one head; None for a clip without
+        snippets): each head's quiet z against its bound, reported by the head whose margin is the median
+        (the lower of the two middle ones for an even count: beyond only when more than half are)."""
+        z = np.asarray(z, dtype=np.float64)
+        if z.size == 0:
             return None
-        share = float(self.record.get("quiet_share", QUIET_SHARE))
-        return SceneReading(quiet_z(z, share), float(self.record["bound"]), share)
+        z = z.reshape(z.shape[0], -1)
+        shares = [float(r.get("quiet_share", QUIET_SHARE)) for r in self.records]
+        quiet = np.array([quiet_z(z[:, h], share) for h, share in enumerate(shares)])
+        bounds = np.array([float(r["bound"]) for r in self.records])
+        middle = int(np.argsort(quiet - bounds, kind="stable")[(len(bounds) - 1) // 2])
+        return SceneReading(float(quiet[middle]), float(bounds[middle]), shares[middle], len(bounds),
+                            int(np.sum(quiet > bounds)) if len(bounds) > 1 else None)
 
 
 def beyond_of_videos(check: SceneCheck, videos: Sequence, view: Optional[int] = None) -> Dict[str, bool]:

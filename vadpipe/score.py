@@ -247,16 +247,16 @@ class Scorer:
         """Each snippet's normal-statistics z (vadpipe/scene_check.py); None without a scene check."""
         return None if self.scene is None else self.scene.snippet_z(feats)
 
-    def _streamed_scene_z(self, feats: Iterable[np.ndarray]) -> Tuple[Iterable[np.ndarray], Optional[List[float]]]:
+    def _streamed_scene_z(self, feats: Iterable[np.ndarray]) -> Tuple[Iterable[np.ndarray], Optional[List[np.ndarray]]]:
         """(the per-snippet features, passed on as they come, and the list their z fills as they pass); None
         for the list where z needs a snippet's neighbours (``model.normal_context`` > 1) or there is no check."""
         if self.scene is None or not self.scene.per_snippet:
             return feats, None
-        z: List[float] = []
+        z: List[np.ndarray] = []
 
         def passing() -> Iterator[np.ndarray]:
             for snippet in feats:
-                z.append(float(self.scene.snippet_z(snippet)[0]))
+                z.append(self.scene.snippet_z(snippet)[0])     # (heads,)
                 yield snippet
         return passing(), z
 

@@ -46,6 +46,7 @@ from .models.losses import needs_prior, ranking_values
 from .progress import progress_bar
 from .recipe import check_compatible
 from .run_split import RunSplit, draw_split
+from .scene_check import record_of_heads
 from .selection_prior import selection_priors
 from .train_plan import (member_seed, planned_iterations, resolve_crop_rules, resolve_layer_spans,
                          resolve_stride_counts, resolve_terms_fit, schedule_text)
@@ -367,12 +368,18 @@ class _Trainer:
         return state
 
     def _scene_record(self) -> Optional[dict]:
-        """The scene check's bound (vadpipe/scene_check.py) for a head with its own normal statistics;
-        a bagged ensemble's members (their own statistics each) get none; heads side by side share one."""
-        if bagged_members(self.model):
-            return None
-        videos = terms_videos(self.data, self.split, with_held_out=self.cfg.model.terms_fit == "all")
-        return fit_scene_record(self.model, videos, self.cfg.train.seed, self.device, self.log)
+        """The scene check's bound (vadpipe/scene_check.py) for each head with its own normal statistics: a
+        bagged ensemble's members on the videos each fitted them on, else the head (heads side by side share
+        one set)."""
+        with_held = self.cfg.model.terms_fit == "all"
+        members = bagged_members(self.model)
+        if not members:
+            videos = terms_videos(self.data, self.split, with_held_out=with_held)
+            return fit_scene_record(self.model, videos, self.cfg.train.seed, self.device, self.log)
+        own = member_terms_videos(self.data, self.split, with_held_out=with_held)
+        return record_of_heads(members, [fit_scene_record(member, videos, seed, self.device,
+                                                          lambda msg, m=m: self.log(f"member {m}: {msg}"))
+                                         for m, (member, videos, seed) in enumerate(zip(members, own, self.seeds))])
 
     def _fit_terms(self) -> Optional[Dict[str, torch.Tensor]]:
         if bagged_members(self.model):   # each member on the videos it trained on (and held out, with all)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -68,6 +69,9 @@ def run_set_parser(doc: str) -> argparse.ArgumentParser:
                         help="the runs were trained on features of this snippet stride (bench_accuracy --stride)")
     parser.add_argument("--regions", default="", metavar="RxC",
                         help="the runs were trained on region-grid features (bench_accuracy --regions)")
+    parser.add_argument("--test-features", default=None, metavar="FEATURES",
+                        help="the benchmark's test clips extracted elsewhere with the runs' recipe (the same "
+                             "names, so its ground truth holds: e.g. relit by tools/relight_clips.py)")
     return parser
 
 
@@ -81,6 +85,8 @@ def open_bench(args):
     bench = BENCHES[args.bench](Path(args.cache))
     if bench is None:
         raise SystemExit(f"benchmark {args.bench} is not available here")
+    if getattr(args, "test_features", None):
+        bench = replace(bench, test=str(args.test_features))
     return bench, open_features(bench.test, list_anomalous="none"), load_ground_truth(bench.gt)
 
 

@@ -1,0 +1,81 @@
+"""The same clips under other light: every video under SRC written again under OUT (same relative paths, so
+ground truth still matches by name) with its pixel values scaled by ``--gain`` and, with ``--noise``,
+seeded Gaussian sensor noise added (a camera's auto-gain in the dark). A darker exposure, for measuring how
+the head and its scene check (vadpipe/scene_check.py) read the training camera at dusk
+(docs/localisation.md, "A scene the head never saw"):
+
+    python tools/relight_clips.py ../shared/data/ucsd-ped1/videos/test DUSK --gain 0.25 --noise 6
+    vadpipe extract DUSK -o DUSK-FEATURES --backbone i3d-inception --preset frame --short-side 316
+    vadpipe eval --run RUN --features DUSK-FEATURES --gt ../shared/data/ucsd-ped1/test_gt.json
+
+Relit normal clips beside the originals in a training set (``--suffix=-dusk`` names them apart) show the head
+that light as normal. With ``--ramp`` the gain moves from 1 to ``--gain`` over each clip (light fading within a clip). Frame rate
+and size are kept; clips are written as H.264 (a re-encode, as any camera's stream is one).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import av
+import numpy as np
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def relit(image: np.ndarray, gain: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8 with its values times ``gain`` plus N(0, ``noise``²) per pixel (one draw
+    shared by the three channels: luminance noise), rounded and clipped."""
+    x = image.astype(np.float32) * gain
+    if noise > 0:
+        x += rng.normal(0.0, noise, size=image.shape[:2] + (1,)).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, seed: int) -> int:
+    """Write ``src`` relit to ``dst`` (through a temporary file, so a crash leaves none); its frame count."""
+    rng = np.random.default_rng(seed)
+    with av.open(str(src)) as probe:
+        total = probe.streams.video[0].frames
+    tmp = dst.with_name(dst.stem + ".part" + ".mp4")
+    with av.open(str(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
+        video = inp.streams.video[0]
+        stream = out.add_stream("libx264", rate=video.average_rate)
+        stream.width, stream.height, stream.pix_fmt = video.codec_context.width, video.codec_context.height, "yuv420p"
+        count = 0
+        for frame in inp.decode(video=0):
+            g = 1.0 + (gain - 1.0) * count / max(total - 1, 1) if ramp else gain
+            image = relit(frame.to_ndarray(format="rgb24"), g, noise, rng)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+            count += 1
+        out.mux(stream.encode())
+    tmp.replace(dst)
+    return count
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", type=Path, help="folder of videos (searched recursively)")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--gain", type=float, required=True, help="pixel values times this (0.25: two stops darker)")
+    ap.add_argument("--noise", type=float, default=0.0, help="sd of added sensor noise, in 0-255 levels")
+    ap.add_argument("--ramp", action="store_true", help="fade from gain 1 to --gain over each clip")
+    ap.add_argument("--suffix", default="", help="added to each file's name (relit clips beside the originals "
+                                                 "in one training set need names of their own)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    videos = sorted(p for p in args.src.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise SystemExit(f"{args.src}: no video found")
+    for i, src in enumerate(videos):
+        rel = src.relative_to(args.src)
+        dst = args.out / rel.parent / f"{rel.stem}{args.suffix}.mp4"
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        frames = relight_video(src, dst, args.gain, args.noise, args.ramp, seed=args.seed * 100003 + i)
+        print(f"{dst}: {frames} frames, gain {args.gain}{' (ramp)' if args.ramp else ''}, noise {args.noise}")
+
+
+if __name__ == "__main__":
+    main()

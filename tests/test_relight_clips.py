@@ -26,6 +26,9 @@ def test_relit_scales_the_values_and_adds_one_noise_draw_to_the_three_channels()
     noisy = relit(image, 0.25, 6.0, np.random.default_rng(1)).astype(int)
     assert (noisy[..., 0] == noisy[..., 1])[1:].all() and np.std(noisy[1:, :, 0] - 50) > 1   # luminance noise
     assert relit(image, 2.0, 0.0, rng).max() == 255                                          # clipped
+    flat = np.full((40, 40, 3), 100, np.uint8)
+    blurred = relit(flat, 1.0, 6.0, np.random.default_rng(2), blur=1.0).astype(float)
+    assert np.std(blurred[5:-5, 5:-5, 0]) < 0.5 * np.std(relit(flat, 1.0, 6.0, np.random.default_rng(2))[..., 0])
 
 
 def test_a_relit_clip_keeps_its_frames_rate_and_size_and_is_darker_by_the_gain(tmp_path):

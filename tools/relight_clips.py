@@ -23,16 +23,22 @@ import numpy as np
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 
 
-def relit(image: np.ndarray, gain: float, noise: float, rng: np.random.Generator) -> np.ndarray:
+def relit(image: np.ndarray, gain: float, noise: float, rng: np.random.Generator, blur: float = 0.0) -> np.ndarray:
     """An RGB frame (H, W, 3) uint8 with its values times ``gain`` plus N(0, ``noise``²) per pixel (one draw
-    shared by the three channels: luminance noise), rounded and clipped."""
+    shared by the three channels: luminance noise), rounded and clipped; then, with ``blur``, a Gaussian blur
+    of that radius in pixels (a spatial denoiser, as one would run before extraction)."""
     x = image.astype(np.float32) * gain
     if noise > 0:
         x += rng.normal(0.0, noise, size=image.shape[:2] + (1,)).astype(np.float32)
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if blur > 0:
+        from PIL import Image, ImageFilter
+
+        out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(blur)))
+    return out
 
 
-def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, seed: int) -> int:
+def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, seed: int, blur: float = 0.0) -> int:
     """Write ``src`` relit to ``dst`` (through a temporary file, so a crash leaves none); its frame count."""
     rng = np.random.default_rng(seed)
     with av.open(str(src)) as probe:
@@ -45,7 +51,7 @@ def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, s
         count = 0
         for frame in inp.decode(video=0):
             g = 1.0 + (gain - 1.0) * count / max(total - 1, 1) if ramp else gain
-            image = relit(frame.to_ndarray(format="rgb24"), g, noise, rng)
+            image = relit(frame.to_ndarray(format="rgb24"), g, noise, rng, blur)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             count += 1
         out.mux(stream.encode())
@@ -60,6 +66,7 @@ def main() -> None:
     ap.add_argument("--gain", type=float, required=True, help="pixel values times this (0.25: two stops darker)")
     ap.add_argument("--noise", type=float, default=0.0, help="sd of added sensor noise, in 0-255 levels")
     ap.add_argument("--ramp", action="store_true", help="fade from gain 1 to --gain over each clip")
+    ap.add_argument("--blur", type=float, default=0.0, help="then a Gaussian blur of this radius (px): a denoiser")
     ap.add_argument("--suffix", default="", help="added to each file's name (relit clips beside the originals "
                                                  "in one training set need names of their own)")
     ap.add_argument("--seed", type=int, default=0)
@@ -73,8 +80,9 @@ def main() -> None:
         if dst.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        frames = relight_video(src, dst, args.gain, args.noise, args.ramp, seed=args.seed * 100003 + i)
-        print(f"{dst}: {frames} frames, gain {args.gain}{' (ramp)' if args.ramp else ''}, noise {args.noise}")
+        frames = relight_video(src, dst, args.gain, args.noise, args.ramp, seed=args.seed * 100003 + i, blur=args.blur)
+        print(f"{dst}: {frames} frames, gain {args.gain}{' (ramp)' if args.ramp else ''}, noise {args.noise}"
+              + (f", blur {args.blur}" if args.blur else ""))
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def main() -> None:
     from vadpipe.checkpoint import load_checkpoint
     from vadpipe.data import open_features
     from vadpipe.fitted_terms import crop_rows, snippet_subset, terms_videos
-    from vadpipe.scene_check import held_out_quiet_z
+    from vadpipe.scene_check import held_out_quiet_z, scene_heads
     from vadpipe.threshold import resolve_threshold
 
     bench, test, gt = open_bench(args)
@@ -78,6 +78,10 @@ def main() -> None:
     for r, seed in enumerate(args.seeds):
         run = args.runs / f"{args.bench}-{seed}"
         model, ckpt = load_checkpoint(run, "cpu")
+        if scene_heads(model) != [model]:
+            raise SystemExit(f"{run}: this probe reads one head's fitted normal statistics, and the run has "
+                             f"{len(scene_heads(model))} sets (a bagged ensemble or a pair: `vadpipe eval --run` "
+                             "and probe_relit.py read them all)")
         model.eval()
         data, split = recorded_split(run, bench, "cannot find its normal videos")
         normals = [v for v in terms_videos(data, split, ckpt.model_config.terms_fit == "all") if v.label == 0]

@@ -43,7 +43,7 @@ def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, s
     rng = np.random.default_rng(seed)
     with av.open(str(src)) as probe:
         total = probe.streams.video[0].frames
-    tmp = dst.with_name(dst.stem + ".part" + ".mp4")
+    tmp = dst.with_name(dst.name + ".part")      # no video suffix: `vadpipe extract` never takes a leftover
     with av.open(str(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
         video = inp.streams.video[0]
         stream = out.add_stream("libx264", rate=video.average_rate)

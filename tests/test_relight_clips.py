@@ -6,9 +6,10 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from relight_clips import relight_video, relit  # noqa: E402
+from relight_clips import frame_light, relight_video, relit  # noqa: E402
 
 from conftest import make_video  # noqa: E402
 
@@ -35,7 +36,7 @@ def test_a_relit_clip_keeps_its_frames_rate_and_size_and_is_darker_by_the_gain(t
     src = make_video(tmp_path / "clip.mp4", 12, width=64, height=48, fps=10.0)
     dst = tmp_path / "out" / "clip.mp4"
     dst.parent.mkdir()
-    assert relight_video(src, dst, 0.5, 0.0, ramp=False, seed=0) == 12
+    assert relight_video(src, dst, 0.5, 0.0, ramp_from=None, seed=0) == 12
     assert not list(dst.parent.glob("*.part*"))                     # written through a temporary file
     before, after = _frames(src), _frames(dst)
     assert after.shape == before.shape
@@ -43,6 +44,14 @@ def test_a_relit_clip_keeps_its_frames_rate_and_size_and_is_darker_by_the_gain(t
         assert out.streams.video[0].average_rate == 10
     assert abs(after.mean() / before.mean() - 0.5) < 0.03           # H.264 both ways: close, not exact
     ramp = tmp_path / "out" / "ramp.mp4"
-    relight_video(src, ramp, 0.25, 0.0, ramp=True, seed=0)
+    relight_video(src, ramp, 0.25, 0.0, ramp_from=1.0, seed=0)
     ratio = _frames(ramp).mean(axis=(1, 2, 3)) / before.mean(axis=(1, 2, 3))
     assert abs(ratio[0] - 1) < 0.05 and abs(ratio[-1] - 0.25) < 0.05 and np.all(np.diff(ratio) < 0.05)
+
+
+def test_a_fade_joins_up_clip_to_clip_and_its_noise_grows_as_the_light_falls():
+    assert frame_light(0.25, 6.0, None, 0.3) == (0.25, 6.0)                     # no fade: the same throughout
+    assert frame_light(0.25, 6.0, 1.0, 0.0) == (1.0, 0.0)                       # full light: no noise yet
+    assert frame_light(0.25, 6.0, 1.0, 1.0) == (0.25, 6.0)
+    # the end of one clip's fade (1 -> 0.7, noise 2.4 at 0.7) is the start of the next (0.7 -> 0.25, noise 6)
+    assert frame_light(0.7, 2.4, 1.0, 1.0) == pytest.approx(frame_light(0.25, 6.0, 0.7, 0.0))

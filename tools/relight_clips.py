@@ -9,13 +9,15 @@ the head and its scene check (vadpipe/scene_check.py) read the training camera a
     vadpipe eval --run RUN --features DUSK-FEATURES --gt ../shared/data/ucsd-ped1/test_gt.json
 
 Relit normal clips beside the originals in a training set (``--suffix=-dusk`` names them apart) show the head
-that light as normal. With ``--ramp`` the gain moves from 1 to ``--gain`` over each clip (light fading within a clip). Frame rate
-and size are kept; clips are written as H.264 (a re-encode, as any camera's stream is one).
+that light as normal. With ``--ramp-from G`` the gain moves from G to ``--gain`` over each clip and the noise
+grows as the light falls (sd ``--noise`` · (1 − g) / (1 − ``--gain``) at gain g): clips relit 1 → 0.85, 0.85 → 0.7,
+... and joined make one slow fade. Frame rate and size are kept; clips are written as H.264 (a re-encode, as any camera's stream is one).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional, Tuple
 
 import av
 import numpy as np
@@ -38,7 +40,17 @@ def relit(image: np.ndarray, gain: float, noise: float, rng: np.random.Generator
     return out
 
 
-def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, seed: int, blur: float = 0.0) -> int:
+def frame_light(gain: float, noise: float, ramp_from: Optional[float], t: float) -> Tuple[float, float]:
+    """(gain, noise sd) at the share ``t`` of a clip: ``gain`` and ``noise`` throughout, or with ``ramp_from``
+    a fade from that gain to ``gain`` with the noise growing as the light falls (``noise`` at ``gain``)."""
+    if ramp_from is None:
+        return gain, noise
+    g = ramp_from + (gain - ramp_from) * t
+    return g, (noise * (1.0 - g) / (1.0 - gain) if gain < 1.0 else noise)
+
+
+def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp_from: Optional[float], seed: int,
+                  blur: float = 0.0) -> int:
     """Write ``src`` relit to ``dst`` (through a temporary file, so a crash leaves none); its frame count."""
     rng = np.random.default_rng(seed)
     with av.open(str(src)) as probe:
@@ -50,8 +62,8 @@ def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp: bool, s
         stream.width, stream.height, stream.pix_fmt = video.codec_context.width, video.codec_context.height, "yuv420p"
         count = 0
         for frame in inp.decode(video=0):
-            g = 1.0 + (gain - 1.0) * count / max(total - 1, 1) if ramp else gain
-            image = relit(frame.to_ndarray(format="rgb24"), g, noise, rng, blur)
+            g, sd = frame_light(gain, noise, ramp_from, count / max(total - 1, 1))
+            image = relit(frame.to_ndarray(format="rgb24"), g, sd, rng, blur)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             count += 1
         out.mux(stream.encode())
@@ -65,7 +77,8 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--gain", type=float, required=True, help="pixel values times this (0.25: two stops darker)")
     ap.add_argument("--noise", type=float, default=0.0, help="sd of added sensor noise, in 0-255 levels")
-    ap.add_argument("--ramp", action="store_true", help="fade from gain 1 to --gain over each clip")
+    ap.add_argument("--ramp-from", type=float, default=None, metavar="G",
+                    help="fade from gain G to --gain over each clip, the noise growing as the light falls")
     ap.add_argument("--blur", type=float, default=0.0, help="then a Gaussian blur of this radius (px): a denoiser")
     ap.add_argument("--suffix", default="", help="added to each file's name (relit clips beside the originals "
                                                  "in one training set need names of their own)")
@@ -80,8 +93,10 @@ def main() -> None:
         if dst.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        frames = relight_video(src, dst, args.gain, args.noise, args.ramp, seed=args.seed * 100003 + i, blur=args.blur)
-        print(f"{dst}: {frames} frames, gain {args.gain}{' (ramp)' if args.ramp else ''}, noise {args.noise}"
+        frames = relight_video(src, dst, args.gain, args.noise, args.ramp_from, seed=args.seed * 100003 + i,
+                               blur=args.blur)
+        fade = "" if args.ramp_from is None else f"{args.ramp_from} → "
+        print(f"{dst}: {frames} frames, gain {fade}{args.gain}, noise {args.noise}"
               + (f", blur {args.blur}" if args.blur else ""))
 
 

@@ -62,12 +62,11 @@ def fit_scene_record(model: torch.nn.Module, videos: Sequence, seed: int, device
                      log: Callable[[str], None]) -> Optional[dict]:
     """The scene check's bound (vadpipe/scene_check.py) for a head whose normal statistics were fitted on
     the normal ones of ``videos`` (as :func:`fit_terms` fits them); None for a head without fitted statistics."""
-    from .scene_check import scene_record
+    from .scene_check import reads_scene, scene_record
 
-    stats = getattr(model, "normal_stats", None)
-    if stats is None or not stats.fitted:
+    if not reads_scene(model):
         return None
-    record = scene_record(stats, [crop_rows(v, device) for v in videos if v.label == 0],
+    record = scene_record(model.normal_stats, [crop_rows(v, device) for v in videos if v.label == 0],
                           snippet_subset(seed, NORMAL_FIT_CAP))
     if record is not None:
         log(f"scene check: the quietest {record['quiet_share']:.0%} of each of {record['videos']} normal training "

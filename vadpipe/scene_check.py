@@ -71,7 +71,8 @@ def scene_record(stats, normal_rows: Sequence["torch.Tensor"], keep: Optional[Ca
             "videos": len(quiet)}
 
 
-def _reads(head: "torch.nn.Module") -> bool:
+def reads_scene(head: "torch.nn.Module") -> bool:
+    """Whether ``head`` has fitted normal statistics of its own to read a scene with."""
     stats = getattr(head, "normal_stats", None)
     return stats is not None and bool(stats.fitted)
 
@@ -85,14 +86,14 @@ def scene_heads(model: "torch.nn.Module") -> List["torch.nn.Module"]:
 
     heads = bagged_members(model) or (
         [model.primary, model.partner] if isinstance(model, StandardisedPair) else [model])
-    return [h for h in heads if _reads(h)]
+    return [h for h in heads if reads_scene(h)]
 
 
 def record_of_heads(heads: Sequence["torch.nn.Module"], records: Sequence[Optional[dict]]) -> Optional[dict]:
     """``Checkpoint.scene`` from each head's own record (heads without fitted statistics passed over, as
     :func:`scene_heads` passes them): the record itself for one head, ``{"members": [...]}`` for several;
     None where a head that reads has none (nothing held out) or no head reads."""
-    kept = [r for h, r in zip(heads, records) if _reads(h)]
+    kept = [r for h, r in zip(heads, records) if reads_scene(h)]
     if not kept or any(r is None for r in kept):
         return None
     return dict(kept[0]) if len(kept) == 1 else {"members": [dict(r) for r in kept]}

@@ -42,7 +42,7 @@ from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe, stored_view
 from .features import ManifestRecord, remove_leftovers
 from .score_io import ClipInput, TableRow, collect_inputs, format_table, output_paths, write_scores_csv
-from .scene_check import SceneCheck
+from .scene_check import SceneCheck, SceneReading
 from .threshold import resolve_threshold, whole_clip_note
 
 THUMB_SHORT_SIDE = 144       # thumbnails are decoded this small (the figure shows them ~190 px wide)
@@ -95,7 +95,7 @@ class ClipScores:
     timings: Dict[str, float] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
     times: Optional[np.ndarray] = None   # (frames,) each frame's time in s (pts); None: frame / fps
-    scene_z: Optional[np.ndarray] = None  # (T,) each snippet's normal-statistics z (vadpipe/scene_check.py)
+    scene_z: Optional[np.ndarray] = None  # (T, heads) each snippet's normal-statistics z (vadpipe/scene_check.py)
 
     def __post_init__(self):
         if self.times is None:
@@ -366,8 +366,7 @@ class Scorer:
                 outputs["overlay"] = paths["overlay"]
         scores.timings["total_s"] = time.perf_counter() - t_start
         outputs["json"] = paths["json"]
-        report = self.report(clip, scores, intervals, gt_id, gt_frames, outputs)
-        report["scene"] = None if scene is None else scene.to_dict()
+        report = self.report(clip, scores, intervals, gt_id, gt_frames, outputs, scene)
         atomic.write_json(paths["json"], report)
         row = TableRow(clip.name, scores.duration_s, float(scores.frame_scores.max()), self.threshold.value,
                        intervals, report["real_time_factor"])
@@ -413,7 +412,8 @@ class Scorer:
                   scale=self.options.plot_scale)
 
     def report(self, clip: ClipInput, scores: ClipScores, intervals: Sequence[Interval], gt_id: Optional[str],
-               gt_frames: Sequence[Tuple[int, int]], outputs: Dict[str, Path]) -> dict:
+               gt_frames: Sequence[Tuple[int, int]], outputs: Dict[str, Path],
+               scene: Optional[SceneReading] = None) -> dict:
         fs = scores.frame_scores
         peak = int(np.argmax(fs))
         # Real-time factor: video seconds per wall second of scoring (decode + backbone + head),
@@ -463,6 +463,7 @@ class Scorer:
             "device": str(self.device),
             "outputs": {k: Path(v).name for k, v in outputs.items()},
             "notes": scores.notes,
+            "scene": None if scene is None else scene.to_dict(),     # vadpipe/scene_check.py
         }
 
 

@@ -14,6 +14,7 @@ A diagnostic of trained runs on test clips, never a way to choose anything for t
 """
 from __future__ import annotations
 
+import tempfile
 from typing import Dict, List
 
 import numpy as np
@@ -28,7 +29,8 @@ def run_figures(run, features: str, gt: str) -> Dict[str, float]:
     """One run's figures on one feature folder (percent; counts as shares of the clips of their kind)."""
     from vadpipe.evaluate import evaluate_run
 
-    result, _ = evaluate_run(run, features, gt, device="cpu", progress=False)
+    with tempfile.TemporaryDirectory() as out:       # the scores it writes are not kept beside the run
+        result, _ = evaluate_run(run, features, gt, out=out, device="cpu", progress=False)
     m = result.metrics
     n = {"normal": m["n_normal_videos"], "anomalous": m["n_anomalous_videos"]}
     out = {"frame AUC": 100 * m["auc"], "AP": 100 * m["ap"], "AUC inside": 100 * m["auc_anomalous_videos"],

@@ -52,9 +52,10 @@ def frame_light(gain: float, noise: float, ramp_from: Optional[float], t: float)
 def relight_video(src: Path, dst: Path, gain: float, noise: float, ramp_from: Optional[float], seed: int,
                   blur: float = 0.0) -> int:
     """Write ``src`` relit to ``dst`` (through a temporary file, so a crash leaves none); its frame count."""
+    from vadpipe.video import probe
+
     rng = np.random.default_rng(seed)
-    with av.open(str(src)) as probe:
-        total = probe.streams.video[0].frames
+    total = probe(src, count="packets").frames if ramp_from is not None else 1   # a fade needs the clip's length
     tmp = dst.with_name(dst.name + ".part")      # no video suffix: `vadpipe extract` never takes a leftover
     with av.open(str(src)) as inp, av.open(str(tmp), "w", format="mp4") as out:
         video = inp.streams.video[0]

@@ -25,11 +25,14 @@ def test_informational_fields_do_not_change_identity():
 
 @pytest.mark.parametrize("field,value", [("weights_sha256", "cd" * 32), ("resize_short_side", 128),
                                          ("crop", "ten"), ("fps", "25"), ("snippet_len", 8),
-                                         ("compute_dtype", "bfloat16"), ("mean", (0.5, 0.5, 0.5))])
+                                         ("compute_dtype", "bfloat16"), ("mean", (0.5, 0.5, 0.5)),
+                                         ("regions", "2x2"), ("layers", (("Mixed_4f", 832),))])
 def test_mismatch_is_refused_and_named(field, value):
+    """Either way round: fields left out of the id when empty (regions, layers) differ as much."""
     other = _recipe(**{field: value})
     assert other.recipe_id != _recipe().recipe_id
-    with pytest.raises(RecipeMismatchError) as err:
-        _recipe().require_match(other, "features in a/", "checkpoint b.pt")
-    message = str(err.value)
-    assert field in message and "features in a/" in message and "\n" not in message
+    for expected, found in ((_recipe(), other), (other, _recipe())):
+        with pytest.raises(RecipeMismatchError) as err:
+            expected.require_match(found, "features in a/", "checkpoint b.pt")
+        message = str(err.value)
+        assert field in message and "features in a/" in message and "\n" not in message

@@ -123,7 +123,9 @@ class Recipe:
     def differences(self, other: "Recipe") -> list[str]:
         """Human-readable list of the feature-changing fields where ``other`` differs."""
         mine, theirs = self._feature_fields(), other._feature_fields()
-        return [f"{k}: {mine.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(mine) if mine.get(k) != theirs.get(k)]
+        # both sides' keys: a field left out when empty (regions, layers) still differs from a set one
+        return [f"{k}: {mine.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(set(mine) | set(theirs))
+                if mine.get(k) != theirs.get(k)]
 
     def require_match(self, other: "Recipe", what: str, other_what: str, hint: str = "") -> None:
         """Raise RecipeMismatchError naming every differing field (see ``check_compatible``)."""

@@ -18,7 +18,16 @@ The steps and their exact rules (they are part of the feature recipe):
    * ``mirror``: two views, 0 the whole resized frame (as ``none``) and 1 its
      horizontal mirror image: the whole-frame analogue of ten-crop's flipped
      views, for fixed cameras whose events can lie anywhere in the view.
-3. **Value range and normalisation**: ``v = lo + (hi - lo) * pixel / 255``
+3. **Light** (``recipe.light``; none by default): with ``mean``, every pixel of
+   a snippet is multiplied by one gain ``g = target / m``, where ``m`` is the
+   snippet's mean pixel value over its frames, channels and the whole resized
+   frame (before the crop, so all crops of a snippet share one gain) and
+   ``target`` the pixel value that step 4 maps to the recipe's mean (127.5 on
+   [-1, 1] with mean 0; 114.75 for mean 0.45 on [0, 1]); ``g`` is kept within
+   ``LIGHT_GAIN_RANGE`` and the product clipped to [0, 255], as a camera's
+   exposure would. A darker or brighter scene then reaches the backbone at
+   the level it was trained on.
+4. **Value range and normalisation**: ``v = lo + (hi - lo) * pixel / 255``
    with ``(lo, hi) = recipe.value_range``, then ``(v - mean[c]) / std[c]``
    per RGB channel, in float32.
 
@@ -32,7 +41,7 @@ of the resized frame.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -91,8 +100,30 @@ def crop(frames: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return torch.stack([(flipped if f else frames)[..., t:t + size, l:l + size] for t, l, f in boxes])
 
 
-def normalize(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
-    """uint8 (..., 3, T, H, W) -> float32 scaled to recipe.value_range, then (v - mean) / std per channel."""
+LIGHT_MODES = ("", "mean")
+LIGHT_GAIN_RANGE = (1.0 / 8.0, 8.0)   # three stops either way: a black frame is not amplified without bound
+
+
+def light_target(recipe: Recipe) -> float:
+    """The pixel value (0-255) that normalisation maps to the recipe's mean (averaged over channels)."""
+    lo, hi = recipe.value_range
+    return 255.0 * (sum(recipe.mean) / len(recipe.mean) - lo) / (hi - lo)
+
+
+def light_gains(frames: torch.Tensor, recipe: Recipe) -> Optional[torch.Tensor]:
+    """uint8 (N, ...) snippets -> (N,) float32 gains of ``recipe.light`` (None without light normalisation)."""
+    if not recipe.light:
+        return None
+    if recipe.light not in LIGHT_MODES:
+        raise ConfigError(f"unknown light normalisation {recipe.light!r} (mean, or none)")
+    level = frames.reshape(frames.shape[0], -1).sum(dim=1, dtype=torch.float64) / frames[0].numel()
+    gains = light_target(recipe) / level.clamp(min=1e-6)
+    return gains.clamp(*LIGHT_GAIN_RANGE).to(torch.float32)
+
+
+def normalize(frames: torch.Tensor, recipe: Recipe, gains: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """uint8 (B, 3, T, H, W) -> float32 scaled to recipe.value_range, then (v - mean) / std per channel;
+    ``gains`` (B,): each clip's pixels multiplied by its gain and clipped to [0, 255] first."""
     lo, hi = recipe.value_range
     mean = torch.tensor(recipe.mean, dtype=torch.float32, device=frames.device)  # frames may be on a GPU
     std = torch.tensor(recipe.std, dtype=torch.float32, device=frames.device)
@@ -100,7 +131,10 @@ def normalize(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
     scale = ((hi - lo) / 255.0) / std
     offset = (lo - mean) / std
     shape = (3, 1, 1, 1)
-    return frames.to(torch.float32) * scale.view(shape) + offset.view(shape)
+    pixels = frames.to(torch.float32)
+    if gains is not None:
+        pixels = (pixels * gains.to(pixels.device).view(-1, 1, 1, 1, 1)).clamp_(0.0, 255.0)
+    return pixels * scale.view(shape) + offset.view(shape)
 
 
 def preprocess(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
@@ -112,6 +146,9 @@ def preprocess(frames: torch.Tensor, recipe: Recipe) -> torch.Tensor:
         raise ConfigError(f"expected uint8 frames, got {frames.dtype}")
     n, t = frames.shape[:2]
     x = resize_short_side(frames.permute(0, 1, 4, 2, 3), recipe.resize_short_side)   # (N, T, 3, H, W)
+    gains = light_gains(x, recipe)                                                    # (N,) or None
     x = crop(x, recipe.crop_size, recipe.crop)                                        # (C, N, T, 3, h, w)
     x = x.permute(1, 0, 3, 2, 4, 5).reshape(n * recipe.input_crops, 3, t, *x.shape[-2:])
-    return normalize(x, recipe)
+    if gains is not None:
+        gains = gains.repeat_interleave(recipe.input_crops)                           # snippet-major, as x
+    return normalize(x, recipe, gains)

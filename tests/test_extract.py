@@ -298,11 +298,11 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, videos):
     assert result.exit_code == 1 and "0 <= i < n" in result.output
     # the whole frame at another size: recorded in the recipe; a crop larger than the frame is refused
     whole = args[:4] + ["--backbone", "i3d-inception", "--weights", "random", "--preset", "frame", "--short-side",
-                        "32"] + args[10:]
+                        "32", "--light", "mean"] + args[10:]
     result = runner.invoke(main, [a if a != str(out) else str(tmp_path / "whole") for a in whole])
     assert result.exit_code == 1 and "1 failed, 0 skipped" in result.output      # bad.avi still fails
     recipe = json.loads((tmp_path / "whole" / "recipe.json").read_text())
-    assert (recipe["crop"], recipe["crop_size"], recipe["resize_short_side"]) == ("none", 0, 32)
+    assert (recipe["crop"], recipe["crop_size"], recipe["resize_short_side"], recipe["light"]) == ("none", 0, 32, "mean")
     result = runner.invoke(main, args[:10] + ["--short-side", "64"] + args[10:])
     assert result.exit_code == 1 and "crop 112 is larger than the short side 64" in result.output
     result = runner.invoke(main, args + ["--mirror"])       # the tiny preset crops: one line, no traceback
@@ -316,8 +316,6 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, videos):
 
 def test_mirror_recipe_stores_the_frame_features_then_those_of_its_mirror_image(tmp_path, backbone):
     """crop "mirror": (T, 2, D); view 0 is what the ``frame`` recipe stores, view 1 the mirrored clip's."""
-    import av
-
     clip = make_video(tmp_path / "a.mp4", 40, width=64, height=48, seed=3)
     mirror = build_recipe(backbone, "frame", short_side=40, mirror=True)
     assert (mirror.crop, mirror.num_crops) == ("mirror", 2)
@@ -326,20 +324,53 @@ def test_mirror_recipe_stores_the_frame_features_then_those_of_its_mirror_image(
                              clips_per_forward=2)
     assert both.shape == (3, 2, 1024) and frame.shape == (3, 1, 1024)
     np.testing.assert_allclose(both[:, :1], frame, atol=1e-5)
-    with av.open(str(clip)) as src:          # the clip mirrored, frame by frame, losslessly
-        pixels = [f.to_ndarray(format="rgb24")[:, ::-1] for f in src.decode(video=0)]
-    flipped = tmp_path / "flipped.mp4"
-    with av.open(str(flipped), "w") as dst:
-        stream = dst.add_stream("libx264rgb", rate=25)
-        stream.width, stream.height, stream.pix_fmt, stream.options = 64, 48, "rgb24", {"crf": "0"}
-        for p in pixels:
-            dst.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(p), format="rgb24")))
-        dst.mux(stream.encode())
-    mirrored, _ = extract_video(flipped, build_recipe(backbone, "frame", short_side=40), backbone, batch_size=4,
+    # the clip mirrored, frame by frame, losslessly
+    mirrored, _ = extract_video(write_lossless(tmp_path / "flipped.mp4", [p[:, ::-1] for p in decoded_rgb(clip)]),
+                                build_recipe(backbone, "frame", short_side=40), backbone, batch_size=4,
                                 clips_per_forward=2)
     np.testing.assert_allclose(both[:, 1:], mirrored, atol=1e-4)
     with pytest.raises(ConfigError, match="ten crops include mirrored views"):
         build_recipe(backbone, "rtfm", mirror=True)
+
+
+def test_light_recipe_gives_a_darker_copy_of_a_clip_nearly_the_features_of_the_clip(tmp_path, backbone):
+    """``light`` "mean": the same scene at a quarter of the light reaches the backbone at the clip's level."""
+    clip = make_video(tmp_path / "a.mp4", 40, width=64, height=48, seed=3)
+    dark = write_lossless(tmp_path / "dark.mp4", [(p // 4).astype(np.uint8) for p in decoded_rgb(clip)])
+    plain, light = build_recipe(backbone, "frame", short_side=40), build_recipe(backbone, "frame", short_side=40,
+                                                                                 light="mean")
+    assert light.light == "mean" and light.recipe_id != plain.recipe_id
+    assert plain.differences(light) == ["light: None vs 'mean'"]
+
+    def features(path, recipe):
+        return extract_video(path, recipe, backbone, batch_size=4, clips_per_forward=2)[0]
+
+    moved_plain = np.abs(features(dark, plain) - features(clip, plain)).mean()
+    moved_light = np.abs(features(dark, light) - features(clip, light)).mean()
+    assert moved_light < 0.1 * moved_plain            # only the dark copy's lost bits remain
+    with pytest.raises(ConfigError, match="unknown light normalisation 'dusk'"):
+        build_recipe(backbone, "frame", light="dusk")
+
+
+def decoded_rgb(path: Path) -> list:
+    import av
+
+    with av.open(str(path)) as src:
+        return [f.to_ndarray(format="rgb24") for f in src.decode(video=0)]
+
+
+def write_lossless(path: Path, pixels: list) -> Path:
+    """RGB frames (H, W, 3) as a lossless H.264 clip at 25 fps."""
+    import av
+
+    height, width = pixels[0].shape[:2]
+    with av.open(str(path), "w") as dst:
+        stream = dst.add_stream("libx264rgb", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.options = width, height, "rgb24", {"crf": "0"}
+        for p in pixels:
+            dst.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(p), format="rgb24")))
+        dst.mux(stream.encode())
+    return path
 
 
 # --- sharding ------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ def test_informational_fields_do_not_change_identity():
 @pytest.mark.parametrize("field,value", [("weights_sha256", "cd" * 32), ("resize_short_side", 128),
                                          ("crop", "ten"), ("fps", "25"), ("snippet_len", 8),
                                          ("compute_dtype", "bfloat16"), ("mean", (0.5, 0.5, 0.5)),
-                                         ("regions", "2x2"), ("layers", (("Mixed_4f", 832),))])
+                                         ("regions", "2x2"), ("layers", (("Mixed_4f", 832),)), ("light", "mean")])
 def test_mismatch_is_refused_and_named(field, value):
-    """Either way round: fields left out of the id when empty (regions, layers) differ as much."""
+    """Either way round: fields left out of the id when empty (regions, layers, light) differ as much."""
     other = _recipe(**{field: value})
     assert other.recipe_id != _recipe().recipe_id
     for expected, found in ((_recipe(), other), (other, _recipe())):

@@ -7,7 +7,8 @@ import torchvision.transforms.functional as TF
 
 from vadpipe.errors import ConfigError
 from vadpipe.extractors import make_recipe, preprocess
-from vadpipe.extractors.transforms import crop, crop_boxes, resize_short_side
+from vadpipe.extractors.transforms import (LIGHT_GAIN_RANGE, crop, crop_boxes, light_gains, light_target,
+                                           resize_short_side)
 
 
 def coordinate_frames(n: int, t: int, h: int, w: int) -> torch.Tensor:
@@ -21,6 +22,11 @@ def coordinate_frames(n: int, t: int, h: int, w: int) -> torch.Tensor:
 def raw(recipe, **changes):
     """The recipe with value range [0, 255] and no normalisation, so outputs are the pixels."""
     return recipe.replace(value_range=(0.0, 255.0), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), **changes)
+
+
+def centred(recipe):
+    """The recipe on [0, 255] centred at mid-grey: outputs are pixels - 127.5, and light's target is 127.5."""
+    return recipe.replace(value_range=(0.0, 255.0), mean=(127.5,) * 3, std=(1.0, 1.0, 1.0))
 
 
 def test_short_side_resize():
@@ -81,6 +87,40 @@ def test_preprocess_mirror_gives_the_whole_frame_then_its_mirror_image_per_snipp
     assert torch.equal(out[1::2], plain.flip(-1))             # view 1 its mirror image
     assert out[1, 1, 0, 0, 0].item() == 35 and out[3, 2, 3, 0, 0].item() == 13
     assert make_recipe("i3d-inception", "frame", crop="mirror", crop_size=224).crop_size == 0
+
+
+def test_light_mean_gives_a_darker_snippet_the_input_of_the_snippet_and_one_gain_to_all_its_crops():
+    frames = coordinate_frames(2, 4, 20, 36) * 2 + 100                    # even pixel values, mid-grey
+    recipe = make_recipe("i3d-inception", "rtfm", resize_short_side=20, crop_size=10)
+    light = recipe.replace(light="mean")
+    assert light.recipe_id != recipe.recipe_id and light_target(light) == 127.5
+    assert light_target(make_recipe("i3d-r50", "rtfm")) == pytest.approx(0.45 * 255)
+    half = frames // 2
+    torch.testing.assert_close(preprocess(half, light), preprocess(frames, light))
+    assert not torch.allclose(preprocess(half, recipe), preprocess(frames, recipe))
+    gains = light_gains(frames.permute(0, 1, 4, 2, 3), light)
+    level = frames.float().mean(dim=(1, 2, 3, 4))
+    torch.testing.assert_close(gains, 127.5 / level)
+    each_crop = preprocess(frames, raw(recipe)) * gains.repeat_interleave(10).view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(preprocess(frames, centred(light)), each_crop - 127.5)
+
+
+def test_light_mean_keeps_its_gain_within_three_stops():
+    black = torch.zeros(1, 2, 8, 8, 3, dtype=torch.uint8)
+    white = torch.full((1, 2, 8, 8, 3), 255, dtype=torch.uint8)
+    nearly_black = black + 1
+    light = make_recipe("i3d-inception", "frame", resize_short_side=8, light="mean")
+    assert light_gains(black, light).item() == LIGHT_GAIN_RANGE[1]
+    assert light_gains(nearly_black, light).item() == LIGHT_GAIN_RANGE[1]   # 127.5 / 1 is beyond 8
+    assert light_gains(white, light).item() == pytest.approx(0.5)
+    torch.testing.assert_close(preprocess(black, light), preprocess(black, light.replace(light="")))
+    lamp = black + 20
+    lamp[..., 0, 0, :] = 250                                             # a lamp in a dark scene
+    pixels = preprocess(lamp, centred(light)) + 127.5
+    assert pixels[..., 0, 0].max().item() == 255.0                        # clipped, as a camera's exposure
+    assert pixels[..., 1, 1].max().item() == pytest.approx(20 * light_gains(lamp, light).item())
+    with pytest.raises(ConfigError, match="unknown light normalisation"):
+        make_recipe("i3d-inception", "frame", light="auto")
 
 
 def test_preprocess_ten_crop_layout():

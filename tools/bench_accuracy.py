@@ -92,6 +92,7 @@ REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one g
 LAYERS = ""       # --layers: video benchmarks store these network endpoints side by side ("" = the backbone's own)
 STRIDE: Optional[int] = None   # --stride: video benchmarks start a snippet every N frames (None = the snippet length)
 MIRROR = False    # --mirror: video benchmarks add each frame's mirror image as a second view (crop mode mirror)
+LIGHT = ""        # --light: video benchmarks bring each snippet to one mean level (vadpipe extract --light)
 PED1_SHORT_SIDE = 316   # --ped1-short-side: 2x Ped1's native 158 (its pedestrians are ~20 px tall natively)
 DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's own (180, the world's native)
 LONG_CLIPS = 8          # --long-clips: Ped1 clips (13 segments each) per video of ped1-long
@@ -115,16 +116,17 @@ def extract_split(root: Path, out: Path, preset: str, short_side: Optional[int])
     summary, _ = extract_folder(root, out, backbone="i3d-inception", preset=preset, short_side=short_side,
                                 weights=EXTRACTION.weights, device=EXTRACTION.device,
                                 compute_dtype=EXTRACTION.compute_dtype, regions=REGIONS, layers=LAYERS,
-                                stride=STRIDE, mirror=MIRROR, progress=False, log=log)
+                                stride=STRIDE, mirror=MIRROR, light=LIGHT, progress=False, log=log)
     if summary.failed:
         raise SystemExit(f"{root}: {summary.failed} video(s) failed to extract")
     log(f"{out}: ready in {time.perf_counter() - start:.1f} s (process start and cached videos not counted)")
 
 
 def variant_suffix() -> str:
-    """The cache folder's mark of --regions, --layers, --stride and --mirror (none for the plain features)."""
+    """The cache folder's mark of --regions, --layers, --stride, --mirror and --light (none for the plain
+    features)."""
     return ((f"-r{REGIONS}" if REGIONS else "") + (f"-L{LAYERS.replace(',', '+')}" if LAYERS else "")
-            + (f"-s{STRIDE}" if STRIDE else "") + ("-mirror" if MIRROR else ""))
+            + (f"-s{STRIDE}" if STRIDE else "") + ("-mirror" if MIRROR else "") + (f"-light{LIGHT}" if LIGHT else ""))
 
 
 def ped1_bench(cache: Path) -> Optional[Bench]:
@@ -419,7 +421,7 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, LAYERS, STRIDE, MIRROR, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
+    global REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -439,6 +441,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "e.g. Mixed_4f,Mixed_5c")
     ap.add_argument("--mirror", action="store_true",
                     help="video benchmarks: each frame and its mirror image, two views (vadpipe extract --mirror)")
+    ap.add_argument("--light", default="", choices=("", "mean"),
+                    help="video benchmarks: each snippet brought to one mean level (vadpipe extract --light mean)")
     ap.add_argument("--stride", type=int, default=None,
                     help="video benchmarks: a snippet every N frames (vadpipe extract --stride; 8 = half-overlapping)")
     ap.add_argument("--ped1-short-side", type=int, default=PED1_SHORT_SIDE,
@@ -477,8 +481,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    REGIONS, LAYERS, STRIDE, MIRROR, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (
-        args.regions, args.layers, args.stride, args.mirror, args.ped1_short_side, args.demo_short_side)
+    REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (
+        args.regions, args.layers, args.stride, args.mirror, args.light, args.ped1_short_side, args.demo_short_side)
     LONG_CLIPS, PED1 = args.long_clips, args.ped1
     EXTRACTION.device, EXTRACTION.weights, EXTRACTION.compute_dtype = (
         args.extract_device, args.weights, args.extract_dtype)

@@ -69,6 +69,8 @@ def run_set_parser(doc: str) -> argparse.ArgumentParser:
                         help="the runs were trained on features of this snippet stride (bench_accuracy --stride)")
     parser.add_argument("--regions", default="", metavar="RxC",
                         help="the runs were trained on region-grid features (bench_accuracy --regions)")
+    parser.add_argument("--light", default="", choices=("", "mean"),
+                        help="the runs were trained on light-normalised features (bench_accuracy --light)")
     parser.add_argument("--test-features", default=None, metavar="FEATURES",
                         help="the benchmark's test clips extracted elsewhere with the runs' recipe (the same "
                              "names, so its ground truth holds: e.g. relit by tools/relight_clips.py)")
@@ -81,7 +83,7 @@ def open_bench(args):
     from vadpipe.groundtruth import load_ground_truth
 
     bench_accuracy.PED1_SHORT_SIDE, bench_accuracy.DEMO_SHORT_SIDE = args.ped1_short_side, args.demo_short_side
-    bench_accuracy.STRIDE, bench_accuracy.REGIONS = args.stride, args.regions
+    bench_accuracy.STRIDE, bench_accuracy.REGIONS, bench_accuracy.LIGHT = args.stride, args.regions, args.light
     bench = BENCHES[args.bench](Path(args.cache))
     if bench is None:
         raise SystemExit(f"benchmark {args.bench} is not available here")

@@ -101,6 +101,10 @@ def backbones(as_json):
 @click.option("--mirror", is_flag=True,
               help="Also run each whole frame's mirror image (crop mode 'mirror': 2 views a snippet, twice the "
               "compute), as ten-crop presets do for their crops; whole-frame presets (frame) only.")
+@click.option("--light", default="none", show_default=True, type=click.Choice(["none", "mean"]),
+              help="'mean': bring each snippet's mean pixel level to the one the backbone's normalisation "
+              "centres (one gain a snippet, within 1/8..8), so a darker or brighter scene moves the features less "
+              "(recorded in the recipe; score and watch then do the same).")
 @click.option("--regions", default="", metavar="RxC",
               help="Store an R x C grid of region vectors per snippet (the backbone's last map pooled per "
               "region) instead of one global vector: for fixed cameras whose events fill part of the view.")
@@ -138,7 +142,7 @@ def backbones(as_json):
               "status 'damaged'; without it they are 'failed' and get no features.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
-def extract(root, out, backbone, preset, short_side, stride, mirror, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
+def extract(root, out, backbone, preset, short_side, stride, mirror, light, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
             device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     from .video import check_readable
@@ -157,7 +161,7 @@ def extract(root, out, backbone, preset, short_side, stride, mirror, regions, la
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=parse_clips_per_forward(clips_per_forward),
         short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers, stride=stride,
-        mirror=mirror, log=lambda msg: click.echo(msg, err=True))
+        mirror=mirror, light="" if light == "none" else light, log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:
         click.echo("all ranks: " + all_ranks.format())

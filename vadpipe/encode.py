@@ -332,13 +332,14 @@ def encode_clip(path: str | os.PathLike, recipe: Recipe, backbone, device: torch
 def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str = "float32",
                  compute_dtype: str = "auto", device: torch.device | str = "cpu",
                  short_side: Optional[int] = None, regions: str = "", layers: str = "",
-                 stride: Optional[int] = None, mirror: bool = False) -> Recipe:
+                 stride: Optional[int] = None, mirror: bool = False, light: str = "") -> Recipe:
     """The recipe of a run: the preset's choices for ``backbone`` plus the command-line overrides
     (``short_side`` replaces the preset's resize; it must stay >= its crop; ``stride`` starts a snippet
     every that many frames instead of every snippet length, overlapping when shorter; ``regions`` "RxC" stores a
     grid of region vectors per snippet instead of one; ``layers`` "A,B" the means of those endpoints
     side by side instead of the backbone's own features; ``mirror`` adds each whole frame's mirror image
-    as a second view, crop mode ``mirror``, for whole-frame presets only).
+    as a second view, crop mode ``mirror``, for whole-frame presets only; ``light`` "mean" brings each
+    snippet to one mean level before the backbone, extractors/transforms.py).
 
     ``compute_dtype="auto"`` is bfloat16 autocast on CUDA and float32 elsewhere; the choice is
     recorded in the recipe (it changes the features slightly), so features made on a GPU with
@@ -372,6 +373,8 @@ def build_recipe(backbone, preset: str, fps: str = "native", storage_dtype: str 
         sizes.update(layer_fields(backbone.config, layers, regions))
     if mirror:
         sizes["crop"] = mirror_crop(preset)
+    if light:
+        sizes["light"] = light
     return make_recipe(backbone.config.name, preset, weights_sha256=backbone.weights_sha256, fps=str(fps),
                        storage_dtype=storage_dtype, compute_dtype=compute_dtype, **sizes)
 

@@ -425,7 +425,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    shard: Optional[str] = None, overwrite: bool = False, progress: bool = True,
                    clips_per_forward: Optional[int | str] = None, short_side: Optional[int] = None,
                    accept_damaged: bool = False, regions: str = "", layers: str = "",
-                   stride: Optional[int] = None, mirror: bool = False,
+                   stride: Optional[int] = None, mirror: bool = False, light: str = "",
                    log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
     """``vadpipe extract`` as a function: resolve shard and device, build backbone and recipe, run.
 
@@ -438,7 +438,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
     model = create_backbone(backbone, weights=weights, device=the_device)
     recipe = build_recipe(model, preset, fps=fps, storage_dtype=dtype, compute_dtype=compute_dtype,
                           device=the_device, short_side=short_side, regions=regions,
-                          layers=layers, stride=stride, mirror=mirror)
+                          layers=layers, stride=stride, mirror=mirror, light=light)
     options = ExtractOptions(batch_size=batch_size, workers=default_workers() if workers is None else workers,
                              overwrite=overwrite, progress=progress, shard=the_shard,
                              clips_per_forward=clips_per_forward, accept_damaged=accept_damaged)

@@ -52,6 +52,10 @@ class Recipe:
     # those endpoints of the network, side by side in that order (D = the sum of their dims): a mid-level
     # map keeps detail the last one pools away, which the normal statistics can use (model.normal_layer).
     layers: Tuple[Tuple[str, int], ...] = ()
+    # "" = pixels as decoded; "mean" = each snippet's pixels times one gain that brings the snippet's mean
+    # level to the level the normalisation maps to the recipe's mean (within LIGHT_GAIN_RANGE), so a
+    # camera's light level (dusk, a closed iris) moves the features less: see extractors/transforms.py.
+    light: str = ""
 
     @property
     def input_crops(self) -> int:
@@ -112,6 +116,8 @@ class Recipe:
             d.pop("regions", None)     # recipes without regions keep the ids they had before the field
         if not d.get("layers"):
             d.pop("layers", None)      # likewise without layers
+        if not d.get("light"):
+            d.pop("light", None)       # likewise without light normalisation
         return d
 
     @property
@@ -123,7 +129,7 @@ class Recipe:
     def differences(self, other: "Recipe") -> list[str]:
         """Human-readable list of the feature-changing fields where ``other`` differs."""
         mine, theirs = self._feature_fields(), other._feature_fields()
-        # both sides' keys: a field left out when empty (regions, layers) still differs from a set one
+        # both sides' keys: a field left out when empty (regions, layers, light) still differs from a set one
         return [f"{k}: {mine.get(k)!r} vs {theirs.get(k)!r}" for k in sorted(set(mine) | set(theirs))
                 if mine.get(k) != theirs.get(k)]
 

@@ -102,3 +102,13 @@ def test_bench_counts_the_videos_score_would_note_as_flagged_nearly_throughout()
     assert whole_clips(frames, 0.95) == (0.0, 0.0)
     assert whole_clips(frames, None) == (None, None)
     assert whole_clips({"n": (np.full(4, 0.9), np.zeros(4))}, 0.5) == (1.0, None)   # no anomalous video
+
+
+def test_bench_counts_the_videos_the_scene_check_reads_as_new():
+    """new scene: the share of normal and of anomalous test videos whose reading lies beyond the bound."""
+    from bench_accuracy import scene_shares
+
+    frames = {"n1": (np.zeros(4), np.zeros(4)), "n2": (np.zeros(4), np.zeros(4)), "n3": (np.zeros(4), np.zeros(4)),
+              "a1": (np.zeros(4), np.r_[0, 1, 1, 0])}
+    assert scene_shares(frames, {"n1": True, "n2": False, "a1": True}) == (1 / 3, 1.0)   # n3: no reading
+    assert scene_shares({"n1": frames["n1"]}, {}) == (0.0, None)

@@ -27,8 +27,9 @@ videos, share of frames whose float32 score is exactly 0 or 1 (ties), false alar
 test videos at the calibrated ``auto`` threshold (99th percentile of normal training-side
 scores), the share of anomalous frames (inside the ground truth) at or above that threshold
 (hit@auto: what ``vadpipe score`` flags of the events; a head can rank well and flag nothing),
-false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_levels``), training
-seconds.
+false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_levels``), the normal
+and anomalous test videos ``vadpipe score`` notes as flagged nearly throughout (whole@auto) and those
+its scene check reads as new to the head (new scene), training seconds.
 
 ``--jitter SD [--draws N]`` stands in for extracting again: every run reads its features times
 (1 + SD · N(0, 1)), drawn per video from the run's seed and draw, so a row's spread covers the
@@ -62,11 +63,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 PED1 = HERE.parent.parent / "shared" / "data" / "ucsd-ped1"
 METRICS = ("auc", "ap", "auc_anomalous_videos", "tied", "false_alarm_auto", "hit_auto", "false_alarm_half",
-           "whole_normal", "whole_anomalous", "seconds")
+           "whole_normal", "whole_anomalous", "scene_normal", "scene_anomalous", "seconds")
 # whole@auto: the share of normal (N) and anomalous (A) test videos that `vadpipe score` notes as flagged
-# over nearly their whole length at auto (vadpipe.threshold.whole_clip_note)
+# over nearly their whole length at auto (vadpipe.threshold.whole_clip_note); new scene: the share the scene
+# check reads as a scene new to the head (vadpipe/scene_check.py; n/a for a head without normal statistics)
 HEADERS = ("frame AUC", "AP", "AUC in anom.", "tied", "FA@auto", "hit@auto", "FA@0.5", "whole@auto N",
-           "whole@auto A", "train s")
+           "whole@auto A", "new scene N", "new scene A", "train s")
 
 
 @dataclass
@@ -296,6 +298,24 @@ def whole_clips(frames, thr: Optional[float]) -> Tuple[Optional[float], Optional
     return tuple(whole_flagged(clips, thr) / len(clips) if clips else None for clips in kinds)
 
 
+def new_scenes(frames, model, ckpt, test) -> Tuple[Optional[float], Optional[float]]:
+    """The share of normal and of anomalous videos of ``frame_level``'s {video: (scores, labels)} that the
+    head's scene check reads as a scene new to it (None, None for a head without one)."""
+    from vadpipe.scene_check import SceneCheck, beyond_of_videos
+
+    check = SceneCheck.of(model, ckpt.scene)
+    if check is None:
+        return None, None
+    return scene_shares(frames, beyond_of_videos(check, [v for v in test.videos if v.id in frames]))
+
+
+def scene_shares(frames, beyond: Dict[str, bool]) -> Tuple[Optional[float], Optional[float]]:
+    """The share of normal and of anomalous videos of ``frames`` ({video: (scores, labels)}) that ``beyond``
+    ({video: read as a new scene}) marks."""
+    kinds = [[k for k, (_, y) in frames.items() if bool(y.any()) == anomalous] for anomalous in (False, True)]
+    return tuple(sum(beyond.get(k, False) for k in ids) / len(ids) if ids else None for ids in kinds)
+
+
 def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     from sklearn.metrics import roc_auc_score
 
@@ -383,6 +403,7 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     # the scores read as levels: a user who flags at 0.5 gets this share of normal frames
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
+    out["scene_normal"], out["scene_anomalous"] = new_scenes(frames, model, ckpt, test)
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

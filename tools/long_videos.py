@@ -10,7 +10,7 @@ The joins are cuts between recordings of the same camera, not continuous time: a
 surveillance video, not a substitute. Normal clips recur across a split's long videos, so a normal
 video that training holds out is made of clips it trained on: the ``auto`` threshold calibrated on
 such videos is too low, and false alarms at it mean nothing here (frame AUC and AUC inside anomalous
-videos need no threshold).
+videos need no threshold); so is the scene check's bound, and every test video reads as a new scene.
 
 Layout written (as vadpipe.synthetic_features, so ``open_features`` reads it): ``npy/<name>_i3d.npy``
 (T, C, D), ``<split>.list`` (names carry the label: "Normal" is normal) and ``<split>_gt.json``; and

@@ -212,10 +212,9 @@ def test_eval_counts_the_videos_that_read_as_a_new_scene(tmp_path):
     threshold flags nearly throughout), kept with the written scores so `eval --scores` reports it again."""
     from feature_world import make_store
     from vadpipe.data import open_features
-    from vadpipe.evaluate import evaluate_run, evaluate_score_path
+    from vadpipe.evaluate import evaluate_run, evaluate_score_path, score_feature_set
     from vadpipe.features import FeatureStore
     from vadpipe.fitted_terms import crop_rows
-    from vadpipe.scene_check import beyond_of_videos
 
     make_store(tmp_path / "train", 3, 6, dim=16, seed=1)
     make_store(tmp_path / "test", 3, 3, dim=16, seed=2)
@@ -238,8 +237,10 @@ def test_eval_counts_the_videos_that_read_as_a_new_scene(tmp_path):
                             progress=False, threshold=0.0)                  # every video flagged throughout
     assert res.metrics["scene_beyond"] == {k: {"videos": n, "whole_flagged": n} for k, n in expected.items()}
     assert "read as a scene new to the head" in res.summary()
-    assert beyond_of_videos(SceneCheck([model.normal_stats], [record]), videos) == {k: bool(q > record["bound"])
-                                                                               for k, q in z.items()}
+    scored = score_feature_set(model, open_features(tmp_path / "test"), scene=SceneCheck([model.normal_stats],
+                                                                                         [record]))
+    assert scored.meta["scene_beyond"] == {k: bool(q > record["bound"]) for k, q in z.items()}
+    assert "scene_beyond" not in score_feature_set(model, open_features(tmp_path / "test")).meta
     again = evaluate_score_path(out / "scores", gt, threshold=0.0)
     assert again.metrics["scene_beyond"] == res.metrics["scene_beyond"]
     plain, _ = evaluate_run(tmp_path / "h.pt", tmp_path / "test", gt, out=tmp_path / "eval2", device="cpu",

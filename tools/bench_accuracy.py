@@ -298,20 +298,11 @@ def whole_clips(frames, thr: Optional[float]) -> Tuple[Optional[float], Optional
     return tuple(whole_flagged(clips, thr) / len(clips) if clips else None for clips in kinds)
 
 
-def new_scenes(frames, model, ckpt, test) -> Tuple[Optional[float], Optional[float]]:
-    """The share of normal and of anomalous videos of ``frame_level``'s {video: (scores, labels)} that the
-    head's scene check reads as a scene new to it (None, None for a head without one)."""
-    from vadpipe.scene_check import SceneCheck, beyond_of_videos
-
-    check = SceneCheck.of(model, ckpt.scene)
-    if check is None:
-        return None, None
-    return scene_shares(frames, beyond_of_videos(check, [v for v in test.videos if v.id in frames]))
-
-
-def scene_shares(frames, beyond: Dict[str, bool]) -> Tuple[Optional[float], Optional[float]]:
+def scene_shares(frames, beyond: Optional[Dict[str, bool]]) -> Tuple[Optional[float], Optional[float]]:
     """The share of normal and of anomalous videos of ``frames`` ({video: (scores, labels)}) that ``beyond``
-    ({video: read as a new scene}) marks."""
+    ({video: read as a new scene}; None for a head without a scene check) marks."""
+    if beyond is None:
+        return None, None
     kinds = [[k for k, (_, y) in frames.items() if bool(y.any()) == anomalous] for anomalous in (False, True)]
     return tuple(sum(beyond.get(k, False) for k in ids) / len(ids) if ids else None for ids in kinds)
 
@@ -386,9 +377,10 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     from vadpipe.data import open_features
     from vadpipe.evaluate import evaluate_scores, score_feature_set
     from vadpipe.groundtruth import load_ground_truth
+    from vadpipe.scene_check import SceneCheck
 
     test = open_features(bench.test, list_anomalous="none")
-    ss = score_feature_set(model, test, "cpu")
+    ss = score_feature_set(model, test, "cpu", scene=SceneCheck.of(model, ckpt.scene))
     gts = load_ground_truth(bench.gt)
     res = evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                           on_mismatch="skip", frame_mode=ss.frame_mode)
@@ -403,7 +395,7 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     # the scores read as levels: a user who flags at 0.5 gets this share of normal frames
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
-    out["scene_normal"], out["scene_anomalous"] = new_scenes(frames, model, ckpt, test)
+    out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, ss.meta.get("scene_beyond"))
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

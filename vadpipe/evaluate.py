@@ -51,7 +51,7 @@ from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_tru
 from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
 from .recipe import check_compatible
-from .scene_check import SceneCheck, beyond_of_videos
+from .scene_check import SceneCheck, reads_beyond
 from .threshold import WHOLE_CLIP_SHARE, is_whole_flagged, whole_flagged
 
 SCORES_FORMAT = "vadpipe-scores/1"
@@ -397,19 +397,28 @@ def save_result(path: str | Path, result: EvalResult, extra: Optional[dict] = No
 
 # --- running a trained head -------------------------------------------------------------------
 def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
-                      view: Optional[int] = None) -> ScoreSet:
+                      view: Optional[int] = None, scene: Optional[SceneCheck] = None) -> ScoreSet:
     """Snippet scores of every video of a vadpipe.data.FeatureSet (full length, crops combined by the
-    head's scoring rule, which also names the set's frame mode); ``view``: that stored crop alone."""
+    head's scoring rule, which also names the set's frame mode); ``view``: that stored crop alone;
+    ``scene``: the head's scene check, each video's reading kept in ``meta["scene_beyond"]`` (read from the
+    same features, so each video is read from disk once)."""
     from .checkpoint import score_features, scoring_rule
 
     videos = feature_set.videos
     if progress:
         videos = progress_bar(videos, desc="scoring", unit="video", leave=False)
     views = slice(None) if view is None else slice(view, view + 1)
-    scores = {v.id: score_features(model, v.raw()[:, views], device) for v in videos}
+    scores, beyond = {}, {}
+    for v in videos:
+        x = v.raw()[:, views]
+        scores[v.id] = score_features(model, x, device)
+        if scene is not None and (reading := reads_beyond(scene, x)) is not None:
+            beyond[v.id] = reading
     frames = {v.id: v.frames for v in feature_set.videos}
     meta = {"features": feature_set.origin,
             "classes": {v.id: v.cls for v in feature_set.videos if v.cls is not None}}
+    if scene is not None:              # kept with the scores: `vadpipe eval --scores` reports it again
+        meta["scene_beyond"] = beyond
     return ScoreSet(scores, frames, feature_set.snippet_len, meta, feature_set.stride,
                     scoring_rule(model).frame_scores)
 
@@ -454,12 +463,9 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     model, ckpt = load_checkpoint(ckpt_file, dev)
     fs = open_features(features, list_anomalous="none")
     notes, view = check_recipe(ckpt, fs, crops)
-    ss = score_feature_set(model, fs, dev, progress, view)
+    ss = score_feature_set(model, fs, dev, progress, view, scene=SceneCheck.of(model, ckpt.scene))
     ss.meta["checkpoint"] = str(ckpt_file)
     ss.meta["calibration"] = ckpt.calibration
-    scene = SceneCheck.of(model, ckpt.scene)
-    if scene is not None:               # kept with the scores: `vadpipe eval --scores` reports it again
-        ss.meta["scene_beyond"] = beyond_of_videos(scene, fs.videos, view)
     if out is None:
         out = ckpt_file.parent / "eval" / (Path(features).stem or "features")
     out = Path(out)

@@ -178,9 +178,7 @@ class SceneCheck:
                             int(np.sum(quiet > bounds)) if len(bounds) > 1 else None)
 
 
-def beyond_of_videos(check: SceneCheck, videos: Sequence, view: Optional[int] = None) -> Dict[str, bool]:
-    """Each video's reading (``videos``: vadpipe.data.Video, scored on stored ``view`` alone when given):
-    True where its quietest part lies beyond the bound (``vadpipe eval``)."""
-    views = slice(None) if view is None else slice(view, view + 1)
-    readings = {v.id: check.reading(check.snippet_z(v.raw()[:, views])) for v in videos}
-    return {vid: r.beyond for vid, r in readings.items() if r is not None}     # None: a video without snippets
+def reads_beyond(check: SceneCheck, features: np.ndarray) -> Optional[bool]:
+    """Whether a video's stored (T, C, D) features read beyond the bound (None: a video without snippets)."""
+    reading = check.reading(check.snippet_z(features))
+    return None if reading is None else reading.beyond

@@ -19,7 +19,7 @@ from vadpipe.errors import ConfigError
 from vadpipe.recipe import Recipe
 
 from .registry import get_entry
-from .transforms import CROP_MODES, LIGHT_MODES, WHOLE_FRAME_MODES
+from .transforms import CROP_MODES, WHOLE_FRAME_MODES, check_light
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     "rtfm": dict(resize_short_side=256, crop="ten", crop_size=224, snippet_len=16, stride=16),
@@ -54,8 +54,7 @@ def make_recipe(backbone: str, preset: str = "center", weights_sha256: Optional[
 def _check(recipe: Recipe, min_frames: int) -> None:
     if recipe.compute_dtype not in COMPUTE_DTYPES:
         raise ConfigError(f"unknown compute dtype {recipe.compute_dtype!r} ({', '.join(COMPUTE_DTYPES)})")
-    if recipe.light not in LIGHT_MODES:
-        raise ConfigError(f"unknown light normalisation {recipe.light!r} (mean, or none)")
+    check_light(recipe.light)
     if recipe.crop not in CROP_MODES:
         raise ConfigError(f"unknown crop mode {recipe.crop!r} ({', '.join(CROP_MODES)})")
     if recipe.crop not in WHOLE_FRAME_MODES and recipe.crop_size > recipe.resize_short_side:

@@ -110,13 +110,20 @@ def light_target(recipe: Recipe) -> float:
     return 255.0 * (sum(recipe.mean) / len(recipe.mean) - lo) / (hi - lo)
 
 
+def check_light(light: str) -> None:
+    """ConfigError for a light normalisation this module does not know (make_recipe and recipes read back
+    from disk both meet this one rule)."""
+    if light not in LIGHT_MODES:
+        raise ConfigError(f"unknown light normalisation {light!r} (mean, or none)")
+
+
 def light_gains(frames: torch.Tensor, recipe: Recipe) -> Optional[torch.Tensor]:
     """uint8 (N, ...) snippets -> (N,) float32 gains of ``recipe.light`` (None without light normalisation)."""
     if not recipe.light:
         return None
-    if recipe.light not in LIGHT_MODES:
-        raise ConfigError(f"unknown light normalisation {recipe.light!r} (mean, or none)")
-    level = frames.reshape(frames.shape[0], -1).sum(dim=1, dtype=torch.float64) / frames[0].numel()
+    check_light(recipe.light)
+    # summed in place of a reshape, which would copy the permuted frames first
+    level = frames.sum(dim=tuple(range(1, frames.dim())), dtype=torch.float64) / frames[0].numel()
     gains = light_target(recipe) / level.clamp(min=1e-6)
     return gains.clamp(*LIGHT_GAIN_RANGE).to(torch.float32)
 
@@ -132,8 +139,8 @@ def normalize(frames: torch.Tensor, recipe: Recipe, gains: Optional[torch.Tensor
     offset = (lo - mean) / std
     shape = (3, 1, 1, 1)
     pixels = frames.to(torch.float32)
-    if gains is not None:
-        pixels = (pixels * gains.to(pixels.device).view(-1, 1, 1, 1, 1)).clamp_(0.0, 255.0)
+    if gains is not None:           # in place: ``pixels`` is this function's own float copy
+        pixels.mul_(gains.to(pixels.device).view(-1, 1, 1, 1, 1)).clamp_(0.0, 255.0)
     return pixels * scale.view(shape) + offset.view(shape)
 
 

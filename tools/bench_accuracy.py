@@ -42,6 +42,13 @@ extraction's float32 noise as well as the seed (1.5e-6 is what extracting Ped1 a
 ``--extract-only`` builds the caches and stops: on a GPU machine, ``--extract-device cuda
 --extract-dtype float32`` (fp32: the recipe a CPU extraction writes, so a CPU benchmark trains on
 those features without extracting again; tools/gpu_ped1.sh loops it over Ped1 resolutions).
+
+``--ped1-features DIR`` / ``--demo-features DIR`` read features extracted elsewhere (DIR/train, DIR/test;
+e.g. a tools/feature_variants.py variant) for ``ped1``, ``ped1-swap``, ``ped1-long`` (its long videos
+strung from them, cached beside DIR) and ``demo``, instead of extracting:
+
+    python tools/feature_variants.py running-light ../shared/data/ucsd-ped1/videos OUT/ped1-run
+    python tools/bench_accuracy.py --bench ped1 ped1-long --ped1-features OUT/ped1-run --config default=default
 """
 from __future__ import annotations
 
@@ -94,6 +101,8 @@ REGIONS = ""      # --regions: video benchmarks extract region grids ("" = one g
 LAYERS = ""       # --layers: video benchmarks store these network endpoints side by side ("" = the backbone's own)
 STRIDE: Optional[int] = None   # --stride: video benchmarks start a snippet every N frames (None = the snippet length)
 MIRROR = False    # --mirror: video benchmarks add each frame's mirror image as a second view (crop mode mirror)
+PED1_FEATURES: Optional[Path] = None   # --ped1-features: ped1's features read from here, not extracted
+DEMO_FEATURES: Optional[Path] = None   # --demo-features: the demo world's likewise
 LIGHT = ""        # --light: video benchmarks bring each snippet to one mean level (vadpipe extract --light)
 PED1_SHORT_SIDE = 316   # --ped1-short-side: 2x Ped1's native 158 (its pedestrians are ~20 px tall natively)
 DEMO_SHORT_SIDE: Optional[int] = None   # --demo-short-side: None = the demo's own (180, the world's native)
@@ -131,13 +140,25 @@ def variant_suffix() -> str:
             + (f"-s{STRIDE}" if STRIDE else "") + ("-mirror" if MIRROR else "") + (f"-light{LIGHT}" if LIGHT else ""))
 
 
+def given_features(root: Path) -> Path:
+    """--ped1-features / --demo-features: a folder with train/ and test/ feature stores extracted elsewhere
+    (e.g. tools/feature_variants.py), read as they are."""
+    missing = [split for split in ("train", "test") if not (root / split / "recipe.json").is_file()]
+    if missing:
+        raise SystemExit(f"{root}: no extracted features in {', '.join(missing)}/ (recipe.json missing)")
+    return root
+
+
 def ped1_bench(cache: Path) -> Optional[Bench]:
     if not (PED1 / "videos").is_dir():
         log(f"ped1: skipped (no UCSD Ped1 at {PED1}; see ../shared/data/ucsd-ped1/README.md)")
         return None
-    feats = cache / (f"ped1-inception-frame{PED1_SHORT_SIDE}" + variant_suffix())
-    for split in ("train", "test"):
-        extract_split(PED1 / "videos" / split, feats / split, "frame", PED1_SHORT_SIDE)
+    if PED1_FEATURES:
+        feats = given_features(PED1_FEATURES)
+    else:
+        feats = cache / (f"ped1-inception-frame{PED1_SHORT_SIDE}" + variant_suffix())
+        for split in ("train", "test"):
+            extract_split(PED1 / "videos" / split, feats / split, "frame", PED1_SHORT_SIDE)
     return Bench("ped1", str(feats / "train"), str(feats / "test"), str(PED1 / "test_gt.json"))
 
 
@@ -210,10 +231,13 @@ def demo_bench(cache: Path, seed: int = 0) -> Bench:
     spec = SIZES["small"]
     root = cache / f"demo-small-seed{seed}"
     world = generate_world(root / "world", synth_config(spec["world"], seed=seed), progress=False)
-    side = DEMO_SHORT_SIDE or spec["short_side"]
-    feats = root / ("features" + (f"-s{side}" if side != spec["short_side"] else "") + variant_suffix())
-    for split in ("train", "test"):
-        extract_split(root / "world" / split, feats / split, spec["features"], side)
+    if DEMO_FEATURES:
+        feats = given_features(DEMO_FEATURES)
+    else:
+        side = DEMO_SHORT_SIDE or spec["short_side"]
+        feats = root / ("features" + (f"-s{side}" if side != spec["short_side"] else "") + variant_suffix())
+        for split in ("train", "test"):
+            extract_split(root / "world" / split, feats / split, spec["features"], side)
     return Bench("demo", str(feats / "train"), str(feats / "test"), str(world.paths["test_gt"]))
 
 
@@ -434,7 +458,8 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    global REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS
+    global REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS, \
+        PED1_FEATURES, DEMO_FEATURES
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
@@ -456,6 +481,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     help="video benchmarks: each frame and its mirror image, two views (vadpipe extract --mirror)")
     ap.add_argument("--light", default="", choices=("", "mean"),
                     help="video benchmarks: each snippet brought to one mean level (vadpipe extract --light mean)")
+    ap.add_argument("--ped1-features", type=Path, default=None, metavar="DIR",
+                    help="ped1, ped1-swap, ped1-long: read DIR/train and DIR/test as extracted (e.g. by "
+                    "tools/feature_variants.py) instead of extracting; ped1-long's cache goes beside DIR")
+    ap.add_argument("--demo-features", type=Path, default=None, metavar="DIR",
+                    help="demo: read DIR/train and DIR/test (features of the world in CACHE/demo-small-seed0/world) "
+                    "instead of extracting")
     ap.add_argument("--stride", type=int, default=None,
                     help="video benchmarks: a snippet every N frames (vadpipe extract --stride; 8 = half-overlapping)")
     ap.add_argument("--ped1-short-side", type=int, default=PED1_SHORT_SIDE,
@@ -487,6 +518,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("--jitter SD >= 0; --draws N >= 1, and more than one draw needs --jitter")
     if args.long_clips < 2:
         ap.error("--long-clips: a long video strings at least 2 clips")
+    if (args.ped1_features or args.demo_features) and (args.regions or args.layers or args.stride or args.mirror
+                                                       or args.light):
+        ap.error("--ped1-features / --demo-features are read as extracted: the extraction options "
+                 "(--regions, --layers, --stride, --mirror, --light) do not apply to them")
     if (args.layers or args.stride) and "ped1-long" in args.bench:
         ap.error("--layers or --stride with ped1-long: its list files carry no recipe, so training could not find "
                  "the layers or the snippet step")
@@ -496,7 +531,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1_SHORT_SIDE, DEMO_SHORT_SIDE = (
         args.regions, args.layers, args.stride, args.mirror, args.light, args.ped1_short_side, args.demo_short_side)
-    LONG_CLIPS, PED1 = args.long_clips, args.ped1
+    LONG_CLIPS, PED1, PED1_FEATURES, DEMO_FEATURES = args.long_clips, args.ped1, args.ped1_features, args.demo_features
     EXTRACTION.device, EXTRACTION.weights, EXTRACTION.compute_dtype = (
         args.extract_device, args.weights, args.extract_dtype)
     configs = dict(parse_config(s) for s in (args.config or ["paper=paper", "default=default"]))

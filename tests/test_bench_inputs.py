@@ -41,3 +41,10 @@ def test_given_features_without_a_split_is_one_error_naming_it(tmp_path):
 def test_given_features_refuse_extraction_options():
     with pytest.raises(SystemExit):
         bench_accuracy.main(["--ped1-features", "x", "--light", "mean", "--bench", "ped1"])
+
+
+def test_table_shows_each_event_type_the_ground_truth_names():
+    runs = [{"auc": 0.7, "type_Intrusion": 0.6, "type_Fire": 0.9}, {"auc": 0.8, "type_Intrusion": 0.8, "type_Fire": 0.9}]
+    head, _, row = bench_accuracy.table("demo", {"default": runs}).splitlines()[1:4]
+    cells = dict(zip([c.strip() for c in head.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["Intrusion"] == "70.0 ± 14.1" and cells["Fire"] == "90.0 ± 0.0" and cells["config"] == "default"

@@ -29,7 +29,9 @@ scores), the share of anomalous frames (inside the ground truth) at or above tha
 (hit@auto: what ``vadpipe score`` flags of the events; a head can rank well and flag nothing),
 false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_levels``), the normal
 and anomalous test videos ``vadpipe score`` notes as flagged nearly throughout (whole@auto) and those
-its scene check reads as new to the head (new scene), training seconds.
+its scene check reads as new to the head (new scene), training seconds; on the generated features the
+AUC of each group, and where the ground truth names event types (the demo world) the AUC of each type
+(its anomalous videos against every normal one; ``type_*`` in the JSON).
 
 ``--jitter SD [--draws N]`` stands in for extracting again: every run reads its features times
 (1 + SD · N(0, 1)), drawn per video from the run's seed and draw, so a row's spread covers the
@@ -420,6 +422,8 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
     out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, ss.meta.get("scene_beyond"))
+    for cls, value in res.metrics.get("auc_per_class", {}).items():   # ground truth with event types (the demo)
+        out[f"type_{cls}"] = value
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 
@@ -441,8 +445,8 @@ def mean_sd(values: List[Optional[float]], scale: float = 100.0, digits: int = 1
 
 
 def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str = "seeds") -> str:
-    extra = sorted({k for runs in results.values() for r in runs for k in r if k.startswith("group_")})
-    heads = ["config"] + list(HEADERS) + [k[6:] for k in extra]
+    extra = sorted({k for runs in results.values() for r in runs for k in r if k.startswith(("group_", "type_"))})
+    heads = ["config"] + list(HEADERS) + [k.split("_", 1)[1] for k in extra]
     rows = []
     for name, runs in results.items():
         row = [name]

@@ -30,7 +30,7 @@ scores), the share of anomalous frames (inside the ground truth) at or above tha
 false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_levels``), the normal
 and anomalous test videos ``vadpipe score`` notes as flagged nearly throughout (whole@auto) and those
 its scene check reads as new to the head (new scene), training seconds; on the generated features the
-AUC of each group, and where the ground truth names event types (the demo world) the AUC of each type
+AUC of each group, and where the ground truth names several event types (the demo world) the AUC of each type
 (its anomalous videos against every normal one; ``type_*`` in the JSON).
 
 ``--jitter SD [--draws N]`` stands in for extracting again: every run reads its features times
@@ -422,8 +422,9 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
     out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, ss.meta.get("scene_beyond"))
-    for cls, value in res.metrics.get("auc_per_class", {}).items():   # ground truth with event types (the demo)
-        out[f"type_{cls}"] = value
+    per_type = res.metrics.get("auc_per_class", {})
+    if len(per_type) > 1:            # ground truth with several event types (the demo; Ped1's one is the AUC)
+        out.update({f"type_{cls}": value for cls, value in per_type.items()})
     if bench.groups is not None:
         from vadpipe.synthetic_features import group_masks
 

@@ -26,7 +26,15 @@ The steps and their exact rules (they are part of the feature recipe):
    [-1, 1] with mean 0; 114.75 for mean 0.45 on [0, 1]); ``g`` is kept within
    ``LIGHT_GAIN_RANGE`` and the product clipped to [0, 255], as a camera's
    exposure would. A darker or brighter scene then reaches the backbone at
-   the level it was trained on.
+   the level it was trained on. With ``running``, ``m`` is instead the mean
+   pixel value of the video *so far*: the real frames of its last
+   ``LIGHT_WINDOW`` snippets, this one included. It is applied where the
+   video is cut into snippets (:func:`light_snippets`, on the decoded uint8
+   frames, rounded back to uint8), since it needs the snippets before this
+   one: a darker camera is still brought to the backbone's level, while the
+   light changes *inside* a clip (a person in dark clothes, a fire, a
+   headlight) are kept, which a gain of each snippet's own levels away; and
+   being causal, ``extract``, ``score`` and ``watch`` apply it alike.
 4. **Value range and normalisation**: ``v = lo + (hi - lo) * pixel / 255``
    with ``(lo, hi) = recipe.value_range``, then ``(v - mean[c]) / std[c]``
    per RGB channel, in float32.
@@ -41,8 +49,11 @@ of the resized frame.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+import dataclasses
+from collections import deque
+from typing import Iterable, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -100,8 +111,12 @@ def crop(frames: torch.Tensor, size: int, mode: str) -> torch.Tensor:
     return torch.stack([(flipped if f else frames)[..., t:t + size, l:l + size] for t, l, f in boxes])
 
 
-LIGHT_MODES = ("", "mean")
+LIGHT_MODES = ("", "mean", "running")
 LIGHT_GAIN_RANGE = (1.0 / 8.0, 8.0)   # three stops either way: a black frame is not amplified without bound
+# ``running``'s memory, in snippets: 64 x 16 frames is about 100 s at 10 fps, 40 s at 25 fps; a camera's
+# light over minutes, longer than most events (Ped1's clips and the demo's are shorter: there it is the
+# clip so far)
+LIGHT_WINDOW = 64
 
 
 def light_target(recipe: Recipe) -> float:
@@ -114,18 +129,38 @@ def check_light(light: str) -> None:
     """ConfigError for a light normalisation this module does not know (make_recipe and recipes read back
     from disk both meet this one rule)."""
     if light not in LIGHT_MODES:
-        raise ConfigError(f"unknown light normalisation {light!r} (mean, or none)")
+        raise ConfigError(f"unknown light normalisation {light!r} (mean, running, or none)")
 
 
 def light_gains(frames: torch.Tensor, recipe: Recipe) -> Optional[torch.Tensor]:
-    """uint8 (N, ...) snippets -> (N,) float32 gains of ``recipe.light`` (None without light normalisation)."""
-    if not recipe.light:
-        return None
+    """uint8 (N, ...) snippets -> (N,) float32 gains of ``recipe.light`` "mean" (None otherwise: no light
+    normalisation, or ``running``, which :func:`light_snippets` applied before)."""
     check_light(recipe.light)
+    if recipe.light != "mean":
+        return None
     # summed in place of a reshape, which would copy the permuted frames first
     level = frames.sum(dim=tuple(range(1, frames.dim())), dtype=torch.float64) / frames[0].numel()
     gains = light_target(recipe) / level.clamp(min=1e-6)
     return gains.clamp(*LIGHT_GAIN_RANGE).to(torch.float32)
+
+
+def light_snippets(snippets: Iterable, recipe: Recipe, window: int = LIGHT_WINDOW) -> Iterator:
+    """A video's snippets (``vadpipe.video.Snippet``, in order) as they are, or with ``recipe.light``
+    "running" each one's frames times ``target / m``, ``m`` the mean pixel value of the real frames of the
+    last ``window`` snippets (this one included), within ``LIGHT_GAIN_RANGE``, rounded and clipped to uint8."""
+    check_light(recipe.light)
+    if recipe.light != "running":
+        yield from snippets
+        return
+    target = light_target(recipe)
+    recent: deque = deque(maxlen=window)          # (pixel sum, pixel count) of each snippet's real frames
+    for snippet in snippets:
+        real = snippet.frames[:max(1, snippet.valid)]
+        recent.append((float(real.sum(dtype=np.float64)), real.size))
+        level = sum(t for t, _ in recent) / sum(n for _, n in recent)
+        gain = float(np.clip(target / max(level, 1e-6), *LIGHT_GAIN_RANGE))
+        lit = np.rint(snippet.frames.astype(np.float32) * np.float32(gain))
+        yield dataclasses.replace(snippet, frames=np.clip(lit, 0, 255, out=lit).astype(np.uint8))
 
 
 def normalize(frames: torch.Tensor, recipe: Recipe, gains: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -333,14 +333,16 @@ def test_mirror_recipe_stores_the_frame_features_then_those_of_its_mirror_image(
         build_recipe(backbone, "rtfm", mirror=True)
 
 
-def test_light_recipe_gives_a_darker_copy_of_a_clip_nearly_the_features_of_the_clip(tmp_path, backbone):
-    """``light`` "mean": the same scene at a quarter of the light reaches the backbone at the clip's level."""
+@pytest.mark.parametrize("mode", ["mean", "running"])
+def test_light_recipe_gives_a_darker_copy_of_a_clip_nearly_the_features_of_the_clip(tmp_path, backbone, mode):
+    """``light`` "mean" and "running": the same scene at a quarter of the light reaches the backbone at the
+    clip's level (running: from the clip's level so far, applied where the clip is cut into snippets)."""
     clip = make_video(tmp_path / "a.mp4", 40, width=64, height=48, seed=3)
     dark = write_lossless(tmp_path / "dark.mp4", [(p // 4).astype(np.uint8) for p in decoded_rgb(clip)])
     plain, light = build_recipe(backbone, "frame", short_side=40), build_recipe(backbone, "frame", short_side=40,
-                                                                                 light="mean")
-    assert light.light == "mean" and light.recipe_id != plain.recipe_id
-    assert plain.differences(light) == ["light: None vs 'mean'"]
+                                                                                 light=mode)
+    assert light.light == mode and light.recipe_id != plain.recipe_id
+    assert plain.differences(light) == [f"light: None vs '{mode}'"]
 
     def features(path, recipe):
         return extract_video(path, recipe, backbone, batch_size=4, clips_per_forward=2)[0]
@@ -348,6 +350,13 @@ def test_light_recipe_gives_a_darker_copy_of_a_clip_nearly_the_features_of_the_c
     moved_plain = np.abs(features(dark, plain) - features(clip, plain)).mean()
     moved_light = np.abs(features(dark, light) - features(clip, light)).mean()
     assert moved_light < 0.1 * moved_plain            # only the dark copy's lost bits remain
+    # a folder's decode workers light the clip as the one-clip path does
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.link(dark, folder / "dark.mp4")
+    run(folder, tmp_path / "out", light, backbone, workers=1, clips_per_forward=2)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / manifest(tmp_path / "out")["dark"]["file"]),
+                                  features(dark, light))
     with pytest.raises(ConfigError, match="unknown light normalisation 'dusk'"):
         build_recipe(backbone, "frame", light="dusk")
 

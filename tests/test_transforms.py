@@ -1,14 +1,16 @@
 """Preprocessing: resize rule, crop geometry and order, value ranges, presets."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision.transforms.functional as TF
 
 from vadpipe.errors import ConfigError
 from vadpipe.extractors import make_recipe, preprocess
-from vadpipe.extractors.transforms import (LIGHT_GAIN_RANGE, crop, crop_boxes, light_gains, light_target,
-                                           resize_short_side)
+from vadpipe.extractors.transforms import (LIGHT_GAIN_RANGE, crop, crop_boxes, light_gains, light_snippets,
+                                           light_target, resize_short_side)
+from vadpipe.video import Snippet
 
 
 def coordinate_frames(n: int, t: int, h: int, w: int) -> torch.Tensor:
@@ -208,3 +210,26 @@ def test_presets_fix_the_recipe():
 def test_bad_recipes(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         make_recipe("i3d-r50", **kwargs)
+
+
+def _snippet(index: int, levels, valid: int = 0) -> Snippet:
+    """A 2x2 snippet whose frames are flat at ``levels`` (one value a frame)."""
+    frames = np.stack([np.full((2, 2, 3), v, np.uint8) for v in levels])
+    return Snippet(index, 2 * index, frames, valid or len(levels))
+
+
+def test_light_running_brings_each_snippet_to_the_level_of_the_video_so_far():
+    running = make_recipe("i3d-inception", "frame", resize_short_side=8, light="running")
+    video = [_snippet(0, [40, 60]), _snippet(1, [100, 100]), _snippet(2, [140, 140], valid=1)]
+    out = list(light_snippets(video, running))
+    assert [s.index for s in out] == [0, 1, 2] and all(s.frames.dtype == np.uint8 for s in out)
+    assert out[0].frames[:, 0, 0, 0].tolist() == [102, 153]    # its own level 50: gain 2.55
+    assert out[1].frames[:, 0, 0, 0].tolist() == [170, 170]    # the level so far 75: gain 1.7, not 1.275
+    assert out[2].frames[:, 0, 0, 0].tolist() == [203, 203]    # 88 over the 5 real frames (the pad not counted)
+    alone = list(light_snippets(video, running, window=1))     # a window of one: each snippet's own level
+    assert all(abs(int(v) - 127.5) <= 0.5 for s in alone[1:] for v in s.frames.ravel())
+    as_cut = list(light_snippets(video, running.replace(light="mean")))          # mean: applied in preprocess
+    assert len(as_cut) == 3 and all(a is b for a, b in zip(as_cut, video))
+    assert light_gains(torch.zeros(1, 2, 3, 2, 2, dtype=torch.uint8), running) is None
+    dim = list(light_snippets([_snippet(0, [4, 4]), _snippet(1, [0, 0])], running))
+    assert dim[0].frames.max() == 32 and dim[1].frames.max() == 0   # within three stops; black stays black

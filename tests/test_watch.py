@@ -395,3 +395,22 @@ def test_a_stream_flagged_from_its_start_gets_the_score_note_once(clip, ckpt, tm
         if notes:
             assert found[0].startswith("note: 100% of the stream's first 4 snippets (1 s) at or above the threshold")
             assert f"vadpipe calibrate NORMAL_CLIPS --checkpoint {ckpt}" in found[0]
+
+
+def test_a_stream_is_lit_as_a_file_is_with_the_running_light(clip):
+    """``light`` "running" is applied where a stream is cut into snippets, as extract and score cut a file:
+    `vadpipe watch` hands the backbone the pixels `vadpipe extract` would."""
+    from vadpipe.encode import reader_for, snippet_batches
+
+    lit = make_recipe("i3d-inception", "tiny", weights_sha256=None, light="running")
+
+    def streamed(recipe):
+        stream = SnippetStream(classify(str(clip)), recipe, StreamOptions(queue_snippets=16, **FAST))
+        pixels = torch.cat([s.pixels for s in stream])
+        assert stream.error is None and stream.dropped == 0
+        return pixels
+
+    live = streamed(lit)
+    assert live.shape[0] == 7 and torch.equal(live, torch.cat(list(snippet_batches(reader_for(clip, lit), lit, 4))))
+    plain = streamed(lit.replace(light=""))
+    assert (live.float().mean() - plain.float().mean()).abs() > 10       # the pattern's dim snippets brought up

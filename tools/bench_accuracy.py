@@ -484,8 +484,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "e.g. Mixed_4f,Mixed_5c")
     ap.add_argument("--mirror", action="store_true",
                     help="video benchmarks: each frame and its mirror image, two views (vadpipe extract --mirror)")
-    ap.add_argument("--light", default="", choices=("", "mean"),
-                    help="video benchmarks: each snippet brought to one mean level (vadpipe extract --light mean)")
+    ap.add_argument("--light", default="", choices=("", "mean", "running"),
+                    help="video benchmarks: each snippet brought to one mean level, its own or the video's so far "
+                    "(vadpipe extract --light mean / running)")
     ap.add_argument("--ped1-features", type=Path, default=None, metavar="DIR",
                     help="ped1, ped1-swap, ped1-long: read DIR/train and DIR/test as extracted (e.g. by "
                     "tools/feature_variants.py) instead of extracting; ped1-long's cache goes beside DIR")

@@ -101,10 +101,11 @@ def backbones(as_json):
 @click.option("--mirror", is_flag=True,
               help="Also run each whole frame's mirror image (crop mode 'mirror': 2 views a snippet, twice the "
               "compute), as ten-crop presets do for their crops; whole-frame presets (frame) only.")
-@click.option("--light", default="none", show_default=True, type=click.Choice(["none", "mean"]),
+@click.option("--light", default="none", show_default=True, type=click.Choice(["none", "mean", "running"]),
               help="'mean': bring each snippet's mean pixel level to the one the backbone's normalisation "
-              "centres (one gain a snippet, within 1/8..8), so a darker or brighter scene moves the features less "
-              "(recorded in the recipe; score and watch then do the same).")
+              "centres (one gain a snippet, within 1/8..8), so a darker or brighter scene moves the features less; "
+              "'running': the same gain from the video's level so far (its last 64 snippets), which keeps the "
+              "light changes inside a clip (recorded in the recipe; score and watch then do the same).")
 @click.option("--regions", default="", metavar="RxC",
               help="Store an R x C grid of region vectors per snippet (the backbone's last map pooled per "
               "region) instead of one global vector: for fixed cameras whose events fill part of the view.")

@@ -81,6 +81,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claims] = None) -> Iterator[tuple]:
+    from .extractors.transforms import light_snippets
+
     yield ("start", job.index, time.time())
     sent = 0
     try:
@@ -90,7 +92,7 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
             return
         reader = reader_for(job.path, recipe)
         buffer: List[np.ndarray] = []
-        for snippet in reader.snippets(recipe.snippet_len, recipe.stride):
+        for snippet in light_snippets(reader.snippets(recipe.snippet_len, recipe.stride), recipe):
             buffer.append(snippet.frames)
             if len(buffer) == chunk:
                 yield ("chunk", job.index, sent, to_model_size(buffer, recipe))

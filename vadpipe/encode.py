@@ -237,8 +237,10 @@ PREFETCH_BATCHES = 2   # decoded batches waiting for the backbone: enough to hid
 
 def snippet_batches(reader: VideoReader, recipe: Recipe, batch_size: int) -> Iterator[torch.Tensor]:
     """The clip's snippets as uint8 model-size batches (N, L, h, w, 3) of ``batch_size`` (the last one shorter)."""
+    from .extractors.transforms import light_snippets
+
     pending: List[np.ndarray] = []
-    for snippet in reader.snippets(recipe.snippet_len, recipe.stride):
+    for snippet in light_snippets(reader.snippets(recipe.snippet_len, recipe.stride), recipe):
         pending.append(snippet.frames)
         if len(pending) == batch_size:
             yield to_model_size(pending, recipe)

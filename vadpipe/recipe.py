@@ -54,7 +54,8 @@ class Recipe:
     layers: Tuple[Tuple[str, int], ...] = ()
     # "" = pixels as decoded; "mean" = each snippet's pixels times one gain that brings the snippet's mean
     # level to the level the normalisation maps to the recipe's mean (within LIGHT_GAIN_RANGE), so a
-    # camera's light level (dusk, a closed iris) moves the features less: see extractors/transforms.py.
+    # camera's light level (dusk, a closed iris) moves the features less; "running" = that gain from the
+    # video's level so far (its last LIGHT_WINDOW snippets): see extractors/transforms.py.
     light: str = ""
 
     @property

@@ -353,6 +353,7 @@ class SnippetStream:
 
     def _decode(self) -> None:
         from .encode import to_model_size
+        from .extractors.transforms import light_snippets
 
         recipe = self.recipe
         # Every snippet is converted and resized; a full queue drops its oldest one in ``put`` (the
@@ -361,7 +362,7 @@ class SnippetStream:
         timed = _TimedFrames(self.source)
         error: Optional[BaseException] = None
         try:
-            for snippet in timed.snippets(recipe.snippet_len, recipe.stride):
+            for snippet in light_snippets(timed.snippets(recipe.snippet_len, recipe.stride), recipe):
                 fps = self.source.target_fps or self.source.stats.native_fps
                 start_s, end_s, due = timed.take(snippet, recipe.stride, fps)
                 item = StreamSnippet(snippet.index, snippet.start_frame, snippet.valid, start_s, end_s, due,

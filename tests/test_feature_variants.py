@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from feature_variants import combine, difference_images, running_light  # noqa: E402
+from feature_variants import combine, difference_images  # noqa: E402
 
 from feature_world import make_store  # noqa: E402
 from vadpipe.features import FeatureStore  # noqa: E402
@@ -24,16 +24,6 @@ def test_difference_images_are_128_plus_gain_times_the_change_first_one_repeated
     assert img[0, :, 0, 0, 0].tolist() == [148, 148, 255]       # +10 twice (first repeated), +240 clipped
     still = torch.full((1, 4, 3, 2, 2), 77, dtype=torch.uint8)
     assert (difference_images(still, 2.0) == 128).all()           # no motion: flat grey, whatever the scene
-
-
-def test_running_light_brings_each_snippet_to_the_level_of_the_video_so_far():
-    bright = [np.full((2, 2, 3), 128, np.uint8)] * 2
-    dark = [np.full((2, 2, 3), 64, np.uint8)] * 2
-    out = list(running_light(bright + dark + dark[:1], length=2, target=128.0))
-    assert len(out) == 5 and all(f.dtype == np.uint8 and f.shape == (2, 2, 3) for f in out)
-    assert [int(f[0, 0, 0]) for f in out] == [128, 128, 85, 85, 91]   # 128/96 * 64; 128/89.6 * 64 (partial)
-    night = list(running_light([np.full((1, 1, 3), 8, np.uint8)] * 3, length=2, target=128.0))
-    assert [int(f[0, 0, 0]) for f in night] == [64, 64, 64]           # gain 16 bounded at 8
 
 
 def test_combine_sets_views_or_features_side_by_side_under_a_recipe_of_its_own(tmp_path):

@@ -49,8 +49,8 @@ those features without extracting again; tools/gpu_ped1.sh loops it over Ped1 re
 e.g. a tools/feature_variants.py variant) for ``ped1``, ``ped1-swap``, ``ped1-long`` (its long videos
 strung from them, cached beside DIR) and ``demo``, instead of extracting:
 
-    python tools/feature_variants.py running-light ../shared/data/ucsd-ped1/videos OUT/ped1-run
-    python tools/bench_accuracy.py --bench ped1 ped1-long --ped1-features OUT/ped1-run --config default=default
+    python tools/feature_variants.py shift ../shared/data/ucsd-ped1/videos OUT/ped1-shift
+    python tools/bench_accuracy.py --bench ped1 ped1-long --ped1-features OUT/ped1-shift --config default=default
 """
 from __future__ import annotations
 

@@ -8,13 +8,6 @@ image"; none kept).
   weights are reachable here.
 - ``shift``: the ``frame`` preset's features of the snippet grid moved SHIFT frames later (snippets start
   at SHIFT, SHIFT + 16, ...): each snippet seen a second time, half a snippet off.
-- ``running-light``: every snippet's frames times one gain, the level step 3 of
-  extractors/transforms.py aims at (127.5) over the mean pixel value of the video *so far* (its
-  frames up to the end of this snippet), within that step's bounds, rounded back to uint8.
-  ``vadpipe extract --light mean`` takes each snippet's own level, which also levels the light
-  changes *inside* a clip (a person in dark clothes, a fire, the demo's slow drift); a running level
-  keeps them while it still brings a darker camera to the backbone's level, and, being causal, could
-  serve ``vadpipe watch`` as well.
 - ``noise MIRROR OUT``: from a ``--mirror`` store, a second view that is the frame view plus Gaussian
   noise with the per-dimension sd of (mirror view - frame view) on MIRROR/train (clipped at 0, as the
   pooled features are; one draw per snippet): as far from the frame as the mirror image, but no image.
@@ -25,12 +18,11 @@ image"; none kept).
 
     python tools/feature_variants.py diff ../shared/data/ucsd-ped1/videos OUT/diff --short-side 316
     python tools/feature_variants.py shift ../shared/data/ucsd-ped1/videos OUT/shift --short-side 316
-    python tools/feature_variants.py running-light ../shared/data/ucsd-ped1/videos OUT/running-light --short-side 316
     python tools/feature_variants.py combine views CACHE/ped1-inception-frame316 OUT/shift OUT/views
     python tools/feature_variants.py noise CACHE/ped1-inception-frame316-mirror OUT/noise
     python tools/bench_accuracy.py --bench --extra "ped1-views=OUT/views/train:OUT/views/test:GT" ...
 
-``diff``, ``shift`` and ``running-light`` read VIDEOS/{train,test} and write OUT/{train,test} as ``vadpipe extract`` does;
+``diff`` and ``shift`` read VIDEOS/{train,test} and write OUT/{train,test} as ``vadpipe extract`` does;
 their recipes carry ``extra.variant`` (a recipe id of its own, so they never pass for the ``frame``
 preset's features), and ``combine`` adds ``extra.combined``. The variants patch two functions of the
 extraction (the whole-frame crop, the reader's frames) for the length of this process only.
@@ -42,7 +34,7 @@ import dataclasses
 import itertools
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -88,41 +80,6 @@ def patch_shift(shift: int) -> dict:
 
     VideoReader.frames = frames
     return {"variant": f"shift{shift}"}
-
-
-def running_light(frames: Iterable[np.ndarray], length: int = 16, target: float = 127.5) -> Iterator[np.ndarray]:
-    """uint8 frames, in order -> the same frames, every snippet of ``length`` (a partial last one included)
-    times ``target`` over the mean pixel value of all frames up to the snippet's end, within the light
-    step's gain bounds, rounded back to uint8."""
-    from vadpipe.extractors.transforms import LIGHT_GAIN_RANGE
-
-    total, count, snippet = 0.0, 0, []
-
-    def scaled():
-        gain = float(np.clip(target / max(total / count, 1e-6), *LIGHT_GAIN_RANGE))
-        return [np.clip(np.rint(f.astype(np.float32) * gain), 0, 255).astype(np.uint8) for f in snippet]
-
-    for frame in frames:
-        snippet.append(frame)
-        total += float(frame.mean(dtype=np.float64))
-        count += 1
-        if len(snippet) == length:
-            yield from scaled()
-            snippet = []
-    if snippet:
-        yield from scaled()
-
-
-def patch_running_light() -> dict:
-    from vadpipe.video import VideoReader
-
-    all_frames = VideoReader.frames
-
-    def frames(self, *args, **kwargs):         # the frame preset's grid: snippets of 16 every 16 frames
-        return running_light(all_frames(self, *args, **kwargs))
-
-    VideoReader.frames = frames
-    return {"variant": "running-light-mean"}
 
 
 def extract_variant(videos: Path, out: Path, short_side: int, marks: dict) -> None:
@@ -203,14 +160,14 @@ def noise_views(mirror: Path, out: Path, seed: int = 0) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    for name in ("diff", "shift", "running-light"):
+    for name in ("diff", "shift"):
         p = sub.add_parser(name)
         p.add_argument("videos", type=Path, help="folder with train/ and test/ videos")
         p.add_argument("out", type=Path)
         p.add_argument("--short-side", type=int, default=316)
         if name == "diff":
             p.add_argument("--gain", type=float, default=2.0)
-        elif name == "shift":
+        else:
             p.add_argument("--shift", type=int, default=8)
     p = sub.add_parser("noise")
     p.add_argument("mirror", type=Path, help="a --mirror feature folder with train/ and test/")
@@ -229,8 +186,7 @@ def main() -> None:
         for split in ("train", "test"):
             combine(args.mode, args.a / split, args.b / split, args.out / split)
         return
-    marks = (patch_diff(args.gain) if args.what == "diff" else patch_shift(args.shift) if args.what == "shift"
-             else patch_running_light())
+    marks = patch_diff(args.gain) if args.what == "diff" else patch_shift(args.shift)
     extract_variant(args.videos, args.out, args.short_side, marks)
 
 

@@ -115,7 +115,8 @@ LIGHT_MODES = ("", "mean", "running")
 LIGHT_GAIN_RANGE = (1.0 / 8.0, 8.0)   # three stops either way: a black frame is not amplified without bound
 # ``running``'s memory, in snippets: 64 x 16 frames is about 100 s at 10 fps, 40 s at 25 fps; a camera's
 # light over minutes, longer than most events (Ped1's clips and the demo's are shorter: there it is the
-# clip so far)
+# clip so far). Part of the mode's rule, so not a setting: recipes name the mode, and another window would
+# be another mode. It lags a fade: docs/localisation.md, "The light of the video so far".
 LIGHT_WINDOW = 64
 
 

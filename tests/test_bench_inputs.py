@@ -48,3 +48,11 @@ def test_table_shows_each_event_type_the_ground_truth_names():
     head, _, row = bench_accuracy.table("demo", {"default": runs}).splitlines()[1:4]
     cells = dict(zip([c.strip() for c in head.split("|")], [c.strip() for c in row.split("|")]))
     assert cells["Intrusion"] == "70.0 ± 14.1" and cells["Fire"] == "90.0 ± 0.0" and cells["config"] == "default"
+
+
+def test_light_choices_are_the_light_steps_own_modes():
+    from vadpipe.extractors.transforms import LIGHT_MODES
+
+    assert bench_accuracy.light_modes() == LIGHT_MODES
+    with pytest.raises(SystemExit):
+        bench_accuracy.main(["--light", "dusk", "--bench", "ped1"])

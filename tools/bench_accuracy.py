@@ -142,6 +142,13 @@ def variant_suffix() -> str:
             + (f"-s{STRIDE}" if STRIDE else "") + ("-mirror" if MIRROR else "") + (f"-light{LIGHT}" if LIGHT else ""))
 
 
+def light_modes() -> Tuple[str, ...]:
+    """``vadpipe extract --light``'s modes ("" = none), from the light step itself."""
+    from vadpipe.extractors.transforms import LIGHT_MODES
+
+    return LIGHT_MODES
+
+
 def given_features(root: Path) -> Path:
     """--ped1-features / --demo-features: a folder with train/ and test/ feature stores extracted elsewhere
     (e.g. tools/feature_variants.py), read as they are."""
@@ -484,7 +491,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "e.g. Mixed_4f,Mixed_5c")
     ap.add_argument("--mirror", action="store_true",
                     help="video benchmarks: each frame and its mirror image, two views (vadpipe extract --mirror)")
-    ap.add_argument("--light", default="", choices=("", "mean", "running"),
+    ap.add_argument("--light", default="", choices=light_modes(),
                     help="video benchmarks: each snippet brought to one mean level, its own or the video's so far "
                     "(vadpipe extract --light mean / running)")
     ap.add_argument("--ped1-features", type=Path, default=None, metavar="DIR",

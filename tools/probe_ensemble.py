@@ -69,7 +69,7 @@ def run_set_parser(doc: str) -> argparse.ArgumentParser:
                         help="the runs were trained on features of this snippet stride (bench_accuracy --stride)")
     parser.add_argument("--regions", default="", metavar="RxC",
                         help="the runs were trained on region-grid features (bench_accuracy --regions)")
-    parser.add_argument("--light", default="", choices=("", "mean", "running"),
+    parser.add_argument("--light", default="", choices=bench_accuracy.light_modes(),
                         help="the runs were trained on light-normalised features (bench_accuracy --light)")
     parser.add_argument("--test-features", default=None, metavar="FEATURES",
                         help="the benchmark's test clips extracted elsewhere with the runs' recipe (the same "

@@ -56,3 +56,13 @@ def test_light_choices_are_the_light_steps_own_modes():
     assert bench_accuracy.light_modes() == LIGHT_MODES
     with pytest.raises(SystemExit):
         bench_accuracy.main(["--light", "dusk", "--bench", "ped1"])
+
+
+def test_flagged_spans_gives_each_stretch_its_flagged_share_and_peak():
+    import numpy as np
+    from flagged_spans import flagged_spans
+
+    times = np.arange(10) * 1.0
+    scores = np.array([0.1, 0.2, 0.6, 0.7, 0.1, 0.9, 0.9, 0.9, 0.4, 0.5])
+    got = flagged_spans(times, scores, {"a": (0, 5), "b": (5, 10), "none": (20, 30)}, 0.5)
+    assert got == {"a": (0.4, 0.7), "b": (0.8, 0.9)}

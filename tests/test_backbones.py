@@ -149,6 +149,22 @@ def test_r50_default_weights_from_the_hub_cache(tmp_path, monkeypatch, r50_sourc
     assert backbone.weights_path == target and backbone.weights_sha256 == sha256_file(target)
 
 
+def test_r50_default_weights_downloaded_into_the_hub_cache(tmp_path, monkeypatch, r50_source):
+    # the real download code, fed a local file: what it fetches lands whole in the hub cache and is used
+    source = tmp_path / "zoo" / "I3D_8x8_R50.pyth"
+    source.parent.mkdir()
+    torch.save({"model_state": r50_source.state_dict()}, source)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(i3d_r50, "WEIGHTS_URL", source.as_uri())
+    target = i3d_r50.hub_checkpoint_path()
+    assert not target.exists()
+    backbone = ve.create_backbone("i3d-r50")
+    assert backbone.weights_path == target and target.read_bytes() == source.read_bytes()
+    assert backbone.weights_sha256 == sha256_file(source)
+    assert [p.name for p in target.parent.iterdir()] == [target.name]       # no partial download left
+    assert ve.get_entry("i3d-r50").default_weights() == target               # the next run needs no download
+
+
 def test_r50_bfloat16_against_float32(r50):
     x = _randn(2, 3, 8, 112, 112)
     fp32 = ve.embed(r50.module, x, CPU, "float32")

@@ -128,6 +128,21 @@ def test_conversion_is_cached_and_identified_by_the_original_file(inception, cac
     assert torch.load(converted, weights_only=True)["source_sha256"] == inception.weights_sha256
 
 
+def test_a_converted_file_names_its_source_only_with_the_tensors_it_was_converted_to(tmp_path):
+    from vadpipe.extractors.weights import sha256_file, state_sha256
+    state = ve.create_backbone("i3d-inception", weights="random").module.state_dict()
+    claimed = "ab" * 32
+    genuine, forged = tmp_path / "genuine.pt", tmp_path / "forged.pt"
+    torch.save({"format": ii.CACHE_FORMAT, "source_sha256": claimed, "state_sha256": state_sha256(state),
+                "state_dict": state}, genuine)
+    assert ve.create_backbone("i3d-inception", weights=genuine).weights_sha256 == claimed
+    # other tensors under the same claim (edited, or saved by hand) are known by their own file
+    state = {k: v + 1 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"format": ii.CACHE_FORMAT, "source_sha256": claimed, "state_sha256": "0" * 64,
+                "state_dict": state}, forged)
+    assert ve.create_backbone("i3d-inception", weights=forged).weights_sha256 == sha256_file(forged)
+
+
 def test_missing_default_weights_is_one_line(monkeypatch):
     monkeypatch.setattr(ii, "packaged_checkpoint", lambda: None)
     with pytest.raises(WeightsError) as err:

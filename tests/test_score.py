@@ -244,6 +244,19 @@ def test_wrong_backbone_weights_are_refused(recipe):
         backbone_for_recipe(expected, weights=None, device="cpu")
 
 
+def test_a_head_trained_on_imported_features_extracts_no_video(tmp_path):
+    """Features imported without a recipe name no weights: a video would go through a random backbone."""
+    from vadpipe.rtfm_lists import imported_recipe_factory
+    ckpt = save_head(tmp_path / "imported.pt", imported_recipe_factory()(1024, 1))
+    make_video(tmp_path / "clip.mp4", 20)
+    result = CliRunner().invoke(main, ["score", str(tmp_path / "clip.mp4"), "--checkpoint", str(ckpt),
+                                       "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    line = [x for x in result.output.splitlines() if "imported without a recipe" in x]
+    assert len(line) == 1 and "clip.mp4" in line[0], result.output
+    assert not (tmp_path / "out" / "clip.csv").exists()
+
+
 def test_crops_option():
     ten = make_recipe("i3d-inception", "rtfm", weights_sha256=None)
     assert scoring_recipe(ten, None) is ten and scoring_recipe(ten, 10) is ten

@@ -451,6 +451,10 @@ def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):
     from .extractors import create_backbone
 
     expected = recipe.weights_sha256
+    if dict(recipe.extra).get("origin") == "imported" and expected is None:
+        raise RecipeMismatchError(f"the checkpoint was trained on features imported without a recipe (recipe "
+                                  f"{recipe.recipe_id}: their backbone weights are unknown), so it cannot extract "
+                                  f"video; score such features, or train on features `vadpipe extract` made")
     if expected is None:                       # random-init recipe (tests only): seeded, deterministic
         return create_backbone(recipe.backbone, weights="random", device=device)
     hint = f"the checkpoint expects weights {expected[:12]}\u2026 for {recipe.backbone}"

@@ -341,3 +341,202 @@ def test_a_clock_checkpoint_between_evaluations_resumes_bit_identical(tmp_path, 
     a, b = read_checkpoint(full.run_dir, "last"), read_checkpoint(tmp_path / "part", "last")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+# --- .npy files that cannot be read: one line naming the file and why (readers.read_array) -------------
+
+def bad_npys(folder: Path) -> dict:
+    """name -> (path, the reason read_array gives). The good array is (4, 1, 32) float32."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "good.npy", np.ones((4, 1, 32), np.float32))
+    data = (folder / "good.npy").read_bytes()
+    (folder / "empty.npy").write_bytes(b"")
+    (folder / "cut.npy").write_bytes(data[:-40])
+    (folder / "header.npy").write_bytes(data[:20])
+    (folder / "text.npy").write_text("0.1 0.2 0.3\n")
+    np.save(folder / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    np.savez(folder / "archive.npz", a=np.ones(3))
+    (folder / "archive.npz").rename(folder / "archive.npy")
+    (folder / "folder.npy").mkdir()
+    return {"empty": (folder / "empty.npy", "empty file"), "cut": (folder / "cut.npy", "truncated"),
+            "header": (folder / "header.npy", "truncated"), "text": (folder / "text.npy", "not a .npy file"),
+            "objects": (folder / "objects.npy", "holds Python objects; vadpipe reads plain arrays only"),
+            "archive": (folder / "archive.npy", "a .npz archive"), "folder": (folder / "folder.npy", "directory"),
+            "missing": (folder / "missing.npy", "No such file")}
+
+
+@pytest.mark.parametrize("mmap", [False, True])
+def test_read_array_names_the_file_and_the_cause_without_unsafe_advice(tmp_path, mmap):
+    from vadpipe.errors import FeatureStoreError, GroundTruthError
+    from vadpipe.readers import read_array
+
+    for name, (path, reason) in bad_npys(tmp_path).items():
+        with pytest.raises(FeatureStoreError) as info:
+            read_array(path, mmap)
+        message = str(info.value)
+        assert message.startswith(f"{path}: cannot read features (") and reason in message, (name, message)
+        assert "allow_pickle" not in message and "pickle.load" not in message and "\n" not in message
+    with pytest.raises(GroundTruthError, match="cannot read frame mask"):
+        read_array(tmp_path / "empty.npy", what="frame mask", error=GroundTruthError)
+    assert read_array(tmp_path / "good.npy", mmap).shape == (4, 1, 32)
+
+
+def test_check_finite_finds_one_nan_or_inf_in_a_memory_map(tmp_path):
+    from vadpipe.errors import FeatureStoreError
+    from vadpipe.readers import check_finite, read_array
+
+    x = np.ones((50, 1, 32), np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        x[17, 0, 5] = bad
+        np.save(tmp_path / "x.npy", x)
+        with pytest.raises(FeatureStoreError, match=r"x\.npy: features hold NaN or inf"):
+            read_array(tmp_path / "x.npy", mmap=True, finite=True)
+    x[17, 0, 5] = 0
+    check_finite(np.full((3, 2), 3e300), "huge.npy")        # a float64 sum that overflows is not a NaN
+    check_finite(np.arange(6).reshape(2, 3), "ints.npy")
+    np.save(tmp_path / "x.npy", x)
+    assert read_array(tmp_path / "x.npy", mmap=True, finite=True).shape == (50, 1, 32)
+
+
+@pytest.fixture
+def feature_head(tmp_path):
+    """(a feature folder of 3 anomalous + 3 normal videos, D 32, and a seeded untrained head's best.pt)."""
+    import torch
+    from feature_world import make_store
+    from vadpipe.checkpoint import Checkpoint, build_model
+    from vadpipe.config import ModelConfig
+    from vadpipe.features import FeatureStore
+
+    folder = tmp_path / "feat"
+    make_store(folder, 3, 3, dim=32, t_range=(6, 10))
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=32, heads=4, ffn_dim=64, hidden=(32, 16))
+    ckpt = tmp_path / "best.pt"
+    Checkpoint.of(build_model(config), config, recipe=FeatureStore(folder).recipe(),
+                  calibration={"normal_frame_score_quantiles": {"0.99": 1.0}}).save(ckpt)
+    return folder, ckpt
+
+
+def test_score_of_a_feature_folder_with_an_empty_npy_scores_the_others(tmp_path, feature_head):
+    folder, ckpt = feature_head
+    empty = folder / "Fight__fight_0_001.npy"
+    empty.write_bytes(b"")
+    result = CliRunner().invoke(main, ["score", str(folder), "--checkpoint", str(ckpt), "-o", str(tmp_path / "out"),
+                                       "--no-progress"])
+    assert_clean(result)
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"error: {empty}: cannot read features (empty file)"]
+    assert len(list((tmp_path / "out").glob("*.scores.csv"))) == 5          # the batch went on
+
+
+def test_score_of_nan_features_is_one_line_and_writes_no_nan(tmp_path, feature_head):
+    folder, ckpt = feature_head
+    bad = folder / "Normal__normal_0_004.npy"
+    x = np.load(bad)
+    x[2, 0, 3] = np.nan
+    np.save(bad, x)
+    result = CliRunner().invoke(main, ["score", str(folder), "--checkpoint", str(ckpt), "-o", str(tmp_path / "out"),
+                                       "--no-progress"])
+    assert_clean(result)
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"error: {bad}: features hold NaN or inf"]
+    written = sorted((tmp_path / "out").glob("*.json"))
+    assert len(written) == 5 and not any("NaN" in p.read_text() for p in written)
+
+
+@pytest.mark.parametrize("damage", ["empty", "nan"])
+def test_train_names_an_empty_or_nan_feature_file_before_training(tmp_path, feature_head, damage):
+    folder, _ = feature_head
+    bad = folder / "Normal__normal_0_005.npy"
+    if damage == "empty":
+        bad.write_bytes(b"")
+    else:
+        x = np.load(bad)
+        x[-1, 0, 0] = np.inf
+        np.save(bad, x)
+    result = CliRunner().invoke(main, ["train", "--features", str(folder), "--preset", "demo", "--iters", "2",
+                                       "--out", str(tmp_path / "run"), "--no-progress"])
+    assert_clean(result)
+    reason = "cannot read features (empty file)" if damage == "empty" else "features hold NaN or inf"
+    assert result.exit_code == 1 and error_lines(result) == [f"error: {bad}: {reason}"]
+    assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_a_nan_validation_video_stops_training_before_the_first_step(tmp_path, feature_head, monkeypatch):
+    from feature_world import make_store, tiny_default
+    from vadpipe import train as train_module
+    from vadpipe.errors import FeatureStoreError
+
+    folder, _ = feature_head
+    make_store(tmp_path / "val", 2, 2, dim=32, seed=1, t_range=(6, 10))
+    bad = sorted((tmp_path / "val").glob("*.npy"))[-1]
+    x = np.load(bad)
+    x[0, 0, 0] = np.nan
+    np.save(bad, x)
+    steps = []
+    real_step = train_module._Trainer._step
+    monkeypatch.setattr(train_module._Trainer, "_step", lambda self, it: steps.append(it) or real_step(self, it))
+    cfg = tiny_default(folder, iterations=4, eval_every=2, val_features=str(tmp_path / "val"),
+                       val_gt=str(tmp_path / "val" / "gt.json"))
+    with pytest.raises(FeatureStoreError, match=f"{bad}: features hold NaN or inf"):
+        train_module.train(cfg, out=tmp_path / "run", progress=False)
+    assert steps == []                  # refused before the first step, not at the first evaluation
+
+
+def test_extract_resume_redoes_a_feature_file_emptied_since(tmp_path):
+    root = tmp_path / "videos"
+    for i in range(2):
+        make_video(root / f"v{i}.mp4", 16, seed=i)
+    out = tmp_path / "features"
+    args = ["extract", str(root), "-o", str(out), *EXTRACT_ARGS]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    (out / "v1.npy").write_bytes(b"")
+    result = CliRunner().invoke(main, args)
+    assert_clean(result)
+    assert result.exit_code == 0 and "1 ok, 0 failed, 1 skipped" in result.output, result.output
+    assert np.load(out / "v1.npy").shape[0] == 1
+
+
+def test_features_import_indexes_the_good_files_and_names_each_unreadable_one(tmp_path, feature_head):
+    folder, _ = feature_head
+    src = tmp_path / "public"
+    src.mkdir()
+    for path in sorted(folder.glob("*.npy")):
+        (src / path.name).write_bytes(path.read_bytes())
+    bad = bad_npys(tmp_path / "bad")
+    for name in ("cut", "text", "objects"):
+        (src / f"Normal__{name}.npy").write_bytes(bad[name][0].read_bytes())
+    out = tmp_path / "imported"
+    result = CliRunner().invoke(main, ["features", "import", str(src), "-o", str(out),
+                                       "--recipe", str(folder / "recipe.json")])
+    assert_clean(result)
+    assert result.exit_code == 1 and "indexed 6 videos" in result.output, result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 3
+    for name in ("cut", "text", "objects"):
+        line = next(line for line in failed if f"Normal__{name}:" in line)
+        assert f"{src / f'Normal__{name}.npy'}: cannot read features ({bad[name][1]}" in line
+    assert "allow_pickle" not in result.output + result.stderr
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 9
+
+
+@pytest.mark.parametrize("damage", ["cut", "objects"])
+def test_eval_with_a_damaged_frame_mask_or_concatenated_gt_is_one_line(tmp_path, damage):
+    from vadpipe.evaluate import ScoreSet, write_scores
+
+    write_scores(tmp_path / "scores", ScoreSet({"a": np.zeros(2, np.float32), "b": np.ones(2, np.float32)},
+                                               {"a": 32, "b": 32}))
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    np.save(masks / "a.npy", np.zeros(32, np.int8))
+    bad = bad_npys(tmp_path / "bad")[damage]
+    (masks / "b.npy").write_bytes(bad[0].read_bytes())
+    concat = tmp_path / "concat.npy"
+    concat.write_bytes(bad[0].read_bytes())
+    for gt, fmt, what in ((masks, "masks", "frame mask"), (concat, "concat", "ground truth")):
+        result = CliRunner().invoke(main, ["eval", "--scores", str(tmp_path / "scores"), "--gt", str(gt),
+                                           "--gt-format", fmt])
+        assert_clean(result)
+        named = masks / "b.npy" if fmt == "masks" else concat
+        assert result.exit_code == 1
+        assert error_lines(result) == [f"error: {named}: cannot read {what} ({bad[1]})"]

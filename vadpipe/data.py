@@ -33,7 +33,7 @@ iteration), so a resumed run draws exactly what an uninterrupted one would.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -42,6 +42,7 @@ import numpy as np
 from .errors import ConfigError, FeatureStoreError
 from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops
 from .progress import progress_bar
+from .readers import check_finite, read_array
 from .rtfm_lists import label_from_name, read_list_file
 from .recipe import Recipe
 
@@ -58,17 +59,22 @@ class Video:
     T: Optional[int]              # snippets, when known without loading
     source: str                   # the .npy (or the source video for a store)
     loader: Callable[[], np.ndarray]
+    file: Optional[str] = None    # the .npy, where ``source`` is the video
+    finite: bool = field(default=False, init=False, repr=False, compare=False)   # checked once, see raw()
 
     def raw(self) -> np.ndarray:
-        """(T, C, D) as stored (possibly a read-only memory map, possibly float16)."""
+        """(T, C, D) as stored (possibly a read-only memory map, possibly float16). A file that cannot be
+        read, or whose features hold NaN or inf (checked on the first read, one pass), is a FeatureStoreError
+        naming it."""
+        x = self.loader()
         try:
-            x = self.loader()
-        except (OSError, ValueError) as exc:
-            raise FeatureStoreError(f"{self.source}: cannot read features ({exc})") from None
-        try:
-            return as_snippet_crops(x)
+            x = as_snippet_crops(x)
         except ValueError as exc:
             raise FeatureStoreError(f"{self.source}: {exc}") from None
+        if not self.finite:
+            check_finite(x, self.file or self.source)
+            self.finite = True
+        return x
 
     def load(self) -> np.ndarray:
         """(T, C, D) float32, an in-memory writable copy."""
@@ -101,6 +107,12 @@ class FeatureSet:
         x = self.videos[0].raw()
         return x.shape[1], x.shape[2]
 
+    def read_all(self) -> None:
+        """Read every video once: one that cannot be read or holds NaN or inf is a FeatureStoreError now,
+        not in the middle of a run (what the run reads again later, its page cache keeps)."""
+        for video in self.videos:
+            video.raw()
+
     def labels(self) -> np.ndarray:
         return np.array([-1 if v.label is None else v.label for v in self.videos])
 
@@ -123,7 +135,8 @@ def _store_set(folder: Path) -> FeatureSet:
     if not records:
         raise FeatureStoreError(f"{folder}: no extracted videos with status ok in {MANIFEST_FILE}")
     videos = [Video(r.id, r.label, r.cls, r.frames, r.T, r.path or r.file,
-                    (lambda rec=r: store.load(rec, mmap=True))) for r in records]
+                    (lambda rec=r: store.load(rec, mmap=True)), str(store.resolve(r.file)) if r.file else None)
+              for r in records]
     return FeatureSet(videos, store.recipe(), str(folder), "store")
 
 
@@ -177,7 +190,7 @@ def _list_set(path: Path, rule: str) -> FeatureSet:
         if label == 1 and cls == "Normal":
             cls = None
         videos.append(Video(stem, label, cls if label is not None else None, None, None, str(p),
-                            (lambda p=p: np.load(p, mmap_mode="r", allow_pickle=False))))
+                            (lambda p=p: read_array(p, mmap=True))))
     return FeatureSet(videos, None, str(path), "list")
 
 

@@ -50,6 +50,7 @@ from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
 from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
+from .readers import read_array
 from .recipe import check_compatible
 from .scene_check import SceneCheck, reads_beyond
 from .threshold import WHOLE_CLIP_SHARE, is_whole_flagged, whole_flagged
@@ -284,15 +285,7 @@ class ScoreSet:
 
 def load_score_array(path: str | Path) -> np.ndarray:
     """A score .npy as float64; anything else (not .npy, truncated, pickled, not numbers) is one error line."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(6) != b"\x93NUMPY":
-                raise ValueError("not a .npy file")
-        return np.load(path, allow_pickle=False).astype(np.float64)
-    except (OSError, ValueError, EOFError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise GroundTruthError(f"{path}: cannot read scores ({reason})") from None
+    return read_array(path, what="scores", error=GroundTruthError).astype(np.float64)
 
 
 def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
@@ -364,10 +357,7 @@ def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
     """RTFM-style: one concatenated frame-score array against one concatenated gt of the same length."""
     s = load_score_array(scores_npy).reshape(-1)
-    try:
-        y = np.load(gt_npy, allow_pickle=False).reshape(-1).astype(np.int8)
-    except (OSError, ValueError, EOFError) as exc:
-        raise GroundTruthError(f"{gt_npy}: cannot read the ground truth ({exc})") from None
+    y = read_array(gt_npy, what="the ground truth", error=GroundTruthError).reshape(-1).astype(np.int8)
     if s.size != y.size:
         raise GroundTruthError(f"{scores_npy} has {s.size} frame scores but {gt_npy} has {y.size} labels; "
                                "refusing to truncate (score per video to align them)")

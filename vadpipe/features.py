@@ -44,6 +44,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, FeatureStoreError
+from .readers import read_array
 from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
 
 MANIFEST_FILE = "manifest.jsonl"
@@ -423,8 +424,10 @@ class FeatureStore:
         path = Path(name)
         return path if path.is_absolute() else self.folder / path
 
-    def load(self, record: ManifestRecord | str, mmap: bool = False) -> np.ndarray:
-        """The features of one video as (T, C, D), whatever the layout on disk."""
+    def load(self, record: ManifestRecord | str, mmap: bool = False, finite: Optional[bool] = None) -> np.ndarray:
+        """The features of one video as (T, C, D), whatever the layout on disk. A file that cannot be read
+        is a FeatureStoreError naming it and why (``readers.read_array``). ``finite`` (default: when not
+        memory-mapped) refuses NaN or inf; a memory map's reader checks once when it reads it all."""
         if isinstance(record, str):
             found = self.all_records().get(record)
             if found is None:
@@ -432,14 +435,11 @@ class FeatureStore:
             record = found
         if not record.ok or not record.file:
             raise FeatureStoreError(f"{self.folder}: video {record.id!r} has no features ({record.error})")
-        mode = "r" if mmap else None
-        try:
-            if record.layout == "crop-files":
-                crops = [np.load(self.resolve(f), mmap_mode=mode, allow_pickle=False) for f in record.files or []]
-                return np.stack([c.reshape(c.shape[0], -1) for c in crops], axis=1)
-            array = np.load(self.resolve(record.file), mmap_mode=mode, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise FeatureStoreError(f"{self.resolve(record.file)}: cannot read features ({exc})") from None
+        finite = not mmap if finite is None else finite
+        if record.layout == "crop-files":
+            crops = [read_array(self.resolve(f), mmap, finite=finite) for f in record.files or []]
+            return np.stack([c.reshape(c.shape[0], -1) for c in crops], axis=1)
+        array = read_array(self.resolve(record.file), mmap, finite=finite)
         if array.ndim == 2:
             return array[:, None, :]
         if record.layout == "CTD":
@@ -454,8 +454,8 @@ class FeatureStore:
                 and record.T != expected_snippets(record.frames, recipe.snippet_len, recipe.stride)):
             return False
         try:
-            shape = np.load(self.resolve(record.file), mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError):
+            shape = read_array(self.resolve(record.file), mmap=True).shape
+        except FeatureStoreError:           # empty, truncated, gone: redo it
             return False
         return shape == (record.T, recipe.num_crops, recipe.feature_dim)
 

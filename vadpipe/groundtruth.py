@@ -43,6 +43,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, GroundTruthError
+from .readers import read_array
 
 GT_FORMAT = "vadpipe-gt/1"
 UCF_CONVENTIONS = ("1-based-inclusive", "0-based-exclusive")
@@ -153,7 +154,7 @@ def read_ucf_annotation(path: str | Path, convention: str = "1-based-inclusive")
 def read_frame_masks(folder: str | Path) -> Dict[str, VideoGT]:
     out = {}
     for p in sorted(Path(folder).glob("*.npy")):
-        mask = np.load(p, allow_pickle=False).reshape(-1)
+        mask = read_array(p, what="frame mask", error=GroundTruthError).reshape(-1)
         if mask.size and not np.isin(np.unique(mask), (0, 1)).all():
             raise GroundTruthError(f"{p}: a frame mask must hold only 0 and 1")
         out[p.stem] = VideoGT(p.stem, int(mask.size), [], None, mask.astype(np.int8), "frame mask")
@@ -223,8 +224,8 @@ def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str =
         if order is None or snippets is None:
             raise GroundTruthError(f"{path}: a concatenated gt needs the videos in list order "
                                    "(evaluate features or a score folder that records its order)")
-        return split_concat_gt(np.load(path, allow_pickle=False), order, snippets, frames, snippet_len, str(path),
-                               stride)
+        return split_concat_gt(read_array(path, what="ground truth", error=GroundTruthError), order, snippets, frames,
+                               snippet_len, str(path), stride)
     raise ConfigError(f"unknown gt format {fmt!r} (auto, json, ucf, masks, concat)")
 
 

@@ -15,12 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
-
 from . import atomic
 from .errors import ConfigError, FeatureStoreError
 from .features import (MANIFEST_FILE, NORMAL_CLASS, FeatureStore, KeyIndex, LabelRow, ManifestRecord, is_normal_name,
                        label_from_folders)
+from .readers import read_array
 from .recipe import Recipe, check_compatible, load_recipe
 
 
@@ -187,9 +186,10 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
     errors: Dict[str, str] = {}
     for vid, paths in groups.items():
         try:
-            raw_shapes[vid] = [np.load(p, mmap_mode="r", allow_pickle=False).shape for p in paths]
-        except (OSError, ValueError) as exc:
-            errors[vid] = f"{paths[0]}: unreadable ({exc})"
+            raw_shapes[vid] = [read_array(p, mmap=True).shape for p in paths]
+        except FeatureStoreError as exc:
+            errors[vid] = str(exc)
+    unreadable = dict(errors)         # kept through both layout passes: these videos have no shape
 
     def read_layouts(hint: Optional[int]) -> Dict[str, Tuple[str, int, int, int]]:
         out = {}
@@ -213,6 +213,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         raise FeatureStoreError(f"{src}: no readable feature files ({next(iter(errors.values()))})")
     (num_crops, dim), _ = dims.most_common(1)[0]
     errors.clear()
+    errors.update(unreadable)
     shapes = read_layouts(crops or num_crops)
     recipe: Recipe = recipe_for_dim(dim, num_crops)
 

@@ -38,6 +38,8 @@ def open_validation(t: TrainConfig, data: FeatureSet, held: np.ndarray,
             log(note)
     elif held.size:
         val_set = data.subset(held)
+    if val_set is not None:
+        val_set.read_all()        # a bad validation video stops the run before training, not at its first evaluation
     if t.val_gt and val_set is not None:
         from .groundtruth import load_ground_truth, match_ids
 

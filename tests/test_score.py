@@ -203,6 +203,36 @@ def test_feature_file_scores_equal_video_scores(tmp_path, ckpt, recipe, scored):
     assert [p.name for p in (tmp_path / "all").glob("*.json")] == ["clip.json"]
 
 
+def test_a_feature_folder_is_scored_by_its_manifest_under_its_own_recipe(tmp_path, ckpt, recipe):
+    """Its manifest's videos are the clips: a .npy an earlier recipe left is named, never scored; --recipe
+    cannot stand in for the folder's own recipe.json."""
+    from vadpipe.features import FeatureStore, ManifestRecord
+    folder = tmp_path / "features"
+    store = FeatureStore(folder)
+    folder.mkdir()
+    store.write_recipe(recipe)
+    np.save(folder / "kept.npy", np.zeros((3, 1, 1024), np.float32))
+    np.save(folder / "stale.npy", np.zeros((3, 1, 1024), np.float32))     # a failed re-extraction left it
+    store.append(ManifestRecord("kept", "kept.mp4", 0, None, frames=48, fps=25.0, T=3, crops=1, file="kept.npy",
+                                recipe_id=recipe.recipe_id))
+    store.merge()
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["score", str(folder), "--checkpoint", str(ckpt), "-o", str(out),
+                                       "--no-progress"])
+    assert result.exit_code == 1
+    assert [p.name for p in out.glob("*.json")] == ["kept.json"]
+    assert "frame count unknown" not in (out / "kept.json").read_text()    # the manifest's record was read
+    stale = [x for x in result.output.splitlines() if "stale.npy" in x]
+    assert len(stale) == 1 and "earlier extraction" in stale[0], result.output
+    other = tmp_path / "other"
+    other.mkdir()
+    save_recipe(other, recipe.replace(resize_short_side=320))
+    result = CliRunner().invoke(main, ["score", str(folder / "kept.npy"), "--checkpoint", str(ckpt), "-o",
+                                       str(tmp_path / "out2"), "--recipe", str(other / "recipe.json")])
+    assert result.exit_code == 1 and "differs from" in result.output and "resize_short_side" in result.output
+    assert not (tmp_path / "out2" / "kept.json").exists()
+
+
 def test_recipe_mismatch_is_refused(tmp_path, ckpt):
     folder = tmp_path / "features"
     folder.mkdir()

@@ -157,6 +157,8 @@ class Scorer:
         self._backbone = None
         self.gt = load_ground_truth(options.gt) if options.gt else None
         self.scene = SceneCheck.of(self.model, self.ckpt.scene)
+        # features without a recipe.json beside them: read once, so a bad file is named once, not per clip
+        self.given_recipe = load_recipe(options.recipe_file) if options.recipe_file is not None else None
 
     @property
     def backbone(self):
@@ -268,14 +270,17 @@ class Scorer:
 
         notes: List[str] = []
         record = None
-        if self.options.recipe_file is not None:
-            recipe = load_recipe(self.options.recipe_file)
-        elif clip.feature_folder is not None:
+        recipe = self.given_recipe
+        if clip.feature_folder is not None:       # the folder's own recipe is what its features were made with
             store = FeatureStore(clip.feature_folder)
             recipe = store.recipe()
-            record = next((r for r in store.all_records().values() if r.ok and r.file == clip.path.name), None)
-        else:
-            recipe = None
+            differs = self.given_recipe.differences(recipe) if self.given_recipe is not None else []
+            if differs:
+                raise RecipeMismatchError(f"{clip.path}: --recipe {self.options.recipe_file} differs from "
+                                          f"{store.recipe_path}, the recipe these features were made with "
+                                          f"({'; '.join(differs)}); leave --recipe out for a feature folder")
+            if clip.record_id is not None:
+                record = store.all_records()[clip.record_id]
         if recipe is None and self.trained_recipe is not None:
             raise RecipeMismatchError(f"{clip.path}: no recipe.json beside these features; pass --recipe FILE "
                                       f"(the checkpoint needs recipe {self.trained_recipe.recipe_id})")

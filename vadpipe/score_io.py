@@ -29,13 +29,14 @@ class ClipInput:
     kind: str                         # "video" | "features"
     name: str = ""                    # output stem, unique within one run
     feature_folder: Optional[Path] = None   # for features: the folder holding recipe.json, when there is one
+    record_id: Optional[str] = None         # for features: the folder manifest's video, when it has a manifest
 
 
 def collect_inputs(paths: Iterable[str | Path]) -> Tuple[List[ClipInput], List[Tuple[str, str]]]:
     """Expand the command line into clips, and (path, reason) for paths that give none.
 
-    A folder holding ``recipe.json`` is a feature folder: each of its ``.npy``
-    files is a clip. Any other folder is searched recursively for videos.
+    A folder holding ``recipe.json`` is a feature folder: each video of its manifest
+    (:func:`feature_folder_clips`) is a clip. Any other folder is searched recursively for videos.
     """
     clips: List[ClipInput] = []
     errors: List[Tuple[str, str]] = []
@@ -51,19 +52,25 @@ def collect_inputs(paths: Iterable[str | Path]) -> Tuple[List[ClipInput], List[T
         path = Path(raw)
         if path.is_dir():
             if (path / RECIPE_FILE).is_file():
-                found = sorted(p for p in path.glob("*" + FEATURE_SUFFIX) if not p.name.startswith("."))
-                for npy in found:
-                    add(ClipInput(npy, "features", feature_folder=path))
+                found, stray = feature_folder_clips(path)
+                for clip in found:
+                    add(clip)
+                errors += stray
             else:
-                found = find_videos(path)
+                found, stray = find_videos(path), []
                 for video in found:
                     add(ClipInput(video, "video"))
-            if not found:
+            if not found and not stray:
                 errors.append((str(raw), f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
                                          f"or features in this folder"))
         elif path.is_file() and path.suffix.lower() == FEATURE_SUFFIX:
-            folder = path.parent if (path.parent / RECIPE_FILE).is_file() else None
-            add(ClipInput(path, "features", feature_folder=folder))
+            if (path.parent / RECIPE_FILE).is_file():
+                found, stray = feature_folder_clips(path.parent, only=path)
+                for clip in found:
+                    add(clip)
+                errors += stray
+            else:
+                add(ClipInput(path, "features"))
         elif path.exists():
             add(ClipInput(path, "video"))
         else:
@@ -71,6 +78,32 @@ def collect_inputs(paths: Iterable[str | Path]) -> Tuple[List[ClipInput], List[T
     for clip, name in zip(clips, output_names([c.path for c in clips])):
         clip.name = name
     return clips, errors
+
+
+def feature_folder_clips(folder: Path, only: Optional[Path] = None
+                         ) -> Tuple[List[ClipInput], List[Tuple[str, str]]]:
+    """A feature folder's clips (or the one of its files ``only``): with a manifest, its usable videos of the
+    folder's recipe, one clip each whatever their layout, and (path, reason) for a ``.npy`` none of them holds
+    (left by an earlier recipe or a re-extraction that failed: never scored under a recipe it was not made
+    with); without a manifest, every ``.npy`` under recipe.json."""
+    from .features import FeatureStore
+
+    store = FeatureStore(folder)
+    npys = [only] if only is not None else \
+        sorted(p for p in folder.glob("*" + FEATURE_SUFFIX) if not p.name.startswith("."))
+    if not store.manifest_path.exists() and not store.journals():
+        return [ClipInput(p, "features", feature_folder=folder) for p in npys], []
+    records = store.records(ok_only=True)
+    wanted = None if only is None else only.resolve()
+    clips = [ClipInput(store.resolve(r.file), "features", feature_folder=folder, record_id=r.id) for r in records
+             if wanted is None or store.resolve(r.file).resolve() == wanted]
+    held = {store.resolve(f).resolve() for r in records for f in (r.files or [r.file])}
+    recipe = store.recipe()
+    why = (f"no video of {store.manifest_path} under the folder's recipe {recipe.recipe_id if recipe else '?'} "
+           f"holds it (left by an earlier extraction?): not scored")
+    if only is not None:
+        return clips, [] if clips else [(str(only), why)]
+    return clips, [(str(p), why) for p in npys if p.resolve() not in held]
 
 
 _UNSAFE = re.compile(r"[^\w.\-]+")

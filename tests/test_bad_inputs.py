@@ -540,3 +540,46 @@ def test_eval_with_a_damaged_frame_mask_or_concatenated_gt_is_one_line(tmp_path,
         named = masks / "b.npy" if fmt == "masks" else concat
         assert result.exit_code == 1
         assert error_lines(result) == [f"error: {named}: cannot read {what} ({bad[1]})"]
+
+
+# --- text inputs whose bytes are not UTF-8: one line, never a UnicodeDecodeError ----------------------
+
+@pytest.mark.parametrize("args, named", [
+    (["features", "export-list", "{feat}", "-o", "{tmp}/x.list", "--subset", "{tmp}/bin.list"], "bin.list"),
+    (["features", "import", "{feat}", "-o", "{tmp}/imp", "--list", "{tmp}/bin.list", "--split-index", "1"],
+     "bin.list"),
+    (["features", "import", "{feat}", "-o", "{tmp}/imp", "--labels", "{tmp}/bin.csv"], "bin.csv"),
+    (["extract", "{tmp}/novideos", "-o", "{tmp}/fx", "--labels", "{tmp}/bin.csv", *EXTRACT_ARGS], "bin.csv"),
+    (["train", "--features", "{tmp}/bin.list", "--preset", "demo", "--out", "{tmp}/run", "--no-progress"],
+     "bin.list"),
+    (["eval", "--scores", "{tmp}/scores", "--gt", "{tmp}/bin.txt"], "bin.txt"),
+    (["eval", "--scores", "{tmp}/scores", "--gt", "{tmp}/bin.json"], "bin.json"),
+    (["eval", "--scores", "{tmp}/binscores", "--gt", "{feat}/gt.json"], "binscores/index.json"),
+])
+def test_a_text_input_that_is_not_utf8_is_one_line_naming_it(tmp_path, feature_head, args, named):
+    from vadpipe.evaluate import ScoreSet, write_scores
+
+    folder, _ = feature_head
+    for name in ("bin.list", "bin.csv", "bin.txt", "bin.json"):
+        (tmp_path / name).write_bytes(b"\xff\xfe" + b"Fight__fight_0_000.npy 1\n")
+    write_scores(tmp_path / "scores", ScoreSet({"a": np.zeros(2, np.float32)}, {"a": 32}))
+    (tmp_path / "binscores").mkdir()
+    (tmp_path / "binscores" / "index.json").write_bytes(b'{"format": "\xff"}')
+    (tmp_path / "novideos").mkdir()
+    result = CliRunner().invoke(main, [a.format(tmp=tmp_path, feat=folder) for a in args])
+    assert_clean(result)
+    assert result.exit_code == 1
+    assert error_lines(result) == [f"error: {tmp_path / named}: not UTF-8 text (byte 0xff on line 1)"]
+
+
+def test_a_manifest_line_that_is_not_utf8_is_skipped_like_a_torn_line(tmp_path, feature_head):
+    folder, _ = feature_head
+    manifest_path = folder / "manifest.jsonl"
+    lines = manifest_path.read_bytes().splitlines(keepends=True)
+    lines[1] = lines[1].replace(b'"Fight/', b'"\xffFight/', 1)
+    manifest_path.write_bytes(b"".join(lines))
+    result = CliRunner().invoke(main, ["features", "export-list", str(folder), "-o", str(tmp_path / "x.list")])
+    assert_clean(result)
+    assert result.exit_code == 0, result.output
+    listed = (tmp_path / "x.list").read_text().splitlines()
+    assert len(listed) == 5 and not any("fight_0_001" in line for line in listed)

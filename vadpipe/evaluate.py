@@ -50,7 +50,7 @@ from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
 from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
-from .readers import read_array
+from .readers import read_array, read_text
 from .recipe import check_compatible
 from .scene_check import SceneCheck, reads_beyond
 from .threshold import WHOLE_CLIP_SHARE, is_whole_flagged, whole_flagged
@@ -310,8 +310,8 @@ def read_scores(path: str | Path) -> ScoreSet:
     path = Path(path)
     index_path = path / "index.json" if path.is_dir() else path
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        index = json.loads(read_text(index_path, what="scores", error=GroundTruthError))
+    except ValueError as exc:
         raise GroundTruthError(f"{index_path}: cannot read scores ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != SCORES_FORMAT:
         raise GroundTruthError(f"{index_path}: not a vadpipe score file (format {SCORES_FORMAT})")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import re
@@ -44,7 +45,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, FeatureStoreError
-from .readers import read_array
+from .readers import read_array, read_text
 from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
 
 MANIFEST_FILE = "manifest.jsonl"
@@ -169,11 +170,8 @@ def read_labels_csv(path: str | os.PathLike) -> Dict[str, LabelRow]:
     file name; ``match_key`` resolves it against the videos found.
     """
     out: Dict[str, LabelRow] = {}
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read labels ({exc.strerror or exc})") from None
+    text = read_text(path, what="labels", error=ConfigError, encoding="utf-8-sig", newline="")
+    rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and any(c.strip() for c in r)]
     for line_no, row in enumerate(rows, 1):
         if len(row) < 2:
             raise ConfigError(f"{path}:{line_no}: expected 'video,label[,class]', got {','.join(row)!r}")
@@ -270,19 +268,18 @@ class ManifestRecord:
 
 
 def read_jsonl(path: Path) -> Iterator[ManifestRecord]:
-    """Records of one manifest/journal file; unparsable lines (a torn last line) are skipped."""
+    """Records of one manifest/journal file; unparsable lines (a torn last line, bytes that are not
+    UTF-8) are skipped: their videos count as not done."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.readlines()
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         return
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
+    for raw in data.splitlines():
         try:
-            yield ManifestRecord.from_json(json.loads(line))
-        except (ValueError, TypeError):
+            line = raw.decode("utf-8").strip()
+            if line:
+                yield ManifestRecord.from_json(json.loads(line))
+        except (ValueError, TypeError):       # UnicodeDecodeError and JSONDecodeError are ValueErrors
             continue
 
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, GroundTruthError
-from .readers import read_array
+from .readers import read_array, read_text
 
 GT_FORMAT = "vadpipe-gt/1"
 UCF_CONVENTIONS = ("1-based-inclusive", "0-based-exclusive")
@@ -83,8 +83,8 @@ class VideoGT:
 # --- readers ----------------------------------------------------------------------------------
 def read_vadpipe_json(path: str | Path) -> Dict[str, VideoGT]:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_text(path, what="ground truth JSON", error=GroundTruthError))
+    except ValueError as exc:
         raise GroundTruthError(f"{path}: cannot read ground truth JSON ({exc})") from None
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
@@ -136,10 +136,7 @@ def parse_ucf_line(line: str, convention: str = "1-based-inclusive") -> Optional
 def read_ucf_annotation(path: str | Path, convention: str = "1-based-inclusive") -> Dict[str, VideoGT]:
     if convention not in UCF_CONVENTIONS:
         raise ConfigError(f"UCF convention {convention!r}; choose one of {', '.join(UCF_CONVENTIONS)}")
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise GroundTruthError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    lines = read_text(path, what="ground truth", error=GroundTruthError).splitlines()
     out = {}
     for no, line in enumerate(lines, 1):
         try:

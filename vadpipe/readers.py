@@ -5,14 +5,15 @@
   vadpipe reads plain arrays only: Python objects are refused, never unpickled.
 - :func:`check_finite`: refuse features that hold NaN or inf (one pass, no copy: memory maps
   stay cheap).
+- :func:`read_text`: a UTF-8 text file; bytes that do not decode are ``not UTF-8 text``.
 
-Each takes the error class to raise (``FeatureStoreError`` by default), so ground-truth and
-score callers raise their own family.
+Each takes the error class to raise (for arrays ``FeatureStoreError`` by default), so
+ground-truth, score and configuration callers raise their own family.
 """
 from __future__ import annotations
 
 import os
-from typing import Type
+from typing import Optional, Type
 
 import numpy as np
 
@@ -89,3 +90,22 @@ def check_finite(array: np.ndarray, path: str | os.PathLike, *, what: str = "fea
         if not np.isfinite(array[start:start + rows]).all():
             raise error(f"{path}: {what} hold NaN or inf")
 
+
+
+def read_text(path: str | os.PathLike, *, error: Type[VadpipeError], what: str = "text",
+              encoding: str = "utf-8", newline: Optional[str] = None) -> str:
+    """The text of ``path`` (``newline`` as ``open`` takes it: None turns \\r\\n and \\r into \\n).
+
+    ``error(f"{path}: cannot read {what} ({reason})")`` when the OS refuses it,
+    ``error(f"{path}: not UTF-8 text (byte 0x.. on line N)")`` when its bytes do not decode."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({os_reason(exc)})") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} on line {line})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if newline is None else text

@@ -19,7 +19,7 @@ from . import atomic
 from .errors import ConfigError, FeatureStoreError
 from .features import (MANIFEST_FILE, NORMAL_CLASS, FeatureStore, KeyIndex, LabelRow, ManifestRecord, is_normal_name,
                        label_from_folders)
-from .readers import read_array
+from .readers import read_array, read_text
 from .recipe import Recipe, check_compatible, load_recipe
 
 
@@ -70,11 +70,9 @@ def export_rtfm_list(folder: str | os.PathLike, out: str | os.PathLike,
 
 
 def read_list_file(path: str | os.PathLike) -> List[str]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    """The entries of a list file: its non-empty lines that are not '#' comments."""
+    lines = read_text(path, what="the list", error=ConfigError).splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 # --- importing public feature folders ------------------------------------------------------------

@@ -233,6 +233,25 @@ def test_a_feature_folder_is_scored_by_its_manifest_under_its_own_recipe(tmp_pat
     assert not (tmp_path / "out2" / "kept.json").exists()
 
 
+def test_unreadable_or_nan_feature_files_are_named_and_the_others_scored(tmp_path, ckpt, recipe):
+    folder = tmp_path / "npys"
+    folder.mkdir()
+    np.save(folder / "good.npy", np.zeros((3, 1, 1024), np.float32))
+    bad = np.zeros((3, 1, 1024), np.float32)
+    bad[1, 0, 5] = np.nan
+    np.save(folder / "nan.npy", bad)
+    (folder / "empty.npy").write_bytes(b"")
+    save_recipe(tmp_path, recipe)
+    files = [str(folder / n) for n in ("empty.npy", "nan.npy", "good.npy")]
+    result = CliRunner().invoke(main, ["score", *files, "--checkpoint", str(ckpt), "-o", str(tmp_path / "out"),
+                                       "--recipe", str(tmp_path / "recipe.json"), "--no-progress"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any("empty.npy" in x and "empty file" in x for x in lines), result.output
+    assert any("nan.npy" in x and "NaN" in x for x in lines), result.output
+    assert [p.name for p in (tmp_path / "out").glob("*.json")] == ["good.json"]
+
+
 def test_recipe_mismatch_is_refused(tmp_path, ckpt):
     folder = tmp_path / "features"
     folder.mkdir()

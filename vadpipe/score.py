@@ -38,6 +38,7 @@ from .errors import CheckpointError, RecipeMismatchError, VadpipeError
 from .intervals import Interval, find_intervals, frame_times, runs_above, snippet_reach, snippets_to_frames
 from .video_checks import frame_index_to_time
 from .progress import progress_bar, write_line
+from .readers import read_array
 from .recipe import Recipe, check_compatible, load_recipe
 from .encode import backbone_for_recipe, scoring_recipe, stored_view
 from .features import ManifestRecord, remove_leftovers
@@ -284,11 +285,7 @@ class Scorer:
         if recipe is None and self.trained_recipe is not None:
             raise RecipeMismatchError(f"{clip.path}: no recipe.json beside these features; pass --recipe FILE "
                                       f"(the checkpoint needs recipe {self.trained_recipe.recipe_id})")
-        try:
-            feats = np.load(clip.path, allow_pickle=False) if record is None else \
-                FeatureStore(clip.feature_folder).load(record)
-        except (OSError, ValueError) as exc:
-            raise VadpipeError(f"{clip.path}: cannot read features ({exc})") from None
+        feats = read_array(clip.path, finite=True) if record is None else FeatureStore(clip.feature_folder).load(record)
         try:
             feats = as_snippet_crops(feats)
         except ValueError as exc:

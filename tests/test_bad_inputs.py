@@ -583,3 +583,108 @@ def test_a_manifest_line_that_is_not_utf8_is_skipped_like_a_torn_line(tmp_path, 
     assert result.exit_code == 0, result.output
     listed = (tmp_path / "x.list").read_text().splitlines()
     assert len(listed) == 5 and not any("fight_0_001" in line for line in listed)
+
+
+# --- links, long names, damaged score indexes and world files -------------------------------------------
+
+def test_extract_skips_a_link_to_itself_and_extracts_the_other_videos(tmp_path):
+    root = tmp_path / "videos"
+    make_video(root / "normal" / "good.mp4", 16)
+    (root / "normal" / "self.mp4").symlink_to("self.mp4")
+    result = CliRunner().invoke(main, ["extract", str(root), "-o", str(tmp_path / "f"), *EXTRACT_ARGS])
+    assert_clean(result)
+    assert result.exit_code == 0 and "1 ok, 0 failed" in result.output, result.output
+    assert f"skipped: {root / 'normal' / 'self.mp4'}: cannot follow (Too many levels of symbolic links)" \
+        in result.stderr
+    assert manifest(tmp_path / "f")["normal/good"]["status"] == "ok"
+
+
+def test_an_oserror_naming_a_file_is_one_line_and_info_goes_on(tmp_path, feature_head):
+    long_name = str(tmp_path / ("x" * 300 + ".mp4"))
+    good = make_video(tmp_path / "good.mp4", 16)
+    result = CliRunner().invoke(main, ["info", long_name, str(good)])
+    assert_clean(result)
+    assert result.exit_code == 1 and error_lines(result) == [f"error: {long_name}: File name too long"]
+    assert str(good) in result.stdout                                            # the batch went on
+    folder, _ = feature_head
+    run = tmp_path / ("r" * 300)
+    result = CliRunner().invoke(main, ["train", "--features", str(folder), "--preset", "demo", "--iters", "1",
+                                       "--out", str(run), "--no-progress"])
+    assert_clean(result)
+    (line,) = error_lines(result)
+    assert result.exit_code == 1 and line.startswith(f"error: {run}") and line.endswith(": File name too long")
+
+
+def test_one_line_errors_prints_any_oserror_as_one_line():
+    import errno
+
+    import click
+    from vadpipe.cli import one_line_errors
+
+    def failing(exc):
+        @click.command()
+        @one_line_errors
+        def cmd():
+            raise exc
+        return CliRunner().invoke(cmd, [])
+
+    for exc, line in ((OSError(errno.ELOOP, os.strerror(errno.ELOOP), "a/self.mp4"),
+                       "error: a/self.mp4: Too many levels of symbolic links"),
+                      (OSError(errno.EIO, os.strerror(errno.EIO)), "error: Input/output error (EIO)"),
+                      (OSError(errno.EXDEV, os.strerror(errno.EXDEV), "a", None, "b"),
+                       "error: a -> b: Invalid cross-device link")):
+        result = failing(exc)
+        assert result.exit_code == 1 and result.stderr.strip() == line
+
+
+@pytest.mark.parametrize("damage, cause", [
+    ("ghost", "video 'ghost' is in \"order\" but has no record in \"videos\""),
+    ("nofile", "video 'a' has neither \"file\" nor \"scores\""),
+    ("words", "video 'a': its scores are not a list of numbers"),
+])
+def test_eval_of_a_score_index_that_lists_a_video_without_a_record_is_one_line(tmp_path, damage, cause):
+    from vadpipe.evaluate import ScoreSet, write_scores
+
+    index_path = write_scores(tmp_path / "scores", ScoreSet({"a": np.zeros(2, np.float32)}, {"a": 32}))
+    index = json.loads(index_path.read_text())
+    if damage == "ghost":
+        index["order"].append("ghost")
+    elif damage == "nofile":
+        del index["videos"]["a"]["file"]
+    else:
+        index["videos"]["a"]["scores"] = ["high", "low"]
+    index_path.write_text(json.dumps(index))
+    (tmp_path / "gt.json").write_text('{"videos": {"a": {"frames": 32, "intervals": [[1, 5]]}}}')
+    result = CliRunner().invoke(main, ["eval", "--scores", str(tmp_path / "scores"), "--gt", str(tmp_path / "gt.json")])
+    assert_clean(result)
+    assert result.exit_code == 1 and error_lines(result) == [f"error: {index_path}: {cause}"]
+
+
+def test_eval_scores_name_with_an_empty_path_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gt.json").write_text('{"videos": {"a": {"frames": 32, "intervals": [[1, 5]]}}}')
+    for arg, line in (("a=", "error: --scores 'a=': no PATH after 'a='"), ("", "error: --scores '': an empty PATH")):
+        result = CliRunner().invoke(main, ["eval", "--scores", arg, "--gt", "gt.json"])
+        assert_clean(result)
+        assert result.exit_code == 1 and error_lines(result) == [line]
+
+
+def test_synth_redoes_an_empty_clip_and_names_a_damaged_world_file(tmp_path):
+    out = tmp_path / "w"
+    args = ["synth", str(out), "--size", "tiny", "--clips", "3", "--width", "96", "--height", "54",
+            "--min-seconds", "2", "--max-seconds", "2", "--no-progress"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    clip = sorted(out.rglob("*.mp4"))[0]
+    clip.write_bytes(b"")
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "1 generated, 2 already there" in result.output, result.output
+    assert clip.stat().st_size > 0
+    world = out / "world.json"
+    text = world.read_text()
+    for damaged, cause in ((text[:len(text) // 2], "unreadable ("), ("[1]", "not a world file (a JSON object)")):
+        world.write_text(damaged)
+        result = CliRunner().invoke(main, args)
+        assert_clean(result)
+        (line,) = error_lines(result)
+        assert result.exit_code == 1 and line.startswith(f"error: {world}: {cause}") and "--overwrite" in line

@@ -15,13 +15,20 @@ from . import __version__
 from .errors import VadpipeError
 
 
-# OSErrors that say what the machine lacks (space, permission, a folder), printed as one line at the edge
-MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
-                  errno.EISDIR, errno.EEXIST}
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError that reached the edge: the file(s) it names and the OS's words, or, naming
+    none, the OS's words and the errno's name (``Input/output error (EIO)``)."""
+    if exc.filename is not None:
+        where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else f"{exc.filename}"
+        return f"{where}: {exc.strerror or exc}"
+    name = errno.errorcode.get(exc.errno) if isinstance(exc.errno, int) else None
+    return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
 
 
 def one_line_errors(func):
-    """Print an expected failure as one line on stderr and exit 1, never a traceback."""
+    """Print an expected failure as one line on stderr and exit 1, never a traceback. An OSError is the
+    machine or an input, never the code (a full disk, a file it cannot open, a name too long, a link to
+    itself): one line too."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -30,11 +37,8 @@ def one_line_errors(func):
         except VadpipeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
-        except OSError as exc:            # the machine, not the code: a full disk, a folder it cannot make
-            if exc.errno not in MACHINE_ERRNOS:
-                raise
-            where = f"{exc.filename}: " if exc.filename is not None else ""
-            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        except OSError as exc:
+            click.echo(f"error: {os_error_line(exc)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -155,9 +155,14 @@ def format_table(comp: Comparison) -> str:
 
 # --- from paths -----------------------------------------------------------------------------------
 def parse_source(arg: str) -> Tuple[Optional[str], str]:
-    """``NAME=PATH`` or ``PATH`` (a path that exists as given is never split)."""
+    """``NAME=PATH`` or ``PATH`` (a path that exists as given is never split). ``NAME=`` with no PATH is a
+    ConfigError: an empty path would read the current folder."""
+    if not arg.strip():
+        raise ConfigError("--scores '': an empty PATH")
     if "=" in arg and not Path(arg).exists():
         name, path = arg.split("=", 1)
+        if name and not path.strip():
+            raise ConfigError(f"--scores {arg!r}: no PATH after '{name}='")
         if name:
             return name, path
     return None, arg

@@ -315,14 +315,25 @@ def read_scores(path: str | Path) -> ScoreSet:
         raise GroundTruthError(f"{index_path}: cannot read scores ({exc})") from None
     if not isinstance(index, dict) or index.get("format") != SCORES_FORMAT:
         raise GroundTruthError(f"{index_path}: not a vadpipe score file (format {SCORES_FORMAT})")
-    order = index.get("order") or list(index["videos"])
+    videos = index.get("videos")
+    order = index.get("order") or (list(videos) if isinstance(videos, dict) else [])
+    if not isinstance(videos, dict) or not isinstance(order, list):
+        raise GroundTruthError(f"{index_path}: expected \"videos\": {{id: {{file or scores, frames}}}} and an "
+                               "\"order\" list")
     scores, frames = {}, {}
     for vid in order:
-        rec = index["videos"][vid]
+        rec = videos.get(vid) if isinstance(vid, str) else None
+        if not isinstance(rec, dict):
+            raise GroundTruthError(f"{index_path}: video {vid!r} is in \"order\" but has no record in \"videos\"")
         if "scores" in rec:
-            scores[vid] = np.asarray(rec["scores"], dtype=np.float32)
-        else:
+            try:
+                scores[vid] = np.asarray(rec["scores"], dtype=np.float32)
+            except (TypeError, ValueError):
+                raise GroundTruthError(f"{index_path}: video {vid!r}: its scores are not a list of numbers") from None
+        elif isinstance(rec.get("file"), str):
             scores[vid] = load_score_array(index_path.parent / rec["file"]).astype(np.float32)
+        else:
+            raise GroundTruthError(f"{index_path}: video {vid!r} has neither \"file\" nor \"scores\"")
         frames[vid] = rec.get("frames")
     meta = {k: v for k, v in index.items()
             if k not in ("videos", "order", "format", "snippet_len", "stride", "frame_scores")}

@@ -45,7 +45,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, FeatureStoreError
-from .readers import read_array, read_text
+from .readers import os_reason, read_array, read_text
 from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
 
 MANIFEST_FILE = "manifest.jsonl"
@@ -57,7 +57,7 @@ _JOURNAL_GLOB = "manifest.shard-*.jsonl"
 def walk_videos(root: Path, extensions: Sequence[str]) -> Tuple[List[Path], List[Tuple[str, str]]]:
     """Video files under ``root`` (sorted), following symlinked folders without looping, and
     (path, reason) for what was skipped: a folder reached twice (a link loop or a second link to
-    it), a broken link, an unreadable folder."""
+    it), a broken link, a link that cannot be followed (one to itself), an unreadable folder."""
     found: List[Path] = []
     skipped: List[Tuple[str, str]] = []
     seen: Dict[str, str] = {}
@@ -72,13 +72,19 @@ def walk_videos(root: Path, extensions: Sequence[str]) -> Tuple[List[Path], List
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            skipped.append((str(folder), f"cannot list ({exc.strerror or exc})"))
+            skipped.append((str(folder), f"cannot list ({os_reason(exc)})"))
             return
         for entry in entries:
             path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=True):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=True)
+                is_file = not is_dir and entry.is_file(follow_symlinks=True)
+            except OSError as exc:                   # a link to itself (ELOOP), a name too long ...
+                skipped.append((str(path), f"cannot follow ({os_reason(exc)})"))
+                continue
+            if is_dir:
                 walk(path)
-            elif entry.is_file(follow_symlinks=True):
+            elif is_file:
                 if path.suffix.lower() in extensions:
                     found.append(path)
             elif entry.is_symlink():

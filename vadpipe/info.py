@@ -9,6 +9,7 @@ import click
 
 from .errors import VadpipeError
 from .progress import progress_bar
+from .readers import os_reason
 from .video import VIDEO_EXTENSIONS, find_videos, probe
 
 SNIPPET_LEN = 16
@@ -21,15 +22,18 @@ def collect_paths(paths: Iterable[str]) -> Tuple[List[Path], List[Tuple[str, str
     errors: List[Tuple[str, str]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            found = find_videos(path)
-            if not found:
-                errors.append((raw, f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) in this folder"))
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            errors.append((raw, "no such file or folder"))
+        try:
+            if path.is_dir():
+                found = find_videos(path)
+                if not found:
+                    errors.append((raw, f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) in this folder"))
+                files.extend(found)
+            elif path.exists():
+                files.append(path)
+            else:
+                errors.append((raw, "no such file or folder"))
+        except OSError as exc:              # a name too long, a link to itself: this path only
+            errors.append((raw, os_reason(exc)))
     return files, errors
 
 

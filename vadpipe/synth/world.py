@@ -56,6 +56,7 @@ import numpy as np
 from .. import __version__, atomic
 from ..errors import ConfigError
 from ..progress import progress_bar
+from ..readers import read_text
 from .clip import NORMAL_FOLDER, ClipPlan, ClipSpec, plan_clip, render_frames
 from .events import EVENT_TYPES
 
@@ -215,7 +216,8 @@ def _make_clip(args) -> dict:
     t = time.perf_counter()
     plan = plan_clip(spec)
     path = Path(out_dir) / spec.relpath
-    skipped = path.exists() and not overwrite
+    # clips are written atomically: one there and not empty is whole; an empty one was damaged from outside
+    skipped = not overwrite and path.is_file() and path.stat().st_size > 0
     if not skipped:
         written = write_clip(path, plan, crf, preset)
         if written != spec.frames:
@@ -275,10 +277,12 @@ def _check_existing(out: Path, cfg: SynthConfig, overwrite: bool) -> None:
     if not world.exists() or overwrite:
         return
     try:
-        old = json.loads(world.read_text(encoding="utf-8")).get("config")
-    except (OSError, ValueError):
-        old = None
-    if old != cfg.to_dict():
+        data = json.loads(read_text(world, what="the world file", error=ConfigError))
+    except ValueError as exc:
+        raise ConfigError(f"{world}: unreadable ({exc}); pass --overwrite to make the world again") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{world}: not a world file (a JSON object); pass --overwrite to make the world again")
+    if data.get("config") != cfg.to_dict():
         raise ConfigError(f"{world}: the folder holds a world made with another configuration; "
                           "choose another folder or pass --overwrite")
 
@@ -288,8 +292,8 @@ def generate_world(out_dir: str | Path, config: Optional[SynthConfig] = None, *,
     """Generate (or finish generating) a synthetic world in ``out_dir``.
 
     Deterministic in ``config``. A rerun with the same config skips clips whose
-    MP4 already exists (files are written atomically, so an existing one is
-    complete); ``overwrite`` redoes them and allows replacing a world of
+    MP4 already exists and is not empty (files are written atomically, so such
+    a one is complete); ``overwrite`` redoes them and allows replacing a world of
     another config (MP4s under the split folders that the new world does not
     have are deleted, so ``vadpipe extract`` never picks up a stale clip).
     ``workers`` > 1 renders clips in parallel processes.

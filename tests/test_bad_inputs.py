@@ -606,7 +606,12 @@ def test_an_oserror_naming_a_file_is_one_line_and_info_goes_on(tmp_path, feature
     assert_clean(result)
     assert result.exit_code == 1 and error_lines(result) == [f"error: {long_name}: File name too long"]
     assert str(good) in result.stdout                                            # the batch went on
-    folder, _ = feature_head
+    folder, ckpt = feature_head
+    result = CliRunner().invoke(main, ["score", long_name.replace(".mp4", ".npy"), str(folder), "--checkpoint",
+                                       str(ckpt), "-o", str(tmp_path / "out"), "--no-progress"])
+    assert_clean(result)
+    assert error_lines(result) == [f"error: {long_name.replace('.mp4', '.npy')}: File name too long"]
+    assert result.exit_code == 1 and len(list((tmp_path / "out").glob("*.scores.csv"))) == 6
     run = tmp_path / ("r" * 300)
     result = CliRunner().invoke(main, ["train", "--features", str(folder), "--preset", "demo", "--iters", "1",
                                        "--out", str(run), "--no-progress"])

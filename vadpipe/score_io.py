@@ -17,6 +17,7 @@ import numpy as np
 
 from . import atomic
 from .intervals import Interval, format_clock, format_interval
+from .readers import os_reason
 from .recipe import RECIPE_FILE
 from .video import VIDEO_EXTENSIONS, find_videos
 
@@ -50,31 +51,34 @@ def collect_inputs(paths: Iterable[str | Path]) -> Tuple[List[ClipInput], List[T
 
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            if (path / RECIPE_FILE).is_file():
-                found, stray = feature_folder_clips(path)
-                for clip in found:
-                    add(clip)
-                errors += stray
+        try:
+            if path.is_dir():
+                if (path / RECIPE_FILE).is_file():
+                    found, stray = feature_folder_clips(path)
+                    for clip in found:
+                        add(clip)
+                    errors += stray
+                else:
+                    found, stray = find_videos(path), []
+                    for video in found:
+                        add(ClipInput(video, "video"))
+                if not found and not stray:
+                    errors.append((str(raw), f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
+                                             f"or features in this folder"))
+            elif path.is_file() and path.suffix.lower() == FEATURE_SUFFIX:
+                if (path.parent / RECIPE_FILE).is_file():
+                    found, stray = feature_folder_clips(path.parent, only=path)
+                    for clip in found:
+                        add(clip)
+                    errors += stray
+                else:
+                    add(ClipInput(path, "features"))
+            elif path.exists():
+                add(ClipInput(path, "video"))
             else:
-                found, stray = find_videos(path), []
-                for video in found:
-                    add(ClipInput(video, "video"))
-            if not found and not stray:
-                errors.append((str(raw), f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
-                                         f"or features in this folder"))
-        elif path.is_file() and path.suffix.lower() == FEATURE_SUFFIX:
-            if (path.parent / RECIPE_FILE).is_file():
-                found, stray = feature_folder_clips(path.parent, only=path)
-                for clip in found:
-                    add(clip)
-                errors += stray
-            else:
-                add(ClipInput(path, "features"))
-        elif path.exists():
-            add(ClipInput(path, "video"))
-        else:
-            errors.append((str(raw), "no such file or folder"))
+                errors.append((str(raw), "no such file or folder"))
+        except OSError as exc:          # a name too long, a link to itself: this path only, the others go on
+            errors.append((str(raw), os_reason(exc)))
     for clip, name in zip(clips, output_names([c.path for c in clips])):
         clip.name = name
     return clips, errors

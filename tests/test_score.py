@@ -321,6 +321,18 @@ def test_crops_option():
         scoring_recipe(frame, 10)
 
 
+def test_the_single_view_of_region_features_is_its_regions():
+    """Ten crops or a mirror stored with regions hold each view's regions one view after another: the
+    single view is all of its regions, never one region of another view."""
+    from vadpipe.encode import stored_view
+    for crop, view in (("ten", 4), ("mirror", 0)):
+        stored = make_recipe("i3d-inception", "frame" if crop == "mirror" else "rtfm", weights_sha256=None,
+                             crop=crop, regions="2x2")
+        assert stored.num_crops == 4 * stored.input_crops
+        assert stored_view(stored, scoring_recipe(stored, 1)) == slice(4 * view, 4 * view + 4)
+        assert stored_view(stored, stored) is None
+
+
 def test_bad_clip_and_equal_stems(tmp_path, ckpt):
     """Two clips named clip.mp4 in different folders and a broken file: two results, one error line, exit 1."""
     root = tmp_path / "videos"

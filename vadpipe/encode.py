@@ -437,13 +437,17 @@ def scoring_recipe(trained: Recipe, crops: Optional[int]) -> Recipe:
                       f"({trained.crop}); only its own crops or the single view of ten or mirror can be scored")
 
 
-def stored_view(found: Recipe, wanted: Recipe) -> Optional[int]:
-    """Which view of features stored with ``found`` (ten crops or a mirror) ``wanted``, a single-view
-    scoring recipe (``scoring_recipe(trained, 1)``), is: its index, or None when it is none of them (the
-    recipes are then compared as they are). The index says nothing of the other fields: compare
-    ``found.replace(crop=wanted.crop)`` with ``wanted`` as usual."""
+def stored_view(found: Recipe, wanted: Recipe) -> Optional[slice]:
+    """Which stored vectors of features made with ``found`` (ten crops or a mirror) are ``wanted``, a
+    single-view scoring recipe (``scoring_recipe(trained, 1)``): that view's (its regions, view after view,
+    as the encoder stores them), or None when it is none of them (the recipes are then compared as they
+    are). It says nothing of the other fields: compare ``found.replace(crop=wanted.crop)`` with ``wanted``
+    as usual."""
     mode, view = SINGLE_VIEW.get(found.crop, (None, None))
-    return view if mode is not None and wanted.crop == mode else None
+    if mode is None or wanted.crop != mode:
+        return None
+    per_view = found.num_crops // found.input_crops
+    return slice(view * per_view, (view + 1) * per_view)
 
 
 def backbone_for_recipe(recipe: Recipe, weights: Optional[str], device):

@@ -398,9 +398,10 @@ def save_result(path: str | Path, result: EvalResult, extra: Optional[dict] = No
 
 # --- running a trained head -------------------------------------------------------------------
 def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
-                      view: Optional[int] = None, scene: Optional[SceneCheck] = None) -> ScoreSet:
+                      view: Optional[slice] = None, scene: Optional[SceneCheck] = None) -> ScoreSet:
     """Snippet scores of every video of a vadpipe.data.FeatureSet (full length, crops combined by the
-    head's scoring rule, which also names the set's frame mode); ``view``: that stored crop alone;
+    head's scoring rule, which also names the set's frame mode); ``view``: those stored vectors alone
+    (``encode.stored_view``);
     ``scene``: the head's scene check, each video's reading kept in ``meta["scene_beyond"]`` (read from the
     same features, so each video is read from disk once)."""
     from .checkpoint import score_features, scoring_rule
@@ -408,7 +409,7 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
     videos = feature_set.videos
     if progress:
         videos = progress_bar(videos, desc="scoring", unit="video", leave=False)
-    views = slice(None) if view is None else slice(view, view + 1)
+    views = slice(None) if view is None else view
     scores, beyond = {}, {}
     for v in videos:
         x = v.raw()[:, views]
@@ -424,11 +425,11 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
                     scoring_rule(model).frame_scores)
 
 
-def check_recipe(ckpt, feature_set, crops: Optional[int] = None) -> Tuple[List[str], Optional[int]]:
+def check_recipe(ckpt, feature_set, crops: Optional[int] = None) -> Tuple[List[str], Optional[slice]]:
     """Refuse features made with another recipe than the checkpoint's (a Checkpoint), or with ``crops``
     1 than its single view (``vadpipe score --crops 1``'s recipe). As ``vadpipe score`` does, features
     holding that recipe's view among theirs (ten crops, a mirror) are scored on that view alone.
-    Returns (notes when one side has no recipe, the stored view to score or None for all)."""
+    Returns (notes when one side has no recipe, the stored vectors to score or None for all)."""
     from .encode import scoring_recipe, stored_view
 
     what = f"features {feature_set.origin}"

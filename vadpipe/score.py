@@ -292,8 +292,8 @@ class Scorer:
             raise RecipeMismatchError(f"{clip.path}: {exc}") from None
         if recipe is not None and self.recipe is not None:
             view = stored_view(recipe, self.recipe)
-            if view is not None and feats.shape[1] == recipe.input_crops:
-                feats, recipe = feats[:, view:view + 1], recipe.replace(crop=self.recipe.crop)
+            if view is not None and feats.shape[1] == recipe.num_crops:
+                feats, recipe = feats[:, view], recipe.replace(crop=self.recipe.crop)
         notes += check_compatible(self.recipe, recipe, "the checkpoint", f"features {clip.path}")
         self.ckpt.require_feature_dim(feats.shape[2], f"features {clip.path}")
         t = feats.shape[0]

@@ -557,7 +557,7 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
 @click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
 @click.option("--compile", "compile_", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Run the backbone through torch.compile (weights frozen in): ~1.8x faster on CPU after a "
-                   "one-off compile of about a minute. auto: on for CPU with a cropped (fixed-size) recipe.")
+                   "one-off compile (35-45 s on a 2-core CPU). auto: on for CPU with a cropped (fixed-size) recipe.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Snippets through the backbone at once, the threads split between them [default: 1; "
                    "on the quiet 2-core CPU one 2-thread pass was faster than two 1-thread passes].")

@@ -328,8 +328,8 @@ class Watcher:
                               f"({self.threads_each} thread{'s' if self.threads_each > 1 else ''} each); the "
                               f"first scores come once {o.window} snippets have arrived")
                     if self.compiled:
-                        self.warn("compiling the backbone for this input shape (about a minute on a 2-core "
-                                  "CPU; --compile off skips it)")
+                        self.warn("compiling the backbone for this input shape (35-45 s on a 2-core CPU; "
+                                  "--compile off skips it)")
                     warm_up(self.encoder, self.recipe)
                     pool = BackbonePool(lambda snippet: self.encoder([snippet.pixels])[0], self.workers,
                                         self.threads_each)

@@ -18,7 +18,7 @@ import re
 import typing
 from typing import Any, Dict, Iterable, Tuple
 
-from .config import Config, copy_config, head_names, validate
+from .config import Config, copy_config, field_value, head_names, validate
 from .errors import ConfigError
 
 DEFAULT_PRESET = "default"
@@ -224,40 +224,11 @@ def partner_config(cfg: Config) -> Config:
 
 
 # --- --set SECTION.FIELD=VALUE ------------------------------------------------------
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-
-
-def _parse_value(hint: Any, text: str) -> Any:
-    """``text`` as a value of the field type ``hint`` (ValueError naming what was expected)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union and type(None) in args:             # Optional[X]
-        if text.strip().lower() in ("none", "null", ""):
-            return None
-        return _parse_value(next(a for a in args if a is not type(None)), text)
-    if origin in (tuple, Tuple):                                   # Tuple[X, ...]
-        return tuple(_parse_value(args[0], part) for part in text.split(",") if part.strip())
-    word = text.strip()
-    if hint is bool:
-        if word.lower() not in _TRUE + _FALSE:
-            raise ValueError(f"expected true or false, got {word!r}")
-        return word.lower() in _TRUE
-    if hint is int:
-        try:
-            return int(word)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {word!r}") from None
-    if hint is float:
-        try:
-            return float(word)
-        except ValueError:
-            raise ValueError(f"expected a number, got {word!r}") from None
-    return word
-
-
 def apply_overrides(cfg: Config, assignments: Iterable[str]) -> Config:
     """A copy of ``cfg`` with ``SECTION.FIELD=VALUE`` assignments applied (``train.lr=1e-4``,
     ``train.loss.k=8``, ``model.hidden=512,32``, ``train.val_gt=none``), each value parsed by the
-    field's type; an unknown section or field, or a value of the wrong type, is a one-line ConfigError."""
+    field's type as YAML files are read (:func:`vadpipe.config.field_value`); an unknown section or field,
+    or a value of the wrong type, is a one-line ConfigError."""
     out = copy_config(cfg)
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
@@ -278,7 +249,7 @@ def apply_overrides(cfg: Config, assignments: Iterable[str]) -> Config:
             raise ConfigError(f"--set {assignment}: {'.'.join(path)} has no field {name!r} "
                               f"(fields: {', '.join(fields)})")
         try:
-            setattr(node, name, _parse_value(hints[name], text))
+            setattr(node, name, field_value(hints[name], text))
         except ValueError as exc:
             raise ConfigError(f"--set {assignment}: {exc}") from None
     validate(out)

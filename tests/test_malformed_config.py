@@ -1,18 +1,26 @@
 """Configs, recipes and checkpoints that load but are malformed: one line naming the file and the cause.
 
-cli review D5 (config YAML shapes and scalar types, non-UTF-8).
+cli review D5 (config YAML shapes and scalar types, non-UTF-8), D6 (recipe.json not a recipe); recipe review
+#5 (channel_order and tail: values vadpipe cannot produce) and #7 (a field this vadpipe does not know, a stored
+recipe_id that is not the fields' id).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from feature_world import make_store
+from vadpipe.checkpoint import Checkpoint, build_model
 from vadpipe.cli import main
-from vadpipe.config import load_config
+from vadpipe.config import ModelConfig, load_config
 from vadpipe.errors import ConfigError
+from vadpipe.extractors import list_backbones, make_recipe
 from vadpipe.presets import apply_overrides, preset
+from vadpipe.recipe import Recipe, load_recipe, save_recipe
 
 
 def one_error(result) -> str:
@@ -73,3 +81,88 @@ def test_config_that_is_not_utf8(tmp_path):
     path = tmp_path / "bin.yaml"
     path.write_bytes(b"\xff\xfe train: {}\n")
     assert one_error(train_with(path)) == f"error: {path}: not UTF-8 text (byte 0xff on line 1)"
+
+
+# --- D6: recipe.json that is not a recipe ------------------------------------------------------------------
+def _recipe(**changes) -> Recipe:
+    return make_recipe("i3d-inception", "tiny", weights_sha256="ab" * 32, **changes)
+
+
+@pytest.mark.parametrize("text,cause", [
+    ("[1]", "not a recipe (a list, not a mapping of its fields)"),
+    ('{"backbone": "i3d-inception"}', "recipe without weights_sha256, feature_dim"),
+    ('{"backbone": "i3d-inception", "weights_sha256": null, "feature_dim": "32"}',
+     "recipe field 'feature_dim': expected an integer, got '32'"),
+    ('{"backbone": "i3d-inc', "unreadable recipe (not JSON: "),
+])
+def test_malformed_recipe_json_names_the_file(tmp_path, text, cause):
+    make_store(tmp_path / "feat", 3, 3, dim=32, t_range=(6, 8))
+    path = tmp_path / "feat" / "recipe.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path)
+    assert str(err.value).startswith(f"{path}: {cause}")
+    line = one_error(CliRunner().invoke(main, ["train", "--features", str(tmp_path / "feat"), "--iters", "1",
+                                               "--device", "cpu", "--no-progress", "--out", str(tmp_path / "r")]))
+    assert line.startswith(f"error: {path}: {cause}")
+
+
+def test_score_recipe_option_that_is_not_a_recipe(tmp_path):
+    """``score --recipe FILE`` for loose .npy features: the recipe file is named, not the clip."""
+    config = ModelConfig(feature_dim=32, heads=4, ffn_dim=16, hidden=(8,))
+    Checkpoint.of(build_model(config), config, recipe=None).save(tmp_path / "best.pt")
+    np.save(tmp_path / "one.npy", np.ones((4, 1, 32), np.float32))
+    (tmp_path / "rec.json").write_text("[1, 2]")
+    line = one_error(CliRunner().invoke(main, ["score", str(tmp_path / "one.npy"), "--checkpoint",
+                                               str(tmp_path / "best.pt"), "--recipe", str(tmp_path / "rec.json"),
+                                               "--threshold", "0.5", "-o", str(tmp_path / "out"), "--no-progress"]))
+    assert line == f"error: {tmp_path / 'rec.json'}: not a recipe (a list, not a mapping of its fields)"
+
+
+# --- recipe review #5: channel_order and tail are what vadpipe produces -------------------------------------
+@pytest.mark.parametrize("field,value,does", [("channel_order", "BGR", "decodes frames as RGB"),
+                                              ("tail", "drop", "pads the last partial snippet")])
+def test_recipe_values_vadpipe_cannot_produce_are_refused(tmp_path, field, value, does):
+    with pytest.raises(ConfigError, match=rf"recipe {field} '{value}' cannot be produced: vadpipe {does}"):
+        _recipe(**{field: value})                                 # made (extract, features import)
+    stored = {**_recipe().to_dict(), field: value}
+    stored.pop("recipe_id")
+    (tmp_path / "recipe.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=rf"^{tmp_path / 'recipe.json'}: recipe {field} '{value}' cannot"):
+        load_recipe(tmp_path)                                     # read (features, checkpoints)
+
+
+# --- recipe review #7: unknown fields and a stored id that is not the fields' --------------------------------
+def test_recipe_field_unknown_to_this_vadpipe_is_refused(tmp_path):
+    newer = {**_recipe().to_dict(), "resize_interpolation": "bicubic", "vadpipe_version": "9.0"}
+    (tmp_path / "recipe.json").write_text(json.dumps(newer))
+    with pytest.raises(ConfigError, match=r"recipe.json: recipe field\(s\) resize_interpolation unknown to "
+                                          r"vadpipe .* \(made by a newer vadpipe 9.0\?"):
+        load_recipe(tmp_path)
+
+
+def test_recipe_whose_stored_id_is_not_its_fields_id_is_refused(tmp_path):
+    edited = {**_recipe().to_dict(), "resize_short_side": 160}     # edited by hand, the id left as it was
+    (tmp_path / "recipe.json").write_text(json.dumps(edited))
+    with pytest.raises(ConfigError, match=rf"recipe_id '{_recipe().recipe_id}' is not the id of the recipe's "
+                                          rf"fields \({_recipe(resize_short_side=160).recipe_id}\)"):
+        load_recipe(tmp_path)
+
+
+def test_every_recipe_vadpipe_writes_reads_back_with_its_id(tmp_path):
+    """What extract, features import and feature_world write (all options) and old files without recipe_id."""
+    recipes = [make_recipe(name, p, weights_sha256=w, **extra)
+               for name in list_backbones() for p in ("rtfm", "center", "frame", "tiny")
+               for w in (None, "cd" * 32)
+               for extra in ({}, {"regions": "2x2", "light": "running", "fps": "10", "stride": 8},
+                             {"crop": "mirror", "extra": (("origin", "imported"),), "compute_dtype": "bfloat16",
+                                 "storage_dtype": "float16"})]
+    recipes.append(Recipe("i3d-inception", None, 1856, layers=(("Mixed_4f", 832), ("Mixed_5c", 1024))))
+    make_store(tmp_path / "feat", 2, 2, dim=16, t_range=(4, 5), mid_dim=8, stride=8)
+    recipes.append(load_recipe(tmp_path / "feat"))
+    for recipe in recipes:
+        save_recipe(tmp_path, recipe)
+        assert load_recipe(tmp_path) == recipe
+        old = recipe.to_dict()
+        old.pop("recipe_id")                                         # a recipe.json written without one
+        assert Recipe.from_dict(old).recipe_id == recipe.recipe_id

@@ -10,17 +10,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import __version__, atomic
-from .errors import RecipeMismatchError
+from .errors import ConfigError, RecipeMismatchError
+from .readers import read_text
 
 RECIPE_FILE = "recipe.json"
 
 # Fields that do not change the feature values, so they never cause a mismatch.
 _INFORMATIONAL = ("vadpipe_version", "storage_dtype")
+
+# Recorded fields with one value only: what the decoder and the snippets (vadpipe/video.py) produce, frames
+# in RGB order and the last partial snippet padded by repeating its last frame. Another value would be
+# recorded but not applied (score would extract RGB, repeat-last, and claim to follow the recipe), so a
+# Recipe holding one is refused wherever it is made or read. field -> (allowed values, what vadpipe does).
+APPLIED = {"channel_order": (("RGB",), "decodes frames as RGB and feeds them so"),
+           "tail": (("repeat-last",), "pads the last partial snippet by repeating its last frame")}
 
 
 @dataclass(frozen=True)
@@ -36,10 +45,10 @@ class Recipe:
     value_range: Tuple[float, float] = (0.0, 1.0)   # pixel range before mean/std
     mean: Tuple[float, float, float] = (0.45, 0.45, 0.45)
     std: Tuple[float, float, float] = (0.225, 0.225, 0.225)
-    channel_order: str = "RGB"
+    channel_order: str = "RGB"        # the only order vadpipe produces (APPLIED)
     snippet_len: int = 16
     stride: int = 16
-    tail: str = "repeat-last"          # last partial snippet padded by repeating its last frame
+    tail: str = "repeat-last"          # last partial snippet padded by repeating its last frame (the only one)
     compute_dtype: str = "float32"     # precision of the backbone forward pass
     storage_dtype: str = "float32"     # dtype of the stored .npy files
     vadpipe_version: str = __version__
@@ -57,6 +66,14 @@ class Recipe:
     # camera's light level (dusk, a closed iris) moves the features less; "running" = that gain from the
     # video's level so far (its last LIGHT_WINDOW snippets): see extractors/transforms.py.
     light: str = ""
+
+    def __post_init__(self) -> None:
+        for name, (allowed, how) in APPLIED.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"recipe {name} {value!r} cannot be produced: vadpipe {how} "
+                                  f"({name} {' or '.join(map(repr, allowed))}), so features of that recipe could "
+                                  "not be extracted or matched")
 
     @property
     def input_crops(self) -> int:
@@ -84,9 +101,9 @@ class Recipe:
 
     def _plain_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        out["value_range"] = list(self.value_range)
-        out["mean"] = list(self.mean)
-        out["std"] = list(self.std)
+        out["value_range"] = [float(x) for x in self.value_range]     # as from_dict reads them: the same id
+        out["mean"] = [float(x) for x in self.mean]
+        out["std"] = [float(x) for x in self.std]
         out["extra"] = {k: v for k, v in self.extra}
         out["layers"] = [[name, dim] for name, dim in self.layers]
         return out
@@ -97,17 +114,47 @@ class Recipe:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Recipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("value_range", "mean", "std"):
+    def from_dict(cls, data: Any) -> "Recipe":
+        """The Recipe a stored dict describes (recipe.json, a checkpoint's ``recipe``). Refused with a
+        one-line ConfigError (callers name the file): not a dict, a required field missing, a field of the
+        wrong type, a field this vadpipe does not know (a newer vadpipe's: its features may differ in it), a
+        stored ``recipe_id`` that is not the id of the fields (edited, or read differently here)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"not a recipe (a {_kind(data)}, not a mapping of its fields)")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in fields and k != "recipe_id")
+        if unknown:
+            made_by = data.get("vadpipe_version")
+            made_by = f" {made_by}" if isinstance(made_by, str) and made_by != __version__ else ""
+            raise ConfigError(f"recipe field(s) {', '.join(unknown)} unknown to vadpipe {__version__} (made by a newer "
+                              f"vadpipe{made_by}? such a field may change the features, so the recipe is not read "
+                              "without it)")
+        missing = [name for name, f in fields.items() if name not in data
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"recipe without {', '.join(missing)}")
+        kwargs = {k: v for k, v in data.items() if k != "recipe_id"}
+        hints = typing.get_type_hints(cls)
+        readers = {"value_range": _numbers, "mean": _numbers, "std": _numbers,
+                   "extra": lambda v: tuple(sorted(dict(v).items())),
+                   "layers": lambda v: tuple((str(name), _integer(dim)) for name, dim in v)}
+        for key, read in readers.items():
             if key in kwargs:
-                kwargs[key] = tuple(float(x) for x in kwargs[key])
-        if "extra" in kwargs:
-            kwargs["extra"] = tuple(sorted(dict(kwargs["extra"]).items()))
-        if "layers" in kwargs:
-            kwargs["layers"] = tuple((str(name), int(dim)) for name, dim in kwargs["layers"])
-        return cls(**kwargs)
+                try:
+                    kwargs[key] = read(kwargs[key])
+                except (TypeError, ValueError) as exc:
+                    raise ConfigError(f"recipe field {key!r} malformed ({exc})") from None
+        for key, value in kwargs.items():
+            expected = _SCALARS.get(hints[key])
+            if expected is not None and not (isinstance(value, expected[0]) and not isinstance(value, bool)
+                                             or key == "fps" and type(value) in (int, float)):
+                raise ConfigError(f"recipe field {key!r}: expected {expected[1]}, got {value!r}")
+        recipe = cls(**kwargs)
+        stored = data.get("recipe_id")
+        if stored is not None and stored != recipe.recipe_id:
+            raise ConfigError(f"recipe_id {stored!r} is not the id of the recipe's fields ({recipe.recipe_id}): "
+                              "edited by hand, or made by a vadpipe that reads its fields differently")
+        return recipe
 
     def _feature_fields(self) -> dict:
         d = self._plain_dict()  # not to_dict(): that needs recipe_id, which needs these fields
@@ -140,6 +187,27 @@ class Recipe:
 
     def replace(self, **changes: Any) -> "Recipe":
         return dataclasses.replace(self, **changes)
+
+
+# a field's type -> (the Python types a stored value may take, how a message names it); fps may be a number
+_SCALARS = {str: (str, "text"), int: (int, "an integer"), Optional[str]: ((str, type(None)), "text or null")}
+
+
+def _kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _numbers(values: Any) -> Tuple[float, ...]:
+    if not isinstance(values, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in values):
+        raise ValueError(f"expected a list of numbers, got {values!r}")
+    return tuple(float(x) for x in values)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return value
 
 
 def parse_regions(text: str) -> Optional[Tuple[int, int]]:
@@ -180,8 +248,17 @@ def save_recipe(folder: str | Path, recipe: Recipe) -> Path:
 
 
 def load_recipe(folder_or_file: str | Path) -> Recipe:
+    """The Recipe of a recipe.json (or of a folder holding one); any failure a one-line ConfigError naming
+    the file: unreadable, not UTF-8, not JSON, or not a recipe this vadpipe reads (:meth:`Recipe.from_dict`)."""
     path = Path(folder_or_file)
     if path.is_dir():
         path = path / RECIPE_FILE
-    with open(path, encoding="utf-8") as fh:
-        return Recipe.from_dict(json.load(fh))
+    text = read_text(path, error=ConfigError, what="recipe")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: unreadable recipe (not JSON: {exc})") from None
+    try:
+        return Recipe.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

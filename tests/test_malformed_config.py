@@ -1,7 +1,8 @@
 """Configs, recipes and checkpoints that load but are malformed: one line naming the file and the cause.
 
-cli review D5 (config YAML shapes and scalar types, non-UTF-8), D6 (recipe.json not a recipe); recipe review
-#5 (channel_order and tail: values vadpipe cannot produce) and #7 (a field this vadpipe does not know, a stored
+cli review D5 (config YAML shapes and scalar types, non-UTF-8), D6 (recipe.json not a recipe), D7 (a
+checkpoint whose fields have the wrong shape; a ``runs/latest`` text file with bad bytes); recipe review #5
+(channel_order and tail: values vadpipe cannot produce) and #7 (a field this vadpipe does not know, a stored
 recipe_id that is not the fields' id).
 """
 from __future__ import annotations
@@ -11,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from feature_world import make_store
-from vadpipe.checkpoint import Checkpoint, build_model
+from vadpipe.checkpoint import Checkpoint, build_model, load_checkpoint
 from vadpipe.cli import main
 from vadpipe.config import ModelConfig, load_config
-from vadpipe.errors import ConfigError
+from vadpipe.errors import CheckpointError, ConfigError
 from vadpipe.extractors import list_backbones, make_recipe
 from vadpipe.presets import apply_overrides, preset
 from vadpipe.recipe import Recipe, load_recipe, save_recipe
@@ -166,3 +168,65 @@ def test_every_recipe_vadpipe_writes_reads_back_with_its_id(tmp_path):
         old = recipe.to_dict()
         old.pop("recipe_id")                                         # a recipe.json written without one
         assert Recipe.from_dict(old).recipe_id == recipe.recipe_id
+
+
+# --- D7: a checkpoint that loads but is malformed -----------------------------------------------------------
+def _head(folder: Path) -> Path:
+    config = ModelConfig(feature_dim=32, heads=4, ffn_dim=16, hidden=(8,))
+    torch.manual_seed(0)
+    path = folder / "best.pt"
+    Checkpoint.of(build_model(config), config, recipe=_recipe(feature_dim=32),
+                  calibration={"normal_frame_score_quantiles": {"0.99": 0.5}},
+                  scene={"quiet_share": 0.1, "bound": 2.0, "median": 1.0, "videos": 3}).save(path)
+    return path
+
+
+def _edited(path: Path, edit) -> Path:
+    data = torch.load(path, weights_only=True)
+    edit(data)
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize("edit,cause", [
+    (lambda d: d.update(recipe=[1]), "recipe: not a recipe (a list, not a mapping of its fields)"),
+    (lambda d: d.update(model=[1, 2]), "model: expected a state dict of named tensors, got a list"),
+    (lambda d: d.update(model=None), "model: expected a state dict of named tensors, got nothing (None)"),
+    (lambda d: d.update(model_config=[1]), "model_config: expected a mapping, got a list [1]"),
+    (lambda d: d["model_config"].update(hidden=["a"]), "model_config.hidden: expected an integer, got 'a'"),
+    (lambda d: d["model_config"].update(heads=5), "model_config: model.heads = 5 does not divide the head's D = 32"),
+    (lambda d: d.update(partner=[1]), "partner: expected a mapping, got a list"),
+    (lambda d: d.update(partner={"iteration": 3}), "partner: no 'model_config'"),
+    (lambda d: d.update(calibration=[1]), "calibration: expected a mapping, got a list"),
+    (lambda d: d.update(calibration={"normal_frame_score_quantiles": "x"}),
+     "calibration: normal_frame_score_quantiles: expected a mapping of numbers, got 'x'"),
+    (lambda d: d.update(scene=[1]), "scene: expected a mapping, got a list"),
+    (lambda d: d.update(scene={"members": [1]}), "scene: members: expected a list of mappings"),
+    (lambda d: d.update(snippet_len="x"), "snippet_len: expected an integer, got 'x'"),
+    (lambda d: d.update(metrics=[1]), "metrics: expected a mapping, got a list"),
+])
+def test_checkpoint_with_a_malformed_field(tmp_path, edit, cause):
+    path = _edited(_head(tmp_path), edit)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"{path}: unusable checkpoint ({cause})"
+    np.save(tmp_path / "one.npy", np.ones((4, 1, 32), np.float32))
+    line = one_error(CliRunner().invoke(main, ["score", str(tmp_path / "one.npy"), "--checkpoint", str(path),
+                                               "-o", str(tmp_path / "out"), "--no-progress"]))
+    assert line == f"error: {path}: unusable checkpoint ({cause})"
+
+
+def test_checkpoint_as_written_still_loads(tmp_path):
+    model, ckpt = load_checkpoint(_head(tmp_path))
+    assert ckpt.recipe == _recipe(feature_dim=32) and ckpt.scene["bound"] == 2.0
+
+
+def test_latest_run_pointer_with_bad_bytes(tmp_path):
+    """``runs/latest`` is a text file holding the run's path where symlinks fail; bad bytes are one line."""
+    (tmp_path / "runs").mkdir()
+    latest = tmp_path / "runs" / "latest"
+    latest.write_bytes(b"\xffrun1\n")
+    np.save(tmp_path / "one.npy", np.ones((4, 1, 32), np.float32))
+    line = one_error(CliRunner().invoke(main, ["score", str(tmp_path / "one.npy"), "--run", str(latest),
+                                               "-o", str(tmp_path / "out"), "--no-progress"]))
+    assert line == f"error: {latest}: not UTF-8 text (byte 0xff on line 1)"

@@ -52,10 +52,11 @@ import torch
 from torch import nn
 
 from . import atomic
-from .config import (ModelConfig, TrainConfig, check_head_width, config_to_dict, model_config_from_dict,
-                     train_config_from_dict)
+from .config import (ModelConfig, TrainConfig, check_head_width, config_to_dict, field_value,
+                     model_config_from_dict, train_config_from_dict)
 from .errors import CheckpointError, ConfigError, RecipeMismatchError
 from .features import as_snippet_crops
+from .readers import read_text
 from .recipe import Recipe
 
 FORMAT_NAME = "vadpipe-checkpoint"
@@ -241,7 +242,7 @@ class Checkpoint:
         """The partner head's ModelConfig as it trained (None without a partner)."""
         if not self.partner:
             return None
-        return model_config_from_dict(self.partner["model_config"], "partner model config")
+        return model_config_from_dict(self.partner["model_config"], "partner.model_config")
 
     def require_feature_dim(self, dim: int, what: str) -> None:
         """Features of ``dim`` dimensions must be the size the head was built for."""
@@ -270,25 +271,38 @@ class Checkpoint:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "checkpoint") -> "Checkpoint":
-        """The checkpoint a stored dict describes; CheckpointError (one line, naming ``where``) otherwise."""
+        """The checkpoint a stored dict describes; CheckpointError (one line, naming ``where``) otherwise:
+        each field is checked for the shape its readers take (a state dict of tensors, configs typed as
+        YAML files are, a recipe this vadpipe reads, mappings where mappings are read)."""
         if not isinstance(data, dict):
             raise CheckpointError(f"{where}: not a vadpipe checkpoint (a {type(data).__name__}, not a dict)")
         version = _format_version(data.get("format"), data, where)
-        try:
-            recipe = data.get("recipe")
-            return cls(model=data["model"], model_config=model_config_from_dict(data["model_config"]),
-                       train_config=None if data.get("train_config") is None
-                       else train_config_from_dict(data["train_config"]),
-                       recipe=None if recipe is None else Recipe.from_dict(recipe),
-                       snippet_len=int(data.get("snippet_len") or (recipe or {}).get("snippet_len")
-                                       or RTFM_SNIPPET_LEN),
-                       metrics=dict(data.get("metrics") or {}), calibration=data.get("calibration"),
-                       iteration=int(data.get("iteration") or 0), last=data.get("last"),
-                       partner=data.get("partner"), scene=data.get("scene"), version=version)
-        except KeyError as exc:
-            raise CheckpointError(f"{where}: checkpoint without {exc.args[0]!r}") from None
-        except (ConfigError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{where}: unusable checkpoint ({exc})") from None
+        for key in ("model", "model_config"):
+            if key not in data:
+                raise CheckpointError(f"{where}: checkpoint without {key!r}")
+        recipe = data.get("recipe")
+        fields = dict(   # field -> (its reader, the stored value)
+            model=(_state_dict, data["model"]),
+            model_config=(model_config_from_dict, data["model_config"]),
+            train_config=(_optional(train_config_from_dict), data.get("train_config")),
+            recipe=(_optional(Recipe.from_dict), recipe),
+            snippet_len=(_integer, data.get("snippet_len")
+                         or (recipe.get("snippet_len") if isinstance(recipe, dict) else None) or RTFM_SNIPPET_LEN),
+            metrics=(_mapping, data.get("metrics") or {}),
+            calibration=(_optional(_calibration), data.get("calibration")),
+            iteration=(_integer, data.get("iteration") or 0),
+            last=(_optional(_mapping), data.get("last")),
+            partner=(_optional(_partner), data.get("partner")),
+            scene=(_optional(_scene), data.get("scene")))
+        kwargs = {}
+        for name, (read, value) in fields.items():
+            try:
+                kwargs[name] = read(value)
+            except (ConfigError, TypeError, ValueError, AttributeError, KeyError) as exc:
+                text = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise CheckpointError(f"{where}: unusable checkpoint "
+                                      f"({text if text.startswith(name) else f'{name}: {text}'})") from None
+        return cls(**kwargs, version=version)
 
     def save(self, path: str | Path) -> None:
         atomic.torch_save(path, self.to_dict())
@@ -298,6 +312,74 @@ class Checkpoint:
         """Read a .pt, a run folder or runs/latest safely (weights_only=True)."""
         path = checkpoint_path(path, which)
         return cls.from_dict(_torch_load(path), str(path))
+
+
+# --- the shapes a stored checkpoint's fields must have (Checkpoint.from_dict) -------------------------
+def _optional(read):
+    return lambda value: None if value is None else read(value)
+
+
+def _mapping(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a mapping, got {_got(value)}")
+    return value
+
+
+def _got(value: Any) -> str:
+    return "nothing (None)" if value is None else f"a {type(value).__name__}"
+
+
+def _integer(value: Any) -> int:
+    return field_value(int, value)
+
+
+def _state_dict(value: Any) -> Dict[str, torch.Tensor]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in value.items()):
+        raise ValueError(f"expected a state dict of named tensors, got {_got(value)}")
+    return value
+
+
+def _numbers(value: Any, what: str) -> None:
+    """``value`` a mapping of numbers (a quantile table)."""
+    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                              for v in value.values()):
+        raise ValueError(f"{what}: expected a mapping of numbers, got {value!r:.60}")
+
+
+def _calibration(value: Any) -> dict:
+    """The threshold's calibration: the quantile table ``auto`` reads, the tables by pooling, the per-video
+    shares above them, and a replaced calibration kept as ``previous`` (vadpipe calibrate)."""
+    _mapping(value)
+    if "normal_frame_score_quantiles" in value:
+        _numbers(value["normal_frame_score_quantiles"], "normal_frame_score_quantiles")
+    for name in ("pooled", "videos"):
+        entries = value.get(name) or {}
+        if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+            raise ValueError(f"{name}: expected a mapping of mappings")
+        for key, entry in entries.items():
+            _numbers(entry if name == "pooled" else entry.get("above", {}), f"{name}.{key}")
+    if value.get("previous") is not None:
+        _calibration(value["previous"])
+    return value
+
+
+def _partner(value: Any) -> dict:
+    """The partner head's record: its model config must be one this vadpipe builds."""
+    _mapping(value)
+    model_config_from_dict(value["model_config"], "model_config")
+    return value
+
+
+def _scene(value: Any) -> dict:
+    """The scene check's record, or a pair's or ensemble's ``{"members": [record, ...]}``."""
+    _mapping(value)
+    records = value.get("members", [value])
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValueError("members: expected a list of mappings")
+    for record in records:
+        _numbers({k: v for k, v in record.items() if k in ("bound", "median", "quiet_share")}, "record")
+    return value
 
 
 def _format_version(fmt: Any, data: dict, where: str) -> int:
@@ -357,8 +439,13 @@ def read_checkpoint(path: str | Path, which: str = "best") -> dict:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                     which: str = "best") -> Tuple[nn.Module, Checkpoint]:
     """(model in eval mode on ``device``, its Checkpoint). ``path``: a .pt, a run folder or runs/latest."""
-    ckpt = Checkpoint.load(path, which)
-    model = build_model(ckpt.model_config, ckpt.partner_model_config)
+    path = checkpoint_path(path, which)
+    ckpt = Checkpoint.load(path)
+    try:
+        model = build_model(ckpt.model_config, ckpt.partner_model_config)
+    except (ConfigError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        # a model_config of the right types that no head is built from (heads that do not divide D, ...)
+        raise CheckpointError(f"{path}: unusable checkpoint (model_config: {exc})") from None
     try:
         model.load_state_dict(ckpt.model)
     except RuntimeError as exc:
@@ -418,7 +505,7 @@ def resolve_run(path: str | Path) -> Path:
     """A run folder from a folder, a ``latest`` symlink, or a ``latest`` text file holding a path."""
     path = Path(path)
     if path.is_file() and path.suffix != ".pt":
-        target = Path(path.read_text(encoding="utf-8").strip())
+        target = Path(read_text(path, error=CheckpointError, what="run pointer").strip())
         path = target if target.is_absolute() else path.parent / target
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such run folder")

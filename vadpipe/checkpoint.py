@@ -52,8 +52,9 @@ import torch
 from torch import nn
 
 from . import atomic
-from .config import (ModelConfig, TrainConfig, check_head_width, config_to_dict, field_value,
-                     model_config_from_dict, train_config_from_dict)
+from .config import (ModelConfig, TrainConfig, check_head_width, config_to_dict, model_config_from_dict,
+                     train_config_from_dict)
+from .config_values import field_value
 from .errors import CheckpointError, ConfigError, RecipeMismatchError
 from .features import as_snippet_crops
 from .readers import read_text

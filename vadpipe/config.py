@@ -9,16 +9,14 @@ labels, validation). YAML files mirror it::
     train: {iterations: 5000, loss: {k: 3}}
 
 Every reading that ../shared/docs/LTGS.md fixes is a field here, checked by
-:func:`validate`. Each value takes its field's type through :func:`field_value`, the one typing that
-YAML files, checkpoints' stored configs and ``--set`` text share (``lr: 1e-4``, which YAML reads as
-text, is a number; ``lr: x`` is one ConfigError naming the file and the field). The named presets, the
+:func:`validate`. Each value takes its field's type through :mod:`vadpipe.config_values`, the one
+typing that YAML files, checkpoints' stored configs and ``--set`` text share. The named presets, the
 article's ablations, another head's own losses and ``--set`` overrides build on these fields in
 :mod:`vadpipe.presets`.
 """
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ import yaml
 
 from . import atomic
 from .errors import ConfigError
+from .config_values import field_value, shown
 from .intervals import FRAME_MODES
 from .readers import read_text
 
@@ -267,71 +266,11 @@ def config_to_dict(cfg: Any) -> dict:
     return plain(cfg)
 
 
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-_NONE = ("none", "null", "")
-
-
-def field_value(hint: Any, value: Any) -> Any:
-    """``value`` as a value of the field type ``hint``: the one typing of config fields, for YAML
-    files, checkpoints' stored configs and ``--set`` text alike. Text is parsed (``"1e-4"``, ``"true"``,
-    ``"512,32"``, ``"none"`` for an optional field); a YAML number or list is checked. A value that is not
-    of the type is a ValueError naming what was expected (``expected a number, got 'x'``)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union and type(None) in args:             # Optional[X]
-        if value is None or isinstance(value, str) and value.strip().lower() in _NONE:
-            return None
-        return field_value(next(a for a in args if a is not type(None)), value)
-    if origin in (tuple, Tuple):                                   # Tuple[X, ...] or Tuple[X, Y]
-        if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
-        elif not isinstance(value, (list, tuple)):
-            raise ValueError(f"expected a list, got {value!r}")
-        if Ellipsis in args:
-            return tuple(field_value(args[0], item) for item in value)
-        if len(value) != len(args):
-            raise ValueError(f"expected a list of {len(args)} values, got {list(value)!r}")
-        return tuple(field_value(a, item) for a, item in zip(args, value))
-    word = value.strip() if isinstance(value, str) else value
-    flag = isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"   # numpy too
-    if hint is bool:
-        if flag:
-            return bool(value)
-        if isinstance(value, (str, numbers.Integral)) and str(word).lower() in _TRUE + _FALSE:
-            return str(word).lower() in _TRUE
-        raise ValueError(f"expected true or false, got {word!r}")
-    if hint is int:
-        if isinstance(value, numbers.Integral) and not flag:
-            return int(value)
-        if isinstance(value, numbers.Real) and not flag and float(value).is_integer():
-            return int(value)
-        return _parsed(int, word, "an integer")
-    if hint is float:
-        if isinstance(value, numbers.Real) and not flag:
-            return float(value)
-        return _parsed(float, word, "a number")
-    if hint is str:
-        if isinstance(value, str):
-            return word
-        quote = f" (quote it: '{value}')" if isinstance(value, numbers.Real) and not flag else ""
-        raise ValueError(f"expected text, got {value!r}{quote}")     # YAML reads 2024 and 1:30 as numbers
-    return value
-
-
-def _parsed(kind: type, word: Any, expected: str) -> Any:
-    """Text ``word`` read as ``kind`` (int or float); anything else a ValueError saying what was expected."""
-    if isinstance(word, str):
-        try:
-            return kind(word)
-        except ValueError:
-            pass
-    raise ValueError(f"expected {expected}, got {word!r}")
-
-
 def _from_dict(cls, data: Any, where: str):
-    """``cls`` from a complete dict, every field typed by :func:`field_value`; ``where`` (e.g.
+    """``cls`` from a complete dict, every field typed by :func:`vadpipe.config_values.field_value`; ``where`` (e.g.
     ``config.yaml: train``) opens each one-line ConfigError."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {_shown(data)}")
+        raise ConfigError(f"{where}: expected a mapping, got {shown(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(str(k) for k in set(data) - names)
@@ -350,28 +289,20 @@ def _from_dict(cls, data: Any, where: str):
     return cls(**kwargs)
 
 
-def _shown(value: Any) -> str:
-    """How a value of the wrong shape is named in a message: its YAML kind and, when short, itself."""
-    kind = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-            type(None): "nothing"}.get(type(value), type(value).__name__)
-    text = repr(value)
-    return f"{kind} {text}" if value is not None and len(text) <= 40 else kind
-
-
 def model_config_from_dict(data: dict, where: str = "model_config") -> ModelConfig:
     """A ModelConfig from a (possibly partial) dict: missing fields take their defaults."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {_shown(data)}")
+        raise ConfigError(f"{where}: expected a mapping, got {shown(data)}")
     return _from_dict(ModelConfig, {**config_to_dict(ModelConfig()), **data}, where)
 
 
 def train_config_from_dict(data: dict, where: str = "train_config") -> TrainConfig:
     """A TrainConfig from a (possibly partial) dict: missing fields take their defaults."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {_shown(data)}")
+        raise ConfigError(f"{where}: expected a mapping, got {shown(data)}")
     loss = data.get("loss")
     if loss is not None and not isinstance(loss, dict):
-        raise ConfigError(f"{where}.loss: expected a mapping, got {_shown(loss)}")
+        raise ConfigError(f"{where}.loss: expected a mapping, got {shown(loss)}")
     merged = {**config_to_dict(TrainConfig()), **data}
     merged["loss"] = {**config_to_dict(LossConfig()), **(loss or {})}
     return _from_dict(TrainConfig, merged, where)
@@ -391,7 +322,7 @@ def _config_of(data: Any, where: str) -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping (preset, model, train), got {_shown(data)}")
+        raise ConfigError(f"{where}: expected a mapping (preset, model, train), got {shown(data)}")
     data = dict(data)
     try:
         base = preset(data.pop("preset")) if "preset" in data else Config()
@@ -402,11 +333,11 @@ def _config_of(data: Any, where: str) -> Config:
         over = data.pop(section, None)
         over = dict(over) if isinstance(over, dict) else {} if over is None else over
         if not isinstance(over, dict):
-            raise ConfigError(f"{where}: {section}: expected a mapping, got {_shown(over)}")
+            raise ConfigError(f"{where}: {section}: expected a mapping, got {shown(over)}")
         if section == "train" and "loss" in over:
             loss = over.pop("loss")
             if loss is not None and not isinstance(loss, dict):
-                raise ConfigError(f"{where}: train.loss: expected a mapping, got {_shown(loss)}")
+                raise ConfigError(f"{where}: train.loss: expected a mapping, got {shown(loss)}")
             merged["train"]["loss"].update(loss or {})
         merged[section].update(over)
     if data:

@@ -18,7 +18,8 @@ import re
 import typing
 from typing import Any, Dict, Iterable, Tuple
 
-from .config import Config, copy_config, field_value, head_names, validate
+from .config import Config, copy_config, head_names, validate
+from .config_values import field_value
 from .errors import ConfigError
 
 DEFAULT_PRESET = "default"
@@ -227,7 +228,7 @@ def partner_config(cfg: Config) -> Config:
 def apply_overrides(cfg: Config, assignments: Iterable[str]) -> Config:
     """A copy of ``cfg`` with ``SECTION.FIELD=VALUE`` assignments applied (``train.lr=1e-4``,
     ``train.loss.k=8``, ``model.hidden=512,32``, ``train.val_gt=none``), each value parsed by the
-    field's type as YAML files are read (:func:`vadpipe.config.field_value`); an unknown section or field,
+    field's type as YAML files are read (:func:`vadpipe.config_values.field_value`); an unknown section or field,
     or a value of the wrong type, is a one-line ConfigError."""
     out = copy_config(cfg)
     for assignment in assignments:

@@ -190,6 +190,7 @@ class _DecodeReport:
     stop_error: str = ""          # the error that ended decoding before the end of the file
     mid_errors: List[str] = field(default_factory=list)   # decoder error lines after the first frame
     complete: bool = False        # the pass reached the end of the file
+    resized: str = ""             # the first frame-size change mid-stream (every frame is scaled to one size)
 
 
 # FFmpeg's slice threads only: with frame threads (AUTO, FRAME) a reader stopped before the end, as
@@ -206,6 +207,8 @@ def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tu
     Times are presentation timestamps from the stream's start (index / fps when a
     frame has none). A decode error after the first frame ends the pass and is
     recorded in ``report`` (a truncated tail keeps what decoded, as players do).
+    Every frame comes out at one size: ``size``, else the first frame's (swscale scales the frames of a
+    stream whose resolution changes mid-way; a frame already at that size converts exactly as without it).
     """
     import av
 
@@ -220,6 +223,7 @@ def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tu
             base = stream.time_base
             start = stream.start_time or 0
             first_log = None         # log position at the first frame: later errors are mid-stream
+            first_size = None        # the first frame's coded size
             index = 0
             try:
                 for packet in container.demux(stream):
@@ -227,11 +231,16 @@ def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tu
                     for frame in packet.decode():
                         if first_log is None:
                             first_log = len(log.records)
+                        if first_size is None:
+                            first_size = (frame.width, frame.height)
+                            size = size or first_size
+                        elif not report.resized and (frame.width, frame.height) != first_size:
+                            report.resized = (f"frame size changed {first_size[0]}x{first_size[1]} -> "
+                                              f"{frame.width}x{frame.height} at frame {index}")
                         if index >= skip:
                             t = float((frame.pts - start) * base) if frame.pts is not None and base else index / fps
                             if convert:
-                                image = (frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                                         if size is not None else frame.to_ndarray(format="rgb24"))
+                                image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
                                 yield t, upright(image, rotation)
                             else:
                                 yield t, None
@@ -383,6 +392,8 @@ class VideoReader:
         claimed = self.info.metadata_frames
         if claimed is not None and claimed != decoded:
             self.info.notes.append(f"container claimed {claimed} frames, decoded {decoded}")
+        if report is not None and report.resized:
+            self.info.notes.append(f"{report.resized}; every frame decoded at one size")
         self.info.mark_damaged(damage_reason(
             decoded, claimed, packets=report.packets if report is not None and report.complete else None,
             stop_error=report.stop_error if report else "", mid_errors=report.mid_errors if report else ()))
@@ -406,7 +417,12 @@ class VideoReader:
         covered = 0          # output frames covered by the snippets yielded so far
         seen = 0             # output frames read so far
         index = 0
+        shape = None         # every frame's: one that differs is one line, never a numpy error
         for frame in self.frames():
+            shape = shape or frame.shape
+            if frame.shape != shape:   # PyAV holds one size; another frame source might not
+                raise VideoDecodeError(f"{getattr(self, 'path', 'the stream')}: frame size changed "
+                                       f"{shape[1]}x{shape[0]} -> {frame.shape[1]}x{frame.shape[0]} at frame {seen}")
             if seen >= next_start:
                 window.append(frame)
             seen += 1

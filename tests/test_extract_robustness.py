@@ -5,7 +5,9 @@ Inception I3D with random weights on the ``tiny`` preset, 64x48 generated clips,
 """
 from __future__ import annotations
 
+import errno
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +99,118 @@ def test_a_frame_source_that_changes_size_is_one_line_naming_the_file():
 
     with pytest.raises(VideoDecodeError, match=r"^cam/mixed.mp4: frame size changed 64x48 -> 48x32 at frame 1$"):
         list(Mixed().snippets(16, 16))
+
+
+# --- #3: a full disk -----------------------------------------------------------------------------
+
+class _FullDisk:
+    """A file whose writes (``when="write"``) or whose closing flush (``when="close"``) fail as on a full disk."""
+
+    def __init__(self, fh, when: str):
+        self.fh, self.when = fh, when
+
+    def write(self, data):
+        if self.when == "write":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.fh.write(data)
+
+    def close(self):
+        self.fh.close()
+        if self.when == "close":
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+@pytest.mark.parametrize("where", ["spool write", "spool close", "final file"])
+def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_spool_or_claim(tmp_path, backbone, recipe,
+                                                                               monkeypatch, where):
+    from vadpipe import spool
+    from vadpipe.errors import OutputWriteError
+
+    root = tmp_path / "v"
+    make_video(root / "a.mp4", 40)
+    make_video(root / "b.mp4", 20)
+    out = tmp_path / "f"
+    real_open = open
+
+    def full_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        if "w" not in mode or (where == "final file") != (".tmp" in Path(path).name):
+            return fh
+        return _FullDisk(fh, "close" if where == "spool close" else "write")
+
+    monkeypatch.setattr(spool, "open", full_open, raising=False)
+    with pytest.raises(OutputWriteError) as caught:
+        run(root, out, recipe, backbone)
+    message = str(caught.value)
+    assert re.fullmatch(re.escape(str(out / "a.npy")) + r": cannot write it \(No space left on device; \d+ MB free there\)",
+                        message), message
+    assert leftovers(out) == [] and not (out / "a.npy").exists()
+    monkeypatch.undo()
+    summary = run(root, out, recipe, backbone)      # the space is back: nothing stale in the way
+    assert (summary.ok, summary.failed) == (2, 0) and leftovers(out) == []
+
+
+def test_a_full_disk_on_the_command_line_is_one_error_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vadpipe import spool
+    from vadpipe.cli import main
+
+    make_video(tmp_path / "v" / "a.mp4", 20)
+    out = tmp_path / "f"
+    real_open = open
+    monkeypatch.setattr(spool, "open", lambda path, mode="r", *a, **k: _FullDisk(real_open(path, mode, *a, **k),
+                                                                                   "close" if "w" in mode else ""),
+                        raising=False)
+    result = CliRunner().invoke(main, ["extract", str(tmp_path / "v"), "-o", str(out), "--backbone", "i3d-inception",
+                                       "--weights", "random", "--preset", "tiny", "--workers", "0", "--threads", "1",
+                                       "--batch-size", "4", "--clips-per-forward", "4", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in errors if f"{out / 'a.npy'}: cannot write it (No space left on device" in line]
+    assert len(errors) == 1 and leftovers(out) == []
+
+
+def test_journal_and_claim_write_failures_name_their_file(tmp_path, monkeypatch):
+    from vadpipe import claims
+    from vadpipe.errors import OutputWriteError
+    from vadpipe.features import FeatureStore, ManifestRecord
+
+    store = FeatureStore(tmp_path / "f")
+    store.journal_path().mkdir(parents=True)          # cannot be opened for appending
+    with pytest.raises(OutputWriteError, match=re.escape(f"{store.journal_path()}: cannot write it")):
+        store.append(ManifestRecord(id="a", path="a.mp4", label=None, cls=None))
+
+    def no_space(self, *args, **kwargs):
+        self.write_bytes(b"1")                          # a torn start, as a full disk leaves
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(claims.Path, "write_text", no_space)
+    with pytest.raises(OutputWriteError, match=re.escape(f"{tmp_path / 'f' / '.a.npy.claim'}: cannot write it "
+                                                         "(No space left on device")):
+        claims.try_claim(tmp_path / "f", "a.npy", claims.Owner.me())
+    assert not list((tmp_path / "f").glob(".a.npy.claim*"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_finished_spool_is_the_file_np_save_writes(tmp_path, dtype):
+    from vadpipe.spool import FeatureSpool
+
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((k, 2, 8)).astype(dtype) for k in (3, 1, 4)]
+    spool = FeatureSpool(tmp_path / "a.npy", np.dtype(dtype), 2, 8)
+    for block in blocks:
+        spool.append(block)
+    spool.finish()
+    np.save(tmp_path / "ref.npy", np.concatenate(blocks))
+    assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "ref.npy"]

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from .atomic import write_error
+
+
 @dataclass(frozen=True)
 class Owner:
     """Who writes: a process on a host, in one run (a token, so a later run of the same process differs)."""
@@ -63,7 +66,11 @@ def try_claim(folder: Path, file: str, me: Owner) -> Optional[Owner]:
     never sees it half-written; a stale claim (its process gone) is removed and taken over."""
     path = claim_path(folder, file)
     tmp = folder / f".{file}.claim-{me.pid}-{me.token}"
-    tmp.write_text(f"{me.pid} {me.host} {me.token}\n", encoding="utf-8")
+    try:
+        tmp.write_text(f"{me.pid} {me.host} {me.token}\n", encoding="utf-8")
+    except OSError as exc:                # a full disk: one line naming the claim, no temp file left
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, exc) from exc
     try:
         for _ in range(3):
             try:

@@ -29,7 +29,7 @@ from .claims import Owner, live_claim, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, identity, is_worker_crash,
                              one_line, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
-from .errors import ConfigError
+from .errors import ConfigError, OutputWriteError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
                        remove_leftovers, video_ids, walk_videos)
 from .progress import progress_bar
@@ -178,8 +178,8 @@ class Extractor:
         self.store.append(record, self.options.shard.index, self.options.shard.count)
 
     def _finish(self, state: _VideoState) -> None:
+        state.spool.finish()      # a failed write (full disk) leaves the state open: abandon removes spool and claim
         state.closed = True
-        state.spool.finish()
         self._release(state)
         end = state.end
         seconds = time.time() - state.started
@@ -392,9 +392,15 @@ def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backb
         extractor.bar = progress_bar(total=len(todo), unit="video", enabled=options.progress, desc="extract" + (f" {options.shard}" if options.shard.count > 1 else ""))
         try:
             extractor.run(todo)
-        finally:
+        except BaseException:
             extractor.bar.close()
-            store.merge(options.shard.index, options.shard.count)
+            try:
+                store.merge(options.shard.index, options.shard.count)
+            except OutputWriteError as exc:   # a full disk: the run's own error goes up; the journal stays
+                log(f"warning: {exc}")
+            raise
+        extractor.bar.close()
+        store.merge(options.shard.index, options.shard.count)
     else:
         store.merge(options.shard.index, options.shard.count)
     extractor.summary.seconds = time.time() - t0

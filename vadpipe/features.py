@@ -384,13 +384,18 @@ class FeatureStore:
         return sorted(recs, key=lambda r: r.id)
 
     def append(self, record: ManifestRecord, shard_index: int = 0, shard_count: int = 1) -> None:
-        """Append one record to this shard's journal, durably (one write, fsync)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Append one record to this shard's journal, durably (one write, fsync). A failed write (a full
+        disk) is one OutputWriteError naming the journal; a torn line it may leave is skipped by readers."""
         line = json.dumps(record.to_json(), sort_keys=True) + "\n"
-        with open(self.journal_path(shard_index, shard_count), "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        journal = self.journal_path(shard_index, shard_count)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with open(journal, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise atomic.write_error(journal, exc) from exc
 
     def merge(self, shard_index: Optional[int] = None, shard_count: int = 1) -> int:
         """Fold every journal into manifest.jsonl (under the folder lock); delete this shard's journal.

@@ -1,8 +1,12 @@
 """One video's features while they are extracted: appended to a hidden spool file block by block,
-then turned into the final ``.npy`` by an atomic rename, so memory stays flat in video length."""
+then turned into the final ``.npy`` by an atomic rename, so memory stays flat in video length.
+
+A write that fails (a full disk, a quota) is one ``OutputWriteError`` naming the final file
+(``atomic.write_error``); the spool is removed by ``discard``, which never fails."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +23,36 @@ class FeatureSpool:
         self.part_path = final_path.with_name(f".{final_path.name}.part-{os.getpid()}")
         self.dtype, self.crops, self.dim = np.dtype(dtype), crops, dim
         self.rows = 0
-        self._fh = open(self.part_path, "wb")
+        try:
+            self._fh = open(self.part_path, "wb")
+        except OSError as exc:
+            raise atomic.write_error(self.final_path, exc) from exc
 
     def append(self, block: np.ndarray) -> None:
-        self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        try:
+            self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
+        except OSError as exc:
+            raise atomic.write_error(self.final_path, exc) from exc
         self.rows += block.shape[0]
 
     def finish(self) -> None:
-        self._fh.close()
-        row_bytes = self.crops * self.dim * self.dtype.itemsize
-        step = max(1, (64 << 20) // row_bytes)
+        """The spool's rows as the final ``.npy`` (header, then the rows as written: what ``np.save`` writes).
+        Plain writes, not a memory map: a full disk is an error here, never a SIGBUS."""
+        try:
+            self._fh.close()
+        except OSError as exc:
+            raise atomic.write_error(self.final_path, exc) from exc
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+                  "shape": (self.rows, self.crops, self.dim)}
         with atomic.atomic_path(self.final_path, suffix=".npy") as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=self.dtype, shape=(self.rows, self.crops, self.dim))
-            with open(self.part_path, "rb") as raw:
-                for start in range(0, self.rows, step):
-                    n = min(step, self.rows - start)
-                    out[start:start + n] = np.frombuffer(raw.read(n * row_bytes), dtype=self.dtype).reshape(
-                        n, self.crops, self.dim)
-            out.flush()
-            del out
+            with open(tmp, "wb") as out, open(self.part_path, "rb") as raw:
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(raw, out, 16 << 20)
         self.part_path.unlink(missing_ok=True)
 
     def discard(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:          # the failed flush of a full disk: the spool goes anyway
+            pass
         self.part_path.unlink(missing_ok=True)

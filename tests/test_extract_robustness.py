@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 from pathlib import Path
 
@@ -214,3 +215,36 @@ def test_a_finished_spool_is_the_file_np_save_writes(tmp_path, dtype):
     np.save(tmp_path / "ref.npy", np.concatenate(blocks))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "ref.npy").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "ref.npy"]
+
+
+# --- #5: a source replaced between runs ----------------------------------------------------------
+
+def test_a_replaced_source_is_redone_on_resume_and_old_records_resume_as_before(tmp_path, backbone, recipe):
+    root, out = tmp_path / "v", tmp_path / "f"
+    make_video(root / "v0.mp4", 48)
+    make_video(root / "v1.mp4", 20)
+    (root / "bad.mp4").write_bytes(b"not a video")
+    run(root, out, recipe, backbone)
+    recs = manifest(out)
+    st = os.stat(root / "v0.mp4")
+    assert (recs["v0"]["source_size"], recs["v0"]["source_mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    assert "source_size" not in recs["bad"] and "source_mtime_ns" not in recs["bad"]    # absent, never null
+    assert run(root, out, recipe, backbone).skipped == 3 - 1        # bad.mp4 is retried, the others resume
+
+    make_video(root / "v0.mp4", 100, seed=5)                        # replaced: another size and mtime
+    summary = run(root, out, recipe, backbone)
+    recs = manifest(out)
+    assert (summary.ok, summary.skipped) == (1, 1)
+    assert (recs["v0"]["frames"], recs["v0"]["T"]) == (100, 7) and np.load(out / "v0.npy").shape == (7, 1, 1024)
+    assert recs["v0"]["source_size"] == os.stat(root / "v0.mp4").st_size
+
+    os.utime(root / "v1.mp4", ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))   # same bytes, another mtime: redone
+    assert run(root, out, recipe, backbone).ok == 1
+
+    # a manifest written before sizes and mtimes were kept resumes as it did, whatever the sources' times
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    for rec in lines:
+        rec.pop("source_size", None), rec.pop("source_mtime_ns", None)
+    (out / "manifest.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    os.utime(root / "v0.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run(root, out, recipe, backbone).skipped == 2

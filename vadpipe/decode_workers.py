@@ -8,6 +8,7 @@ chunks into batches of exactly n snippets, possibly from several videos.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class VideoEnd:
     rotation: int = 0
     vfr: bool = False
     taken_by: Optional[str] = None   # another process claimed or finished it: not ours to write
+    source_size: Optional[int] = None       # the file's bytes and mtime (ns) as decoding began
+    source_mtime_ns: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
         if taken is not None:
             yield ("end", job.index, VideoEnd(taken_by=taken))
             return
+        st = os.stat(job.path)          # before decoding: a file replaced meanwhile is redone next run
         reader = reader_for(job.path, recipe)
         buffer: List[np.ndarray] = []
         for snippet in light_snippets(reader.snippets(recipe.snippet_len, recipe.stride), recipe):
@@ -103,7 +107,8 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
             sent += len(buffer)
         info = reader.info
         yield ("end", job.index, VideoEnd(sent, info.frames, info.fps, damaged=info.damaged, damage=info.damage,
-                                          rotation=info.rotation, vfr=info.vfr))
+                                          rotation=info.rotation, vfr=info.vfr, source_size=st.st_size,
+                                          source_mtime_ns=st.st_mtime_ns))
     except Exception as exc:  # any failure of one video is recorded, never fatal to the run
         yield ("end", job.index, VideoEnd(sent, error=one_line(exc)))
 

@@ -185,7 +185,8 @@ class Extractor:
         seconds = time.time() - state.started
         self._record(state.job, status="damaged" if end.damaged else "ok", frames=end.frames, fps=end.fps,
                      T=state.total, file=state.job.file, seconds=round(seconds, 3), damage=end.damage or None,
-                     rotation=end.rotation, vfr=end.vfr)
+                     rotation=end.rotation, vfr=end.vfr, source_size=end.source_size,
+                     source_mtime_ns=end.source_mtime_ns)
         self.summary.ok += 1
         self.summary.damaged += end.damaged
         self.summary.snippets += state.total
@@ -375,7 +376,7 @@ def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backb
     skipped = 0
     for job in mine:
         record = known.get(job.id)
-        if not options.overwrite and store.is_complete(record, recipe) and record.file == job.file:
+        if not options.overwrite and store.is_complete(record, recipe, job.path) and record.file == job.file:
             skipped += 1
             if (record.label, record.cls, record.path) != (job.label, job.cls, job.path):
                 store.append(replace(record, label=job.label, cls=job.cls, path=job.path, finished=time.time()),

@@ -248,13 +248,15 @@ class ManifestRecord:
     damage: Optional[str] = None         # why the decoder calls the clip damaged (FFmpeg's words included)
     rotation: Optional[int] = None       # degrees clockwise the frames were turned upright before resizing
     vfr: Optional[bool] = None           # variable frame rate: fps is an average
+    source_size: Optional[int] = None    # the source video's bytes and mtime (ns) when it was decoded:
+    source_mtime_ns: Optional[int] = None   # a replaced source is redone on resume (see is_complete)
 
     def to_json(self) -> dict:
         out = asdict(self)
         out["class"] = out.pop("cls")
         if self.layout == "TCD":
             out.pop("layout")
-        for key in ("files", "damage", "rotation", "vfr"):   # absent rather than null: older readers
+        for key in ("files", "damage", "rotation", "vfr", "source_size", "source_mtime_ns"):   # absent, not null
             if out[key] is None:
                 out.pop(key)
         return out
@@ -454,10 +456,21 @@ class FeatureStore:
             return array.transpose(1, 0, 2)
         return array
 
-    def is_complete(self, record: Optional[ManifestRecord], recipe: Recipe) -> bool:
-        """True when ``record`` is an ok result of ``recipe`` whose file exists with the right shape."""
+    def is_complete(self, record: Optional[ManifestRecord], recipe: Recipe,
+                    source: Optional[str | os.PathLike] = None) -> bool:
+        """True when ``record`` is an ok result of ``recipe`` whose file exists with the right shape and,
+        when the record holds the source's size and mtime and ``source`` (the video now) is given, the
+        video is still that file. Records made before those were kept are judged without them."""
         if record is None or not record.ok or record.recipe_id != recipe.recipe_id or not record.file:
             return False
+        if source is not None and (record.source_size is not None or record.source_mtime_ns is not None):
+            try:
+                st = os.stat(source)
+            except OSError:
+                return False
+            if ((record.source_size is not None and st.st_size != record.source_size)
+                    or (record.source_mtime_ns is not None and st.st_mtime_ns != record.source_mtime_ns)):
+                return False
         if (record.frames is not None
                 and record.T != expected_snippets(record.frames, recipe.snippet_len, recipe.stride)):
             return False

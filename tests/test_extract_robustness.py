@@ -248,3 +248,46 @@ def test_a_replaced_source_is_redone_on_resume_and_old_records_resume_as_before(
     (out / "manifest.jsonl").write_text("".join(json.dumps(rec) + "\n" for rec in lines))
     os.utime(root / "v0.mp4", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert run(root, out, recipe, backbone).skipped == 2
+
+
+# --- #1: a crashing decoder beside healthy ones --------------------------------------------------
+
+def test_a_crash_counts_only_against_the_video_of_the_worker_that_died(tmp_path, backbone, recipe, monkeypatch):
+    """Two workers: "a" is in flight (its decoder slowed down) when the other worker's decoder kills its process,
+    twice; only "crash" is recorded failed, "a" and "d" come out ok."""
+    import signal
+    import time
+
+    from vadpipe import decode_workers
+
+    root = tmp_path / "v"
+    make_video(root / "a.mp4", 64)
+    make_video(root / "crash.mp4", 16)
+    make_video(root / "d.mp4", 16)
+    real_reader = decode_workers.reader_for
+
+    def reader(path, rec):
+        if Path(path).name == "crash.mp4":
+            time.sleep(0.5)
+            os.kill(os.getpid(), signal.SIGKILL)      # runs in the forked decode worker
+        if Path(path).name == "a.mp4":
+            time.sleep(1.5)                           # still decoding when its neighbour dies
+        return real_reader(path, rec)
+
+    monkeypatch.setattr(decode_workers, "reader_for", reader)
+    said = []
+    summary = run(root, tmp_path / "f", recipe, backbone, workers=2, log=said.append)
+    recs = manifest(tmp_path / "f")
+    assert (recs["a"]["status"], recs["d"]["status"], recs["crash"]["status"]) == ("ok", "ok", "failed"), recs
+    assert "crashed its worker process" in recs["crash"]["error"]
+    assert [vid for vid, _ in summary.failures] == ["crash"] and summary.ok == 2
+    assert said and all("died decoding crash;" in line for line in said)
+    assert leftovers(tmp_path / "f") == []
+
+
+def test_crashed_pids_reads_both_of_torchs_messages():
+    from vadpipe.decode_workers import crashed_pids
+
+    assert crashed_pids(RuntimeError("DataLoader worker (pid(s) 30617, 30618) exited unexpectedly")) == {30617, 30618}
+    assert crashed_pids(RuntimeError("DataLoader worker (pid 4242) is killed by signal: Segmentation fault. ")) == {4242}
+    assert crashed_pids(RuntimeError("Caught ValueError in DataLoader worker process 0.")) == set()

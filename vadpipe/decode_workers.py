@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Deque, Iterator, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
@@ -114,24 +115,40 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
 
 
 class DecodeStream(torch.utils.data.IterableDataset):
-    """Workers take the next video from a shared counter (dynamic balance) and stream its chunks."""
+    """Workers take the next video from a shared counter (dynamic balance) and stream its chunks.
 
-    def __init__(self, jobs: Sequence[VideoJob], recipe: Recipe, chunk: int, claims: Optional[Claims] = None):
+    Each worker also notes, in shared memory, its pid and the video it is decoding, so that when one dies
+    (a decoder that segfaults) ``decoding`` names that worker's video and no other (``crashed_pids``)."""
+
+    def __init__(self, jobs: Sequence[VideoJob], recipe: Recipe, chunk: int, claims: Optional[Claims] = None,
+                 workers: int = 1):
         self.jobs = list(jobs)
         self.recipe = recipe
         self.chunk = chunk
         self.claims = claims
         self.next_job = multiprocessing.Value("l", 0)
+        slots = max(1, workers)
+        self.worker_pids = multiprocessing.Array("l", slots, lock=False)          # worker id -> pid
+        self.positions = multiprocessing.Array("l", [-1] * slots, lock=False)    # worker id -> video, -1: none
 
-    def _claim(self) -> Optional[VideoJob]:
+    def _claim(self, slot: int) -> Optional[VideoJob]:
         with self.next_job.get_lock():
             position = self.next_job.value
             self.next_job.value += 1
+            self.positions[slot] = position if position < len(self.jobs) else -1
         return self.jobs[position] if position < len(self.jobs) else None
 
     def __iter__(self) -> Iterator[tuple]:
-        while (job := self._claim()) is not None:
+        info = torch.utils.data.get_worker_info()
+        slot = info.id if info is not None else 0
+        self.worker_pids[slot] = os.getpid()
+        while (job := self._claim(slot)) is not None:
             yield from decode_job(job, self.recipe, self.chunk, self.claims)
+
+    def decoding(self, pids: Optional[Set[int]] = None) -> List[VideoJob]:
+        """The videos the workers of ``pids`` (None: every worker) were decoding."""
+        return [self.jobs[position] for pid, position in zip(self.worker_pids, self.positions)
+                if position >= 0 and (pids is None or pid in pids)]
 
 
 def identity(item):
@@ -144,6 +161,13 @@ def worker_init(_worker_id: int) -> None:
 
 def is_worker_crash(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc)
+
+
+def crashed_pids(exc: BaseException) -> Set[int]:
+    """The pids a DataLoader worker-crash error names ("DataLoader worker (pid(s) 12, 34) exited
+    unexpectedly", "DataLoader worker (pid 12) is killed by signal: ..."); empty when it names none."""
+    found = re.search(r"DataLoader worker \(pid(?:\(s\))? ([\d, ]+)\)", str(exc))
+    return {int(pid) for pid in re.findall(r"\d+", found.group(1))} if found else set()
 
 
 

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from .claims import Owner, live_claim, release_claim, writer_lock
-from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, identity, is_worker_crash,
-                             one_line, worker_init)
+from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
+                             is_worker_crash, one_line, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
-from .errors import ConfigError, OutputWriteError
+from .errors import ConfigError, OutputWriteError, VadpipeError
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
                        remove_leftovers, video_ids, walk_videos)
 from .progress import progress_bar
@@ -261,9 +261,10 @@ class Extractor:
 
     def _consume(self, jobs: List[VideoJob], states: Dict[int, _VideoState]) -> None:
         by_index = {job.index: job for job in jobs}
-        stream = DecodeStream(jobs, self.recipe, max(1, min(self.options.chunk, self.options.batch_size)),
-                              Claims(str(self.store.folder), self.owner, self.started))
         workers = self.options.workers
+        stream = DecodeStream(jobs, self.recipe, max(1, min(self.options.chunk, self.options.batch_size)),
+                              Claims(str(self.store.folder), self.owner, self.started), workers)
+        self._stream = stream
         loader = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=workers, collate_fn=identity,
             pin_memory=self.encoder.device.type == "cuda", worker_init_fn=worker_init if workers else None,
@@ -308,6 +309,7 @@ class Extractor:
 
     def run(self, jobs: List[VideoJob]) -> None:
         crashes: Dict[int, int] = {}
+        unexplained = 0
         remaining = jobs
         while remaining:
             states: Dict[int, _VideoState] = {}
@@ -318,24 +320,33 @@ class Extractor:
                 if not is_worker_crash(exc):
                     self.abandon(states)
                     raise
-                # A decoder that crashes its process (segfault on a corrupt file) is retried once
-                # and then recorded as failed; videos that were in flight are redone from scratch.
-                suspects = []
+                # A decoder that crashes its process (segfault on a corrupt file) is retried once and then
+                # recorded as failed. The crash counts against the video the dead worker was decoding only
+                # (its pid in the error; every worker's video when the error names none); the other videos
+                # in flight are redone from scratch.
                 for state in states.values():
-                    if state.closed:
-                        continue
-                    if state.spool is not None:
-                        state.spool.discard()
-                        state.spool = None
-                    self._release(state)
-                    if state.total is None:
-                        suspects.append(state)
-                for state in suspects:
-                    crashes[state.job.index] = crashes.get(state.job.index, 0) + 1
-                    if crashes[state.job.index] > self.options.max_crash_retries:
+                    if not state.closed:
+                        if state.spool is not None:
+                            state.spool.discard()
+                            state.spool = None
+                        self._release(state)
+                pids = crashed_pids(exc)
+                decoding = (self._stream.decoding(pids) if pids else []) or self._stream.decoding()
+                suspects = [job for job in decoding
+                            if job.index not in states or (not states[job.index].closed
+                                                           and states[job.index].total is None)]
+                if not suspects:
+                    unexplained += 1
+                    if unexplained > self.options.max_crash_retries:
+                        raise VadpipeError(f"decode workers keep dying outside any video ({one_line(exc)})") from exc
+                for job in suspects:
+                    crashes[job.index] = crashes.get(job.index, 0) + 1
+                    if crashes[job.index] > self.options.max_crash_retries:
+                        state = states.setdefault(job.index, _VideoState(job, started=time.time()))
                         self._fail(state, f"the decoder crashed its worker process ({one_line(exc)})")
                 closed = {i for i, s in states.items() if s.closed}
-                self.log(f"warning: a decode worker died; retrying {len(remaining) - len(closed)} videos")
+                self.log(f"warning: a decode worker died decoding {', '.join(j.id for j in suspects) or 'no video'}; "
+                         f"retrying {len(remaining) - len(closed)} videos")
                 remaining = [job for job in remaining if job.index not in closed]
 
 

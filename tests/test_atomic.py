@@ -65,3 +65,10 @@ def test_a_full_disk_is_one_error_naming_the_file_and_leaves_nothing_half_writte
     monkeypatch.setattr(torch, "save", not_io)
     with pytest.raises(RuntimeError, match="meta device"):
         atomic.torch_save(target, {})
+
+
+def test_a_name_near_the_255_byte_limit_is_written(tmp_path):
+    """The temporary name adds some 17 bytes: a target of 250 bytes (not ASCII) still goes through."""
+    target = tmp_path / ("☃" * 82 + ".txt")                   # 250 bytes
+    atomic.write_text(target, "ok")
+    assert target.read_text() == "ok" and [p.name for p in tmp_path.iterdir()] == [target.name]

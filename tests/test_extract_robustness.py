@@ -291,3 +291,29 @@ def test_crashed_pids_reads_both_of_torchs_messages():
     assert crashed_pids(RuntimeError("DataLoader worker (pid(s) 30617, 30618) exited unexpectedly")) == {30617, 30618}
     assert crashed_pids(RuntimeError("DataLoader worker (pid 4242) is killed by signal: Segmentation fault. ")) == {4242}
     assert crashed_pids(RuntimeError("Caught ValueError in DataLoader worker process 0.")) == set()
+
+
+# --- #4: long names that are not ASCII -----------------------------------------------------------
+
+def test_file_names_are_limited_in_bytes_and_cut_on_a_character_boundary():
+    from vadpipe.features import feature_filename
+
+    snowmen = feature_filename("☃" * 79)                       # 237 bytes: too long once the claim's suffix is on
+    head, digest = snowmen[:-len(".npy")].rsplit("-", 1)
+    assert head == "☃" * 60 and len(digest) == 10 and len(snowmen.encode()) <= 200
+    assert feature_filename("é" * 100) == "é" * 100 + ".npy"    # 200 bytes: kept
+    assert feature_filename("a" * 200) == "a" * 200 + ".npy"    # ASCII names are judged as before
+    cut = feature_filename("x" + "é" * 100)[:-len(".npy")]     # 201 bytes: cut between two characters
+    assert cut.startswith("x" + "é" * 89 + "-") and len(cut.encode()) == 179 + 11
+    assert feature_filename("☃" * 79) != feature_filename("☃" * 80)
+
+
+def test_a_long_non_ascii_name_extracts(tmp_path, backbone, recipe):
+    root = tmp_path / "v"
+    make_video(root / ("☃" * 79 + ".mp4"), 16)                # 241 bytes: a valid name
+    make_video(root / "ok.mp4", 16)
+    summary = run(root, tmp_path / "f", recipe, backbone)
+    recs = manifest(tmp_path / "f")
+    assert (summary.ok, summary.failed) == (2, 0) and recs["☃" * 79]["status"] == "ok"
+    assert np.load(tmp_path / "f" / recs["☃" * 79]["file"]).shape == (1, 1, 1024)
+    assert run(root, tmp_path / "f", recipe, backbone).skipped == 2

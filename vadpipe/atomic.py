@@ -26,9 +26,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps the extension some writers insist on (numpy adds ``.npy``).
     """
     target = Path(path)
+    # the temporary name adds ~17 bytes to the target's: a name near the file system's 255-byte limit is cut
+    # (on a character boundary) so that it still fits
+    name = os.fsencode(target.name)
+    prefix = target.name if len(name) <= 200 else os.fsdecode(name[:200].decode("utf-8", "ignore").encode())
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp" + suffix, dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{prefix}.", suffix=".tmp" + suffix, dir=target.parent)
     except OSError as exc:
         raise write_error(target, exc) from exc
     os.close(fd)

@@ -121,14 +121,18 @@ def feature_filename(video_id: str) -> str:
     """The ``.npy`` file name of a video id: '/' becomes '__'.
 
     When that mapping cannot be undone (the id itself contains '__' next to a
-    separator, an unsafe character, a leading dot) or the name is very long, the
-    name gets a '-' and 10 hex digits of the id's sha1, so two ids never collide.
+    separator, an unsafe character, a leading dot) or the name is very long (over
+    200 bytes in UTF-8: file systems count bytes, 255 at most, and the hidden claim
+    and spool names add about 30), the name is cut to 180 bytes on a character
+    boundary and gets a '-' and 10 hex digits of the id's sha1, so two ids never collide.
     """
     flat = video_id.replace("/", "__")
     safe = _UNSAFE.sub("_", flat)
-    if safe != flat or flat.replace("__", "/") != video_id or safe.startswith(".") or len(safe) > 200:
-        digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:10]
-        safe = safe.lstrip(".")[:180] + "-" + digest
+    long = len(safe.encode("utf-8", "surrogateescape")) > 200
+    if safe != flat or flat.replace("__", "/") != video_id or safe.startswith(".") or long:
+        digest = hashlib.sha1(video_id.encode("utf-8", "surrogateescape")).hexdigest()[:10]
+        head = safe.lstrip(".").encode("utf-8", "surrogateescape")[:180].decode("utf-8", "ignore")
+        safe = head + "-" + digest
     return safe + ".npy"
 
 

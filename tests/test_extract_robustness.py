@@ -317,3 +317,23 @@ def test_a_long_non_ascii_name_extracts(tmp_path, backbone, recipe):
     assert (summary.ok, summary.failed) == (2, 0) and recs["☃" * 79]["status"] == "ok"
     assert np.load(tmp_path / "f" / recs["☃" * 79]["file"]).shape == (1, 1, 1024)
     assert run(root, tmp_path / "f", recipe, backbone).skipped == 2
+
+
+# --- #7: names that would share an id ------------------------------------------------------------
+
+def test_names_that_would_share_an_id_keep_their_extensions_and_all_extract(tmp_path, backbone, recipe):
+    from pathlib import PurePosixPath as P
+
+    from vadpipe.features import video_ids
+
+    assert video_ids([P(p) for p in ("a.mp4", "a.mkv", "a.mp4.avi", "a.mp4.avi.mov", "b/a.mp4")]) == [
+        "a.mp4", "a.mkv", "a.mp4.avi", "a.mp4.avi.mov", "b/a"]
+    root = tmp_path / "dup"
+    for name in ("x.mp4", "x.mkv", "x.mp4.avi", "good.mp4"):
+        make_video(root / name, 16)
+    summary = run(root, tmp_path / "f", recipe, backbone)
+    recs = manifest(tmp_path / "f")
+    assert (summary.ok, summary.failed) == (4, 0)
+    assert {vid: Path(rec["path"]).name for vid, rec in recs.items()} == {
+        "x.mp4": "x.mp4", "x.mkv": "x.mkv", "x.mp4.avi": "x.mp4.avi", "good": "good.mp4"}
+    assert len({rec["file"] for rec in recs.values()}) == 4

@@ -106,15 +106,18 @@ def video_ids(relative_paths: Sequence[PurePosixPath]) -> List[str]:
     """Stable ids for paths relative to the extraction root: the path without extension.
 
     Files that would share an id (``a.mp4`` and ``a.avi`` in one folder) keep their
-    extension instead, so ids are always unique.
+    extension instead, and so on until no two share one (``x.mp4.avi`` beside ``x.mp4``
+    and ``x.mkv`` keeps its extension too), so ids are always unique: the paths are.
     """
-    bare = [str(p.with_suffix("")) for p in relative_paths]
-    counts = Counter(bare)
-    ids = [str(p) if counts[b] > 1 else b for p, b in zip(relative_paths, bare)]
-    if len(set(ids)) != len(ids):  # e.g. "x.mp4.avi" next to "x.mp4" and "x.mkv"; vanishingly rare
-        dup = next(i for i, n in Counter(ids).items() if n > 1)
-        raise FeatureStoreError(f"two videos map to the same id {dup!r}; rename one of them")
-    return ids
+    full = [str(p) for p in relative_paths]
+    ids = [str(p.with_suffix("")) for p in relative_paths]
+    while True:
+        counts = Counter(ids)
+        clashing = [i for i, vid in enumerate(ids) if counts[vid] > 1 and vid != full[i]]
+        if not clashing:      # each round gives at least one more path its extension: it ends
+            return ids
+        for i in clashing:
+            ids[i] = full[i]
 
 
 def feature_filename(video_id: str) -> str:

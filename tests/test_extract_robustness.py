@@ -152,8 +152,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_spool_or_claim(tm
     with pytest.raises(OutputWriteError) as caught:
         run(root, out, recipe, backbone)
     message = str(caught.value)
-    assert re.fullmatch(re.escape(str(out / "a.npy")) + r": cannot write it \(No space left on device; \d+ MB free there\)",
-                        message), message
+    assert re.fullmatch(re.escape(str(out / "a.npy"))
+                        + r": cannot write it \(No space left on device; \d+ MB free there\)", message), message
     assert leftovers(out) == [] and not (out / "a.npy").exists()
     monkeypatch.undo()
     summary = run(root, out, recipe, backbone)      # the space is back: nothing stale in the way
@@ -289,7 +289,8 @@ def test_crashed_pids_reads_both_of_torchs_messages():
     from vadpipe.decode_workers import crashed_pids
 
     assert crashed_pids(RuntimeError("DataLoader worker (pid(s) 30617, 30618) exited unexpectedly")) == {30617, 30618}
-    assert crashed_pids(RuntimeError("DataLoader worker (pid 4242) is killed by signal: Segmentation fault. ")) == {4242}
+    killed = RuntimeError("DataLoader worker (pid 4242) is killed by signal: Segmentation fault. ")
+    assert crashed_pids(killed) == {4242}
     assert crashed_pids(RuntimeError("Caught ValueError in DataLoader worker process 0.")) == set()
 
 
@@ -337,3 +338,22 @@ def test_names_that_would_share_an_id_keep_their_extensions_and_all_extract(tmp_
     assert {vid: Path(rec["path"]).name for vid, rec in recs.items()} == {
         "x.mp4": "x.mp4", "x.mkv": "x.mkv", "x.mp4.avi": "x.mp4.avi", "good": "good.mp4"}
     assert len({rec["file"] for rec in recs.values()}) == 4
+
+
+# --- #8: a newline in a file name ----------------------------------------------------------------
+
+def test_a_newline_in_a_name_keeps_the_cause_on_one_line(tmp_path, backbone, recipe):
+    from vadpipe.decode_workers import one_line
+    from vadpipe.errors import printable
+
+    root = tmp_path / "nl"
+    root.mkdir()
+    (root / "bad\nname.mp4").write_text("not a video")
+    make_video(root / "good.mp4", 16)
+    summary = run(root, tmp_path / "f", recipe, backbone)
+    error = manifest(tmp_path / "f")["bad\nname"]["error"]
+    assert "\n" not in error and error.startswith(f"{root}/bad\\nname.mp4: cannot open as video")
+    text = summary.format()
+    assert "failed: bad\\nname: " + error in text.splitlines()
+    assert printable("a\tb\x1b\x7f") == "a\\tb\\x1b\\x7f" and printable("é☃ ok") == "é☃ ok"
+    assert one_line(ValueError("first\nsecond")) == "ValueError: first\\nsecond"

@@ -21,7 +21,7 @@ import torch
 
 from .claims import Owner, release_claim, try_claim
 from .encode import reader_for, to_model_size
-from .errors import VadpipeError
+from .errors import VadpipeError, printable
 from .recipe import Recipe
 
 
@@ -78,9 +78,12 @@ class Claims:
 #   ("chunk", job_index, first_snippet, uint8 tensor (k, L, h, w, 3))
 #   ("end",   job_index, VideoEnd)
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """The whole message on one line: a newline (in a quoted file name, say) is escaped, never a cut
+    that leaves a piece of the name in place of the cause; very long messages end in '...'."""
+    message = printable(str(exc).strip())
+    if len(message) > limit:
+        message = message[:limit] + "..."
     return message if isinstance(exc, VadpipeError) else f"{type(exc).__name__}: {message}"
 
 

@@ -1,4 +1,14 @@
 """One exception type per failure family; the CLI prints them as one line."""
+import re
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (and the stand-ins of bytes that are not UTF-8) escaped as Python
+    writes them (a newline in a file name prints as ``\\n``), so a line that quotes a name stays one line."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
 
 
 class VadpipeError(Exception):

@@ -29,7 +29,7 @@ from .claims import Owner, live_claim, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
                              is_worker_crash, one_line, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
-from .errors import ConfigError, OutputWriteError, VadpipeError
+from .errors import ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
                        remove_leftovers, video_ids, walk_videos)
 from .progress import progress_bar
@@ -51,7 +51,7 @@ def discover(root: str | os.PathLike, labels_csv: Optional[str | os.PathLike] = 
         check_readable(root_path)
         paths, skipped = walk_videos(root_path, VIDEO_EXTENSIONS)
         for where, why in skipped:
-            log(f"skipped: {where}: {why}")
+            log(f"skipped: {printable(where)}: {printable(why)}")
     base = root_path.parent if root_path.is_file() else root_path
     rels = [PurePosixPath(p.relative_to(base).as_posix()) for p in paths]
     ids = video_ids(rels)
@@ -140,8 +140,8 @@ class ExtractSummary:
         if self.damaged:
             lines.append(f"{self.damaged} of the ok videos are damaged, kept with --accept-damaged "
                          f"(status 'damaged' in the manifest)")
-        lines += [f"skipped: {vid}: {why}" for vid, why in self.taken]
-        lines += [f"failed: {vid}: {reason}" for vid, reason in self.failures]
+        lines += [f"skipped: {printable(vid)}: {printable(why)}" for vid, why in self.taken]
+        lines += [f"failed: {printable(vid)}: {printable(reason)}" for vid, reason in self.failures]
         return "\n".join(lines)
 
 
@@ -215,7 +215,7 @@ class Extractor:
         self.summary.failed += 1
         self.summary.failures.append((state.job.id, reason))
         if self.bar is not None and not self.bar.disable:
-            self.bar.write(f"failed: {state.job.id}: {reason}")
+            self.bar.write(f"failed: {printable(state.job.id)}: {printable(reason)}")
         self._tick()
 
     def _tick(self) -> None:
@@ -345,7 +345,8 @@ class Extractor:
                         state = states.setdefault(job.index, _VideoState(job, started=time.time()))
                         self._fail(state, f"the decoder crashed its worker process ({one_line(exc)})")
                 closed = {i for i, s in states.items() if s.closed}
-                self.log(f"warning: a decode worker died decoding {', '.join(j.id for j in suspects) or 'no video'}; "
+                names = ", ".join(printable(job.id) for job in suspects) or "no video"
+                self.log(f"warning: a decode worker died decoding {names}; "
                          f"retrying {len(remaining) - len(closed)} videos")
                 remaining = [job for job in remaining if job.index not in closed]
 

@@ -357,3 +357,39 @@ def test_a_newline_in_a_name_keeps_the_cause_on_one_line(tmp_path, backbone, rec
     assert "failed: bad\\nname: " + error in text.splitlines()
     assert printable("a\tb\x1b\x7f") == "a\\tb\\x1b\\x7f" and printable("é☃ ok") == "é☃ ok"
     assert one_line(ValueError("first\nsecond")) == "ValueError: first\\nsecond"
+
+
+# --- #6: a same-stem sibling added later ---------------------------------------------------------
+
+def test_a_same_stem_sibling_added_later_leaves_one_record_per_source(tmp_path, backbone, recipe):
+    """x.mp4 extracted as "x"; x.avi appears, so x.mp4's id becomes "x.mp4": its features move to the new id
+    (no new work) and "x" is retired; once x.avi is gone again, they move back."""
+    root, out = tmp_path / "idc", tmp_path / "f"
+    make_video(root / "x.mp4", 40)
+    run(root, out, recipe, backbone)
+    before = np.load(out / "x.npy")
+    make_video(root / "x.avi", 20, seed=2)
+    summary = run(root, out, recipe, backbone)
+    recs = manifest(out)
+    assert (summary.ok, summary.skipped) == (1, 1) and sorted(recs) == ["x.avi", "x.mp4"]
+    assert {vid: Path(rec["path"]).name for vid, rec in recs.items()} == {"x.avi": "x.avi", "x.mp4": "x.mp4"}
+    assert recs["x.mp4"]["file"] == "x.mp4.npy" and not (out / "x.npy").exists()
+    assert np.array_equal(np.load(out / "x.mp4.npy"), before)
+    assert (run(root, out, recipe, backbone).skipped, manifest(out)) == (2, recs)
+    (root / "x.avi").unlink()
+    summary = run(root, out, recipe, backbone)
+    recs = manifest(out)
+    assert (summary.ok, summary.skipped) == (0, 1) and sorted(recs) == ["x", "x.avi"]   # x.avi: a removed video
+    assert recs["x"]["file"] == "x.npy" and np.array_equal(np.load(out / "x.npy"), before)
+
+
+def test_a_former_record_that_is_stale_is_retired_and_its_source_redone(tmp_path, backbone, recipe):
+    root, out = tmp_path / "idc", tmp_path / "f"
+    make_video(root / "x.mp4", 40)
+    run(root, out, recipe, backbone)
+    make_video(root / "x.mp4", 70, seed=4)                  # replaced, and a sibling appears
+    make_video(root / "x.avi", 20, seed=2)
+    summary = run(root, out, recipe, backbone)
+    recs = manifest(out)
+    assert (summary.ok, summary.skipped) == (2, 0) and sorted(recs) == ["x.avi", "x.mp4"]
+    assert (recs["x.mp4"]["frames"], np.load(out / "x.mp4.npy").shape) == (70, (5, 1, 1024))

@@ -25,13 +25,14 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .claims import Owner, live_claim, release_claim, writer_lock
+from . import resume
+from .claims import Owner, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
                              is_worker_crash, one_line, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
-                       remove_leftovers, video_ids, walk_videos)
+                       video_ids, walk_videos)
 from .progress import progress_bar
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
@@ -382,23 +383,8 @@ def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backb
     encoder = SnippetEncoder(backbone, recipe, device, options.clips_per_forward)
     extractor = Extractor(store, recipe, encoder, options, log)
 
-    mine = options.shard.take(jobs)
-    known = store.all_records()
-    todo: List[VideoJob] = []
-    skipped = 0
-    for job in mine:
-        record = known.get(job.id)
-        if not options.overwrite and store.is_complete(record, recipe, job.path) and record.file == job.file:
-            skipped += 1
-            if (record.label, record.cls, record.path) != (job.label, job.cls, job.path):
-                store.append(replace(record, label=job.label, cls=job.cls, path=job.path, finished=time.time()),
-                             options.shard.index, options.shard.count)
-        elif live_claim(store.folder, job.file, extractor.owner) is None:
-            todo.append(job)
-            remove_leftovers(store.folder, job.file)     # a killed writer's spool, temp files, stale claim
-        else:   # another process (other shard settings) is writing it right now; the workers re-check
-            todo.append(job)
-
+    todo, skipped = resume.plan(store, jobs, options.shard.take(jobs), recipe, options.overwrite, extractor.owner,
+                                options.shard)
     extractor.summary.skipped = skipped
     extractor.summary.videos = len(jobs)
     if todo:

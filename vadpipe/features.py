@@ -49,6 +49,7 @@ from .readers import os_reason, read_array, read_text
 from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
 
 MANIFEST_FILE = "manifest.jsonl"
+SUPERSEDED = "superseded"   # the status of a record retired in a journal (its source has a new id); merge drops it
 LOCK_FILE = ".manifest.lock"
 _JOURNAL_GLOB = "manifest.shard-*.jsonl"
 
@@ -241,6 +242,7 @@ class ManifestRecord:
     label: Optional[int]                 # 0 normal, 1 anomalous, None unknown
     cls: Optional[str]                   # class name ("class" in JSON)
     status: str = "ok"                   # "ok" | "damaged" (kept with --accept-damaged) | "failed"
+    #                                      ("superseded" only in journals: see SUPERSEDED)
     frames: Optional[int] = None         # frames decoded (at the extraction fps)
     fps: Optional[float] = None
     T: Optional[int] = None              # snippets = ceil(frames / snippet_len)
@@ -387,7 +389,8 @@ class FeatureStore:
         if recipe_id == "current":
             recipe = self.recipe()
             recipe_id = recipe.recipe_id if recipe else None
-        recs = [r for r in self.all_records().values() if recipe_id is None or r.recipe_id == recipe_id]
+        recs = [r for r in self.all_records().values()
+                if (recipe_id is None or r.recipe_id == recipe_id) and r.status != SUPERSEDED]
         if ok_only:
             recs = [r for r in recs if r.ok]
         return sorted(recs, key=lambda r: r.id)
@@ -409,11 +412,13 @@ class FeatureStore:
     def merge(self, shard_index: Optional[int] = None, shard_count: int = 1) -> int:
         """Fold every journal into manifest.jsonl (under the folder lock); delete this shard's journal.
 
-        Records of a recipe other than recipe.json's are dropped. Returns the number of records.
+        Records of a recipe other than recipe.json's and retired ones (SUPERSEDED) are dropped. Returns the
+        number of records.
         """
         with self._lock():
             recipe = self.recipe()
-            keep = [r for r in self.all_records().values() if recipe is None or r.recipe_id == recipe.recipe_id]
+            keep = [r for r in self.all_records().values()
+                    if (recipe is None or r.recipe_id == recipe.recipe_id) and r.status != SUPERSEDED]
             keep.sort(key=lambda r: r.id)
             atomic.write_text(self.manifest_path,
                               "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in keep))

@@ -262,6 +262,24 @@ class HeadName(click.ParamType):
         return value
 
 
+class Seed(click.ParamType):
+    """A seed: an integer in the range that config validation checks too (config_values.seed_problem)."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        from .config_values import seed_problem
+
+        try:
+            seed = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an integer", param, ctx)
+        why = seed_problem(seed)
+        if why is not None:
+            self.fail(why, param, ctx)
+        return seed
+
+
 # = presets.PRESETS, spelled out so that `vadpipe --help` imports no numpy (tests/test_ensemble.py checks them equal)
 TRAIN_PRESETS = ("default", "ensemble", "paper", "ucf-crime", "shanghaitech", "demo")
 
@@ -288,7 +306,7 @@ TRAIN_PRESETS = ("default", "ensemble", "paper", "ucf-crime", "shanghaitech", "d
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder.  [default: runs/<timestamp>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default runs/latest) from last.pt.")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
-@click.option("--seed", type=int)
+@click.option("--seed", type=Seed(), help="Seed of sampling, splits and weights, in [0, 2**32).")
 @click.option("--list-anomalous", help="RTFM lists: auto, name, first:N or last:N.")
 @click.option("--val-features", type=click.Path(exists=True), help="External validation features (needs --val-gt).")
 @click.option("--val-gt", type=click.Path(exists=True), help="Frame-level gt for validation (frame AUC).")
@@ -361,7 +379,8 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
 @click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Resample the videos N times for 95% intervals of frame AUC and AP and of the paired "
                    "differences (--scores only; 0: none).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resamples.")
+@click.option("--seed", type=Seed(), default=0, show_default=True,
+              help="Seed of the bootstrap resamples, in [0, 2**32).")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False),
               help="Write roc.png, pr.png and worst_<set>.png (the --worst videos of each set) here (--scores only).")
 @click.option("--worst", type=click.IntRange(min=0), default=6, show_default=True,

@@ -26,7 +26,7 @@ import yaml
 
 from . import atomic
 from .errors import ConfigError
-from .config_values import field_value, shown
+from .config_values import field_value, seed_problem, shown
 from .intervals import FRAME_MODES
 from .readers import read_text
 
@@ -418,6 +418,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.val_features needs train.val_gt (frame-level ground truth)")
     if t.iterations < 0:
         raise ConfigError(f"train.iterations must be >= 0, got {t.iterations}")
+    if (why := seed_problem(t.seed)) is not None:
+        raise ConfigError(f"train.seed {why}")
     if t.bags == "real" and t.dynamic != "off":
         raise ConfigError("train.bags = real trains on variable-length videos, which the dynamic label table "
                           "(one row of `segments` per video) does not cover: set train.dynamic = off")

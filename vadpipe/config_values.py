@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numbers
 import typing
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
+SEED_LIMIT = 2 ** 32      # seeds lie in [0, 2**32): numpy's SeedSequence and torch.manual_seed take every one
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _NONE = ("none", "null", "")
 
@@ -55,6 +56,14 @@ def field_value(hint: Any, value: Any) -> Any:
         quote = f" (quote it: '{value}')" if isinstance(value, numbers.Real) and not flag else ""
         raise ValueError(f"expected text, got {value!r}{quote}")     # YAML reads 2024 and 1:30 as numbers
     return value
+
+
+def seed_problem(value: Any) -> Optional[str]:
+    """What is wrong with ``value`` as a seed (the run's ``train.seed``, ``--seed`` options), or None: the
+    one range check, so a negative or oversized seed is a line naming it, not numpy's or torch's traceback."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT:
+        return None
+    return f"must be an integer in [0, 2**32), got {value!r}"
 
 
 def _parsed(kind: type, word: Any, expected: str) -> Any:

@@ -1,0 +1,91 @@
+"""train / eval / calibrate on inputs that used to give a traceback, a wrong result or silence (review s61,
+train.md): each case is one line naming the file and the cause, or a note, and nothing half-made is left."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from feature_world import make_store, tiny_default
+from vadpipe import atomic
+from vadpipe.checkpoint import read_checkpoint
+from vadpipe.cli import main
+from vadpipe.config import save_config, validate
+from vadpipe.config_values import SEED_LIMIT, seed_problem
+from vadpipe.errors import CheckpointError, ConfigError, FeatureStoreError, GroundTruthError
+from vadpipe.train import resume, train
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    """8 videos (4 anomalous, 4 normal), D 32, T 8-16: trains in seconds."""
+    folder = tmp_path_factory.mktemp("robust") / "base"
+    make_store(folder, 4, 4, dim=32, t_range=(8, 16), seed=0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(store, tmp_path_factory) -> Path:
+    """A tiny run of 4 iterations on ``store``."""
+    out = tmp_path_factory.mktemp("robust_run") / "runs" / "r4"
+    train(tiny_default(store, iterations=4), out=out, progress=False, log=lambda m: None)
+    return out
+
+
+@pytest.fixture
+def config_file(store, tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    save_config(tiny_default(store), path)
+    return path
+
+
+def _one_error_line(res, exit_code: int = 1) -> str:
+    assert res.exit_code == exit_code, res.output
+    assert "Traceback" not in res.output
+    errors = [line for line in res.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, res.output
+    return errors[0]
+
+
+def _copy_with_other_dim(store: Path, dest: Path, video: str) -> Path:
+    """A copy of ``store`` whose ``video`` (its .npy name) holds (T, 1, 16) features instead of D 32."""
+    shutil.copytree(store, dest)
+    x = np.load(dest / video)
+    atomic.save_npy(dest / video, np.abs(np.random.default_rng(0).normal(size=(x.shape[0], 1, 16))).astype(np.float32))
+    return dest
+
+
+# --- 1: seeds -------------------------------------------------------------------------------------
+def test_one_seed_range_for_config_and_options(store, config_file, run, tmp_path):
+    assert seed_problem(0) is None and seed_problem(SEED_LIMIT - 1) is None
+    for bad in (-1, SEED_LIMIT, 10 ** 20, True, 1.5):
+        assert "[0, 2**32)" in seed_problem(bad)
+    cfg = tiny_default(store, seed=-1)
+    with pytest.raises(ConfigError, match=r"train.seed must be an integer in \[0, 2\*\*32\), got -1"):
+        validate(cfg)
+    runner = CliRunner()
+    for seed in ("-1", str(10 ** 20)):
+        res = runner.invoke(main, ["train", "-c", str(config_file), "--iters", "1", "--seed", seed,
+                                   "--out", str(tmp_path / "r"), "--no-progress"])
+        assert res.exit_code == 2 and "Traceback" not in res.output and "[0, 2**32)" in res.output, res.output
+    res = runner.invoke(main, ["train", "-c", str(config_file), "--iters", "1", "--set", "train.seed=-1",
+                               "--out", str(tmp_path / "r"), "--no-progress"])
+    assert _one_error_line(res) == "error: train.seed must be an integer in [0, 2**32), got -1"
+    assert not (tmp_path / "r").exists()
+    evaluated = tmp_path / "ev"
+    res = runner.invoke(main, ["eval", "--run", str(run), "--features", str(store), "--gt", str(store / "gt.json"),
+                               "--out", str(evaluated)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["eval", "--scores", str(evaluated / "scores"), "--gt", str(store / "gt.json"),
+                               "--bootstrap", "3", "--seed", "-1"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "[0, 2**32)" in res.output, res.output
+    res = runner.invoke(main, ["eval", "--scores", str(evaluated / "scores"), "--gt", str(store / "gt.json"),
+                               "--bootstrap", "3", "--seed", str(SEED_LIMIT - 1)])
+    assert res.exit_code == 0, res.output

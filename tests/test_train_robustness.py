@@ -89,3 +89,45 @@ def test_one_seed_range_for_config_and_options(store, config_file, run, tmp_path
     res = runner.invoke(main, ["eval", "--scores", str(evaluated / "scores"), "--gt", str(store / "gt.json"),
                                "--bootstrap", "3", "--seed", str(SEED_LIMIT - 1)])
     assert res.exit_code == 0, res.output
+
+
+# --- 2 and 10: a video of another (C, D) ----------------------------------------------------------------
+def test_a_video_of_another_dim_is_one_line_naming_its_npy_before_training(store, tmp_path):
+    for video in ("Normal__normal_0_007.npy", "Fight__fight_0_001.npy"):     # wherever it lies: held out or trained
+        mixed = _copy_with_other_dim(store, tmp_path / video[:-4], video)
+        out = tmp_path / "runs" / video[:-4]
+        with pytest.raises(FeatureStoreError) as err:
+            train(tiny_default(mixed, iterations=4), out=out, progress=False, log=lambda m: None)
+        assert str(err.value) == f"{mixed / video}: 1 crops x 16 dims, expected 1 x 32 like the other videos"
+        assert not out.exists() and not (tmp_path / "runs" / "latest").exists()
+    # an RTFM list with one 16-d file: the same line, naming the listed file
+    lines = [str(p) for p in sorted(store.glob("*.npy"))]
+    odd = tmp_path / "odd.npy"
+    atomic.save_npy(odd, np.ones((9, 16), dtype=np.float32))
+    listed = tmp_path / "mixed.list"
+    listed.write_text("\n".join(lines[:-1] + [str(odd)]) + "\n")
+    with pytest.raises(FeatureStoreError, match=f"^{odd}: 1 crops x 16 dims, expected 1 x 32 like the other videos$"):
+        train(tiny_default(listed, iterations=4), out=tmp_path / "runs" / "list", progress=False, log=lambda m: None)
+
+
+def test_validation_checks_every_held_out_and_external_video(store, tmp_path):
+    from vadpipe.data import open_features
+    from vadpipe.validation import open_validation
+
+    video = "Normal__normal_0_005.npy"
+    mixed = open_features(_copy_with_other_dim(store, tmp_path / "held", video))
+    held = np.array([i for i, v in enumerate(mixed.videos) if v.file.endswith(video)])
+    with pytest.raises(FeatureStoreError, match=f"{video}: 1 crops x 16 dims, expected 1 x 32 like the other"):
+        open_validation(tiny_default(store).train, mixed, held, lambda m: None)
+    external = _copy_with_other_dim(store, tmp_path / "ext", video)
+    t = tiny_default(store, val_features=str(external), val_gt=str(external / "gt.json")).train
+    with pytest.raises(FeatureStoreError, match=f"{video}: 1 crops x 16 dims, expected 1 x 32 like the training"):
+        open_validation(t, open_features(store), np.array([], dtype=np.int64), lambda m: None)
+
+
+def test_eval_run_names_the_npy_of_another_dim(store, run, tmp_path):
+    video = "Normal__normal_0_006.npy"
+    mixed = _copy_with_other_dim(store, tmp_path / "mixed", video)
+    res = CliRunner().invoke(main, ["eval", "--run", str(run), "--features", str(mixed), "--gt",
+                                    str(mixed / "gt.json"), "--out", str(tmp_path / "ev")])
+    assert _one_error_line(res) == f"error: {mixed / video}: 1 crops x 16 dims, expected 1 x 32 like the other videos"

@@ -62,6 +62,11 @@ class Video:
     file: Optional[str] = None    # the .npy, where ``source`` is the video
     finite: bool = field(default=False, init=False, repr=False, compare=False)   # checked once, see raw()
 
+    @property
+    def where(self) -> str:
+        """The file a message about this video's features names: the .npy (a store's ``source`` is the video)."""
+        return self.file or self.source
+
     def raw(self) -> np.ndarray:
         """(T, C, D) as stored (possibly a read-only memory map, possibly float16). A file that cannot be
         read, or whose features hold NaN or inf (checked on the first read, one pass), is a FeatureStoreError
@@ -70,10 +75,20 @@ class Video:
         try:
             x = as_snippet_crops(x)
         except ValueError as exc:
-            raise FeatureStoreError(f"{self.source}: {exc}") from None
+            raise FeatureStoreError(f"{self.where}: {exc}") from None
         if not self.finite:
-            check_finite(x, self.file or self.source)
+            check_finite(x, self.where)
             self.finite = True
+        return x
+
+    def shaped(self, shape: Tuple[int, int], like: str = "the other videos") -> np.ndarray:
+        """:meth:`raw`, and a FeatureStoreError naming the .npy when its (C, D) is not ``shape`` (``like``: whose
+        shape that is): the one check of a video's crops and dims against its set's, which training,
+        validation and ``eval --run`` read every video through."""
+        x = self.raw()
+        if tuple(x.shape[1:]) != tuple(shape):
+            raise FeatureStoreError(f"{self.where}: {x.shape[1]} crops x {x.shape[2]} dims, expected "
+                                    f"{shape[0]} x {shape[1]} like {like}")
         return x
 
     def load(self) -> np.ndarray:
@@ -107,11 +122,13 @@ class FeatureSet:
         x = self.videos[0].raw()
         return x.shape[1], x.shape[2]
 
-    def read_all(self) -> None:
-        """Read every video once: one that cannot be read or holds NaN or inf is a FeatureStoreError now,
-        not in the middle of a run (what the run reads again later, its page cache keeps)."""
+    def read_all(self, shape: Optional[Tuple[int, int]] = None, like: str = "the other videos") -> None:
+        """Read every video once: one that cannot be read, holds NaN or inf, or whose (C, D) is not ``shape``
+        (default: the first video's) is a FeatureStoreError now, not in the middle of a run (what the run reads
+        again later, its page cache keeps)."""
+        shape = shape or self.shape()
         for video in self.videos:
-            video.raw()
+            video.shaped(shape, like)
 
     def labels(self) -> np.ndarray:
         return np.array([-1 if v.label is None else v.label for v in self.videos])
@@ -222,40 +239,35 @@ def resample_segments(feats: np.ndarray, n: int = 32) -> np.ndarray:
     return out
 
 
-def build_bags(videos: Sequence[Video], segments: int = 32, progress: bool = False) -> np.ndarray:
-    """Training bags (N, C, segments, D) float32 for the given videos (all must share C and D)."""
-    bags = None
+def build_bags(videos: Sequence[Video], segments: int = 32, progress: bool = False,
+               shape: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Training bags (N, C, segments, D) float32 for the given videos (all must have (C, D) ``shape``,
+    default the first one's)."""
+    if not videos:
+        raise FeatureStoreError("no videos to build training bags from")
+    shape = shape or tuple(videos[0].raw().shape[1:])
+    bags = np.empty((len(videos), shape[0], segments, shape[1]), dtype=np.float32)
     iterator = videos
     if progress:
         iterator = progress_bar(videos, desc="bags", unit="video", leave=False)
     for i, video in enumerate(iterator):
-        x = video.raw()                                            # (T, C, D)
-        if bags is None:
-            bags = np.empty((len(videos), x.shape[1], segments, x.shape[2]), dtype=np.float32)
-        elif x.shape[1:] != (bags.shape[1], bags.shape[3]):
-            raise FeatureStoreError(f"{video.source}: {x.shape[1]} crops x {x.shape[2]} dims, "
-                                    f"expected {bags.shape[1]} x {bags.shape[3]} like the other videos")
+        x = video.shaped(shape)                                    # (T, C, D)
         bags[i] = resample_segments(x, segments).transpose(1, 0, 2)
-    if bags is None:
-        raise FeatureStoreError("no videos to build training bags from")
     return bags
 
 
-def load_real_bags(videos: Sequence[Video], progress: bool = False) -> List[np.ndarray]:
-    """Each video's own snippets (C, T, D) float32 (``bags: real``); all must share C and D."""
+def load_real_bags(videos: Sequence[Video], progress: bool = False,
+                   shape: Optional[Tuple[int, int]] = None) -> List[np.ndarray]:
+    """Each video's own snippets (C, T, D) float32 (``bags: real``); all must have (C, D) ``shape``,
+    default the first one's."""
+    if not videos:
+        raise FeatureStoreError("no videos to build training bags from")
+    shape = shape or tuple(videos[0].raw().shape[1:])
     iterator = videos
     if progress:
         iterator = progress_bar(videos, desc="videos", unit="video", leave=False)
-    out: List[np.ndarray] = []
-    for video in iterator:
-        x = video.raw()
-        if out and x.shape[1:] != (out[0].shape[0], out[0].shape[2]):
-            raise FeatureStoreError(f"{video.source}: {x.shape[1]} crops x {x.shape[2]} dims, "
-                                    f"expected {out[0].shape[0]} x {out[0].shape[2]} like the other videos")
-        out.append(np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(1, 0, 2)))
-    if not out:
-        raise FeatureStoreError("no videos to build training bags from")
-    return out
+    return [np.ascontiguousarray(np.asarray(video.shaped(shape), dtype=np.float32).transpose(1, 0, 2))
+            for video in iterator]
 
 
 def pad_windows(rows: Sequence[np.ndarray], max_len: int, seed: int, iteration: int,

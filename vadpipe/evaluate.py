@@ -403,7 +403,8 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
     head's scoring rule, which also names the set's frame mode); ``view``: those stored vectors alone
     (``encode.stored_view``);
     ``scene``: the head's scene check, each video's reading kept in ``meta["scene_beyond"]`` (read from the
-    same features, so each video is read from disk once)."""
+    same features, so each video is read from disk once). A video whose crops or D differ from the first
+    one's is a FeatureStoreError naming its .npy."""
     from .checkpoint import score_features, scoring_rule
 
     videos = feature_set.videos
@@ -411,8 +412,9 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
         videos = progress_bar(videos, desc="scoring", unit="video", leave=False)
     views = slice(None) if view is None else view
     scores, beyond = {}, {}
+    shape = feature_set.shape()          # every video as the first (whose D the caller checked against the head's)
     for v in videos:
-        x = v.raw()[:, views]
+        x = v.shaped(shape)[:, views]
         scores[v.id] = score_features(model, x, device)
         if scene is not None and (reading := reads_beyond(scene, x)) is not None:
             beyond[v.id] = reading

@@ -160,17 +160,17 @@ class _Trainer:
         resolve_layer_spans(cfg, self.data.recipe, self.log)
         resolve_terms_fit(cfg, self.log)
         validate(cfg)
+        self.crops, self.dim = crops, dim
         self._split(resume_ckpt)     # after the layer spans: typical held-out videos are read on the head's layer
-        self.crops = crops
         train_videos = [self.data.videos[i] for i in self.train_idx]
         self.labels = np.array([v.label for v in train_videos], dtype=np.int64)
         if t.bags == "real":
             self.log(f"loading {len(train_videos)} training videos ({crops} crop(s), D {dim}, real lengths, "
                      f"windows of at most {t.max_segments} segments)")
-            self.bags = load_real_bags(train_videos, progress=progress)
+            self.bags = load_real_bags(train_videos, progress=progress, shape=(crops, dim))
         else:
             self.log(f"building {len(train_videos)} training bags ({crops} crop(s), D {dim}, {t.segments} segments)")
-            self.bags = build_bags(train_videos, t.segments, progress=progress)
+            self.bags = build_bags(train_videos, t.segments, progress=progress, shape=(crops, dim))
         anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
         self.anomalous = anomalous
         self.priors = None
@@ -215,7 +215,7 @@ class _Trainer:
                      f"{', '.join(str(h.size) for h in self.member_held)} videos; no validation metric, "
                      f"the threshold is calibrated out of bag on the held-out normal videos")
             held = np.array([], dtype=np.int64)
-        self.val_set, self.val_gt = open_validation(t, self.data, held, self.log)
+        self.val_set, self.val_gt = open_validation(t, self.data, held, self.log, self.dim)
 
     # --- state --------------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:

@@ -25,21 +25,25 @@ def score_videos(model: torch.nn.Module, videos: Sequence, device: torch.device)
     return {v.id: score_features(model, v.raw(), device) for v in videos}
 
 
-def open_validation(t: TrainConfig, data: FeatureSet, held: np.ndarray,
-                    log: Callable[[str], None]) -> Tuple[Optional[FeatureSet], Optional[dict]]:
+def open_validation(t: TrainConfig, data: FeatureSet, held: np.ndarray, log: Callable[[str], None],
+                    dim: Optional[int] = None) -> Tuple[Optional[FeatureSet], Optional[dict]]:
     """(validation set, its ground truth by id): ``val_features`` if given, else the held-out share
-    ``held`` of ``data`` (None when empty); the ground truth only with ``val_gt``."""
+    ``held`` of ``data`` (None when empty); the ground truth only with ``val_gt``. Every validation video is
+    read now and must have the crops of its set's first video and D = ``dim`` (default: the training set's)."""
     val_set: Optional[FeatureSet] = None
     val_gt = None
+    dim = data.shape()[1] if dim is None else dim
+    like = "the training videos"
     if t.val_features:
         val_set = open_features(t.val_features, "none")
         for note in check_compatible(data.recipe, val_set.recipe, f"training features {t.features}",
                                      f"validation features {t.val_features}"):
             log(note)
     elif held.size:
-        val_set = data.subset(held)
-    if val_set is not None:
-        val_set.read_all()        # a bad validation video stops the run before training, not at its first evaluation
+        val_set, like = data.subset(held), "the other videos"
+    if val_set is not None:   # a bad validation video stops the run before training, not at its first evaluation
+        crops = (val_set if t.val_features else data).shape()[0]
+        val_set.read_all((crops, dim), like)
     if t.val_gt and val_set is not None:
         from .groundtruth import load_ground_truth, match_ids
 

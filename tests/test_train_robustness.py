@@ -131,3 +131,25 @@ def test_eval_run_names_the_npy_of_another_dim(store, run, tmp_path):
     res = CliRunner().invoke(main, ["eval", "--run", str(run), "--features", str(mixed), "--gt",
                                     str(mixed / "gt.json"), "--out", str(tmp_path / "ev")])
     assert _one_error_line(res) == f"error: {mixed / video}: 1 crops x 16 dims, expected 1 x 32 like the other videos"
+
+
+# --- 3: calibrate --quantiles with none in it ------------------------------------------------------------
+@pytest.mark.parametrize("quantiles", [",", " ", ""])
+def test_calibrate_refuses_an_empty_quantile_list(store, run, tmp_path, quantiles):
+    before = (run / "best.pt").read_bytes()
+    res = CliRunner().invoke(main, ["calibrate", str(store / "Normal__normal_0_004.npy"), "--checkpoint",
+                                    str(run / "best.pt"), "-o", str(tmp_path / "c.pt"), "--quantiles", quantiles,
+                                    "--no-progress"])
+    assert "no quantile given" in _one_error_line(res)
+    assert not (tmp_path / "c.pt").exists() and (run / "best.pt").read_bytes() == before
+
+
+def test_calibrate_notes_clips_labelled_anomalous(store, run, tmp_path):
+    res = CliRunner().invoke(main, ["calibrate", str(store), "--checkpoint", str(run / "best.pt"),
+                                    "-o", str(tmp_path / "c.pt"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert ("note: 4 of the 8 clips are labelled anomalous in their feature folder's manifest "
+            "(first: Fight/fight_0_000)") in res.output
+    res = CliRunner().invoke(main, ["calibrate", str(store / "Normal__normal_0_004.npy"), "--checkpoint",
+                                    str(run / "best.pt"), "-o", str(tmp_path / "c1.pt"), "--no-progress"])
+    assert res.exit_code == 0 and "labelled anomalous" not in res.output, res.output

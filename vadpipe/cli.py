@@ -537,7 +537,7 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
 
         torch.set_num_threads(threads)
     try:
-        qs = [float(q) for q in quantiles.split(",") if q.strip()] if quantiles else None
+        qs = [float(q) for q in quantiles.split(",") if q.strip()] if quantiles is not None else None
     except ValueError:
         raise ConfigError(f"--quantiles {quantiles!r}: expected numbers such as 0.95,0.99,0.999") from None
     options = ScoreOptions(threshold=None, device=device, weights=weights, fps=fps, progress=not no_progress,

@@ -36,6 +36,7 @@ class SiteCalibration:
     calibration: dict
     previous: Optional[dict]
     errors: List[str] = field(default_factory=list)
+    anomalous: List[str] = field(default_factory=list)   # clips their feature folder's manifest labels anomalous
 
     @property
     def frames(self) -> int:
@@ -61,6 +62,10 @@ class SiteCalibration:
         if n < FEW_VIDEOS:
             out.append(f"only {n} clip(s): one unusual clip sets the threshold; calibrate on more of this "
                        f"camera's normal footage")
+        if self.anomalous:
+            out.append(f"{len(self.anomalous)} of the {n} clips are labelled anomalous in their feature folder's "
+                       f"manifest (first: {self.anomalous[0]}), yet calibrated on as normal: their events raise the "
+                       f"threshold; calibrate on the camera's normal clips alone")
         q = float(DEFAULT_QUANTILE)
         if self.frames < 1.0 / (1.0 - q):
             out.append(f"{self.frames} frames are too few for a {DEFAULT_QUANTILE} quantile: `auto` is about "
@@ -84,6 +89,22 @@ def checkpoint_pooling(ckpt, previous: Optional[dict]) -> str:
     return ckpt.train_config.calibration_pooling
 
 
+def labelled_anomalous(clips: Sequence) -> List[str]:
+    """The ids of ``clips`` (score_io.ClipInput) whose feature folder's manifest labels them anomalous."""
+    from .features import FeatureStore
+
+    labels: Dict[Path, Dict[str, Optional[int]]] = {}
+    out = []
+    for clip in clips:
+        if clip.record_id is None or clip.feature_folder is None:
+            continue
+        if clip.feature_folder not in labels:
+            labels[clip.feature_folder] = {r.id: r.label for r in FeatureStore(clip.feature_folder).records()}
+        if labels[clip.feature_folder].get(clip.record_id) == 1:
+            out.append(clip.record_id)
+    return out
+
+
 def without_history(calibration: Optional[dict]) -> Optional[dict]:
     """A calibration as it is kept under "previous": its own "previous" dropped, so that calibrating
     again and again keeps one level (the one it replaced), not a growing chain."""
@@ -101,6 +122,9 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
     was set to) as its calibration and write it to ``out`` (default: over ``checkpoint``, atomically). A clip
     that fails is one line through ``echo_err`` and the others go on; none scored is an error and
     nothing is written."""
+    if quantiles is not None and not len(quantiles):
+        raise ConfigError("--quantiles: no quantile given; list them (e.g. 0.95,0.99,0.999) or leave the option "
+                          "out to keep the checkpoint's")
     bad = [q for q in quantiles or () if not 0.0 < q < 1.0]
     if bad:
         raise ConfigError(f"--quantiles: each must lie in (0, 1), got {', '.join(map(str, bad))}")
@@ -113,10 +137,12 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
                            f"{checkpoint} unchanged")
     scorer = Scorer(checkpoint, dataclasses.replace(options, threshold=None))
     per_clip: Dict[str, np.ndarray] = {}
+    scored = []
     snippet_bars = scorer.snippet_bars(len(clips))
     for clip in progress_bar(clips, unit="clip", desc="calibrate", enabled=options.progress and len(clips) >= 2):
         try:
             per_clip[clip.name] = scorer.clip_scores(clip, snippet_bars).frame_scores
+            scored.append(clip)
         except CLIP_ERRORS as exc:
             errors.append(clip_error(exc, clip.path))
             echo_err(errors[-1])
@@ -130,4 +156,4 @@ def site_calibrate(sources: Sequence[str], checkpoint: Path, out: Optional[Path]
     record["previous"] = previous
     written = Path(out) if out is not None else scorer.checkpoint_file
     dataclasses.replace(ckpt, calibration=record).save(written)
-    return SiteCalibration(written, record, previous, errors)
+    return SiteCalibration(written, record, previous, errors, labelled_anomalous(scored))

@@ -153,3 +153,26 @@ def test_calibrate_notes_clips_labelled_anomalous(store, run, tmp_path):
     res = CliRunner().invoke(main, ["calibrate", str(store / "Normal__normal_0_004.npy"), "--checkpoint",
                                     str(run / "best.pt"), "-o", str(tmp_path / "c1.pt"), "--no-progress"])
     assert res.exit_code == 0 and "labelled anomalous" not in res.output, res.output
+
+
+# --- 4: --out .../latest ----------------------------------------------------------------------------------
+def test_out_named_latest_is_refused_and_a_latest_folder_is_named(store, config_file, tmp_path, monkeypatch):
+    from vadpipe.checkpoint import update_latest
+
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    args = ["train", "-c", str(config_file), "--iters", "1", "--no-progress"]
+    res = runner.invoke(main, args + ["--out", "runs/latest"])
+    assert _one_error_line(res) == "error: --out runs/latest: 'latest' is the pointer to the newest run; choose " \
+                                   "another name"
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "runs" / "latest").mkdir(parents=True)          # as the old code left it
+    res = runner.invoke(main, args)
+    assert _one_error_line(res).startswith("error: runs/latest is a folder, not the pointer to the newest run")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["latest"]    # no half-made run beside it
+    with pytest.raises(CheckpointError, match="is a folder, not the pointer"):
+        update_latest(tmp_path / "runs" / "other")
+    (tmp_path / "runs" / "latest").rmdir()
+    res = runner.invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "latest").is_symlink() or (tmp_path / "runs" / "latest").is_file()

@@ -513,10 +513,25 @@ def resolve_run(path: str | Path) -> Path:
     return path.resolve()
 
 
-def update_latest(run_dir: str | Path) -> Path:
-    """Point ``<runs>/latest`` at ``run_dir`` (relative symlink; a text file where links fail)."""
+def check_latest(run_dir: str | Path) -> Path:
+    """``<runs>/latest`` for a run in ``run_dir``, refused (a CheckpointError) where it cannot point at the run:
+    ``run_dir`` itself is named latest, or a real folder stands at that name (a run written there would
+    be overwritten by the next pointer, or block it). Called before a run's folder is made."""
     run_dir = Path(run_dir)
     link = run_dir.parent / LATEST
+    if link.is_dir() and not link.is_symlink():
+        raise CheckpointError(f"{link} is a folder, not the pointer to the newest run that vadpipe keeps there; "
+                              f"rename it (e.g. to {run_dir.parent / 'latest-run'}) and train again")
+    if run_dir.name == LATEST:
+        raise CheckpointError(f"--out {run_dir}: '{LATEST}' is the pointer to the newest run; choose another name")
+    return link
+
+
+def update_latest(run_dir: str | Path) -> Path:
+    """Point ``<runs>/latest`` at ``run_dir`` (relative symlink; a text file where links fail); refused as
+    :func:`check_latest` says."""
+    run_dir = Path(run_dir)
+    link = check_latest(run_dir)
     tmp = run_dir.parent / f".{LATEST}.{os.getpid()}.tmp"
     try:
         if tmp.is_symlink() or tmp.exists():

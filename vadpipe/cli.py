@@ -303,7 +303,8 @@ TRAIN_PRESETS = ("default", "ensemble", "paper", "ucf-crime", "shanghaitech", "d
               help="Repeatable: set any config field, typed like it (train.lr=1e-4, train.loss.k=8, "
                    "model.use_lt=false, model.hidden=512,32); applied after --config/--preset/--model/--ablation.")
 @click.option("--iters", type=int, help="Training iterations (exactly; replaces an epoch schedule).")
-@click.option("--out", type=click.Path(file_okay=False), help="Run folder.  [default: runs/<timestamp>]")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Run folder (not named latest: runs/latest points at the newest run).  [default: runs/<timestamp>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default runs/latest) from last.pt.")
 @click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--seed", type=Seed(), help="Seed of sampling, splits and weights, in [0, 2**32).")

@@ -32,7 +32,8 @@ import torch
 from . import atomic
 from .calibration import (CalibrationScores, calibrate_split, calibration_summary, calibration_videos,
                           crossfit_seed_of, fit_score_levels)
-from .checkpoint import OPTIMISTIC_CALIBRATION, Checkpoint, build_model, resolve_run, update_latest
+from .checkpoint import (OPTIMISTIC_CALIBRATION, Checkpoint, build_model, check_latest, resolve_run,
+                         update_latest)
 from .config import Config, TrainConfig, copy_config, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
 from .device import autocast, resolve_device
@@ -81,6 +82,7 @@ def train(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
     ``runs/latest`` at the run (not for a pair's own two runs)."""
     validate(cfg)
     run_dir = Path(out) if out is not None else new_run_dir()
+    check_latest(run_dir)           # before any folder is made: a run named latest, a folder where the pointer goes
     if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists() and cfg.model.partner:
         raise ConfigError(f"{run_dir} already holds a run; pass --resume to continue it or another --out")
     if cfg.model.partner:
@@ -408,6 +410,8 @@ class _Trainer:
     # --- the loop ------------------------------------------------------------------------------
     def run(self, progress: bool = True, link_latest: bool = True) -> TrainResult:
         t = self.cfg.train
+        if link_latest:
+            check_latest(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.run_dir / "config.yaml")
         if link_latest:

@@ -176,3 +176,41 @@ def test_out_named_latest_is_refused_and_a_latest_folder_is_named(store, config_
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "runs" / "latest").is_symlink() or (tmp_path / "runs" / "latest").is_file()
+
+
+# --- 5, 11, 12: resume ------------------------------------------------------------------------------------
+def test_resume_iters_replaces_an_epoch_schedule_and_cannot_shrink_the_run(store, tmp_path):
+    cfg = tiny_default(store, epochs=2.0, min_iterations=4)
+    first = train(cfg, out=tmp_path / "ep", progress=False, log=lambda m: None)
+    assert first.iterations == 4
+    logged = []
+    assert resume(tmp_path / "ep", iterations=6, progress=False, log=logged.append).iterations == 6
+    assert read_checkpoint(tmp_path / "ep", "last")["iteration"] == 6
+    assert any(m.startswith("training 6 iterations (fixed schedule)") for m in logged), logged
+    config = (tmp_path / "ep" / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match="--iters 5: the run .* already made 6 iterations"):
+        resume(tmp_path / "ep", iterations=5, progress=False, log=lambda m: None)
+    assert (tmp_path / "ep" / "config.yaml").read_text() == config
+    assert read_checkpoint(tmp_path / "ep", "last")["iteration"] == 6
+
+
+def test_resume_takes_device_and_refuses_seed_zero(store, run, tmp_path):
+    copy = tmp_path / "cu"
+    shutil.copytree(run, copy)
+    for which in ("best", "last"):                   # a run trained on a GPU, resumed where there is none
+        state = torch.load(copy / f"{which}.pt", weights_only=True)
+        state["train_config"]["device"] = "cuda:7"
+        torch.save(state, copy / f"{which}.pt")
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--resume", "--out", str(copy), "--iters", "6", "--no-progress"])
+    if not torch.cuda.is_available():
+        assert "cuda" in _one_error_line(res)
+    res = runner.invoke(main, ["train", "--resume", "--out", str(copy), "--iters", "6", "--device", "cpu",
+                               "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "continuing on cpu (the run trained on cuda:7): the result is not bit-identical" in res.output
+    last = read_checkpoint(copy, "last")
+    assert last["iteration"] == 6 and last["train_config"]["device"] == "cpu"
+    for given in (["--seed", "0"], ["--seed", "5"], ["--features", ""], ["--select", "last"]):
+        res = runner.invoke(main, ["train", "--resume", "--out", str(copy), "--no-progress"] + given)
+        assert res.exit_code == 2 and "only --out, --iters and --device apply" in res.output, (given, res.output)

@@ -302,11 +302,13 @@ TRAIN_PRESETS = ("default", "ensemble", "paper", "ucf-crime", "shanghaitech", "d
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Repeatable: set any config field, typed like it (train.lr=1e-4, train.loss.k=8, "
                    "model.use_lt=false, model.hidden=512,32); applied after --config/--preset/--model/--ablation.")
-@click.option("--iters", type=int, help="Training iterations (exactly; replaces an epoch schedule).")
+@click.option("--iters", type=int, help="Training iterations (exactly; replaces an epoch schedule; with --resume "
+                                        "the total, at least the iterations already made).")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Run folder (not named latest: runs/latest points at the newest run).  [default: runs/<timestamp>]")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (default runs/latest) from last.pt.")
-@click.option("--device", help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--device", help="auto, cpu, cuda, cuda:1 ... With --resume: continue on another device than the "
+                               "run's (the result is then not bit-identical to an uninterrupted run).")
 @click.option("--seed", type=Seed(), help="Seed of sampling, splits and weights, in [0, 2**32).")
 @click.option("--list-anomalous", help="RTFM lists: auto, name, first:N or last:N.")
 @click.option("--val-features", type=click.Path(exists=True), help="External validation features (needs --val-gt).")
@@ -322,15 +324,17 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
 
     With no options: ./features, preset default, model ltgs; the planned length and an ETA are printed.
     """
-    from .config import load_config
+    from .config import exact_iterations, load_config
     from .presets import DEFAULT_PRESET, apply_ablations, apply_overrides, preset as get_preset, use_model
     from .train import resume as resume_run, train as train_run
 
     if resume:
-        if any([config_path, features, preset, model_name, ablation, overrides, device, seed, list_anomalous,
-                val_features, val_gt, val_is_test, select]):
-            raise click.UsageError("--resume continues a run with its own config; only --out and --iters apply")
-        result = resume_run(out or "runs/latest", iterations=iters, progress=not no_progress)
+        if any(value is not None and value is not False and value != ()   # given, whatever its value (--seed 0)
+               for value in (config_path, features, preset, model_name, ablation, overrides, seed, list_anomalous,
+                             val_features, val_gt, val_is_test, select)):
+            raise click.UsageError("--resume continues a run with its own config; only --out, --iters and --device "
+                                   "apply")
+        result = resume_run(out or "runs/latest", iterations=iters, progress=not no_progress, device=device)
     else:
         if config_path and preset:
             raise click.UsageError("give either --config or --preset (a config file may name its preset)")
@@ -342,13 +346,13 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
         if overrides:
             cfg = apply_overrides(cfg, overrides)
         t = cfg.train
-        for key, value in (("features", features), ("iterations", iters), ("device", device), ("seed", seed),
+        for key, value in (("features", features), ("device", device), ("seed", seed),
                            ("list_anomalous", list_anomalous), ("val_features", val_features), ("val_gt", val_gt),
                            ("select", select)):
             if value is not None:
                 setattr(t, key, value)
         if iters is not None:
-            t.epochs = 0.0                      # --iters is exact, not a cap on the epoch schedule
+            exact_iterations(t, iters)          # --iters is exact, not a cap on the epoch schedule
         t.val_is_test = t.val_is_test or val_is_test
         result = train_run(cfg, out=out, progress=not no_progress)
     m = result.best_metrics

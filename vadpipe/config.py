@@ -250,6 +250,12 @@ def at_stride(m: ModelConfig, stride: int) -> ModelConfig:
                                normal_context=odd(m.normal_context), stride_base=stride)
 
 
+def exact_iterations(t: TrainConfig, iterations: int) -> None:
+    """``--iters N``, for a new run or a resumed one alike: exactly N iterations, replacing an epoch schedule
+    (not a cap on it)."""
+    t.iterations, t.epochs = iterations, 0.0
+
+
 # --- dict / YAML ------------------------------------------------------------------
 def copy_config(cfg: Config) -> Config:
     return config_from_dict(config_to_dict(cfg))

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 from .calibration import calibrate_split, calibration_summary, fit_score_levels
 from .checkpoint import Checkpoint, build_model, update_latest
-from .config import Config, config_to_dict, copy_config, load_config, save_config
+from .config import Config, config_to_dict, copy_config, exact_iterations, load_config, save_config
 from .data import open_features
 from .device import resolve_device
 from .errors import ConfigError
@@ -68,17 +68,21 @@ def train_pair(cfg: Config, run_dir: Path, progress: bool, log: Callable[[str], 
     return _finish_pair(cfg, run_dir, None, progress, log)
 
 
-def resume_pair(run_dir: Path, iterations: Optional[int], progress: bool, log: Callable[[str], None]):
-    """Continue each head of a pair from its last.pt (or start one that never wrote one) and pair them."""
+def resume_pair(run_dir: Path, iterations: Optional[int], progress: bool, log: Callable[[str], None],
+                device: Optional[str] = None):
+    """Continue each head of a pair from its last.pt (or start one that never wrote one) and pair them
+    (``iterations``, ``device``: as ``train.resume`` takes them)."""
     cfg = load_config(run_dir / CONFIG)
     if iterations is not None:
-        cfg.train.iterations = iterations
+        exact_iterations(cfg.train, iterations)
+    if device is not None:
+        cfg.train.device = device
     log(f"resuming the pair {run_dir}")
-    return _finish_pair(cfg, run_dir, iterations, progress, log)
+    return _finish_pair(cfg, run_dir, iterations, progress, log, device)
 
 
 def _finish_pair(cfg: Config, run_dir: Path, iterations: Optional[int], progress: bool,
-                 log: Callable[[str], None]):
+                 log: Callable[[str], None], device: Optional[str] = None):
     from .train import resume, train
 
     heads = ((PARTNER, partner_config(cfg)), (PRIMARY, primary_config(cfg)))
@@ -87,7 +91,7 @@ def _finish_pair(cfg: Config, run_dir: Path, iterations: Optional[int], progress
     for name, head_cfg in heads:
         sub = run_dir / name
         if (sub / "last.pt").is_file():
-            resume(sub, iterations, progress, log, link_latest=False)
+            resume(sub, iterations, progress, log, link_latest=False, device=device)
         else:
             train(head_cfg, sub, progress, log, link_latest=False)
     return pair_runs(run_dir, cfg.model.partner, log)

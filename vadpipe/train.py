@@ -34,7 +34,7 @@ from .calibration import (CalibrationScores, calibrate_split, calibration_summar
                           crossfit_seed_of, fit_score_levels)
 from .checkpoint import (OPTIMISTIC_CALIBRATION, Checkpoint, build_model, check_latest, resolve_run,
                          update_latest)
-from .config import Config, TrainConfig, copy_config, save_config, validate
+from .config import Config, TrainConfig, copy_config, exact_iterations, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
@@ -93,9 +93,13 @@ def train(cfg: Config, out: Optional[str | Path] = None, progress: bool = True,
 
 
 def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, progress: bool = True,
-           log: Optional[Callable[[str], None]] = None, link_latest: bool = True) -> TrainResult:
-    """Continue a run from its last.pt (its own config; ``iterations`` may extend it); a pair's run
-    continues whichever of its two heads had not finished, and pairs them again."""
+           log: Optional[Callable[[str], None]] = None, link_latest: bool = True,
+           device: Optional[str] = None) -> TrainResult:
+    """Continue a run from its last.pt (its own config). ``iterations``: exactly that many in all, as a new
+    run's ``--iters`` (an epoch schedule replaced; fewer than the run already made is refused). ``device``:
+    continue there instead of the run's own device (the result is then not bit-identical to an
+    uninterrupted run). A pair's run continues whichever of its two heads had not finished, and pairs them
+    again."""
     try:
         run_dir = resolve_run(run)
     except CheckpointError:
@@ -103,8 +107,9 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
                               f"(it writes last.pt every {TrainConfig.checkpoint_minutes:g} minutes)") from None
     from .pair_training import is_pair_run, resume_pair
 
+    log = log or _stderr
     if is_pair_run(run_dir):
-        return resume_pair(run_dir, iterations, progress, log or _stderr)
+        return resume_pair(run_dir, iterations, progress, log, device)
     if not (run_dir / "last.pt").is_file():
         raise CheckpointError(f"nothing to resume: {run_dir} has no last.pt yet (stopped before its first "
                               f"checkpoint); start it again with "
@@ -116,7 +121,14 @@ def resume(run: str | Path = "runs/latest", iterations: Optional[int] = None, pr
         raise ConfigError(f"{run_dir}/last.pt holds no resume state")
     cfg = copy_config(Config(ckpt.model_config, ckpt.train_config))
     if iterations is not None:
-        cfg.train.iterations = iterations
+        if iterations < ckpt.iteration:
+            raise ConfigError(f"--iters {iterations}: the run {run_dir} already made {ckpt.iteration} iterations; "
+                              f"give at least that many (a shorter run is its own: train one with --out)")
+        exact_iterations(cfg.train, iterations)
+    if device is not None and device != cfg.train.device:
+        log(f"continuing on {device} (the run trained on {cfg.train.device}): the result is not bit-identical "
+            "to an uninterrupted run")
+        cfg.train.device = device
     return _Trainer(cfg, run_dir, ckpt, log, progress).run(progress, link_latest)
 
 

@@ -214,3 +214,15 @@ def test_resume_takes_device_and_refuses_seed_zero(store, run, tmp_path):
     for given in (["--seed", "0"], ["--seed", "5"], ["--features", ""], ["--select", "last"]):
         res = runner.invoke(main, ["train", "--resume", "--out", str(copy), "--no-progress"] + given)
         assert res.exit_code == 2 and "only --out, --iters and --device apply" in res.output, (given, res.output)
+
+
+# --- 6: --list-anomalous on a feature folder -----------------------------------------------------------------
+def test_list_anomalous_is_checked_and_a_folder_says_it_does_not_use_it(store, tmp_path):
+    with pytest.raises(ConfigError, match="train.list_anomalous = 'bogus'; use auto, name, none, first:N or last:N"):
+        train(tiny_default(store, iterations=1, list_anomalous="bogus"), out=tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    logged = []
+    train(tiny_default(store, iterations=1, list_anomalous="first:1"), out=tmp_path / "b", progress=False,
+          log=logged.append)
+    assert f"note: train.list_anomalous first:1 applies to RTFM list files; {store} takes its labels from its " \
+           f"manifest.jsonl (the rule is not used)" in logged

@@ -426,6 +426,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.iterations must be >= 0, got {t.iterations}")
     if (why := seed_problem(t.seed)) is not None:
         raise ConfigError(f"train.seed {why}")
+    from .rtfm_lists import list_rule
+
+    list_rule(t.list_anomalous)
     if t.bags == "real" and t.dynamic != "off":
         raise ConfigError("train.bags = real trains on variable-length videos, which the dynamic label table "
                           "(one row of `segments` per video) does not cover: set train.dynamic = off")

@@ -43,7 +43,7 @@ from .errors import ConfigError, FeatureStoreError
 from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops
 from .progress import progress_bar
 from .readers import check_finite, read_array
-from .rtfm_lists import label_from_name, read_list_file
+from .rtfm_lists import label_from_name, list_rule, read_list_file
 from .recipe import Recipe
 
 RTFM_SNIPPET_LEN = 16
@@ -169,20 +169,16 @@ def _resolve_listed(line: str, base: Path) -> Optional[Path]:
 def list_labels(names: Sequence[str], rule: str, origin: str) -> List[Optional[int]]:
     """Video labels of list entries under ``rule`` (see the module docstring)."""
     n = len(names)
-    rule = rule.strip().lower()
-    if rule == "auto":
-        rule = "name" if any("normal" in s.lower() for s in names) else "none"
-    if rule == "none":
+    kind, count = list_rule(rule)
+    if kind == "auto":
+        kind = "name" if any("normal" in s.lower() for s in names) else "none"
+    if kind == "none":
         return [None] * n
-    if rule == "name":
+    if kind == "name":
         return [0 if "normal" in s.lower() else 1 for s in names]
-    match = re.fullmatch(r"(first|last):(\d+)", rule)
-    if not match:
-        raise ConfigError(f"list_anomalous = {rule!r}; use auto, name, none, first:N or last:N")
-    count = int(match.group(2))
     if count > n:
-        raise ConfigError(f"{origin}: list_anomalous {rule} but the list has only {n} lines")
-    if match.group(1) == "first":
+        raise ConfigError(f"{origin}: list_anomalous {rule.strip().lower()} but the list has only {n} lines")
+    if kind == "first":
         return [1] * count + [0] * (n - count)
     return [0] * (n - count) + [1] * count
 

@@ -75,6 +75,18 @@ def read_list_file(path: str | os.PathLike) -> List[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
+def list_rule(rule: str) -> Tuple[str, int]:
+    """(kind, N) of a list-label rule (``train.list_anomalous``, ``--list-anomalous``; vadpipe.data's
+    docstring): auto, name, none, first:N or last:N (N 0 for the first three); anything else a ConfigError."""
+    text = str(rule).strip().lower()
+    if text in ("auto", "name", "none"):
+        return text, 0
+    match = re.fullmatch(r"(first|last):(\d+)", text)
+    if not match:
+        raise ConfigError(f"train.list_anomalous = {rule!r}; use auto, name, none, first:N or last:N")
+    return match.group(1), int(match.group(2))
+
+
 # --- importing public feature folders ------------------------------------------------------------
 
 _CROP_FILE = re.compile(r"^(?P<name>.+)__(?P<crop>\d+)$")

@@ -38,7 +38,7 @@ from .config import Config, TrainConfig, copy_config, exact_iterations, save_con
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
-from .features import remove_leftovers
+from .features import MANIFEST_FILE, remove_leftovers
 from .fitted_terms import (fit_member_terms, fit_scene_record, fit_terms, held_out_normals, member_terms_videos,
                            terms_videos)
 from .models.dynamic_labels import DynamicLabels
@@ -160,6 +160,9 @@ class _Trainer:
         self.device = resolve_device(t.device)
         self.use_amp = t.amp and self.device.type == "cuda"
         self.data = open_features(t.features, t.list_anomalous)
+        if resume_ckpt is None and self.data.kind == "store" and t.list_anomalous.strip().lower() != "auto":
+            self.log(f"note: train.list_anomalous {t.list_anomalous} applies to RTFM list files; {t.features} takes "
+                     f"its labels from its {MANIFEST_FILE} (the rule is not used)")
         if resume_ckpt is not None:
             check_compatible(resume_ckpt.recipe, self.data.recipe, f"the run {run_dir}", f"features {t.features}")
         crops, dim = self.data.shape()

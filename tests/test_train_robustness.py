@@ -226,3 +226,47 @@ def test_list_anomalous_is_checked_and_a_folder_says_it_does_not_use_it(store, t
           log=logged.append)
     assert f"note: train.list_anomalous first:1 applies to RTFM list files; {store} takes its labels from its " \
            f"manifest.jsonl (the rule is not used)" in logged
+
+
+# --- 7: a video annotated twice ---------------------------------------------------------------------------
+def test_ground_truth_refuses_a_video_annotated_twice(tmp_path):
+    from vadpipe.groundtruth import read_ucf_annotation, read_vadpipe_json
+
+    ucf = tmp_path / "ucf.txt"
+    ucf.write_text("fight_0_000.mp4 Fighting 49 112 -1 -1\nnormal_0_004.mp4 Normal -1 -1 -1 -1\n\n"
+                   "fight_0_000.mp4 Fighting 200 210 -1 -1\n")
+    with pytest.raises(GroundTruthError, match=f"^{ucf}:4: video fight_0_000 already annotated on line 1"):
+        read_ucf_annotation(ucf)
+    doubled = tmp_path / "gt.json"
+    doubled.write_text('{"videos": {"a": {"frames": 30, "intervals": [[0, 5]]}, "b": {"frames": 9}, '
+                       '"a": {"frames": 30, "intervals": []}}}')
+    with pytest.raises(GroundTruthError, match=f"^{doubled}: 'a' appears twice in one object"):
+        read_vadpipe_json(doubled)
+
+
+# --- 9: eval errors name the ground truth and the cause ------------------------------------------------------
+def test_eval_errors_name_the_ground_truth_file_and_the_cause(store, run, tmp_path):
+    runner = CliRunner()
+
+    def eval_line(gt: Path, *more: str) -> str:
+        return _one_error_line(runner.invoke(main, ["eval", "--run", str(run), "--features", str(store),
+                                                    "--gt", str(gt), "--out", str(tmp_path / "ev"), *more]))
+
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"videos": {}}')
+    assert eval_line(empty) == f"error: {empty}: holds no videos"
+    assert not (tmp_path / "ev").exists()                    # read before scoring: nothing written
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    assert eval_line(blank).startswith(f"error: {blank}: holds no annotation lines")
+    gts = json.loads((store / "gt.json").read_text())
+    for rec in gts["videos"].values():
+        rec["frames"] += 100
+    far = tmp_path / "far.json"
+    far.write_text(json.dumps(gts))
+    line = eval_line(far, "--on-mismatch", "skip")
+    assert line.startswith(f"error: {far}: all 8 matched video(s) mismatched and were skipped (first: Fight/fight_0_000:")
+    assert eval_line(far).startswith(f"error: {far}: video Fight/fight_0_000: ")
+    other = tmp_path / "other.json"
+    other.write_text('{"videos": {"x": {"frames": 30, "intervals": []}}}')
+    assert eval_line(other).startswith(f"error: {other}: none of the 8 scored videos")

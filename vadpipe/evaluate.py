@@ -230,10 +230,14 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
     if on_mismatch not in ("error", "skip"):
         raise ConfigError(f"on_mismatch {on_mismatch!r}; choose error or skip")
     frames, classes = frames or {}, dict(classes or {})
+    origin = getattr(gts, "origin", None)          # the file the ground truth came from (groundtruth.GroundTruth)
+    where = f"{origin}: " if origin else ""
     mapping = match_ids(list(scores), list(gts))
+    if not gts:
+        raise GroundTruthError(f"{where}the ground truth holds no videos")
     if not mapping:
-        raise GroundTruthError(f"none of the {len(scores)} scored videos (e.g. {next(iter(scores), '-')}) matches "
-                               f"a ground-truth video (e.g. {next(iter(gts), '-')})")
+        raise GroundTruthError(f"{where}none of the {len(scores)} scored videos (e.g. {next(iter(scores), '-')}) "
+                               f"matches a ground-truth video (e.g. {next(iter(gts), '-')})")
     fs, fl, reports = {}, {}, []
     for sid, vals in scores.items():
         gid = mapping.get(sid)
@@ -245,11 +249,16 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
         reports.append(report)
         if f_scores is None:
             if on_mismatch == "error":
-                raise GroundTruthError(f"video {sid}: {report.detail} (use --on-mismatch skip to leave it out)")
+                raise GroundTruthError(f"{where}video {sid}: {report.detail} (use --on-mismatch skip to leave it "
+                                       "out)")
             continue
         fs[sid], fl[sid] = f_scores, f_labels
         if gt.cls is not None:
             classes[sid] = gt.cls
+    if not fs:                                     # every matched video mismatched, and was skipped
+        first = reports[0]
+        raise GroundTruthError(f"{where}all {len(reports)} matched video(s) mismatched and were skipped (first: "
+                               f"{first.id}: {first.detail})")
     classes = {k: (None if v is None or str(v).lower() in NORMAL_CLASSES else v) for k, v in classes.items()}
     metrics = compute_metrics(fs, fl, classes, threshold, extra_thresholds, scene_beyond)
     matched_gt = set(mapping.values())
@@ -467,6 +476,9 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
     model, ckpt = load_checkpoint(ckpt_file, dev)
     fs = open_features(features, list_anomalous="none")
     notes, view = check_recipe(ckpt, fs, crops)
+    fmt = detect_format(gt) if gt_format == "auto" else gt_format
+    # read before scoring (a concatenated gt needs the scores' lengths): a bad one costs no pass over the set
+    gts = None if fmt == "concat" else load_ground_truth(gt, fmt, ucf_convention)
     ss = score_feature_set(model, fs, dev, progress, view, scene=SceneCheck.of(model, ckpt.scene))
     ss.meta["checkpoint"] = str(ckpt_file)
     ss.meta["calibration"] = ckpt.calibration
@@ -474,7 +486,9 @@ def evaluate_run(run: str | Path, features: str | Path, gt: str | Path, out: Opt
         out = ckpt_file.parent / "eval" / (Path(features).stem or "features")
     out = Path(out)
     write_scores(out / "scores", ss)
-    result = evaluate_score_set(ss, load_gt_for(ss, gt, gt_format, ucf_convention), threshold, on_mismatch)
+    if gts is None:
+        gts = load_gt_for(ss, gt, fmt, ucf_convention)
+    result = evaluate_score_set(ss, gts, threshold, on_mismatch)
     result.notes.extend(notes)
     save_result(out / "eval.json", result, {"checkpoint": str(ckpt_file), "features": str(features), "gt": str(gt)})
     return result, out

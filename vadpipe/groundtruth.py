@@ -80,16 +80,44 @@ class VideoGT:
         return out, notes
 
 
+class GroundTruth(dict):
+    """{video id: VideoGT} as read from ``origin`` (the file or folder, named in evaluation's errors)."""
+
+    def __init__(self, origin: str | Path, items=()):
+        super().__init__(items)
+        self.origin = str(origin)
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    """json ``object_pairs_hook``: a key twice in one object is an error (json.loads would keep the last)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _RepeatedKey(key)
+        out[key] = value
+    return out
+
+
 # --- readers ----------------------------------------------------------------------------------
 def read_vadpipe_json(path: str | Path) -> Dict[str, VideoGT]:
     try:
-        data = json.loads(read_text(path, what="ground truth JSON", error=GroundTruthError))
+        data = json.loads(read_text(path, what="ground truth JSON", error=GroundTruthError),
+                          object_pairs_hook=_unique_keys)
+    except _RepeatedKey as exc:
+        raise GroundTruthError(f"{path}: {str(exc.args[0])!r} appears twice in one object (a video annotated "
+                               "twice? JSON would keep only the last)") from None
     except ValueError as exc:
         raise GroundTruthError(f"{path}: cannot read ground truth JSON ({exc})") from None
     videos = data.get("videos") if isinstance(data, dict) else None
     if not isinstance(videos, dict):
         raise GroundTruthError(f"{path}: expected {{\"videos\": {{id: {{frames, intervals}}}}}}")
-    out = {}
+    if not videos:
+        raise GroundTruthError(f"{path}: holds no videos")
+    out = GroundTruth(path)
     for vid, rec in videos.items():
         try:
             frames = None if rec.get("frames") is None else int(rec["frames"])
@@ -137,19 +165,25 @@ def read_ucf_annotation(path: str | Path, convention: str = "1-based-inclusive")
     if convention not in UCF_CONVENTIONS:
         raise ConfigError(f"UCF convention {convention!r}; choose one of {', '.join(UCF_CONVENTIONS)}")
     lines = read_text(path, what="ground truth", error=GroundTruthError).splitlines()
-    out = {}
+    out, line_of = GroundTruth(path), {}
     for no, line in enumerate(lines, 1):
         try:
             gt = parse_ucf_line(line, convention)
         except ValueError as exc:
             raise GroundTruthError(f"{path}:{no}: {exc}") from None
-        if gt is not None:
-            out[gt.id] = gt
+        if gt is None:
+            continue
+        if gt.id in out:
+            raise GroundTruthError(f"{path}:{no}: video {gt.id} already annotated on line {line_of[gt.id]} "
+                                   "(one line per video, up to two intervals on it)")
+        out[gt.id], line_of[gt.id] = gt, no
+    if not out:
+        raise GroundTruthError(f"{path}: holds no annotation lines ('video class start end [start end]')")
     return out
 
 
 def read_frame_masks(folder: str | Path) -> Dict[str, VideoGT]:
-    out = {}
+    out = GroundTruth(folder)
     for p in sorted(Path(folder).glob("*.npy")):
         mask = read_array(p, what="frame mask", error=GroundTruthError).reshape(-1)
         if mask.size and not np.isin(np.unique(mask), (0, 1)).all():
@@ -179,7 +213,7 @@ def split_concat_gt(gt: np.ndarray, ids: Sequence[str], snippets: Sequence[int],
             f is not None for f in frames) else ""
         raise GroundTruthError(f"{origin}: {gt.size} gt frames, but the {len(ids)} videos' {reach} "
                                f"sum to {sum(by_snippets)}{known}; refusing to truncate or pad")
-    out, pos = {}, 0
+    out, pos = GroundTruth(origin), 0
     for vid, n in zip(ids, lengths):
         mask = gt[pos:pos + n].astype(np.int8)
         out[vid] = VideoGT(vid, int(n), [], None, mask, how)

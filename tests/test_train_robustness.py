@@ -244,6 +244,21 @@ def test_ground_truth_refuses_a_video_annotated_twice(tmp_path):
         read_vadpipe_json(doubled)
 
 
+# --- 8: features import --labels rows matching nothing ---------------------------------------------------
+def test_features_import_warns_about_label_rows_that_match_no_video(store, tmp_path):
+    src = tmp_path / "imp"
+    src.mkdir()
+    for i in range(3):
+        np.save(src / f"vid{i}.npy", np.ones((5, 1, 32), dtype=np.float32))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,label\nghost1,1\nvid1,0\nghost2,0\n")
+    res = CliRunner().invoke(main, ["features", "import", str(src), "--labels", str(labels), "--recipe",
+                                    str(store / "recipe.json")])
+    assert res.exit_code == 0, res.output
+    assert f"warning: 2 of 3 rows of {labels} match no video (first: 'ghost1')" in res.output
+    assert "0 anomalous, 1 normal, 2 unlabeled" in res.output
+
+
 # --- 9: eval errors name the ground truth and the cause ------------------------------------------------------
 def test_eval_errors_name_the_ground_truth_file_and_the_cause(store, run, tmp_path):
     runner = CliRunner()

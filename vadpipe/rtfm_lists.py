@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -111,6 +111,8 @@ def label_from_name(name: str) -> Tuple[Optional[int], Optional[str]]:
 class ImportSummary:
     records: List[ManifestRecord]
     recipe: Recipe
+    unmatched_labels: List[str] = field(default_factory=list)   # --labels rows that match no video
+    label_rows: int = 0                                          # rows in --labels
 
     @property
     def ok(self) -> int:
@@ -185,12 +187,15 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
             match = _CROP_FILE.match(stem)
             list_labels[_clean_stem(match.group("name") if match else stem)] = 1 if position < split_index else 0
     csv_rows: Dict[str, LabelRow] = {}
+    unmatched: List[str] = []
     if labels:
         key_index = KeyIndex(list(groups))
         for key, row in labels.items():
             vid = key_index.find(key)
             if vid is not None:
                 csv_rows[vid] = row
+            else:
+                unmatched.append(key)
 
     raw_shapes: Dict[str, List[Tuple[int, ...]]] = {}
     errors: Dict[str, str] = {}
@@ -268,7 +273,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
     for rec in records:
         store.append(rec)
     store.merge(0, 1)
-    return ImportSummary(records, recipe)
+    return ImportSummary(records, recipe, unmatched, len(labels or {}))
 
 
 def imported_recipe_factory(recipe_file: Optional[str | os.PathLike] = None, backbone: Optional[str] = None,

@@ -285,3 +285,13 @@ def test_eval_errors_name_the_ground_truth_file_and_the_cause(store, run, tmp_pa
     other = tmp_path / "other.json"
     other.write_text('{"videos": {"x": {"frames": 30, "intervals": []}}}')
     assert eval_line(other).startswith(f"error: {other}: none of the 8 scored videos")
+
+
+# --- minor: --iters 0 ------------------------------------------------------------------------------------------
+def test_zero_iterations_keep_iteration_zero(config_file, tmp_path):
+    res = CliRunner().invoke(main, ["train", "-c", str(config_file), "--iters", "0", "--out", str(tmp_path / "z"),
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "kept iteration 0," in res.output and "validation AUC n/a at iteration 0" in res.output
+    assert "None" not in res.output
+    assert read_checkpoint(tmp_path / "z")["metrics"]["best_iteration"] == 0

@@ -360,8 +360,8 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
         result = train_run(cfg, out=out, progress=not no_progress)
     m = result.best_metrics
     click.echo(f"run: {result.run_dir}")
-    click.echo(f"model selection: {m.get('selection')}; validation AUC {m.get('val_auc')} "
-               f"at iteration {m.get('best_iteration')}")
+    auc = "n/a" if m.get("val_auc") is None else m["val_auc"]
+    click.echo(f"model selection: {m.get('selection')}; validation AUC {auc} at iteration {m.get('best_iteration')}")
 
 
 # --- eval ---------------------------------------------------------------------

@@ -491,7 +491,9 @@ class _Trainer:
 
     def _finish(self, total: int, last_metrics: dict) -> TrainResult:
         best_path, last_path = self.run_dir / "best.pt", self.run_dir / "last.pt"
-        if not last_path.exists():   # zero iterations asked for
+        if not last_path.exists():   # zero iterations asked for: the untrained head is kept, as iteration 0
+            if self.best["iteration"] is None:
+                self.best = {**self.best, "iteration": total}
             self._checkpoint(total, True, last_metrics).save(last_path)
             self._checkpoint(total, False, {"selection": self._selection()}).save(best_path)
         best = Checkpoint.load(best_path)

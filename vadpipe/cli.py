@@ -622,7 +622,8 @@ def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duratio
               help="tiny: 10 clips of 2-4 s at 160x90, 3 cameras (tests); small: 40 clips of 6-14 s at "
                    "320x180, 8 cameras (demo); full: 100 clips of 10-30 s at 640x360, 12 cameras "
                    "(Mini-Anomaly scale).")
-@click.option("--seed", type=int, default=0, show_default=True, help="World seed: same seed, same clips and labels.")
+@click.option("--seed", type=Seed(), default=0, show_default=True,
+              help="World seed: same seed, same clips and labels; in [0, 2**32).")
 @click.option("--clips", type=int, default=None, help="Number of clips [default: the size's].")
 @click.option("--width", type=int, default=None, help="Frame width (even) [default: the size's].")
 @click.option("--height", type=int, default=None, help="Frame height (even) [default: the size's].")
@@ -657,7 +658,7 @@ def synth(out, size, seed, clips, width, height, min_seconds, max_seconds, camer
 @click.option("--size", type=click.Choice(["tiny", "small", "full"]), default="small", show_default=True,
               help="small: 40 short clips, minutes on 2 CPU cores; full: Mini-Anomaly scale (GPU advised); "
                    "tiny: a smoke test.")
-@click.option("--seed", default=0, show_default=True, help="Seed for the world and training.")
+@click.option("--seed", type=Seed(), default=0, show_default=True, help="Seed for the world and training, in [0, 2**32).")
 @click.option("--iters", "iterations", type=int, default=None, help="Training iterations per model (size default).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--workers", type=int, default=None, help="Decode worker processes (default: from the cores).")

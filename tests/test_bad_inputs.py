@@ -693,3 +693,12 @@ def test_synth_redoes_an_empty_clip_and_names_a_damaged_world_file(tmp_path):
         assert_clean(result)
         (line,) = error_lines(result)
         assert result.exit_code == 1 and line.startswith(f"error: {world}: {cause}") and "--overwrite" in line
+
+
+def test_an_error_naming_a_file_with_a_newline_stays_one_line(tmp_path):
+    config = tmp_path / "my\nconfig.yaml"
+    config.write_text("train: 5\n")
+    result = CliRunner().invoke(main, ["train", "-c", str(config), "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"error: {tmp_path}/my\\nconfig.yaml: train: expected a mapping, "
+                                                  "got a number 5"]

@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import VadpipeError
+from .errors import VadpipeError, printable
 
 
 def os_error_line(exc: OSError) -> str:
@@ -35,10 +35,10 @@ def one_line_errors(func):
         try:
             return func(*args, **kwargs)
         except VadpipeError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             sys.exit(1)
         except OSError as exc:
-            click.echo(f"error: {os_error_line(exc)}", err=True)
+            click.echo(f"error: {printable(os_error_line(exc))}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -10,7 +10,6 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
-
 class VadpipeError(Exception):
     """Base class: an expected failure with a message fit for the user."""
 

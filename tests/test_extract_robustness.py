@@ -15,22 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import make_video
-from vadpipe.encode import build_recipe
+from test_extract import backbone, recipe  # noqa: F401  (fixtures: the extract tests' random backbone, tiny recipe)
 from vadpipe.errors import VideoDecodeError
 from vadpipe.extract import ExtractOptions, run_extract
 from vadpipe.video import VideoReader
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    from vadpipe.extractors import create_backbone
-
-    return create_backbone("i3d-inception", weights="random")
-
-
-@pytest.fixture(scope="module")
-def recipe(backbone):
-    return build_recipe(backbone, "tiny")
 
 
 def run(root, out, recipe, backbone, **options):

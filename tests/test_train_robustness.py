@@ -244,6 +244,32 @@ def test_ground_truth_refuses_a_video_annotated_twice(tmp_path):
         read_vadpipe_json(doubled)
 
 
+def test_ground_truth_frames_must_be_a_count(tmp_path):
+    from vadpipe.groundtruth import read_vadpipe_json
+
+    for frames in (-7, 12.9, 0, True):
+        path = tmp_path / "gt.json"
+        path.write_text(json.dumps({"videos": {"a": {"frames": frames, "intervals": []}}}))
+        with pytest.raises(GroundTruthError, match=f"^{path}: video 'a': frames {frames!r} is not a count"):
+            read_vadpipe_json(path)
+    path.write_text(json.dumps({"videos": {"a": {"frames": 30.0, "intervals": [[0, 5]]}}}))
+    assert read_vadpipe_json(path)["a"].frames == 30
+
+
+def test_validation_videos_whose_frames_disagree_are_logged_once(store, tmp_path):
+    from vadpipe.groundtruth import read_vadpipe_json, write_vadpipe_json
+
+    half = read_vadpipe_json(store / "gt.json")
+    for i, gt in enumerate(half.values()):
+        gt.frames += 100 if i % 2 else 0             # every other video: more frames than its snippets reach
+    write_vadpipe_json(tmp_path / "half.json", half.values())
+    lines = []
+    cfg = tiny_default(store, iterations=8, val_features=str(store), val_gt=str(tmp_path / "half.json"))
+    train(cfg, out=tmp_path / "r", progress=False, log=lines.append)     # two validations, one line
+    told = [line for line in lines if "skipped, their frame count disagrees" in line]
+    assert len(told) == 1 and told[0].startswith(f"validation: {len(half) // 2} of {len(half)} video(s)"), lines
+
+
 # --- 8: features import --labels rows matching nothing ---------------------------------------------------
 def test_features_import_warns_about_label_rows_that_match_no_video(store, tmp_path):
     src = tmp_path / "imp"

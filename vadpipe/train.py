@@ -191,6 +191,7 @@ class _Trainer:
         anomalous, normal = np.flatnonzero(self.labels == 1), np.flatnonzero(self.labels == 0)
         self.anomalous = anomalous
         self.priors = None
+        self._told_val_skipped = False    # validation videos whose frames disagree: logged once
         if needs_prior(t.loss):
             self.log(f"segments chosen by distance (train.loss.topk_by {t.loss.topk_by}, bottom_by "
                      f"{t.loss.bottom_by}): distances to the {normal.size} normal training videos' snippets")
@@ -356,8 +357,13 @@ class _Trainer:
     def _validate(self) -> dict:
         if self.val_set is None:
             return {}
-        return validation_metrics(score_videos(self.model, self.val_set.videos, self.device), self.val_set,
-                                  self.val_gt, self.cfg.model.frame_scores)
+        metrics = validation_metrics(score_videos(self.model, self.val_set.videos, self.device), self.val_set,
+                                     self.val_gt, self.cfg.model.frame_scores)
+        if metrics.get("val_skipped") and not self._told_val_skipped:
+            self._told_val_skipped = True
+            self.log(f"validation: {metrics['val_skipped']} of {len(self.val_set.videos)} video(s) skipped, their "
+                     f"frame count disagrees with {self.cfg.train.val_gt} (val_skipped in metrics.jsonl)")
+        return metrics
 
     def _calibrate(self) -> dict:
         t = self.cfg.train

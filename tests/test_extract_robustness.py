@@ -381,3 +381,12 @@ def test_a_former_record_that_is_stale_is_retired_and_its_source_redone(tmp_path
     recs = manifest(out)
     assert (summary.ok, summary.skipped) == (2, 0) and sorted(recs) == ["x.avi", "x.mp4"]
     assert (recs["x.mp4"]["frames"], np.load(out / "x.mp4.npy").shape) == (70, (5, 1, 1024))
+
+
+def test_a_sliver_of_a_frame_is_one_line_not_a_huge_resize(tmp_path):
+    """A 128x2 clip at a 256-px short side would be 16384x256 frames: refused, naming the file, before decoding."""
+    clip = make_video(tmp_path / "sliver.mp4", 4, width=128, height=2)
+    with pytest.raises(VideoDecodeError, match=r"sliver\.mp4: 128x2 frames resized to a short side of 256 would "
+                                               r"be 16384x256 \(over 8192 px\)"):
+        VideoReader(clip, short_side=256)
+    assert VideoReader(clip, short_side=16).size == (1024, 16)

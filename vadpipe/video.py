@@ -104,6 +104,9 @@ def check_readable(path: str | os.PathLike, folder_ok: bool = True) -> None:
         raise VideoDecodeError(f"{path}: permission denied (not readable)")
 
 
+MAX_RESIZED_SIDE = 8192   # px: the long side a resize may reach (32:1 at a 256-px short side)
+
+
 def short_side_size(width: int, height: int, short_side: Optional[int]) -> Tuple[int, int]:
     """(width, height) after resizing so the short side is ``short_side`` (aspect kept, rounded)."""
     if not short_side:
@@ -325,6 +328,10 @@ class VideoReader:
         self.info.decoder = self.backend
         self.target_fps = fps
         self.size = short_side_size(self.info.width, self.info.height, short_side) if short_side else None
+        if self.size and max(self.size) > MAX_RESIZED_SIDE:     # a sliver of a frame would fill the memory
+            raise VideoDecodeError(f"{self.path}: {self.info.width}x{self.info.height} frames resized to a short "
+                                   f"side of {short_side} would be {self.size[0]}x{self.size[1]} (over "
+                                   f"{MAX_RESIZED_SIDE} px): an aspect ratio vadpipe does not extract")
         self.output_fps = float(fps) if fps else self.info.fps
         self._times = array("d")          # output frame -> time (s), filled while streaming
         self._source_times = array("d")   # decoded frame -> time (s), for the frame-rate check

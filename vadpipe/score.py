@@ -270,7 +270,7 @@ class Scorer:
         from .features import FeatureStore, as_snippet_crops
 
         notes: List[str] = []
-        record = None
+        record = clip.record               # the folder manifest's (collect_inputs read it), or None
         recipe = self.given_recipe
         if clip.feature_folder is not None:       # the folder's own recipe is what its features were made with
             store = FeatureStore(clip.feature_folder)
@@ -280,12 +280,10 @@ class Scorer:
                 raise RecipeMismatchError(f"{clip.path}: --recipe {self.options.recipe_file} differs from "
                                           f"{store.recipe_path}, the recipe these features were made with "
                                           f"({'; '.join(differs)}); leave --recipe out for a feature folder")
-            if clip.record_id is not None:
-                record = store.all_records()[clip.record_id]
         if recipe is None and self.trained_recipe is not None:
             raise RecipeMismatchError(f"{clip.path}: no recipe.json beside these features; pass --recipe FILE "
                                       f"(the checkpoint needs recipe {self.trained_recipe.recipe_id})")
-        feats = read_array(clip.path, finite=True) if record is None else FeatureStore(clip.feature_folder).load(record)
+        feats = read_array(clip.path, finite=True) if record is None else store.load(record)
         try:
             feats = as_snippet_crops(feats)
         except ValueError as exc:

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .intervals import Interval, format_clock, format_interval
 from .readers import os_reason
 from .recipe import RECIPE_FILE
 from .video import VIDEO_EXTENSIONS, find_videos
+
+if TYPE_CHECKING:
+    from .features import ManifestRecord
 
 FEATURE_SUFFIX = ".npy"
 
@@ -30,7 +33,7 @@ class ClipInput:
     kind: str                         # "video" | "features"
     name: str = ""                    # output stem, unique within one run
     feature_folder: Optional[Path] = None   # for features: the folder holding recipe.json, when there is one
-    record_id: Optional[str] = None         # for features: the folder manifest's video, when it has a manifest
+    record: Optional["ManifestRecord"] = None   # for features: the folder manifest's video, when it has one
 
 
 def collect_inputs(paths: Iterable[str | Path]) -> Tuple[List[ClipInput], List[Tuple[str, str]]]:
@@ -97,12 +100,12 @@ def feature_folder_clips(folder: Path, only: Optional[Path] = None
         sorted(p for p in folder.glob("*" + FEATURE_SUFFIX) if not p.name.startswith("."))
     if not store.manifest_path.exists() and not store.journals():
         return [ClipInput(p, "features", feature_folder=folder) for p in npys], []
-    records = store.records(ok_only=True)
+    recipe = store.recipe()
+    records = store.records(ok_only=True, recipe_id=recipe.recipe_id if recipe else None)
     wanted = None if only is None else only.resolve()
-    clips = [ClipInput(store.resolve(r.file), "features", feature_folder=folder, record_id=r.id) for r in records
+    clips = [ClipInput(store.resolve(r.file), "features", feature_folder=folder, record=r) for r in records
              if wanted is None or store.resolve(r.file).resolve() == wanted]
     held = {store.resolve(f).resolve() for r in records for f in (r.files or [r.file])}
-    recipe = store.recipe()
     why = (f"no video of {store.manifest_path} under the folder's recipe {recipe.recipe_id if recipe else '?'} "
            f"holds it (left by an earlier extraction?): not scored")
     if only is not None:

@@ -91,18 +91,7 @@ def checkpoint_pooling(ckpt, previous: Optional[dict]) -> str:
 
 def labelled_anomalous(clips: Sequence) -> List[str]:
     """The ids of ``clips`` (score_io.ClipInput) whose feature folder's manifest labels them anomalous."""
-    from .features import FeatureStore
-
-    labels: Dict[Path, Dict[str, Optional[int]]] = {}
-    out = []
-    for clip in clips:
-        if clip.record_id is None or clip.feature_folder is None:
-            continue
-        if clip.feature_folder not in labels:
-            labels[clip.feature_folder] = {r.id: r.label for r in FeatureStore(clip.feature_folder).records()}
-        if labels[clip.feature_folder].get(clip.record_id) == 1:
-            out.append(clip.record_id)
-    return out
+    return [clip.record.id for clip in clips if clip.record is not None and clip.record.label == 1]
 
 
 def without_history(calibration: Optional[dict]) -> Optional[dict]:

@@ -50,6 +50,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def writing(target: str | os.PathLike) -> Iterator[None]:
+    """Writes to ``target`` (or to files that become it) inside: an OSError is its one-line write error."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(Path(target), exc) from exc
+
+
 def write_error(target: Path, exc: BaseException) -> OutputWriteError:
     """The one-line error of a failed write to ``target``: its cause and the space left where it goes."""
     import shutil

@@ -237,9 +237,10 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
     counts = {key: sum(1 for r in result.records if r.ok and r.label == key) for key in (1, 0, None)}
     click.echo(f"indexed {result.ok} videos into {out or src} (recipe {result.recipe.recipe_id}): "
                f"{counts[1]} anomalous, {counts[0]} normal, {counts[None]} unlabeled")
-    if result.unmatched_labels:          # as `extract --labels` warns
-        click.echo(f"warning: {len(result.unmatched_labels)} of {result.label_rows} rows of {labels} match no video "
-                   f"(first: {result.unmatched_labels[0]!r})", err=True)
+    if result.unmatched_labels:
+        from .features import unmatched_rows_warning
+
+        click.echo(unmatched_rows_warning(result.unmatched_labels, result.label_rows, labels), err=True)
     for rec in result.failed:
         click.echo(f"failed: {rec.id}: {rec.error}", err=True)
     sys.exit(1 if result.failed else 0)

@@ -32,7 +32,7 @@ from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, 
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
-                       video_ids, walk_videos)
+                       unmatched_rows_warning, video_ids, walk_videos)
 from .progress import progress_bar
 from .ranks import Shard, default_workers, resolve_extract_device, resolve_shard, torchrun_group
 from .recipe import Recipe, check_compatible
@@ -59,18 +59,12 @@ def discover(root: str | os.PathLike, labels_csv: Optional[str | os.PathLike] = 
     labels = [label_from_folders(rel) if not root_path.is_file() else (None, None) for rel in rels]
     if labels_csv is not None:
         rows = read_labels_csv(labels_csv)
-        index = KeyIndex(ids, [str(r) for r in rels])
+        matched, unmatched = KeyIndex(ids, [str(r) for r in rels]).match(rows)
         position = {vid: i for i, vid in enumerate(ids)}
-        unmatched = []
-        for key, row in rows.items():
-            vid = index.find(key)
-            if vid is None:
-                unmatched.append(key)
-            else:
-                labels[position[vid]] = (row.label, row.cls)
+        for vid, row in matched.items():
+            labels[position[vid]] = (row.label, row.cls)
         if unmatched:
-            log(f"warning: {len(unmatched)} of {len(rows)} rows of {labels_csv} match no video "
-                f"(first: {unmatched[0]!r})")
+            log(unmatched_rows_warning(unmatched, len(rows), labels_csv))
     jobs = [VideoJob(0, vid, str(path), feature_filename(vid), label, cls)
             for vid, path, (label, cls) in zip(ids, paths, labels)]
     jobs.sort(key=lambda j: j.id)
@@ -399,9 +393,7 @@ def _run_locked(store: FeatureStore, jobs: List[VideoJob], recipe: Recipe, backb
                 log(f"warning: {exc}")
             raise
         extractor.bar.close()
-        store.merge(options.shard.index, options.shard.count)
-    else:
-        store.merge(options.shard.index, options.shard.count)
+    store.merge(options.shard.index, options.shard.count)
     extractor.summary.seconds = time.time() - t0
     extractor.summary.clips_per_forward = encoder.sizer.chosen
     return extractor.summary

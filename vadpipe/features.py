@@ -230,6 +230,23 @@ class KeyIndex:
         no_ext = str(PurePosixPath(key).with_suffix("")) if PurePosixPath(key).suffix else key
         return self._exact.get(no_ext) or self._loose.get(key) or self._loose.get(PurePosixPath(key).name)
 
+    def match(self, rows: Dict[str, "LabelRow"]) -> Tuple[Dict[str, "LabelRow"], List[str]]:
+        """(``rows`` of a labels CSV by the video id each names, the keys of the rows that name none)."""
+        matched: Dict[str, LabelRow] = {}
+        unmatched: List[str] = []
+        for key, row in rows.items():
+            vid = self.find(key)
+            if vid is None:
+                unmatched.append(key)
+            else:
+                matched[vid] = row
+        return matched, unmatched
+
+
+def unmatched_rows_warning(unmatched: Sequence[str], rows: int, path: str | os.PathLike) -> str:
+    """The warning `extract --labels` and `features import --labels` give for rows that match no video."""
+    return f"warning: {len(unmatched)} of {rows} rows of {path} match no video (first: {unmatched[0]!r})"
+
 
 # --- manifest records ----------------------------------------------------------------------------
 
@@ -400,14 +417,12 @@ class FeatureStore:
         disk) is one OutputWriteError naming the journal; a torn line it may leave is skipped by readers."""
         line = json.dumps(record.to_json(), sort_keys=True) + "\n"
         journal = self.journal_path(shard_index, shard_count)
-        try:
+        with atomic.writing(journal):
             self.folder.mkdir(parents=True, exist_ok=True)
             with open(journal, "a", encoding="utf-8") as fh:
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
-        except OSError as exc:
-            raise atomic.write_error(journal, exc) from exc
 
     def merge(self, shard_index: Optional[int] = None, shard_count: int = 1) -> int:
         """Fold every journal into manifest.jsonl (under the folder lock); delete this shard's journal.
@@ -416,10 +431,7 @@ class FeatureStore:
         number of records.
         """
         with self._lock():
-            recipe = self.recipe()
-            keep = [r for r in self.all_records().values()
-                    if (recipe is None or r.recipe_id == recipe.recipe_id) and r.status != SUPERSEDED]
-            keep.sort(key=lambda r: r.id)
+            keep = self.records()        # recipe.json's recipe, retired records dropped, sorted by id
             atomic.write_text(self.manifest_path,
                               "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in keep))
             if shard_index is not None:

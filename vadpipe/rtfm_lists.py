@@ -186,16 +186,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
             stem = PurePosixPath(line.replace("\\", "/")).stem
             match = _CROP_FILE.match(stem)
             list_labels[_clean_stem(match.group("name") if match else stem)] = 1 if position < split_index else 0
-    csv_rows: Dict[str, LabelRow] = {}
-    unmatched: List[str] = []
-    if labels:
-        key_index = KeyIndex(list(groups))
-        for key, row in labels.items():
-            vid = key_index.find(key)
-            if vid is not None:
-                csv_rows[vid] = row
-            else:
-                unmatched.append(key)
+    csv_rows, unmatched = KeyIndex(list(groups)).match(labels) if labels else ({}, [])
 
     raw_shapes: Dict[str, List[Tuple[int, ...]]] = {}
     errors: Dict[str, str] = {}

@@ -2,7 +2,7 @@
 then turned into the final ``.npy`` by an atomic rename, so memory stays flat in video length.
 
 A write that fails (a full disk, a quota) is one ``OutputWriteError`` naming the final file
-(``atomic.write_error``); the spool is removed by ``discard``, which never fails."""
+(``atomic.writing``); the spool is removed by ``discard``, which never fails."""
 from __future__ import annotations
 
 import os
@@ -23,25 +23,19 @@ class FeatureSpool:
         self.part_path = final_path.with_name(f".{final_path.name}.part-{os.getpid()}")
         self.dtype, self.crops, self.dim = np.dtype(dtype), crops, dim
         self.rows = 0
-        try:
+        with atomic.writing(self.final_path):
             self._fh = open(self.part_path, "wb")
-        except OSError as exc:
-            raise atomic.write_error(self.final_path, exc) from exc
 
     def append(self, block: np.ndarray) -> None:
-        try:
+        with atomic.writing(self.final_path):
             self._fh.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
-        except OSError as exc:
-            raise atomic.write_error(self.final_path, exc) from exc
         self.rows += block.shape[0]
 
     def finish(self) -> None:
         """The spool's rows as the final ``.npy`` (header, then the rows as written: what ``np.save`` writes).
         Plain writes, not a memory map: a full disk is an error here, never a SIGBUS."""
-        try:
+        with atomic.writing(self.final_path):
             self._fh.close()
-        except OSError as exc:
-            raise atomic.write_error(self.final_path, exc) from exc
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
                   "shape": (self.rows, self.crops, self.dim)}
         with atomic.atomic_path(self.final_path, suffix=".npy") as tmp:

@@ -120,10 +120,11 @@ def read_vadpipe_json(path: str | Path) -> Dict[str, VideoGT]:
     out = GroundTruth(path)
     for vid, rec in videos.items():
         try:
-            frames = None if rec.get("frames") is None else rec["frames"]
-            if frames is not None and (isinstance(frames, bool) or int(frames) != frames or frames < 1):
-                raise GroundTruthError(f"{path}: video {vid!r}: frames {frames!r} is not a count of frames")
-            frames = None if frames is None else int(frames)
+            frames = rec.get("frames")
+            if frames is not None:
+                if isinstance(frames, bool) or int(frames) != frames or frames < 1:
+                    raise GroundTruthError(f"{path}: video {vid!r}: frames {frames!r} is not a count of frames")
+                frames = int(frames)
             intervals = [(int(s), int(e)) for s, e in rec.get("intervals", [])]
         except (TypeError, ValueError, AttributeError):
             raise GroundTruthError(f"{path}: video {vid!r}: bad frames/intervals") from None

@@ -46,6 +46,7 @@ from .models.ensemble import bagged_members, members_of
 from .models.losses import needs_prior, ranking_values
 from .progress import progress_bar
 from .recipe import check_compatible
+from .rtfm_lists import list_rule
 from .run_split import RunSplit, draw_split
 from .scene_check import record_of_heads
 from .selection_prior import selection_priors
@@ -160,7 +161,7 @@ class _Trainer:
         self.device = resolve_device(t.device)
         self.use_amp = t.amp and self.device.type == "cuda"
         self.data = open_features(t.features, t.list_anomalous)
-        if resume_ckpt is None and self.data.kind == "store" and t.list_anomalous.strip().lower() != "auto":
+        if resume_ckpt is None and self.data.kind == "store" and list_rule(t.list_anomalous)[0] != "auto":
             self.log(f"note: train.list_anomalous {t.list_anomalous} applies to RTFM list files; {t.features} takes "
                      f"its labels from its {MANIFEST_FILE} (the rule is not used)")
         if resume_ckpt is not None:

@@ -91,7 +91,6 @@ def check_finite(array: np.ndarray, path: str | os.PathLike, *, what: str = "fea
             raise error(f"{path}: {what} hold NaN or inf")
 
 
-
 def read_text(path: str | os.PathLike, *, error: Type[VadpipeError], what: str = "text",
               encoding: str = "utf-8", newline: Optional[str] = None) -> str:
     """The text of ``path`` (``newline`` as ``open`` takes it: None turns \\r\\n and \\r into \\n).

@@ -241,6 +241,37 @@ def test_other_recipe_is_refused_unless_overwrite(tmp_path, videos, backbone, re
     assert json.loads((out / "recipe.json").read_text())["fps"] == "10"
 
 
+def test_two_shards_starting_with_different_recipes_cannot_both_write_one(tmp_path, backbone, recipe):
+    """Each shard holds only its own lock: the recipe.json of an empty folder is checked and written under the
+    folder's recipe lock, so the shard that comes second is refused instead of overwriting the first's."""
+    import threading
+    import time
+
+    from vadpipe.claims import writer_lock
+    from vadpipe.extract import prepare_store
+    from vadpipe.recipe import load_recipe, save_recipe
+
+    store = FeatureStore(tmp_path / "f")
+    store.folder.mkdir()
+    holding, first = threading.Event(), build_recipe(backbone, "tiny", fps="10")
+
+    def first_shard():      # finds no recipe.json, then writes its own while holding the lock
+        with writer_lock(store.folder, "recipe"):
+            holding.set()
+            time.sleep(0.3)
+            save_recipe(store.folder, first)
+
+    thread = threading.Thread(target=first_shard)
+    thread.start()
+    holding.wait()
+    try:
+        with pytest.raises(RecipeMismatchError):
+            prepare_store(store, recipe, overwrite=False)   # waits for the lock, then reads the first's recipe
+    finally:
+        thread.join()
+    assert load_recipe(store.folder).recipe_id == first.recipe_id
+
+
 def test_bad_files_are_recorded_and_never_stop_the_run(tmp_path, backbone, recipe):
     root = tmp_path / "v"
     good = make_video(root / "good.mp4", 20)

@@ -141,7 +141,15 @@ class ExtractSummary:
 
 
 def prepare_store(store: FeatureStore, recipe: Recipe, overwrite: bool) -> None:
-    """Refuse a folder made with another recipe (unless ``overwrite``); write recipe.json when needed."""
+    """Refuse a folder made with another recipe (unless ``overwrite``); write recipe.json when needed.
+    Under the folder's recipe lock: each shard holds only its own lock, and two shards starting on an empty
+    folder with different recipes would otherwise both find no recipe.json and the second overwrite the
+    first's, leaving features of two recipes under one."""
+    with writer_lock(store.folder, "recipe"):
+        _prepare_store_locked(store, recipe, overwrite)
+
+
+def _prepare_store_locked(store: FeatureStore, recipe: Recipe, overwrite: bool) -> None:
     old = store.recipe()
     if old is not None and not overwrite:
         check_compatible(old, recipe, f"the features in {store.folder}", "this run",

@@ -4,8 +4,13 @@
   network (three dilated temporal convolutions plus a self-attention branch,
   fused by a temporal convolution, with a residual) gives the segment
   representation whose L2 norm feeds the magnitude loss; the same classifier as
-  LTGS scores segments. No LT, no GS. Batch norm is left out so that padded
-  batches give exactly the per-video result.
+  LTGS scores segments. No LT, no GS. As in RTFM, the representation is dropped
+  out (the classifier's rate) in training, and the top-k is drawn each step from
+  a random 30 % of the segments (``train.loss.topk_keep``). Left out: batch norm
+  (so that padded batches give exactly the per-video result); the non-local
+  block's 1/N normalisation and zero-initialised output (softmax attention
+  here); averaging each video's crops before the top-k (each crop is its own
+  row, as everywhere in vadpipe).
 - :class:`MILHead` — Sultani et al. (CVPR 2018): an MLP D→512→32→1 (dropout 0.6)
   on each segment, trained with the ranking hinge plus sparsity and smoothness
   (see vadpipe.presets.use_model for the loss weights). It has no representation,
@@ -67,12 +72,13 @@ class RTFMHead(nn.Module):
     def __init__(self, feature_dim: int = 2048, hidden: Sequence[int] = (512, 128), dropout: float = 0.7):
         super().__init__()
         self.temporal = TemporalPyramid(feature_dim)
+        self.drop = nn.Dropout(dropout)     # RTFM drops out the representation itself, so its norms train noisy
         self.classifier = ScoreMLP(feature_dim, hidden, dropout)
 
     def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> HeadOutput:
         mask = full_mask(x, mask)
         x = x.masked_fill(~mask[..., None], 0.0)
-        rep = self.temporal(x, mask).masked_fill(~mask[..., None], 0.0)
+        rep = self.drop(self.temporal(x, mask)).masked_fill(~mask[..., None], 0.0)
         return HeadOutput(self.classifier(rep).masked_fill(~mask, 0.0), rep)
 
 

@@ -15,6 +15,9 @@ Terms (LTGS.md, "Losses"):
 - ``rank``: mean over pairs of max(0, 1 − (max ŷ_a − max ŷ_n)).
 - ``sparse``: mean ŷ over anomalous rows.
 - ``smooth``: mean |ŷ_t − ŷ_{t+1}| over anomalous rows (or all rows).
+  ``reg_form`` gives these two the forms their weights were set for in the baselines' papers: ``rtfm``
+  the L2 norm of the anomalous scores and the sum of squared differences over the batch, ``sultani``
+  each video's sum of scores and of squared differences, averaged over videos.
 - ``normal`` (not in the article): BCE of every real segment of the normal rows against 0, so
   a segment is pushed down wherever it looks like normal video, not only at a normal video's top-k.
 - ``bottom`` (not in the article): BCE of the bottom ``bottom_share`` of each anomalous row's real
@@ -24,6 +27,7 @@ Terms (LTGS.md, "Losses"):
   ``bottom_by = "distance"`` takes them by the trainer's distance prior instead (the segments most
   like normal video), so the head's own mistakes do not choose its negatives.
 
+``topk_keep`` < 1 draws the top-k each step from that random share of the segments (RTFM's 0.3).
 ``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
 T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
 
@@ -55,6 +59,17 @@ def topk_indices(values: Tensor, k: int, mask: Optional[Tensor] = None) -> Tenso
     """Indices (N, k') of the k largest valid entries per row, k' = min(k, T)."""
     k = min(k, values.shape[1])
     return _fill(values.detach(), mask, float("-inf")).topk(k, dim=1).indices
+
+
+def drop_candidates(values: Tensor, keep: float) -> Tensor:
+    """``values`` with a random (1 − keep) of the entries moved below every kept one, order kept within each
+    group: a top-k over the result is drawn from the kept segments while a row has k of them (RTFM's
+    dropout mask on its magnitudes before the top-k). Draws from torch's global generator, as dropout does."""
+    values = values.detach()
+    dropped = torch.rand(values.shape, device=values.device) >= keep
+    finite = values[torch.isfinite(values)]
+    span = (finite.max() - finite.min() + 1.0) if finite.numel() else values.new_ones(())
+    return torch.where(dropped, values - span, values)
 
 
 def real_lengths(mask: Optional[Tensor], n_rows: int, t: int, device) -> Tensor:
@@ -113,18 +128,35 @@ def ranking_loss(s_a: Tensor, s_n: Tensor, mask_a: Optional[Tensor] = None, mask
     return F.relu(1.0 - (a - n)).mean()
 
 
-def sparsity_loss(scores: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-    if mask is None:
-        return scores.mean()
-    return scores.masked_fill(~mask, 0.0).sum() / mask.sum().clamp(min=1)
+REG_FORMS = ("mean", "rtfm", "sultani")
 
 
-def smoothness_loss(scores: Tensor, mask: Optional[Tensor] = None) -> Tensor:
-    diff = (scores[:, 1:] - scores[:, :-1]).abs()
+def sparsity_loss(scores: Tensor, mask: Optional[Tensor] = None, form: str = "mean") -> Tensor:
+    """``mean`` (LTGS.md): the mean score; ``rtfm``: the L2 norm of all the scores (RTFM's
+    ``torch.norm`` over the batch's flattened anomalous scores); ``sultani``: each row's sum, averaged."""
+    s = _fill(scores, mask, 0.0)
+    if form == "rtfm":
+        return s.norm()
+    if form == "sultani":
+        return s.sum(1).mean()
+    return s.mean() if mask is None else s.sum() / mask.sum().clamp(min=1)
+
+
+def smoothness_loss(scores: Tensor, mask: Optional[Tensor] = None, form: str = "mean") -> Tensor:
+    """Differences of neighbouring real segments within each row. ``mean`` (LTGS.md): their mean absolute
+    value; ``rtfm``: the sum of their squares over the batch; ``sultani``: each row's sum of squares,
+    averaged. (RTFM's own code flattens the batch first and so also pairs one video's last segment with the
+    next video's first; that pair is left out here.)"""
+    diff = scores[:, 1:] - scores[:, :-1]
+    if mask is not None:
+        diff = diff.masked_fill(~(mask[:, 1:] & mask[:, :-1]), 0.0)
+    if form == "rtfm":
+        return (diff ** 2).sum()
+    if form == "sultani":
+        return (diff ** 2).sum(1).mean() if diff.numel() else scores.sum() * 0.0
     if mask is None:
-        return diff.mean() if diff.numel() else scores.sum() * 0.0
-    pair = mask[:, 1:] & mask[:, :-1]
-    return diff.masked_fill(~pair, 0.0).sum() / pair.sum().clamp(min=1)
+        return diff.abs().mean() if diff.numel() else scores.sum() * 0.0
+    return diff.abs().sum() / (mask[:, 1:] & mask[:, :-1]).sum().clamp(min=1)
 
 
 def _bce(p: Tensor, target: Tensor, smoothing: float = 0.0, keep: Optional[Tensor] = None) -> Tensor:
@@ -171,6 +203,9 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
     m_n = None if mask is None else mask[na:]
     mags = features.float().norm(dim=-1) if features is not None else None
     rank_by = ranking_values(cfg, scores, mags, prior)
+    keep_share = getattr(cfg, "topk_keep", 1.0)
+    if keep_share < 1.0:
+        rank_by = drop_candidates(rank_by, keep_share)
     share = getattr(cfg, "k_share", 0.0)
     smoothing = getattr(cfg, "label_smoothing", 0.0)
     if share > 0:   # k follows each video's real length; rows are ranked, the first ks[i] count
@@ -208,11 +243,12 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
                                       prior[:na] if by_prior else None)
     if cfg.w_rank > 0:
         terms["rank"] = ranking_loss(scores[:na], scores[na:], m_a, m_n)
+    form = getattr(cfg, "reg_form", "mean")
     if cfg.w_sparse > 0:
-        terms["sparse"] = sparsity_loss(scores[:na], m_a)
+        terms["sparse"] = sparsity_loss(scores[:na], m_a, form)
     if cfg.w_smooth > 0:
-        terms["smooth"] = (smoothness_loss(scores[:na], m_a) if cfg.smooth_on == "anomalous"
-                           else smoothness_loss(scores, mask))
+        terms["smooth"] = (smoothness_loss(scores[:na], m_a, form) if cfg.smooth_on == "anomalous"
+                           else smoothness_loss(scores, mask, form))
     total = sum((weights[name] * value for name, value in terms.items()), scores.new_zeros(()))
     terms["total"] = total
     return terms

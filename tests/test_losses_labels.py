@@ -6,8 +6,8 @@ import torch
 
 from vadpipe.config import LossConfig
 from vadpipe.models.dynamic_labels import DynamicLabels, update_rows
-from vadpipe.models.losses import (compute_losses, magnitude_loss, ranking_loss, smoothness_loss, sparsity_loss,
-                                   topk_indices)
+from vadpipe.models.losses import (compute_losses, drop_candidates, magnitude_loss, ranking_loss, smoothness_loss,
+                                   sparsity_loss, topk_indices)
 
 
 def test_magnitude_loss_by_hand():
@@ -45,6 +45,39 @@ def test_masks_exclude_padding():
     assert sparsity_loss(s, mask).item() == pytest.approx(0.3)
     assert smoothness_loss(s, mask).item() == pytest.approx(0.2)
     assert topk_indices(s, 1, mask).item() == 1
+
+
+def test_baselines_regulariser_forms_by_hand():
+    """RTFM's forms: the L2 norm of all the anomalous scores, the sum of squared differences (within each
+    video); Sultani's: each video's sum of scores and of squared differences, averaged over videos."""
+    s = torch.tensor([[0.1, 0.9, 0.2], [0.3, 0.4, 0.2]])
+    squares = [0.8 ** 2 + 0.7 ** 2, 0.1 ** 2 + 0.2 ** 2]
+    assert sparsity_loss(s, form="rtfm").item() == pytest.approx(float(torch.sqrt((s ** 2).sum())))
+    assert smoothness_loss(s, form="rtfm").item() == pytest.approx(sum(squares))
+    assert sparsity_loss(s, form="sultani").item() == pytest.approx((1.2 + 0.9) / 2)
+    assert smoothness_loss(s, form="sultani").item() == pytest.approx(sum(squares) / 2)
+    mask = torch.tensor([[True, True, False], [True, True, True]])   # padding counts in neither
+    assert sparsity_loss(s, mask, "rtfm").item() == pytest.approx((0.01 + 0.81 + 0.09 + 0.16 + 0.04) ** 0.5)
+    assert smoothness_loss(s, mask, "rtfm").item() == pytest.approx(0.64 + squares[1])
+    assert sparsity_loss(s, mask, "sultani").item() == pytest.approx((1.0 + 0.9) / 2)
+
+
+def test_topk_keep_draws_the_topk_from_the_kept_segments():
+    values = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0]] * 200)
+    torch.manual_seed(0)
+    out = drop_candidates(values, 0.3)
+    kept = out == values
+    assert 0.2 < kept.float().mean() < 0.4
+    # every kept entry ranks above every dropped one of its row, each group in its own order
+    for row, keep in zip(out, kept):
+        if keep.any() and (~keep).any():
+            assert row[keep].min() > row[~keep].max()
+        assert torch.equal(row[keep].argsort(descending=True), values[0][keep].argsort(descending=True))
+    # the top-1 is the best kept segment, so over many rows it is not always segment 0
+    assert len(set(topk_indices(out, 1)[:, 0].tolist())) > 3
+    # padding (-inf) stays below the dropped entries
+    padded = drop_candidates(torch.tensor([[1.0, 2.0, float("-inf")]]), 0.01)
+    assert topk_indices(padded, 2)[0].tolist() == [1, 0]
 
 
 def _cfg(**kw):

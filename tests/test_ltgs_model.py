@@ -11,6 +11,7 @@ from vadpipe.checkpoint import Checkpoint, build_model, load_checkpoint, score_b
 from vadpipe.config import Config, ModelConfig
 from vadpipe.presets import ABLATIONS, apply_ablations, use_model
 from vadpipe.errors import CheckpointError, ConfigError
+from vadpipe.models import create_head
 from vadpipe.models.ltgs import TemporalAttention, temporal_relation_matrix
 
 torch.set_num_threads(1)
@@ -192,6 +193,30 @@ def test_baseline_defaults():
     assert rtfm.train.loss.cls_target == "video-mean" and rtfm.train.dynamic == "off" and rtfm.train.loss.w_mag > 0
     mil = use_model(Config(), "mil")
     assert mil.train.loss.w_mag == 0 and mil.train.loss.w_cls == 0 and mil.model.hidden == (512, 32)
+
+
+def test_rtfm_baseline_follows_rtfm():
+    """--model rtfm: RTFM's regulariser forms, its masked top-k, and its dropout on the representation (in
+    training only); --model mil: Sultani's per-video sums."""
+    from vadpipe.presets import preset, use_model
+
+    rtfm, mil = use_model(preset("paper"), "rtfm").train.loss, use_model(preset("paper"), "mil").train.loss
+    assert (rtfm.reg_form, rtfm.topk_keep, mil.reg_form, mil.topk_keep) == ("rtfm", 0.3, "sultani", 1.0)
+    head = create_head("rtfm", feature_dim=16, hidden=(8, 4), dropout=0.7)
+    x = torch.randn(2, 6, 16)
+    torch.manual_seed(0)
+    head.train()
+    first, second = head(x).features, head(x).features
+    assert not torch.equal(first, second) and (first == 0).float().mean() > 0.5
+    head.eval()
+    assert torch.equal(head(x).features, head(x).features)
+    from vadpipe.config import validate
+
+    for field, value, words in (("topk_keep", 0.0, "topk_keep must lie in"), ("reg_form", "l2", "choose one of")):
+        cfg = Config()
+        setattr(cfg.train.loss, field, value)
+        with pytest.raises(ConfigError, match=words):
+            validate(cfg)
 
 
 def test_checkpoint_roundtrip_is_weights_only(tmp_path):

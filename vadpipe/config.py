@@ -159,6 +159,9 @@ class LossConfig:
     w_sparse: float = 8e-4             # lambda1, mean yhat on anomalous videos
     w_smooth: float = 2e-5             # lambda2, mean |yhat_t - yhat_t+1|
     smooth_on: str = "anomalous"       # anomalous | all (which videos the smoothness term covers)
+    reg_form: str = "mean"             # sparsity/smoothness forms: mean (LTGS.md) | rtfm (L2 norm of the scores,
+                                       # sum of squared differences over the batch) | sultani (each video's sums)
+    topk_keep: float = 1.0             # < 1: the top-k drawn each step from a random share of the segments (RTFM: 0.3)
     k_share: float = 0.0               # > 0: k = max(1, ceil(k_share * T)) from each video's real length T
     w_normal: float = 0.0              # BCE pulling EVERY segment of normal videos to 0 (not only the top-k)
     w_bottom: float = 0.0              # BCE pulling the lowest-scoring bottom_share of each anomalous video's
@@ -375,6 +378,8 @@ def save_config(cfg: Config, path: str | Path) -> None:
 
 def validate(cfg: Config) -> None:
     """Reject values that cannot work, naming the field."""
+    from .models.losses import REG_FORMS
+
     m, t, loss = cfg.model, cfg.train, cfg.train.loss
     choices = [
         ("model.name", m.name, head_names()),
@@ -386,6 +391,7 @@ def validate(cfg: Config) -> None:
         ("train.loss.cls_target", loss.cls_target, ("dynamic", "video-mean")),
         ("train.loss.bottom_by", loss.bottom_by, ("score", "distance")),
         ("train.loss.smooth_on", loss.smooth_on, ("anomalous", "all")),
+        ("train.loss.reg_form", loss.reg_form, REG_FORMS),
         ("train.bags", t.bags, ("resample", "real")),
         ("model.crop_reduce", m.crop_reduce, ("mean", "max", "auto")),
     ]
@@ -499,6 +505,8 @@ def validate(cfg: Config) -> None:
                           "> 0): without one H already spans the whole video and the floor would do nothing")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
+    if not 0.0 < loss.topk_keep <= 1.0:
+        raise ConfigError(f"train.loss.topk_keep must lie in (0, 1], got {loss.topk_keep}")
     if loss.prior_weight < 0:
         raise ConfigError(f"train.loss.prior_weight must be >= 0, got {loss.prior_weight}")
     if loss.w_bottom < 0 or not 0.0 < loss.bottom_share < 1.0 or not 0.0 <= loss.bottom_after < 1.0:

@@ -77,13 +77,16 @@ def use_model(cfg: Config, name: str) -> Config:
     loss = out.train.loss
     if name == "rtfm":
         # RTFM: BCE on the mean top-k score vs the video label, magnitude loss, its own
-        # sparsity/smoothness weights, no ranking hinge, no dynamic labels.
+        # sparsity/smoothness weights on its own forms of them, no ranking hinge, no dynamic labels.
         loss.cls_target, loss.w_rank, loss.w_sparse, loss.w_smooth = "video-mean", 0.0, 8e-3, 8e-4
+        loss.reg_form, loss.topk_keep = "rtfm", 0.3
         out.model.hidden, out.model.dropout = (512, 128), 0.7
         out.train.dynamic = "off"
     elif name == "mil":
-        # Sultani et al.: MLP 512-32-1 (dropout 0.6), ranking hinge + sparsity + smoothness (8e-5 each).
+        # Sultani et al.: MLP 512-32-1 (dropout 0.6), ranking hinge + sparsity + smoothness (8e-5 each, on
+        # each video's sums).
         loss.w_mag, loss.w_cls, loss.w_rank, loss.w_sparse, loss.w_smooth = 0.0, 0.0, 1.0, 8e-5, 8e-5
+        loss.reg_form = "sultani"
         loss.topk_by = "score"
         out.model.hidden, out.model.dropout = (512, 32), 0.6
         out.train.dynamic = "off"

@@ -24,11 +24,30 @@ def test_frame_times_follow_fps():
         frame_times(4, 0)
 
 
-def test_runs_are_strictly_above_and_end_exclusive():
-    scores = [0, 0.6, 0.7, 0.5, 0.9, 0, 0.8]
+def test_runs_are_at_or_above_and_end_exclusive():
+    scores = [0, 0.6, 0.7, 0.49, 0.9, 0, 0.8]
     assert runs_above(scores, 0.5) == [(1, 3), (4, 5), (6, 7)]
+    # a frame at the threshold is flagged, as false alarms, calibration and the whole-clip note count it
+    assert runs_above([0.5, 0.5, 0.2], 0.5) == [(0, 2)]
+    flat = np.full(40, 0.5)
+    assert [(iv.start_frame, iv.end_frame) for iv in find_intervals(flat, 0.5, fps=10.0)] == [(0, 40)]
     assert runs_above([0.1, 0.2], 0.5) == []
     assert runs_above([1, 1, 1], 0.5) == [(0, 3)]
+
+
+def test_a_stride_longer_than_a_snippet_holds_the_snippet_before_each_gap():
+    frames = snippets_to_frames([0.0, 10.0, 20.0], num_frames=60, snippet_len=16, stride=24)
+    assert np.all(frames[:24] == 0.0) and np.all(frames[24:48] == 10.0) and np.all(frames[48:] == 20.0)
+
+
+def test_the_minimum_duration_and_the_gap_round_up_to_whole_frames():
+    # 0.5 s at 25 fps is 12.5 frames: a run of 12 frames (0.48 s) is shorter and dropped, 13 kept
+    assert find_intervals(np.r_[np.zeros(10), np.ones(12), np.zeros(10)], 0.5, fps=25.0, min_duration_s=0.5) == []
+    assert len(find_intervals(np.r_[np.zeros(10), np.ones(13), np.zeros(10)], 0.5, fps=25.0, min_duration_s=0.5)) == 1
+    # a gap of 12 frames (0.48 s) is shorter than 0.5 s and merged, 13 (0.52 s) is not
+    for gap, runs in ((12, 1), (13, 2)):
+        scores = np.r_[np.ones(20), np.zeros(gap), np.ones(20)]
+        assert len(find_intervals(scores, 0.5, fps=25.0, merge_gap_s=0.5, min_duration_s=0)) == runs
 
 
 def test_merge_and_drop():
@@ -87,5 +106,9 @@ def test_linear_frame_scores_pass_through_snippet_centres_and_hold_at_the_ends()
     lin = snippets_to_frames([0.0, 1.0], num_frames=24, snippet_len=16, stride=8, mode="linear")
     assert lin[7] == 0.0 and np.all(lin[16:] == 1.0) and lin[11] == pytest.approx(3.5 / 8)   # centres 7.5, 15.5
     assert np.array_equal(snippets_to_frames([0.3], 20, mode="linear"), np.full(20, 0.3))
+    # a padded last snippet's centre is the middle of its real frames (32-35), not 39.5 past the end
+    tail = snippets_to_frames([0.0, 0.0, 1.0], num_frames=36, mode="linear")
+    assert np.all(tail[34:] == 1.0) and tail[33] == pytest.approx(9.5 / 10) and np.all(tail[:8] == 0.0)  # centres 23.5, 33.5
+    assert np.array_equal(snippets_to_frames([0.0, 1.0], 17, mode="linear")[16:], [1.0])
     with pytest.raises(ValueError, match="frame mode"):
         snippets_to_frames([0.1], 16, mode="nearest")

@@ -65,7 +65,7 @@ def compose_long_videos(features: Path, gt: Dict[str, VideoGT], out: Path, split
         names.append(f"npy/{name}_i3d.npy")
         ends = np.cumsum([len(p) for p in parts])
         blocks[name] = [[int(e - len(p)), int(e), c.id] for e, p, c in zip(ends, parts, picks)]
-        gts.append(VideoGT(name, labels.size, runs_above(labels, 0), "Anomaly" if event_clip is not None else None))
+        gts.append(VideoGT(name, labels.size, runs_above(labels, 0.5), "Anomaly" if event_clip is not None else None))
     write_vadpipe_json(out / f"{split}_gt.json", gts)
     atomic.write_json(out / f"{split}_clips.json", blocks)
     atomic.write_text(out / f"{split}.list", "".join(n + "\n" for n in names))

@@ -64,6 +64,9 @@ def snippets_to_frames(snippet_scores: Sequence[float], num_frames: int, snippet
         raise ValueError(f"frame mode {mode!r}: expected one of {', '.join(FRAME_MODES)}")
     if mode == "linear":
         centres = np.arange(scores.size) * stride + (snippet_len - 1) / 2
+        last_start = (scores.size - 1) * stride
+        if 0 < num_frames - last_start < snippet_len:   # a padded last snippet: the middle of its real frames
+            centres[-1] = last_start + (num_frames - last_start - 1) / 2
         return np.interp(np.arange(num_frames), centres, scores)
     if stride == snippet_len:
         index = np.minimum(np.arange(num_frames) // snippet_len, scores.size - 1)
@@ -77,9 +80,12 @@ def snippets_to_frames(snippet_scores: Sequence[float], num_frames: int, snippet
             break
         total[lo:hi] += s
         count[lo:hi] += 1
-    uncovered = count == 0
-    total[uncovered], count[uncovered] = scores[-1], 1
-    return total / count
+    frames = total / np.maximum(count, 1)
+    # frames no snippet covers (a dropped tail, or the gaps of a stride longer than a snippet) hold the score
+    # of the last snippet before them; frame 0 is always covered
+    covered = np.flatnonzero(count > 0)
+    before = covered[np.searchsorted(covered, np.arange(num_frames), side="right") - 1]
+    return frames[before]
 
 
 def snippet_reach(snippets: int, snippet_len: int = 16, stride: Optional[int] = None) -> int:
@@ -103,8 +109,9 @@ def frame_times(num_frames: int, fps: float) -> np.ndarray:
 
 
 def runs_above(scores: Sequence[float], threshold: float) -> List[Run]:
-    """Maximal runs of consecutive frames whose score is strictly above ``threshold``."""
-    above = np.asarray(scores) > threshold
+    """Maximal runs of consecutive frames whose score is at or above ``threshold`` (the one rule of what a
+    threshold flags: false alarms, calibration's shares and the whole-clip note count the same frames)."""
+    above = np.asarray(scores) >= threshold
     edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
@@ -128,8 +135,9 @@ def drop_short(runs: Sequence[Run], min_frames: int) -> List[Run]:
 
 
 def seconds_to_frames(seconds: float, fps: float) -> int:
-    """A duration in whole frames (rounded), used for the gap and minimum-length options."""
-    return max(0, int(round(seconds * fps)))
+    """A duration in whole frames, rounded up, for the gap and minimum-length options: a run of n frames is
+    shorter than ``seconds`` exactly when n < this (0.5 s at 25 fps is 13 frames; 12 last 0.48 s)."""
+    return max(0, math.ceil(seconds * fps - 1e-9))
 
 
 def find_intervals(scores: Sequence[float], threshold: float, fps: float, merge_gap_s: float = 1.0,

@@ -1,6 +1,6 @@
 """Online intervals: the threshold / merge-gap / min-duration rule of ``vadpipe score``, decided as scores arrive.
 
-``intervals.find_intervals`` sees a whole clip: frames strictly above the
+``intervals.find_intervals`` sees a whole clip: frames at or above the
 threshold form runs, runs closer than the merge gap join, joined runs shorter
 than the minimum duration are dropped. Online the same rule becomes:
 
@@ -59,7 +59,7 @@ class OnlineIntervals:
         out: List[Transition] = []
         cur = self.current
         self.frames_seen = max(self.frames_seen, end_frame)
-        if score > self.threshold:
+        if score >= self.threshold:
             # contiguous frames are one run whatever the gap (as runs_above sees them)
             if cur is not None and start_frame > cur.end_frame and start_frame - cur.end_frame >= self.gap:
                 out += self._close()

@@ -180,7 +180,7 @@ class TableRow:
         shown = [format_interval(iv) for iv in self.intervals[:max_intervals]]
         if len(self.intervals) > max_intervals:
             shown.append(f"+{len(self.intervals) - max_intervals} more")
-        return (self.name, format_clock(self.duration_s), f"{self.max_score:.3f}",
+        return (self.name, format_clock(self.duration_s, "ceil"), f"{self.max_score:.3f}",
                 "-" if self.threshold is None else f"{self.threshold:.3f}", ", ".join(shown) or "none",
                 "-" if self.rtf is None else f"{self.rtf:.2f}x")
 

@@ -9,8 +9,9 @@ the camera's own normal clips settle it (``vadpipe calibrate``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Deque, Iterable, List, Optional
 
 import numpy as np
@@ -63,12 +64,19 @@ def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the 
     training time (``{"normal_frame_score_quantiles": {"0.99": x, ...}}``).
     """
     spec = str(spec).strip()
+    expected = f"--threshold {spec!r}: expected a finite number, 'auto' or 'auto:0.999'"
     if not spec.startswith("auto"):
         try:
-            return Threshold(float(spec), "given")
+            value = float(spec)
         except ValueError:
-            raise ConfigError(f"--threshold {spec!r}: expected a number, 'auto' or 'auto:0.999'") from None
-    quantile = spec.partition(":")[2] or DEFAULT_QUANTILE
+            raise ConfigError(expected) from None
+        if not math.isfinite(value):
+            raise ConfigError(expected)
+        return Threshold(value, "given")
+    head, colon, quantile = spec.partition(":")
+    if head != "auto" or (colon and not quantile):      # 'auto0.999' or 'auto:' would read as the default 0.99
+        raise ConfigError(expected)
+    quantile = quantile or DEFAULT_QUANTILE
     table = (calibration or {}).get("normal_frame_score_quantiles") or {}
     if not table:
         raise CheckpointError(f"{where} has no score calibration (trained without held-out normal videos); "
@@ -92,7 +100,7 @@ def _same_quantile(a: str, b: str) -> bool:
 
 
 def flagged_share(frame_scores: np.ndarray, value: float) -> float:
-    """The share of frames at or above the threshold ``value`` (as intervals count them)."""
+    """The share of frames at or above the threshold ``value`` (the frames intervals are made of)."""
     return float(np.mean(np.asarray(frame_scores) >= value))
 
 

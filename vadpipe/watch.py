@@ -386,7 +386,7 @@ class Watcher:
             s.max_lag_s = max(s.max_lag_s, tag.lag_s)
             s.lag_total_s += tag.lag_s
             s.stream_s = max(s.stream_s, tag.end_s)
-            self.lines.write(tag, item.score, item.score > self.threshold)
+            self.lines.write(tag, item.score, item.score >= self.threshold)
             note = self.scene_check.add(item.score, tag.end_s)
             if note is not None:
                 self.warn(f"note: {note}")

@@ -90,6 +90,26 @@ def test_alignment_known_conventions(frames, action):
     assert f[15] == 0.1 and f[16] == 0.5 and f[32] == 0.9 and f[-1] == 0.9
 
 
+@pytest.mark.parametrize("frames,snippets,action", [(40, 4, "exact"), (36, 4, "tail"), (40, 5, "mismatch"),
+                                                    (36, 5, "mismatch"), (30, 3, "tail"), (32, 3, "exact")])
+def test_alignment_of_overlapping_snippets_follows_what_extraction_makes(frames, snippets, action):
+    """Snippets of 16 every 8 frames: 36 frames make 4 (the last padded), never 5."""
+    from vadpipe.features import expected_snippets
+
+    _, _, rep = align_video(np.zeros(snippets), VideoGT("v", frames, []), snippet_len=16, stride=8)
+    assert rep.action == action
+    assert (expected_snippets(frames, 16, 8) == snippets) == (action != "mismatch")
+
+
+def test_metrics_without_normal_videos_and_the_tie_share():
+    gts = {"a": VideoGT("a", 32, [(0, 16)]), "b": VideoGT("b", 32, [(16, 32)])}
+    res = evaluate_scores({"a": np.r_[1.0, 0.0], "b": np.r_[0.2, 1.0]}, gts, threshold=0.3)
+    m = res.metrics
+    assert m["false_alarm_rate"] is None and m["threshold"] == 0.3 and m["tied"] == pytest.approx(0.75)
+    assert m["whole_flagged"]["anomalous"] == 0 and "tied at 0/1 75.00%" in res.summary()
+    assert "flagged over" in evaluate_scores({"a": np.ones(2), "b": np.ones(2)}, gts, threshold=0.3).summary()
+
+
 @pytest.mark.parametrize("frames", [32, 64, 100])
 def test_alignment_mismatch_is_reported_not_truncated(frames):
     f, y, rep = align_video(np.zeros(3), VideoGT("v", frames, []), snippet_len=16)

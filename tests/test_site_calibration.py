@@ -180,3 +180,36 @@ def test_bad_quantiles_are_one_line(tmp_path, recipe):
                                            "--no-progress"])
         assert result.exit_code != 0 and words in result.output
         assert "Traceback" not in result.output
+
+
+def test_a_calibration_holding_only_its_quantiles_is_summarised_and_replaced(tmp_path, recipe):
+    """Heads made outside training may carry only the quantiles; calibrate wrote the checkpoint, then died on
+    the old calibration's missing n_videos / source."""
+    from vadpipe.calibration import calibration_summary
+
+    assert calibration_summary({"normal_frame_score_quantiles": {"0.99": 0.5}}).startswith("calibration from ?")
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=1024, heads=4, ffn_dim=64, hidden=(32, 16))
+    ckpt = tmp_path / "best.pt"
+    Checkpoint.of(build_model(config), config, recipe=recipe,
+                  calibration={"normal_frame_score_quantiles": {"0.99": 0.5}}).save(ckpt)
+    folder = feature_folder(tmp_path / "site", recipe, lengths=(4,))
+    result = CliRunner().invoke(main, ["calibrate", str(folder), "--checkpoint", str(ckpt), "-o",
+                                       str(tmp_path / "site.pt"), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "replaced: calibration from ?" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args,words", [(["--fps", "0"], "expected a positive finite number"),
+                                        (["--fps", "nan"], "expected a positive finite number"),
+                                        (["--threshold", "nan"], "expected a finite number"),
+                                        (["--threshold", "auto0.999"], "expected a finite number"),
+                                        (["--threshold", "auto:"], "expected a finite number"),
+                                        (["--min-duration", "inf"], "expected a finite number")])
+def test_bad_rates_and_thresholds_are_one_line_before_any_clip(tmp_path, recipe, args, words):
+    ckpt = save_head(tmp_path / "best.pt", recipe)
+    folder = feature_folder(tmp_path / "site", recipe, lengths=(4,))
+    result = CliRunner().invoke(main, ["score", str(folder), "--checkpoint", str(ckpt), "-o", str(tmp_path / "out"),
+                                       "--no-progress", *args])
+    assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()

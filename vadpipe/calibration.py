@@ -191,7 +191,9 @@ def calibration_summary(calibration: dict, quantile: str = "0.99", shown: int = 
     """One line: where the calibration comes from, its ``quantile`` threshold (what ``auto`` flags above),
     how it pooled the videos (with the other pooling's value) and the normal videos whose frames reach
     it, most first."""
-    line = f"calibration from {calibration['n_videos']} {calibration['source']}"
+    # a calibration made outside training may hold only the quantiles (checkpoint.py accepts that)
+    videos = calibration.get("n_videos")
+    line = f"calibration from {'?' if videos is None else videos} {calibration.get('source', 'normal videos')}"
     value = calibration["normal_frame_score_quantiles"].get(quantile)
     if value is None:
         return line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import sys
 
 import click
@@ -246,6 +247,26 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
     sys.exit(1 if result.failed else 0)
 
 
+# --- option types -------------------------------------------------------------
+class FiniteFloat(click.ParamType):
+    """A finite number (``positive``: above 0). click's float takes nan and inf, which reach a division by
+    zero or a JSON file that strict parsers refuse."""
+
+    name = "float"
+
+    def __init__(self, positive: bool = False):
+        self.positive = positive
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or (self.positive and number <= 0):
+            self.fail(f"{value!r}: expected a {'positive ' if self.positive else ''}finite number", param, ctx)
+        return number
+
+
 # --- train --------------------------------------------------------------------
 class HeadName(click.ParamType):
     """A head name from the registry (``vadpipe.models``), looked up only when used: ``vadpipe --help``
@@ -379,7 +400,7 @@ def train_cmd(config_path, features, preset, model_name, ablation, overrides, it
               show_default=True)
 @click.option("--ucf-convention", type=click.Choice(["1-based-inclusive", "0-based-exclusive"]),
               default="1-based-inclusive", show_default=True, help="How to read UCF-Crime frame numbers.")
-@click.option("--threshold", type=float, default=0.5, show_default=True, help="For the false-alarm rate.")
+@click.option("--threshold", type=FiniteFloat(), default=0.5, show_default=True, help="For the false-alarm rate.")
 @click.option("--on-mismatch", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="A video whose scores and frames cannot be aligned: stop, or leave it out (reported).")
 @click.option("--per-frame", type=click.Choice(["auto", "yes", "no"]), default="auto", show_default=True,
@@ -455,9 +476,9 @@ def run_options(func):
               help="Output folder: <clip>.scores.csv, <clip>.json (+ .png, .overlay.mp4).")
 @click.option("--threshold", default="auto", show_default=True,
               help="A number, or auto (the checkpoint's calibration: 0.99 quantile of normal scores), auto:0.999.")
-@click.option("--merge-gap", default=1.0, show_default=True, type=float,
+@click.option("--merge-gap", default=1.0, show_default=True, type=FiniteFloat(),
               help="Join intervals separated by less than this many seconds.")
-@click.option("--min-duration", default=0.5, show_default=True, type=float,
+@click.option("--min-duration", default=0.5, show_default=True, type=FiniteFloat(),
               help="Drop intervals shorter than this many seconds (a shorter clip flagged throughout keeps its one).")
 @click.option("--plot", is_flag=True, help="Write <clip>.png: scores, threshold, intervals, thumbnails.")
 @click.option("--plot-scale", type=click.Choice(["auto", "linear", "logit"]), default="auto", show_default=True,
@@ -470,7 +491,8 @@ def run_options(func):
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True),
               help="recipe.json for .npy features that have none beside them.")
-@click.option("--fps", type=float, default=None, help="Frame rate of features whose manifest does not say.")
+@click.option("--fps", type=FiniteFloat(positive=True), default=None,
+              help="Frame rate of features whose manifest does not say.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--batch-size", default=None, type=int,
               help="Snippets per backbone forward pass [default: 8 // crops, i.e. 8 with one crop, 1 with ten].")
@@ -521,7 +543,8 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--recipe", "recipe_file", type=click.Path(exists=True),
               help="recipe.json for .npy features that have none beside them.")
-@click.option("--fps", type=float, default=None, help="Frame rate of features whose manifest does not say.")
+@click.option("--fps", type=FiniteFloat(positive=True), default=None,
+              help="Frame rate of features whose manifest does not say.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
@@ -567,9 +590,9 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
                    "this many snippets have arrived).")
 @click.option("--threshold", default="auto", show_default=True,
               help="A number, or auto (the checkpoint's calibration: 0.99 quantile of normal scores), auto:0.999.")
-@click.option("--merge-gap", default=1.0, show_default=True, type=float,
+@click.option("--merge-gap", default=1.0, show_default=True, type=FiniteFloat(),
               help="An event ends once the score stayed below the threshold this many seconds.")
-@click.option("--min-duration", default=0.5, show_default=True, type=float,
+@click.option("--min-duration", default=0.5, show_default=True, type=FiniteFloat(),
               help="An event starts once the score stayed above the threshold this many seconds.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Append a line per snippet here (instead of stdout).")
@@ -578,7 +601,7 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
 @click.option("--snapshots", type=click.Path(file_okay=False), help="Folder for a JPEG of each event's peak.")
 @click.option("--max-reconnects", default=5, show_default=True, type=int,
               help="Reconnect attempts (back-off 1, 2, 4... s) before a lost network source fails.")
-@click.option("--follow-timeout", default=5.0, show_default=True, type=float,
+@click.option("--follow-timeout", default=5.0, show_default=True, type=FiniteFloat(),
               help="A file source ends once it has not grown for this many seconds.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")

@@ -76,6 +76,8 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
     t, L = scores.size, snippet_len
     s = stride or L
     reach = snippet_reach(t, L, s)
+    # below this many frames extraction makes fewer snippets: the one before the padded last one is whole
+    shortest = (t - 2) * s + L if t >= 2 else 0
     notes = []
     if gt.mask is not None:
         n, source = len(gt.mask), f"gt mask ({gt.note})" if gt.note else "gt mask"
@@ -94,12 +96,12 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
     if reach == n:
         action, detail = "exact", (f"{t} snippets x {L} = {n} frames" if s == L
                                    else f"{t} snippets of {L} frames every {s} reach {n} frames")
-    elif (t - 1) * s < n < reach:
+    elif shortest < n < reach:
         action, detail = "tail", f"last snippet covers {n - (t - 1) * s} of {L} frames"
     elif reach < n < reach + s:
         action, detail = "extended", f"{n - reach} frames past the last snippet take its score (dropped partial snippet)"
     else:
-        detail = f"{t} snippets cover {(t - 1) * s + 1}..{reach} frames, but there are {n} ({source})"
+        detail = f"{t} snippets cover {shortest + 1}..{reach} frames, but there are {n} ({source})"
         return None, None, Alignment(gt.id, t, n, "mismatch", "; ".join([detail] + notes))
     labels, clip_notes = gt.labels(n)
     frame_scores = snippets_to_frames(scores, n, L, s, frame_mode)
@@ -138,7 +140,9 @@ def compute_metrics(frame_scores: Dict[str, np.ndarray], frame_labels: Dict[str,
 
     out = {"n_videos": len(ids), "n_anomalous_videos": len(anomalous), "n_normal_videos": len(normal),
            "n_frames": int(y.size), "n_anomalous_frames": int(y.sum()),
-           "auc": _auc(y, s), "ap": _ap(y, s)}
+           "auc": _auc(y, s), "ap": _ap(y, s), "threshold": threshold,
+           # scores that tie at exactly 0 or 1 cannot be ranked against each other (a saturated head)
+           "tied": float(np.mean((s == 0.0) | (s == 1.0)))}
     out["auc_anomalous_videos"] = _auc(*subset(anomalous)) if anomalous else None
     per_class = {}
     for cls in sorted({classes.get(i) for i in anomalous} - {None}, key=str):
@@ -148,7 +152,6 @@ def compute_metrics(frame_scores: Dict[str, np.ndarray], frame_labels: Dict[str,
     if normal:
         s_norm = subset(normal)[1]
         out["false_alarm_rate"] = float((s_norm >= threshold).mean())
-        out["threshold"] = threshold
         for name, thr in (extra_thresholds or {}).items():
             out[f"false_alarm_rate@{name}"] = float((s_norm >= thr).mean())
     else:
@@ -185,7 +188,8 @@ class EvalResult:
 
         lines = [f"videos {m['n_videos']} ({m['n_anomalous_videos']} anomalous, {m['n_normal_videos']} normal), "
                  f"frames {m['n_frames']} ({m['n_anomalous_frames']} anomalous)",
-                 f"frame AUC {pct(m['auc'])}   AP {pct(m['ap'])}   AUC anomalous-only {pct(m['auc_anomalous_videos'])}"]
+                 f"frame AUC {pct(m['auc'])}   AP {pct(m['ap'])}   AUC anomalous-only {pct(m['auc_anomalous_videos'])}"
+                 + ("" if m.get("tied") is None else f"   tied at 0/1 {pct(m['tied'])}%")]
         if m.get("false_alarm_rate") is not None:
             far = [f"false alarms on normal videos: {pct(m['false_alarm_rate'])}% @ {m['threshold']}"]
             far += [f"{pct(v)}% @ {k.split('@', 1)[1]}" for k, v in m.items() if k.startswith("false_alarm_rate@")]

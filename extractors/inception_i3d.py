@@ -21,7 +21,6 @@ where the reference would fail).
 from __future__ import annotations
 
 import importlib.util
-import zipfile
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -35,7 +34,7 @@ from vadpipe.errors import WeightsError
 
 from .inference import endpoint_means, prepare
 from .registry import Backbone, BackboneConfig, BackboneEntry, register_backbone
-from .weights import (cache_dir, load_numpy_pickle, load_strict, require_file, seeded, sha256_file,
+from .weights import (cache_dir, is_torch_file, load_numpy_pickle, load_strict, require_file, seeded, sha256_file,
                       state_dict_from, state_sha256, torch_load)
 
 NAME = "i3d-inception"
@@ -276,7 +275,7 @@ def load_inception_state(path: Path, model: InceptionI3d) -> Tuple[Dict[str, tor
     The identity is the sha256 of the original Flax checkpoint, also when ``path`` is our converted
     copy of it, so the default weights and their cached conversion give the same recipe.
     """
-    if zipfile.is_zipfile(path):  # a PyTorch file
+    if is_torch_file(path):
         state, source_sha = _read_converted(path)
         return state, source_sha or sha256_file(path)
     sha = sha256_file(path)

@@ -117,6 +117,8 @@ def _reconstruct():
     return fn
 
 
+MAX_NESTING = 64          # the Flax checkpoint nests 5 deep
+
 _NUMPY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
@@ -145,18 +147,37 @@ def load_numpy_pickle(path: Path) -> Dict[str, np.ndarray]:
             tree = _NumpyOnlyUnpickler(fh).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise WeightsError(f"{path}: refused or unreadable numpy pickle ({exc})") from None
+    # walked with a stack, not recursion: the C unpickler builds a dict holding itself, or one nested
+    # thousands deep, without recursing, and a recursive walk would end in a RecursionError traceback
     flat: Dict[str, np.ndarray] = {}
-
-    def walk(node: Any, prefix: str) -> None:
+    stack, open_dicts = [(tree, "", 0)], set()
+    while stack:
+        node, prefix, depth = stack.pop()
         if isinstance(node, dict):
+            if id(node) in open_dicts or depth > MAX_NESTING:
+                raise WeightsError(f"{path}: refused numpy pickle (nested more than {MAX_NESTING} deep, or a dict "
+                                   f"holding itself, at {prefix or '/'})")
+            open_dicts.add(id(node))
             for key, value in node.items():
                 if not isinstance(key, str):
                     raise WeightsError(f"{path}: non-string key {key!r} at {prefix or '/'}")
-                walk(value, f"{prefix}/{key}" if prefix else key)
+                stack.append((value, f"{prefix}/{key}" if prefix else key, depth + 1))
         elif isinstance(node, np.ndarray) and node.dtype.kind in "fiu":
             flat[prefix] = node
         else:
             raise WeightsError(f"{path}: unexpected {type(node).__name__} at {prefix or '/'} (numeric arrays only)")
-
-    walk(tree, "")
     return flat
+
+
+# torch.save's legacy (non-zip) format opens with its magic number pickled as a long
+_LEGACY_TORCH_START = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def is_torch_file(path: Path) -> bool:
+    """A file torch.save wrote, in its zip format or the legacy one (anything else: another format)."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as fh:
+        return fh.read(len(_LEGACY_TORCH_START)) == _LEGACY_TORCH_START

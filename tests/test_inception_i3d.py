@@ -108,6 +108,27 @@ def test_numpy_unpickler_refuses_other_globals(tmp_path):
     objects.write_bytes(pickle.dumps({"params": {"a": np.array([None, 1], dtype=object)}}))
     with pytest.raises(WeightsError):
         load_numpy_pickle(objects)
+    # a dict holding itself, or one nested past any checkpoint's depth: one line, not a RecursionError
+    looped = tmp_path / "looped.ckpt"
+    looped.write_bytes(b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01h\x00s.")      # {'a': <itself>}
+    deep = node = {}
+    for _ in range(100):
+        node["a"] = {}
+        node = node["a"]
+    nested = tmp_path / "nested.ckpt"
+    nested.write_bytes(pickle.dumps(deep))
+    for bad in (looped, nested):
+        with pytest.raises(WeightsError, match="nested more than 64 deep, or a dict holding itself"):
+            load_numpy_pickle(bad)
+
+
+def test_a_state_dict_in_torch_legacy_format_loads(tmp_path):
+    """torch.save's non-zip format was parsed as a Flax pickle ("unexpected int at /")."""
+    state = ve.create_backbone("i3d-inception", weights="random").module.state_dict()
+    legacy = tmp_path / "legacy.pt"
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    loaded = ve.create_backbone("i3d-inception", weights=str(legacy))
+    assert all(torch.equal(loaded.module.state_dict()[k], v) for k, v in state.items())
 
 
 @needs_weights

@@ -1,5 +1,6 @@
-"""tools/bench_accuracy.py --ped1-features / --demo-features: features extracted elsewhere are read as they
-are (never extracted again), and a folder without them is one clear error."""
+"""tools/bench_accuracy.py's inputs and report: --ped1-features / --demo-features are read as they are (never
+extracted again), a folder without them is one clear error; feature ids meet ground-truth names as in
+``vadpipe eval``."""
 from __future__ import annotations
 
 import sys
@@ -66,3 +67,39 @@ def test_flagged_spans_gives_each_stretch_its_flagged_share_and_peak():
     scores = np.array([0.1, 0.2, 0.6, 0.7, 0.1, 0.9, 0.9, 0.9, 0.4, 0.5])
     got = flagged_spans(times, scores, {"a": (0, 5), "b": (5, 10), "none": (20, 30)}, 0.5)
     assert got == {"a": (0.4, 0.7), "b": (0.8, 0.9)}
+
+
+def _bare_gt(store: Path) -> Path:
+    """``store``'s ground truth under bare names (``fight_0_000``) while its feature ids keep their class folder
+    (``Fight/fight_0_000``), as Ped1's ``Anomaly/Test019`` against ``Test019``."""
+    from vadpipe.groundtruth import VideoGT, load_ground_truth, write_vadpipe_json
+
+    bare = store / "bare_gt.json"
+    write_vadpipe_json(bare, [VideoGT(g.id.split("/")[-1], g.frames, g.intervals, g.cls)
+                              for g in load_ground_truth(store / "gt.json").values()])
+    return bare
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny default head trained on a generated store, and a test store with class folders in its ids."""
+    from feature_world import make_store, tiny_default
+    from vadpipe.checkpoint import checkpoint_path, load_checkpoint
+
+    root = tmp_path_factory.mktemp("bench")
+    make_store(root / "train", 6, 6, dim=16, seed=0, t_range=(8, 20))
+    make_store(root / "test", 4, 4, dim=16, seed=1, t_range=(8, 20))
+    bench = bench_accuracy.Bench("t", str(root / "train"), str(root / "test"), str(_bare_gt(root / "test")))
+    bench_accuracy.run_once(bench, tiny_default(root / "train", iterations=4), 0, root / "runs")
+    return bench, *load_checkpoint(checkpoint_path(root / "runs" / "t-0"), "cpu")
+
+
+def test_new_scene_shares_match_feature_ids_to_bare_ground_truth_names(trained, monkeypatch):
+    """The scene check's readings are keyed by feature id, the frames by ground-truth name: matched as
+    ``vadpipe eval`` matches them, a head reading every video as a new scene gives 100 %, not 0."""
+    from vadpipe import evaluate
+
+    bench, model, ckpt = trained
+    monkeypatch.setattr(evaluate, "reads_beyond", lambda check, x: True)
+    figures = bench_accuracy.evaluate_model(bench, model, ckpt)
+    assert (figures["scene_normal"], figures["scene_anomalous"]) == (1.0, 1.0)

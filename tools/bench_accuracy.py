@@ -331,6 +331,18 @@ def whole_clips(frames, thr: Optional[float]) -> Tuple[Optional[float], Optional
     return tuple(whole_flagged(clips, thr) / len(clips) if clips else None for clips in kinds)
 
 
+def by_gt_id(readings: Optional[Dict[str, bool]], score_ids, gts) -> Optional[Dict[str, bool]]:
+    """``readings`` ({score id: value}, e.g. the scene check's) keyed by the ground-truth id that ``frame_level``
+    (and ``vadpipe eval``) pairs each score id with: Ped1's feature ids (``Anomaly/Test019``) are not its
+    ground truth's (``Test019``)."""
+    from vadpipe.groundtruth import match_ids
+
+    if readings is None:
+        return None
+    mapping = match_ids(list(score_ids), list(gts))
+    return {mapping[k]: v for k, v in readings.items() if k in mapping}
+
+
 def scene_shares(frames, beyond: Optional[Dict[str, bool]]) -> Tuple[Optional[float], Optional[float]]:
     """The share of normal and of anomalous videos of ``frames`` ({video: (scores, labels)}) that ``beyond``
     ({video: read as a new scene}; None for a head without a scene check) marks."""
@@ -427,7 +439,8 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     # the scores read as levels: a user who flags at 0.5 gets this share of normal frames
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
-    out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, ss.meta.get("scene_beyond"))
+    out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, by_gt_id(ss.meta.get("scene_beyond"),
+                                                                                 ss.scores, gts))
     per_type = res.metrics.get("auc_per_class", {})
     if len(per_type) > 1:            # ground truth with several event types (the demo; Ped1's one is the AUC)
         out.update({f"type_{cls}": value for cls, value in per_type.items()})

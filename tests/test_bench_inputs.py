@@ -1,8 +1,9 @@
 """tools/bench_accuracy.py's inputs and report: --ped1-features / --demo-features are read as they are (never
 extracted again), a folder without them is one clear error; feature ids meet ground-truth names as in
-``vadpipe eval``."""
+``vadpipe eval``; videos left out are counted and named."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -103,3 +104,35 @@ def test_new_scene_shares_match_feature_ids_to_bare_ground_truth_names(trained, 
     monkeypatch.setattr(evaluate, "reads_beyond", lambda check, x: True)
     figures = bench_accuracy.evaluate_model(bench, model, ckpt)
     assert (figures["scene_normal"], figures["scene_anomalous"]) == (1.0, 1.0)
+
+
+def test_videos_left_out_are_counted_and_named(trained, tmp_path):
+    """A test video whose frames do not match its snippets and one without ground truth are left out of the
+    figures, as ``vadpipe eval --on-mismatch skip`` does, but the run says which and how many."""
+    from vadpipe.groundtruth import VideoGT, load_ground_truth, write_vadpipe_json
+
+    bench, model, ckpt = trained
+    gts = sorted(load_ground_truth(bench.gt).values(), key=lambda g: g.id)
+    wrong, *kept = gts[1:]                              # gts[0] dropped: no ground truth
+    broken = tmp_path / "broken_gt.json"
+    write_vadpipe_json(broken, [VideoGT(wrong.id, wrong.frames * 4, wrong.intervals, wrong.cls)] + kept)
+    figures = bench_accuracy.evaluate_model(bench_accuracy.Bench("t", bench.train, bench.test, str(broken)),
+                                            model, ckpt)
+    assert figures["n_videos"] == len(gts) - 2
+    assert [v.split(" (")[0].split("/")[-1] for v in figures["left_out"]] == [wrong.id, gts[0].id]
+    assert figures["left_out"][1].endswith("(no ground truth)")
+    line = bench_accuracy.left_out_line("t", {"default": [figures, figures]})
+    assert line.startswith(f"t: 2 test video(s) left out, figures over {len(gts) - 2}: ") and "\n" not in line
+    assert bench_accuracy.left_out_line("t", {"default": [{**figures, "left_out": []}]}) is None
+
+
+def test_main_prints_the_left_out_line_under_the_table(monkeypatch, capsys, tmp_path):
+    def run_once(bench, cfg, seed, workdir, device, keep, jitter):
+        return {"auc": 0.8, "seconds": 1.0, "n_videos": 3, "left_out": ["Test019 (no ground truth)"]}
+
+    monkeypatch.setattr(bench_accuracy, "run_once", run_once)
+    args = ["--bench", "--extra", "x=a:b:c", "--config", "d=default", "--seeds", "0", "1",
+            "--cache", str(tmp_path), "--json", str(tmp_path / "r.json")]
+    assert bench_accuracy.main(args) == 0
+    assert "x: 1 test video(s) left out, figures over 3: Test019 (no ground truth)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["x"]["d"][0]["n_videos"] == 3

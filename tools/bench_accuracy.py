@@ -31,7 +31,9 @@ false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_le
 and anomalous test videos ``vadpipe score`` notes as flagged nearly throughout (whole@auto) and those
 its scene check reads as new to the head (new scene), training seconds; on the generated features the
 AUC of each group, and where the ground truth names several event types (the demo world) the AUC of each type
-(its anomalous videos against every normal one; ``type_*`` in the JSON).
+(its anomalous videos against every normal one; ``type_*`` in the JSON). Test videos left out (frames that do
+not match their snippets, no ground truth) are named in one line under the table; the JSON records each
+run's ``n_videos`` and ``left_out``.
 
 ``--jitter SD [--draws N]`` stands in for extracting again: every run reads its features times
 (1 + SD · N(0, 1)), drawn per video from the run's seed and draw, so a row's spread covers the
@@ -352,6 +354,26 @@ def scene_shares(frames, beyond: Optional[Dict[str, bool]]) -> Tuple[Optional[fl
     return tuple(sum(beyond.get(k, False) for k in ids) / len(ids) if ids else None for ids in kinds)
 
 
+def left_out(res) -> List[str]:
+    """The test videos an evaluation (vadpipe.evaluate.EvalResult, ``on_mismatch="skip"``) left out, each with
+    its cause: frames that do not match its snippets, or no ground truth."""
+    return ([f"{a.id} ({a.detail})" for a in res.alignments if a.action == "mismatch"]
+            + [f"{vid} (no ground truth)" for vid in res.unmatched_scores])
+
+
+def left_out_line(bench: str, results: Dict[str, List[dict]]) -> Optional[str]:
+    """One line naming the test videos that ``bench``'s runs left out (how many, which, why; None where
+    every run evaluated every video): --extra ground truth from elsewhere would otherwise narrow a row
+    silently."""
+    runs = [r for rs in results.values() for r in rs]
+    left = sorted({v for r in runs for v in r.get("left_out", ())})
+    if not left:
+        return None
+    some = "" if all(len(r.get("left_out", ())) == len(left) for r in runs) else " by some runs"
+    evaluated = "/".join(str(n) for n in sorted({r["n_videos"] for r in runs if "n_videos" in r}))
+    return f"{bench}: {len(left)} test video(s) left out{some}, figures over {evaluated}: " + ", ".join(left)
+
+
 def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
     from sklearn.metrics import roc_auc_score
 
@@ -441,6 +463,7 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
     out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, by_gt_id(ss.meta.get("scene_beyond"),
                                                                                  ss.scores, gts))
+    out["n_videos"], out["left_out"] = res.metrics["n_videos"], left_out(res)
     per_type = res.metrics.get("auc_per_class", {})
     if len(per_type) > 1:            # ground truth with several event types (the demo; Ped1's one is the AUC)
         out.update({f"type_{cls}": value for cls, value in per_type.items()})
@@ -588,11 +611,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                                            keep=args.runs is not None, jitter=jitter)
                         which = f"seed {seed}" + (f" draw {jitter.draw}" if jitter else "")
                         log(f"{bname} {cname} {which}: " + ", ".join(
-                            f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
+                            f"{k} {v:.4f}" for k, v in figures.items() if isinstance(v, float)))
                         # the JSON pairs by seed and draw (tools/compare_bench.py)
                         runs.append({**figures, "seed": seed, **({"draw": jitter.draw} if jitter else {})})
                 report[bname][cname] = runs
             print(table(bname, report[bname], runs_are), flush=True)
+            if (line := left_out_line(bname, report[bname])) is not None:
+                print(line, flush=True)
             print(flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

@@ -136,3 +136,29 @@ def test_main_prints_the_left_out_line_under_the_table(monkeypatch, capsys, tmp_
     assert bench_accuracy.main(args) == 0
     assert "x: 1 test video(s) left out, figures over 3: Test019 (no ground truth)" in capsys.readouterr().out
     assert json.loads((tmp_path / "r.json").read_text())["x"]["d"][0]["n_videos"] == 3
+
+
+def test_each_group_shows_its_size_and_a_tiny_group_is_noted(trained, monkeypatch):
+    """A generated-features group's header gives how many videos its AUC covers and how many are anomalous; a
+    group of one anomalous video (the seed-0 world's short events) is said to be one."""
+    from vadpipe.groundtruth import load_ground_truth
+
+    bench, model, ckpt = trained
+    gts = sorted(load_ground_truth(bench.gt).values(), key=lambda g: g.id)
+    anomalous = [g.id for g in gts if g.intervals]
+    groups = {"test": {g.id: {"class": 0 if g.intervals else None, "seen": g.id != anomalous[0], "T": 100,
+                              "events": [(0, 1 if g.id == anomalous[0] else 50)] if g.intervals else [],
+                              "bursts": []} for g in gts}}
+    figures = bench_accuracy.evaluate_model(bench_accuracy.Bench("t", bench.train, bench.test, bench.gt, groups),
+                                            model, ckpt)
+    normal = len(gts) - len(anomalous)
+    assert figures["videos_in_group"] == {"all": {"videos": len(gts), "anomalous": len(anomalous)},
+                                          "short": {"videos": normal + 1, "anomalous": 1},
+                                          "unseen": {"videos": normal + 1, "anomalous": 1},
+                                          "bursts": {"videos": len(anomalous), "anomalous": len(anomalous)}}
+    head = bench_accuracy.table("features", {"d": [figures]}).splitlines()[1]
+    assert f"short ({normal + 1} videos, 1 anom.)" in head and f"all ({len(gts)} videos, 4 anom.)" in head
+    monkeypatch.setattr(bench_accuracy, "TINY_GROUP", 2)          # this store's 4 anomalous videos are a group
+    notes = bench_accuracy.tiny_group_lines("features", {"d": [figures]})
+    assert [n.split(" holds")[0] for n in notes] == ["features: group short", "features: group unseen"]
+    assert "only 1 anomalous video(s)" in notes[0]

@@ -31,7 +31,9 @@ false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_le
 and anomalous test videos ``vadpipe score`` notes as flagged nearly throughout (whole@auto) and those
 its scene check reads as new to the head (new scene), training seconds; on the generated features the
 AUC of each group, and where the ground truth names several event types (the demo world) the AUC of each type
-(its anomalous videos against every normal one; ``type_*`` in the JSON). Test videos left out (frames that do
+(its anomalous videos against every normal one; ``type_*`` in the JSON); a group's header gives its size (the
+videos in its AUC, how many anomalous; ``videos_in_group`` in the JSON), and a note under the table says
+when it holds fewer than ``TINY_GROUP`` anomalous videos. Test videos left out (frames that do
 not match their snippets, no ground truth) are named in one line under the table; the JSON records each
 run's ``n_videos`` and ``left_out``.
 
@@ -471,11 +473,20 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
         from vadpipe.synthetic_features import group_masks
 
         labels = {k: y for k, (_, y) in frames.items()}
+        out["videos_in_group"] = {}
         for group, masks in group_masks(bench.groups, labels).items():
             ys = np.concatenate([labels[k][m] for k, m in masks.items()])
             ss_ = np.concatenate([frames[k][0][m] for k, m in masks.items()])
             out[f"group_{group}"] = auc(ys, ss_)
+            out["videos_in_group"][group] = group_size(masks, labels)
     return out
+
+
+def group_size(masks: Dict[str, np.ndarray], labels: Dict[str, np.ndarray]) -> Dict[str, int]:
+    """How many test videos take part in a group's AUC (any frame in its ``masks``) and how many of them with
+    event frames: a group of one anomalous video is that video's ranking, not a group's figure."""
+    return {"videos": sum(bool(m.any()) for m in masks.values()),
+            "anomalous": sum(bool(labels[k][m].any()) for k, m in masks.items())}
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -487,9 +498,34 @@ def mean_sd(values: List[Optional[float]], scale: float = 100.0, digits: int = 1
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
+TINY_GROUP = 5   # a generated-features group with fewer anomalous videos than this is noted as too small
+
+
+def group_sizes(results: Dict[str, List[dict]]) -> Dict[str, str]:
+    """{group: "V videos, A anom."} over every run of ``results`` (runs that differ: each size, "/"-joined)."""
+    sizes: Dict[str, set] = {}
+    for r in (r for runs in results.values() for r in runs):
+        for group, n in r.get("videos_in_group", {}).items():
+            sizes.setdefault(group, set()).add((n["videos"], n["anomalous"]))
+    return {g: "/".join(f"{v} videos, {a} anom." for v, a in sorted(s)) for g, s in sizes.items()}
+
+
+def tiny_group_lines(bench: str, results: Dict[str, List[dict]]) -> List[str]:
+    """A note per group whose runs hold fewer than TINY_GROUP anomalous videos: its figure is theirs alone."""
+    fewest: Dict[str, int] = {}
+    for r in (r for runs in results.values() for r in runs):
+        for group, n in r.get("videos_in_group", {}).items():
+            fewest[group] = min(fewest.get(group, n["anomalous"]), n["anomalous"])
+    return [f"{bench}: group {g} holds only {a} anomalous video(s): its figure ranks just these against the normal "
+            f"videos, not a group (the generator's parameters make few such videos; {TINY_GROUP} or more would count)"
+            for g, a in fewest.items() if a < TINY_GROUP]
+
+
 def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str = "seeds") -> str:
     extra = sorted({k for runs in results.values() for r in runs for k in r if k.startswith(("group_", "type_"))})
-    heads = ["config"] + list(HEADERS) + [k.split("_", 1)[1] for k in extra]
+    sizes = group_sizes(results)
+    named = [(k.split("_", 1)[1], k.startswith("group_")) for k in extra]
+    heads = ["config"] + list(HEADERS) + [f"{n} ({sizes[n]})" if group and n in sizes else n for n, group in named]
     rows = []
     for name, runs in results.items():
         row = [name]
@@ -616,8 +652,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         runs.append({**figures, "seed": seed, **({"draw": jitter.draw} if jitter else {})})
                 report[bname][cname] = runs
             print(table(bname, report[bname], runs_are), flush=True)
-            if (line := left_out_line(bname, report[bname])) is not None:
-                print(line, flush=True)
+            for line in tiny_group_lines(bname, report[bname]) + [left_out_line(bname, report[bname])]:
+                if line is not None:
+                    print(line, flush=True)
             print(flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

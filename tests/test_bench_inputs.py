@@ -162,3 +162,20 @@ def test_each_group_shows_its_size_and_a_tiny_group_is_noted(trained, monkeypatc
     notes = bench_accuracy.tiny_group_lines("features", {"d": [figures]})
     assert [n.split(" holds")[0] for n in notes] == ["features: group short", "features: group unseen"]
     assert "only 1 anomalous video(s)" in notes[0]
+
+
+def test_spread_is_the_sample_sd_and_one_run_prints_no_spread(capsys):
+    """± is the sample sd (n − 1); one run has none to print (not "± 0.0"); a missing figure is counted, in the
+    cell and in the header, never dropped silently; --help says so."""
+    assert bench_accuracy.mean_sd([0.8, 0.9]) == "85.0 ± 7.1"              # population sd: 5.0
+    assert bench_accuracy.mean_sd([0.87]) == "87.0"
+    assert bench_accuracy.mean_sd([0.8, None, 0.9]) == "85.0 ± 7.1 (2 of 3)"
+    assert bench_accuracy.mean_sd([None, 0.9]) == "90.0 (1 of 2)"
+    runs = [{"auc": 0.8, "hit_auto": 0.5}, {"auc": 0.9, "hit_auto": None}, {"auc": 0.7, "hit_auto": 0.6}]
+    title, head, _, row = bench_accuracy.table("ped1", {"default": runs}).splitlines()
+    cells = dict(zip([c.strip() for c in head.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["hit@auto"] == "55.0 ± 7.1 (2 of 3)" and cells["frame AUC"] == "80.0 ± 10.0"
+    assert title == "## ped1 (percent; mean ± sample sd (n − 1) over 2/3 seeds)"
+    with pytest.raises(SystemExit):
+        bench_accuracy.main(["--help"])
+    assert "sample sd" in " ".join(capsys.readouterr().out.split())

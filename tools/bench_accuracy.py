@@ -22,7 +22,8 @@ file; each ``+`` adds a ``--set`` override. The SAME config runs on every benchm
 ``select`` rule picks the checkpoint (the final one, or the one the training-side validation
 picks): the test set never chooses anything.
 
-Printed per benchmark and config, mean ± sd over seeds: frame AUC, AP, AUC inside anomalous
+Printed per benchmark and config, mean ± sd over seeds (the sample sd, n − 1; one run: its value alone;
+``SPREAD``): frame AUC, AP, AUC inside anomalous
 videos, share of frames whose float32 score is exactly 0 or 1 (ties), false alarms on normal
 test videos at the calibrated ``auto`` threshold (99th percentile of normal training-side
 scores), the share of anomalous frames (inside the ground truth) at or above that threshold
@@ -490,12 +491,22 @@ def group_size(masks: Dict[str, np.ndarray], labels: Dict[str, np.ndarray]) -> D
 
 
 # --- report ---------------------------------------------------------------------------------
+SPREAD = ("± is the sample sd over a row's runs (n − 1 in the denominator); a row of one run prints its value "
+          "alone (no sd to know), a cell averaging fewer runs than its row (a figure missing) adds \"(k of n)\", "
+          "and the header counts the runs its cells average. \"train s\" times training only, not scoring.")
+
+
 def mean_sd(values: List[Optional[float]], scale: float = 100.0, digits: int = 1) -> str:
+    """"mean ± sample sd (n − 1)" of the numbers among ``values``: one number alone, "(k of n)" added where some
+    are None (SPREAD)."""
+    values = list(values)
     vals = [v for v in values if v is not None]
     if not vals:
         return "n/a"
-    m, s = np.mean(vals) * scale, (np.std(vals, ddof=1) * scale if len(vals) > 1 else 0.0)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    text = f"{np.mean(vals) * scale:.{digits}f}"
+    if len(vals) > 1:
+        text += f" ± {np.std(vals, ddof=1) * scale:.{digits}f}"
+    return text + (f" ({len(vals)} of {len(values)})" if len(vals) < len(values) else "")
 
 
 TINY_GROUP = 5   # a generated-features group with fewer anomalous videos than this is noted as too small
@@ -535,15 +546,18 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str 
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(heads, *rows)]
     fmt = lambda r: " | ".join(str(x).ljust(w) for x, w in zip(r, widths))   # noqa: E731
-    n = {len(r) for r in results.values()}
-    return "\n".join([f"## {bench} (percent; mean ± sd over {'/'.join(map(str, n))} {runs_are})", fmt(heads),
+    # the runs each cell averages (a missing figure makes fewer than its row's)
+    n = sorted({sum(r.get(k) is not None for r in runs) for runs in results.values() for k in METRICS + tuple(extra)}
+               - {0})
+    return "\n".join([f"## {bench} (percent; mean ± sample sd (n − 1) over {'/'.join(map(str, n))} {runs_are})",
+                      fmt(heads),
                       "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     global REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS, \
         PED1_FEATURES, DEMO_FEATURES
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=SPREAD)
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
                     help="also any extracted feature set: train features, test features, test ground truth")

@@ -22,7 +22,8 @@ file; each ``+`` adds a ``--set`` override. The SAME config runs on every benchm
 ``select`` rule picks the checkpoint (the final one, or the one the training-side validation
 picks): the test set never chooses anything.
 
-Printed per benchmark and config, mean ± sd over seeds: frame AUC, AP, AUC inside anomalous
+Printed per benchmark and config, mean ± sd over seeds (the sample sd, n − 1; one run: its value alone;
+``SPREAD``): frame AUC, AP, AUC inside anomalous
 videos, share of frames whose float32 score is exactly 0 or 1 (ties), false alarms on normal
 test videos at the calibrated ``auto`` threshold (99th percentile of normal training-side
 scores), the share of anomalous frames (inside the ground truth) at or above that threshold
@@ -31,7 +32,11 @@ false alarms at 0.5 (FA@0.5: whether the scores read as levels; ``model.score_le
 and anomalous test videos ``vadpipe score`` notes as flagged nearly throughout (whole@auto) and those
 its scene check reads as new to the head (new scene), training seconds; on the generated features the
 AUC of each group, and where the ground truth names several event types (the demo world) the AUC of each type
-(its anomalous videos against every normal one; ``type_*`` in the JSON).
+(its anomalous videos against every normal one; ``type_*`` in the JSON); a group's header gives its size (the
+videos in its AUC, how many anomalous; ``videos_in_group`` in the JSON), and a note under the table says
+when it holds fewer than ``TINY_GROUP`` anomalous videos. Test videos left out (frames that do
+not match their snippets, no ground truth) are named in one line under the table; the JSON records each
+run's ``n_videos`` and ``left_out``.
 
 ``--jitter SD [--draws N]`` stands in for extracting again: every run reads its features times
 (1 + SD · N(0, 1)), drawn per video from the run's seed and draw, so a row's spread covers the
@@ -331,6 +336,18 @@ def whole_clips(frames, thr: Optional[float]) -> Tuple[Optional[float], Optional
     return tuple(whole_flagged(clips, thr) / len(clips) if clips else None for clips in kinds)
 
 
+def by_gt_id(readings: Optional[Dict[str, bool]], score_ids, gts) -> Optional[Dict[str, bool]]:
+    """``readings`` ({score id: value}, e.g. the scene check's) keyed by the ground-truth id that ``frame_level``
+    (and ``vadpipe eval``) pairs each score id with: Ped1's feature ids (``Anomaly/Test019``) are not its
+    ground truth's (``Test019``)."""
+    from vadpipe.groundtruth import match_ids
+
+    if readings is None:
+        return None
+    mapping = match_ids(list(score_ids), list(gts))
+    return {mapping[k]: v for k, v in readings.items() if k in mapping}
+
+
 def scene_shares(frames, beyond: Optional[Dict[str, bool]]) -> Tuple[Optional[float], Optional[float]]:
     """The share of normal and of anomalous videos of ``frames`` ({video: (scores, labels)}) that ``beyond``
     ({video: read as a new scene}; None for a head without a scene check) marks."""
@@ -338,6 +355,26 @@ def scene_shares(frames, beyond: Optional[Dict[str, bool]]) -> Tuple[Optional[fl
         return None, None
     kinds = [[k for k, (_, y) in frames.items() if bool(y.any()) == anomalous] for anomalous in (False, True)]
     return tuple(sum(beyond.get(k, False) for k in ids) / len(ids) if ids else None for ids in kinds)
+
+
+def left_out(res) -> List[str]:
+    """The test videos an evaluation (vadpipe.evaluate.EvalResult, ``on_mismatch="skip"``) left out, each with
+    its cause: frames that do not match its snippets, or no ground truth."""
+    return ([f"{a.id} ({a.detail})" for a in res.alignments if a.action == "mismatch"]
+            + [f"{vid} (no ground truth)" for vid in res.unmatched_scores])
+
+
+def left_out_line(bench: str, results: Dict[str, List[dict]]) -> Optional[str]:
+    """One line naming the test videos that ``bench``'s runs left out (how many, which, why; None where
+    every run evaluated every video): --extra ground truth from elsewhere would otherwise narrow a row
+    silently."""
+    runs = [r for rs in results.values() for r in rs]
+    left = sorted({v for r in runs for v in r.get("left_out", ())})
+    if not left:
+        return None
+    some = "" if all(len(r.get("left_out", ())) == len(left) for r in runs) else " by some runs"
+    evaluated = "/".join(str(n) for n in sorted({r["n_videos"] for r in runs if "n_videos" in r}))
+    return f"{bench}: {len(left)} test video(s) left out{some}, figures over {evaluated}: " + ", ".join(left)
 
 
 def auc(y: np.ndarray, s: np.ndarray) -> Optional[float]:
@@ -427,7 +464,9 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     # the scores read as levels: a user who flags at 0.5 gets this share of normal frames
     out["false_alarm_half"] = float(np.mean(np.concatenate(normal) >= 0.5)) if normal else None
     out["whole_normal"], out["whole_anomalous"] = whole_clips(frames, thr)
-    out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, ss.meta.get("scene_beyond"))
+    out["scene_normal"], out["scene_anomalous"] = scene_shares(frames, by_gt_id(ss.meta.get("scene_beyond"),
+                                                                                 ss.scores, gts))
+    out["n_videos"], out["left_out"] = res.metrics["n_videos"], left_out(res)
     per_type = res.metrics.get("auc_per_class", {})
     if len(per_type) > 1:            # ground truth with several event types (the demo; Ped1's one is the AUC)
         out.update({f"type_{cls}": value for cls, value in per_type.items()})
@@ -435,25 +474,69 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
         from vadpipe.synthetic_features import group_masks
 
         labels = {k: y for k, (_, y) in frames.items()}
+        out["videos_in_group"] = {}
         for group, masks in group_masks(bench.groups, labels).items():
             ys = np.concatenate([labels[k][m] for k, m in masks.items()])
             ss_ = np.concatenate([frames[k][0][m] for k, m in masks.items()])
             out[f"group_{group}"] = auc(ys, ss_)
+            out["videos_in_group"][group] = group_size(masks, labels)
     return out
 
 
+def group_size(masks: Dict[str, np.ndarray], labels: Dict[str, np.ndarray]) -> Dict[str, int]:
+    """How many test videos take part in a group's AUC (any frame in its ``masks``) and how many of them with
+    event frames: a group of one anomalous video is that video's ranking, not a group's figure."""
+    return {"videos": sum(bool(m.any()) for m in masks.values()),
+            "anomalous": sum(bool(labels[k][m].any()) for k, m in masks.items())}
+
+
 # --- report ---------------------------------------------------------------------------------
+SPREAD = ("± is the sample sd over a row's runs (n − 1 in the denominator); a row of one run prints its value "
+          "alone (no sd to know), a cell averaging fewer runs than its row (a figure missing) adds \"(k of n)\", "
+          "and the header counts the runs its cells average. \"train s\" times training only, not scoring.")
+
+
 def mean_sd(values: List[Optional[float]], scale: float = 100.0, digits: int = 1) -> str:
+    """"mean ± sample sd (n − 1)" of the numbers among ``values``: one number alone, "(k of n)" added where some
+    are None (SPREAD)."""
+    values = list(values)
     vals = [v for v in values if v is not None]
     if not vals:
         return "n/a"
-    m, s = np.mean(vals) * scale, (np.std(vals, ddof=1) * scale if len(vals) > 1 else 0.0)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
+    text = f"{np.mean(vals) * scale:.{digits}f}"
+    if len(vals) > 1:
+        text += f" ± {np.std(vals, ddof=1) * scale:.{digits}f}"
+    return text + (f" ({len(vals)} of {len(values)})" if len(vals) < len(values) else "")
+
+
+TINY_GROUP = 5   # a generated-features group with fewer anomalous videos than this is noted as too small
+
+
+def group_sizes(results: Dict[str, List[dict]]) -> Dict[str, str]:
+    """{group: "V videos, A anom."} over every run of ``results`` (runs that differ: each size, "/"-joined)."""
+    sizes: Dict[str, set] = {}
+    for r in (r for runs in results.values() for r in runs):
+        for group, n in r.get("videos_in_group", {}).items():
+            sizes.setdefault(group, set()).add((n["videos"], n["anomalous"]))
+    return {g: "/".join(f"{v} videos, {a} anom." for v, a in sorted(s)) for g, s in sizes.items()}
+
+
+def tiny_group_lines(bench: str, results: Dict[str, List[dict]]) -> List[str]:
+    """A note per group whose runs hold fewer than TINY_GROUP anomalous videos: its figure is theirs alone."""
+    fewest: Dict[str, int] = {}
+    for r in (r for runs in results.values() for r in runs):
+        for group, n in r.get("videos_in_group", {}).items():
+            fewest[group] = min(fewest.get(group, n["anomalous"]), n["anomalous"])
+    return [f"{bench}: group {g} holds only {a} anomalous video(s): its figure ranks just these against the normal "
+            f"videos, not a group (the generator's parameters make few such videos; {TINY_GROUP} or more would count)"
+            for g, a in fewest.items() if a < TINY_GROUP]
 
 
 def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str = "seeds") -> str:
     extra = sorted({k for runs in results.values() for r in runs for k in r if k.startswith(("group_", "type_"))})
-    heads = ["config"] + list(HEADERS) + [k.split("_", 1)[1] for k in extra]
+    sizes = group_sizes(results)
+    named = [(k.split("_", 1)[1], k.startswith("group_")) for k in extra]
+    heads = ["config"] + list(HEADERS) + [f"{n} ({sizes[n]})" if group and n in sizes else n for n, group in named]
     rows = []
     for name, runs in results.items():
         row = [name]
@@ -463,15 +546,18 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str 
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(heads, *rows)]
     fmt = lambda r: " | ".join(str(x).ljust(w) for x, w in zip(r, widths))   # noqa: E731
-    n = {len(r) for r in results.values()}
-    return "\n".join([f"## {bench} (percent; mean ± sd over {'/'.join(map(str, n))} {runs_are})", fmt(heads),
+    # the runs each cell averages (a missing figure makes fewer than its row's)
+    n = sorted({sum(r.get(k) is not None for r in runs) for runs in results.values() for k in METRICS + tuple(extra)}
+               - {0})
+    return "\n".join([f"## {bench} (percent; mean ± sample sd (n − 1) over {'/'.join(map(str, n))} {runs_are})",
+                      fmt(heads),
                       "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     global REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS, \
         PED1_FEATURES, DEMO_FEATURES
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=SPREAD)
     ap.add_argument("--bench", nargs="*", default=list(BENCHES), choices=list(BENCHES))
     ap.add_argument("--extra", action="append", default=[], metavar="NAME=TRAIN:TEST:GT",
                     help="also any extracted feature set: train features, test features, test ground truth")
@@ -575,11 +661,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                                            keep=args.runs is not None, jitter=jitter)
                         which = f"seed {seed}" + (f" draw {jitter.draw}" if jitter else "")
                         log(f"{bname} {cname} {which}: " + ", ".join(
-                            f"{k} {v:.4f}" for k, v in figures.items() if v is not None))
+                            f"{k} {v:.4f}" for k, v in figures.items() if isinstance(v, float)))
                         # the JSON pairs by seed and draw (tools/compare_bench.py)
                         runs.append({**figures, "seed": seed, **({"draw": jitter.draw} if jitter else {})})
                 report[bname][cname] = runs
             print(table(bname, report[bname], runs_are), flush=True)
+            for line in tiny_group_lines(bname, report[bname]) + [left_out_line(bname, report[bname])]:
+                if line is not None:
+                    print(line, flush=True)
             print(flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

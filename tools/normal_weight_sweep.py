@@ -300,8 +300,8 @@ def main() -> None:
                         refit_levels(model, ckpt, args.run, bench)
                     scored = recalibrated(model, ckpt, args.run, bench) if args.recalibrate else ckpt
                     figures = evaluate_model(bench, model, scored)
-                    shown = {k.replace("group_", ""): v for k, v in figures.items()
-                             if (k != "false_alarm_auto" or args.recalibrate) and v is not None}
+                    shown = {k.replace("group_", ""): v for k, v in figures.items()   # shares, not counts or lists
+                             if (k != "false_alarm_auto" or args.recalibrate) and isinstance(v, float)}
                     stage = (f" pseudo {args.pseudo_weight:g}" if stage_on else
                              f" stage weight {stage_weight:g}" if stage_weight is not None else "")
                     print(f"  {form:<4} context {context} shrinkage {shrinkage:g} {standardise:<8} weight {weight:<5g} "

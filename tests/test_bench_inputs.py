@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
@@ -146,9 +147,15 @@ def test_each_group_shows_its_size_and_a_tiny_group_is_noted(trained, monkeypatc
     bench, model, ckpt = trained
     gts = sorted(load_ground_truth(bench.gt).values(), key=lambda g: g.id)
     anomalous = [g.id for g in gts if g.intervals]
-    groups = {"test": {g.id: {"class": 0 if g.intervals else None, "seen": g.id != anomalous[0], "T": 100,
-                              "events": [(0, 1 if g.id == anomalous[0] else 50)] if g.intervals else [],
-                              "bursts": []} for g in gts}}
+    def events(g):      # the first anomalous video's event made short (under 5 % of a long T), the others long
+        if not g.intervals:
+            return []
+        start, end = g.intervals[0]
+        return [(start // 16, -(-end // 16))] if g.id == anomalous[0] else [(0, 50)]
+
+    groups = {"test": {g.id: {"class": 0 if g.intervals else None, "seen": g.id != anomalous[0],
+                              "T": 10 ** 6 if g.id == anomalous[0] else 100, "events": events(g), "bursts": []}
+                       for g in gts}}
     figures = bench_accuracy.evaluate_model(bench_accuracy.Bench("t", bench.train, bench.test, bench.gt, groups),
                                             model, ckpt)
     normal = len(gts) - len(anomalous)
@@ -179,3 +186,18 @@ def test_spread_is_the_sample_sd_and_one_run_prints_no_spread(capsys):
     with pytest.raises(SystemExit):
         bench_accuracy.main(["--help"])
     assert "sample sd" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_short_events_group_takes_each_short_event_with_its_own_videos_background():
+    """A video with a short and a long event takes part with the short one and the frames outside both; its
+    long event is left out (a group of videos whose events are all short held one video of 40)."""
+    from vadpipe.synthetic_features import SNIPPET, group_masks
+
+    groups = {"test": {"a": {"class": 1, "seen": True, "T": 100, "events": [(10, 12), (40, 80)], "bursts": []},
+                       "n": {"class": None, "seen": True, "T": 100, "events": [], "bursts": []}}}
+    labels = np.zeros(100 * SNIPPET, dtype=np.int8)
+    labels[10 * SNIPPET:12 * SNIPPET] = labels[40 * SNIPPET:80 * SNIPPET] = 1
+    short = group_masks(groups, {"a": labels, "n": np.zeros(100 * SNIPPET, dtype=np.int8)})["short"]
+    assert short["n"].all()
+    assert short["a"][10 * SNIPPET:12 * SNIPPET].all() and not short["a"][40 * SNIPPET:80 * SNIPPET].any()
+    assert short["a"].sum() == (100 - 40) * SNIPPET

@@ -191,7 +191,8 @@ def test_spread_is_the_sample_sd_and_one_run_prints_no_spread(capsys):
 def test_the_short_events_group_takes_each_short_event_with_its_own_videos_background():
     """A video with a short and a long event takes part with the short one and the frames outside both; its
     long event is left out (a group of videos whose events are all short held one video of 40)."""
-    from vadpipe.synthetic_features import SNIPPET, group_masks
+    from vadpipe.feature_groups import group_masks
+    from vadpipe.synthetic_features import SNIPPET
 
     groups = {"test": {"a": {"class": 1, "seen": True, "T": 100, "events": [(10, 12), (40, 80)], "bursts": []},
                        "n": {"class": None, "seen": True, "T": 100, "events": [], "bursts": []}}}

@@ -471,7 +471,7 @@ def evaluate_model(bench: Bench, model, ckpt) -> Dict[str, float]:
     if len(per_type) > 1:            # ground truth with several event types (the demo; Ped1's one is the AUC)
         out.update({f"type_{cls}": value for cls, value in per_type.items()})
     if bench.groups is not None:
-        from vadpipe.synthetic_features import group_masks
+        from vadpipe.feature_groups import group_masks
 
         labels = {k: y for k, (_, y) in frames.items()}
         out["videos_in_group"] = {}

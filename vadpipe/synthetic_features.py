@@ -24,7 +24,9 @@ Layout written to ``OUT``: ``npy/<name>_i3d.npy`` (T, C, D) float32,
 normal, as UCF-Crime's), ``train_gt.json`` / ``test_gt.json`` (vadpipe JSON,
 16 frames a snippet, frames = 16 T), ``groups.json`` (per test video: class,
 whether it is seen in training, event lengths, burst intervals), used by
-:func:`group_masks` for the per-group figures.
+``vadpipe.feature_groups`` for the per-group figures (kept apart, so that the
+cache of a generated world, keyed by this module's source, survives a change to
+how the groups are scored).
 """
 from __future__ import annotations
 
@@ -156,43 +158,4 @@ def make_feature_world(out: str | Path, cfg: FeatureWorldConfig = FeatureWorldCo
     test = _split(cfg, world, rng, out, "test", cfg.test_anomalous, cfg.test_normal,
                   list(range(cfg.seen_classes + cfg.unseen_classes)))
     atomic.write_text(out / "groups.json", json.dumps({"config": asdict(cfg), "test": test}, indent=1))
-    return out
-
-
-SHORT_EVENT = 0.05   # an event shorter than this share of its video counts as short
-
-
-def group_masks(groups: dict, frame_labels: Dict[str, np.ndarray]) -> Dict[str, Dict[str, np.ndarray]]:
-    """Per group, the frames of each test video that take part in its AUC.
-
-    - ``all``: every frame;
-    - ``short``: each short event's frames (< 5 % of its video) and the frames outside any event of the video
-      holding it, against the normal videos; a video's long events are left out (a video whose events are
-      *all* short is rare: one of the seed-0 world's 40, against 15 short events in 12 videos);
-    - ``unseen``: normal videos, and anomalous videos of classes never seen in training;
-    - ``bursts``: event frames against frames inside benign bursts (are bursts ranked below events?).
-    """
-    out: Dict[str, Dict[str, np.ndarray]] = {"all": {}, "short": {}, "unseen": {}, "bursts": {}}
-    for vid, labels in frame_labels.items():
-        g = groups["test"].get(vid)
-        if g is None:
-            continue
-        n = labels.size
-        every = np.ones(n, dtype=bool)
-        out["all"][vid] = every
-        normal = g["class"] is None
-        short = [(s, e) for s, e in g["events"] if (e - s) < SHORT_EVENT * g["T"]]
-        if normal:
-            out["short"][vid] = every
-        elif short:
-            kept = labels == 0
-            for s, e in short:
-                kept[s * SNIPPET:e * SNIPPET] = True
-            out["short"][vid] = kept
-        if normal or not g["seen"]:
-            out["unseen"][vid] = every
-        burst = np.zeros(n, dtype=bool)
-        for s, e in g["bursts"]:
-            burst[s * SNIPPET:e * SNIPPET] = True
-        out["bursts"][vid] = (labels > 0) | (burst & (labels == 0))
     return out

@@ -379,3 +379,26 @@ def test_resampling_recipe_scores_every_native_frame(tmp_path):
     # native frame j takes the resampled frame nearest in time (j * 10 / 25)
     mapped = native_frame_scores(np.array([0.0, 1.0]), 20, recipe10, 50, 25.0, 10.0)
     assert mapped[:39].max() == 0.0 and mapped[39:].min() == 1.0   # 39 * 0.4 = 15.6 -> frame 16
+
+
+def test_variable_frame_rate_duration_and_thumbnails_follow_timestamps(tmp_path, ckpt, monkeypatch):
+    """The clip lasts to its last timestamp (4.8 s) plus a frame, not frames / average fps (1.8 s): the
+    JSON's duration and the plot's time axis cover every frame."""
+    from test_video import write_timed
+
+    pts_ms = [0, 40, 80, 120, 600, 640, 680, 1400, 1440, 1480, 1520, 1560, 1600, 1640, 1680, 1720, 4800]
+    clip = write_timed(tmp_path / "vfr.mp4", pts_ms, width=96, height=72)
+    drawn = {}
+
+    def spy(path, times, scores, fps, **kwargs):
+        drawn.update(kwargs, times=times)
+
+    monkeypatch.setattr("vadpipe.plot.plot_clip", spy)
+    assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out", threshold="0", plot=True, progress=False)) == 0
+    report = json.loads((tmp_path / "out" / "vfr.json").read_text())
+    assert report["vfr"] and report["duration_s"] > 4.8
+    assert report["duration_s"] == pytest.approx(report["intervals"][-1]["end_s"])
+    assert drawn["duration_s"] == report["duration_s"]
+    thumbs = drawn["thumbnails"]
+    assert [t.time_s for t in thumbs] == pytest.approx([pts_ms[t.frame] / 1000 for t in thumbs])

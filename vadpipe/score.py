@@ -112,7 +112,8 @@ class ClipScores:
 
     @property
     def duration_s(self) -> float:
-        return self.frames / self.fps
+        """The last frame's time plus one frame: a variable-frame-rate clip's true length, not frames / fps."""
+        return float(self.time_at(self.frames))
 
 
 @dataclass
@@ -401,7 +402,7 @@ class Scorer:
 
         thumbs = []
         if clip.kind == "video":
-            thumbs = choose_thumbnails(scores.frame_scores, scores.fps, intervals)
+            thumbs = choose_thumbnails(scores.frame_scores, scores.fps, intervals, times=scores.times)
             images = grab_frames(clip.path, [t.frame for t in thumbs], THUMB_SHORT_SIDE)
             for thumb in thumbs:
                 thumb.image = images.get(thumb.frame)

@@ -132,6 +132,68 @@ def test_alignment_frame_count_sources_and_clipping():
     assert "clipped" in rep.detail and y.sum() == 10
 
 
+def test_resampled_features_align_on_the_videos_own_frames():
+    """Features of a 10 fps recipe of a 50-frame 25 fps video: scored on its 50 frames (as `vadpipe score`
+    maps them) against a ground truth that counts those; a ground truth of the 20 resampled frames is read
+    as before, with a note."""
+    from vadpipe.intervals import NativeFrames
+
+    native = NativeFrames(50, 25.0, 10.0)
+    f, y, rep = align_video(np.r_[0.0, 1.0], VideoGT("v", 50, [(40, 50)]), 20, 16, native=native)
+    assert rep.action == "tail" and rep.frames == f.size == y.size == 50 and "own 50 frames" in rep.detail
+    assert f[:39].max() == 0.0 and f[39:].min() == 1.0         # native frame 39 is resampled frame 16
+    f, _, rep = align_video(np.r_[0.0, 1.0], VideoGT("v", None, [(40, 50)]), 20, 16, native=native)
+    assert f.size == 50                                         # no gt count: the video's own frames
+    f, _, rep = align_video(np.r_[0.0, 1.0], VideoGT("v", 20, []), 20, 16, native=native)
+    assert f.size == 20 and "scored on the resampled frames" in rep.detail
+    f, _, rep = align_video(np.r_[0.0, 1.0, 1.0], VideoGT("v", 50, []), 20, 16, native=native)
+    assert f is None and rep.action == "mismatch"               # 3 snippets cannot come from 20 frames
+
+
+def test_eval_run_scores_resampled_features_as_vadpipe_score_does(tmp_path):
+    """`vadpipe eval --run` on features whose manifest records the source's frames: the same frame
+    scores as `vadpipe score` of the features, written to and read back from the score folder."""
+    import dataclasses
+
+    import torch
+    from feature_world import make_store
+    from vadpipe.checkpoint import Checkpoint, build_model
+    from vadpipe.config import ModelConfig
+    from vadpipe.evaluate import evaluate_run
+    from vadpipe.features import FeatureStore
+    from vadpipe.score import ScoreOptions, run_score
+    from vadpipe.score_io import read_scores_csv
+
+    make_store(tmp_path / "f", 2, 2, dim=16, t_range=(3, 6), seed=5)
+    store = FeatureStore(tmp_path / "f")
+    gts = []
+    for record in store.all_records().values():    # as `extract --fps 10` of 25 fps videos records them
+        native_frames = round(record.frames * 2.5)
+        store.append(dataclasses.replace(record, fps=10.0, source_frames=native_frames, source_fps=25.0))
+        gts.append(VideoGT(record.id, native_frames, [(0, 30)] if record.label else []))
+    store.merge(0, 1)
+    write_vadpipe_json(tmp_path / "gt.json", gts)
+    torch.manual_seed(0)
+    config = ModelConfig(feature_dim=16, heads=2, ffn_dim=16, hidden=(8, 4))
+    Checkpoint.of(build_model(config), config, recipe=store.recipe()).save(tmp_path / "head.pt")
+
+    res, out = evaluate_run(tmp_path / "head.pt", tmp_path / "f", tmp_path / "gt.json", out=tmp_path / "eval",
+                            device="cpu", progress=False)
+    assert {a.frames for a in res.alignments} == {gt.frames for gt in gts}
+    assert all(a.action != "mismatch" and "own" in a.detail for a in res.alignments)
+    again = evaluate_score_path(out / "scores", tmp_path / "gt.json")
+    assert again.metrics == res.metrics                     # index.json keeps the source's frames
+    assert run_score([str(tmp_path / "f")], checkpoint=str(tmp_path / "head.pt"), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "scored", threshold="0.5", progress=False)) == 0
+    ss = read_scores(out / "scores")
+    for gt in gts:
+        f, _, _ = align_video(ss.scores[gt.id], gt, ss.frames[gt.id], ss.snippet_len, ss.stride, ss.frame_mode,
+                              ss.native[gt.id])
+        _, times, scored = read_scores_csv(tmp_path / "scored" / (gt.id.replace("/", "__") + ".scores.csv"))
+        assert scored.size == gt.frames and np.allclose(times[1], 1 / 25.0)
+        np.testing.assert_allclose(scored, f, atol=1e-5)
+
+
 def test_metrics_equal_sklearn_on_concatenated_arrays():
     rng = np.random.default_rng(0)
     scores, gts, cat_y, cat_s = {}, {}, [], []

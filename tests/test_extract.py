@@ -91,6 +91,7 @@ def test_shapes_manifest_and_recipe(tmp_path, videos, backbone, recipe):
         assert np.isfinite(array).all()
         assert (rec["frames"], rec["T"], rec["crops"], rec["fps"]) == (frames, array.shape[0], 1, 25.0)
         assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] >= 0
+        assert "source_frames" not in rec and "source_fps" not in rec     # a native recipe: frames are the video's
         assert rec["recipe_id"] == recipe.recipe_id and rec["path"] == str(root / rel)
     assert (recs["Abuse/Abuse001_x264"]["label"], recs["Abuse/Abuse001_x264"]["class"]) == (1, "Abuse")
     assert (recs["Fighting/clip"]["label"], recs["Fighting/clip"]["class"]) == (1, "Fighting")
@@ -127,6 +128,9 @@ def test_fps_resampling_and_float16_storage(tmp_path, backbone):
     summary = run(tmp_path / "v", tmp_path / "f", recipe, backbone, batch_size=1, clips_per_forward="auto")
     rec = manifest(tmp_path / "f")["a"]
     assert summary.ok == 1 and (rec["frames"], rec["fps"], rec["T"]) == (20, 10.0, 2)
+    assert (rec["source_frames"], rec["source_fps"]) == (50, 25.0)   # the video's own, for `vadpipe score`
+    # resuming reads the record as complete: nothing is redone
+    assert (run(tmp_path / "v", tmp_path / "f", recipe, backbone).skipped, manifest(tmp_path / "f")["a"]) == (1, rec)
     assert summary.clips_per_forward == 1  # CPU tuning ran (batches of one clip: only candidate 1)
     assert np.load(tmp_path / "f" / "a.npy").dtype == np.float16
 

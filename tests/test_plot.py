@@ -29,6 +29,9 @@ def test_thumbnails_take_peaks_then_even_context():
     even = choose_thumbnails(np.zeros(600), FPS, [])
     assert [t.frame for t in even] == [50, 150, 250, 350, 450, 550] and not any(t.is_peak for t in even)
     assert len(choose_thumbnails(np.zeros(3), FPS, [])) == 3
+    # a variable-frame-rate clip: the frames' timestamps, not frame / fps
+    times = np.r_[0.0, 0.04, 0.6, 4.8]
+    assert [t.time_s for t in choose_thumbnails(np.zeros(4), FPS, [], times=times)] == times.tolist()
 
 
 def test_png_has_the_documented_size(tmp_path):

@@ -379,3 +379,58 @@ def test_resampling_recipe_scores_every_native_frame(tmp_path):
     # native frame j takes the resampled frame nearest in time (j * 10 / 25)
     mapped = native_frame_scores(np.array([0.0, 1.0]), 20, recipe10, 50, 25.0, 10.0)
     assert mapped[:39].max() == 0.0 and mapped[39:].min() == 1.0   # 39 * 0.4 = 15.6 -> frame 16
+
+
+def test_resampled_features_are_scored_on_the_videos_frames_as_the_video_is(tmp_path):
+    """`extract --fps 10` features of a 25 fps clip give the video's CSV (50 frames at 25 fps, not 20 at
+    10); features extracted before the manifest kept the source's frames stay on the resampled ones, noted."""
+    from vadpipe.extract import ExtractOptions, run_extract
+    from vadpipe.extractors import create_backbone
+
+    recipe10 = make_recipe("i3d-inception", "tiny", weights_sha256=None, fps="10")
+    ckpt10 = save_head(tmp_path / "best.pt", recipe10)
+    make_video(tmp_path / "videos" / "c.mp4", 50, fps=25.0)
+    backbone = create_backbone("i3d-inception", weights="random")
+    run_extract(tmp_path / "videos", tmp_path / "features", recipe10, backbone, "cpu",
+                ExtractOptions(workers=0, batch_size=4, progress=False))
+
+    def score(clip, out):
+        assert run_score([str(clip)], checkpoint=str(ckpt10), echo=lambda s: None,
+                         options=ScoreOptions(out_dir=tmp_path / out, threshold="0.5", progress=False)) == 0
+        return read_scores_csv(tmp_path / out / "c.scores.csv"), json.loads((tmp_path / out / "c.json").read_text())
+
+    (_, t_vid, s_vid), from_video = score(tmp_path / "videos" / "c.mp4", "ov")
+    (_, t_feat, s_feat), from_features = score(tmp_path / "features" / "c.npy", "of")
+    assert t_feat.size == 50 and np.allclose(t_feat, t_vid) and np.allclose(s_feat, s_vid, atol=1e-5)
+    assert (from_features["frames"], from_features["fps"]) == (50, 25.0)
+    assert from_features["video"]["resampled_frames"] == from_video["video"]["resampled_frames"] == 20
+    manifest = tmp_path / "features" / "manifest.jsonl"
+    old = {k: v for k, v in json.loads(manifest.read_text()).items() if not k.startswith("source_f")}
+    manifest.write_text(json.dumps(old) + "\n")
+    (frames, _, _), before = score(tmp_path / "features" / "c.npy", "old")
+    assert frames.size == 20 and before["fps"] == 10.0
+    assert any("resampled ones" in note for note in before["notes"])
+    assert not any("resampled ones" in note for note in from_features["notes"])
+
+
+def test_variable_frame_rate_duration_and_thumbnails_follow_timestamps(tmp_path, ckpt, monkeypatch):
+    """The clip lasts to its last timestamp (4.8 s) plus a frame, not frames / average fps (1.8 s): the
+    JSON's duration and the plot's time axis cover every frame."""
+    from test_video import write_timed
+
+    pts_ms = [0, 40, 80, 120, 600, 640, 680, 1400, 1440, 1480, 1520, 1560, 1600, 1640, 1680, 1720, 4800]
+    clip = write_timed(tmp_path / "vfr.mp4", pts_ms, width=96, height=72)
+    drawn = {}
+
+    def spy(path, times, scores, fps, **kwargs):
+        drawn.update(kwargs, times=times)
+
+    monkeypatch.setattr("vadpipe.plot.plot_clip", spy)
+    assert run_score([str(clip)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "out", threshold="0", plot=True, progress=False)) == 0
+    report = json.loads((tmp_path / "out" / "vfr.json").read_text())
+    assert report["vfr"] and report["duration_s"] > 4.8
+    assert report["duration_s"] == pytest.approx(report["intervals"][-1]["end_s"])
+    assert drawn["duration_s"] == report["duration_s"]
+    thumbs = drawn["thumbnails"]
+    assert [t.time_s for t in thumbs] == pytest.approx([pts_ms[t.frame] / 1000 for t in thumbs])

@@ -87,6 +87,12 @@ def test_fps_resampling(video_factory):
     reader = VideoReader(path, fps=10)
     frames = list(reader.frames())
     assert len(frames) == 20 and reader.info.fps == 10
+    # the source's own count and rate stay known (scores are put back on its frames), absent when not resampling
+    assert (reader.info.source_frames, reader.info.source_fps) == (50, 25.0)
+    assert reader.info.to_dict()["source_frames"] == 50
+    native = VideoReader(path)
+    list(native.frames())
+    assert native.info.source_frames is None and "source_frames" not in native.info.to_dict()
 
 
 def test_probe_counts_and_packets(video_factory):

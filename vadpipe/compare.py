@@ -68,7 +68,8 @@ def aligned_frames(score_set: ScoreSet, gts: Dict[str, VideoGT], result: EvalRes
         if a.action == "mismatch":
             continue
         s, y, _ = align_video(score_set.scores[a.id], gts[mapping[a.id]], score_set.frames.get(a.id),
-                              score_set.snippet_len, score_set.stride, score_set.frame_mode)
+                              score_set.snippet_len, score_set.stride, score_set.frame_mode,
+                              score_set.native.get(a.id))
         out[mapping[a.id]] = (s, y)
     return out
 

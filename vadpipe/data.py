@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import ConfigError, FeatureStoreError
 from .features import MANIFEST_FILE, FeatureStore, as_snippet_crops
+from .intervals import NativeFrames
 from .progress import progress_bar
 from .readers import check_finite, read_array
 from .rtfm_lists import label_from_name, list_rule, read_list_file
@@ -60,6 +61,7 @@ class Video:
     source: str                   # the .npy (or the source video for a store)
     loader: Callable[[], np.ndarray]
     file: Optional[str] = None    # the .npy, where ``source`` is the video
+    native: Optional[NativeFrames] = None   # the video's own frames, when its recipe resampled it (manifest)
     finite: bool = field(default=False, init=False, repr=False, compare=False)   # checked once, see raw()
 
     @property
@@ -152,7 +154,8 @@ def _store_set(folder: Path) -> FeatureSet:
     if not records:
         raise FeatureStoreError(f"{folder}: no extracted videos with status ok in {MANIFEST_FILE}")
     videos = [Video(r.id, r.label, r.cls, r.frames, r.T, r.path or r.file,
-                    (lambda rec=r: store.load(rec, mmap=True)), str(store.resolve(r.file)) if r.file else None)
+                    (lambda rec=r: store.load(rec, mmap=True)), str(store.resolve(r.file)) if r.file else None,
+                    r.native)
               for r in records]
     return FeatureSet(videos, store.recipe(), str(folder), "store")
 

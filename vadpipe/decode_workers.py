@@ -50,6 +50,8 @@ class VideoEnd:
     taken_by: Optional[str] = None   # another process claimed or finished it: not ours to write
     source_size: Optional[int] = None       # the file's bytes and mtime (ns) as decoding began
     source_mtime_ns: Optional[int] = None
+    source_frames: Optional[int] = None     # a resampling recipe's source: its own decoded frames and rate
+    source_fps: Optional[float] = None      # (frames and fps above are the resampled ones); None otherwise
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,8 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
         info = reader.info
         yield ("end", job.index, VideoEnd(sent, info.frames, info.fps, damaged=info.damaged, damage=info.damage,
                                           rotation=info.rotation, vfr=info.vfr, source_size=st.st_size,
-                                          source_mtime_ns=st.st_mtime_ns))
+                                          source_mtime_ns=st.st_mtime_ns, source_frames=info.source_frames,
+                                          source_fps=info.source_fps))
     except Exception as exc:  # any failure of one video is recorded, never fatal to the run
         yield ("end", job.index, VideoEnd(sent, error=one_line(exc)))
 

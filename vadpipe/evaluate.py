@@ -18,7 +18,10 @@ video: ``exact`` (R = N), ``tail`` (the last snippet is partial:
 extractor dropped a last partial snippet: R < N < R + s — those frames take the
 last score). Anything else is a ``mismatch``: an error by default, or the video
 is skipped and reported (``on_mismatch="skip"``). Intervals running past N are
-clipped and reported.
+clipped and reported. Features of a resampling recipe whose manifest records the
+video's own frames (``source_frames``, ``source_fps``) are aligned on the
+resampled frames, then put on the video's own (as ``vadpipe score`` does), unless
+the ground truth counts the resampled frames.
 
 Metrics (:func:`compute_metrics`, sklearn): frame ROC AUC and AP over all
 frames concatenated; AUC over anomalous videos only (videos with any
@@ -28,7 +31,8 @@ threshold), at 0.5 and at calibrated thresholds when given.
 
 Score files (:func:`write_scores`): a folder with ``index.json``
 (``{"format": "vadpipe-scores/1", "snippet_len": 16, "order": [ids],
-"videos": {id: {"file": "<name>.npy", "T": T, "frames": n|null}}}``) and one
+"videos": {id: {"file": "<name>.npy", "T": T, "frames": n|null}}}``; a resampled video adds
+``"fps"`` and its own ``"source_frames"``, ``"source_fps"``) and one
 float32 ``(T,)`` snippet-score ``.npy`` per video. ``--scores`` also takes one
 ``.json`` file of the same schema with ``"scores": [...]`` inline instead of
 ``"file"``, or a concatenated frame-score ``.npy`` (compared with a
@@ -48,7 +52,7 @@ import numpy as np
 from . import atomic
 from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
-from .intervals import FRAME_MODES, reach_rule, snippet_reach, snippets_to_frames
+from .intervals import FRAME_MODES, NativeFrames, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
 from .readers import read_array, read_text
 from .recipe import check_compatible
@@ -69,10 +73,15 @@ class Alignment:
 
 
 def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = None, snippet_len: int = 16,
-                stride: Optional[int] = None,
-                frame_mode: str = "hold") -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
-    """(frame scores, frame labels, report); scores/labels are None for a mismatch."""
+                stride: Optional[int] = None, frame_mode: str = "hold", native: Optional[NativeFrames] = None
+                ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
+    """(frame scores, frame labels, report); scores/labels are None for a mismatch. ``native``: features of a
+    resampling recipe (``video_frames`` then counts the resampled frames), scored on the video's own frames
+    unless the ground truth counts other frames."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    gt_frames = len(gt.mask) if gt.mask is not None else gt.frames
+    if native is not None and video_frames and gt_frames in (None, native.frames):
+        return _align_native(scores, gt, video_frames, native, snippet_len, stride, frame_mode)
     t, L = scores.size, snippet_len
     s = stride or L
     reach = snippet_reach(t, L, s)
@@ -91,6 +100,9 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
         notes.append(f"manifest says {video_frames} frames")
     if video_frames is not None and gt.mask is not None and n != video_frames:
         notes.append(f"manifest says {video_frames} frames, gt covers {n}")
+    if native is not None:
+        notes.append(f"scored on the resampled frames: the video has {native.frames} at {native.fps:g} fps, "
+                     f"the gt {n}")
     if t == 0 or n == 0:
         return None, None, Alignment(gt.id, t, n, "mismatch", f"{t} snippets, {n} frames ({source})")
     if reach == n:
@@ -107,6 +119,20 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
     frame_scores = snippets_to_frames(scores, n, L, s, frame_mode)
     detail = "; ".join([f"{detail} [{source}]"] + notes + clip_notes)
     return frame_scores, labels, Alignment(gt.id, t, n, action, detail)
+
+
+def _align_native(scores: np.ndarray, gt: VideoGT, video_frames: int, native: NativeFrames, snippet_len: int,
+                  stride: Optional[int], frame_mode: str
+                  ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Alignment]:
+    """A resampled clip: its snippets aligned to the manifest's resampled frames, their frame scores put back
+    on the video's own frames (where the ground truth counts), as ``vadpipe score`` puts them."""
+    resampled, _, report = align_video(scores, VideoGT(gt.id, None), video_frames, snippet_len, stride, frame_mode)
+    if resampled is None:
+        return None, None, report
+    labels, clip_notes = gt.labels(native.frames)
+    detail = "; ".join([f"{report.detail}, put on the video's own {native.frames} frames at {native.fps:g} fps"]
+                       + clip_notes)
+    return native.scores(resampled), labels, Alignment(gt.id, report.snippets, native.frames, report.action, detail)
 
 
 # --- metrics ------------------------------------------------------------------------------
@@ -228,12 +254,14 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
                     frames: Optional[Dict[str, Optional[int]]] = None, classes: Optional[Dict[str, Optional[str]]] = None,
                     threshold: float = 0.5, extra_thresholds: Optional[Dict[str, float]] = None,
                     on_mismatch: str = "error", frame_mode: str = "hold",
-                    scene_beyond: Optional[Dict[str, bool]] = None) -> EvalResult:
+                    scene_beyond: Optional[Dict[str, bool]] = None,
+                    native: Optional[Dict[str, NativeFrames]] = None) -> EvalResult:
     """Align every scored video that has ground truth and compute the metrics (``scene_beyond``: each
-    scored video's scene reading, when the head has one)."""
+    scored video's scene reading, when the head has one; ``native``: the own frames of videos a recipe
+    resampled, see ``align_video``)."""
     if on_mismatch not in ("error", "skip"):
         raise ConfigError(f"on_mismatch {on_mismatch!r}; choose error or skip")
-    frames, classes = frames or {}, dict(classes or {})
+    frames, classes, native = frames or {}, dict(classes or {}), native or {}
     origin = getattr(gts, "origin", None)          # the file the ground truth came from (groundtruth.GroundTruth)
     where = f"{origin}: " if origin else ""
     mapping = match_ids(list(scores), list(gts))
@@ -248,7 +276,8 @@ def evaluate_scores(scores: Dict[str, np.ndarray], gts: Dict[str, VideoGT], *, s
         if gid is None:
             continue
         gt = gts[gid]
-        f_scores, f_labels, report = align_video(vals, gt, frames.get(sid), snippet_len, stride, frame_mode)
+        f_scores, f_labels, report = align_video(vals, gt, frames.get(sid), snippet_len, stride, frame_mode,
+                                                 native.get(sid))
         report.id = sid
         reports.append(report)
         if f_scores is None:
@@ -276,7 +305,8 @@ def evaluate_feature_scores(scores: Dict[str, np.ndarray], feature_set, gts: Dic
     videos = feature_set.videos
     return evaluate_scores(scores, gts, snippet_len=feature_set.snippet_len, stride=feature_set.stride,
                            frames={v.id: v.frames for v in videos},
-                           classes={v.id: v.cls for v in videos if v.cls is not None}, **options)
+                           classes={v.id: v.cls for v in videos if v.cls is not None},
+                           native={v.id: v.native for v in videos if v.native is not None}, **options)
 
 
 def calibration_thresholds(calibration: Optional[dict]) -> Dict[str, float]:
@@ -294,6 +324,7 @@ class ScoreSet:
     meta: dict = field(default_factory=dict)
     stride: Optional[int] = None              # None: snippet_len (non-overlapping snippets)
     frame_mode: str = "hold"                  # how the scores become frame scores (intervals.FRAME_MODES)
+    native: Dict[str, NativeFrames] = field(default_factory=dict)   # videos a recipe resampled: their own frames
 
 
 def load_score_array(path: str | Path) -> np.ndarray:
@@ -311,6 +342,9 @@ def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
         name = feature_filename(vid)
         atomic.save_npy(folder / name, np.asarray(vals, dtype=np.float32))
         videos[vid] = {"file": name, "T": int(np.asarray(vals).size), "frames": score_set.frames.get(vid)}
+        native = score_set.native.get(vid)
+        if native is not None:      # frames above are the resampled ones
+            videos[vid].update(source_frames=native.frames, source_fps=native.fps, fps=native.resampled_fps)
     index = {**score_set.meta, "format": SCORES_FORMAT, "snippet_len": score_set.snippet_len,
              "stride": score_set.stride or score_set.snippet_len, "frame_scores": score_set.frame_mode,
              "order": list(score_set.scores), "videos": videos}
@@ -333,7 +367,7 @@ def read_scores(path: str | Path) -> ScoreSet:
     if not isinstance(videos, dict) or not isinstance(order, list):
         raise GroundTruthError(f"{index_path}: expected \"videos\": {{id: {{file or scores, frames}}}} and an "
                                "\"order\" list")
-    scores, frames = {}, {}
+    scores, frames, native = {}, {}, {}
     for vid in order:
         rec = videos.get(vid) if isinstance(vid, str) else None
         if not isinstance(rec, dict):
@@ -348,6 +382,8 @@ def read_scores(path: str | Path) -> ScoreSet:
         else:
             raise GroundTruthError(f"{index_path}: video {vid!r} has neither \"file\" nor \"scores\"")
         frames[vid] = rec.get("frames")
+        if rec.get("source_frames") and rec.get("source_fps") and rec.get("fps"):
+            native[vid] = NativeFrames(int(rec["source_frames"]), float(rec["source_fps"]), float(rec["fps"]))
     meta = {k: v for k, v in index.items()
             if k not in ("videos", "order", "format", "snippet_len", "stride", "frame_scores")}
     stride = index.get("stride")
@@ -355,7 +391,7 @@ def read_scores(path: str | Path) -> ScoreSet:
     if mode not in FRAME_MODES:
         raise GroundTruthError(f"{index_path}: frame_scores {mode!r} (expected one of {', '.join(FRAME_MODES)})")
     return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta, None if stride is None else int(stride),
-                    mode)
+                    mode, native)
 
 
 def load_gt_for(score_set: ScoreSet, gt: str | Path, gt_format: str = "auto",
@@ -375,7 +411,8 @@ def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: 
     return evaluate_scores(ss.scores, gts, snippet_len=ss.snippet_len, stride=ss.stride, frames=ss.frames,
                            classes=ss.meta.get("classes"), threshold=threshold,
                            extra_thresholds=calibration_thresholds(ss.meta.get("calibration")),
-                           on_mismatch=on_mismatch, frame_mode=ss.frame_mode, scene_beyond=ss.meta.get("scene_beyond"))
+                           on_mismatch=on_mismatch, frame_mode=ss.frame_mode, scene_beyond=ss.meta.get("scene_beyond"),
+                           native=ss.native)
 
 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
@@ -436,8 +473,9 @@ def score_feature_set(model, feature_set, device="cpu", progress: bool = False,
             "classes": {v.id: v.cls for v in feature_set.videos if v.cls is not None}}
     if scene is not None:              # kept with the scores: `vadpipe eval --scores` reports it again
         meta["scene_beyond"] = beyond
+    native = {v.id: v.native for v in feature_set.videos if v.native is not None}
     return ScoreSet(scores, frames, feature_set.snippet_len, meta, feature_set.stride,
-                    scoring_rule(model).frame_scores)
+                    scoring_rule(model).frame_scores, native)
 
 
 def check_recipe(ckpt, feature_set, crops: Optional[int] = None) -> Tuple[List[str], Optional[slice]]:

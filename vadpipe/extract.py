@@ -189,7 +189,8 @@ class Extractor:
         self._record(state.job, status="damaged" if end.damaged else "ok", frames=end.frames, fps=end.fps,
                      T=state.total, file=state.job.file, seconds=round(seconds, 3), damage=end.damage or None,
                      rotation=end.rotation, vfr=end.vfr, source_size=end.source_size,
-                     source_mtime_ns=end.source_mtime_ns)
+                     source_mtime_ns=end.source_mtime_ns, source_frames=end.source_frames,
+                     source_fps=end.source_fps)
         self.summary.ok += 1
         self.summary.damaged += end.damaged
         self.summary.snippets += state.total

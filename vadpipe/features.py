@@ -45,6 +45,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, FeatureStoreError
+from .intervals import NativeFrames
 from .readers import os_reason, read_array, read_text
 from .recipe import RECIPE_FILE, Recipe, load_recipe, save_recipe
 
@@ -276,13 +277,16 @@ class ManifestRecord:
     vfr: Optional[bool] = None           # variable frame rate: fps is an average
     source_size: Optional[int] = None    # the source video's bytes and mtime (ns) when it was decoded:
     source_mtime_ns: Optional[int] = None   # a replaced source is redone on resume (see is_complete)
+    source_frames: Optional[int] = None  # a resampling recipe (extract --fps): the video's own decoded frames
+    source_fps: Optional[float] = None   # and rate, where frames/fps above are the resampled ones
 
     def to_json(self) -> dict:
         out = asdict(self)
         out["class"] = out.pop("cls")
         if self.layout == "TCD":
             out.pop("layout")
-        for key in ("files", "damage", "rotation", "vfr", "source_size", "source_mtime_ns"):   # absent, not null
+        for key in ("files", "damage", "rotation", "vfr", "source_size", "source_mtime_ns", "source_frames",
+                    "source_fps"):   # absent, not null
             if out[key] is None:
                 out.pop(key)
         return out
@@ -293,6 +297,13 @@ class ManifestRecord:
         data["cls"] = data.pop("class", None)
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def native(self) -> Optional[NativeFrames]:
+        """The video's own frames when extraction resampled it and recorded them (None before that was kept)."""
+        if not (self.source_frames and self.source_fps and self.fps):
+            return None
+        return NativeFrames(int(self.source_frames), float(self.source_fps), float(self.fps))
 
     @property
     def ok(self) -> bool:

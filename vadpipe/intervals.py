@@ -101,6 +101,24 @@ def reach_rule(snippet_len: int = 16, stride: Optional[int] = None) -> str:
     return f"T*{snippet_len}" if stride == snippet_len else f"(T-1)*{stride}+{snippet_len}"
 
 
+@dataclass(frozen=True)
+class NativeFrames:
+    """A clip a recipe resampled (``extract --fps N``): its own ``frames`` at ``fps``, scored at ``resampled_fps``."""
+
+    frames: int
+    fps: float
+    resampled_fps: float
+
+    def scores(self, resampled: np.ndarray) -> np.ndarray:
+        """Scores of the resampled frames put on the video's own: native frame j takes the resampled frame
+        nearest in time (the resampler keeps source frame round(k * step) as output frame k)."""
+        resampled = np.asarray(resampled)
+        if self.frames == resampled.size and abs(self.fps - self.resampled_fps) < 1e-6:
+            return resampled
+        nearest = np.rint(np.arange(self.frames) * (self.resampled_fps / self.fps)).astype(int)
+        return resampled[np.minimum(nearest, resampled.size - 1)]
+
+
 def frame_times(num_frames: int, fps: float) -> np.ndarray:
     """Start time in seconds of each frame."""
     if fps <= 0:

@@ -43,9 +43,11 @@ def figure_size_px(with_thumbnails: bool) -> Tuple[int, int]:
 
 
 def choose_thumbnails(scores: Sequence[float], fps: float, intervals: Sequence[Interval],
-                      count: int = MAX_THUMBNAILS) -> List[Thumbnail]:
+                      count: int = MAX_THUMBNAILS, times: Optional[Sequence[float]] = None) -> List[Thumbnail]:
     """Frames for the strip: interval peaks (highest first, at most ``count``),
     the remaining slots filled with evenly spaced frames; returned in time order.
+    A thumbnail's time is the frame's in ``times`` (timestamps: a variable-frame-rate clip's true times),
+    else frame / ``fps``.
 
     Evenly spaced frames sit at the centres of ``count`` equal parts of the
     clip, skipping any part that already holds a peak, so the strip shows the
@@ -66,7 +68,8 @@ def choose_thumbnails(scores: Sequence[float], fps: float, intervals: Sequence[I
             continue
         frame = min(n - 1, int((k + 0.5) * part))
         chosen.setdefault(frame, False)
-    return [Thumbnail(frame=f, time_s=f / fps, score=float(scores[f]), is_peak=chosen[f]) for f in sorted(chosen)]
+    return [Thumbnail(frame=f, time_s=float(times[f]) if times is not None else f / fps, score=float(scores[f]),
+                      is_peak=chosen[f]) for f in sorted(chosen)]
 
 
 def _new_figure(width_in: float, height_in: float):

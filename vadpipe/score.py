@@ -14,7 +14,10 @@ two clips would share it):
   linear`` a score interpolated between snippet centres: ``intervals.snippets_to_frames``
   with the recipe's snippet length and stride; the padded tail covers the
   last frames; time = the frame's presentation timestamp, from the stream's start, so
-  variable-frame-rate clips get true times; features without a video: frame / fps);
+  variable-frame-rate clips get true times; features without a video: frame / fps). A recipe
+  that resamples (``--fps N``) is scored on the video's own frames, each taking the nearest
+  resampled frame's score: for features too, where the manifest records the source's frames
+  (``source_frames``, ``source_fps``; older features stay on the resampled frames, noted);
 - ``<name>.json``        video info (damaged and why, rotation, variable frame rate),
   recipe and checkpoint ids, threshold and where it came from, intervals (frames
   and timestamp times), max score, real-time factor, timings;
@@ -35,7 +38,8 @@ import numpy as np
 
 from . import __version__, atomic
 from .errors import CheckpointError, RecipeMismatchError, VadpipeError
-from .intervals import Interval, find_intervals, frame_times, runs_above, snippet_reach, snippets_to_frames
+from .intervals import (Interval, NativeFrames, find_intervals, frame_times, runs_above, snippet_reach,
+                        snippets_to_frames)
 from .video_checks import frame_index_to_time
 from .progress import progress_bar, write_line
 from .readers import read_array
@@ -112,7 +116,8 @@ class ClipScores:
 
     @property
     def duration_s(self) -> float:
-        return self.frames / self.fps
+        """The last frame's time plus one frame: a variable-frame-rate clip's true length, not frames / fps."""
+        return float(self.time_at(self.frames))
 
 
 @dataclass
@@ -128,10 +133,7 @@ def native_frame_scores(snippet_scores: np.ndarray, out_frames: int, recipe: Rec
     """Per-frame scores on the video's own frames when the recipe resampled it to ``out_fps``:
     native frame j takes the score of the resampled frame nearest in time."""
     resampled = snippets_to_frames(snippet_scores, out_frames, recipe.snippet_len, recipe.stride, frame_mode)
-    if native_frames == out_frames and abs(native_fps - out_fps) < 1e-6:
-        return resampled
-    nearest = np.rint(np.arange(native_frames) * (out_fps / native_fps)).astype(int)
-    return resampled[np.minimum(nearest, out_frames - 1)]
+    return NativeFrames(native_frames, native_fps, out_fps).scores(resampled)
 
 
 class Scorer:
@@ -238,6 +240,15 @@ class Scorer:
         frame_scores = snippets_to_frames(snippets, frames, self.snippet_len, stride, self.frame_mode)
         video = {"path": None, "features": str(clip.path), "frames": frames, "fps": fps,
                  "duration": round(frames / fps, 3)}
+        native = record.native if record is not None else None
+        if native is not None:   # a resampling recipe: back on the video's own frames, as scores_from_video puts them
+            frame_scores, fps = native.scores(frame_scores), native.fps
+            video.update(frames=native.frames, fps=native.fps, duration=round(native.frames / native.fps, 3),
+                         resampled_frames=frames, resampled_fps=native.resampled_fps)
+        elif recipe is not None and str(recipe.fps) != "native":
+            notes.append(f"frames are the recipe's resampled ones ({frames} at {fps:g} fps), not the video's own: "
+                         "no manifest records the source's frames (features extracted before vadpipe kept them); "
+                         "re-extract them to score the video's frames")
         if record is not None:   # what extraction saw of the clip
             video.update(damaged=record.status == "damaged", damage=record.damage or "",
                          rotation=record.rotation or 0, vfr=bool(record.vfr))
@@ -401,7 +412,7 @@ class Scorer:
 
         thumbs = []
         if clip.kind == "video":
-            thumbs = choose_thumbnails(scores.frame_scores, scores.fps, intervals)
+            thumbs = choose_thumbnails(scores.frame_scores, scores.fps, intervals, times=scores.times)
             images = grab_frames(clip.path, [t.frame for t in thumbs], THUMB_SHORT_SIDE)
             for thumb in thumbs:
                 thumb.image = images.get(thumb.frame)

@@ -55,6 +55,10 @@ class VideoInfo:
     damaged: bool = False        # decoding stopped early, hit decoder errors, or fell far short of the claim
     damage: str = ""             # why, one line (FFmpeg's own words included)
     vfr: bool = False            # frame intervals vary: times come from timestamps, not frame / fps
+    # after a resampling pass (frames and fps above are then the output's): the source's own decoded
+    # count and rate, so scores can be put back on the video's frames (score.native_frame_scores)
+    source_frames: Optional[int] = None
+    source_fps: Optional[float] = None
 
     def mark_damaged(self, reason: str) -> None:
         if reason and not self.damaged:
@@ -72,6 +76,9 @@ class VideoInfo:
         out = asdict(self)
         out["duration"] = round(self.duration, 3)
         out["metadata_disagrees"] = self.metadata_disagrees
+        for key in ("source_frames", "source_fps"):     # absent when the clip was not resampled
+            if out[key] is None:
+                out.pop(key)
         return out
 
 
@@ -385,6 +392,7 @@ class VideoReader:
         self.info.frames = produced
         self.info.frames_exact = True
         if self.target_fps:
+            self.info.source_frames, self.info.source_fps = source_count, self.info.fps
             self.info.fps = self.output_fps
             self.info.notes.append(f"resampled from {source_count} frames to {produced} at {self.output_fps:g} fps")
         self._check(source_count, report if self.backend == "pyav" else None)

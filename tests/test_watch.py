@@ -29,7 +29,9 @@ from vadpipe.live_events import OnlineIntervals
 from vadpipe.loopback import Route, closed_port, serve
 from vadpipe.score import ScoreOptions, run_score
 from vadpipe.snippet_queue import SnippetQueue
-from vadpipe.stream import SnippetStream, StreamError, StreamOptions, classify
+from conftest import make_video
+from vadpipe.encode import reader_for
+from vadpipe.stream import FrameSource, SnippetStream, StreamError, StreamOptions, classify
 from vadpipe.video import write_video
 from vadpipe.watch import WatchOptions, run_watch
 from vadpipe.window import WindowScorer, score_windowed, window_start
@@ -400,7 +402,7 @@ def test_a_stream_flagged_from_its_start_gets_the_score_note_once(clip, ckpt, tm
 def test_a_stream_is_lit_as_a_file_is_with_the_running_light(clip):
     """``light`` "running" is applied where a stream is cut into snippets, as extract and score cut a file:
     `vadpipe watch` hands the backbone the pixels `vadpipe extract` would."""
-    from vadpipe.encode import reader_for, snippet_batches
+    from vadpipe.encode import snippet_batches
 
     lit = make_recipe("i3d-inception", "tiny", weights_sha256=None, light="running")
 
@@ -414,3 +416,85 @@ def test_a_stream_is_lit_as_a_file_is_with_the_running_light(clip):
     assert live.shape[0] == 7 and torch.equal(live, torch.cat(list(snippet_batches(reader_for(clip, lit), lit, 4))))
     plain = streamed(lit.replace(light=""))
     assert (live.float().mean() - plain.float().mean()).abs() > 10       # the pattern's dim snippets brought up
+
+
+# --- review s62: frames as score decodes them; what must not end a watch ---------------------------------------
+
+def stream_frames(path: Path, recipe, log=lambda line: None) -> list:
+    source = FrameSource(classify(str(path)), recipe, StreamOptions(**FAST), log=log)
+    return [frame for frame, _, _ in source.frames()]
+
+
+def test_a_rotated_clip_reaches_the_backbone_upright_as_score_decodes_it(tmp_path, recipe):
+    from test_video import write_timed
+
+    clip = write_timed(tmp_path / "phone.mp4", [40 * i for i in range(20)], rotation=90, width=64, height=48)
+    reader = reader_for(str(clip), recipe)               # what score and extract decode
+    want = list(reader.frames())
+    got = stream_frames(clip, recipe)
+    assert reader.info.rotation == 270 and want[0].shape == (64, 48, 3)
+    assert len(got) == len(want) == 20 and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_a_frame_size_change_mid_stream_is_decoded_at_the_first_size_as_score_does(tmp_path, recipe):
+    first = make_video(tmp_path / "a.ts", 24, width=96, height=72)
+    second = make_video(tmp_path / "b.ts", 24, width=160, height=120, seed=1)
+    clip = tmp_path / "switch.ts"
+    clip.write_bytes(first.read_bytes() + second.read_bytes())
+    said = []
+    got = stream_frames(clip, recipe, said.append)
+    want = list(reader_for(str(clip), recipe).frames())
+    assert len(got) == len(want) == 48 and all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert said == [f"warning: {clip}: frame size changed 96x72 -> 160x120 at frame 24; every frame decoded at 96x72"]
+    stream = SnippetStream(classify(str(clip)), recipe, StreamOptions(**FAST))
+    assert len(list(stream)) == 3 and stream.error is None
+
+
+def test_a_sliver_of_a_frame_is_one_line_in_score_and_in_watch(tmp_path, clip, ckpt, recipe):
+    """256x2 at the tiny recipe's 128-px short side would be 16384x128 frames: refused before decoding."""
+    sliver = make_video(tmp_path / "sliver.ts", 4, width=256, height=2)
+    why = "sliver.ts: 256x2 frames resized to a short side of 128 would be 16384x128 (over 8192 px)"
+    printed = []
+    code = run_score([str(sliver), str(clip)], checkpoint=str(ckpt), echo=printed.append,
+                     options=ScoreOptions(out_dir=tmp_path / "s", threshold="0.5", device="cpu", progress=False))
+    assert code == 1 and (tmp_path / "s" / "clip.json").is_file() and not (tmp_path / "s" / "sliver.json").exists()
+    stream = SnippetStream(classify(str(sliver)), recipe, StreamOptions(**FAST))
+    assert list(stream) == [] and why in str(stream.error)
+
+
+def test_a_growing_mp4_gets_a_message_that_says_why(tmp_path, recipe):
+    full = tmp_path / "full.mp4"
+    write_video(full, pattern_frames(), fps=50.0, crf=12)            # the index ('moov') written last
+    grown = tmp_path / "grow.mp4"
+    grown.write_bytes(full.read_bytes()[:20000])                      # just written: still being written
+    options = StreamOptions(**{**FAST, "follow_timeout_s": 2.0})
+    stream = SnippetStream(classify(str(grown)), recipe, options)
+    assert list(stream) == []
+    assert str(stream.error).startswith(f"{grown}: an MP4 still being written (no index yet) cannot be read until "
+                                        "it is finished: record to MPEG-TS (.ts) or MKV to watch it live")
+    os.utime(grown, (time.time() - 60, time.time() - 60))             # long finished: a truncated MP4
+    stream = SnippetStream(classify(str(grown)), recipe, options)
+    assert list(stream) == [] and "not a readable video stream" in str(stream.error)
+
+
+@pytest.mark.parametrize("container", ["ts", "mkv"])
+def test_a_growing_ts_or_mkv_is_followed_to_its_last_frame(tmp_path, recipe, container):
+    full = tmp_path / f"full.{container}"
+    write_video(full, pattern_frames(), fps=50.0, crf=12)
+    data, grown = full.read_bytes(), tmp_path / f"grow.{container}"
+    grown.write_bytes(data[:4096])
+
+    def writer():
+        with open(grown, "ab") as fh:
+            for start in range(4096, len(data), 8192):
+                time.sleep(0.05)
+                fh.write(data[start:start + 8192])
+                fh.flush()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    got = [frame for frame, _, _ in FrameSource(classify(str(grown)), recipe,
+                                                 StreamOptions(**{**FAST, "follow_timeout_s": 1.0})).frames()]
+    thread.join(10)
+    want = list(reader_for(str(full), recipe).frames())
+    assert len(got) == len(want) == 100 and all(np.array_equal(a, b) for a, b in zip(got, want))

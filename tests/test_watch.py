@@ -33,7 +33,7 @@ from conftest import make_video
 from vadpipe.encode import reader_for
 from vadpipe.stream import FrameSource, SnippetStream, StreamError, StreamOptions, classify
 from vadpipe.video import write_video
-from vadpipe.watch import WatchOptions, run_watch
+from vadpipe.watch import EventSink, LineLog, Tag, WatchOptions, run_watch
 from vadpipe.window import WindowScorer, score_windowed, window_start
 
 FAST = dict(open_timeout_s=5.0, read_timeout_s=5.0, backoff_s=0.05, follow_timeout_s=0.3)
@@ -498,3 +498,54 @@ def test_a_growing_ts_or_mkv_is_followed_to_its_last_frame(tmp_path, recipe, con
     thread.join(10)
     want = list(reader_for(str(full), recipe).frames())
     assert len(got) == len(want) == 100 and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_a_snapshot_that_cannot_be_written_is_a_warning_and_the_event_goes_on(clip, ckpt, tmp_path):
+    snaps = tmp_path / "snaps"
+    (snaps / "event-0001.jpg").mkdir(parents=True)                    # stands in for a full or read-only disk
+    said = []
+    opts = WatchOptions(threshold="0", device="cpu", events=tmp_path / "ev.jsonl", snapshots=snaps,
+                        on_event=f"echo $VADPIPE_EVENT_KIND >> {tmp_path / 'hook.txt'}", stream=StreamOptions(**FAST))
+    summary = run_watch(str(clip), checkpoint=str(ckpt), options=opts, warn=said.append, echo=lambda s: None)
+    assert summary.exit_code == 0 and summary.scored == 7 and summary.events == 1
+    events = read_events(tmp_path / "ev.jsonl")
+    assert [(e["event"], e["snapshot"]) for e in events] == [("start", None), ("end", None)]
+    assert (tmp_path / "hook.txt").read_text().split() == ["start", "end"]
+    warned = [line for line in said if "snapshot" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {snaps / 'event-0001.jpg'}: cannot write it")
+
+
+def test_an_events_start_and_end_records_are_on_one_clock(tmp_path):
+    """Frames lost before snippet 8 put its stream time (3.28 s) ahead of frame / fps (2.56 s): both records
+    of the event must say the same start."""
+    sink = EventSink(WatchOptions(events=tmp_path / "ev.jsonl"), "cam", 0.5, warn=lambda line: None)
+    live = OnlineIntervals(0.5, 50.0, 0.2, 0.1)
+    tag = Tag(8, 128, 144, 3.28, 3.60, 0.0, None)
+    records = [sink.emit(t, "score", live.fps) for t in live.add(128, 144, 0.9, tag) + live.finish()]
+    sink.close()
+    assert [r["event"] for r in records] == ["start", "end"]
+    assert records[0]["start_s"] == records[1]["start_s"] == 128 / 50
+
+
+def test_an_event_open_when_the_session_fails_is_closed_by_error(clip, ckpt, tmp_path):
+    printed = []
+
+    def echo(line: str) -> None:          # a reader that went away (`watch ... | head -1`)
+        printed.append(line)
+        if len(printed) == 2:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    opts = WatchOptions(threshold="0", device="cpu", window=2, events=tmp_path / "ev.jsonl",
+                        stream=StreamOptions(**FAST))
+    with pytest.raises(BrokenPipeError):
+        run_watch(str(clip), checkpoint=str(ckpt), options=opts, echo=echo, warn=lambda line: None)
+    events = read_events(tmp_path / "ev.jsonl")
+    assert [e["event"] for e in events] == ["start", "end"] and events[1]["closed_by"] == "error"
+
+
+def test_an_output_folder_that_is_a_file_is_not_a_folder(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"afile: not a folder \(for x\.csv\)"):
+        LineLog(tmp_path / "afile" / "x.csv", echo=print)
+    with pytest.raises(ConfigError, match=r"afile: not a folder \(for x\.jsonl\)"):
+        EventSink(WatchOptions(events=tmp_path / "afile" / "x.jsonl"), "cam", 0.5, warn=print)

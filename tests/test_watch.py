@@ -549,3 +549,12 @@ def test_an_output_folder_that_is_a_file_is_not_a_folder(tmp_path):
         LineLog(tmp_path / "afile" / "x.csv", echo=print)
     with pytest.raises(ConfigError, match=r"afile: not a folder \(for x\.jsonl\)"):
         EventSink(WatchOptions(events=tmp_path / "afile" / "x.jsonl"), "cam", 0.5, warn=print)
+
+
+@pytest.mark.parametrize("args", [["watch", "--threads", "0"], ["watch", "--threads", "-2"], ["score", "--threads", "0"],
+                                  ["calibrate", "--threads", "-1"], ["watch", "--merge-gap", "-5"],
+                                  ["watch", "--min-duration", "-5"], ["watch", "--follow-timeout", "-1"],
+                                  ["watch", "--max-reconnects", "-3"]])
+def test_threads_below_one_and_negative_watch_durations_are_usage_errors(args, clip):
+    result = CliRunner().invoke(main, [args[0], str(clip), *args[1:]])
+    assert result.exit_code == 2 and f"Invalid value for '{args[1]}'" in result.output, result.output

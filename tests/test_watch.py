@@ -551,8 +551,8 @@ def test_an_output_folder_that_is_a_file_is_not_a_folder(tmp_path):
         EventSink(WatchOptions(events=tmp_path / "afile" / "x.jsonl"), "cam", 0.5, warn=print)
 
 
-@pytest.mark.parametrize("args", [["watch", "--threads", "0"], ["watch", "--threads", "-2"], ["score", "--threads", "0"],
-                                  ["calibrate", "--threads", "-1"], ["watch", "--merge-gap", "-5"],
+@pytest.mark.parametrize("args", [["watch", "--threads", "0"], ["watch", "--threads", "-2"],
+                                  ["score", "--threads", "0"], ["calibrate", "--threads", "-1"], ["watch", "--merge-gap", "-5"],
                                   ["watch", "--min-duration", "-5"], ["watch", "--follow-timeout", "-1"],
                                   ["watch", "--max-reconnects", "-3"]])
 def test_threads_below_one_and_negative_watch_durations_are_usage_errors(args, clip):

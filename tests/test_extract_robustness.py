@@ -390,3 +390,17 @@ def test_a_sliver_of_a_frame_is_one_line_not_a_huge_resize(tmp_path):
                                                r"be 16384x256 \(over 8192 px\)"):
         VideoReader(clip, short_side=256)
     assert VideoReader(clip, short_side=16).size == (1024, 16)
+
+
+def test_extract_refuses_a_sliver_before_decoding_and_goes_on(tmp_path, backbone, recipe):
+    """Extraction reads at native size and resizes whole snippets later (``reader_for``): the guard must
+    fire there too. 256x2 at the tiny recipe's 128-px short side would be 16384x128 frames."""
+    root, out = tmp_path / "v", tmp_path / "f"
+    make_video(root / "sliver.mp4", 4, width=256, height=2)
+    make_video(root / "plain.mp4", 20)
+    summary = run(root, out, recipe, backbone)
+    recs = manifest(out)
+    assert (summary.ok, summary.failed) == (1, 1) and recs["plain"]["status"] == "ok"
+    assert recs["sliver"]["status"] == "failed"
+    assert "sliver.mp4: 256x2 frames resized to a short side of 128 would be 16384x128 (over 8192 px)" \
+        in recs["sliver"]["error"]

@@ -29,9 +29,11 @@ from vadpipe.live_events import OnlineIntervals
 from vadpipe.loopback import Route, closed_port, serve
 from vadpipe.score import ScoreOptions, run_score
 from vadpipe.snippet_queue import SnippetQueue
-from vadpipe.stream import SnippetStream, StreamError, StreamOptions, classify
+from conftest import make_video
+from vadpipe.encode import reader_for
+from vadpipe.stream import FrameSource, SnippetStream, StreamError, StreamOptions, classify
 from vadpipe.video import write_video
-from vadpipe.watch import WatchOptions, run_watch
+from vadpipe.watch import EventSink, LineLog, Tag, WatchOptions, run_watch
 from vadpipe.window import WindowScorer, score_windowed, window_start
 
 FAST = dict(open_timeout_s=5.0, read_timeout_s=5.0, backoff_s=0.05, follow_timeout_s=0.3)
@@ -400,7 +402,7 @@ def test_a_stream_flagged_from_its_start_gets_the_score_note_once(clip, ckpt, tm
 def test_a_stream_is_lit_as_a_file_is_with_the_running_light(clip):
     """``light`` "running" is applied where a stream is cut into snippets, as extract and score cut a file:
     `vadpipe watch` hands the backbone the pixels `vadpipe extract` would."""
-    from vadpipe.encode import reader_for, snippet_batches
+    from vadpipe.encode import snippet_batches
 
     lit = make_recipe("i3d-inception", "tiny", weights_sha256=None, light="running")
 
@@ -414,3 +416,145 @@ def test_a_stream_is_lit_as_a_file_is_with_the_running_light(clip):
     assert live.shape[0] == 7 and torch.equal(live, torch.cat(list(snippet_batches(reader_for(clip, lit), lit, 4))))
     plain = streamed(lit.replace(light=""))
     assert (live.float().mean() - plain.float().mean()).abs() > 10       # the pattern's dim snippets brought up
+
+
+# --- review s62: frames as score decodes them; what must not end a watch ---------------------------------------
+
+def stream_frames(path: Path, recipe, log=lambda line: None) -> list:
+    source = FrameSource(classify(str(path)), recipe, StreamOptions(**FAST), log=log)
+    return [frame for frame, _, _ in source.frames()]
+
+
+def test_a_rotated_clip_reaches_the_backbone_upright_as_score_decodes_it(tmp_path, recipe):
+    from test_video import write_timed
+
+    clip = write_timed(tmp_path / "phone.mp4", [40 * i for i in range(20)], rotation=90, width=64, height=48)
+    reader = reader_for(str(clip), recipe)               # what score and extract decode
+    want = list(reader.frames())
+    got = stream_frames(clip, recipe)
+    assert reader.info.rotation == 270 and want[0].shape == (64, 48, 3)
+    assert len(got) == len(want) == 20 and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_a_frame_size_change_mid_stream_is_decoded_at_the_first_size_as_score_does(tmp_path, recipe):
+    first = make_video(tmp_path / "a.ts", 24, width=96, height=72)
+    second = make_video(tmp_path / "b.ts", 24, width=160, height=120, seed=1)
+    clip = tmp_path / "switch.ts"
+    clip.write_bytes(first.read_bytes() + second.read_bytes())
+    said = []
+    got = stream_frames(clip, recipe, said.append)
+    want = list(reader_for(str(clip), recipe).frames())
+    assert len(got) == len(want) == 48 and all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert said == [f"warning: {clip}: frame size changed 96x72 -> 160x120 at frame 24; every frame decoded at 96x72"]
+    stream = SnippetStream(classify(str(clip)), recipe, StreamOptions(**FAST))
+    assert len(list(stream)) == 3 and stream.error is None
+
+
+def test_a_sliver_of_a_frame_is_one_line_in_score_and_in_watch(tmp_path, clip, ckpt, recipe):
+    """256x2 at the tiny recipe's 128-px short side would be 16384x128 frames: refused before decoding."""
+    sliver = make_video(tmp_path / "sliver.ts", 4, width=256, height=2)
+    why = "sliver.ts: 256x2 frames resized to a short side of 128 would be 16384x128 (over 8192 px)"
+    printed = []
+    code = run_score([str(sliver), str(clip)], checkpoint=str(ckpt), echo=printed.append,
+                     options=ScoreOptions(out_dir=tmp_path / "s", threshold="0.5", device="cpu", progress=False))
+    assert code == 1 and (tmp_path / "s" / "clip.json").is_file() and not (tmp_path / "s" / "sliver.json").exists()
+    stream = SnippetStream(classify(str(sliver)), recipe, StreamOptions(**FAST))
+    assert list(stream) == [] and why in str(stream.error)
+
+
+def test_a_growing_mp4_gets_a_message_that_says_why(tmp_path, recipe):
+    full = tmp_path / "full.mp4"
+    write_video(full, pattern_frames(), fps=50.0, crf=12)            # the index ('moov') written last
+    grown = tmp_path / "grow.mp4"
+    grown.write_bytes(full.read_bytes()[:20000])                      # just written: still being written
+    options = StreamOptions(**{**FAST, "follow_timeout_s": 2.0})
+    stream = SnippetStream(classify(str(grown)), recipe, options)
+    assert list(stream) == []
+    assert str(stream.error).startswith(f"{grown}: an MP4 still being written (no index yet) cannot be read until "
+                                        "it is finished: record to MPEG-TS (.ts) or MKV to watch it live")
+    os.utime(grown, (time.time() - 60, time.time() - 60))             # long finished: a truncated MP4
+    stream = SnippetStream(classify(str(grown)), recipe, options)
+    assert list(stream) == [] and "not a readable video stream" in str(stream.error)
+
+
+@pytest.mark.parametrize("container", ["ts", "mkv"])
+def test_a_growing_ts_or_mkv_is_followed_to_its_last_frame(tmp_path, recipe, container):
+    full = tmp_path / f"full.{container}"
+    write_video(full, pattern_frames(), fps=50.0, crf=12)
+    data, grown = full.read_bytes(), tmp_path / f"grow.{container}"
+    grown.write_bytes(data[:4096])
+
+    def writer():
+        with open(grown, "ab") as fh:
+            for start in range(4096, len(data), 8192):
+                time.sleep(0.05)
+                fh.write(data[start:start + 8192])
+                fh.flush()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    got = [frame for frame, _, _ in FrameSource(classify(str(grown)), recipe,
+                                                 StreamOptions(**{**FAST, "follow_timeout_s": 1.0})).frames()]
+    thread.join(10)
+    want = list(reader_for(str(full), recipe).frames())
+    assert len(got) == len(want) == 100 and all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_a_snapshot_that_cannot_be_written_is_a_warning_and_the_event_goes_on(clip, ckpt, tmp_path):
+    snaps = tmp_path / "snaps"
+    (snaps / "event-0001.jpg").mkdir(parents=True)                    # stands in for a full or read-only disk
+    said = []
+    opts = WatchOptions(threshold="0", device="cpu", events=tmp_path / "ev.jsonl", snapshots=snaps,
+                        on_event=f"echo $VADPIPE_EVENT_KIND >> {tmp_path / 'hook.txt'}", stream=StreamOptions(**FAST))
+    summary = run_watch(str(clip), checkpoint=str(ckpt), options=opts, warn=said.append, echo=lambda s: None)
+    assert summary.exit_code == 0 and summary.scored == 7 and summary.events == 1
+    events = read_events(tmp_path / "ev.jsonl")
+    assert [(e["event"], e["snapshot"]) for e in events] == [("start", None), ("end", None)]
+    assert (tmp_path / "hook.txt").read_text().split() == ["start", "end"]
+    warned = [line for line in said if "snapshot" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {snaps / 'event-0001.jpg'}: cannot write it")
+
+
+def test_an_events_start_and_end_records_are_on_one_clock(tmp_path):
+    """Frames lost before snippet 8 put its stream time (3.28 s) ahead of frame / fps (2.56 s): both records
+    of the event must say the same start."""
+    sink = EventSink(WatchOptions(events=tmp_path / "ev.jsonl"), "cam", 0.5, warn=lambda line: None)
+    live = OnlineIntervals(0.5, 50.0, 0.2, 0.1)
+    tag = Tag(8, 128, 144, 3.28, 3.60, 0.0, None)
+    records = [sink.emit(t, "score", live.fps) for t in live.add(128, 144, 0.9, tag) + live.finish()]
+    sink.close()
+    assert [r["event"] for r in records] == ["start", "end"]
+    assert records[0]["start_s"] == records[1]["start_s"] == 128 / 50
+
+
+def test_an_event_open_when_the_session_fails_is_closed_by_error(clip, ckpt, tmp_path):
+    printed = []
+
+    def echo(line: str) -> None:          # a reader that went away (`watch ... | head -1`)
+        printed.append(line)
+        if len(printed) == 2:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    opts = WatchOptions(threshold="0", device="cpu", window=2, events=tmp_path / "ev.jsonl",
+                        stream=StreamOptions(**FAST))
+    with pytest.raises(BrokenPipeError):
+        run_watch(str(clip), checkpoint=str(ckpt), options=opts, echo=echo, warn=lambda line: None)
+    events = read_events(tmp_path / "ev.jsonl")
+    assert [e["event"] for e in events] == ["start", "end"] and events[1]["closed_by"] == "error"
+
+
+def test_an_output_folder_that_is_a_file_is_not_a_folder(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"afile: not a folder \(for x\.csv\)"):
+        LineLog(tmp_path / "afile" / "x.csv", echo=print)
+    with pytest.raises(ConfigError, match=r"afile: not a folder \(for x\.jsonl\)"):
+        EventSink(WatchOptions(events=tmp_path / "afile" / "x.jsonl"), "cam", 0.5, warn=print)
+
+
+@pytest.mark.parametrize("args", [["watch", "--threads", "0"], ["watch", "--threads", "-2"],
+                                  ["score", "--threads", "0"], ["calibrate", "--threads", "-1"], ["watch", "--merge-gap", "-5"],
+                                  ["watch", "--min-duration", "-5"], ["watch", "--follow-timeout", "-1"],
+                                  ["watch", "--max-reconnects", "-3"]])
+def test_threads_below_one_and_negative_watch_durations_are_usage_errors(args, clip):
+    result = CliRunner().invoke(main, [args[0], str(clip), *args[1:]])
+    assert result.exit_code == 2 and f"Invalid value for '{args[1]}'" in result.output, result.output

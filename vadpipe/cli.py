@@ -9,6 +9,7 @@ import errno
 import functools
 import math
 import sys
+from typing import Optional
 
 import click
 
@@ -249,13 +250,13 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
 
 # --- option types -------------------------------------------------------------
 class FiniteFloat(click.ParamType):
-    """A finite number (``positive``: above 0). click's float takes nan and inf, which reach a division by
-    zero or a JSON file that strict parsers refuse."""
+    """A finite number (``positive``: above 0; ``minimum``: at least that). click's float takes nan and inf,
+    which reach a division by zero or a JSON file that strict parsers refuse."""
 
     name = "float"
 
-    def __init__(self, positive: bool = False):
-        self.positive = positive
+    def __init__(self, positive: bool = False, minimum: Optional[float] = None):
+        self.positive, self.minimum = positive, minimum
 
     def convert(self, value, param, ctx):
         try:
@@ -264,6 +265,8 @@ class FiniteFloat(click.ParamType):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(number) or (self.positive and number <= 0):
             self.fail(f"{value!r}: expected a {'positive ' if self.positive else ''}finite number", param, ctx)
+        if self.minimum is not None and number < self.minimum:
+            self.fail(f"{value!r}: expected a number >= {self.minimum:g}", param, ctx)
         return number
 
 
@@ -496,7 +499,7 @@ def run_options(func):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--batch-size", default=None, type=int,
               help="Snippets per backbone forward pass [default: 8 // crops, i.e. 8 with one crop, 1 with ten].")
-@click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch [default: torch's].")
 @click.option("--window", default=None, type=click.IntRange(min=1),
               help="Run the head on sliding windows of N snippets (memory flat in clip length; a clip of at most "
                    "N snippets scores exactly as whole) [default: the whole clip at once].")
@@ -546,7 +549,7 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
 @click.option("--fps", type=FiniteFloat(positive=True), default=None,
               help="Frame rate of features whose manifest does not say.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
-@click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch [default: torch's].")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @one_line_errors
 def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, recipe_file, fps, device, threads,
@@ -590,22 +593,23 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
                    "this many snippets have arrived).")
 @click.option("--threshold", default="auto", show_default=True,
               help="A number, or auto (the checkpoint's calibration: 0.99 quantile of normal scores), auto:0.999.")
-@click.option("--merge-gap", default=1.0, show_default=True, type=FiniteFloat(),
+@click.option("--merge-gap", default=1.0, show_default=True, type=FiniteFloat(minimum=0),
               help="An event ends once the score stayed below the threshold this many seconds.")
-@click.option("--min-duration", default=0.5, show_default=True, type=FiniteFloat(),
+@click.option("--min-duration", default=0.5, show_default=True, type=FiniteFloat(minimum=0),
               help="An event starts once the score stayed above the threshold this many seconds.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False),
               help="Append a line per snippet here (instead of stdout).")
 @click.option("--events", type=click.Path(dir_okay=False), help="Append start/end events here as JSON lines.")
 @click.option("--on-event", help="Shell command run for each event (VADPIPE_EVENT holds its JSON).")
 @click.option("--snapshots", type=click.Path(file_okay=False), help="Folder for a JPEG of each event's peak.")
-@click.option("--max-reconnects", default=5, show_default=True, type=int,
+@click.option("--max-reconnects", default=5, show_default=True, type=click.IntRange(min=0),
               help="Reconnect attempts (back-off 1, 2, 4... s) before a lost network source fails.")
-@click.option("--follow-timeout", default=5.0, show_default=True, type=FiniteFloat(),
-              help="A file source ends once it has not grown for this many seconds.")
+@click.option("--follow-timeout", default=5.0, show_default=True, type=FiniteFloat(minimum=0),
+              help="A file source ends once it has not grown for this many seconds (MPEG-TS and MKV are "
+                   "followed while they grow; an MP4 is read only once finished).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
-@click.option("--threads", default=None, type=int, help="CPU threads for torch [default: torch's].")
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch [default: torch's].")
 @click.option("--compile", "compile_", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
               help="Run the backbone through torch.compile (weights frozen in): ~1.8x faster on CPU after a "
                    "one-off compile (35-45 s on a 2-core CPU). auto: on for CPU with a cropped (fixed-size) recipe.")

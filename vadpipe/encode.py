@@ -21,7 +21,7 @@ import torch
 
 from .errors import ConfigError, RecipeMismatchError, WeightsError
 from .recipe import Recipe
-from .video import VideoInfo, VideoReader
+from .video import VideoInfo, VideoReader, check_resize
 
 
 def check_backbone(backbone, recipe: Recipe) -> None:
@@ -45,7 +45,10 @@ def reader_for(path: str, recipe: Recipe) -> VideoReader:
     """A native-resolution reader at the recipe's frame rate (the resize happens in ``to_model_size``,
     so it is the recipe's documented resize whatever the decoder)."""
     fps = None if str(recipe.fps) == "native" else float(recipe.fps)
-    return VideoReader(path, fps=fps, backend=DECODER)
+    reader = VideoReader(path, fps=fps, backend=DECODER)
+    # the resize comes later, on whole snippets: a sliver of a frame is refused now, before decoding
+    check_resize(reader.path, reader.info.width, reader.info.height, recipe.resize_short_side)
+    return reader
 
 
 def to_model_size(snippets: Sequence[np.ndarray], recipe: Recipe) -> torch.Tensor:

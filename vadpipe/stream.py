@@ -2,7 +2,8 @@
 
 ``classify`` says what a SOURCE string is; ``FrameSource`` decodes it with
 PyAV, reconnecting a dropped network stream with exponential back-off, and
-yields RGB frames with their stream time; ``SnippetStream`` cuts those frames
+yields RGB frames with their stream time, decoded as ``vadpipe score`` decodes a
+file (turned upright, every frame at the first frame's size); ``SnippetStream`` cuts those frames
 into the checkpoint recipe's snippets (the same fps policy, snippet assembly,
 tail padding and resize as ``vadpipe extract``) in a decoding thread that
 feeds a bounded queue. When the consumer cannot keep up on a live source,
@@ -29,7 +30,8 @@ import numpy as np
 from .errors import VideoDecodeError
 from .recipe import Recipe
 from .snippet_queue import SnippetQueue
-from .video import PYAV_THREADS, Snippet, VideoReader, _short, resample_indices
+from .video import PYAV_THREADS, Snippet, VideoReader, _short, check_resize, resample_indices
+from .video_checks import clockwise_rotation, upright
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
 
@@ -130,6 +132,11 @@ class FollowFile:
             data = self._fh.read(n)
         return data
 
+    @property
+    def growing(self) -> bool:
+        """It grew (or was written) less than ``idle_s`` ago: someone is still writing it."""
+        return time.time() - max(self._grew, os.path.getmtime(self.path)) < self.idle_s
+
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._fh.seek(offset, whence)
 
@@ -138,6 +145,18 @@ class FollowFile:
 
     def close(self) -> None:
         self._fh.close()
+
+
+# the first box of an MP4 / MOV (ISO base media): the MP4 demuxer needs the index ('moov'), which a recorder
+# writes only when it finishes the file (unless it writes fragments)
+_MP4_BOXES = (b"ftyp", b"mdat", b"moov", b"free", b"wide", b"skip")
+
+
+def _unfinished_mp4(raw: FollowFile) -> bool:
+    """A file still being written that is an MP4 / MOV: it cannot be opened before its index exists."""
+    with open(raw.path, "rb") as fh:
+        head = fh.read(8)
+    return raw.growing and head[4:8] in _MP4_BOXES
 
 
 def _permanent(exc: BaseException) -> bool:
@@ -175,6 +194,8 @@ class FrameSource:
         self.log = log
         self.target_fps = None if str(recipe.fps) == "native" else float(recipe.fps)
         self.stats = FrameStats()
+        self.size: Optional[Tuple[int, int]] = None     # (width, height) of every frame: the first one's, upright
+        self._resized = False                           # a size change was reported
 
     def _open(self):
         import av
@@ -182,10 +203,21 @@ class FrameSource:
         if self.spec.kind == "file":
             raw = FollowFile(self.spec.source, self.options.follow_timeout_s, self.options.poll_s, self.stop)
             try:
-                return av.open(raw), raw
-            except BaseException:
+                container = av.open(raw)
+            except BaseException as exc:
+                unfinished = isinstance(exc, Exception) and _unfinished_mp4(raw)
                 raw.close()
+                if unfinished:
+                    raise StreamError(f"{self.spec.source}: an MP4 still being written (no index yet) cannot be "
+                                      f"read until it is finished: record to MPEG-TS (.ts) or MKV to watch it live "
+                                      f"({_short(exc)})") from None
                 raise
+            if _unfinished_mp4(raw) and self.stats.connections == 0:
+                # FFmpeg's MP4 reader sizes the file when it opens it: a growing fragmented MP4 stopped
+                # after 113 of 200 frames, silently (MPEG-TS and MKV were followed to the last frame)
+                self.log(f"warning: {self.spec.source}: an MP4 still being written may end early here (the MP4 "
+                         "reader takes its size when it opens it): record to MPEG-TS (.ts) or MKV to watch it live")
+            return container, raw
         return av.open(self.spec.source, **av_open_args(self.spec, self.options)), None
 
     def frames(self) -> Iterator[Tuple[np.ndarray, float, float]]:
@@ -195,6 +227,8 @@ class FrameSource:
             produced_here = 0
             try:
                 container, raw = self._open()
+            except StreamError:
+                raise
             except Exception as exc:
                 if _permanent(exc) or self.spec.kind == "file":
                     raise StreamError(f"{self.spec.source}: not a readable video stream ({_short(exc)})") from None
@@ -211,13 +245,15 @@ class FrameSource:
                     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                     native_fps = float(rate) if rate else (self.target_fps or 25.0)
                     self.stats.connections += 1
-                    self.stats.native_fps, self.stats.width, self.stats.height = native_fps, stream.width, stream.height
+                    self.stats.native_fps = native_fps
                     resampler = resample_indices(native_fps, self.target_fps)
                     first_pts: Optional[float] = None
                     wall0 = 0.0
                     for src_index, frame in enumerate(container.decode(stream)):
                         if self.stop.is_set():
                             return
+                        if src_index == 0:
+                            rotation, decode_size = self._layout(frame, stream)
                         pts = frame.time if frame.time is not None else src_index / native_fps
                         now = time.monotonic()
                         if first_pts is None:
@@ -229,7 +265,7 @@ class FrameSource:
                         repeats = resampler.keep(src_index)
                         if not repeats:
                             continue
-                        rgb = frame.to_ndarray(format="rgb24")
+                        rgb = self._rgb(frame, rotation, decode_size)
                         for _ in range(repeats):
                             t = offset + max(0.0, pts - first_pts)
                             produced_here += 1
@@ -238,7 +274,7 @@ class FrameSource:
                             self.stats.frames += 1
                             yield rgb, t, wall0 + (t - offset)
                     return                        # a clean end of file / stream
-            except StreamError:
+            except VideoDecodeError:              # StreamError, or a frame size vadpipe does not extract
                 raise
             except Exception as exc:
                 if _permanent(exc) and produced_here == 0:
@@ -254,6 +290,31 @@ class FrameSource:
             finally:
                 if raw is not None:
                     raw.close()
+
+    def _layout(self, frame, stream) -> Tuple[int, Tuple[int, int]]:
+        """This connection's (clockwise rotation, decode size), from its first frame. Frames are turned
+        upright as ``score`` turns a file's, and every frame of the source comes out at the first one's
+        upright size (a camera that renegotiates its resolution, a reconnect at another size: scaled, as
+        score's PyAV pass scales a file's); that size's resize is checked once against the sliver limit."""
+        rotation = clockwise_rotation(float(frame.rotation or 0), stream.metadata.get("rotate"))
+        quarter = rotation in (90, 270)
+        if self.size is None:
+            width, height = (frame.height, frame.width) if quarter else (frame.width, frame.height)
+            check_resize(self.spec.source, width, height, self.recipe.resize_short_side)
+            self.size = (width, height)
+            self.stats.width, self.stats.height = self.size
+        width, height = self.size
+        return rotation, ((height, width) if quarter else (width, height))
+
+    def _rgb(self, frame, rotation: int, size: Tuple[int, int]) -> np.ndarray:
+        """An upright RGB frame at the source's one size (swscale converts a frame already at that size
+        exactly as without a size); a size change is reported once."""
+        if (frame.width, frame.height) != size and not self._resized:
+            self._resized = True
+            self.log(f"warning: {self.spec.source}: frame size changed {size[0]}x{size[1]} -> "
+                     f"{frame.width}x{frame.height} at frame {self.stats.frames}; every frame decoded at "
+                     f"{self.size[0]}x{self.size[1]}")
+        return upright(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]), rotation)
 
     def _backoff(self, attempts: int, why: str) -> int:
         if attempts >= self.options.max_reconnects:
@@ -292,6 +353,7 @@ class _TimedFrames:
 
     def __init__(self, source: FrameSource):
         self.source = source
+        self.path = source.spec.source                      # names the source in VideoReader.snippets' errors
         self.times: Dict[int, Tuple[float, float]] = {}     # output frame -> (time_s, due)
         self.count = 0
         self._low = 0                                       # times below this frame are forgotten

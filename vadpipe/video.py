@@ -123,6 +123,18 @@ def short_side_size(width: int, height: int, short_side: Optional[int]) -> Tuple
     return max(1, round(width * short_side / height)), short_side
 
 
+def check_resize(name: str, width: int, height: int, short_side: int) -> Tuple[int, int]:
+    """``short_side_size``, or a one-line VideoDecodeError naming ``name`` when the long side would pass
+    MAX_RESIZED_SIDE: a sliver of a frame (128x2) would fill the memory. Every path that resizes (the
+    decoder's, ``encode.reader_for``'s recipe resize, a watched stream) asks here before decoding."""
+    size = short_side_size(width, height, short_side)
+    if max(size) > MAX_RESIZED_SIDE:
+        raise VideoDecodeError(f"{name}: {width}x{height} frames resized to a short side of {short_side} would be "
+                               f"{size[0]}x{size[1]} (over {MAX_RESIZED_SIDE} px): an aspect ratio vadpipe does "
+                               "not extract")
+    return size
+
+
 def resample_indices(native_fps: float, target_fps: Optional[float]) -> "_Resampler":
     return _Resampler(native_fps, target_fps)
 
@@ -334,11 +346,7 @@ class VideoReader:
             self.backend = "pyav"
         self.info.decoder = self.backend
         self.target_fps = fps
-        self.size = short_side_size(self.info.width, self.info.height, short_side) if short_side else None
-        if self.size and max(self.size) > MAX_RESIZED_SIDE:     # a sliver of a frame would fill the memory
-            raise VideoDecodeError(f"{self.path}: {self.info.width}x{self.info.height} frames resized to a short "
-                                   f"side of {short_side} would be {self.size[0]}x{self.size[1]} (over "
-                                   f"{MAX_RESIZED_SIDE} px): an aspect ratio vadpipe does not extract")
+        self.size = check_resize(self.path, self.info.width, self.info.height, short_side) if short_side else None
         self.output_fps = float(fps) if fps else self.info.fps
         self._times = array("d")          # output frame -> time (s), filled while streaming
         self._source_times = array("d")   # decoded frame -> time (s), for the frame-rate check

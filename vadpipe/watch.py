@@ -16,20 +16,25 @@ crash; nothing already written is rewritten):
   (``snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s``);
 - ``--events FILE``: JSON lines ``{"event": "start"|"end", "id", ...}``; an
   end carries the interval as ``vadpipe score`` describes it (frames are the
-  recipe-rate frames of the stream, 0-based, end exclusive, time = frame / fps);
+  recipe-rate frames of the stream, 0-based, end exclusive, time = frame / fps;
+  a start's time too, so both records of an event are on one clock even when
+  frames were lost; the per-snippet lines keep the stream's own times);
 - ``--on-event CMD``: run through the shell for each event, not waited for,
   with ``VADPIPE_EVENT`` (the JSON line), ``VADPIPE_EVENT_KIND``,
   ``VADPIPE_EVENT_ID``, ``VADPIPE_SCORE``, ``VADPIPE_TIME_S``,
   ``VADPIPE_SOURCE`` and ``VADPIPE_SNAPSHOT`` in its environment;
 - ``--snapshots DIR``: ``event-NNNN.jpg``, the middle frame of the event's
-  highest-scoring snippet, written at its start and replaced at its end.
+  highest-scoring snippet, written at its start and replaced at its end (one
+  that cannot be written is a warning; the event goes on with ``snapshot`` null).
 
 Lag: monotonic time when a snippet's features are ready minus the time its
 last frame was live (``stream`` module). It does not include the window's
 warm-up (the first W - 1 snippets are scored together once the W-th arrives).
 SIGINT / SIGTERM stop cleanly: the pending snippets are scored, an open event
 is closed, a summary is printed. Exit code 0 when the stream ended or was
-stopped, 1 when the source failed (unreachable, lost for good, not a video).
+stopped, 1 when the source failed (unreachable, lost for good, not a video). An
+event still open at the end is closed by "stop", "source lost", "end of stream",
+or "error" when the session itself failed (a broken pipe, a failed write).
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ import numpy as np
 from . import atomic
 from .backbone_pool import BackbonePool, split_threads
 from .device import torch_threads
-from .errors import ConfigError, RecipeMismatchError
+from .errors import ConfigError, RecipeMismatchError, VadpipeError
 from .live_events import OnlineIntervals, Transition
 from .stream import SnippetStream, StreamOptions, classify
 from .threshold import StreamCheck
@@ -132,6 +137,15 @@ class WatchSummary:
                    if self.reconnects else ""))
 
 
+def make_parent(path: Path) -> None:
+    """The folder of an output file, made when missing; a file in its place is one line that says so
+    (mkdir's own words, "File exists", point the other way)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{path.parent}: not a folder (for {path.name})") from None
+
+
 class LineLog:
     """Appends a line per scored snippet to a CSV file, or prints it."""
 
@@ -139,7 +153,7 @@ class LineLog:
         self.echo = echo
         self.fh = None
         if csv is not None:
-            csv.parent.mkdir(parents=True, exist_ok=True)
+            make_parent(csv)
             self.fh = open(csv, "a", encoding="utf-8")
             if self.fh.tell() == 0:
                 self.fh.write(CSV_HEADER)
@@ -166,21 +180,22 @@ class EventSink:
         self.options, self.source, self.threshold, self.warn = options, source, threshold, warn
         self.fh = None
         if options.events is not None:
-            options.events.parent.mkdir(parents=True, exist_ok=True)
+            make_parent(options.events)
             self.fh = open(options.events, "a", encoding="utf-8")
         if options.snapshots is not None:
             options.snapshots.mkdir(parents=True, exist_ok=True)
         self.hooks: List[subprocess.Popen] = []
+        self._snapshot_failed: set = set()     # events whose snapshot failure was reported
 
-    def emit(self, transition: Transition, closed_by: str) -> dict:
+    def emit(self, transition: Transition, closed_by: str, fps: float) -> dict:
         event = transition.event
         snapshot = self._snapshot(event.id, event.peak_tag)
         record = {"event": transition.kind, "id": event.id, "source": self.source, "threshold": self.threshold,
                   "wall_time": round(time.time(), 3)}
         if transition.kind == "start":
-            first = event.first_tag
-            record.update(start_frame=event.start_frame, start_s=first.start_s, score=event.peak_score,
-                          lag_s=round(first.lag_s, 3))
+            # frame / fps, as the end's interval: the stream's own times part from it when frames are lost
+            record.update(start_frame=event.start_frame, start_s=event.start_frame / fps, score=event.peak_score,
+                          lag_s=round(event.first_tag.lag_s, 3))
         else:
             record.update(event.interval.to_dict(), closed_by=closed_by)
         record["snapshot"] = snapshot
@@ -197,8 +212,15 @@ class EventSink:
         from PIL import Image
 
         path = self.options.snapshots / f"event-{event_id:04d}.jpg"
-        with atomic.atomic_path(path, suffix=".jpg") as tmp:
-            Image.fromarray(tag.middle).save(tmp, format="JPEG", quality=90)
+        try:
+            with atomic.atomic_path(path, suffix=".jpg") as tmp:
+                Image.fromarray(tag.middle).save(tmp, format="JPEG", quality=90)
+        except (VadpipeError, OSError) as exc:     # an optional picture: the event, its hook and the watch go on
+            if event_id not in self._snapshot_failed:
+                self._snapshot_failed.add(event_id)
+                self.warn(f"warning: {exc if isinstance(exc, VadpipeError) else f'{path}: {exc}'}; "
+                          "the event goes on without a snapshot")
+            return None
         return str(path)
 
     def _run_hook(self, record: dict, line: str) -> None:
@@ -316,6 +338,7 @@ class Watcher:
         stopped: List[bool] = []
         started = time.monotonic()
         pool: Optional[BackbonePool] = None
+        failed = False                      # the session itself raised (a broken pipe, a failed write)
         # Torch's threads are split between the concurrent passes for the whole session: the compiled
         # kernels are generated for that count, and the decoding thread started inside inherits it.
         with torch_threads(self.threads_each):
@@ -335,6 +358,9 @@ class Watcher:
                                         self.threads_each)
                     started = time.monotonic()
                     self._loop(stream, pool)
+            except BaseException:
+                failed = True
+                raise
             finally:
                 stream.stop()
                 if pool is not None:
@@ -343,8 +369,10 @@ class Watcher:
                 self.summary.stopped = bool(stopped)
                 error = stream.error
                 self.summary.error = str(error) if error is not None else None
-                closed_by = "stop" if stopped else ("source lost" if error is not None else "end of stream")
-                self._scored(self.window.finish(), stream)
+                closed_by = ("error" if failed else "stop" if stopped else
+                             "source lost" if error is not None else "end of stream")
+                if not failed:              # a failed session's outputs may be what failed: no more lines
+                    self._scored(self.window.finish(), stream)
                 if self.intervals is not None:
                     self._emit(self.intervals.finish(), closed_by)
                 self.summary.decoded, self.summary.dropped = stream.decoded, stream.dropped
@@ -404,7 +432,7 @@ class Watcher:
         for transition in transitions:
             if transition.kind == "start":
                 self.summary.events += 1
-            self.sink.emit(transition, closed_by)
+            self.sink.emit(transition, closed_by, self.intervals.fps)
 
 
 def run_watch(source: str, checkpoint: Optional[str] = None, run: Optional[str] = None,

@@ -205,7 +205,9 @@ def test_a_calibration_holding_only_its_quantiles_is_summarised_and_replaced(tmp
                                         (["--threshold", "nan"], "expected a finite number"),
                                         (["--threshold", "auto0.999"], "expected a finite number"),
                                         (["--threshold", "auto:"], "expected a finite number"),
-                                        (["--min-duration", "inf"], "expected a finite number")])
+                                        (["--min-duration", "inf"], "expected a finite number"),
+                                        (["--merge-gap", "-1"], "expected a number >= 0"),
+                                        (["--threads", "0"], "x>=1")])
 def test_bad_rates_and_thresholds_are_one_line_before_any_clip(tmp_path, recipe, args, words):
     ckpt = save_head(tmp_path / "best.pt", recipe)
     folder = feature_folder(tmp_path / "site", recipe, lengths=(4,))

@@ -131,7 +131,7 @@ def backbones(as_json):
               "machines, but the features then move in float32's last digits with the load) [default: the whole "
               "batch on CUDA; on CPU the backbone's own size, so features are the same bits run after run].")
 @click.option("--workers", default=None, type=int, help="Decode processes [default: CPU cores - 1, at most 8].")
-@click.option("--threads", default=None, type=int,
+@click.option("--threads", default=None, type=click.IntRange(min=1),
               help="CPU threads of the main process [default: all cores on CPU, cores - workers with CUDA].")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]),
@@ -479,9 +479,9 @@ def run_options(func):
               help="Output folder: <clip>.scores.csv, <clip>.json (+ .png, .overlay.mp4).")
 @click.option("--threshold", default="auto", show_default=True,
               help="A number, or auto (the checkpoint's calibration: 0.99 quantile of normal scores), auto:0.999.")
-@click.option("--merge-gap", default=1.0, show_default=True, type=FiniteFloat(),
+@click.option("--merge-gap", default=1.0, show_default=True, type=FiniteFloat(minimum=0),
               help="Join intervals separated by less than this many seconds.")
-@click.option("--min-duration", default=0.5, show_default=True, type=FiniteFloat(),
+@click.option("--min-duration", default=0.5, show_default=True, type=FiniteFloat(minimum=0),
               help="Drop intervals shorter than this many seconds (a shorter clip flagged throughout keeps its one).")
 @click.option("--plot", is_flag=True, help="Write <clip>.png: scores, threshold, intervals, thumbnails.")
 @click.option("--plot-scale", type=click.Choice(["auto", "linear", "logit"]), default="auto", show_default=True,

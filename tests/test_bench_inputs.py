@@ -202,3 +202,14 @@ def test_the_short_events_group_takes_each_short_event_with_its_own_videos_backg
     assert short["n"].all()
     assert short["a"][10 * SNIPPET:12 * SNIPPET].all() and not short["a"][40 * SNIPPET:80 * SNIPPET].any()
     assert short["a"].sum() == (100 - 40) * SNIPPET
+
+
+def test_a_run_of_two_checkouts_is_refused(monkeypatch, tmp_path):
+    """PYTHONPATH=. in a worktree imports its vadpipe/ but the editable install's models/: refused, not measured."""
+    import vadpipe.models
+
+    assert bench_accuracy.mixed_checkouts() is None
+    monkeypatch.setattr(vadpipe.models, "__file__", str(tmp_path / "other" / "models" / "__init__.py"))
+    assert "more than one checkout" in bench_accuracy.mixed_checkouts()
+    with pytest.raises(SystemExit):
+        bench_accuracy.main(["--bench", "features", "--seeds", "0"])

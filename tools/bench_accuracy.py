@@ -554,6 +554,24 @@ def table(bench: str, results: Dict[str, List[Dict[str, float]]], runs_are: str 
                       "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows])
 
 
+def mixed_checkouts() -> Optional[str]:
+    """Why the imported ``vadpipe``, ``vadpipe.models`` and ``vadpipe.extractors`` come from different checkouts,
+    or None. An editable install maps the two subpackages to the checkout it was made from, so ``PYTHONPATH=.``
+    in another checkout (a git worktree of an older revision) gives that one's ``vadpipe/`` with the installed
+    checkout's ``models/``: a run of neither revision."""
+    import vadpipe
+    import vadpipe.extractors
+    import vadpipe.models
+
+    roots = {name: Path(module.__file__).resolve().parent.parent
+             for name, module in (("vadpipe", vadpipe), ("vadpipe.models", vadpipe.models),
+                                  ("vadpipe.extractors", vadpipe.extractors))}
+    if len(set(roots.values())) == 1:
+        return None
+    return ("the code comes from more than one checkout (" + ", ".join(f"{n} from {r}" for n, r in roots.items())
+            + "): run from the checkout vadpipe is installed from, or install this one (pip install -e .)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     global REGIONS, LAYERS, STRIDE, MIRROR, LIGHT, PED1, PED1_SHORT_SIDE, DEMO_SHORT_SIDE, LONG_CLIPS, \
         PED1_FEATURES, DEMO_FEATURES
@@ -623,6 +641,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if (args.layers or args.stride) and "ped1-long" in args.bench:
         ap.error("--layers or --stride with ped1-long: its list files carry no recipe, so training could not find "
                  "the layers or the snippet step")
+    mixed = mixed_checkouts()
+    if mixed:
+        ap.error(mixed)
     import torch
 
     if args.threads:

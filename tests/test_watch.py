@@ -219,9 +219,9 @@ def test_watching_a_loopback_stream_matches_score(server, ckpt, offline, tmp_pat
     assert sorted(h for h in hooks if h) == sorted(f"{e['event']} {e['id']}" for e in starts + ends)
 
 
-def test_a_growing_file_is_followed_until_it_stops_growing(clip, ckpt, offline, tmp_path):
-    snippet_scores = offline[0]
-    data, grown = clip.read_bytes(), tmp_path / "grow.ts"
+def grow_in_background(source: Path, grown: Path) -> threading.Thread:
+    """``grown`` written from ``source``'s bytes as a recorder writes: 4 KB now, then 8 KB every 50 ms."""
+    data = source.read_bytes()
     grown.write_bytes(data[:4096])
 
     def writer():
@@ -233,6 +233,13 @@ def test_a_growing_file_is_followed_until_it_stops_growing(clip, ckpt, offline, 
 
     thread = threading.Thread(target=writer)
     thread.start()
+    return thread
+
+
+def test_a_growing_file_is_followed_until_it_stops_growing(clip, ckpt, offline, tmp_path):
+    snippet_scores = offline[0]
+    grown = tmp_path / "grow.ts"
+    thread = grow_in_background(clip, grown)
     opts = WatchOptions(threshold="0.5", device="cpu", csv=tmp_path / "g.csv",
                         stream=StreamOptions(**{**FAST, "follow_timeout_s": 1.0}))
     summary = run_watch(str(grown), checkpoint=str(ckpt), options=opts, warn=lambda s: None)
@@ -481,18 +488,8 @@ def test_a_growing_mp4_gets_a_message_that_says_why(tmp_path, recipe):
 def test_a_growing_ts_or_mkv_is_followed_to_its_last_frame(tmp_path, recipe, container):
     full = tmp_path / f"full.{container}"
     write_video(full, pattern_frames(), fps=50.0, crf=12)
-    data, grown = full.read_bytes(), tmp_path / f"grow.{container}"
-    grown.write_bytes(data[:4096])
-
-    def writer():
-        with open(grown, "ab") as fh:
-            for start in range(4096, len(data), 8192):
-                time.sleep(0.05)
-                fh.write(data[start:start + 8192])
-                fh.flush()
-
-    thread = threading.Thread(target=writer)
-    thread.start()
+    grown = tmp_path / f"grow.{container}"
+    thread = grow_in_background(full, grown)
     got = [frame for frame, _, _ in FrameSource(classify(str(grown)), recipe,
                                                  StreamOptions(**{**FAST, "follow_timeout_s": 1.0})).frames()]
     thread.join(10)

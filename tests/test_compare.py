@@ -137,3 +137,22 @@ def test_cli_errors_are_one_line(sets):
         res = _eval(*args, *([] if "--gt" in args else ["--gt", sets / "gt.json"]))
         assert res.exit_code == 1 and res.output.startswith("error: ") and message in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1
+
+
+def test_non_finite_scores_are_one_line_and_missing_videos_are_said_for_each_set(sets):
+    """NaN reached sklearn ("Input contains NaN", a traceback); two sets both missing videos said nothing."""
+    for name, bad in (("nan", np.nan), ("inf", np.inf)):
+        (sets / name).mkdir()
+        for f in (sets / "public").glob("*.npy"):
+            s = np.load(f)
+            s[0] = bad
+            np.save(sets / name / f.name, s)
+        res = _eval("--scores", sets / name, "--gt", sets / "gt.json")
+        assert res.exit_code == 1 and "scores hold NaN or inf" in res.output and "Traceback" not in res.output
+    for name in ("a", "b"):
+        (sets / name).mkdir()
+        for f in sorted((sets / "public").glob("*.npy"))[2:]:
+            np.save(sets / name / f.name, np.load(f))
+    res = _eval("--scores", f"a={sets / 'a'}", "--scores", f"b={sets / 'b'}", "--gt", sets / "gt.json")
+    assert res.exit_code == 0, res.output
+    assert "a: no scores for 2 gt video(s)" in res.output and "b: no scores for 2 gt video(s)" in res.output

@@ -112,3 +112,10 @@ def test_bench_counts_the_videos_the_scene_check_reads_as_new():
               "a1": (np.zeros(4), np.r_[0, 1, 1, 0])}
     assert scene_shares(frames, {"n1": True, "n2": False, "a1": True}) == (1 / 3, 1.0)   # n3: no reading
     assert scene_shares({"n1": frames["n1"]}, {}) == (0.0, None)
+
+
+def test_json_of_another_shape_is_one_line(tmp_path):
+    for text in ("[1, 2]", '{"ped1": [1]}', '{"ped1": {"default": [1]}}'):
+        (tmp_path / "r.json").write_text(text)
+        with pytest.raises(SystemExit, match="not a bench_accuracy --json report"):
+            main([str(tmp_path / "r.json")])

@@ -145,11 +145,17 @@ def report(before: dict, after: dict, metrics: Sequence[str],
 
 
 def read_report(path: Path) -> dict:
-    """A bench_accuracy --json report; a missing or unreadable file is one line."""
+    """A bench_accuracy --json report ({bench: {config: [run figures]}}); a missing or unreadable file, or JSON of
+    another shape, is one line."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {path}: not a readable bench_accuracy --json report ({exc})")
+    if not (isinstance(data, dict) and all(isinstance(configs, dict) and all(
+            isinstance(runs, list) and all(isinstance(r, dict) for r in runs) for runs in configs.values())
+            for configs in data.values())):
+        raise SystemExit(f"error: {path}: not a bench_accuracy --json report ({{bench: {{config: [runs]}}}} expected)")
+    return data
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -91,7 +91,10 @@ def compare_score_sets(sets: Sequence[Tuple[str, ScoreSet]], gts: Dict[str, Vide
         boot = (bootstrap(list(aligned[name].values()), n_bootstrap, seed, confidence) if n_bootstrap else None)
         rows.append(SetRow(name, m["n_videos"], m["auc"], m["ap"], m["auc_anomalous_videos"],
                            m.get("false_alarm_rate"), m.get("threshold"), boot))
-    notes, diffs = [], []
+    # each set's ground-truth videos without scores, as one set's eval says them (only eval.json had them)
+    notes = [f"{name}: no scores for {len(res.unmatched_gt)} gt video(s), e.g. {res.unmatched_gt[0]}"
+             for name, res in results.items() if res.unmatched_gt]
+    diffs = []
     ref = names[0]
     for name in names[1:]:
         common = [v for v in aligned[ref] if v in aligned[name]]

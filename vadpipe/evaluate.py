@@ -54,7 +54,7 @@ from .errors import ConfigError, GroundTruthError
 from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
 from .intervals import FRAME_MODES, NativeFrames, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
-from .readers import read_array, read_text
+from .readers import check_finite, read_array, read_text
 from .recipe import check_compatible
 from .scene_check import SceneCheck, reads_beyond
 from .threshold import WHOLE_CLIP_SHARE, is_whole_flagged, whole_flagged
@@ -328,8 +328,9 @@ class ScoreSet:
 
 
 def load_score_array(path: str | Path) -> np.ndarray:
-    """A score .npy as float64; anything else (not .npy, truncated, pickled, not numbers) is one error line."""
-    return read_array(path, what="scores", error=GroundTruthError).astype(np.float64)
+    """A score .npy as float64; anything else (not .npy, truncated, pickled, not numbers, NaN or inf) is one
+    error line."""
+    return read_array(path, what="scores", error=GroundTruthError, finite=True).astype(np.float64)
 
 
 def write_scores(folder: str | Path, score_set: ScoreSet) -> Path:
@@ -377,6 +378,7 @@ def read_scores(path: str | Path) -> ScoreSet:
                 scores[vid] = np.asarray(rec["scores"], dtype=np.float32)
             except (TypeError, ValueError):
                 raise GroundTruthError(f"{index_path}: video {vid!r}: its scores are not a list of numbers") from None
+            check_finite(scores[vid], index_path, what=f"video {vid!r}'s scores", error=GroundTruthError)
         elif isinstance(rec.get("file"), str):
             scores[vid] = load_score_array(index_path.parent / rec["file"]).astype(np.float32)
         else:

@@ -34,6 +34,7 @@ import numpy as np
 from .errors import GroundTruthError
 from .evaluate import ScoreSet, load_score_array, read_scores
 from .groundtruth import VideoGT, match_ids, video_key
+from .readers import check_finite
 
 SCORE_EXTENSIONS = (".npy", ".txt", ".csv")
 MAX_CROPS = 10
@@ -141,7 +142,9 @@ def load_array(path: Path) -> np.ndarray:
     """The raw array of a score file (2-D kept), float64."""
     if path.suffix.lower() == ".npy":
         return load_score_array(path)
-    return read_text_scores(path)[0]
+    values = read_text_scores(path)[0]
+    check_finite(values, path, what="scores", error=GroundTruthError)
+    return values
 
 
 def to_1d(array: np.ndarray, crop_axis_hint: Optional[Tuple[int, int]] = None) -> Tuple[np.ndarray, str]:

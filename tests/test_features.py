@@ -214,6 +214,69 @@ def test_import_needs_split_index_with_a_list(tmp_path):
         import_feature_folder(tmp_path / "nothing", tmp_path / "d", lambda d, c: RECIPE)
 
 
+def test_a_square_array_takes_its_folders_layout(tmp_path):
+    """(10, T, D) files with one video of exactly 10 snippets: that one was read (T, C, D), crops and snippets
+    swapped, silently."""
+    src = tmp_path / "ctd"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    videos = {f"Abuse00{i}_x264": rng.normal(size=(t, 10, 8)).astype(np.float32) for i, t in enumerate((7, 10, 12))}
+    for name, tcd in videos.items():
+        np.save(src / f"{name}.npy", tcd.transpose(1, 0, 2))
+    import_feature_folder(src, tmp_path / "d", lambda d, c: RECIPE)
+    store = FeatureStore(tmp_path / "d")
+    for rec in store.records():
+        assert rec.layout == "CTD"
+        np.testing.assert_array_equal(store.load(rec), videos[rec.id])
+
+
+def test_per_crop_files_with_the_feature_suffix_after_the_crop_group(tmp_path):
+    src = tmp_path / "crops"
+    src.mkdir()
+    tcd = np.random.default_rng(1).normal(size=(4, 10, 8)).astype(np.float32)
+    for k in range(10):
+        np.save(src / f"Abuse001_x264__{k}_i3d.npy", tcd[:, k])
+    result = import_feature_folder(src, tmp_path / "d", lambda d, c: RECIPE)
+    (rec,) = result.records
+    assert rec.id == "Abuse001_x264" and rec.layout == "crop-files"
+    np.testing.assert_array_equal(FeatureStore(tmp_path / "d").load(rec), tcd)
+
+
+def test_a_folder_imported_into_itself_keeps_its_videos_once(tmp_path):
+    """vadpipe's own folder holds `Abuse__a1.npy` for the video `Abuse/a1`: imported in place it doubled."""
+    store = _store_with(tmp_path, [("Abuse/a1", 1), ("Normal/n1", 0)])
+    result = import_feature_folder(store.folder, store.folder, lambda d, c: RECIPE)
+    assert sorted(result.already) == ["Abuse__a1", "Normal__n1"]
+    assert {(r.id, r.label) for r in FeatureStore(store.folder).records()} == {("Abuse/a1", 1), ("Normal/n1", 0)}
+
+
+def test_split_index_is_checked_and_list_entries_that_match_nothing_are_reported(tmp_path):
+    (tmp_path / "src").mkdir()
+    for name in ("a", "b"):
+        np.save(tmp_path / "src" / f"{name}_i3d.npy", np.zeros((2, 10, 8), np.float32))
+    for index in (-1, 3):
+        with pytest.raises(ConfigError, match=f"--split-index {index}: the list has 2 entries"):
+            import_feature_folder(tmp_path / "src", tmp_path / "d", lambda d, c: RECIPE, list_order=["a", "b"],
+                                  split_index=index)
+    with pytest.raises(ConfigError, match="--split-index needs --list"):
+        import_feature_folder(tmp_path / "src", tmp_path / "d", lambda d, c: RECIPE, split_index=1)
+    result = import_feature_folder(tmp_path / "src", tmp_path / "d", lambda d, c: RECIPE,
+                                   list_order=["/x/a_i3d.npy", "/x/typo_i3d.npy"], split_index=1)
+    assert result.unmatched_list == ["/x/typo_i3d.npy"] and result.list_rows == 2
+
+
+def test_a_relative_list_reads_from_any_working_folder(tmp_path, monkeypatch):
+    from vadpipe.data import open_features
+
+    store = _store_with(tmp_path, [("Abuse/a1", 1), ("Normal/n1", 0)])
+    monkeypatch.chdir(tmp_path)
+    export_rtfm_list("features", tmp_path / "lists" / "rel.list", absolute=False)
+    assert (tmp_path / "lists" / "rel.list").read_text().splitlines()[0] == "../features/Abuse__a1.npy"
+    monkeypatch.chdir(tmp_path / "lists")
+    assert len(open_features(str(tmp_path / "lists" / "rel.list"), list_anomalous="first:1").videos) == 2
+    assert store
+
+
 def test_read_list_file_skips_blank_and_comment_lines(tmp_path):
     path = tmp_path / "x.list"
     path.write_text("# header\n/a.npy\n\n/b.npy\n")

@@ -186,7 +186,7 @@ def features():
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="List file to write.")
 @click.option("--subset", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Keep only the videos named in this file (e.g. UCF-Crime's Anomaly_Train.txt).")
-@click.option("--relative", is_flag=True, help="Write paths as found (relative), not absolute.")
+@click.option("--relative", is_flag=True, help="Write paths relative to the list file's folder, not absolute.")
 @one_line_errors
 def features_export_list(folder, out, subset, relative):
     """Write an RTFM-style list of .npy paths: anomalous videos first, then normal; print the split index."""
@@ -238,11 +238,15 @@ def features_import(src, out, list_file, split_index, labels, recipe_file, backb
         crops=crops, overwrite=overwrite)
     counts = {key: sum(1 for r in result.records if r.ok and r.label == key) for key in (1, 0, None)}
     click.echo(f"indexed {result.ok} videos into {out or src} (recipe {result.recipe.recipe_id}): "
-               f"{counts[1]} anomalous, {counts[0]} normal, {counts[None]} unlabeled")
-    if result.unmatched_labels:
-        from .features import unmatched_rows_warning
+               f"{counts[1]} anomalous, {counts[0]} normal, {counts[None]} unlabeled"
+               + (f"; {len(result.already)} file(s) the folder already holds under other ids kept as they were "
+                  f"(first: {result.already[0]!r})" if result.already else ""))
+    from .features import unmatched_rows_warning
 
+    if result.unmatched_labels:
         click.echo(unmatched_rows_warning(result.unmatched_labels, result.label_rows, labels), err=True)
+    if result.unmatched_list:
+        click.echo(unmatched_rows_warning(result.unmatched_list, result.list_rows, list_file), err=True)
     for rec in result.failed:
         click.echo(f"failed: {rec.id}: {rec.error}", err=True)
     sys.exit(1 if result.failed else 0)

@@ -62,8 +62,13 @@ def export_rtfm_list(folder: str | os.PathLike, out: str | os.PathLike,
     normal = [r for r in records if r.label == 0]
 
     def show(rec: ManifestRecord) -> str:
-        path = store.resolve(rec.file)
-        return str(path.resolve()) if absolute else str(path)
+        path = store.resolve(rec.file).resolve()
+        if absolute:
+            return str(path)
+        try:        # relative to the list's own folder, where the list reader looks (not the working folder)
+            return os.path.relpath(path, Path(out).resolve().parent)
+        except ValueError:      # another drive (Windows)
+            return str(path)
 
     atomic.write_text(out, "".join(show(r) + "\n" for r in anomalous + normal))
     return ListExport(len(anomalous), len(normal), len(records) - len(anomalous) - len(normal), missing)
@@ -98,6 +103,13 @@ def _clean_stem(stem: str) -> str:
     return _FEATURE_SUFFIX.sub("", stem)
 
 
+def _list_name(line: str) -> str:
+    """The video name a list entry stands for (its file's stem, crop index and feature suffix taken off)."""
+    stem = PurePosixPath(line.replace("\\", "/")).stem
+    match = _CROP_FILE.match(stem) or _CROP_FILE.match(_clean_stem(stem))
+    return _clean_stem(match.group("name") if match else stem)
+
+
 def label_from_name(name: str) -> Tuple[Optional[int], Optional[str]]:
     """UCF-Crime file names carry their class (``Abuse001_x264``, ``Normal_Videos_003_x264``)."""
     base = PurePosixPath(name).name
@@ -113,6 +125,9 @@ class ImportSummary:
     recipe: Recipe
     unmatched_labels: List[str] = field(default_factory=list)   # --labels rows that match no video
     label_rows: int = 0                                          # rows in --labels
+    unmatched_list: List[str] = field(default_factory=list)     # --list entries that match no video
+    list_rows: int = 0
+    already: List[str] = field(default_factory=list)            # files the folder's manifest already holds
 
     @property
     def ok(self) -> int:
@@ -133,7 +148,7 @@ def scan_feature_files(src: str | os.PathLike) -> Dict[str, List[Path]]:
         rel = PurePosixPath(path.relative_to(src).as_posix())
         stem = rel.stem
         crop = -1
-        match = _CROP_FILE.match(stem)
+        match = _CROP_FILE.match(stem) or _CROP_FILE.match(_clean_stem(stem))     # name__3.npy, name__3_i3d.npy
         if match:
             stem, crop = match.group("name"), int(match.group("crop"))
         vid = str(rel.parent / _clean_stem(stem)) if str(rel.parent) != "." else _clean_stem(stem)
@@ -141,15 +156,18 @@ def scan_feature_files(src: str | os.PathLike) -> Dict[str, List[Path]]:
     return {vid: [p for _, p in sorted(items)] for vid, items in sorted(groups.items())}
 
 
-def _layout(shape: Tuple[int, ...], crops: Optional[int] = None) -> Tuple[str, int, int, int]:
+def _layout(shape: Tuple[int, ...], crops: Optional[int] = None,
+            prefer: str = "TCD") -> Tuple[str, int, int, int]:
     """(layout, T, C, D) of one array: (T, D), (T, C, D) or (C, T, D); C is ``crops`` when known,
-    else 10 or 1 (the (T, C, D) reading wins when both fit)."""
+    else 10 or 1; when both readings fit (a (10, 10, D) array) ``prefer`` wins (the folder's other files')."""
     if len(shape) == 2:
         return "TCD", shape[0], 1, shape[1]
     if len(shape) != 3:
         raise ValueError(f"expected a 2-D or 3-D array, got shape {shape}")
     a, b, d = shape
     candidates = (crops,) if crops else (10, 1)
+    if prefer == "CTD" and a in candidates:
+        return "CTD", b, a, d
     if b in candidates:
         return "TCD", a, b, d
     if a in candidates:
@@ -179,14 +197,19 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         raise FeatureStoreError(f"{src}: no .npy files found")
 
     list_labels: Dict[str, int] = {}
+    if list_order is None and split_index is not None:
+        raise ConfigError("--split-index needs --list (it counts the anomalous entries at the list's top)")
     if list_order is not None:
         if split_index is None:
             raise ConfigError("a list file needs --split-index (the number of anomalous entries at its top)")
+        if not 0 <= split_index <= len(list_order):
+            raise ConfigError(f"--split-index {split_index}: the list has {len(list_order)} entries")
         for position, line in enumerate(list_order):
-            stem = PurePosixPath(line.replace("\\", "/")).stem
-            match = _CROP_FILE.match(stem)
-            list_labels[_clean_stem(match.group("name") if match else stem)] = 1 if position < split_index else 0
+            list_labels[_list_name(line)] = 1 if position < split_index else 0
     csv_rows, unmatched = KeyIndex(list(groups)).match(labels) if labels else ({}, [])
+    names = {PurePosixPath(vid).name for vid in groups}
+    unmatched_list = [line for line in (list_order or ())
+                      if _list_name(line) not in names]
 
     raw_shapes: Dict[str, List[Tuple[int, ...]]] = {}
     errors: Dict[str, str] = {}
@@ -197,7 +220,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
             errors[vid] = str(exc)
     unreadable = dict(errors)         # kept through both layout passes: these videos have no shape
 
-    def read_layouts(hint: Optional[int]) -> Dict[str, Tuple[str, int, int, int]]:
+    def read_layouts(hint: Optional[int], prefer: str = "TCD") -> Dict[str, Tuple[str, int, int, int]]:
         out = {}
         for vid, arrays in raw_shapes.items():
             try:
@@ -206,21 +229,22 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
                         raise ValueError(f"per-crop files must all be (T, D) of one shape, got {sorted(set(arrays))}")
                     out[vid] = ("crop-files", arrays[0][0], len(arrays), arrays[0][1])
                 else:
-                    out[vid] = _layout(arrays[0], hint)
+                    out[vid] = _layout(arrays[0], hint, prefer)
             except ValueError as exc:
                 errors[vid] = f"{groups[vid][0]}: {exc}"
         return out
 
-    # First pass guesses each file alone; the folder's majority crop count then settles
-    # ambiguous shapes such as (10, 1, D) in a ten-crop folder.
+    # First pass guesses each file alone; the folder's majority crop count and layout then settle
+    # ambiguous shapes: (10, 1, D) in a ten-crop folder, (10, 10, D) in a (10, T, D) one.
     guesses = read_layouts(crops)
     dims = Counter((c, d) for _, _, c, d in guesses.values())
     if not dims:
         raise FeatureStoreError(f"{src}: no readable feature files ({next(iter(errors.values()))})")
     (num_crops, dim), _ = dims.most_common(1)[0]
+    layouts = Counter(layout for layout, t, c, _ in guesses.values() if layout != "crop-files" and t != c)
     errors.clear()
     errors.update(unreadable)
-    shapes = read_layouts(crops or num_crops)
+    shapes = read_layouts(crops or num_crops, layouts.most_common(1)[0][0] if layouts else "TCD")
     recipe: Recipe = recipe_for_dim(dim, num_crops)
 
     store = FeatureStore(dest)
@@ -229,6 +253,11 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         check_compatible(old, recipe, f"existing features in {dest}", f"the import of {src}",
                          "pass --overwrite to replace their recipe")
     store.write_recipe(recipe)
+    # files the folder's manifest already points at, under another id (vadpipe's own folder imported into
+    # itself: `Fight__x.npy` is `Fight/x`): kept as they are, not indexed a second time
+    indexed = {store.resolve(f).resolve(): r.id for r in store.records(ok_only=True, recipe_id=None)
+               for f in ([r.file] if r.file else []) + list(r.files or [])}
+    already: List[str] = []
 
     def relative(path: Path) -> str:
         try:
@@ -238,6 +267,9 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
 
     records: List[ManifestRecord] = []
     for vid, paths in groups.items():
+        if indexed.get(paths[0].resolve(), vid) != vid:
+            already.append(vid)
+            continue
         label, cls = label_from_folders(PurePosixPath(vid + ".npy"))
         if label is None:
             label, cls = label_from_name(PurePosixPath(vid).name)
@@ -264,7 +296,8 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
     for rec in records:
         store.append(rec)
     store.merge(0, 1)
-    return ImportSummary(records, recipe, unmatched, len(labels or {}))
+    return ImportSummary(records, recipe, unmatched, len(labels or {}), unmatched_list, len(list_order or ()),
+                         already)
 
 
 def imported_recipe_factory(recipe_file: Optional[str | os.PathLike] = None, backbone: Optional[str] = None,

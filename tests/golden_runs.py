@@ -85,6 +85,15 @@ def fingerprint(checkpoint: Dict) -> Dict[str, List[float]]:
     return out
 
 
+CHECKOUT_SITE = Path(__file__).resolve().parents[1] / "tools" / "checkout_site"
+
+
+def checkout_env(checkout: Path) -> Dict[str, str]:
+    """Environment variables that run ``checkout``'s vadpipe, models and extractors with this interpreter
+    (tools/checkout_site/sitecustomize.py; ``PYTHONPATH=checkout`` alone took the installed models/)."""
+    return {"PYTHONPATH": str(CHECKOUT_SITE), "VADPIPE_ROOT": str(Path(checkout).resolve())}
+
+
 def train_fingerprint(checkout: Path, work: Path, preset: str) -> Dict[str, List[float]]:
     """Train ``preset``'s golden run in ``work`` with ``checkout``'s vadpipe (this interpreter's packages),
     on one thread; the fingerprint of its last.pt (read with ``weights_only=True``)."""
@@ -92,7 +101,7 @@ def train_fingerprint(checkout: Path, work: Path, preset: str) -> Dict[str, List
 
     features = write_features(work / "features")
     run = work / f"run-{preset}"
-    env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = dict(os.environ, **checkout_env(checkout), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "vadpipe", "train", "--features", str(features), "--out", str(run),
            *PRESET_ARGS[preset]]
     done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)

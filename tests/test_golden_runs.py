@@ -12,6 +12,7 @@ with a change meant to move the default (its commit says so); a refactor leaves 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,23 @@ def test_preset_trains_as_its_golden_run(preset, tmp_path):
     assert not only_one, f"{preset}: entries in only one of the trained head and the golden run: {only_one}"
     # one thread on this machine gives the same bits; TOLERANCE leaves room for another CPU's rounding
     assert worst < TOLERANCE[preset], f"{preset} trained differently: {where} differs by {worst:.3g} (relative)"
+
+
+def test_another_checkout_runs_with_its_own_models_and_extractors(tmp_path):
+    """make_golden_runs --checkout and worktree benchmarks: PYTHONPATH=DIR alone took the installed checkout's
+    models/ and extractors/ (the editable install maps them), a revision that never existed."""
+    import subprocess
+    import sys
+
+    from golden_runs import checkout_env
+
+    root = Path(__file__).resolve().parents[1]
+    other = tmp_path / "other"
+    other.mkdir()
+    for folder in ("vadpipe", "models", "extractors"):
+        (other / folder).symlink_to(root / folder)
+    code = ("import vadpipe, vadpipe.models.losses as l, vadpipe.extractors as e; "
+            "print(vadpipe.__file__, l.__file__, e.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **checkout_env(other)}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert [Path(p).relative_to(other.resolve()).parts[0] for p in out] == ["vadpipe", "models", "extractors"]

@@ -569,7 +569,8 @@ def mixed_checkouts() -> Optional[str]:
     if len(set(roots.values())) == 1:
         return None
     return ("the code comes from more than one checkout (" + ", ".join(f"{n} from {r}" for n, r in roots.items())
-            + "): run from the checkout vadpipe is installed from, or install this one (pip install -e .)")
+            + "): run from the checkout vadpipe is installed from, or with VADPIPE_ROOT=<this checkout> "
+            "PYTHONPATH=tools/checkout_site (tools/checkout_site/sitecustomize.py)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

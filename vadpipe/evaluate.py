@@ -79,8 +79,7 @@ def align_video(scores: np.ndarray, gt: VideoGT, video_frames: Optional[int] = N
     resampling recipe (``video_frames`` then counts the resampled frames), scored on the video's own frames
     unless the ground truth counts other frames."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    gt_frames = len(gt.mask) if gt.mask is not None else gt.frames
-    if native is not None and video_frames and gt_frames in (None, native.frames):
+    if native is not None and video_frames and gt.frame_count in (None, native.frames):
         return _align_native(scores, gt, video_frames, native, snippet_len, stride, frame_mode)
     t, L = scores.size, snippet_len
     s = stride or L

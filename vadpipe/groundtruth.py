@@ -63,6 +63,11 @@ class VideoGT:
     def anomalous(self) -> bool:
         return bool(self.mask.any()) if self.mask is not None else bool(self.intervals)
 
+    @property
+    def frame_count(self) -> Optional[int]:
+        """The frames the ground truth covers: its mask's length, else its stated count (None: unknown)."""
+        return len(self.mask) if self.mask is not None else self.frames
+
     def labels(self, n: int) -> Tuple[np.ndarray, List[str]]:
         """(n,) 0/1 frame labels and notes about clipped intervals."""
         notes: List[str] = []

@@ -401,7 +401,7 @@ class Scorer:
             intervals = runs_above(gt.mask, 0.5)
         else:
             intervals = list(gt.intervals)
-        n_gt = len(gt.mask) if gt.mask is not None else gt.frames
+        n_gt = gt.frame_count
         if n_gt is not None and n_gt != scores.frames:
             scores.notes.append(f"ground truth {found!r} has {n_gt} frames, the clip {scores.frames}")
         return found, intervals

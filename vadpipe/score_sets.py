@@ -199,14 +199,10 @@ def is_index(path: str | Path) -> bool:
     return (path / "index.json").is_file() if path.is_dir() else path.suffix.lower() == ".json"
 
 
-def _gt_frames(gt: VideoGT) -> Optional[int]:
-    return len(gt.mask) if gt.mask is not None else gt.frames
-
-
 def choose_unit(lengths: Dict[str, int], gts: Dict[str, VideoGT], per_frame: Optional[bool],
                 origin: str) -> Tuple[bool, str]:
     """(per-frame?, note): scores are per frame when their count is each video's frame count."""
-    known = {v: (n, _gt_frames(gts[v])) for v, n in lengths.items() if _gt_frames(gts[v]) is not None}
+    known = {v: (n, gts[v].frame_count) for v, n in lengths.items() if gts[v].frame_count is not None}
     if per_frame is not None:
         return per_frame, "per-frame scores (as asked)" if per_frame else "snippet scores (as asked)"
     if not known:

@@ -92,6 +92,7 @@ def test_shapes_manifest_and_recipe(tmp_path, videos, backbone, recipe):
         assert (rec["frames"], rec["T"], rec["crops"], rec["fps"]) == (frames, array.shape[0], 1, 25.0)
         assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] >= 0
         assert "source_frames" not in rec and "source_fps" not in rec     # a native recipe: frames are the video's
+        assert rec["decoder"] in ("decord", "pyav")
         assert rec["recipe_id"] == recipe.recipe_id and rec["path"] == str(root / rel)
     assert (recs["Abuse/Abuse001_x264"]["label"], recs["Abuse/Abuse001_x264"]["class"]) == (1, "Abuse")
     assert (recs["Fighting/clip"]["label"], recs["Fighting/clip"]["class"]) == (1, "Fighting")

@@ -115,7 +115,8 @@ def test_score_recipe_option_that_is_not_a_recipe(tmp_path):
 
 # --- recipe review #5: channel_order and tail are what vadpipe produces -------------------------------------
 @pytest.mark.parametrize("field,value,does", [("channel_order", "BGR", "decodes frames as RGB"),
-                                              ("tail", "drop", "pads the last partial snippet")])
+                                              ("tail", "drop", "pads the last partial snippet"),
+                                              ("resize", "bicubic", "resizes decoded frames bilinearly")])
 def test_recipe_values_vadpipe_cannot_produce_are_refused(tmp_path, field, value, does):
     with pytest.raises(ConfigError, match=rf"recipe {field} '{value}' cannot be produced: vadpipe {does}"):
         _recipe(**{field: value})                                 # made (extract, features import)

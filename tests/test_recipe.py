@@ -23,6 +23,18 @@ def test_informational_fields_do_not_change_identity():
     _recipe().require_match(_recipe(storage_dtype="float16"), "features", "checkpoint")
 
 
+def test_resize_rule_is_recorded_and_keeps_the_ids_recipes_had_before_it():
+    """The short-side resize's interpolation is written into recipe.json and checkpoints; a recipe.json written
+    before the field (no "resize", its stored id) still loads with that id: the bench caches and old features
+    stay valid. The id below is today's Ped1 cache's (its recipe.json, stop 62), not recomputed here."""
+    ped1 = _recipe(weights_sha256="af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd",
+                   crop="none", crop_size=0, resize_short_side=316)
+    assert ped1.to_dict()["resize"] == "bilinear-antialias" and ped1.recipe_id == "ec6b7c0106cb"
+    before = ped1.to_dict()
+    del before["resize"]
+    assert Recipe.from_dict(before) == ped1
+
+
 @pytest.mark.parametrize("field,value", [("weights_sha256", "cd" * 32), ("resize_short_side", 128),
                                          ("crop", "ten"), ("fps", "25"), ("snippet_len", 8),
                                          ("compute_dtype", "bfloat16"), ("mean", (0.5, 0.5, 0.5)),

@@ -52,6 +52,7 @@ class VideoEnd:
     source_mtime_ns: Optional[int] = None
     source_frames: Optional[int] = None     # a resampling recipe's source: its own decoded frames and rate
     source_fps: Optional[float] = None      # (frames and fps above are the resampled ones); None otherwise
+    decoder: Optional[str] = None           # "decord" or "pyav": the one that decoded the video's last frames
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
         yield ("end", job.index, VideoEnd(sent, info.frames, info.fps, damaged=info.damaged, damage=info.damage,
                                           rotation=info.rotation, vfr=info.vfr, source_size=st.st_size,
                                           source_mtime_ns=st.st_mtime_ns, source_frames=info.source_frames,
-                                          source_fps=info.source_fps))
+                                          source_fps=info.source_fps, decoder=info.decoder or None))
     except Exception as exc:  # any failure of one video is recorded, never fatal to the run
         yield ("end", job.index, VideoEnd(sent, error=one_line(exc)))
 

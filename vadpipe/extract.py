@@ -190,7 +190,7 @@ class Extractor:
                      T=state.total, file=state.job.file, seconds=round(seconds, 3), damage=end.damage or None,
                      rotation=end.rotation, vfr=end.vfr, source_size=end.source_size,
                      source_mtime_ns=end.source_mtime_ns, source_frames=end.source_frames,
-                     source_fps=end.source_fps)
+                     source_fps=end.source_fps, decoder=end.decoder)
         self.summary.ok += 1
         self.summary.damaged += end.damaged
         self.summary.snippets += state.total

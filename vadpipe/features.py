@@ -279,6 +279,10 @@ class ManifestRecord:
     source_mtime_ns: Optional[int] = None   # a replaced source is redone on resume (see is_complete)
     source_frames: Optional[int] = None  # a resampling recipe (extract --fps): the video's own decoded frames
     source_fps: Optional[float] = None   # and rate, where frames/fps above are the resampled ones
+    # "decord" or "pyav" (the one that decoded the last frames: decord hands over to PyAV where it fails).
+    # Informational: on H.264 the two give the same RGB frames (tools/bench_decoders.py), so features of
+    # either match; None for imports and features extracted before it was recorded.
+    decoder: Optional[str] = None
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -286,7 +290,7 @@ class ManifestRecord:
         if self.layout == "TCD":
             out.pop("layout")
         for key in ("files", "damage", "rotation", "vfr", "source_size", "source_mtime_ns", "source_frames",
-                    "source_fps"):   # absent, not null
+                    "source_fps", "decoder"):   # absent, not null
             if out[key] is None:
                 out.pop(key)
         return out

@@ -29,7 +29,12 @@ _INFORMATIONAL = ("vadpipe_version", "storage_dtype")
 # recorded but not applied (score would extract RGB, repeat-last, and claim to follow the recipe), so a
 # Recipe holding one is refused wherever it is made or read. field -> (allowed values, what vadpipe does).
 APPLIED = {"channel_order": (("RGB",), "decodes frames as RGB and feeds them so"),
-           "tail": (("repeat-last",), "pads the last partial snippet by repeating its last frame")}
+           "tail": (("repeat-last",), "pads the last partial snippet by repeating its last frame"),
+           "resize": (("bilinear-antialias",), "resizes decoded frames bilinearly with antialiasing "
+                                              "(extractors/transforms.py)")}
+# Applied fields recorded after recipe ids were fixed: their one value is implied by every id, so they stay
+# out of it (features extracted before they were recorded keep their ids and caches).
+_IMPLIED = ("resize",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Recipe:
     snippet_len: int = 16
     stride: int = 16
     tail: str = "repeat-last"          # last partial snippet padded by repeating its last frame (the only one)
+    resize: str = "bilinear-antialias"  # the short-side resize's interpolation (the only one; APPLIED, _IMPLIED)
     compute_dtype: str = "float32"     # precision of the backbone forward pass
     storage_dtype: str = "float32"     # dtype of the stored .npy files
     vadpipe_version: str = __version__
@@ -158,7 +164,7 @@ class Recipe:
 
     def _feature_fields(self) -> dict:
         d = self._plain_dict()  # not to_dict(): that needs recipe_id, which needs these fields
-        for key in _INFORMATIONAL:
+        for key in _INFORMATIONAL + _IMPLIED:
             d.pop(key, None)
         if not d.get("regions"):
             d.pop("regions", None)     # recipes without regions keep the ids they had before the field

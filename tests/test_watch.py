@@ -512,6 +512,18 @@ def test_a_snapshot_that_cannot_be_written_is_a_warning_and_the_event_goes_on(cl
     assert len(warned) == 1 and warned[0].startswith(f"warning: {snaps / 'event-0001.jpg'}: cannot write it")
 
 
+def test_an_on_event_commands_output_goes_to_stderr_not_among_the_score_lines(clip, ckpt, tmp_path, capfd):
+    """stdout is one line per snippet (a pipe reads it as data): a hook that prints must not add lines there."""
+    lines = []
+    opts = WatchOptions(threshold="0", device="cpu", on_event="echo HOOK-$VADPIPE_EVENT_KIND",
+                        stream=StreamOptions(**FAST))
+    summary = run_watch(str(clip), checkpoint=str(ckpt), options=opts, warn=lambda s: None, echo=lines.append)
+    assert summary.exit_code == 0 and summary.events == 1
+    out, err = capfd.readouterr()
+    assert "HOOK" not in out and "HOOK" not in "".join(lines)
+    assert sorted(line for line in err.split() if line.startswith("HOOK")) == ["HOOK-end", "HOOK-start"]
+
+
 def test_an_events_start_and_end_records_are_on_one_clock(tmp_path):
     """Frames lost before snippet 8 put its stream time (3.28 s) ahead of frame / fps (2.56 s): both records
     of the event must say the same start."""

@@ -63,6 +63,7 @@ from .threshold import StreamCheck
 from .window import DEFAULT_WINDOW, RULE, Scored, WindowScorer
 
 CSV_HEADER = "snippet,start_frame,end_frame,start_s,end_s,score,above,lag_s\n"
+STDERR_FD = 2      # the process's own stderr, whatever sys.stderr has been replaced with
 
 
 @dataclass
@@ -232,8 +233,10 @@ class EventSink:
                "VADPIPE_TIME_S": f"{record['start_s'] if record['event'] == 'start' else record['end_s']:.3f}",
                "VADPIPE_SOURCE": self.source, "VADPIPE_SNAPSHOT": record["snapshot"] or ""}
         try:
+            # the hook's output goes to watch's stderr: stdout carries one score line per snippet, which a
+            # pipe reads as data, and a hook's lines there would be read as scores
             self.hooks.append(subprocess.Popen(self.options.on_event, shell=True, env=env,
-                                               stdin=subprocess.DEVNULL))
+                                               stdin=subprocess.DEVNULL, stdout=STDERR_FD))
         except OSError as exc:
             self.warn(f"warning: --on-event {shlex.quote(self.options.on_event)}: {exc}")
         self.reap()

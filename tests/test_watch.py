@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -260,6 +261,29 @@ def test_a_source_that_dies_mid_stream(server, ckpt, tmp_path):
     assert len(errors) == 1 and "stream lost" in errors[0] and "gave up after 1 reconnect" in errors[0]
     rows = read_csv(tmp_path / "cut.csv")
     assert 1 <= len(rows) == summary.scored          # what arrived before the loss was scored and kept
+
+
+@pytest.mark.parametrize("drop,expected", [("auto", None), ("on", True), ("off", False)])
+def test_drop_option_reaches_the_stream(clip, ckpt, monkeypatch, drop, expected):
+    """A file is scored whole unless --drop on (a growing recording watched for live alerts); URLs and
+    devices drop when behind unless --drop off."""
+    seen = []
+    monkeypatch.setattr("vadpipe.watch.run_watch", lambda source, options, **kw: seen.append(options.stream)
+                        or SimpleNamespace(exit_code=0))
+    result = CliRunner().invoke(main, ["watch", str(clip), "--checkpoint", str(ckpt), "--drop", drop])
+    assert result.exit_code == 0, result.output
+    assert seen[0].drop is expected
+
+
+def test_a_file_with_drop_on_drops_whole_snippets_when_behind(clip, recipe):
+    stream = SnippetStream(classify(str(clip)), recipe, StreamOptions(queue_snippets=1, drop=True, **FAST))
+    got = []
+    for snippet in stream:                 # the file is all there: decoding runs far ahead of a 0.3-s consumer
+        got.append(snippet.index)
+        time.sleep(0.3)
+    assert stream.error is None and stream.dropped > 0 and len(got) + stream.dropped == stream.decoded
+    whole = SnippetStream(classify(str(clip)), recipe, StreamOptions(queue_snippets=1, **FAST))
+    assert [s.index for s in whole] == list(range(whole.decoded)) and whole.dropped == 0
 
 
 def test_unreachable_url_and_non_video_are_one_line(server, ckpt, tmp_path):

@@ -27,7 +27,9 @@ Terms (LTGS.md, "Losses"):
   ``bottom_by = "distance"`` takes them by the trainer's distance prior instead (the segments most
   like normal video), so the head's own mistakes do not choose its negatives.
 
-``topk_keep`` < 1 draws the top-k each step from that random share of the segments (RTFM's 0.3).
+``topk_keep`` < 1 draws the top-k each step from that random share of the segments (RTFM's 0.3);
+with ``topk_keep_k = "kept"`` and ``k_share``, k is that share of the segments kept (⌈k_share·keep·T⌉), so a
+long video's top-k stays a tenth of its candidates instead of a third of them.
 ``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
 T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
 
@@ -70,6 +72,13 @@ def drop_candidates(values: Tensor, keep: float) -> Tensor:
     finite = values[torch.isfinite(values)]
     span = (finite.max() - finite.min() + 1.0) if finite.numel() else values.new_ones(())
     return torch.where(dropped, values - span, values)
+
+
+def k_share_of(cfg) -> float:
+    """k's share of each video's real length (0: a fixed k): ``k_share``, times ``topk_keep`` when k is a share of
+    the segments the draw keeps (``topk_keep_k = "kept"``, as RTFM takes 3 of the ~10 of 32 it keeps)."""
+    share, keep = getattr(cfg, "k_share", 0.0), getattr(cfg, "topk_keep", 1.0)
+    return share * keep if keep < 1.0 and getattr(cfg, "topk_keep_k", "video") == "kept" else share
 
 
 def real_lengths(mask: Optional[Tensor], n_rows: int, t: int, device) -> Tensor:
@@ -206,7 +215,7 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
     keep_share = getattr(cfg, "topk_keep", 1.0)
     if keep_share < 1.0:
         rank_by = drop_candidates(rank_by, keep_share)
-    share = getattr(cfg, "k_share", 0.0)
+    share = k_share_of(cfg)
     smoothing = getattr(cfg, "label_smoothing", 0.0)
     if share > 0:   # k follows each video's real length; rows are ranked, the first ks[i] count
         ks = k_per_row(mask, scores.shape[0], scores.shape[1], cfg.k, share, scores.device)

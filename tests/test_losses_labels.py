@@ -6,8 +6,8 @@ import torch
 
 from vadpipe.config import LossConfig
 from vadpipe.models.dynamic_labels import DynamicLabels, update_rows
-from vadpipe.models.losses import (compute_losses, drop_candidates, magnitude_loss, ranking_loss, smoothness_loss,
-                                   sparsity_loss, topk_indices)
+from vadpipe.models.losses import (compute_losses, drop_candidates, k_per_row, k_share_of, magnitude_loss,
+                                   ranking_loss, smoothness_loss, sparsity_loss, topk_indices)
 
 
 def test_magnitude_loss_by_hand():
@@ -60,6 +60,18 @@ def test_baselines_regulariser_forms_by_hand():
     assert sparsity_loss(s, mask, "rtfm").item() == pytest.approx((0.01 + 0.81 + 0.09 + 0.16 + 0.04) ** 0.5)
     assert smoothness_loss(s, mask, "rtfm").item() == pytest.approx(0.64 + squares[1])
     assert sparsity_loss(s, mask, "sultani").item() == pytest.approx((1.0 + 0.9) / 2)
+
+
+def test_k_can_be_a_share_of_the_segments_the_draw_keeps():
+    """topk_keep_k=kept: k = ceil(k_share * keep * T), RTFM's few of the kept segments; video: of all T."""
+    loss = LossConfig(k_share=0.1, topk_keep=0.3)
+    assert k_share_of(loss) == pytest.approx(0.1)
+    loss.topk_keep_k = "kept"
+    assert k_share_of(loss) == pytest.approx(0.03)
+    ks = k_per_row(torch.ones(2, 100, dtype=torch.bool), 2, 100, loss.k, k_share_of(loss), "cpu")
+    assert ks.tolist() == [3, 3]                                   # 10 with topk_keep_k=video
+    assert k_share_of(LossConfig(k_share=0.1, topk_keep_k="kept")) == pytest.approx(0.1)   # no draw: all kept
+    assert k_share_of(LossConfig(topk_keep=0.3, topk_keep_k="kept")) == 0.0                # a fixed k stays
 
 
 def test_topk_keep_draws_the_topk_from_the_kept_segments():

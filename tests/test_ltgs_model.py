@@ -212,7 +212,8 @@ def test_rtfm_baseline_follows_rtfm():
     assert torch.equal(head(x).features, head(x).features)
     from vadpipe.config import validate
 
-    for field, value, words in (("topk_keep", 0.0, "topk_keep must lie in"), ("reg_form", "l2", "choose one of")):
+    for field, value, words in (("topk_keep", 0.0, "topk_keep must lie in"), ("reg_form", "l2", "choose one of"),
+                                ("topk_keep_k", "all", "topk_keep_k must be video or kept")):
         cfg = Config()
         setattr(cfg.train.loss, field, value)
         with pytest.raises(ConfigError, match=words):

@@ -162,6 +162,8 @@ class LossConfig:
     reg_form: str = "mean"             # sparsity/smoothness forms: mean (LTGS.md) | rtfm (L2 norm of the scores,
                                        # sum of squared differences over the batch) | sultani (each video's sums)
     topk_keep: float = 1.0             # < 1: the top-k drawn each step from a random share of the segments (RTFM: 0.3)
+    topk_keep_k: str = "video"         # with topk_keep < 1 and k_share: k a share of the video's real length
+                                       # (video) or of the segments the draw keeps (kept: k_share * topk_keep * T)
     k_share: float = 0.0               # > 0: k = max(1, ceil(k_share * T)) from each video's real length T
     w_normal: float = 0.0              # BCE pulling EVERY segment of normal videos to 0 (not only the top-k)
     w_bottom: float = 0.0              # BCE pulling the lowest-scoring bottom_share of each anomalous video's
@@ -507,6 +509,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
     if not 0.0 < loss.topk_keep <= 1.0:
         raise ConfigError(f"train.loss.topk_keep must lie in (0, 1], got {loss.topk_keep}")
+    if loss.topk_keep_k not in ("video", "kept"):
+        raise ConfigError(f"train.loss.topk_keep_k must be video or kept, got {loss.topk_keep_k!r}")
     if loss.prior_weight < 0:
         raise ConfigError(f"train.loss.prior_weight must be >= 0, got {loss.prior_weight}")
     if loss.w_bottom < 0 or not 0.0 < loss.bottom_share < 1.0 or not 0.0 <= loss.bottom_after < 1.0:

@@ -34,7 +34,7 @@ from conftest import make_video
 from vadpipe.encode import reader_for
 from vadpipe.stream import FrameSource, SnippetStream, StreamError, StreamOptions, classify
 from vadpipe.video import write_video
-from vadpipe.watch import EventSink, LineLog, Tag, WatchOptions, run_watch
+from vadpipe.watch import EventSink, LineLog, Tag, WatchOptions, run_watch, stop_on_signals
 from vadpipe.window import WindowScorer, score_windowed, window_start
 
 FAST = dict(open_timeout_s=5.0, read_timeout_s=5.0, backoff_s=0.05, follow_timeout_s=0.3)
@@ -301,6 +301,19 @@ def test_unreachable_url_and_non_video_are_one_line(server, ckpt, tmp_path):
         assert time.monotonic() - started < 30
     result = runner.invoke(main, ["watch", "ftp://example.org/x", "--checkpoint", str(ckpt)])
     assert result.exit_code == 1 and "unsupported scheme" in result.output
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    """The first SIGINT asks for a clean stop; the second (a user tired of waiting for a compile) raises."""
+    stop, stopped = threading.Event(), []
+    with stop_on_signals(stop, stopped):
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)                    # a service manager's repeat: still a clean stop
+        assert stop.is_set() and len(stopped) == 2
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)                                       # the handler runs between bytecodes
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_sigint_stops_cleanly_with_a_summary(server, ckpt):

@@ -262,13 +262,16 @@ class EventSink:
 
 @contextmanager
 def stop_on_signals(stop: threading.Event, stopped: List[bool]) -> Iterator[None]:
-    """SIGINT / SIGTERM set ``stop`` (a clean stop) instead of raising; restored afterwards.
-    Outside the main thread (signals cannot be caught there) nothing changes."""
+    """SIGINT / SIGTERM set ``stop`` (a clean stop) instead of raising; restored afterwards. A second Ctrl-C
+    raises KeyboardInterrupt (stop now: a clean stop waits for what is running, such as a backbone still
+    compiling). Outside the main thread (signals cannot be caught there) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame) -> None:
+        if stopped and signum == signal.SIGINT:
+            raise KeyboardInterrupt
         stopped.append(True)
         stop.set()
 

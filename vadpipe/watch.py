@@ -358,7 +358,7 @@ class Watcher:
                               f"first scores come once {o.window} snippets have arrived")
                     if self.compiled:
                         self.warn("compiling the backbone for this input shape (35-45 s on a 2-core CPU; "
-                                  "--compile off skips it)")
+                                  "--compile off skips it; a second Ctrl-C stops during it)")
                     warm_up(self.encoder, self.recipe)
                     pool = BackbonePool(lambda snippet: self.encoder([snippet.pixels])[0], self.workers,
                                         self.threads_each)

@@ -267,3 +267,25 @@ def test_damage_and_rate_rules():
     assert reason.startswith("3 decoder error(s) mid-stream") and "[h264] a | [h264] b" in reason
     assert variable_rate([0, 0.04, 0.08, 0.121, 0.16]) == ""     # jitter is not VFR
     assert variable_rate([0, 0.04, 0.08, 0.2]).startswith("variable frame rate")
+
+
+def test_frames_convert_to_rgb_on_the_calling_thread():
+    """PyAV >= 17 gives swscale a pool of slice threads by default, and one deadlocked in a decode worker:
+    rgb_array converts with none (counted in a fresh process, where no earlier conversion made a pool)."""
+    import subprocess
+    import sys
+
+    code = ("import os, av, numpy as np\n"
+            "from vadpipe.video import rgb_array\n"
+            "f = av.VideoFrame.from_ndarray(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3), "
+            "format='rgb24').reformat(format='yuv420p', threads=1)\n"
+            "before = len(os.listdir('/proc/self/task'))\n"
+            "ours = rgb_array(f, (32, 24))\n"
+            "after = len(os.listdir('/proc/self/task'))\n"
+            "default = f.to_ndarray(format='rgb24', width=32, height=24)\n"
+            "print(before, after, len(os.listdir('/proc/self/task')), ours.shape, (ours == default).all())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    before, after, with_default = map(int, out[:3])
+    assert after == before                          # no swscale threads made for our conversion
+    assert with_default > before                     # (PyAV's default does make them: the test sees the pool)
+    assert out[3:] == ["(24,", "32,", "3)", "True"]  # and the pixels are the default conversion's

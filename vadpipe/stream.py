@@ -30,7 +30,7 @@ import numpy as np
 from .errors import VideoDecodeError
 from .recipe import Recipe
 from .snippet_queue import SnippetQueue
-from .video import PYAV_THREADS, Snippet, VideoReader, _short, check_resize, resample_indices
+from .video import PYAV_THREADS, Snippet, VideoReader, _short, check_resize, resample_indices, rgb_array
 from .video_checks import clockwise_rotation, upright
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
@@ -314,7 +314,7 @@ class FrameSource:
             self.log(f"warning: {self.spec.source}: frame size changed {size[0]}x{size[1]} -> "
                      f"{frame.width}x{frame.height} at frame {self.stats.frames}; every frame decoded at "
                      f"{self.size[0]}x{self.size[1]}")
-        return upright(frame.to_ndarray(format="rgb24", width=size[0], height=size[1]), rotation)
+        return upright(rgb_array(frame, size), rotation)
 
     def _backoff(self, attempts: int, why: str) -> int:
         if attempts >= self.options.max_reconnects:

@@ -221,6 +221,14 @@ class _DecodeReport:
 PYAV_THREADS = "SLICE"
 
 
+def rgb_array(frame, size: Tuple[int, int]) -> np.ndarray:
+    """A decoded frame as (H, W, 3) uint8 RGB at ``size`` (width, height), converted on the calling thread.
+    PyAV >= 17 gives swscale a pool of slice threads by default, and one deadlocked in a decode worker (seen
+    once in the suite on a fresh clone: the worker's main thread in avpriv_slicethread_execute, the pool's
+    threads idle, the extraction waiting for ever); one thread costs ~20 % of a 1080p conversion (0.64 ms)."""
+    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1], threads=1)
+
+
 def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tuple[int, int]] = None,
                  skip: int = 0, rotation: int = 0, convert: bool = True
                  ) -> Iterator[Tuple[float, Optional[np.ndarray]]]:
@@ -262,8 +270,7 @@ def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tu
                         if index >= skip:
                             t = float((frame.pts - start) * base) if frame.pts is not None and base else index / fps
                             if convert:
-                                image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                                yield t, upright(image, rotation)
+                                yield t, upright(rgb_array(frame, size), rotation)
                             else:
                                 yield t, None
                         index += 1

@@ -269,9 +269,41 @@ def test_damage_and_rate_rules():
     assert variable_rate([0, 0.04, 0.08, 0.2]).startswith("variable frame rate")
 
 
+
+FORKED_DECODE = """
+import os, signal, sys, av
+from vadpipe.video import VideoReader
+path = sys.argv[1]
+with av.open(path) as c:                  # the parent's main thread converts as PyAV does by default
+    for i, f in enumerate(c.decode(video=0)):
+        f.to_ndarray(format="rgb24")
+        if i == 3:
+            break
+pid = os.fork()
+if pid == 0:                              # a decode worker forked from it, as extract's are
+    signal.alarm(20)
+    frames = sum(1 for _ in VideoReader(path, backend="pyav").frames())
+    os._exit(0 if frames == 40 else 3)
+print(os.waitpid(pid, 0)[1])
+"""
+
+
+def test_a_forked_decode_worker_converts_frames_with_a_context_of_its_own(tmp_path):
+    """PyAV 18.1.1 keeps one swscale context per thread, with a pool of slice threads by default; a worker
+    forked from a process that had converted a frame inherited it without its threads and hung for ever on
+    its first conversion (twice in a fresh clone's suite). rgb_array converts with a context the worker
+    makes, with no pool; the child is killed by an alarm after 20 s if it hangs."""
+    import subprocess
+    import sys
+
+    clip = make_video(tmp_path / "clip.mp4", 40)
+    done = subprocess.run([sys.executable, "-c", FORKED_DECODE, str(clip)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["0"], done.stdout + done.stderr      # exited 0: decoded all 40 frames
+
+
 def test_frames_convert_to_rgb_on_the_calling_thread():
-    """PyAV >= 17 gives swscale a pool of slice threads by default, and one deadlocked in a decode worker:
-    rgb_array converts with none (counted in a fresh process, where no earlier conversion made a pool)."""
+    """rgb_array makes no swscale threads (counted in a fresh process) and gives PyAV's default pixels."""
     import subprocess
     import sys
 

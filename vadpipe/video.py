@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from array import array
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -221,12 +222,23 @@ class _DecodeReport:
 PYAV_THREADS = "SLICE"
 
 
+_REFORMATTERS = threading.local()      # this process's own swscale contexts, one per thread
+
+
 def rgb_array(frame, size: Tuple[int, int]) -> np.ndarray:
-    """A decoded frame as (H, W, 3) uint8 RGB at ``size`` (width, height), converted on the calling thread.
-    PyAV >= 17 gives swscale a pool of slice threads by default, and one deadlocked in a decode worker (seen
-    once in the suite on a fresh clone: the worker's main thread in avpriv_slicethread_execute, the pool's
-    threads idle, the extraction waiting for ever); one thread costs ~20 % of a 1080p conversion (0.64 ms)."""
-    return frame.to_ndarray(format="rgb24", width=size[0], height=size[1], threads=1)
+    """A decoded frame as (H, W, 3) uint8 RGB at ``size`` (width, height), converted on the calling thread by
+    a swscale context this process made. PyAV 18.1.1 keeps one context per thread for every conversion, with a
+    pool of slice threads by default; a decode worker forked from a process whose main thread had converted
+    a frame so inherits a pool without its threads, and hung for ever when it used it (twice in a fresh
+    clone's suite: gdb showed the worker joining a thread of that pool, a live decoder thread now holding
+    its old handle). So: our own context, remade in a forked child, with no pool (threads=1: ~20 % more of
+    a 1080p conversion, 0.64 ms). PyAV's own context is then only asked for a no-op (``to_ndarray``)."""
+    import av.video.reformatter
+
+    mine = _REFORMATTERS
+    if getattr(mine, "pid", None) != os.getpid():
+        mine.pid, mine.reformatter = os.getpid(), av.video.reformatter.VideoReformatter()
+    return mine.reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24", threads=1).to_ndarray()
 
 
 def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tuple[int, int]] = None,

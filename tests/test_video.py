@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -293,9 +295,6 @@ def test_a_forked_decode_worker_converts_frames_with_a_context_of_its_own(tmp_pa
     forked from a process that had converted a frame inherited it without its threads and hung for ever on
     its first conversion (twice in a fresh clone's suite). rgb_array converts with a context the worker
     makes, with no pool; the child is killed by an alarm after 20 s if it hangs."""
-    import subprocess
-    import sys
-
     clip = make_video(tmp_path / "clip.mp4", 40)
     done = subprocess.run([sys.executable, "-c", FORKED_DECODE, str(clip)], capture_output=True, text=True,
                           timeout=120, check=True)
@@ -304,9 +303,6 @@ def test_a_forked_decode_worker_converts_frames_with_a_context_of_its_own(tmp_pa
 
 def test_frames_convert_to_rgb_on_the_calling_thread():
     """rgb_array makes no swscale threads (counted in a fresh process) and gives PyAV's default pixels."""
-    import subprocess
-    import sys
-
     code = ("import os, av, numpy as np\n"
             "from vadpipe.video import rgb_array\n"
             "f = av.VideoFrame.from_ndarray(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3), "

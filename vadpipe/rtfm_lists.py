@@ -197,6 +197,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         raise FeatureStoreError(f"{src}: no .npy files found")
 
     list_labels: Dict[str, int] = {}
+    list_names = [_list_name(line) for line in list_order or ()]     # the video each list entry stands for
     if list_order is None and split_index is not None:
         raise ConfigError("--split-index needs --list (it counts the anomalous entries at the list's top)")
     if list_order is not None:
@@ -204,12 +205,11 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
             raise ConfigError("a list file needs --split-index (the number of anomalous entries at its top)")
         if not 0 <= split_index <= len(list_order):
             raise ConfigError(f"--split-index {split_index}: the list has {len(list_order)} entries")
-        for position, line in enumerate(list_order):
-            list_labels[_list_name(line)] = 1 if position < split_index else 0
+        for position, name in enumerate(list_names):
+            list_labels[name] = 1 if position < split_index else 0
     csv_rows, unmatched = KeyIndex(list(groups)).match(labels) if labels else ({}, [])
     names = {PurePosixPath(vid).name for vid in groups}
-    unmatched_list = [line for line in (list_order or ())
-                      if _list_name(line) not in names]
+    unmatched_list = [line for line, name in zip(list_order or (), list_names) if name not in names]
 
     raw_shapes: Dict[str, List[Tuple[int, ...]]] = {}
     errors: Dict[str, str] = {}

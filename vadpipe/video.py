@@ -235,10 +235,10 @@ def rgb_array(frame, size: Tuple[int, int]) -> np.ndarray:
     a 1080p conversion, 0.64 ms). PyAV's own context is then only asked for a no-op (``to_ndarray``)."""
     import av.video.reformatter
 
-    mine = _REFORMATTERS
-    if getattr(mine, "pid", None) != os.getpid():
-        mine.pid, mine.reformatter = os.getpid(), av.video.reformatter.VideoReformatter()
-    return mine.reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24", threads=1).to_ndarray()
+    if getattr(_REFORMATTERS, "pid", None) != os.getpid():
+        _REFORMATTERS.pid, _REFORMATTERS.reformatter = os.getpid(), av.video.reformatter.VideoReformatter()
+    rgb = _REFORMATTERS.reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24", threads=1)
+    return rgb.to_ndarray()
 
 
 def _decode_pyav(path: str, report: _DecodeReport, fps: float, size: Optional[Tuple[int, int]] = None,

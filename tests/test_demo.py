@@ -9,6 +9,7 @@ from vadpipe.demo import format_comparison
 
 
 @pytest.mark.slow  # the whole demo twice with real Inception weights (minutes on 2 cores)
+@pytest.mark.timeout(1800)
 def test_demo_tiny_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(main, ["demo", "--out", str(out), "--size", "tiny", "--iters", "12",

@@ -32,6 +32,7 @@ def test_every_package_folder_is_listed_in_setup_cfg():
 
 
 @pytest.mark.slow  # builds and installs a wheel
+@pytest.mark.timeout(900)
 def test_regular_wheel_install_imports_outside_repo(tmp_path):
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",

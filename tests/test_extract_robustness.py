@@ -404,3 +404,60 @@ def test_extract_refuses_a_sliver_before_decoding_and_goes_on(tmp_path, backbone
     assert recs["sliver"]["status"] == "failed"
     assert "sliver.mp4: 256x2 frames resized to a short side of 128 would be 16384x128 (over 8192 px)" \
         in recs["sliver"]["error"]
+
+
+def test_a_decoder_that_hangs_is_given_up_after_the_timeout_and_the_others_extract(tmp_path, backbone, recipe,
+                                                                                   monkeypatch):
+    """Two workers: the decoder of "hang" never returns (a pathological file); after --decode-timeout with
+    nothing from any worker that video is recorded failed, once (no second wait), its worker is gone, and
+    "a" and "d" come out ok with no spool or claim left behind."""
+    import time
+
+    from vadpipe import decode_workers
+
+    root = tmp_path / "v"
+    for name, frames in (("a", 48), ("hang", 16), ("d", 16)):
+        make_video(root / f"{name}.mp4", frames)
+    real_reader = decode_workers.reader_for
+    pids = tmp_path / "pids"
+
+    def reader(path, rec):
+        if Path(path).name == "hang.mp4":
+            with open(pids, "a") as fh:               # runs in the forked decode worker
+                fh.write(f"{os.getpid()}\n")
+            time.sleep(3600)
+        return real_reader(path, rec)
+
+    monkeypatch.setattr(decode_workers, "reader_for", reader)
+    said = []
+    start = time.monotonic()
+    summary = run(root, tmp_path / "f", recipe, backbone, workers=2, decode_timeout=2.0, log=said.append)
+    assert time.monotonic() - start < 60
+    recs = manifest(tmp_path / "f")
+    assert (recs["a"]["status"], recs["d"]["status"], recs["hang"]["status"]) == ("ok", "ok", "failed"), recs
+    assert recs["hang"]["error"] == "decoding stalled: no frames from its decoder in 2 s (--decode-timeout)"
+    assert [vid for vid, _ in summary.failures] == ["hang"] and summary.ok == 2
+    assert len(said) == 1 and said[0].startswith("warning: decoding hang stalled for 2 s;"), said
+    assert leftovers(tmp_path / "f") == []
+    (hung,) = map(int, pids.read_text().split())      # decoded once, and its worker no longer runs
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)
+
+
+def test_stalled_names_only_the_videos_whose_workers_are_at_one_item_that_long():
+    from vadpipe.decode_workers import DecodeStream, VideoJob
+
+    jobs = [VideoJob(i, f"v{i}", f"v{i}.mp4", f"v{i}.npy", 0, None) for i in range(3)]
+    stream = DecodeStream(jobs, recipe=None, chunk=1, workers=3)
+    stream.positions[:] = [0, 1, -1]
+    stream.busy_since[:] = [100.0, 0.0, 90.0]        # worker 1 idle, worker 2 past the last video
+    assert [job.id for job in stream.stalled(5, now=110.0)] == ["v0"]
+    assert stream.stalled(20, now=110.0) == []
+
+
+def test_a_negative_decode_timeout_is_refused(tmp_path, backbone, recipe):
+    from vadpipe.errors import ConfigError
+
+    make_video(tmp_path / "v" / "a.mp4", 16)
+    with pytest.raises(ConfigError, match="--decode-timeout"):
+        run(tmp_path / "v", tmp_path / "f", recipe, backbone, decode_timeout=-1)

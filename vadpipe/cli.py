@@ -147,10 +147,13 @@ def backbones(as_json):
 @click.option("--accept-damaged", is_flag=True,
               help="Keep the features of damaged clips (decoded short of their claim or with decoder errors) as "
               "status 'damaged'; without it they are 'failed' and get no features.")
+@click.option("--decode-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="A video whose decoder sends nothing for this long (a decoder that hangs) is recorded as failed "
+              "and the run goes on; 0: wait for ever. Applies to decode workers (--workers >= 1).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
 def extract(root, out, backbone, preset, short_side, stride, mirror, light, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
-            device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, no_progress):
+            device, dtype, compute_dtype, labels, shard, overwrite, accept_damaged, decode_timeout, no_progress):
     """Extract snippet features for every video under ROOT (resumable; exit 1 if any video failed)."""
     from .video import check_readable
 
@@ -168,7 +171,8 @@ def extract(root, out, backbone, preset, short_side, stride, mirror, light, regi
         workers=n_workers, device=device, dtype=dtype, compute_dtype=compute_dtype, labels=labels, shard=shard,
         overwrite=overwrite, progress=not no_progress, clips_per_forward=parse_clips_per_forward(clips_per_forward),
         short_side=short_side, accept_damaged=accept_damaged, regions=regions, layers=layers, stride=stride,
-        mirror=mirror, light="" if light == "none" else light, log=lambda msg: click.echo(msg, err=True))
+        mirror=mirror, light="" if light == "none" else light, decode_timeout=decode_timeout,
+        log=lambda msg: click.echo(msg, err=True))
     click.echo(summary.format())
     if all_ranks is not None and summary.shard.index == 0:
         click.echo("all ranks: " + all_ranks.format())

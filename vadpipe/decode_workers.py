@@ -124,8 +124,10 @@ def decode_job(job: VideoJob, recipe: Recipe, chunk: int, claims: Optional[Claim
 class DecodeStream(torch.utils.data.IterableDataset):
     """Workers take the next video from a shared counter (dynamic balance) and stream its chunks.
 
-    Each worker also notes, in shared memory, its pid and the video it is decoding, so that when one dies
-    (a decoder that segfaults) ``decoding`` names that worker's video and no other (``crashed_pids``)."""
+    Each worker also notes, in shared memory, its pid, the video it is decoding and since when it has been
+    working on its next item, so that when one dies (a decoder that segfaults) ``decoding`` names that
+    worker's video and no other (``crashed_pids``), and when the stream stalls ``stalled`` names the videos
+    whose decoders have been at one item that long."""
 
     def __init__(self, jobs: Sequence[VideoJob], recipe: Recipe, chunk: int, claims: Optional[Claims] = None,
                  workers: int = 1):
@@ -137,6 +139,7 @@ class DecodeStream(torch.utils.data.IterableDataset):
         slots = max(1, workers)
         self.worker_pids = multiprocessing.Array("l", slots, lock=False)          # worker id -> pid
         self.positions = multiprocessing.Array("l", [-1] * slots, lock=False)    # worker id -> video, -1: none
+        self.busy_since = multiprocessing.Array("d", slots, lock=False)          # worker id -> time, 0: idle
 
     def _claim(self, slot: int) -> Optional[VideoJob]:
         with self.next_job.get_lock():
@@ -150,12 +153,25 @@ class DecodeStream(torch.utils.data.IterableDataset):
         slot = info.id if info is not None else 0
         self.worker_pids[slot] = os.getpid()
         while (job := self._claim(slot)) is not None:
-            yield from decode_job(job, self.recipe, self.chunk, self.claims)
+            items = decode_job(job, self.recipe, self.chunk, self.claims)
+            while True:
+                self.busy_since[slot] = time.time()     # resumed: working towards the next item
+                item = next(items, None)
+                self.busy_since[slot] = 0.0
+                if item is None:
+                    break
+                yield item
 
     def decoding(self, pids: Optional[Set[int]] = None) -> List[VideoJob]:
         """The videos the workers of ``pids`` (None: every worker) were decoding."""
         return [self.jobs[position] for pid, position in zip(self.worker_pids, self.positions)
                 if position >= 0 and (pids is None or pid in pids)]
+
+    def stalled(self, seconds: float, now: Optional[float] = None) -> List[VideoJob]:
+        """The videos whose workers have been at one item for ``seconds`` or more."""
+        now = time.time() if now is None else now
+        return [self.jobs[position] for since, position in zip(self.busy_since, self.positions)
+                if position >= 0 and since > 0 and now - since >= seconds]
 
 
 def identity(item):
@@ -168,6 +184,11 @@ def worker_init(_worker_id: int) -> None:
 
 def is_worker_crash(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "DataLoader worker" in str(exc)
+
+
+def is_stall(exc: BaseException) -> bool:
+    """The loader's ``timeout`` passed with no item from any worker."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith("DataLoader timed out after")
 
 
 def crashed_pids(exc: BaseException) -> Set[int]:

@@ -28,7 +28,7 @@ import torch
 from . import resume
 from .claims import Owner, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
-                             is_worker_crash, one_line, worker_init)
+                             is_stall, is_worker_crash, one_line, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
@@ -98,6 +98,8 @@ class ExtractOptions:
     progress: bool = True
     shard: Shard = Shard()
     max_crash_retries: int = 1    # a video whose decoder kills its worker twice is recorded as failed
+    decode_timeout: float = 600.0  # seconds with no item from any decode worker before the video a worker has
+    # been at that long is given up (a decoder that hangs); 0: wait for ever. Decode workers only (workers >= 1)
     accept_damaged: bool = False  # keep the features of damaged clips (status "damaged"), else "failed"
 
 
@@ -272,11 +274,21 @@ class Extractor:
         loader = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=workers, collate_fn=identity,
             pin_memory=self.encoder.device.type == "cuda", worker_init_fn=worker_init if workers else None,
-            prefetch_factor=2 if workers else None, in_order=False)
+            prefetch_factor=2 if workers else None, in_order=False,
+            timeout=self.options.decode_timeout if workers else 0)
+        items = iter(loader)
+        try:
+            self._consume_items(items, by_index, states)
+        finally:
+            # the loader's workers are shut down (one that hangs is terminated) now, not whenever the
+            # exception that holds this frame is freed
+            del items
+
+    def _consume_items(self, items, by_index: Dict[int, VideoJob], states: Dict[int, _VideoState]) -> None:
         batcher = Batcher()
         bs = self.options.batch_size
         self._window.append((time.time(), self._window[-1][1] if self._window else 0))
-        for item in loader:
+        for item in items:
             kind, index = item[0], item[1]
             if kind == "start":
                 states[index] = _VideoState(by_index[index], started=item[2])
@@ -321,7 +333,8 @@ class Extractor:
                 self._consume(remaining, states)
                 return
             except BaseException as exc:
-                if not is_worker_crash(exc):
+                stall = is_stall(exc)
+                if not (stall or is_worker_crash(exc)):
                     self.abandon(states)
                     raise
                 # A decoder that crashes its process (segfault on a corrupt file) is retried once and then
@@ -334,24 +347,34 @@ class Extractor:
                             state.spool.discard()
                             state.spool = None
                         self._release(state)
-                pids = crashed_pids(exc)
-                decoding = (self._stream.decoding(pids) if pids else []) or self._stream.decoding()
+                timeout = self.options.decode_timeout
+                if stall:   # every worker was at one item for at least about the timeout: the hung one longest
+                    decoding = self._stream.stalled(timeout / 2)
+                else:
+                    pids = crashed_pids(exc)
+                    decoding = (self._stream.decoding(pids) if pids else []) or self._stream.decoding()
                 suspects = [job for job in decoding
                             if job.index not in states or (not states[job.index].closed
                                                            and states[job.index].total is None)]
                 if not suspects:
                     unexplained += 1
                     if unexplained > self.options.max_crash_retries:
-                        raise VadpipeError(f"decode workers keep dying outside any video ({one_line(exc)})") from exc
+                        what = "stop sending frames" if stall else "keep dying"
+                        raise VadpipeError(f"decode workers {what} outside any video ({one_line(exc)})") from exc
                 for job in suspects:
-                    crashes[job.index] = crashes.get(job.index, 0) + 1
+                    # a decoder that hangs is not given a second timeout's wait: a later run redoes the video
+                    crashes[job.index] = crashes.get(job.index, 0) + (self.options.max_crash_retries + 1 if stall
+                                                                      else 1)
                     if crashes[job.index] > self.options.max_crash_retries:
                         state = states.setdefault(job.index, _VideoState(job, started=time.time()))
-                        self._fail(state, f"the decoder crashed its worker process ({one_line(exc)})")
+                        self._fail(state, f"decoding stalled: no frames from its decoder in {timeout:g} s "
+                                          "(--decode-timeout)" if stall else
+                                   f"the decoder crashed its worker process ({one_line(exc)})")
                 closed = {i for i, s in states.items() if s.closed}
                 names = ", ".join(printable(job.id) for job in suspects) or "no video"
-                self.log(f"warning: a decode worker died decoding {names}; "
-                         f"retrying {len(remaining) - len(closed)} videos")
+                event = f"decoding {names} stalled for {timeout:g} s" if stall else \
+                    f"a decode worker died decoding {names}"
+                self.log(f"warning: {event}; retrying {len(remaining) - len(closed)} videos")
                 remaining = [job for job in remaining if job.index not in closed]
 
 
@@ -368,6 +391,8 @@ def run_extract(root: str | os.PathLike, out: str | os.PathLike, recipe: Recipe,
     options = options or ExtractOptions()
     if options.batch_size < 1 or options.workers < 0:
         raise ConfigError("--batch-size must be >= 1 and --workers >= 0")
+    if not options.decode_timeout >= 0:
+        raise ConfigError(f"--decode-timeout must be >= 0 seconds (0: wait for ever), got {options.decode_timeout}")
     t0 = time.time()
     jobs = discover(root, labels_csv, log)
     if not jobs:
@@ -432,7 +457,7 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    clips_per_forward: Optional[int | str] = None, short_side: Optional[int] = None,
                    accept_damaged: bool = False, regions: str = "", layers: str = "",
                    stride: Optional[int] = None, mirror: bool = False, light: str = "",
-                   log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
+                   decode_timeout: float = ExtractOptions.decode_timeout, log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
     """``vadpipe extract`` as a function: resolve shard and device, build backbone and recipe, run.
 
     Returns (this rank's summary, all ranks' summary under torchrun else None).
@@ -447,7 +472,8 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                           layers=layers, stride=stride, mirror=mirror, light=light)
     options = ExtractOptions(batch_size=batch_size, workers=default_workers() if workers is None else workers,
                              overwrite=overwrite, progress=progress, shard=the_shard,
-                             clips_per_forward=clips_per_forward, accept_damaged=accept_damaged)
+                             clips_per_forward=clips_per_forward, accept_damaged=accept_damaged,
+                             decode_timeout=decode_timeout)
     log(f"extract: {backbone} preset {preset} (recipe {recipe.recipe_id}, {recipe.compute_dtype} compute, "
         f"{recipe.storage_dtype} storage) on {the_device}, decode workers: {options.workers}"
         + (f", shard {the_shard}" if the_shard.count > 1 else ""))

@@ -515,16 +515,25 @@ def test_a_growing_mp4_gets_a_message_that_says_why(tmp_path, recipe):
     stream = SnippetStream(classify(str(grown)), recipe, options)
     assert list(stream) == []
     assert str(stream.error).startswith(f"{grown}: an MP4 still being written (no index yet) cannot be read until "
-                                        "it is finished: record to MPEG-TS (.ts) or MKV to watch it live")
+                                        "it is finished: record fragmented MP4 (-movflags frag_keyframe+empty_moov), "
+                                        "MPEG-TS (.ts) or MKV to watch it live")
     os.utime(grown, (time.time() - 60, time.time() - 60))             # long finished: a truncated MP4
     stream = SnippetStream(classify(str(grown)), recipe, options)
     assert list(stream) == [] and "not a readable video stream" in str(stream.error)
 
 
-@pytest.mark.parametrize("container", ["ts", "mkv"])
-def test_a_growing_ts_or_mkv_is_followed_to_its_last_frame(tmp_path, recipe, container):
+# a recorder's fragmented MP4: the index first, then a fragment from each key frame (one every 10 frames)
+FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+
+
+@pytest.mark.parametrize("container", ["ts", "mkv", "fragmented.mp4"])
+def test_a_growing_ts_mkv_or_fragmented_mp4_is_followed_to_its_last_frame(tmp_path, recipe, container):
+    """A fragmented MP4 read as a seekable file stopped where the file ended when it was opened (48 of 200
+    frames); it is read front to back while it grows."""
     full = tmp_path / f"full.{container}"
-    write_video(full, pattern_frames(), fps=50.0, crf=12)
+    fragmented = container.endswith("mp4")
+    write_video(full, pattern_frames(), fps=50.0, crf=12, options={"g": "10"} if fragmented else None,
+                container_options=FRAGMENTED if fragmented else None)
     grown = tmp_path / f"grow.{container}"
     thread = grow_in_background(full, grown)
     got = [frame for frame, _, _ in FrameSource(classify(str(grown)), recipe,
@@ -604,3 +613,17 @@ def test_an_output_folder_that_is_a_file_is_not_a_folder(tmp_path):
 def test_threads_below_one_and_negative_watch_durations_are_usage_errors(args, clip):
     result = CliRunner().invoke(main, [args[0], str(clip), *args[1:]])
     assert result.exit_code == 2 and f"Invalid value for '{args[1]}'" in result.output, result.output
+
+
+def test_only_an_mp4_whose_index_comes_first_and_announces_fragments_reads_as_fragmented(tmp_path):
+    from vadpipe.stream import _fragmented_mp4
+
+    frames = list(pattern_frames(20))
+    kinds = {"plain.mp4": None, "faststart.mp4": {"movflags": "faststart"}, "frag.mp4": FRAGMENTED,
+             "frag.mkv": None}
+    for name, flags in kinds.items():
+        write_video(tmp_path / name, frames, options={"g": "10"}, container_options=flags)
+    assert {name: _fragmented_mp4(str(tmp_path / name)) for name in kinds} == {
+        "plain.mp4": False, "faststart.mp4": False, "frag.mp4": True, "frag.mkv": False}
+    (tmp_path / "short.mp4").write_bytes((tmp_path / "frag.mp4").read_bytes()[:30])   # cut inside its index
+    assert _fragmented_mp4(str(tmp_path / "short.mp4")) is False

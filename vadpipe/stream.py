@@ -159,6 +159,32 @@ def _unfinished_mp4(raw: FollowFile) -> bool:
     return raw.growing and head[4:8] in _MP4_BOXES
 
 
+def _fragmented_mp4(path: str, moov_limit: int = 1 << 20) -> bool:
+    """An MP4 whose index ('moov') comes first and announces fragments ('mvex'): a recorder's fragmented MP4,
+    readable while it is written. Walks the top-level boxes up to the index (or media data, which a plain
+    MP4 being written puts first)."""
+    with open(path, "rb") as fh:
+        while len(header := fh.read(8)) == 8:
+            size, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if size == 1:
+                size = int.from_bytes(fh.read(8), "big") - 8
+            if kind == b"moov":
+                return 8 <= size <= moov_limit and b"mvex" in fh.read(size - 8)
+            if kind in (b"mdat", b"moof") or size < 8:
+                return kind == b"moof"
+            fh.seek(size - 8, os.SEEK_CUR)
+    return False
+
+
+class _Sequential:
+    """A followed file read front to back only: FFmpeg's MP4 reader sizes a seekable input when it opens it
+    and stops there, so a growing fragmented MP4 ended early (48 of 200 frames); read without seeking it
+    takes each fragment as it comes (all 200, the same frames and times as the finished file)."""
+
+    def __init__(self, raw: FollowFile):
+        self.read = raw.read
+
+
 def _permanent(exc: BaseException) -> bool:
     """Errors a reconnect cannot cure: the bytes are not a video container we can read."""
     import av
@@ -203,20 +229,17 @@ class FrameSource:
         if self.spec.kind == "file":
             raw = FollowFile(self.spec.source, self.options.follow_timeout_s, self.options.poll_s, self.stop)
             try:
-                container = av.open(raw)
+                growing_fragments = _unfinished_mp4(raw) and _fragmented_mp4(self.spec.source)
+                container = av.open(_Sequential(raw) if growing_fragments else raw)
             except BaseException as exc:
                 unfinished = isinstance(exc, Exception) and _unfinished_mp4(raw)
                 raw.close()
                 if unfinished:
                     raise StreamError(f"{self.spec.source}: an MP4 still being written (no index yet) cannot be "
-                                      f"read until it is finished: record to MPEG-TS (.ts) or MKV to watch it live "
+                                      f"read until it is finished: record fragmented MP4 (-movflags "
+                                      f"frag_keyframe+empty_moov), MPEG-TS (.ts) or MKV to watch it live "
                                       f"({_short(exc)})") from None
                 raise
-            if _unfinished_mp4(raw) and self.stats.connections == 0:
-                # FFmpeg's MP4 reader sizes the file when it opens it: a growing fragmented MP4 stopped
-                # after 113 of 200 frames, silently (MPEG-TS and MKV were followed to the last frame)
-                self.log(f"warning: {self.spec.source}: an MP4 still being written may end early here (the MP4 "
-                         "reader takes its size when it opens it): record to MPEG-TS (.ts) or MKV to watch it live")
             return container, raw
         return av.open(self.spec.source, **av_open_args(self.spec, self.options)), None
 

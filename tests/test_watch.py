@@ -627,3 +627,55 @@ def test_only_an_mp4_whose_index_comes_first_and_announces_fragments_reads_as_fr
         "plain.mp4": False, "faststart.mp4": False, "frag.mp4": True, "frag.mkv": False}
     (tmp_path / "short.mp4").write_bytes((tmp_path / "frag.mp4").read_bytes()[:30])   # cut inside its index
     assert _fragmented_mp4(str(tmp_path / "short.mp4")) is False
+
+
+def corrupted_ts(path: Path) -> Path:
+    """An MPEG-TS clip (a key frame every 10 frames) with 3,000 random bytes over its middle: the decoder
+    logs errors there and decodes on, as a camera's stream with lost packets does."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (72, 96, 3), dtype=np.uint8) for _ in range(100)]
+    clean = path.with_name("clean.ts")
+    write_video(clean, frames, crf=12, options={"g": "10"})
+    data = bytearray(clean.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 3000] = rng.integers(0, 255, 3000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decoder_errors_mid_stream_are_a_warning_and_a_count_and_ffmpeg_stays_quiet(tmp_path, recipe, capfd):
+    bad = corrupted_ts(tmp_path / "bad.ts")
+    said = []
+    source = FrameSource(classify(str(bad)), recipe, StreamOptions(**FAST), log=said.append)
+    frames = list(source.frames())
+    assert len(frames) >= 90 and source.stats.decoder_errors >= 1
+    assert len(said) == 1 and said[0].startswith(f"warning: {bad}: decoder errors at "), said
+    assert "FFmpeg: [h264]" in said[0] and said[0].endswith("frames there may be damaged and score high")
+    clean = FrameSource(classify(str(tmp_path / "clean.ts")), recipe, StreamOptions(**FAST), log=said.append)
+    assert len(list(clean.frames())) == 100 and clean.stats.decoder_errors == 0 and len(said) == 1
+    assert capfd.readouterr().err == ""                       # FFmpeg's own lines are not printed
+
+
+def test_decoder_errors_are_summarised_at_most_once_a_minute_of_stream():
+    from vadpipe.stream import DecoderErrors, FrameStats
+
+    class Capture:                        # stands in for FFmpegLog: error lines waiting to be taken
+        def __init__(self):
+            self.waiting = []
+
+        def take_errors(self):
+            taken, self.waiting = self.waiting, []
+            return taken
+
+    said, stats, ffmpeg = [], FrameStats(), Capture()
+    errors = DecoderErrors("cam", stats, said.append)
+    for t in np.arange(0.0, 150.0, 0.5):
+        if 10 <= t < 20 or 100 <= t < 101:
+            ffmpeg.waiting = ["[h264] error while decoding MB 5 4"]
+        errors.read(ffmpeg, float(t))
+    errors.flush()
+    assert stats.decoder_errors == 22
+    assert [line.split(" of the stream")[0] for line in said] == [
+        "warning: cam: decoder errors at 10.0 s", "warning: cam: decoder errors at 10.5-19.5 s",
+        "warning: cam: decoder errors at 100.0-100.5 s"]
+    assert "(19 lines, FFmpeg: [h264] error while decoding MB 5 4)" in said[1]

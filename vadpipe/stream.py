@@ -31,7 +31,7 @@ from .errors import VideoDecodeError
 from .recipe import Recipe
 from .snippet_queue import SnippetQueue
 from .video import PYAV_THREADS, Snippet, VideoReader, _short, check_resize, resample_indices, rgb_array
-from .video_checks import clockwise_rotation, upright
+from .video_checks import FFmpegLog, clockwise_rotation, ffmpeg_said, upright
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "rtp", "srt")
 
@@ -198,9 +198,43 @@ class FrameStats:
     frames: int = 0                  # output frames (after the recipe's fps policy)
     connections: int = 0             # successful opens
     reconnects: int = 0              # reconnect attempts made
+    decoder_errors: int = 0          # FFmpeg error lines while decoding (packet loss, corrupt data)
     native_fps: float = 0.0
     width: int = 0
     height: int = 0
+
+
+class DecoderErrors:
+    """FFmpeg's error lines while a source decodes (a camera's lost packets, corrupt data), reported as
+    warnings: the first at once, then at most one summary every ``every_s`` seconds of stream, so that a
+    stream whose frames may be damaged says so without a line per frame. The capture is emptied as it is
+    read (a live stream runs for days)."""
+
+    def __init__(self, source: str, stats: FrameStats, log: Callable[[str], None], every_s: float = 60.0):
+        self.source, self.stats, self.log, self.every_s = source, stats, log, every_s
+        self.pending: list = []
+        self.span: Optional[Tuple[float, float]] = None      # stream times of the pending lines
+        self.reported: Optional[float] = None
+
+    def read(self, ffmpeg: FFmpegLog, t: float) -> None:
+        lines = ffmpeg.take_errors()
+        if lines:
+            self.stats.decoder_errors += len(lines)
+            self.pending += lines
+            self.span = (self.span[0] if self.span else t, t)
+        if self.pending and (self.reported is None or t - self.reported >= self.every_s):
+            self.flush(t)
+
+    def flush(self, t: Optional[float] = None) -> None:
+        if not self.pending:
+            return
+        start, end = self.span
+        when = f"{start:.1f} s" if end - start < 0.05 else f"{start:.1f}-{end:.1f} s"
+        self.log(f"warning: {self.source}: decoder errors at {when} of the stream ({len(self.pending)} "
+                 f"line{'s' if len(self.pending) != 1 else ''}, {ffmpeg_said(self.pending)}): frames there may "
+                 "be damaged and score high")
+        self.pending, self.span = [], None
+        self.reported = end if t is None else t
 
 
 class FrameSource:
@@ -246,6 +280,7 @@ class FrameSource:
     def frames(self) -> Iterator[Tuple[np.ndarray, float, float]]:
         offset = 0.0          # stream time where this connection starts
         attempts = 0
+        errors = DecoderErrors(self.spec.source, self.stats, self.log)
         while not self.stop.is_set():
             produced_here = 0
             try:
@@ -258,7 +293,7 @@ class FrameSource:
                 attempts = self._backoff(attempts, f"cannot open ({_short(exc)})")
                 continue
             try:
-                with container:
+                with FFmpegLog() as ffmpeg, container:
                     if not container.streams.video:
                         raise StreamError(f"{self.spec.source}: no video stream in it")
                     stream = container.streams.video[0]
@@ -285,6 +320,7 @@ class FrameSource:
                         # The first frames arrive late (the container is probed before any is decoded),
                         # so anchoring on the first one alone would hide that delay from the lag.
                         wall0 = min(wall0, now - max(0.0, pts - first_pts))
+                        errors.read(ffmpeg, offset + max(0.0, pts - first_pts))
                         repeats = resampler.keep(src_index)
                         if not repeats:
                             continue
@@ -311,6 +347,7 @@ class FrameSource:
                     offset += produced_here / (self.target_fps or self.stats.native_fps or 25.0)
                 attempts = self._backoff(attempts, f"stream lost after {self.stats.frames} frames ({_short(exc)})")
             finally:
+                errors.flush()
                 if raw is not None:
                     raw.close()
 

@@ -56,6 +56,15 @@ class FFmpegLog:
 
         return [_format(r) for r in self.records[start:] if r[0] <= av.logging.ERROR]
 
+    def take_errors(self) -> List[str]:
+        """The error lines captured so far; every record so far is forgotten (a capture open as long as a
+        live stream keeps no history)."""
+        import av.logging
+
+        count = len(self.records)
+        taken, self.records[:count] = self.records[:count], []
+        return [_format(r) for r in taken if r[0] <= av.logging.ERROR]
+
     def lines(self) -> List[str]:
         return [_format(r) for r in self.records]
 

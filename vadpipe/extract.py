@@ -457,7 +457,8 @@ def extract_folder(root: str | os.PathLike, out: str | os.PathLike = "features",
                    clips_per_forward: Optional[int | str] = None, short_side: Optional[int] = None,
                    accept_damaged: bool = False, regions: str = "", layers: str = "",
                    stride: Optional[int] = None, mirror: bool = False, light: str = "",
-                   decode_timeout: float = ExtractOptions.decode_timeout, log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
+                   decode_timeout: float = ExtractOptions.decode_timeout,
+                   log: Log = lambda msg: None) -> Tuple[ExtractSummary, Optional[ExtractSummary]]:
     """``vadpipe extract`` as a function: resolve shard and device, build backbone and recipe, run.
 
     Returns (this rank's summary, all ranks' summary under torchrun else None).

@@ -8,6 +8,7 @@ weights, generated H.264 clips of a few hundred frames. Backbone passes have a f
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -129,6 +130,50 @@ def test_a_decode_error_mid_clip_is_one_line_naming_the_file(clip, ckpt, tmp_pat
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert errors == [f"error: {clip}: RuntimeError: decoder fell over"]
     assert not [t for t in threading.enumerate() if t.name == "decode"]    # the decode thread has ended
+
+
+def test_a_decoder_that_hangs_costs_its_clip_and_the_next_is_scored(clip, ckpt, tmp_path, monkeypatch, capsys):
+    """The second batch of the first clip never comes (a decoder that hangs): after --decode-timeout that clip
+    is one error line, the next clip is scored, the exit code is 1; the hung thread is left behind."""
+    to_model_size, calls, release = encode.to_model_size, [], threading.Event()
+
+    def hanging(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            release.wait(60)
+        return to_model_size(*args)
+
+    monkeypatch.setattr(encode, "to_model_size", hanging)
+    again = tmp_path / "again.mp4"
+    again.write_bytes(clip.read_bytes())
+    start = time.monotonic()
+    code = run_score([str(clip), str(again)], checkpoint=str(ckpt), echo=lambda s: None,
+                     options=ScoreOptions(out_dir=tmp_path / "s", device="cpu", progress=False, batch_size=BATCH,
+                                          clips_per_forward=PASS, threshold="0.5", decode_timeout=1.0))
+    release.set()
+    assert code == 1 and time.monotonic() - start < 50
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {clip}: decoding stalled: no frames from its decoder in 1 s (--decode-timeout)"]
+    assert (tmp_path / "s" / "again.json").is_file() and not (tmp_path / "s" / "clip.json").exists()
+
+
+def test_prefetched_raises_stalled_past_its_limit_and_leaves_the_producer():
+    from vadpipe.prefetch import Stalled
+
+    release = threading.Event()
+
+    def slow():
+        yield 1
+        release.wait(30)
+        yield 2
+
+    stream = prefetched(slow(), depth=1, name="slow", stall_s=0.3)
+    assert next(stream) == 1
+    start = time.monotonic()
+    with pytest.raises(Stalled, match="nothing from the slow thread in 0.3 s"):
+        next(stream)
+    assert time.monotonic() - start < 5                        # not held by the producer's wait
+    release.set()
 
 
 def test_prefetched_keeps_order_raises_after_the_items_and_stops_when_closed():

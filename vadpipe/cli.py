@@ -49,6 +49,13 @@ def one_line_errors(func):
     return wrapper
 
 
+# extract and score: a decoder that hangs costs its video, not the run
+decode_timeout_option = click.option(
+    "--decode-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+    help="A video whose decoder gives no frames for this long (a decoder that hangs) fails with one line and the "
+    "others go on; 0: wait for ever. Decoding in the main process (extract --workers 0) always waits.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vadpipe")
 def main() -> None:
@@ -147,9 +154,7 @@ def backbones(as_json):
 @click.option("--accept-damaged", is_flag=True,
               help="Keep the features of damaged clips (decoded short of their claim or with decoder errors) as "
               "status 'damaged'; without it they are 'failed' and get no features.")
-@click.option("--decode-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
-              help="A video whose decoder sends nothing for this long (a decoder that hangs) is recorded as failed "
-              "and the run goes on; 0: wait for ever. Applies to decode workers (--workers >= 1).")
+@decode_timeout_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @one_line_errors
 def extract(root, out, backbone, preset, short_side, stride, mirror, light, regions, layers, weights, fps, batch_size, clips_per_forward, workers, threads,
@@ -511,10 +516,11 @@ def run_options(func):
 @click.option("--window", default=None, type=click.IntRange(min=1),
               help="Run the head on sliding windows of N snippets (memory flat in clip length; a clip of at most "
                    "N snippets scores exactly as whole) [default: the whole clip at once].")
+@decode_timeout_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @one_line_errors
 def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, plot, plot_scale, overlay, crops, gt,
-              weights, recipe_file, fps, device, batch_size, threads, window, no_progress):
+              weights, recipe_file, fps, device, batch_size, threads, window, decode_timeout, no_progress):
     """Score videos (files or folders) or pre-extracted features: per-frame scores, intervals, plots.
 
     A clip flagged over 90 % or more of its frames by a threshold not set on its camera gets a note: a scene
@@ -535,7 +541,8 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
                            min_duration_s=min_duration, plot=plot, plot_scale=plot_scale, overlay=overlay,
                            crops=int(crops) if crops else None, device=device, batch_size=batch_size,
                            weights=weights, recipe_file=Path(recipe_file) if recipe_file else None, fps=fps,
-                           gt=Path(gt) if gt else None, window=window, progress=not no_progress)
+                           gt=Path(gt) if gt else None, window=window, progress=not no_progress,
+                           decode_timeout=decode_timeout)
     sys.exit(run_score(paths, checkpoint=checkpoint, run=run, options=options, echo=click.echo))
 
 

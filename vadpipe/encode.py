@@ -19,7 +19,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import ConfigError, RecipeMismatchError, WeightsError
+from .errors import ConfigError, RecipeMismatchError, VideoDecodeError, WeightsError
 from .recipe import Recipe
 from .video import VideoInfo, VideoReader, check_resize
 
@@ -263,29 +263,38 @@ class ClipFeatures:
     Iterate once. The reader is opened here (an unreadable file raises now); once iterated,
     ``reader.info`` and ``reader.frame_times`` describe the clip, and
     ``seconds`` is the time spent decoding (waiting for it) and encoding.
+    With a decode thread, ``stall_s`` (> 0) bounds the wait for the next batch: a decoder
+    that hangs is a VideoDecodeError, not a stop of the whole run.
     """
 
     def __init__(self, path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
                  batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
-                 clips_per_forward: Optional[int | str] = None, prefetch: int = PREFETCH_BATCHES):
+                 clips_per_forward: Optional[int | str] = None, prefetch: int = PREFETCH_BATCHES,
+                 stall_s: float = 0.0):
         self.encoder = SnippetEncoder(backbone, recipe, device, clips_per_forward)
         self.recipe = recipe
-        self.reader = reader_for(str(path), recipe)
+        self.path = str(path)
+        self.reader = reader_for(self.path, recipe)
         self.batch_size = batch_size
         self.progress = progress
         self.prefetch = prefetch
+        self.stall_s = stall_s
         self.seconds = 0.0
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        from .prefetch import prefetched
+        from .prefetch import Stalled, prefetched
 
         batches = snippet_batches(self.reader, self.recipe, self.batch_size)
         if self.prefetch:
-            batches = prefetched(batches, self.prefetch, name="decode")
+            batches = prefetched(batches, self.prefetch, name="decode", stall_s=self.stall_s or None)
         try:
             while True:
                 started = time.perf_counter()
-                batch = next(batches, None)
+                try:
+                    batch = next(batches, None)
+                except Stalled:
+                    raise VideoDecodeError(f"{self.path}: decoding stalled: no frames from its decoder in "
+                                           f"{self.stall_s:g} s (--decode-timeout)") from None
                 if batch is None:
                     return
                 features = self.encoder([batch])

@@ -18,13 +18,21 @@ _END = object()
 _POLL_S = 0.1        # how often a blocked producer looks whether the consumer has gone
 
 
-def prefetched(items: Iterable[T], depth: int = 2, name: str = "prefetch") -> Iterator[T]:
+class Stalled(TimeoutError):
+    """The producer gave nothing for ``stall_s`` seconds (a decoder that hangs)."""
+
+
+def prefetched(items: Iterable[T], depth: int = 2, name: str = "prefetch",
+               stall_s: Optional[float] = None) -> Iterator[T]:
     """The items of ``items``, produced in a daemon thread at most ``depth`` ahead.
 
     An exception raised by the producer is raised here, after the items it
     produced before it (so a decode error reaches the caller as it would
     without the thread). Closing this generator early (break, an error in the
-    consumer) stops the producer and waits for it.
+    consumer) stops the producer and waits for it. With ``stall_s``, waiting
+    longer than that for the next item raises ``Stalled``; the producer, which
+    a hung call cannot be made to leave, is told to stop and left behind (a
+    daemon thread: it does not hold the process at exit).
     """
     if depth < 1:
         raise ValueError(f"depth must be >= 1, got {depth}")
@@ -54,9 +62,14 @@ def prefetched(items: Iterable[T], depth: int = 2, name: str = "prefetch") -> It
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
     thread.start()
+    stalled = False
     try:
         while True:
-            item, error = handover.get()
+            try:
+                item, error = handover.get(timeout=stall_s)
+            except queue.Empty:
+                stalled = True
+                raise Stalled(f"nothing from the {name} thread in {stall_s:g} s") from None
             if item is _END:
                 if error is not None:
                     raise error
@@ -64,4 +77,5 @@ def prefetched(items: Iterable[T], depth: int = 2, name: str = "prefetch") -> It
             yield item
     finally:
         stop.set()
-        thread.join()
+        if not stalled:
+            thread.join()

@@ -461,3 +461,20 @@ def test_a_negative_decode_timeout_is_refused(tmp_path, backbone, recipe):
     make_video(tmp_path / "v" / "a.mp4", 16)
     with pytest.raises(ConfigError, match="--decode-timeout"):
         run(tmp_path / "v", tmp_path / "f", recipe, backbone, decode_timeout=-1)
+
+
+def test_extracts_decode_timeout_option_reaches_the_run(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from vadpipe.cli import main
+    from vadpipe.extract import ExtractSummary
+
+    seen = {}
+    monkeypatch.setattr("vadpipe.extract.extract_folder",
+                        lambda *a, **kw: seen.update(kw) or (ExtractSummary(), None))
+    (tmp_path / "v").mkdir()
+    result = CliRunner().invoke(main, ["extract", str(tmp_path / "v"), "--decode-timeout", "7.5"])
+    assert result.exit_code == 0, result.output
+    assert seen["decode_timeout"] == 7.5
+    result = CliRunner().invoke(main, ["extract", str(tmp_path / "v"), "--decode-timeout", "-1"])
+    assert result.exit_code == 2 and "--decode-timeout" in result.output

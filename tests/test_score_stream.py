@@ -205,3 +205,22 @@ def test_prefetched_keeps_order_raises_after_the_items_and_stops_when_closed():
     assert finished.wait(5) and len(produced) <= 3 + 2 + 1    # bounded ahead, and the producer ended
     with pytest.raises(ValueError):
         next(prefetched(iter(()), depth=0))
+
+
+@pytest.mark.parametrize("command,target", [("score", "vadpipe.score.run_score"),
+                                            ("calibrate", "vadpipe.site_calibration.site_calibrate")])
+def test_decode_timeout_reaches_score_and_calibrate(clip, ckpt, monkeypatch, command, target):
+    from click.testing import CliRunner
+
+    from vadpipe.cli import main
+
+    seen = []
+
+    def capture(*args, **kwargs):
+        seen.append(next(a for a in (*args, *kwargs.values()) if isinstance(a, ScoreOptions)))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(target, capture)
+    result = CliRunner().invoke(main, [command, str(clip), "--checkpoint", str(ckpt), "--decode-timeout", "42"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].decode_timeout == 42.0

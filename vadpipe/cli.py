@@ -49,7 +49,7 @@ def one_line_errors(func):
     return wrapper
 
 
-# extract and score: a decoder that hangs costs its video, not the run
+# extract, score and calibrate: a decoder that hangs costs its video, not the run
 decode_timeout_option = click.option(
     "--decode-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
     help="A video whose decoder gives no frames for this long (a decoder that hangs) fails with one line and the "
@@ -565,10 +565,11 @@ def score_cmd(paths, run, checkpoint, out, threshold, merge_gap, min_duration, p
               help="Frame rate of features whose manifest does not say.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch [default: torch's].")
+@decode_timeout_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @one_line_errors
 def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, recipe_file, fps, device, threads,
-                  no_progress):
+                  decode_timeout, no_progress):
     """Set the `auto` threshold from NORMAL footage of the camera the run will watch (videos or features).
 
     Scores every clip as `vadpipe score` does and stores the quantiles of their frame scores as the
@@ -591,7 +592,7 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
     except ValueError:
         raise ConfigError(f"--quantiles {quantiles!r}: expected numbers such as 0.95,0.99,0.999") from None
     options = ScoreOptions(threshold=None, device=device, weights=weights, fps=fps, progress=not no_progress,
-                           recipe_file=Path(recipe_file) if recipe_file else None)
+                           recipe_file=Path(recipe_file) if recipe_file else None, decode_timeout=decode_timeout)
     result = site_calibrate(paths, find_checkpoint(checkpoint, run), Path(out) if out else None, options, qs,
                             pooling=pooling)
     for line in result.summary_lines():

@@ -528,8 +528,8 @@ FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
 
 @pytest.mark.parametrize("container", ["ts", "mkv", "fragmented.mp4"])
 def test_a_growing_ts_mkv_or_fragmented_mp4_is_followed_to_its_last_frame(tmp_path, recipe, container):
-    """A fragmented MP4 read as a seekable file stopped where the file ended when it was opened (48 of 200
-    frames); it is read front to back while it grows."""
+    """A fragmented MP4 read as a seekable file stopped where the file ended when it was opened (36 of these
+    100 frames); it is read front to back while it grows."""
     full = tmp_path / f"full.{container}"
     fragmented = container.endswith("mp4")
     write_video(full, pattern_frames(), fps=50.0, crf=12, options={"g": "10"} if fragmented else None,

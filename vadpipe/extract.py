@@ -361,15 +361,13 @@ class Extractor:
                     if unexplained > self.options.max_crash_retries:
                         what = "stop sending frames" if stall else "keep dying"
                         raise VadpipeError(f"decode workers {what} outside any video ({one_line(exc)})") from exc
+                reason = (f"decoding stalled: no frames from its decoder in {timeout:g} s (--decode-timeout)"
+                          if stall else f"the decoder crashed its worker process ({one_line(exc)})")
                 for job in suspects:
+                    crashes[job.index] = crashes.get(job.index, 0) + 1
                     # a decoder that hangs is not given a second timeout's wait: a later run redoes the video
-                    crashes[job.index] = crashes.get(job.index, 0) + (self.options.max_crash_retries + 1 if stall
-                                                                      else 1)
-                    if crashes[job.index] > self.options.max_crash_retries:
-                        state = states.setdefault(job.index, _VideoState(job, started=time.time()))
-                        self._fail(state, f"decoding stalled: no frames from its decoder in {timeout:g} s "
-                                          "(--decode-timeout)" if stall else
-                                   f"the decoder crashed its worker process ({one_line(exc)})")
+                    if stall or crashes[job.index] > self.options.max_crash_retries:
+                        self._fail(states.setdefault(job.index, _VideoState(job, started=time.time())), reason)
                 closed = {i for i, s in states.items() if s.closed}
                 names = ", ".join(printable(job.id) for job in suspects) or "no video"
                 event = f"decoding {names} stalled for {timeout:g} s" if stall else \

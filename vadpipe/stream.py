@@ -262,13 +262,13 @@ class FrameSource:
 
         if self.spec.kind == "file":
             raw = FollowFile(self.spec.source, self.options.follow_timeout_s, self.options.poll_s, self.stop)
+            unfinished = False
             try:
-                growing_fragments = _unfinished_mp4(raw) and _fragmented_mp4(self.spec.source)
-                container = av.open(_Sequential(raw) if growing_fragments else raw)
+                unfinished = _unfinished_mp4(raw)
+                container = av.open(_Sequential(raw) if unfinished and _fragmented_mp4(self.spec.source) else raw)
             except BaseException as exc:
-                unfinished = isinstance(exc, Exception) and _unfinished_mp4(raw)
                 raw.close()
-                if unfinished:
+                if unfinished and isinstance(exc, Exception):
                     raise StreamError(f"{self.spec.source}: an MP4 still being written (no index yet) cannot be "
                                       f"read until it is finished: record fragmented MP4 (-movflags "
                                       f"frag_keyframe+empty_moov), MPEG-TS (.ts) or MKV to watch it live "

@@ -52,21 +52,26 @@ class FFmpegLog:
 
     def errors(self, start: int = 0) -> List[str]:
         """Error-level (and worse) lines captured since record ``start``, as "[name] message"."""
-        import av.logging
-
-        return [_format(r) for r in self.records[start:] if r[0] <= av.logging.ERROR]
+        return _error_lines(self.records[start:])
 
     def take_errors(self) -> List[str]:
         """The error lines captured so far; every record so far is forgotten (a capture open as long as a
-        live stream keeps no history)."""
-        import av.logging
-
+        live stream keeps no history). Called once a decoded frame: nothing captured costs nothing."""
+        if not self.records:
+            return []
         count = len(self.records)
         taken, self.records[:count] = self.records[:count], []
-        return [_format(r) for r in taken if r[0] <= av.logging.ERROR]
+        return _error_lines(taken)
 
     def lines(self) -> List[str]:
         return [_format(r) for r in self.records]
+
+
+def _error_lines(records) -> List[str]:
+    """The error-level (and worse) records as "[name] message" lines."""
+    import av.logging
+
+    return [_format(r) for r in records if r[0] <= av.logging.ERROR]
 
 
 def _format(record) -> str:

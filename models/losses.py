@@ -31,7 +31,9 @@ Terms (LTGS.md, "Losses"):
 with ``topk_keep_k = "kept"`` and ``k_share``, k is that share of the segments kept (⌈k_share·keep·T⌉), so a
 long video's top-k stays a tenth of its candidates instead of a third of them.
 ``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
-T); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
+T); ``k_upto`` > 0 lets each row's k grow from there to every top candidate the head scores at least
+``k_level``, at most ⌈k_upto·T⌉ (k follows the event's length as the head reads it: a short event keeps a
+small k, a long one is learnt whole); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
 
 Top-k segments are chosen by representation norm (``topk_by = "magnitude"``,
 RTFM) or by score; a head without a representation always uses scores. Two
@@ -63,12 +65,18 @@ def topk_indices(values: Tensor, k: int, mask: Optional[Tensor] = None) -> Tenso
     return _fill(values.detach(), mask, float("-inf")).topk(k, dim=1).indices
 
 
-def drop_candidates(values: Tensor, keep: float) -> Tensor:
-    """``values`` with a random (1 − keep) of the entries moved below every kept one, order kept within each
-    group: a top-k over the result is drawn from the kept segments while a row has k of them (RTFM's
-    dropout mask on its magnitudes before the top-k). Draws from torch's global generator, as dropout does."""
+def draw_kept(values: Tensor, keep: float) -> Tensor:
+    """Bool mask of ``values``' shape, True for a random ``keep`` share of the entries (torch's global
+    generator, as dropout draws)."""
+    return torch.rand(values.shape, device=values.device) < keep
+
+
+def drop_candidates(values: Tensor, keep: float, drawn: Optional[Tensor] = None) -> Tensor:
+    """``values`` with a random (1 − keep) of the entries (those not ``drawn``, default a new draw) moved
+    below every kept one, order kept within each group: a top-k over the result is drawn from the kept
+    segments while a row has k of them (RTFM's dropout mask on its magnitudes before the top-k)."""
     values = values.detach()
-    dropped = torch.rand(values.shape, device=values.device) >= keep
+    dropped = ~(draw_kept(values, keep) if drawn is None else drawn)
     finite = values[torch.isfinite(values)]
     span = (finite.max() - finite.min() + 1.0) if finite.numel() else values.new_ones(())
     return torch.where(dropped, values - span, values)
@@ -92,6 +100,17 @@ def k_per_row(mask: Optional[Tensor], n_rows: int, t: int, k: int, share: float,
     if share > 0:
         return torch.clamp(torch.ceil(lengths.float() * share).long(), min=1)
     return torch.clamp(lengths, max=k).long()
+
+
+def grown_k(top_scores: Tensor, top_drawn: Optional[Tensor], lo: Tensor, hi: Tensor, level: float) -> Tensor:
+    """(N,) top-k sizes that follow the head's own reading of the event's length: the count of each row's
+    top-ranked candidates (``top_scores``, rank order, only those ``top_drawn``) scoring at least ``level``,
+    clamped to [lo, hi]."""
+    above = top_scores.detach() >= level
+    if top_drawn is not None:
+        above &= top_drawn
+    within = torch.arange(top_scores.shape[1], device=top_scores.device)[None, :] < hi[:, None]
+    return torch.maximum(torch.minimum((above & within).sum(1), hi), lo)
 
 
 def kept(idx: Tensor, ks: Tensor) -> Tensor:
@@ -213,12 +232,21 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
     mags = features.float().norm(dim=-1) if features is not None else None
     rank_by = ranking_values(cfg, scores, mags, prior)
     keep_share = getattr(cfg, "topk_keep", 1.0)
+    drawn = None
     if keep_share < 1.0:
-        rank_by = drop_candidates(rank_by, keep_share)
-    share = k_share_of(cfg)
+        drawn = draw_kept(rank_by, keep_share)
+        rank_by = drop_candidates(rank_by, keep_share, drawn)
+    share, upto = k_share_of(cfg), getattr(cfg, "k_upto", 0.0)
     smoothing = getattr(cfg, "label_smoothing", 0.0)
-    if share > 0:   # k follows each video's real length; rows are ranked, the first ks[i] count
-        ks = k_per_row(mask, scores.shape[0], scores.shape[1], cfg.k, share, scores.device)
+    n_rows, t = scores.shape
+    if upto > 0:    # k grows from its share to the candidates the head scores past k_level, up to k_upto · T
+        lo = k_per_row(mask, n_rows, t, cfg.k, share, scores.device)
+        hi = torch.maximum(k_per_row(mask, n_rows, t, cfg.k, upto, scores.device), lo)
+        idx = topk_indices(rank_by, int(hi.max()), mask)
+        ks = grown_k(scores.gather(1, idx), None if drawn is None else drawn.gather(1, idx), lo, hi,
+                     getattr(cfg, "k_level", 0.5))
+    elif share > 0:   # k follows each video's real length; rows are ranked, the first ks[i] count
+        ks = k_per_row(mask, n_rows, t, cfg.k, share, scores.device)
         idx = topk_indices(rank_by, int(ks.max()), mask)
     else:
         ks, idx = None, topk_indices(rank_by, cfg.k, mask)

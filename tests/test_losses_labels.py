@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vadpipe.config import LossConfig
+from vadpipe.config import Config, ConfigError, LossConfig, validate
 from vadpipe.models.dynamic_labels import DynamicLabels, update_rows
-from vadpipe.models.losses import (compute_losses, drop_candidates, k_per_row, k_share_of, magnitude_loss,
+from vadpipe.models.losses import (compute_losses, drop_candidates, grown_k, k_per_row, k_share_of, magnitude_loss,
                                    ranking_loss, smoothness_loss, sparsity_loss, topk_indices)
 
 
@@ -181,3 +181,33 @@ def test_table_schedule_and_normal_rows():
     other.load_state_dict(state)
     assert torch.equal(other.table, dyn.table)
     assert dyn.rows([2, 0]).shape == (2, 4)
+
+
+def test_k_upto_grows_k_to_the_candidates_the_head_scores_high():
+    """k_upto: k starts at its share, grows to the drawn top candidates scoring >= k_level, at most k_upto · T."""
+    top = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.4, 0.3],     # 4 above 0.5, capped at hi = 3
+                        [0.9, 0.8, 0.3, 0.2, 0.1, 0.0],     # 2 above
+                        [0.4, 0.3, 0.2, 0.1, 0.0, 0.0]])    # none above: k stays at lo
+    lo, hi = torch.tensor([1, 1, 2]), torch.tensor([3, 5, 5])
+    assert grown_k(top, None, lo, hi, 0.5).tolist() == [3, 2, 2]
+    drawn = torch.ones_like(top, dtype=torch.bool)
+    drawn[1, 1] = False                                     # a candidate the draw left out does not count
+    assert grown_k(top, drawn, lo, hi, 0.5).tolist() == [3, 1, 2]
+
+
+def test_k_upto_takes_a_long_event_whole_and_keeps_a_short_one_small():
+    """The cls term's top-k mean covers every high-scoring segment of a long event, one of a short one."""
+    t = 40
+    scores = torch.full((2, t), 0.1)
+    scores[0, 5:25] = 0.9                                    # an event over half the video
+    scores[1, 5] = 0.9                                       # a one-segment event
+    scores.requires_grad_(True)
+    cfg = _cfg(w_cls=1.0, cls_target="video-mean", topk_by="score", k_share=0.025, k_upto=0.5)
+    compute_losses(scores, None, 2, torch.ones(2, t), cfg)["total"].backward()
+    touched = (scores.grad != 0).sum(1).tolist()
+    assert touched == [20, 1]
+    for field, value in (("k_upto", 1.5), ("k_level", 1.0)):
+        config = Config()
+        setattr(config.train.loss, field, value)
+        with pytest.raises(ConfigError, match="k_upto must lie in"):
+            validate(config)

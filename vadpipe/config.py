@@ -165,6 +165,8 @@ class LossConfig:
     topk_keep_k: str = "video"         # with topk_keep < 1 and k_share: k a share of the video's real length
                                        # (video) or of the segments the draw keeps (kept: k_share * topk_keep * T)
     k_share: float = 0.0               # > 0: k = max(1, ceil(k_share * T)) from each video's real length T
+    k_upto: float = 0.0                # > 0: a row's k grows from there to its top candidates scoring >= k_level,
+    k_level: float = 0.5               # at most ceil(k_upto * T): k follows the event's length as the head reads it
     w_normal: float = 0.0              # BCE pulling EVERY segment of normal videos to 0 (not only the top-k)
     w_bottom: float = 0.0              # BCE pulling the lowest-scoring bottom_share of each anomalous video's
     bottom_share: float = 0.2          # segments to 0 (max(1, floor(share T)) of its real length), from
@@ -507,6 +509,9 @@ def validate(cfg: Config) -> None:
                           "> 0): without one H already spans the whole video and the floor would do nothing")
     if not 0.0 <= loss.k_share <= 1.0 or not 0.0 <= loss.label_smoothing < 1.0 or loss.w_normal < 0:
         raise ConfigError("train.loss.k_share must lie in [0, 1], label_smoothing in [0, 1), w_normal >= 0")
+    if not 0.0 <= loss.k_upto <= 1.0 or not 0.0 < loss.k_level < 1.0:
+        raise ConfigError(f"train.loss.k_upto must lie in [0, 1] and k_level in (0, 1), got {loss.k_upto} "
+                          f"and {loss.k_level}")
     if not 0.0 < loss.topk_keep <= 1.0:
         raise ConfigError(f"train.loss.topk_keep must lie in (0, 1], got {loss.topk_keep}")
     if loss.topk_keep_k not in ("video", "kept"):

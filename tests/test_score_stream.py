@@ -132,29 +132,68 @@ def test_a_decode_error_mid_clip_is_one_line_naming_the_file(clip, ckpt, tmp_pat
     assert not [t for t in threading.enumerate() if t.name == "decode"]    # the decode thread has ended
 
 
-def test_a_decoder_that_hangs_costs_its_clip_and_the_next_is_scored(clip, ckpt, tmp_path, monkeypatch, capsys):
-    """The second batch of the first clip never comes (a decoder that hangs): after --decode-timeout that clip
-    is one error line, the next clip is scored, the exit code is 1; the hung thread is left behind."""
-    to_model_size, calls, release = encode.to_model_size, [], threading.Event()
+def _score_two(clip, tmp_path, **options):
+    """run_score on ``clip`` and a copy of it named again.mp4: (exit code, error lines, seconds)."""
+    import io
+    import contextlib
 
-    def hanging(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            release.wait(60)
-        return to_model_size(*args)
-
-    monkeypatch.setattr(encode, "to_model_size", hanging)
     again = tmp_path / "again.mp4"
     again.write_bytes(clip.read_bytes())
-    start = time.monotonic()
-    code = run_score([str(clip), str(again)], checkpoint=str(ckpt), echo=lambda s: None,
-                     options=ScoreOptions(out_dir=tmp_path / "s", device="cpu", progress=False, batch_size=BATCH,
-                                          clips_per_forward=PASS, threshold="0.5", decode_timeout=1.0))
-    release.set()
-    assert code == 1 and time.monotonic() - start < 50
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    err, start = io.StringIO(), time.monotonic()
+    with contextlib.redirect_stderr(err):
+        code = run_score([str(clip), str(again)], checkpoint=str(options.pop("ckpt")), echo=lambda s: None,
+                         options=ScoreOptions(out_dir=tmp_path / "s", device="cpu", progress=False, batch_size=BATCH,
+                                              clips_per_forward=PASS, threshold="0.5", **options))
+    return code, [line for line in err.getvalue().splitlines() if line.startswith("error:")], time.monotonic() - start
+
+
+def _decoder_that(monkeypatch, name: str, act) -> None:
+    """encode.reader_for, which the decode process calls, runs ``act`` first for the clip called ``name``."""
+    real = encode.reader_for
+
+    def reader_for(path, recipe):
+        if str(path).endswith(name):
+            act()
+        return real(path, recipe)
+
+    monkeypatch.setattr(encode, "reader_for", reader_for)
+
+
+def test_a_decoder_that_hangs_costs_its_clip_and_the_next_is_scored(clip, ckpt, tmp_path, monkeypatch):
+    """The first clip's decoder never returns: after --decode-timeout that clip is one error line, the next
+    clip is scored, the exit code is 1, and the hung decoder's process is gone."""
+    _decoder_that(monkeypatch, "/clip.mp4", lambda: time.sleep(120))
+    code, errors, seconds = _score_two(clip, tmp_path, ckpt=ckpt, decode_timeout=1.0)
+    assert code == 1 and seconds < 50
     assert errors == [f"error: {clip}: decoding stalled: no frames from its decoder in 1 s (--decode-timeout)"]
     assert (tmp_path / "s" / "again.json").is_file() and not (tmp_path / "s" / "clip.json").exists()
+    import multiprocessing
+
+    assert not multiprocessing.active_children()               # terminated, not left hanging
+
+
+def test_a_decoder_that_crashes_costs_its_clip_and_the_next_is_scored(clip, ckpt, tmp_path, monkeypatch):
+    """The first clip's decoder dies of a segfault (decord or FFmpeg on a corrupt file): that clip is one error
+    line naming it, the next clip is scored, the exit code is 1."""
+    import os
+    import signal
+
+    _decoder_that(monkeypatch, "/clip.mp4", lambda: os.kill(os.getpid(), signal.SIGSEGV))
+    code, errors, _ = _score_two(clip, tmp_path, ckpt=ckpt)
+    assert code == 1 and len(errors) == 1, errors
+    assert errors[0] == f"error: {clip}: the decoder crashed its process (killed by SIGSEGV)"
+    assert (tmp_path / "s" / "again.json").is_file() and not (tmp_path / "s" / "clip.json").exists()
+
+
+def test_the_decode_process_gives_the_threads_features_and_the_readers_account(clip, recipe):
+    """isolate=True (score's path): the same features to the bit, and the same info and frame times."""
+    backbone = backbone_for_recipe(recipe, None, "cpu")
+    threaded = encode.ClipFeatures(clip, recipe, backbone, batch_size=BATCH, clips_per_forward=PASS)
+    isolated = encode.ClipFeatures(clip, recipe, backbone, batch_size=BATCH, clips_per_forward=PASS, isolate=True)
+    assert isolated.reader is None
+    assert np.array_equal(isolated.all(), threaded.all())
+    assert isolated.reader.info == threaded.reader.info
+    assert np.array_equal(isolated.reader.frame_times, threaded.reader.frame_times)
 
 
 def test_prefetched_raises_stalled_past_its_limit_and_leaves_the_producer():

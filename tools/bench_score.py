@@ -14,6 +14,8 @@ reports
   cpu s / RTF cpu  CPU seconds of that work, and the RTF it implies with all
         --threads cores to itself (the honest figure on a shared, busy machine)
   peak  the process's peak resident memory (ru_maxrss), model weights included
+  decoder MB  the decode process's peak (--decode process, vadpipe's way: a crash costs one clip; its
+        pages shared with the scoring process at the fork count in both)
 
 Weights: the backbone's own when available locally (i3d-inception: the
 packaged Kinetics checkpoint), random otherwise (speed does not depend on the
@@ -73,18 +75,24 @@ def worker(args) -> None:
 
     options = ScoreOptions(out_dir=Path(args.out), device=args.device, batch_size=args.batch_size,
                            weights=None if args.weights in ("auto", "random") else args.weights,
-                           progress=False)
+                           progress=False, decode_process=args.decode == "process")
     t0 = time.perf_counter()
     scorer = Scorer(Path(args.checkpoint), options)
     scorer.backbone                      # load the weights outside the timed part
     setup = time.perf_counter() - t0
-    cpu0 = time.process_time()
+    def children_cpu() -> float:   # the decode process's, once it is reaped
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    cpu0, child0 = time.process_time(), children_cpu()
     result = scorer.score_clip(ClipInput(Path(args.clip), "video", name="bench"))
-    cpu = time.process_time() - cpu0
+    cpu = time.process_time() - cpu0 + children_cpu() - child0
     report = json.loads((Path(args.out) / "bench.json").read_text())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"rtf": result.row.rtf, "timings": report["timings_s"], "snippets": report["snippets"],
-                      "duration": report["duration_s"], "peak_mb": peak_mb, "setup_s": setup, "cpu_s": cpu}))
+                      "duration": report["duration_s"], "peak_mb": peak_mb, "child_peak_mb": child_mb,
+                      "setup_s": setup, "cpu_s": cpu}))
 
 
 def run_config(args, clip: Path, backbone: str, crops: int, folder: Path) -> dict:
@@ -93,7 +101,7 @@ def run_config(args, clip: Path, backbone: str, crops: int, folder: Path) -> dic
     kind = make_checkpoint(ckpt, backbone, preset, args.weights)
     cmd = [sys.executable, __file__, "--worker", "--clip", str(clip), "--checkpoint", str(ckpt),
            "--out", str(folder / "out"), "--threads", str(args.threads), "--device", args.device,
-           "--weights", args.weights] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+           "--weights", args.weights, "--decode", args.decode] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
     done = subprocess.run(cmd, capture_output=True, text=True)   # the environment as is: vadpipe as installed
     if done.returncode != 0:
         raise SystemExit(f"{backbone} x{crops} failed:\n{done.stderr[-2000:]}")
@@ -110,6 +118,8 @@ def main() -> None:
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--decode", choices=["process", "thread"], default="process",
+                        help="decode in a child process (vadpipe's default) or in a thread of the scoring one")
     parser.add_argument("--batch-size", type=int, default=None, help="snippets per pass (default: vadpipe's)")
     parser.add_argument("--weights", default="auto", help="auto (local default, else random), random, or a file")
     parser.add_argument("--workdir", default=None, help="keep the clip and checkpoints here (default: a temp dir)")
@@ -132,7 +142,7 @@ def main() -> None:
         print(f"clip: {clip.name} ({args.seconds:g} s, {args.size}, 25 fps); device {args.device}, "
               f"{args.threads} threads, batch {args.batch_size or 'default (8 clips per pass)'}", flush=True)
         header = f"{'backbone':<14} {'weights':<7} {'crops':>5} {'snippets':>8} {'extract s':>9} {'head s':>7} " \
-                 f"{'RTF':>6} {'cpu s':>6} {'RTF cpu':>7} {'peak MB':>8}"
+                 f"{'RTF':>6} {'cpu s':>6} {'RTF cpu':>7} {'peak MB':>8} {'decoder MB':>10}"
         print(header)
         print("-" * len(header))
         for backbone in args.backbones:
@@ -143,7 +153,7 @@ def main() -> None:
                 rtf_cpu = f"{r['duration'] / (r['cpu_s'] / args.threads):>6.2f}x" if args.device == "cpu" else "-"
                 print(f"{backbone:<14} {r['weights']:<7} {crops:>5} {r['snippets']:>8} {t['extract_s']:>9.1f} "
                       f"{t['head_s']:>7.2f} {r['rtf']:>5.2f}x {r['cpu_s']:>6.1f} {rtf_cpu:>7} "
-                      f"{r['peak_mb']:>8.0f}", flush=True)
+                      f"{r['peak_mb']:>8.0f} {r['child_peak_mb'] if args.decode == 'process' else 0:>10.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,11 @@ class DecodeStream(torch.utils.data.IterableDataset):
                 if position >= 0 and since > 0 and now - since >= seconds]
 
 
+def stall_reason(seconds: float) -> str:
+    """Why a video failed when its decoder gave nothing for ``seconds`` (the CLI's --decode-timeout)."""
+    return f"decoding stalled: no frames from its decoder in {seconds:g} s (--decode-timeout)"
+
+
 def identity(item):
     return item
 

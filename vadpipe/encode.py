@@ -264,38 +264,56 @@ class ClipFeatures:
     ``reader.info`` and ``reader.frame_times`` describe the clip, and
     ``seconds`` is the time spent decoding (waiting for it) and encoding.
     With a decode thread, ``stall_s`` (> 0) bounds the wait for the next batch: a decoder
-    that hangs is a VideoDecodeError, not a stop of the whole run.
+    that hangs is a VideoDecodeError, not a stop of the whole run. ``isolate`` decodes in a
+    child process instead (``decode_process``): a decoder that crashes is a VideoDecodeError
+    too, and one that hangs is terminated; the file is opened there, on the first batch.
     """
 
     def __init__(self, path: str | os.PathLike, recipe: Recipe, backbone, device: torch.device | str = "cpu",
                  batch_size: int = 16, progress: Optional[Callable[[int], None]] = None,
                  clips_per_forward: Optional[int | str] = None, prefetch: int = PREFETCH_BATCHES,
-                 stall_s: float = 0.0):
+                 stall_s: float = 0.0, isolate: bool = False):
         self.encoder = SnippetEncoder(backbone, recipe, device, clips_per_forward)
         self.recipe = recipe
         self.path = str(path)
-        self.reader = reader_for(self.path, recipe)
+        self.isolate = isolate
+        # isolated, the child opens the file (an open decoder does not survive a fork) and the reader's
+        # info and frame times come back with the last batch
+        self.reader = None if isolate else reader_for(self.path, recipe)
         self.batch_size = batch_size
         self.progress = progress
         self.prefetch = prefetch
         self.stall_s = stall_s
         self.seconds = 0.0
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        from .prefetch import Stalled, prefetched
+    def _batches(self) -> Iterator[torch.Tensor]:
+        if self.isolate:
+            from .decode_process import DecodeProcess
 
+            return DecodeProcess(self.path, self.recipe, self.batch_size, self.prefetch, self.stall_s)
         batches = snippet_batches(self.reader, self.recipe, self.batch_size)
-        if self.prefetch:
-            batches = prefetched(batches, self.prefetch, name="decode", stall_s=self.stall_s or None)
+        if not self.prefetch:
+            return batches
+        from .prefetch import prefetched
+
+        return prefetched(batches, self.prefetch, name="decode", stall_s=self.stall_s or None)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        from .decode_workers import stall_reason
+        from .prefetch import Stalled
+
+        source = self._batches()
+        batches = iter(source)
         try:
             while True:
                 started = time.perf_counter()
                 try:
                     batch = next(batches, None)
                 except Stalled:
-                    raise VideoDecodeError(f"{self.path}: decoding stalled: no frames from its decoder in "
-                                           f"{self.stall_s:g} s (--decode-timeout)") from None
+                    raise VideoDecodeError(f"{self.path}: {stall_reason(self.stall_s)}") from None
                 if batch is None:
+                    if self.isolate:
+                        self.reader = source.clip
                     return
                 features = self.encoder([batch])
                 if self.progress is not None:
@@ -305,7 +323,7 @@ class ClipFeatures:
                 self.seconds += time.perf_counter() - started
                 yield features
         finally:
-            batches.close()                    # an early stop ends the decode thread too
+            getattr(batches, "close", lambda: None)()   # an early stop ends the decoder too
 
     def snippet_features(self) -> Iterator[np.ndarray]:
         for features in self:

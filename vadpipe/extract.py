@@ -28,7 +28,7 @@ import torch
 from . import resume
 from .claims import Owner, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
-                             is_stall, is_worker_crash, one_line, worker_init)
+                             is_stall, is_worker_crash, one_line, stall_reason, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
@@ -361,8 +361,7 @@ class Extractor:
                     if unexplained > self.options.max_crash_retries:
                         what = "stop sending frames" if stall else "keep dying"
                         raise VadpipeError(f"decode workers {what} outside any video ({one_line(exc)})") from exc
-                reason = (f"decoding stalled: no frames from its decoder in {timeout:g} s (--decode-timeout)"
-                          if stall else f"the decoder crashed its worker process ({one_line(exc)})")
+                reason = stall_reason(timeout) if stall else f"the decoder crashed its worker process ({one_line(exc)})"
                 for job in suspects:
                     crashes[job.index] = crashes.get(job.index, 0) + 1
                     # a decoder that hangs is not given a second timeout's wait: a later run redoes the video

@@ -75,6 +75,8 @@ class ScoreOptions:
     gt: Optional[Path] = None
     progress: bool = True
     decode_timeout: float = 600.0     # a clip whose decoder gives nothing this long is an error (0: wait for ever)
+    decode_process: bool = True       # decode in a child process (a decoder that crashes costs its clip); False:
+                                      # in a thread of this one (tools/bench_score.py --decode thread)
 
 
 # --- checkpoint, recipe, backbone -------------------------------------------------------------------
@@ -194,7 +196,8 @@ class Scorer:
         # Ten crops multiply the clips per pass by ten: keep the pass (and memory) the same size.
         batch = self.options.batch_size or max(1, CLIPS_PER_PASS // self.recipe.num_crops)
         clip = ClipFeatures(path, self.recipe, backbone, self.device, batch, progress=progress,
-                            clips_per_forward=self.options.clips_per_forward, stall_s=self.options.decode_timeout)
+                            clips_per_forward=self.options.clips_per_forward, stall_s=self.options.decode_timeout,
+                            isolate=self.options.decode_process)
         opened = time.perf_counter() - t0
         # With --window the head takes the features as the backbone makes them: only a window of
         # them (and a few decoded batches) is ever held, whatever the clip's length.

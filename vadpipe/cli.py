@@ -14,7 +14,7 @@ from typing import Optional
 import click
 
 from . import __version__
-from .errors import VadpipeError, printable
+from .errors import DECODE_TIMEOUT_S, VadpipeError, printable
 
 
 def os_error_line(exc: OSError) -> str:
@@ -51,9 +51,9 @@ def one_line_errors(func):
 
 # extract, score and calibrate: a decoder that hangs costs its video, not the run
 decode_timeout_option = click.option(
-    "--decode-timeout", default=600.0, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+    "--decode-timeout", default=DECODE_TIMEOUT_S, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
     help="A video whose decoder gives no frames for this long (a decoder that hangs) fails with one line and the "
-    "others go on; 0: wait for ever. Decoding in the main process (extract --workers 0) always waits.")
+    "others go on; 0: wait for ever. extract --workers 0 decodes in the main process and always waits.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,6 +18,11 @@ class VideoDecodeError(VadpipeError):
     """A video could not be opened or decoded (missing, not a video, corrupt, empty)."""
 
 
+# seconds a decoder may give no frames before its video is a VideoDecodeError (--decode-timeout of extract,
+# score and calibrate); here because the CLI, which imports no torch, and the commands' options share it
+DECODE_TIMEOUT_S = 600.0
+
+
 class RecipeMismatchError(VadpipeError):
     """Features or a checkpoint were made with a different recipe than the one asked for."""
 

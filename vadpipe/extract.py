@@ -30,7 +30,7 @@ from .claims import Owner, release_claim, writer_lock
 from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
                              is_stall, is_worker_crash, one_line, stall_reason, worker_init)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
-from .errors import ConfigError, OutputWriteError, VadpipeError, printable
+from .errors import DECODE_TIMEOUT_S, ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
                        unmatched_rows_warning, video_ids, walk_videos)
 from .progress import progress_bar
@@ -98,7 +98,7 @@ class ExtractOptions:
     progress: bool = True
     shard: Shard = Shard()
     max_crash_retries: int = 1    # a video whose decoder kills its worker twice is recorded as failed
-    decode_timeout: float = 600.0  # seconds with no item from any decode worker before the video a worker has
+    decode_timeout: float = DECODE_TIMEOUT_S  # seconds with no item from any decode worker before the video a worker has
     # been at that long is given up (a decoder that hangs); 0: wait for ever. Decode workers only (workers >= 1)
     accept_damaged: bool = False  # keep the features of damaged clips (status "damaged"), else "failed"
 

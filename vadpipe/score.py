@@ -37,7 +37,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 import numpy as np
 
 from . import __version__, atomic
-from .errors import CheckpointError, RecipeMismatchError, VadpipeError
+from .errors import DECODE_TIMEOUT_S, CheckpointError, RecipeMismatchError, VadpipeError
 from .intervals import (Interval, NativeFrames, find_intervals, frame_times, runs_above, snippet_reach,
                         snippets_to_frames)
 from .video_checks import frame_index_to_time
@@ -74,7 +74,7 @@ class ScoreOptions:
     fps: Optional[float] = None       # frame rate of features whose manifest does not say
     gt: Optional[Path] = None
     progress: bool = True
-    decode_timeout: float = 600.0     # a clip whose decoder gives nothing this long is an error (0: wait for ever)
+    decode_timeout: float = DECODE_TIMEOUT_S   # a clip whose decoder gives nothing this long is an error (0: for ever)
     decode_process: bool = True       # decode in a child process (a decoder that crashes costs its clip); False:
                                       # in a thread of this one (tools/bench_score.py --decode thread)
 

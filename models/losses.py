@@ -33,7 +33,8 @@ long video's top-k stays a tenth of its candidates instead of a third of them.
 ``k_share`` > 0 makes k follow each video's real length (max(1, ⌈share·T⌉), not a fixed 3 whatever
 T); ``k_upto`` > 0 lets each row's k grow from there to every top candidate the head scores at least
 ``k_level``, at most ⌈k_upto·T⌉ (k follows the event's length as the head reads it: a short event keeps a
-small k, a long one is learnt whole); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2 (finite logits: no ties at 0/1).
+small k, a long one is learnt whole); ``label_smoothing`` ε moves every BCE target to ε/2 / 1 − ε/2
+(finite logits: no ties at 0/1).
 
 Top-k segments are chosen by representation norm (``topk_by = "magnitude"``,
 RTFM) or by score; a head without a representation always uses scores. Two

@@ -263,3 +263,23 @@ def test_decode_timeout_reaches_score_and_calibrate(clip, ckpt, monkeypatch, com
     result = CliRunner().invoke(main, [command, str(clip), "--checkpoint", str(ckpt), "--decode-timeout", "42"])
     assert result.exit_code == 0, result.output
     assert seen[0].decode_timeout == 42.0
+
+
+def test_a_decode_process_that_leaves_early_or_exits_is_the_clips_error(clip, recipe, monkeypatch):
+    """A child that stops without its closing item, or exits with a status, is a VideoDecodeError naming the clip."""
+    import os
+
+    from vadpipe import decode_process
+    from vadpipe.errors import VideoDecodeError
+
+    monkeypatch.setattr(decode_process._ClipBatches, "__iter__", lambda self: iter(()))
+    with pytest.raises(VideoDecodeError, match=r"clip.mp4: the decode process ended before the clip did"):
+        list(decode_process.DecodeProcess(str(clip), recipe, BATCH))
+
+    def exits(self):
+        os._exit(3)
+        yield
+
+    monkeypatch.setattr(decode_process._ClipBatches, "__iter__", exits)
+    with pytest.raises(VideoDecodeError, match=r"clip.mp4: the decoder crashed its process \(exit status 3\)"):
+        list(decode_process.DecodeProcess(str(clip), recipe, BATCH))

@@ -89,6 +89,8 @@ class DecodeProcess:
             while True:
                 try:
                     kind, value = next(items)
+                except StopIteration:   # the child left without its closing item (it always sends one)
+                    raise VideoDecodeError(f"{self.path}: the decode process ended before the clip did") from None
                 except RuntimeError as exc:
                     if is_stall(exc):
                         raise VideoDecodeError(f"{self.path}: {stall_reason(self.timeout_s)}") from None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -286,7 +286,7 @@ class ClipFeatures:
         self.stall_s = stall_s
         self.seconds = 0.0
 
-    def _batches(self) -> Iterator[torch.Tensor]:
+    def _batches(self) -> Iterable[torch.Tensor]:
         if self.isolate:
             from .decode_process import DecodeProcess
 

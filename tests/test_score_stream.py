@@ -163,7 +163,8 @@ def test_a_decoder_that_hangs_costs_its_clip_and_the_next_is_scored(clip, ckpt, 
     """The first clip's decoder never returns: after --decode-timeout that clip is one error line, the next
     clip is scored, the exit code is 1, and the hung decoder's process is gone."""
     _decoder_that(monkeypatch, "/clip.mp4", lambda: time.sleep(120))
-    code, errors, seconds = _score_two(clip, tmp_path, ckpt=ckpt, decode_timeout=5.0)   # the others fork, open, decode in it
+    # 5 s: the other clip's fork, open and first batch come within it on a loaded machine
+    code, errors, seconds = _score_two(clip, tmp_path, ckpt=ckpt, decode_timeout=5.0)
     assert code == 1 and seconds < 60
     assert errors == [f"error: {clip}: decoding stalled: no frames from its decoder in 5 s (--decode-timeout)"]
     assert (tmp_path / "s" / "again.json").is_file() and not (tmp_path / "s" / "clip.json").exists()

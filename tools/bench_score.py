@@ -80,6 +80,7 @@ def worker(args) -> None:
     scorer = Scorer(Path(args.checkpoint), options)
     scorer.backbone                      # load the weights outside the timed part
     setup = time.perf_counter() - t0
+
     def children_cpu() -> float:   # the decode process's, once it is reaped
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return usage.ru_utime + usage.ru_stime
@@ -101,7 +102,8 @@ def run_config(args, clip: Path, backbone: str, crops: int, folder: Path) -> dic
     kind = make_checkpoint(ckpt, backbone, preset, args.weights)
     cmd = [sys.executable, __file__, "--worker", "--clip", str(clip), "--checkpoint", str(ckpt),
            "--out", str(folder / "out"), "--threads", str(args.threads), "--device", args.device,
-           "--weights", args.weights, "--decode", args.decode] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+           "--weights", args.weights, "--decode", args.decode]
+    cmd += ["--batch-size", str(args.batch_size)] if args.batch_size else []
     done = subprocess.run(cmd, capture_output=True, text=True)   # the environment as is: vadpipe as installed
     if done.returncode != 0:
         raise SystemExit(f"{backbone} x{crops} failed:\n{done.stderr[-2000:]}")
@@ -153,7 +155,8 @@ def main() -> None:
                 rtf_cpu = f"{r['duration'] / (r['cpu_s'] / args.threads):>6.2f}x" if args.device == "cpu" else "-"
                 print(f"{backbone:<14} {r['weights']:<7} {crops:>5} {r['snippets']:>8} {t['extract_s']:>9.1f} "
                       f"{t['head_s']:>7.2f} {r['rtf']:>5.2f}x {r['cpu_s']:>6.1f} {rtf_cpu:>7} "
-                      f"{r['peak_mb']:>8.0f} {r['child_peak_mb'] if args.decode == 'process' else 0:>10.0f}", flush=True)
+                      f"{r['peak_mb']:>8.0f} {r['child_peak_mb'] if args.decode == 'process' else 0:>10.0f}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from . import encode   # its names looked up when used: encode imports this module only inside ClipFeatures
 from .decode_workers import identity, is_stall, is_worker_crash, one_line, stall_reason, worker_init
 from .errors import VideoDecodeError
 from .recipe import Recipe
@@ -38,11 +39,9 @@ class _ClipBatches(IterableDataset):
         self.path, self.recipe, self.batch_size = path, recipe, batch_size
 
     def __iter__(self):
-        from .encode import reader_for, snippet_batches   # encode imports this module
-
         try:
-            reader = reader_for(self.path, self.recipe)
-            for batch in snippet_batches(reader, self.recipe, self.batch_size):
+            reader = encode.reader_for(self.path, self.recipe)
+            for batch in encode.snippet_batches(reader, self.recipe, self.batch_size):
                 yield "batch", batch
             yield "end", DecodedClip(reader.info, np.asarray(reader.frame_times))
         except Exception as exc:   # raised again in the scoring process, as the decode thread's would be
@@ -76,7 +75,8 @@ class DecodeProcess:
     is its DecodedClip once they are all through. A child that dies or gives nothing for ``timeout_s``
     (> 0) seconds is a VideoDecodeError naming the file."""
 
-    def __init__(self, path: str, recipe: Recipe, batch_size: int, prefetch: int = 2, timeout_s: float = 0.0):
+    def __init__(self, path: str, recipe: Recipe, batch_size: int, prefetch: int = encode.PREFETCH_BATCHES,
+                 timeout_s: float = 0.0):
         self.path, self.timeout_s = str(path), float(timeout_s)
         self.loader = DataLoader(_ClipBatches(self.path, recipe, batch_size), batch_size=None, num_workers=1,
                                  collate_fn=identity, timeout=self.timeout_s, worker_init_fn=worker_init,

@@ -98,8 +98,9 @@ class ExtractOptions:
     progress: bool = True
     shard: Shard = Shard()
     max_crash_retries: int = 1    # a video whose decoder kills its worker twice is recorded as failed
-    decode_timeout: float = DECODE_TIMEOUT_S  # seconds with no item from any decode worker before the video a worker has
-    # been at that long is given up (a decoder that hangs); 0: wait for ever. Decode workers only (workers >= 1)
+    # seconds with no item from any decode worker before the video a worker has been at that long is given up
+    # (a decoder that hangs); 0: wait for ever. Decode workers only (workers >= 1)
+    decode_timeout: float = DECODE_TIMEOUT_S
     accept_damaged: bool = False  # keep the features of damaged clips (status "damaged"), else "failed"
 
 

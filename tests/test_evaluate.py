@@ -183,6 +183,10 @@ def test_eval_run_scores_resampled_features_as_vadpipe_score_does(tmp_path):
     assert all(a.action != "mismatch" and "own" in a.detail for a in res.alignments)
     again = evaluate_score_path(out / "scores", tmp_path / "gt.json")
     assert again.metrics == res.metrics                     # index.json keeps the source's frames
+    by_id = {gt.id: gt for gt in gts}                       # RTFM's concatenated gt counts the videos' own frames
+    np.save(tmp_path / "gt.npy", np.concatenate([by_id[v].labels(by_id[v].frames)[0] for v in read_scores(
+        out / "scores").scores]))
+    assert evaluate_score_path(out / "scores", tmp_path / "gt.npy").metrics == res.metrics
     assert run_score([str(tmp_path / "f")], checkpoint=str(tmp_path / "head.pt"), echo=lambda s: None,
                      options=ScoreOptions(out_dir=tmp_path / "scored", threshold="0.5", progress=False)) == 0
     ss = read_scores(out / "scores")

@@ -397,12 +397,13 @@ def read_scores(path: str | Path) -> ScoreSet:
 
 def load_gt_for(score_set: ScoreSet, gt: str | Path, gt_format: str = "auto",
                 ucf_convention: str = "1-based-inclusive") -> Dict[str, VideoGT]:
-    """The ground truth for a score set (a concatenated gt is split in the set's order and snippet counts)."""
-    order = list(score_set.scores)
+    """The ground truth for a score set (a concatenated gt is split in the set's order and snippet counts, or
+    by the videos' own frame counts when a recipe resampled them: a gt counts those)."""
+    order, native = list(score_set.scores), score_set.native
     return load_ground_truth(gt, gt_format, ucf_convention, order=order,
                              snippets=[score_set.scores[i].size for i in order],
-                             frames=[score_set.frames.get(i) for i in order], snippet_len=score_set.snippet_len,
-                             stride=score_set.stride)
+                             frames=[native[i].frames if i in native else score_set.frames.get(i) for i in order],
+                             snippet_len=score_set.snippet_len, stride=score_set.stride, resampled=bool(native))
 
 
 def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: float = 0.5,

@@ -205,18 +205,20 @@ def read_frame_masks(folder: str | Path) -> Dict[str, VideoGT]:
 
 def split_concat_gt(gt: np.ndarray, ids: Sequence[str], snippets: Sequence[int],
                     frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16,
-                    origin: str = "gt", stride: Optional[int] = None) -> Dict[str, VideoGT]:
+                    origin: str = "gt", stride: Optional[int] = None,
+                    resampled: bool = False) -> Dict[str, VideoGT]:
     """Per-video masks from a concatenated gt in list order, split by the frames the snippets reach
-    (T·16 for the usual non-overlapping snippets) or by frame counts."""
+    (T·16 for the usual non-overlapping snippets) or by frame counts. ``resampled``: the snippets are of a
+    resampling recipe's frames, ``frames`` the videos' own (what a gt counts): split by those only."""
     from .intervals import reach_rule, snippet_reach
 
     gt = np.asarray(gt).reshape(-1)
     by_snippets = [snippet_reach(t, snippet_len, stride) for t in snippets]
     reach = reach_rule(snippet_len, stride)
-    if sum(by_snippets) == gt.size:
+    if sum(by_snippets) == gt.size and not resampled:
         lengths, how = by_snippets, f"split by {reach}" + (" (RTFM)" if reach.startswith("T*") else "")
     elif frames is not None and all(f is not None for f in frames) and sum(frames) == gt.size:
-        lengths, how = list(frames), "split by manifest frame counts"
+        lengths, how = list(frames), "split by " + ("the videos' own" if resampled else "manifest") + " frame counts"
     else:
         known = f", frame counts sum to {sum(frames)}" if frames is not None and all(
             f is not None for f in frames) else ""
@@ -247,9 +249,9 @@ def detect_format(path: str | Path) -> str:
 def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str = "1-based-inclusive",
                       order: Optional[Sequence[str]] = None, snippets: Optional[Sequence[int]] = None,
                       frames: Optional[Sequence[Optional[int]]] = None, snippet_len: int = 16,
-                      stride: Optional[int] = None) -> Dict[str, VideoGT]:
+                      stride: Optional[int] = None, resampled: bool = False) -> Dict[str, VideoGT]:
     """{video id: VideoGT}. A concatenated gt needs ``order`` (ids in list order) and ``snippets`` (T each,
-    of ``snippet_len`` frames every ``stride``)."""
+    of ``snippet_len`` frames every ``stride``; ``resampled``: see ``split_concat_gt``)."""
     path = Path(path)
     if not path.exists():
         raise GroundTruthError(f"{path}: no such ground-truth file or folder")
@@ -265,7 +267,7 @@ def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str =
             raise GroundTruthError(f"{path}: a concatenated gt needs the videos in list order "
                                    "(evaluate features or a score folder that records its order)")
         return split_concat_gt(read_array(path, what="ground truth", error=GroundTruthError), order, snippets, frames,
-                               snippet_len, str(path), stride)
+                               snippet_len, str(path), stride, resampled)
     raise ConfigError(f"unknown gt format {fmt!r} (auto, json, ucf, masks, concat)")
 
 

@@ -284,3 +284,58 @@ def test_a_decode_process_that_leaves_early_or_exits_is_the_clips_error(clip, re
     monkeypatch.setattr(decode_process._ClipBatches, "__iter__", exits)
     with pytest.raises(VideoDecodeError, match=r"clip.mp4: the decoder crashed its process \(exit status 3\)"):
         list(decode_process.DecodeProcess(str(clip), recipe, BATCH))
+
+
+DECODER_OF_A_KILLED_PROCESS = """
+import os, sys, time
+from vadpipe import decode_process
+from vadpipe.extractors.presets import make_recipe
+
+def stuck(self):                      # a decoder stuck where torch's check of its parent never runs
+    with open(sys.argv[1] + ".tmp", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(120)
+    yield
+
+decode_process._ClipBatches.__iter__ = stuck
+list(decode_process.DecodeProcess("clip.mp4", make_recipe("i3d-inception", "tiny", weights_sha256=None), 2))
+"""
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (a container's init may not reap the orphans it adopts)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_decode_child_dies_with_a_process_killed_by_sigkill(tmp_path):
+    """`kill -9` of the scoring process while its decode child is stuck: the child goes too (the kernel's
+    parent-death signal), not 120 s later; extract's decode workers start the same way."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", DECODER_OF_A_KILLED_PROCESS, str(pid_file)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():
+            assert parent.poll() is None and time.monotonic() < deadline, "the decode child never started"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        assert not _gone(child)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not _gone(child):
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the decode child outlived its killed parent")

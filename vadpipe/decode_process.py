@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from . import encode   # its names looked up when used: encode imports this module only inside ClipFeatures
-from .decode_workers import identity, is_stall, is_worker_crash, one_line, stall_reason, worker_init
+from .decode_workers import (decode_worker_init, identity, is_stall, is_worker_crash, one_line,
+                             stall_reason)
 from .errors import VideoDecodeError
 from .recipe import Recipe
 from .video import VideoInfo
@@ -79,7 +80,8 @@ class DecodeProcess:
                  timeout_s: float = 0.0):
         self.path, self.timeout_s = str(path), float(timeout_s)
         self.loader = DataLoader(_ClipBatches(self.path, recipe, batch_size), batch_size=None, num_workers=1,
-                                 collate_fn=identity, timeout=self.timeout_s, worker_init_fn=worker_init,
+                                 collate_fn=identity, timeout=self.timeout_s,
+                                 worker_init_fn=decode_worker_init(),
                                  prefetch_factor=max(1, prefetch))
         self.clip: Optional[DecodedClip] = None
 

@@ -7,9 +7,13 @@ chunks into batches of exactly n snippets, possibly from several videos.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import multiprocessing
 import os
 import re
+import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -183,8 +187,33 @@ def identity(item):
     return item
 
 
-def worker_init(_worker_id: int) -> None:
+PR_SET_PDEATHSIG = 1       # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel SIGKILL this process when the thread that forked it ends (with its process,
+    a ``kill -9`` included): a decoder stuck in C code never reaches torch's own parent check, which runs
+    between items, and would live on holding the clip and the feature folder's lock. Elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        if ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:       # it died before the prctl: no signal will come
+        os._exit(1)
+
+
+def worker_init(_worker_id: int, parent: int = 0) -> None:
     torch.set_num_threads(1)  # a decode worker is one core; the model gets the others
+    if parent:
+        die_with_parent(parent)
+
+
+def decode_worker_init() -> functools.partial:
+    """``worker_init`` for loaders started by this process: its workers end with it."""
+    return functools.partial(worker_init, parent=os.getpid())
 
 
 def is_worker_crash(exc: BaseException) -> bool:

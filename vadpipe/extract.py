@@ -27,8 +27,8 @@ import torch
 
 from . import resume
 from .claims import Owner, release_claim, writer_lock
-from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, identity,
-                             is_stall, is_worker_crash, one_line, stall_reason, worker_init)
+from .decode_workers import (Batcher, Claims, DecodeStream, VideoEnd, VideoJob, crashed_pids, decode_worker_init,
+                             identity, is_stall, is_worker_crash, one_line, stall_reason)
 from .encode import SnippetEncoder, build_recipe, release_freed_memory
 from .errors import DECODE_TIMEOUT_S, ConfigError, OutputWriteError, VadpipeError, printable
 from .features import (FeatureStore, KeyIndex, ManifestRecord, feature_filename, label_from_folders, read_labels_csv,
@@ -274,7 +274,8 @@ class Extractor:
         self._stream = stream
         loader = torch.utils.data.DataLoader(
             stream, batch_size=None, num_workers=workers, collate_fn=identity,
-            pin_memory=self.encoder.device.type == "cuda", worker_init_fn=worker_init if workers else None,
+            pin_memory=self.encoder.device.type == "cuda",
+            worker_init_fn=decode_worker_init() if workers else None,
             prefetch_factor=2 if workers else None, in_order=False,
             timeout=self.options.decode_timeout if workers else 0)
         items = iter(loader)

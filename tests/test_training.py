@@ -81,10 +81,22 @@ def _state(run, which):
     return read_checkpoint(run, which)
 
 
-def test_resume_equals_uninterrupted(world, tmp_path):
+@pytest.mark.parametrize("fitted", [False, True])
+def test_resume_equals_uninterrupted(world, tmp_path, fitted):
+    """A finished run extended (8 -> 12) as if it had run 12 at once; ``fitted``: with terms fitted after
+    training (normal statistics, pseudo-label stage, score levels), which the finish at 8 put in last.pt
+    and which the loop's validation must not see."""
     kw = dict(eval_every=4, beta=4, log_every=2)    # dynamic label updates at 4 and 8, saves at 4, 8, 12
-    full = train(small_cfg(world / "train", 12, **kw), out=tmp_path / "full", progress=False)
-    part = train(small_cfg(world / "train", 8, **kw), out=tmp_path / "part", progress=False)
+
+    def cfg(iterations):
+        out = small_cfg(world / "train", iterations, **kw)
+        if fitted:
+            out.model.normal_weight, out.model.pseudo_weight, out.model.score_levels = 0.5, 1.0, "calibrated"
+            out.train.val_gt = str(world / "train" / "gt.json")
+        return out
+
+    full = train(cfg(12), out=tmp_path / "full", progress=False)
+    part = train(cfg(8), out=tmp_path / "part", progress=False)
     resumed = resume(part.run_dir, iterations=12, progress=False)
     assert resumed.run_dir == part.run_dir.resolve()
     for which in ("last", "best"):

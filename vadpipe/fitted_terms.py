@@ -1,5 +1,6 @@
 """What is fitted on a trained head, never by its optimiser: its normal statistics, its pseudo-label stage
-(and that stage's unit), a pair's logit scale; and which videos each fit sees.
+(and that stage's unit), a pair's logit scale (and, in vadpipe.calibration, its score levels); and which
+videos each fit sees.
 
 Normal statistics are fitted on the normal *training* videos and the pseudo-label stage on all of them; with
 ``model.terms_fit`` "all" the held-out normal videos join them once the head has trained (:func:`terms_videos`,
@@ -18,6 +19,25 @@ from .data import FeatureSet
 
 def state_copy(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def fitted_term_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """The entries of ``model``'s state dict that are fitted once it has trained (normal statistics,
+    pseudo-label stage, score levels, a pair's logit scale), copied: taken from a head as built, they are
+    the unfitted terms a resumed run's validation must see, as the uninterrupted run's did."""
+    from .models.levels import ScoreLevels
+    from .models.normal_stats import NormalStats
+    from .models.pair import StandardisedPair
+    from .models.pseudo_stage import PseudoStage
+
+    state: Dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, (NormalStats, PseudoStage, ScoreLevels)):
+            state.update({prefix + k: v.detach().clone() for k, v in module.state_dict().items()})
+        elif isinstance(module, StandardisedPair):
+            state.update({prefix + k: getattr(module, k).detach().clone() for k in ("location", "scale")})
+    return state
 
 
 def crop_rows(video, device: torch.device) -> torch.Tensor:

@@ -39,8 +39,8 @@ from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, ope
 from .device import autocast, resolve_device
 from .errors import CheckpointError, ConfigError, FeatureStoreError
 from .features import MANIFEST_FILE, remove_leftovers
-from .fitted_terms import (fit_member_terms, fit_scene_record, fit_terms, held_out_normals, member_terms_videos,
-                           terms_videos)
+from .fitted_terms import (fit_member_terms, fit_scene_record, fit_terms, fitted_term_state, held_out_normals,
+                           member_terms_videos, terms_videos)
 from .models.dynamic_labels import DynamicLabels
 from .models.ensemble import bagged_members, members_of
 from .models.losses import needs_prior, ranking_values
@@ -239,7 +239,9 @@ class _Trainer:
     # --- state --------------------------------------------------------------------------------
     def _restore(self, ckpt: Checkpoint) -> None:
         last = ckpt.last
-        self.model.load_state_dict(ckpt.model)
+        # a finished run's last.pt carries the terms fitted after its last step: the loop (its validation
+        # above all) goes on with them unfitted, as it ran, and the finish fits them again
+        self.model.load_state_dict({**ckpt.model, **fitted_term_state(self.model)})
         self.opt.load_state_dict(last["optimizer"])
         self.dyn.load_state_dict(last["dynamic_labels"])
         torch.set_rng_state(last["torch_rng"])

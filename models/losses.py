@@ -251,6 +251,9 @@ def compute_losses(scores: Tensor, features: Optional[Tensor], n_anomalous: int,
         idx = topk_indices(rank_by, int(ks.max()), mask)
     else:
         ks, idx = None, topk_indices(rank_by, cfg.k, mask)
+        if mask is not None:   # a video shorter than k counts its real segments only, never padding
+            real = k_per_row(mask, n_rows, t, cfg.k, 0.0, scores.device)
+            ks = real if bool((real < idx.shape[1]).any()) else None
 
     terms: Dict[str, Tensor] = {}
     weights = {"mag": cfg.w_mag, "cls": cfg.w_cls, "rank": cfg.w_rank, "sparse": cfg.w_sparse,

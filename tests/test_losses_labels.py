@@ -126,6 +126,28 @@ def test_classifier_video_mean_target_rtfm():
     assert terms["cls"].item() == pytest.approx(torch.nn.functional.binary_cross_entropy(p, y).item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("target", ["video-mean", "dynamic"])
+def test_a_fixed_k_counts_only_the_real_segments_of_a_video_shorter_than_k(target):
+    """k = 3 over padded rows: the one-segment video's top-k is that segment, not two padded zeros beside it
+    (the classifier term as if each row stood alone; the magnitude term likewise)."""
+    scores = torch.tensor([[0.7, 0.0, 0.0, 0.0], [0.2, 0.3, 0.1, 0.4]])
+    mask = torch.tensor([[True, False, False, False], [True, True, True, True]])
+    feats = torch.zeros(2, 4, 2)
+    feats[0, 0, 0], feats[1, :, 0] = 5.0, torch.tensor([1.0, 2.0, 3.0, 4.0])
+    targets = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    terms = compute_losses(scores, feats, 1, targets, _cfg(w_cls=1.0, w_mag=1.0, topk_by="score", k=3,
+                                                           cls_target=target, margin=10.0), mask)
+    bce = torch.nn.functional.binary_cross_entropy
+    if target == "video-mean":
+        cls = bce(torch.tensor([0.7, 0.3]), torch.tensor([1.0, 0.0]))
+    else:   # the mean over the kept entries: 1 of row 0, 3 of row 1
+        cls = (bce(torch.tensor(0.7), torch.tensor(1.0), reduction="sum")
+               + bce(torch.tensor([0.4, 0.3, 0.2]), torch.zeros(3), reduction="sum")) / 4
+    assert terms["cls"].item() == pytest.approx(cls.item(), rel=1e-5)
+    g_n = (4.0 + 2.0 + 1.0) / 3                # the normal row's top 3 by score: segments 3, 1, 0
+    assert terms["mag"].item() == pytest.approx(((10.0 - 5.0) + g_n) ** 2, rel=1e-5)
+
+
 def test_total_is_the_weighted_sum():
     torch.manual_seed(0)
     scores, feats = torch.rand(4, 6), torch.rand(4, 6, 5) * 10

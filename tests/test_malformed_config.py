@@ -57,6 +57,28 @@ def test_config_not_shaped_like_a_config_or_of_the_wrong_type(tmp_path, text, ca
     assert one_error(train_with(path)) == f"error: {path}: {cause}"
 
 
+@pytest.mark.parametrize("setting,cause", [
+    ("train.lr=nan", "train.lr = nan: every number must be finite"),
+    ("train.epochs=inf", "train.epochs = inf: every number must be finite"),
+    ("model.normal_weight=inf", "model.normal_weight = inf: every number must be finite"),
+    ("train.calibration_quantiles=", "train.calibration_quantiles is empty: give at least one quantile in (0, 1) "
+                                     "(the auto threshold is one of them)"),
+    ("train.lr=-1", "train.lr must be > 0 and train.weight_decay >= 0, got -1.0 and 0.005"),
+    ("model.dropout=1.5", "model.dropout must lie in [0, 1), got 1.5"),
+    ("train.loss.w_cls=-1", "train.loss.w_cls must be >= 0, got -1.0"),
+    ("model.hidden=0", "model.hidden must be one or more positive integers (the scorer's layer widths), got (0,)"),
+    ("train.checkpoint_minutes=-1", "train.checkpoint_minutes must be >= 0 (0: after every iteration), got -1.0"),
+])
+def test_numbers_a_run_cannot_use_are_one_line_before_training(tmp_path, setting, cause):
+    """Each used to be torch's traceback mid-run (lr, dropout, epochs) or a run that trained nothing or
+    wrote NaN thresholds without a word (a negative loss weight, hidden 0, normal_weight inf)."""
+    make_store(tmp_path / "f", 2, 2, dim=16, seed=0)
+    result = CliRunner().invoke(main, ["train", "--features", str(tmp_path / "f"), "--device", "cpu",
+                                       "--no-progress", "--out", str(tmp_path / "run"), "--set", setting])
+    assert one_error(result) == f"error: {cause}"
+    assert not (tmp_path / "run").exists()
+
+
 def test_config_yaml_values_are_typed_as_set_overrides_are(tmp_path):
     """PyYAML reads 1e-4 (no dot) as text and 3.0e+2 as a float: both take the field's type, as --set does."""
     path = tmp_path / "ok.yaml"

@@ -17,6 +17,7 @@ article's ablations, another head's own losses and ``--set`` overrides build on 
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,3 +526,46 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.calibration_quantiles must lie in (0, 1): {t.calibration_quantiles}")
     if t.calibration_pooling not in POOLINGS:
         raise ConfigError(f"train.calibration_pooling={t.calibration_pooling!r}: choose one of {', '.join(POOLINGS)}")
+    validate_ranges(cfg)
+
+
+def non_finite(obj, prefix: str) -> Optional[str]:
+    """The first field under a config dataclass that holds NaN or an infinity (tuples' items too), or None."""
+    for f in dataclasses.fields(obj):
+        value, name = getattr(obj, f.name), f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            found = non_finite(value, name)
+            if found:
+                return found
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, float) and not math.isfinite(item):
+                return f"{name} = {value!r}"
+    return None
+
+
+def validate_ranges(cfg: Config) -> None:
+    """Numbers a run cannot use: NaN or infinite anywhere, and the optimiser's, dropouts' and losses'
+    ranges (each would otherwise surface mid-run as torch's traceback, or train nothing without a word)."""
+    m, t, loss = cfg.model, cfg.train, cfg.train.loss
+    for part, prefix in ((m, "model"), (t, "train")):
+        if (found := non_finite(part, prefix)) is not None:
+            raise ConfigError(f"{found}: every number must be finite")
+    if not t.lr > 0 or t.weight_decay < 0:
+        raise ConfigError(f"train.lr must be > 0 and train.weight_decay >= 0, got {t.lr} and {t.weight_decay}")
+    for name, value in (("model.dropout", m.dropout), ("model.lt_dropout", m.lt_dropout)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{name} must lie in [0, 1), got {value}")
+    weights = {f"train.loss.{k}": getattr(loss, k) for k in ("w_mag", "w_cls", "w_rank", "w_sparse", "w_smooth",
+                                                             "margin")}
+    for name, value in weights.items():
+        if value < 0:
+            raise ConfigError(f"{name} must be >= 0, got {value}")
+    if t.checkpoint_minutes < 0:
+        raise ConfigError(f"train.checkpoint_minutes must be >= 0 (0: after every iteration), got "
+                          f"{t.checkpoint_minutes}")
+    if not m.hidden or any(not isinstance(h, int) or h < 1 for h in m.hidden):
+        raise ConfigError(f"model.hidden must be one or more positive integers (the scorer's layer widths), "
+                          f"got {m.hidden!r}")
+    if not t.calibration_quantiles:
+        raise ConfigError("train.calibration_quantiles is empty: give at least one quantile in (0, 1) "
+                          "(the auto threshold is one of them)")

@@ -92,12 +92,13 @@ def test_one_seed_range_for_config_and_options(store, config_file, run, tmp_path
 
 
 # --- 2 and 10: a video of another (C, D) ----------------------------------------------------------------
-def test_a_video_of_another_dim_is_one_line_naming_its_npy_before_training(store, tmp_path):
+@pytest.mark.parametrize("pick", ["random", "typical"])    # typical reads the normal videos to draw the split
+def test_a_video_of_another_dim_is_one_line_naming_its_npy_before_training(store, tmp_path, pick):
     for video in ("Normal__normal_0_007.npy", "Fight__fight_0_001.npy"):     # wherever it lies: held out or trained
         mixed = _copy_with_other_dim(store, tmp_path / video[:-4], video)
         out = tmp_path / "runs" / video[:-4]
         with pytest.raises(FeatureStoreError) as err:
-            train(tiny_default(mixed, iterations=4), out=out, progress=False, log=lambda m: None)
+            train(tiny_default(mixed, iterations=4, holdout_pick=pick), out=out, progress=False, log=lambda m: None)
         assert str(err.value) == f"{mixed / video}: 1 crops x 16 dims, expected 1 x 32 like the other videos"
         assert not out.exists() and not (tmp_path / "runs" / "latest").exists()
     # an RTFM list with one 16-d file: the same line, naming the listed file
@@ -314,6 +315,43 @@ def test_eval_errors_name_the_ground_truth_file_and_the_cause(store, run, tmp_pa
 
 
 # --- minor: --iters 0 ------------------------------------------------------------------------------------------
+def test_a_kill_just_after_an_evaluations_last_pt_loses_no_metrics_record(store, tmp_path, monkeypatch):
+    """last.pt of iteration 4 written, then killed: the resumed run's metrics.jsonl is the uninterrupted one's
+    (the records of iteration 4 used to be written after last.pt, and a resume keeps only those in the file)."""
+    from vadpipe import checkpoint
+
+    full = train(tiny_default(store, iterations=8), out=tmp_path / "full", progress=False, log=lambda m: None)
+    save = checkpoint.Checkpoint.save
+
+    def killed_after_last_pt(self, path):
+        save(self, path)
+        if Path(path).name == "last.pt" and self.iteration == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", killed_after_last_pt)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_default(store, iterations=8), out=tmp_path / "part", progress=False, log=lambda m: None)
+    monkeypatch.setattr(checkpoint.Checkpoint, "save", save)
+    resume(tmp_path / "part", progress=False, log=lambda m: None)
+
+    def records(run):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert records(tmp_path / "part") == records(full.run_dir)
+    assert any(r["iteration"] == 4 and "val_auc" in r for r in records(tmp_path / "part"))
+
+
+def test_a_run_that_diverges_is_one_line_naming_the_iteration(store, tmp_path):
+    """lr 1e6: NaN scores in a step or two, which BCE used to stop on with torch's traceback."""
+    res = CliRunner().invoke(main, ["train", "--features", str(store), "--device", "cpu", "--no-progress",
+                                    "--out", str(tmp_path / "div"), "--iters", "20", "--set", "model.heads=4",
+                                    "--set", "model.ffn_dim=32", "--set", "train.lr=1e6"])
+    line = _one_error_line(res)
+    assert line.startswith("error: training diverged at iteration ") and "NaN or infinite" in line, line
+    assert line.endswith("(lower train.lr, now 1e+06, or a loss weight); nothing was saved"), line
+
+
 def test_zero_iterations_keep_iteration_zero(config_file, tmp_path):
     res = CliRunner().invoke(main, ["train", "-c", str(config_file), "--iters", "0", "--out", str(tmp_path / "z"),
                                     "--no-progress"])

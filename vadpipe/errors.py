@@ -35,6 +35,10 @@ class ConfigError(VadpipeError):
     """A configuration value or command-line combination is invalid."""
 
 
+class TrainingDiverged(VadpipeError):
+    """The head's scores or loss became NaN or infinite during training."""
+
+
 class FeatureStoreError(VadpipeError):
     """A feature folder is missing, incomplete or inconsistent."""
 

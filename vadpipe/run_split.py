@@ -134,5 +134,9 @@ def labelled_novelty(data: FeatureSet, labelled: np.ndarray, span: Tuple[int, in
     labels = data.labels()[labelled]
     out = np.full(len(labelled), np.nan)
     normal = np.flatnonzero(labels == 0)
-    out[normal] = video_novelty([data.videos[i] for i in labelled[normal]], span)
+    videos = [data.videos[i] for i in labelled[normal]]
+    shape = data.shape()
+    for video in videos:    # another crop count or D: the one line naming its .npy, not numpy's on the stack
+        video.shaped(shape)
+    out[normal] = video_novelty(videos, span)
     return out

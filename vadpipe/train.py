@@ -37,7 +37,7 @@ from .checkpoint import (OPTIMISTIC_CALIBRATION, Checkpoint, build_model, check_
 from .config import Config, TrainConfig, copy_config, exact_iterations, save_config, validate
 from .data import BalancedSampler, build_bags, choose_crops, load_real_bags, open_features, pad_windows
 from .device import autocast, resolve_device
-from .errors import CheckpointError, ConfigError, FeatureStoreError
+from .errors import CheckpointError, ConfigError, FeatureStoreError, TrainingDiverged
 from .features import MANIFEST_FILE, remove_leftovers
 from .fitted_terms import (fit_member_terms, fit_scene_record, fit_terms, fitted_term_state, held_out_normals,
                            member_terms_videos, terms_videos)
@@ -325,8 +325,14 @@ class _Trainer:
         if self.dyn.due(iteration):
             self._update_labels()
         batches = [self._batch(iteration, m) for m in range(len(self.seeds))]
-        return members_step(members_of(self.model), self.opt, batches, self._loss_at(iteration), self.use_amp,
-                            self._crop_group())
+        try:
+            return members_step(members_of(self.model), self.opt, batches, self._loss_at(iteration), self.use_amp,
+                                self._crop_group())
+        except TrainingDiverged as exc:
+            saved = self.run_dir / "last.pt"
+            kept = f"{saved} keeps the last saved state" if saved.exists() else "nothing was saved"
+            raise TrainingDiverged(f"training diverged at iteration {iteration + 1}: {exc} (lower train.lr, now "
+                                   f"{self.cfg.train.lr:g}, or a loss weight); {kept}") from None
 
     def _loss_at(self, iteration: int):
         """The loss terms of this iteration: the bottom term waits for ``bottom_after`` of the planned
@@ -481,6 +487,7 @@ class _Trainer:
                 if improved or no_metric:
                     self._checkpoint(done, False, {**last_metrics, "selection": self._selection()}).save(
                         self.run_dir / "best.pt")
+                self._write_records()          # before last.pt: a resume keeps the records up to its iteration
                 self._checkpoint(done, True, last_metrics).save(self.run_dir / "last.pt")
                 saved_at = time.monotonic()
                 if metric is not None:

@@ -12,6 +12,7 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from .device import autocast
+from .errors import TrainingDiverged
 from .models.ensemble import members_of
 from .models.losses import compute_losses
 
@@ -43,6 +44,8 @@ def members_step(heads: Sequence[torch.nn.Module], opt: torch.optim.Optimizer, b
     Adam (per-parameter) steps it as if it trained alone: an ensemble's members train independently."""
     per_head = [_head_losses(h, b, loss_cfg, use_amp, crop_group) for h, b in zip(heads, batches)]
     total = sum(terms["total"] for terms in per_head)
+    if not torch.isfinite(total):     # a step on it would carry NaN into every weight
+        raise TrainingDiverged("the loss is " + ("NaN" if torch.isnan(total) else "infinite"))
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
@@ -55,6 +58,8 @@ def _head_losses(head: torch.nn.Module, batch: Batch, loss_cfg, use_amp: bool, c
     with autocast(x.device, "bfloat16" if use_amp else "float32"):
         out = head(x) if mask is None else head(x, mask)
     scores, features = out.scores, out.features
+    if not torch.isfinite(scores).all():   # BCE would stop on them with torch's own words
+        raise TrainingDiverged("the head's scores became NaN or infinite")
     if crop_group > 1:
         scores, features, mask, prior = max_over_crops(scores, features, mask, crop_group, prior)
         targets, n_anomalous = targets[::crop_group], n_anomalous // crop_group

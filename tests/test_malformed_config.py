@@ -61,8 +61,10 @@ def test_config_not_shaped_like_a_config_or_of_the_wrong_type(tmp_path, text, ca
     ("train.lr=nan", "train.lr = nan: every number must be finite"),
     ("train.epochs=inf", "train.epochs = inf: every number must be finite"),
     ("model.normal_weight=inf", "model.normal_weight = inf: every number must be finite"),
-    ("train.calibration_quantiles=", "train.calibration_quantiles is empty: give at least one quantile in (0, 1) "
-                                     "(the auto threshold is one of them)"),
+    ("train.calibration_quantiles=", "train.calibration_quantiles = () must include 0.99: the auto threshold of "
+                                     "score, watch and eval, which the score levels are set on"),
+    ("train.calibration_quantiles=0.95", "train.calibration_quantiles = (0.95,) must include 0.99: the auto "
+                                         "threshold of score, watch and eval, which the score levels are set on"),
     ("train.lr=-1", "train.lr must be > 0 and train.weight_decay >= 0, got -1.0 and 0.005"),
     ("model.dropout=1.5", "model.dropout must lie in [0, 1), got 1.5"),
     ("train.loss.w_cls=-1", "train.loss.w_cls must be >= 0, got -1.0"),

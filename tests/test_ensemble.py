@@ -224,7 +224,7 @@ def test_a_bagged_run_gives_each_member_its_own_pseudo_label_stage_fitted_on_the
 def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_all_of_them(tmp_path):
     """model.bag_folds: the members' held-out shares are disjoint folds covering every normal video (the
     anomalous ones all train, holdout "normal"), so out-of-bag calibration sees every normal video; a
-    class of one video, and folds without bagging, are refused."""
+    class of one video, folds without bagging and bagging with a distance prior are refused."""
     from vadpipe.data import stratified_folds
     from vadpipe.calibration import OUT_OF_BAG
     from vadpipe.train import _Trainer
@@ -252,6 +252,10 @@ def test_bagged_folds_hold_out_every_normal_video_exactly_once_and_calibrate_on_
     loose.model.bag_folds = True
     with pytest.raises(ConfigError, match="bag_folds"):
         validate(loose)
+    by_distance = _small(tmp_path / "f", 3, iterations=6)
+    by_distance.model.bagging, by_distance.train.loss.topk_by = True, "fused"   # its prior sees held-out normals
+    with pytest.raises(ConfigError, match="the distance prior is fitted on every normal training video"):
+        validate(by_distance)
     make_store(tmp_path / "one", 3, 1, dim=16, seed=3, t_range=(5, 20))
     lonely = _small(tmp_path / "one", 2, iterations=2)
     lonely.model.bagging = lonely.model.bag_folds = True

@@ -484,6 +484,12 @@ def validate(cfg: Config) -> None:
     if m.bagging and (m.members < 2 or (t.val_fraction <= 0 and not m.bag_folds) or t.val_features):
         raise ConfigError("model.bagging needs model.members >= 2 and a held-out share (train.val_fraction > 0 "
                           "or model.bag_folds, no train.val_features)")
+    from .models.losses import needs_prior
+
+    if m.bagging and needs_prior(loss):
+        raise ConfigError(f"model.bagging with train.loss.topk_by = {loss.topk_by} / bottom_by = {loss.bottom_by}: "
+                          "the distance prior is fitted on every normal training video, those a member holds "
+                          "out to calibrate on included; not built per member (use topk_by score)")
     if m.bag_folds and not m.bagging:
         raise ConfigError("model.bag_folds divides the held-out videos among bagged members: it needs "
                           "model.bagging = true (and model.members >= 2)")

@@ -195,6 +195,23 @@ def test_resume_iters_replaces_an_epoch_schedule_and_cannot_shrink_the_run(store
     assert read_checkpoint(tmp_path / "ep", "last")["iteration"] == 6
 
 
+def test_resume_refuses_a_training_video_labelled_otherwise_since(store, tmp_path):
+    """The batches were drawn by label: a video relabelled in the manifest since the run began is named."""
+    copy = tmp_path / "relabelled"
+    shutil.copytree(store, copy)
+    train(tiny_default(copy, iterations=4), out=tmp_path / "r", progress=False, log=lambda m: None)
+    trained = read_checkpoint(tmp_path / "r", "last")["last"]["split"]["train"]
+    manifest = copy / "manifest.jsonl"
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for rec in lines:
+        if rec["id"] == trained[0]:
+            was, rec["label"] = rec["label"], 1 - rec["label"]
+    manifest.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    with pytest.raises(FeatureStoreError, match=rf"video '{trained[0]}' was labelled {was} when the run began and "
+                                                rf"is {1 - was} now; cannot resume"):
+        resume(tmp_path / "r", iterations=6, progress=False, log=lambda m: None)
+
+
 def test_resume_takes_device_and_refuses_seed_zero(store, run, tmp_path):
     copy = tmp_path / "cu"
     shutil.copytree(run, copy)

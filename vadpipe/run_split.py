@@ -34,17 +34,23 @@ class RunSplit:
         return ~np.isin(self.train_idx[positions], self.member_held[member])
 
     def record(self, data: FeatureSet) -> Dict[str, list]:
-        """The split as video ids, as ``last.pt`` stores it."""
+        """The split as video ids (and the training videos' labels), as ``last.pt`` stores it."""
         ids = lambda positions: [data.videos[i].id for i in positions]  # noqa: E731
         return {"train": ids(self.train_idx), "val": ids(self.held_idx),
+                "train_labels": [int(data.videos[i].label) for i in self.train_idx],
                 **({"members_val": [ids(held) for held in self.member_held]} if self.member_held else {})}
 
     @classmethod
     def from_record(cls, data: FeatureSet, split: Dict[str, list], why: str) -> "RunSplit":
         """The split a checkpoint recorded, as positions in ``data`` (``why`` opens the error naming a
-        video the features no longer hold)."""
-        return cls(data.positions(split["train"], why), data.positions(split["val"], why),
-                   [data.positions(ids, why) for ids in split.get("members_val", [])])
+        video the features no longer hold, or one labelled otherwise now: the batches were drawn by label)."""
+        out = cls(data.positions(split["train"], why), data.positions(split["val"], why),
+                  [data.positions(ids, why) for ids in split.get("members_val", [])])
+        for i, was in zip(out.train_idx, split.get("train_labels", ())):    # absent in runs before stop 66
+            if data.videos[i].label != was:
+                raise FeatureStoreError(f"{data.origin}: video {data.videos[i].id!r} was labelled {was} when the "
+                                        f"run began and is {data.videos[i].label} now; {why}")
+        return out
 
 
 def labelled_positions(data: FeatureSet, t: TrainConfig, log: Callable[[str], None]) -> np.ndarray:

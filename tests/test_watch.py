@@ -195,12 +195,14 @@ def read_events(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_watching_a_loopback_stream_matches_score(server, ckpt, offline, tmp_path):
+@pytest.mark.parametrize("decode_process", [True, False])     # the child process (default) or a thread
+def test_watching_a_loopback_stream_matches_score(server, ckpt, offline, tmp_path, decode_process):
     snippet_scores, frame_scores, threshold = offline
     opts = WatchOptions(threshold=str(threshold), merge_gap_s=0.2, min_duration_s=0.1, device="cpu",
                         csv=tmp_path / "live.csv", events=tmp_path / "events.jsonl", snapshots=tmp_path / "snaps",
                         on_event=f"echo \"$VADPIPE_EVENT_KIND $VADPIPE_EVENT_ID\" >> {tmp_path / 'hook.txt'}",
-                        stream=StreamOptions(queue_snippets=16, max_reconnects=0, **FAST),
+                        stream=StreamOptions(queue_snippets=16, max_reconnects=0, decode_process=decode_process,
+                                             **FAST),
                         workers=3)            # snippets through the backbone concurrently: still in order
     started = time.monotonic()
     summary = run_watch(f"{server}/clip.ts", checkpoint=str(ckpt), options=opts, warn=lambda s: None)
@@ -273,6 +275,17 @@ def test_drop_option_reaches_the_stream(clip, ckpt, monkeypatch, drop, expected)
     result = CliRunner().invoke(main, ["watch", str(clip), "--checkpoint", str(ckpt), "--drop", drop])
     assert result.exit_code == 0, result.output
     assert seen[0].drop is expected
+
+
+@pytest.mark.parametrize("decode,expected", [(None, True), ("process", True), ("thread", False)])
+def test_decode_option_reaches_the_stream(clip, ckpt, monkeypatch, decode, expected):
+    seen = []
+    monkeypatch.setattr("vadpipe.watch.run_watch", lambda source, options, **kw: seen.append(options.stream)
+                        or SimpleNamespace(exit_code=0))
+    args = ["watch", str(clip), "--checkpoint", str(ckpt)] + (["--decode", decode] if decode else [])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert seen[0].decode_process is expected
 
 
 def test_a_file_with_drop_on_drops_whole_snippets_when_behind(clip, recipe):
@@ -597,6 +610,36 @@ def test_an_event_open_when_the_session_fails_is_closed_by_error(clip, ckpt, tmp
         run_watch(str(clip), checkpoint=str(ckpt), options=opts, echo=echo, warn=lambda line: None)
     events = read_events(tmp_path / "ev.jsonl")
     assert [e["event"] for e in events] == ["start", "end"] and events[1]["closed_by"] == "error"
+
+
+def test_a_decoder_that_crashes_ends_the_source_not_the_watch(clip, ckpt, tmp_path, monkeypatch):
+    """FFmpeg segfaults on the stream after 40 frames: the watch (decoding in a child process) scores what
+    arrived, closes the open event as "source lost", prints one error line naming the signal and its
+    summary, and exits 1; the child is gone."""
+    import faulthandler
+    import multiprocessing
+
+    frames = FrameSource.frames
+
+    def crashes_after_40(self):
+        for n, frame in enumerate(frames(self)):
+            if n == 40:
+                faulthandler.disable()       # pytest's, inherited by the child: no dump of its stack
+                os.kill(os.getpid(), signal.SIGSEGV)
+            yield frame
+
+    monkeypatch.setattr(FrameSource, "frames", crashes_after_40)
+    lines = []
+    opts = WatchOptions(threshold="0", device="cpu", window=2, csv=tmp_path / "c.csv", events=tmp_path / "ev.jsonl",
+                        stream=StreamOptions(**FAST))
+    summary = run_watch(str(clip), checkpoint=str(ckpt), options=opts, warn=lines.append)
+    assert summary.exit_code == 1 and summary.scored == 2 == len(read_csv(tmp_path / "c.csv"))   # frames 0-31
+    assert [line for line in lines if line.startswith("error:")] == [
+        f"error: {clip}: the decoder crashed its process (killed by SIGSEGV)"]
+    assert lines[-1].startswith("watch failed: 2 snippets scored")
+    events = read_events(tmp_path / "ev.jsonl")
+    assert [e["event"] for e in events] == ["start", "end"] and events[1]["closed_by"] == "source lost"
+    assert not multiprocessing.active_children()
 
 
 def test_an_output_folder_that_is_a_file_is_not_a_folder(tmp_path):

@@ -18,7 +18,8 @@ tools/bench_score.make_checkpoint). Reported:
   alert latency  an event's first frame live -> its start line written: one snippet (the event's first
                snippet must end) + its lag, after the window's warm-up (the first W snippets are scored
                together once the W-th arrives); measured on real events when the threshold gives some
-  cpu          CPU seconds of the watch process per stream second (2.0 = both cores all the time)
+  cpu          CPU seconds of the watch process (its decode child's included) per stream second (2.0 = both
+               cores all the time)
   RSS          resident memory after the warm-up and at the end, and its growth per minute
 
 The stream's wall start is the loopback server's first byte; the watch process
@@ -62,6 +63,15 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def children(pid: int) -> list:
+    """The pids of ``pid``'s children (its decode process with --decode process)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
 def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
@@ -80,6 +90,7 @@ def main() -> None:
     parser.add_argument("--pace", choices=["packets", "bytes"], default="packets",
                         help="packets: each frame's packet sent at its decode time, as a camera sends it; "
                              "bytes: the file's bytes evenly over its duration (big key frames arrive late)")
+    parser.add_argument("--decode", choices=["process", "thread"], default="process", help="as `vadpipe watch`")
     parser.add_argument("--workdir", default=None, help="keep the clip and outputs here (default: a temp dir)")
     args = parser.parse_args()
 
@@ -101,7 +112,8 @@ def main() -> None:
             stale.unlink(missing_ok=True)
         print(f"stream: {args.seconds:g} s {args.size} at {args.fps:g} fps over loopback HTTP ({expected} snippets); "
               f"i3d-inception center 1 crop ({weights} weights), LTGS head, window {args.window}, "
-              f"{args.threads} threads, workers {args.workers or 'auto'}, compile {args.compile}, paced by {args.pace}, load average {os.getloadavg()[0]:.1f}", flush=True)
+              f"{args.threads} threads, workers {args.workers or 'auto'}, compile {args.compile}, decode in a "
+              f"{args.decode}, paced by {args.pace}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
         data = clip.read_bytes()
         schedule = packet_schedule(data) if args.pace == "packets" else None
@@ -110,7 +122,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "vadpipe", "watch", url, "--checkpoint", str(ckpt), "--csv", str(csv),
                    "--events", str(events), "--threads", str(args.threads), "--device", "cpu",
                    "--window", str(args.window), "--threshold", args.threshold, "--max-reconnects", "0",
-                   "--compile", args.compile]
+                   "--compile", args.compile, "--decode", args.decode]
             if args.workers is not None:
                 cmd += ["--workers", str(args.workers)]
             if args.weights not in ("auto", "random"):
@@ -118,9 +130,15 @@ def main() -> None:
             launched = time.time()
             proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
-            samples = []                   # (wall time, rss MB, cpu s)
+            samples = []                   # (wall time, rss MB, cpu s: the watch's and its decode child's)
+            child_rss, child_cpu = [], {}  # the decode child's RSS MB (much of it shared since the fork), cpu s
             while proc.poll() is None:
-                samples.append((time.time(), rss_mb(proc.pid), cpu_seconds(proc.pid)))
+                for kid in children(proc.pid):
+                    child_rss.append(rss_mb(kid))
+                    cpu = cpu_seconds(kid)
+                    if not math.isnan(cpu):
+                        child_cpu[kid] = cpu          # kept once it has gone: its seconds were spent
+                samples.append((time.time(), rss_mb(proc.pid), cpu_seconds(proc.pid) + sum(child_cpu.values())))
                 time.sleep(1.0)
             stderr = proc.stderr.read()
             stream_start = server.started.get("/cam.ts")
@@ -150,7 +168,8 @@ def main() -> None:
             minutes = (end[0] - warm[0]) / 60
             cpu_rate = (end[2] - live[0][2]) / max(1e-9, end[0] - live[0][0])
             print(f"  cpu {cpu_rate:.2f} s per stream second; RSS {warm[1]:.0f} MB after warm-up, "
-                  f"{end[1]:.0f} MB at the end: {end[1] - warm[1]:+.0f} MB ({(end[1] - warm[1]) / minutes:+.1f} MB/min)")
+                  f"{end[1]:.0f} MB at the end: {end[1] - warm[1]:+.0f} MB ({(end[1] - warm[1]) / minutes:+.1f} MB/min)"
+                  + (f"; decode child peak {max(child_rss):.0f} MB" if child_rss else ""))
         print("  " + (stderr.strip().splitlines() or [""])[-1])
 
 

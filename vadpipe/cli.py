@@ -627,6 +627,9 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
               help="Drop whole snippets (oldest first, counted) when scoring falls behind, so the lag stays "
                    "bounded. auto: on for network sources and devices; a file is scored whole unless 'on' "
                    "(a camera's growing recording watched for live alerts).")
+@click.option("--decode", type=click.Choice(["process", "thread"]), default="process", show_default=True,
+              help="Decode the source in a child process (a decoder that crashes ends the source, and the watch "
+                   "closes its events and prints its summary) or in a thread of this one (no second process).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N.")
 @click.option("--weights", default=None, help="Backbone weight file, when not in the default place.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads for torch [default: torch's].")
@@ -638,7 +641,7 @@ def calibrate_cmd(paths, run, checkpoint, out, quantiles, pooling, weights, reci
                    "on the quiet 2-core CPU one 2-thread pass was faster than two 1-thread passes].")
 @one_line_errors
 def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duration, csv_path, events, on_event,
-              snapshots, max_reconnects, follow_timeout, drop, device, weights, threads, compile_, workers):
+              snapshots, max_reconnects, follow_timeout, drop, decode, device, weights, threads, compile_, workers):
     """Score a live SOURCE as it arrives: a file (followed while it grows), rtsp:// http:// udp:// tcp://, /dev/videoN.
 
     Every two windows of snippets are judged as `vadpipe score` judges a clip: a block flagged over 90 % or
@@ -660,7 +663,8 @@ def watch_cmd(source, run, checkpoint, window, threshold, merge_gap, min_duratio
                            on_event=on_event, snapshots=Path(snapshots) if snapshots else None, device=device,
                            weights=weights, compile=compile_, workers=workers,
                            stream=StreamOptions(max_reconnects=max_reconnects, follow_timeout_s=follow_timeout,
-                                                drop={"auto": None, "on": True, "off": False}[drop]))
+                                                drop={"auto": None, "on": True, "off": False}[drop],
+                                                decode_process=decode == "process"))
     sys.exit(run_watch(source, checkpoint=checkpoint, run=run, options=options, echo=click.echo).exit_code)
 
 

@@ -9,7 +9,6 @@ loader shuts down (a thread cannot be). The batches are the thread path's, so th
 from __future__ import annotations
 
 import pickle
-import signal
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -18,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from . import encode   # its names looked up when used: encode imports this module only inside ClipFeatures
-from .decode_workers import (decode_worker_init, identity, is_stall, is_worker_crash, one_line,
+from .decode_workers import (decode_worker_init, exit_reason, identity, is_stall, is_worker_crash, one_line,
                              stall_reason)
 from .errors import VideoDecodeError
 from .recipe import Recipe
@@ -61,14 +60,7 @@ def _portable(exc: Exception, path: str) -> Exception:
 def _death(items, exc: BaseException) -> str:
     """How the loader's worker ended ("killed by SIGSEGV", "exit status 3"), else the loader's own words."""
     codes = [w.exitcode for w in getattr(items, "_workers", ()) if w.exitcode]   # the loader's process list
-    if not codes:
-        return one_line(exc)
-    if codes[0] < 0:
-        try:
-            return f"killed by {signal.Signals(-codes[0]).name}"
-        except ValueError:
-            return f"killed by signal {-codes[0]}"
-    return f"exit status {codes[0]}"
+    return exit_reason(codes[0]) if codes else one_line(exc)
 
 
 class DecodeProcess:

@@ -183,6 +183,16 @@ def stall_reason(seconds: float) -> str:
     return f"decoding stalled: no frames from its decoder in {seconds:g} s (--decode-timeout)"
 
 
+def exit_reason(code: Optional[int]) -> str:
+    """How a child process ended, from its exit code: "killed by SIGSEGV", "exit status 3"."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
 def identity(item):
     return item
 

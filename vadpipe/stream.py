@@ -55,6 +55,7 @@ class StreamOptions:
     queue_snippets: int = 3
     drop: Optional[bool] = None      # drop snippets when behind; None: on live sources (URL, device)
     poll_s: float = 0.1              # how often a followed file is checked for growth
+    decode_process: bool = True      # decode in a child process (a decoder's crash ends the source, not watch)
 
 
 @dataclass(frozen=True)
@@ -434,10 +435,43 @@ class _TimedFrames:
         return first, last_t + 1.0 / fps, due
 
 
+def stream_snippets(source: FrameSource, recipe: Recipe) -> Iterator[StreamSnippet]:
+    """``source``'s frames cut into the recipe's snippets, timed, at the model's size (stops once
+    ``source.stop`` is set); a source that gives no frame at all is a StreamError."""
+    from .encode import to_model_size
+    from .extractors.transforms import light_snippets
+
+    # Every snippet is converted and resized; a full queue drops its oldest one (the freshest content
+    # wins). Deciding earlier, at a snippet's first frame, would save its RGB conversion (~0.09 CPU-s on
+    # 640x360) but drop snippets that a short stall would have let through.
+    timed = _TimedFrames(source)
+    for snippet in light_snippets(timed.snippets(recipe.snippet_len, recipe.stride), recipe):
+        fps = source.target_fps or source.stats.native_fps
+        start_s, end_s, due = timed.take(snippet, recipe.stride, fps)
+        yield StreamSnippet(snippet.index, snippet.start_frame, snippet.valid, start_s, end_s, due,
+                            to_model_size([snippet.frames], recipe), snippet.frames[(snippet.valid - 1) // 2].copy())
+        if source.stop.is_set():
+            return
+    if timed.count == 0 and not source.stop.is_set():
+        raise StreamError(f"{source.spec.source}: no decodable frames")
+
+
+def stream_error(exc: Exception, source: str) -> StreamError:
+    """What ended a source, as the one line ``watch`` prints (a StreamError as it is)."""
+    if isinstance(exc, StreamError):
+        return exc
+    if isinstance(exc, VideoDecodeError):        # a frame size vadpipe does not extract, say
+        return StreamError(str(exc))
+    return StreamError(f"{source}: {type(exc).__name__}: {_short(exc)}")
+
+
 @dataclass
 class SnippetStream:
-    """Decodes ``spec`` in a thread into a :class:`SnippetQueue` of recipe snippets. Use as an iterator
-    of StreamSnippet; ``stop()`` ends it early; after the end, ``error`` holds a StreamError if any."""
+    """Decodes ``spec`` into a :class:`SnippetQueue` of recipe snippets, in a child process
+    (``options.decode_process``: a decoder that crashes ends the source, not the watch; see
+    ``stream_process``) or in a thread. Use as an iterator of StreamSnippet; ``stop()`` ends it early;
+    after the end, ``error`` holds a StreamError if any. Start it from a thread that outlives it (the
+    child is tied to the thread that forks it)."""
 
     spec: SourceSpec
     recipe: Recipe
@@ -448,9 +482,12 @@ class SnippetStream:
     def __post_init__(self) -> None:
         drop = self.spec.live if self.options.drop is None else self.options.drop
         self.queue = SnippetQueue(self.options.queue_snippets, drop, self.stop_event)
+        # in a child process this one only names the source and mirrors the child's stats
         self.source = FrameSource(self.spec, self.recipe, self.options, self.stop_event, self.log)
         self.decoded = 0
-        self._thread = threading.Thread(target=self._decode, name="vadpipe-decode", daemon=True)
+        self._child = None
+        target = self._relay if self.options.decode_process else self._decode
+        self._thread = threading.Thread(target=target, name="vadpipe-decode", daemon=True)
         self._started = False
 
     @property
@@ -464,44 +501,55 @@ class SnippetStream:
     def start(self) -> "SnippetStream":
         if not self._started:
             self._started = True
+            if self.options.decode_process:
+                from .stream_process import StreamProcess
+
+                self._child = StreamProcess(self.spec, self.recipe, self.options)
             self._thread.start()
         return self
 
     def stop(self, join_s: float = 2.0) -> None:
         """Ask the decoder to stop; waits a little (a blocked network read ends at its own timeout)."""
         self.stop_event.set()
+        if self._child is not None:
+            self._child.stop()
         if self._started:
             self._thread.join(join_s)
 
-    def _decode(self) -> None:
-        from .encode import to_model_size
-        from .extractors.transforms import light_snippets
+    def _take(self, snippet: StreamSnippet) -> None:
+        self.decoded += 1
+        self.queue.put(snippet)
 
-        recipe = self.recipe
-        # Every snippet is converted and resized; a full queue drops its oldest one in ``put`` (the
-        # freshest content wins). Deciding earlier, at a snippet's first frame, would save its RGB
-        # conversion (~0.09 CPU-s on 640x360) but drop snippets that a short stall would have let through.
-        timed = _TimedFrames(self.source)
-        error: Optional[BaseException] = None
+    def _decode(self) -> None:
+        error: Optional[StreamError] = None
         try:
-            for snippet in light_snippets(timed.snippets(recipe.snippet_len, recipe.stride), recipe):
-                fps = self.source.target_fps or self.source.stats.native_fps
-                start_s, end_s, due = timed.take(snippet, recipe.stride, fps)
-                item = StreamSnippet(snippet.index, snippet.start_frame, snippet.valid, start_s, end_s, due,
-                                     to_model_size([snippet.frames], recipe),
-                                     snippet.frames[(snippet.valid - 1) // 2].copy())
-                self.decoded += 1
-                self.queue.put(item)
+            for snippet in stream_snippets(self.source, self.recipe):
+                self._take(snippet)
                 if self.stop_event.is_set():
                     break
-            if timed.count == 0 and not self.stop_event.is_set():
-                raise StreamError(f"{self.spec.source}: no decodable frames")
-        except VideoDecodeError as exc:
-            if not self.stop_event.is_set():
-                error = exc if isinstance(exc, StreamError) else StreamError(str(exc))
         except Exception as exc:  # noqa: BLE001 - reported by the consumer as one line
-            error = StreamError(f"{self.spec.source}: {type(exc).__name__}: {_short(exc)}")
+            if not (isinstance(exc, VideoDecodeError) and self.stop_event.is_set()):
+                error = stream_error(exc, self.spec.source)
         finally:
+            self.queue.close(error)
+
+    def _relay(self) -> None:
+        """The child's snippets into the queue, its log lines to ``log``, its stats into ``source.stats``."""
+        error: Optional[StreamError] = None
+        try:
+            for kind, value, stats in self._child.items(self.stop_event, self.log):
+                self.source.stats = stats
+                if kind == "end":
+                    error = value
+                    break
+                self._take(value)
+                if self.stop_event.is_set():
+                    break
+        except StreamError as exc:               # the child died (a crash), not while the watch stopped
+            if not self.stop_event.is_set():
+                error = exc
+        finally:
+            self._child.stop()
             self.queue.close(error)
 
     def next_snippet(self, timeout: float) -> Optional[StreamSnippet]:

@@ -371,6 +371,9 @@ def test_snippet_queue_drops_oldest_or_waits():
     started = time.monotonic()
     blocking.put(1)                        # waits for room instead of dropping
     assert time.monotonic() - started >= 0.15 and blocking.dropped == 0
+    stop.set()                             # a stop while it waits: the stream ends there, nothing counted dropped
+    blocking.put(2)
+    assert blocking.dropped == 0 and blocking.get(0) == 1 and blocking.get(0) is None
 
 
 def test_classify_sources(tmp_path):

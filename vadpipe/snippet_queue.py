@@ -31,6 +31,8 @@ class SnippetQueue(Generic[Item]):
             while len(self.items) >= self.size and not self.drop and not self.stop.is_set():
                 self._cond.wait(0.1)
             if len(self.items) >= self.size:
+                if not self.drop:       # stopped while waiting for room: the stream ends before it, not a drop
+                    return
                 self.items.popleft()
                 self.dropped += 1
             self.items.append(item)

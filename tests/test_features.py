@@ -205,6 +205,24 @@ def test_import_layouts_labels_and_no_copy(tmp_path):
         import_feature_folder(src, dest, lambda d, c: result.recipe.replace(resize_short_side=320))
 
 
+def test_a_set_imported_with_its_list_is_read_in_the_lists_order(tmp_path):
+    """An RTFM concatenated gt is built in the test list's order: the imported set keeps that order (its
+    manifest is sorted by id), so `eval` splits the gt where the list put each video; without a list, by id."""
+    from vadpipe.data import open_features
+
+    src = tmp_path / "public"
+    src.mkdir()
+    names = ["Vandalism007_x264", "Abuse028_x264", "Normal_Videos_003_x264"]     # anomalous first, not sorted
+    for t, name in enumerate(names):
+        np.save(src / f"{name}_i3d.npy", np.ones((3 + t, 10, 2048), np.float32))
+    factory = imported_recipe_factory(backbone="i3d-r50", preset="rtfm")
+    import_feature_folder(src, tmp_path / "listed", factory, list_order=[f"/x/{n}_i3d.npy" for n in names],
+                          split_index=2)
+    assert [v.id for v in open_features(tmp_path / "listed").videos] == names
+    import_feature_folder(src, tmp_path / "plain", factory)
+    assert [v.id for v in open_features(tmp_path / "plain").videos] == sorted(names)
+
+
 def test_import_needs_split_index_with_a_list(tmp_path):
     (tmp_path / "src").mkdir()
     np.save(tmp_path / "src" / "a.npy", np.zeros((2, 10, 8), np.float32))

@@ -153,6 +153,8 @@ def _store_set(folder: Path) -> FeatureSet:
     records = store.records(ok_only=True)
     if not records:
         raise FeatureStoreError(f"{folder}: no extracted videos with status ok in {MANIFEST_FILE}")
+    if all(r.list_index is not None for r in records):   # imported with its list: read in the list's order
+        records = sorted(records, key=lambda r: r.list_index)
     videos = [Video(r.id, r.label, r.cls, r.frames, r.T, r.path or r.file,
                     (lambda rec=r: store.load(rec, mmap=True)), str(store.resolve(r.file)) if r.file else None,
                     r.native)

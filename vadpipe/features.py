@@ -283,6 +283,8 @@ class ManifestRecord:
     # Informational: on H.264 the two give the same RGB frames (tools/bench_decoders.py), so features of
     # either match; None for imports and features extracted before it was recorded.
     decoder: Optional[str] = None
+    list_index: Optional[int] = None     # imports with --list: the video's place in the list, the order an
+    #                                      RTFM concatenated gt is built in (the set is read in it)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -290,7 +292,7 @@ class ManifestRecord:
         if self.layout == "TCD":
             out.pop("layout")
         for key in ("files", "damage", "rotation", "vfr", "source_size", "source_mtime_ns", "source_frames",
-                    "source_fps", "decoder"):   # absent, not null
+                    "source_fps", "decoder", "list_index"):   # absent, not null
             if out[key] is None:
                 out.pop(key)
         return out

@@ -197,6 +197,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         raise FeatureStoreError(f"{src}: no .npy files found")
 
     list_labels: Dict[str, int] = {}
+    list_positions: Dict[str, int] = {}    # a video's first entry (its crops' lines follow it)
     list_names = [_list_name(line) for line in list_order or ()]     # the video each list entry stands for
     if list_order is None and split_index is not None:
         raise ConfigError("--split-index needs --list (it counts the anomalous entries at the list's top)")
@@ -207,6 +208,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
             raise ConfigError(f"--split-index {split_index}: the list has {len(list_order)} entries")
         for position, name in enumerate(list_names):
             list_labels[name] = 1 if position < split_index else 0
+            list_positions.setdefault(name, position)
     csv_rows, unmatched = KeyIndex(list(groups)).match(labels) if labels else ({}, [])
     names = {PurePosixPath(vid).name for vid in groups}
     unmatched_list = [line for line, name in zip(list_order or (), list_names) if name not in names]
@@ -280,7 +282,7 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         if vid in csv_rows:
             label, cls = csv_rows[vid].label, csv_rows[vid].cls
         base = ManifestRecord(id=vid, path=str(paths[0]), label=label, cls=cls, recipe_id=recipe.recipe_id,
-                              seconds=0.0)
+                              seconds=0.0, list_index=list_positions.get(name))
         if vid in errors:
             records.append(replace(base, status="failed", error=errors[vid]))
             continue

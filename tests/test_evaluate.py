@@ -242,6 +242,10 @@ def test_match_ids_across_naming_styles():
     assert mapping == {"Abuse__Abuse028_x264": "Abuse028_x264",
                        "Normal_Videos_003_x264_i3d": "Normal_Videos_003_x264"}
     assert match_ids(["a/x", "b/x"], ["x"]) == {}          # ambiguous loose matches are refused
+    # folders that differ are other places, never paired; a folder path that ends the other's is the same
+    assert match_ids(["cam2/clip001", "cam2__clip002"], ["cam1/clip001", "cam1/clip002"]) == {}
+    assert match_ids(["Anomaly/Test019", "Fight__f_0"], ["test/Anomaly/Test019", "Fight/f_0"]) == {
+        "Anomaly/Test019": "test/Anomaly/Test019", "Fight__f_0": "Fight/f_0"}
 
 
 def test_score_files_roundtrip_and_eval_paths(tmp_path):

@@ -279,8 +279,21 @@ def video_key(name: str) -> str:
     return re.sub(r"_(i3d|rgb|features?)$", "", base, flags=re.IGNORECASE)
 
 
+def folder_parts(name: str) -> List[str]:
+    """The folders an id names (``cam1/clip``, or flattened ``cam1__clip``), lower case."""
+    return [part.lower() for part in name.replace("\\", "/").replace("__", "/").split("/")[:-1] if part]
+
+
+def same_place(a: str, b: str) -> bool:
+    """Whether two ids' folders can be one place: one's folders end the other's (``Anomaly/x`` and
+    ``test/Anomaly/x``; an id without folders goes anywhere), so ``cam2/clip001`` is never ``cam1/clip001``."""
+    fa, fb = folder_parts(a), folder_parts(b)
+    short, long_ = sorted((fa, fb), key=len)
+    return not short or long_[len(long_) - len(short):] == short
+
+
 def match_ids(score_ids: Sequence[str], gt_ids: Sequence[str]) -> Dict[str, str]:
-    """score id → gt id: exact ids first, then unambiguous loose keys (video_key)."""
+    """score id → gt id: exact ids first, then unambiguous loose keys (video_key) whose folders agree."""
     gt_set = set(gt_ids)
     loose: Dict[str, List[str]] = {}
     for g in gt_ids:
@@ -290,7 +303,7 @@ def match_ids(score_ids: Sequence[str], gt_ids: Sequence[str]) -> Dict[str, str]
         if s in gt_set:
             out[s] = s
         else:
-            cands = loose.get(video_key(s), [])
+            cands = [g for g in loose.get(video_key(s), []) if same_place(s, g)]
             if len(cands) == 1:
                 out[s] = cands[0]
     taken: Dict[str, int] = {}

@@ -78,6 +78,13 @@ def test_concatenated_gt_split_by_snippets_or_frames_never_truncated(tmp_path):
     np.save(tmp_path / "gt.npy", np.zeros(3))
     with pytest.raises(GroundTruthError, match="list order"):
         load_ground_truth(tmp_path / "gt.npy")
+    for bad in (np.r_[0.0, np.nan, 1.0], np.r_[0, 2, 1], np.r_[0.0, 0.5, 1.0]):   # not labels: refused, not cast
+        np.save(tmp_path / "bad.npy", bad)
+        with pytest.raises(GroundTruthError, match="must hold only 0 and 1"):
+            load_ground_truth(tmp_path / "bad.npy", order=["a"], snippets=[1], snippet_len=3)
+        np.save(tmp_path / "scores.npy", np.r_[0.1, 0.2, 0.3])
+        with pytest.raises(GroundTruthError, match="must hold only 0 and 1"):
+            evaluate_score_path(tmp_path / "scores.npy", tmp_path / "bad.npy")
 
 
 @pytest.mark.parametrize("frames,action", [(48, "exact"), (40, "tail"), (33, "tail"), (50, "extended"),

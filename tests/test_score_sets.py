@@ -140,6 +140,12 @@ def test_text_and_csv_scores(tmp_path):
     (tmp_path / "bad.csv").write_text("1,2,3\n4,5,6\n")
     with pytest.raises(ValueError, match="3 columns"):
         read_text_scores(tmp_path / "bad.csv")
+    (tmp_path / "bom.txt").write_text("0.51\n0.45\n0.9\n", encoding="utf-8-sig")     # as Windows tools write
+    values, how = read_text_scores(tmp_path / "bom.txt")
+    assert values.tolist() == [0.51, 0.45, 0.9] and how == "one score per line"
+    (tmp_path / "comma.txt").write_text("0,5\n0,45\n0,9\n")                          # a decimal comma
+    with pytest.raises(ValueError, match="decimal comma"):
+        read_text_scores(tmp_path / "comma.txt")
 
 
 def _npy_folder(folder, scores):

@@ -51,7 +51,7 @@ import numpy as np
 
 from . import atomic
 from .errors import ConfigError, GroundTruthError
-from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids
+from .groundtruth import NORMAL_CLASSES, VideoGT, detect_format, load_ground_truth, match_ids, read_labels_npy
 from .intervals import FRAME_MODES, NativeFrames, reach_rule, snippet_reach, snippets_to_frames
 from .progress import progress_bar
 from .readers import check_finite, read_array, read_text
@@ -420,7 +420,7 @@ def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
     """RTFM-style: one concatenated frame-score array against one concatenated gt of the same length."""
     s = load_score_array(scores_npy).reshape(-1)
-    y = read_array(gt_npy, what="the ground truth", error=GroundTruthError).reshape(-1).astype(np.int8)
+    y = read_labels_npy(gt_npy, "concatenated ground truth")
     if s.size != y.size:
         raise GroundTruthError(f"{scores_npy} has {s.size} frame scores but {gt_npy} has {y.size} labels; "
                                "refusing to truncate (score per video to align them)")

@@ -191,13 +191,20 @@ def read_ucf_annotation(path: str | Path, convention: str = "1-based-inclusive")
     return out
 
 
+def read_labels_npy(path: str | Path, what: str) -> np.ndarray:
+    """A .npy of frame labels, flat int8; anything but 0 and 1 (NaN, 2, 0.5) is a GroundTruthError: cast as it
+    is, it would be other labels without a word."""
+    labels = read_array(path, what=what, error=GroundTruthError).reshape(-1)
+    if labels.size and not np.isin(np.unique(labels), (0, 1)).all():
+        raise GroundTruthError(f"{path}: a {what} must hold only 0 and 1")
+    return labels.astype(np.int8)
+
+
 def read_frame_masks(folder: str | Path) -> Dict[str, VideoGT]:
     out = GroundTruth(folder)
     for p in sorted(Path(folder).glob("*.npy")):
-        mask = read_array(p, what="frame mask", error=GroundTruthError).reshape(-1)
-        if mask.size and not np.isin(np.unique(mask), (0, 1)).all():
-            raise GroundTruthError(f"{p}: a frame mask must hold only 0 and 1")
-        out[p.stem] = VideoGT(p.stem, int(mask.size), [], None, mask.astype(np.int8), "frame mask")
+        mask = read_labels_npy(p, "frame mask")
+        out[p.stem] = VideoGT(p.stem, int(mask.size), [], None, mask, "frame mask")
     if not out:
         raise GroundTruthError(f"{folder}: no per-video .npy frame masks")
     return out
@@ -266,7 +273,7 @@ def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str =
         if order is None or snippets is None:
             raise GroundTruthError(f"{path}: a concatenated gt needs the videos in list order "
                                    "(evaluate features or a score folder that records its order)")
-        return split_concat_gt(read_array(path, what="ground truth", error=GroundTruthError), order, snippets, frames,
+        return split_concat_gt(read_labels_npy(path, "concatenated ground truth"), order, snippets, frames,
                                snippet_len, str(path), stride, resampled)
     raise ConfigError(f"unknown gt format {fmt!r} (auto, json, ucf, masks, concat)")
 

@@ -108,9 +108,20 @@ def _crop_text(axis: int, c: int) -> str:
     return (f"(T, C={c})" if axis == 1 else f"(C={c}, T)") + f": {c} crops averaged"
 
 
+def _frame_numbers(column: List[str]) -> bool:
+    """Whether a column is frame (or snippet) numbers: whole, rising, from 0 or 1."""
+    try:
+        values = [float(x) for x in column]
+    except ValueError:
+        return False
+    return (bool(values) and values[0] in (0.0, 1.0) and all(v.is_integer() for v in values)
+            and all(b > a for a, b in zip(values, values[1:])))
+
+
 def read_text_scores(path: Path) -> Tuple[np.ndarray, str]:
     """Scores from a .txt/.csv: one per line, optional header, ``frame,score`` or a ``score`` column."""
-    rows = [re.split(r"[,;\s]+", line.strip()) for line in path.read_text(encoding="utf-8").splitlines()
+    # utf-8-sig: a byte-order mark (Windows tools write one) would make the first score read as a header
+    rows = [re.split(r"[,;\s]+", line.strip()) for line in path.read_text(encoding="utf-8-sig").splitlines()
             if line.strip()]
     if not rows:
         raise ValueError("no scores")
@@ -128,6 +139,9 @@ def read_text_scores(path: Path) -> Tuple[np.ndarray, str]:
     elif width == 1:
         col, how = 0, "one score per line"
     elif width == 2:
+        if not _frame_numbers([r[0] for r in rows]):
+            raise ValueError("2 columns whose first is not rising frame numbers from 0 or 1 (scores written with a "
+                             "decimal comma?): give one score per line or a 'score' header")
         col, how = 1, "second of 2 columns (frame, score)"
     else:
         raise ValueError(f"{width} columns and no 'score' header: cannot tell which is the score")

@@ -646,6 +646,10 @@ def test_one_line_errors_prints_any_oserror_as_one_line():
     ("ghost", "video 'ghost' is in \"order\" but has no record in \"videos\""),
     ("nofile", "video 'a' has neither \"file\" nor \"scores\""),
     ("words", "video 'a': its scores are not a list of numbers"),
+    ("frames=200", "video 'a': frames = '200' is not a positive whole number"),
+    ("frames=40.5", "video 'a': frames = 40.5 is not a positive whole number"),
+    ("frames=True", "video 'a': frames = True is not a positive whole number"),
+    ("snippet_len=abc", "snippet_len = 'abc' is not a positive whole number"),
 ])
 def test_eval_of_a_score_index_that_lists_a_video_without_a_record_is_one_line(tmp_path, damage, cause):
     from vadpipe.evaluate import ScoreSet, write_scores
@@ -656,8 +660,12 @@ def test_eval_of_a_score_index_that_lists_a_video_without_a_record_is_one_line(t
         index["order"].append("ghost")
     elif damage == "nofile":
         del index["videos"]["a"]["file"]
-    else:
+    elif damage == "words":
         index["videos"]["a"]["scores"] = ["high", "low"]
+    elif damage.startswith("frames="):
+        index["videos"]["a"]["frames"] = {"200": "200", "40.5": 40.5, "True": True}[damage[7:]]
+    else:
+        index["snippet_len"] = "abc"
     index_path.write_text(json.dumps(index))
     (tmp_path / "gt.json").write_text('{"videos": {"a": {"frames": 32, "intervals": [[1, 5]]}}}')
     result = CliRunner().invoke(main, ["eval", "--scores", str(tmp_path / "scores"), "--gt", str(tmp_path / "gt.json")])

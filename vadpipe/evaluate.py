@@ -43,6 +43,7 @@ per-video files are read by ``score_sets``; several sets are compared in
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -382,17 +383,33 @@ def read_scores(path: str | Path) -> ScoreSet:
             scores[vid] = load_score_array(index_path.parent / rec["file"]).astype(np.float32)
         else:
             raise GroundTruthError(f"{index_path}: video {vid!r} has neither \"file\" nor \"scores\"")
-        frames[vid] = rec.get("frames")
+        frames[vid] = _field(index_path, rec, "frames", int, f"video {vid!r}: ")
         if rec.get("source_frames") and rec.get("source_fps") and rec.get("fps"):
-            native[vid] = NativeFrames(int(rec["source_frames"]), float(rec["source_fps"]), float(rec["fps"]))
+            native[vid] = NativeFrames(_field(index_path, rec, "source_frames", int, f"video {vid!r}: "),
+                                       _field(index_path, rec, "source_fps", float, f"video {vid!r}: "),
+                                       _field(index_path, rec, "fps", float, f"video {vid!r}: "))
     meta = {k: v for k, v in index.items()
             if k not in ("videos", "order", "format", "snippet_len", "stride", "frame_scores")}
-    stride = index.get("stride")
+    stride = _field(index_path, index, "stride", int)
     mode = index.get("frame_scores", "hold")        # score sets written before the switch held
     if mode not in FRAME_MODES:
         raise GroundTruthError(f"{index_path}: frame_scores {mode!r} (expected one of {', '.join(FRAME_MODES)})")
-    return ScoreSet(scores, frames, int(index.get("snippet_len", 16)), meta, None if stride is None else int(stride),
-                    mode, native)
+    snippet_len = _field(index_path, index, "snippet_len", int)
+    return ScoreSet(scores, frames, 16 if snippet_len is None else snippet_len, meta, stride, mode, native)
+
+
+def _field(path: Path, record: dict, key: str, kind: type, where: str = ""):
+    """``record[key]`` as a positive ``kind`` (int: a whole number, not true/false; float: finite), None when
+    absent or null; anything else is one line naming the file and the field."""
+    value = record.get(key)
+    if value is None:
+        return None
+    whole = kind is int and isinstance(value, (int, float)) and float(value).is_integer()
+    number = kind is float and isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not (whole or number) or value <= 0:
+        raise GroundTruthError(f"{path}: {where}{key} = {value!r} is not a positive "
+                               f"{'whole number' if kind is int else 'number'}")
+    return kind(value)
 
 
 def load_gt_for(score_set: ScoreSet, gt: str | Path, gt_format: str = "auto",

@@ -156,3 +156,18 @@ def test_non_finite_scores_are_one_line_and_missing_videos_are_said_for_each_set
     res = _eval("--scores", f"a={sets / 'a'}", "--scores", f"b={sets / 'b'}", "--gt", sets / "gt.json")
     assert res.exit_code == 0, res.output
     assert "a: no scores for 2 gt video(s)" in res.output and "b: no scores for 2 gt video(s)" in res.output
+
+
+def test_a_ground_truth_without_anomalous_frames_writes_null_not_nan(sets):
+    """Paired differences and bootstrap points of sets that cannot be ranked are null in eval.json and
+    --json (a strict JSON reader refuses NaN)."""
+    gt = json.loads((sets / "gt.json").read_text())
+    for video in gt["videos"].values():
+        video.pop("intervals", None), video.pop("events", None)
+        video["class"] = "Normal"
+    (sets / "normal.json").write_text(json.dumps(gt))
+    res = _eval("--scores", sets / "ours" / "scores", "--scores", sets / "weak", "--gt", sets / "normal.json",
+                "--bootstrap", 10, "--out", sets / "ev")
+    assert res.exit_code == 0, res.output
+    saved = json.loads((sets / "ev" / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert saved["differences"][0]["auc"] is None and saved["differences"][0]["ap"] is None

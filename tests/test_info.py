@@ -21,6 +21,14 @@ def test_info_table_and_errors(tmp_path, video_factory):
     assert good.exists() and short.exists()
 
 
+def test_a_name_with_a_newline_stays_one_line(tmp_path):
+    (tmp_path / "evil\nname.mp4").write_bytes(b"")
+    result = CliRunner().invoke(main, ["info", str(tmp_path), "--quick"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"error: {tmp_path}/evil\\nname.mp4: empty file"]
+    assert len(result.stdout.splitlines()) == 2 and "evil\\nname.mp4" in result.stdout.splitlines()[1]
+
+
 def test_info_json_and_exit_zero(video_factory):
     path = video_factory("a.mp4", frames=20, fps=10)
     result = CliRunner().invoke(main, ["info", "--json", str(path)])

@@ -84,6 +84,12 @@ def frame_auc_ap(frames: Sequence[Frames]) -> Tuple[float, float]:
     return float(auc[0]), float(ap[0])
 
 
+def finite_or_none(value) -> Optional[float]:
+    """``value`` as a float, None when it is NaN (a set without both labels): JSON has no NaN."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def resample_counts(n_videos: int, n: int, seed: int) -> np.ndarray:
     """(n, n_videos): how often each video is drawn in each resample (seeded, reproducible)."""
     rng = np.random.default_rng(seed)
@@ -93,7 +99,7 @@ def resample_counts(n_videos: int, n: int, seed: int) -> np.ndarray:
 
 @dataclass
 class MetricCI:
-    point: float
+    point: Optional[float]
     low: Optional[float]
     high: Optional[float]
 
@@ -141,12 +147,12 @@ def _run(tables: Sequence[RankTable], n: int, seed: int, confidence: float) -> B
     chunk = max(1, int(2e6 // max(1, tables[0].video.size)))   # ~16 MB per temporary array
     samples = np.concatenate([measure(counts[i:i + chunk]) for i in range(0, n, chunk)])
     n_valid = int((~np.isnan(samples[:, 0])).sum())
-    cis = [MetricCI(float(point[k]), *_percentiles(samples[:, k], confidence)) for k in range(2)]
+    cis = [MetricCI(finite_or_none(point[k]), *_percentiles(samples[:, k], confidence)) for k in range(2)]
     notes = []
     if n_valid < n:
         notes.append(f"{n - n_valid} of {n} resamples drew no anomalous or no normal frame and were left out")
     for name, ci in zip(("AUC", "AP"), cis):
-        if ci.low is not None and not ci.low <= ci.point <= ci.high:
+        if ci.low is not None and ci.point is not None and not ci.low <= ci.point <= ci.high:
             notes.append(f"{name} {ci.point:.4f} lies outside its percentile interval: too few videos "
                          "for a bootstrap to describe")
     return BootstrapResult(cis[0], cis[1], n, n_valid, seed, confidence, n_videos, notes)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .bootstrap import BootstrapResult, Frames, bootstrap, frame_auc_ap, paired_bootstrap
+from .bootstrap import BootstrapResult, Frames, bootstrap, finite_or_none, frame_auc_ap, paired_bootstrap
 from .errors import ConfigError, GroundTruthError
 from .evaluate import EvalResult, ScoreSet, align_video, evaluate_score_set, load_gt_for
 from .groundtruth import VideoGT, load_ground_truth, match_ids
@@ -36,8 +36,8 @@ class PairedDiff:
     name: str                   # the set compared ...
     reference: str              # ... against this one (the first): value = name − reference
     n_videos: int               # videos both evaluated
-    auc: float
-    ap: float
+    auc: Optional[float]        # None where a set lacks anomalous or normal frames
+    ap: Optional[float]
     bootstrap: Optional[BootstrapResult] = None
 
 
@@ -107,7 +107,8 @@ def compare_score_sets(sets: Sequence[Tuple[str, ScoreSet]], gts: Dict[str, Vide
         a, b = [aligned[name][v] for v in common], [aligned[ref][v] for v in common]
         (auc_a, ap_a), (auc_b, ap_b) = frame_auc_ap(a), frame_auc_ap(b)
         boot = paired_bootstrap(a, b, n_bootstrap, seed, confidence) if n_bootstrap else None
-        diffs.append(PairedDiff(name, ref, len(common), auc_a - auc_b, ap_a - ap_b, boot))
+        diffs.append(PairedDiff(name, ref, len(common), finite_or_none(auc_a - auc_b), finite_or_none(ap_a - ap_b),
+                                boot))
     return Comparison(rows, diffs, results, notes, aligned=aligned)
 
 

@@ -7,7 +7,7 @@ from typing import Iterable, List, Tuple
 
 import click
 
-from .errors import VadpipeError
+from .errors import VadpipeError, printable
 from .progress import progress_bar
 from .readers import os_reason
 from .video import VIDEO_EXTENSIONS, find_videos, probe
@@ -69,9 +69,10 @@ def _flags(row: dict) -> str:
 
 
 def _table_row(row: dict) -> Tuple[str, ...]:
+    path = printable(row["path"])     # a newline in a name would split its row
     if row["status"] == "error":
-        return (row["path"], "-", "-", "-", "-", "-", "-", "-", "error")
-    return (row["path"], str(row["frames"]), f"{row['fps']:.3g}", f"{row['width']}x{row['height']}",
+        return (path, "-", "-", "-", "-", "-", "-", "-", "error")
+    return (path, str(row["frames"]), f"{row['fps']:.3g}", f"{row['width']}x{row['height']}",
             f"{row['duration']:.2f}s", row["codec"], row["decoder"], _flags(row), row["status"])
 
 
@@ -96,5 +97,5 @@ def run_info(paths: Iterable[str], as_json: bool = False, quick: bool = False) -
     for row in rows:
         if row["message"]:
             level = row["status"] if row["status"] in ("error", "warning", "damaged") else "note"
-            click.echo(f"{level}: {row['message']}", err=True)
+            click.echo(f"{level}: {printable(row['message'])}", err=True)
     return 1 if any(r["status"] in ("error", "damaged") for r in rows) else 0

@@ -437,7 +437,7 @@ def evaluate_score_set(score_set: ScoreSet, gts: Dict[str, VideoGT], threshold: 
 def evaluate_concatenated(scores_npy: str | Path, gt_npy: str | Path, threshold: float = 0.5) -> EvalResult:
     """RTFM-style: one concatenated frame-score array against one concatenated gt of the same length."""
     s = load_score_array(scores_npy).reshape(-1)
-    y = read_labels_npy(gt_npy, "concatenated ground truth")
+    y = read_labels_npy(gt_npy, "ground truth")
     if s.size != y.size:
         raise GroundTruthError(f"{scores_npy} has {s.size} frame scores but {gt_npy} has {y.size} labels; "
                                "refusing to truncate (score per video to align them)")

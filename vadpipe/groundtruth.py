@@ -273,7 +273,7 @@ def load_ground_truth(path: str | Path, fmt: str = "auto", ucf_convention: str =
         if order is None or snippets is None:
             raise GroundTruthError(f"{path}: a concatenated gt needs the videos in list order "
                                    "(evaluate features or a score folder that records its order)")
-        return split_concat_gt(read_labels_npy(path, "concatenated ground truth"), order, snippets, frames,
+        return split_concat_gt(read_labels_npy(path, "ground truth"), order, snippets, frames,
                                snippet_len, str(path), stride, resampled)
     raise ConfigError(f"unknown gt format {fmt!r} (auto, json, ucf, masks, concat)")
 

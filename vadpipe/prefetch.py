@@ -18,6 +18,18 @@ _END = object()
 _POLL_S = 0.1        # how often a blocked producer looks whether the consumer has gone
 
 
+def put_until_stopped(handover, item, stop, poll_s: float = _POLL_S) -> bool:
+    """Put ``item`` into the bounded queue ``handover`` (a thread's or a process's), waiting for room until
+    ``stop`` is set: True once it is in, False when stopped first."""
+    while not stop.is_set():
+        try:
+            handover.put(item, timeout=poll_s)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class Stalled(TimeoutError):
     """The producer gave nothing for ``stall_s`` seconds (a decoder that hangs)."""
 
@@ -40,13 +52,7 @@ def prefetched(items: Iterable[T], depth: int = 2, name: str = "prefetch",
     stop = threading.Event()
 
     def put(entry: tuple) -> bool:
-        while not stop.is_set():
-            try:
-                handover.put(entry, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(handover, entry, stop)
 
     def produce() -> None:
         error: Optional[BaseException] = None

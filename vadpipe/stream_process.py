@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 
 from .decode_workers import die_with_parent, exit_reason
+from .prefetch import put_until_stopped
 from .recipe import Recipe
 from .stream import FrameSource, FrameStats, SourceSpec, StreamError, StreamOptions, stream_error, stream_snippets
 
@@ -43,13 +44,7 @@ def _child(spec: SourceSpec, recipe: Recipe, options: StreamOptions, items, logs
     source = FrameSource(spec, recipe, options, stop, logs.put)
 
     def send(item) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(items, item, stop, POLL_S)
 
     error: Optional[StreamError] = None
     try:

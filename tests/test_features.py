@@ -173,6 +173,10 @@ def test_export_list_puts_anomalous_first_and_reports_split(tmp_path):
     assert all(PurePosixPath(line).is_absolute() for line in lines)
     subset = export_rtfm_list(store.folder, out, subset=["Abuse/a1.mp4", "n1", "missing_video"])
     assert (subset.anomalous, subset.normal, subset.missing) == (1, 1, ["missing_video"])
+    before = out.read_text()
+    with pytest.raises(FeatureStoreError, match="none of the subset's 2 name"):   # nothing left: no empty list
+        export_rtfm_list(store.folder, out, subset=["nobody", "no_one"])
+    assert out.read_text() == before
 
 
 def test_import_layouts_labels_and_no_copy(tmp_path):
@@ -219,6 +223,11 @@ def test_a_set_imported_with_its_list_is_read_in_the_lists_order(tmp_path):
     import_feature_folder(src, tmp_path / "listed", factory, list_order=[f"/x/{n}_i3d.npy" for n in names],
                           split_index=2)
     assert [v.id for v in open_features(tmp_path / "listed").videos] == names
+    with pytest.raises(ConfigError, match=r"both above and below --split-index 2 \(entries 1 and 4\)"):
+        import_feature_folder(src, tmp_path / "twice", factory, split_index=2,
+                              list_order=[f"/x/{n}_i3d.npy" for n in names + names[:1]])
+    import_feature_folder(src, tmp_path / "crops", factory, split_index=4,     # a per-crop list: one label each
+                          list_order=[f"/x/{n}_i3d.npy" for n in names[:2] * 2 + names[2:]])
     import_feature_folder(src, tmp_path / "plain", factory)
     assert [v.id for v in open_features(tmp_path / "plain").videos] == sorted(names)
 

@@ -54,6 +54,9 @@ def export_rtfm_list(folder: str | os.PathLike, out: str | os.PathLike,
             vid = index.find(name)
             (missing.append(name) if vid is None else wanted.add(vid))
         records = [r for r in records if r.id in wanted]
+        if not records:       # an empty list would read as "done" to whatever takes it next
+            raise FeatureStoreError(f"{folder}: none of the subset's {len(subset)} name(s) is a video here"
+                                    + (f" (e.g. {missing[0]!r})" if missing else "") + "; no list written")
     bad = [r.id for r in records if r.layout != "TCD"]
     if bad:
         raise FeatureStoreError(f"{folder}: video {bad[0]!r} is not stored as one (T, C, D) file;"
@@ -207,7 +210,11 @@ def import_feature_folder(src: str | os.PathLike, dest: str | os.PathLike, recip
         if not 0 <= split_index <= len(list_order):
             raise ConfigError(f"--split-index {split_index}: the list has {len(list_order)} entries")
         for position, name in enumerate(list_names):
-            list_labels[name] = 1 if position < split_index else 0
+            label = 1 if position < split_index else 0
+            if list_labels.get(name, label) != label:     # per-crop lists repeat a video, with one label
+                raise ConfigError(f"the list names {name!r} both above and below --split-index {split_index} "
+                                  f"(entries {list_positions[name] + 1} and {position + 1}): one label each")
+            list_labels[name] = label
             list_positions.setdefault(name, position)
     csv_rows, unmatched = KeyIndex(list(groups)).match(labels) if labels else ({}, [])
     names = {PurePosixPath(vid).name for vid in groups}

@@ -572,9 +572,9 @@ def validate_ranges(cfg: Config) -> None:
     if not m.hidden or any(not isinstance(h, int) or h < 1 for h in m.hidden):
         raise ConfigError(f"model.hidden must be one or more positive integers (the scorer's layer widths), "
                           f"got {m.hidden!r}")
-    from .threshold import DEFAULT_QUANTILE
+    from .threshold import DEFAULT_QUANTILE, same_quantile
 
-    if not any(abs(q - float(DEFAULT_QUANTILE)) < 1e-9 for q in t.calibration_quantiles):
+    if not any(same_quantile(q, DEFAULT_QUANTILE) for q in t.calibration_quantiles):
         raise ConfigError(f"train.calibration_quantiles = {t.calibration_quantiles!r} must include "
                           f"{DEFAULT_QUANTILE}: the auto threshold of score, watch and eval, which the score levels "
                           f"are set on")

@@ -215,10 +215,10 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def worker_init(_worker_id: int, parent: int = 0) -> None:
+def worker_init(_worker_id: int, parent: int) -> None:
+    """Start of a decode process forked by ``parent`` (a loader's worker, watch's decode child)."""
     torch.set_num_threads(1)  # a decode worker is one core; the model gets the others
-    if parent:
-        die_with_parent(parent)
+    die_with_parent(parent)
 
 
 def decode_worker_init() -> functools.partial:

@@ -8,7 +8,7 @@ FrameStats) items, then one ("end", StreamError or None, FrameStats), through a 
 drops snippets (a live source) takes them as they come, as the decoding thread's queue does. Its log lines
 (reconnects, decoder errors) come through a second queue as they happen. The child ignores Ctrl-C (the watch's
 clean stop sets ``stop``, which the child's source reads), stops quietly on SIGTERM (a service manager's stop
-reaches every process of the group) and dies with the process (``die_with_parent``).
+reaches every process of the group) and dies with the process (``decode_workers.die_with_parent``).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 
-from .decode_workers import die_with_parent, exit_reason
+from .decode_workers import exit_reason, worker_init
 from .prefetch import put_until_stopped
 from .recipe import Recipe
 from .stream import FrameSource, FrameStats, SourceSpec, StreamError, StreamOptions, stream_error, stream_snippets
@@ -39,8 +39,7 @@ def _context():
 def _child(spec: SourceSpec, recipe: Recipe, options: StreamOptions, items, logs, stop, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())   # a service manager's stop: end quietly
-    die_with_parent(parent)
-    torch.set_num_threads(1)      # the resize's; the parent's threads run the backbone
+    worker_init(0, parent)        # one thread for the resize (the parent's run the backbone); dies with it
     source = FrameSource(spec, recipe, options, stop, logs.put)
 
     def send(item) -> bool:

@@ -81,7 +81,7 @@ def resolve_threshold(spec: str, calibration: Optional[dict], where: str = "the 
     if not table:
         raise CheckpointError(f"{where} has no score calibration (trained without held-out normal videos); "
                               f"pass a number, e.g. --threshold 0.5")
-    match = next((k for k in table if _same_quantile(k, quantile)), None)
+    match = next((k for k in table if same_quantile(k, quantile)), None)
     if match is None:
         raise ConfigError(f"--threshold {spec}: {where} has quantiles {', '.join(sorted(table))}, not {quantile}")
     return Threshold(float(table[match]), "calibration", match, calibration.get("source"), pooling_of(calibration))
@@ -92,7 +92,8 @@ def pooling_of(calibration: Optional[dict]) -> str:
     return (calibration or {}).get("pooling", "frames")
 
 
-def _same_quantile(a: str, b: str) -> bool:
+def same_quantile(a, b) -> bool:
+    """Whether two quantiles (numbers or their text, as a calibration's keys) are one."""
     try:
         return abs(float(a) - float(b)) < 1e-9
     except ValueError:
